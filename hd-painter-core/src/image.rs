@@ -1,0 +1,195 @@
+//! [`Image`]: an 8-bit RGB picture, its files, and its tensor form.
+
+use std::path::Path;
+
+use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::error::{CoreError, Result};
+use crate::raster::Raster;
+
+/// An 8-bit RGB image (the `H x W x 3` uint8 array of the reference pipelines).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Image {
+    raster: Raster<u8>,
+}
+
+/// How [`Image::from_tensor`] turns a value in `[0, 1]` times 255 into a byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Quantize {
+    /// Round to nearest, ties to even: diffusers' `numpy_to_pil` (`(x * 255).round()`).
+    #[default]
+    Round,
+    /// Truncate towards zero: HD-Painter's `IImage` and its super-resolution output
+    /// (`(255 * x).to(torch.uint8)`), kept for bit-level parity with that code.
+    Truncate,
+}
+
+impl Image {
+    /// Wraps an RGB raster (3 channels).
+    pub fn from_raster(raster: Raster<u8>) -> Result<Self> {
+        if raster.channels() != 3 {
+            return Err(CoreError::InvalidParameter {
+                name: "image channels",
+                value: raster.channels().to_string(),
+                expected: "3 (RGB)",
+            });
+        }
+        Ok(Self { raster })
+    }
+
+    /// An image from row-major interleaved RGB bytes.
+    pub fn from_rgb8(width: u32, height: u32, rgb: Vec<u8>) -> Result<Self> {
+        Self::from_raster(Raster::from_vec(width, height, 3, rgb)?)
+    }
+
+    /// Reads a PNG, JPEG or WebP file (the format is sniffed from the content). Grey images are
+    /// replicated to RGB, an alpha channel is dropped (as Pillow's `convert("RGB")` does), CMYK
+    /// JPEGs are converted, and 16-bit samples are scaled to 8 bits.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let decoded = decode(path.as_ref())?;
+        let rgb = decoded.into_rgb8();
+        Self::from_rgb8(rgb.width(), rgb.height(), rgb.into_raw())
+    }
+
+    /// Writes the image; the format follows the extension (`png`, `jpg`/`jpeg`, `webp`
+    /// lossless).
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        save_buffer(path.as_ref(), &self.raster, image::ExtendedColorType::Rgb8)
+    }
+
+    /// Width in pixels.
+    pub fn width(&self) -> u32 {
+        self.raster.width()
+    }
+
+    /// Height in pixels.
+    pub fn height(&self) -> u32 {
+        self.raster.height()
+    }
+
+    /// The pixels.
+    pub fn raster(&self) -> &Raster<u8> {
+        &self.raster
+    }
+
+    /// The `[1, 3, H, W]` tensor in `[-1, 1]` that the VAE encodes, computed as diffusers'
+    /// image processor does in `f32`: `(v / 255) * 2 - 1`.
+    pub fn to_tensor(&self, device: &Device) -> Tensor<4> {
+        let (w, h) = (self.width() as usize, self.height() as usize);
+        let mut planar = vec![0f32; 3 * w * h];
+        for (i, px) in self.raster.as_slice().chunks_exact(3).enumerate() {
+            for (c, &v) in px.iter().enumerate() {
+                planar[c * w * h + i] = (f32::from(v) / 255.0) * 2.0 - 1.0;
+            }
+        }
+        Tensor::from_data(TensorData::new(planar, [1, 3, h, w]), device)
+    }
+
+    /// The image back from a `[1, 3, H, W]` tensor in `[-1, 1]` (a VAE decode), as diffusers'
+    /// post-processing does: `clamp(x / 2 + 0.5, 0, 1) * 255`, then `quantize` (see [`Quantize`]
+    /// for the exact expression of each rule). NaN or
+    /// infinite values are an error, not black pixels.
+    pub fn from_tensor(tensor: Tensor<4>, quantize: Quantize) -> Result<Self> {
+        let dims = tensor.dims();
+        if dims[0] != 1 || dims[1] != 3 || dims[2] == 0 || dims[3] == 0 {
+            return Err(CoreError::TensorShape {
+                what: "an RGB image".into(),
+                expected: "[1, 3, H, W] with H, W > 0".into(),
+                found: dims.to_vec(),
+            });
+        }
+        let values = tensor_values(tensor, "an RGB image")?;
+        let (h, w) = (dims[2], dims[3]);
+        let mut rgb = vec![0u8; 3 * w * h];
+        for (i, px) in rgb.chunks_exact_mut(3).enumerate() {
+            for (c, out) in px.iter_mut().enumerate() {
+                let x = values[c * w * h + i];
+                // Each rule in its reference's own order of float operations, so that values
+                // near a boundary land on the same byte.
+                *out = match quantize {
+                    Quantize::Round => {
+                        ((x / 2.0 + 0.5).clamp(0.0, 1.0) * 255.0).round_ties_even() as u8
+                    }
+                    Quantize::Truncate => (255.0 * ((x + 1.0) / 2.0).clamp(0.0, 1.0)) as u8,
+                };
+            }
+        }
+        Self::from_rgb8(w as u32, h as u32, rgb)
+    }
+}
+
+/// Reads and decodes an image file, mapping every failure to a typed error that names it.
+pub(crate) fn decode(path: &Path) -> Result<image::DynamicImage> {
+    let reader = image::ImageReader::open(path)
+        .map_err(|source| CoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .with_guessed_format()
+        .map_err(|source| CoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let decoded = reader.decode().map_err(|source| CoreError::Decode {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if decoded.width() == 0 || decoded.height() == 0 {
+        return Err(CoreError::Empty {
+            what: path.display().to_string(),
+            width: decoded.width(),
+            height: decoded.height(),
+        });
+    }
+    Ok(decoded)
+}
+
+/// Encodes a raster by the path's extension.
+pub(crate) fn save_buffer(
+    path: &Path,
+    raster: &Raster<u8>,
+    color: image::ExtendedColorType,
+) -> Result<()> {
+    let format = image::ImageFormat::from_path(path).map_err(|e| CoreError::Encode {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    image::save_buffer_with_format(
+        path,
+        raster.as_slice(),
+        raster.width(),
+        raster.height(),
+        color,
+        format,
+    )
+    .map_err(|e| match e {
+        image::ImageError::IoError(source) => CoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+        other => CoreError::Encode {
+            path: path.to_path_buf(),
+            reason: other.to_string(),
+        },
+    })
+}
+
+/// The values of a float tensor, refusing NaN and infinity.
+pub(crate) fn tensor_values<const D: usize>(tensor: Tensor<D>, what: &str) -> Result<Vec<f32>> {
+    let values: Vec<f32> =
+        tensor
+            .into_data()
+            .try_into_vec_as::<f32>()
+            .map_err(|e| CoreError::TensorData {
+                what: what.into(),
+                reason: format!("{e:?}"),
+            })?;
+    let count = values.iter().filter(|v| !v.is_finite()).count();
+    if count > 0 {
+        return Err(CoreError::NonFinite {
+            what: what.into(),
+            count,
+        });
+    }
+    Ok(values)
+}

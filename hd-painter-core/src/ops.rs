@@ -1,0 +1,52 @@
+//! The geometric operations of [`Image`] and [`Mask`], forwarded to their [`Raster`] so that
+//! one implementation serves both and each keeps its type.
+
+use crate::blur::GaussianKernel;
+use crate::error::Result;
+use crate::image::Image;
+use crate::mask::Mask;
+use crate::morphology::Footprint;
+use crate::raster::PadMode;
+use crate::resize::Filter;
+
+macro_rules! forward_geometry {
+    ($ty:ident) => {
+        impl $ty {
+            /// Resizes with Pillow's `Image.resize` semantics (see [`Filter`]).
+            pub fn resize(&self, width: u32, height: u32, filter: Filter) -> Result<Self> {
+                Self::from_raster(self.raster().resize(width, height, filter)?)
+            }
+
+            /// Resizes so that the long side is `long_side` pixels, keeping the aspect ratio as
+            /// the HD-Painter reference does ([`long_side_size`](crate::long_side_size)).
+            pub fn resize_long_side(&self, long_side: u32, filter: Filter) -> Result<Self> {
+                Self::from_raster(self.raster().resize_long_side(long_side, filter)?)
+            }
+
+            /// Pads on the right and bottom to the next multiple of `multiple` on both sides.
+            pub fn pad_to_multiple(&self, multiple: u32, mode: PadMode) -> Result<Self> {
+                Self::from_raster(self.raster().pad_to_multiple(multiple, mode)?)
+            }
+
+            /// The `width x height` region whose top-left corner is `(x, y)`.
+            pub fn crop(&self, x: u32, y: u32, width: u32, height: u32) -> Result<Self> {
+                Self::from_raster(self.raster().crop(x, y, width, height)?)
+            }
+
+            /// Gaussian blur of every channel (see [`GaussianKernel`] for the kernel rules).
+            pub fn gaussian_blur(&self, kernel: &GaussianKernel) -> Result<Self> {
+                Self::from_raster(self.raster().gaussian_blur(kernel))
+            }
+        }
+    };
+}
+
+forward_geometry!(Image);
+forward_geometry!(Mask);
+
+impl Mask {
+    /// Dilates the hole (a max filter over `footprint`).
+    pub fn dilate(&self, footprint: Footprint) -> Result<Self> {
+        Self::from_raster(self.raster().dilate(footprint)?)
+    }
+}

@@ -1,0 +1,191 @@
+//! Bad input to every core loader and conversion gets a typed error that names the file or the
+//! parameter, never a panic or garbage.
+
+mod fixtures;
+
+use std::path::PathBuf;
+
+use burn::tensor::{Tensor, TensorData};
+use hd_painter_core::{BackendKind, CoreError, Filter, Image, Mask, Quantize, Raster};
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("hd-painter-core-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+#[test]
+fn missing_file_is_an_io_error_naming_it() {
+    let path = scratch("does-not-exist.png");
+    for err in [
+        Image::open(&path).unwrap_err(),
+        Mask::open(&path).unwrap_err(),
+    ] {
+        assert!(
+            matches!(&err, CoreError::Io { path: p, .. } if *p == path),
+            "{err}"
+        );
+        assert!(err.to_string().contains("does-not-exist.png"));
+    }
+}
+
+#[test]
+fn truncated_png_is_a_decode_error_naming_it() {
+    let bytes = std::fs::read(fixtures::path("rgb.png")).unwrap();
+    let path = scratch("truncated.png");
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    for err in [
+        Image::open(&path).unwrap_err(),
+        Mask::open(&path).unwrap_err(),
+    ] {
+        assert!(
+            matches!(&err, CoreError::Decode { path: p, .. } if *p == path),
+            "{err}"
+        );
+        assert!(err.to_string().contains("truncated.png"));
+    }
+    let path = scratch("not-an-image.png");
+    std::fs::write(&path, b"hello, this is text").unwrap();
+    assert!(matches!(Image::open(&path), Err(CoreError::Decode { .. })));
+}
+
+/// A syntactically complete PNG whose header declares 0 x 0 pixels.
+fn zero_size_png() -> Vec<u8> {
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &b in bytes {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+        out.extend((data.len() as u32).to_be_bytes());
+        let start = out.len();
+        out.extend(kind);
+        out.extend(data);
+        let crc = crc32(&out[start..]);
+        out.extend(crc.to_be_bytes());
+    }
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    // width 0, height 0, bit depth 8, colour type 2 (RGB), compression, filter, interlace.
+    chunk(&mut png, b"IHDR", &[0, 0, 0, 0, 0, 0, 0, 0, 8, 2, 0, 0, 0]);
+    chunk(&mut png, b"IEND", &[]);
+    png
+}
+
+#[test]
+fn zero_size_image_is_rejected() {
+    let path = scratch("empty.png");
+    std::fs::write(&path, zero_size_png()).unwrap();
+    let err = Image::open(&path).unwrap_err();
+    assert!(
+        matches!(err, CoreError::Decode { .. } | CoreError::Empty { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("empty.png"), "{err}");
+    assert!(matches!(
+        Image::from_rgb8(0, 0, vec![]),
+        Err(CoreError::Empty { .. })
+    ));
+    assert!(matches!(
+        Mask::from_luma8(4, 0, vec![]),
+        Err(CoreError::Empty { .. })
+    ));
+}
+
+#[test]
+fn mask_of_another_size_than_the_image_is_a_size_mismatch() {
+    let image = Image::from_rgb8(8, 6, vec![0; 8 * 6 * 3]).unwrap();
+    let mask = Mask::from_luma8(6, 8, vec![255; 48]).unwrap();
+    let err = mask
+        .ensure_matches(&image, "mask m.png vs image i.png")
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        CoreError::SizeMismatch {
+            expected_width: 8,
+            expected_height: 6,
+            found_width: 6,
+            found_height: 8,
+            ..
+        }
+    ));
+    assert!(err.to_string().contains("m.png"));
+    let same = Mask::from_luma8(8, 6, vec![0; 48]).unwrap();
+    assert!(same.ensure_matches(&image, "ok").is_ok());
+}
+
+#[test]
+fn wrong_buffers_and_parameters_are_typed_errors() {
+    assert!(matches!(
+        Image::from_rgb8(4, 4, vec![0; 47]),
+        Err(CoreError::BufferLength {
+            expected: 48,
+            found: 47,
+            ..
+        })
+    ));
+    let grey = Raster::from_vec(4, 4, 1, vec![0u8; 16]).unwrap();
+    assert!(matches!(
+        Image::from_raster(grey.clone()),
+        Err(CoreError::InvalidParameter { .. })
+    ));
+    let image = Image::from_rgb8(4, 4, vec![0; 48]).unwrap();
+    assert!(matches!(
+        image.resize(0, 3, Filter::Bicubic),
+        Err(CoreError::InvalidParameter { .. })
+    ));
+    assert!(matches!(
+        image.save(scratch("out.bmpx")),
+        Err(CoreError::Encode { .. })
+    ));
+}
+
+#[test]
+fn tensors_of_the_wrong_shape_or_with_nans_are_rejected() {
+    let device = BackendKind::Flex.device().unwrap();
+    let wrong = Tensor::<4>::zeros([1, 4, 2, 2], &device);
+    assert!(matches!(
+        Image::from_tensor(wrong, Quantize::Round),
+        Err(CoreError::TensorShape { found, .. }) if found == [1, 4, 2, 2]
+    ));
+    let mut values = vec![0.0f32; 12];
+    values[5] = f32::NAN;
+    values[7] = f32::INFINITY;
+    let nan = Tensor::<4>::from_data(TensorData::new(values, [1, 3, 2, 2]), &device);
+    assert!(matches!(
+        Image::from_tensor(nan, Quantize::Round),
+        Err(CoreError::NonFinite { count: 2, .. })
+    ));
+}
+
+#[test]
+fn images_and_masks_survive_a_save_and_load() {
+    let f = fixtures::Fixture::open("files");
+    let image = Image::from_raster(f.raster_u8("rgb")).unwrap();
+    let mask = Mask::from_raster(f.raster_u8("mask")).unwrap();
+    for ext in ["png", "webp"] {
+        let path = scratch(&format!("round-trip.{ext}"));
+        image.save(&path).unwrap();
+        assert_eq!(Image::open(&path).unwrap(), image, "{ext}");
+        mask.save(&path).unwrap();
+        assert_eq!(Mask::open(&path).unwrap(), mask, "{ext}");
+    }
+    assert!(!mask.is_empty() && !mask.is_full());
+    let binary = mask.threshold(127);
+    assert!(
+        binary
+            .raster()
+            .as_slice()
+            .iter()
+            .all(|&v| v == 0 || v == 255)
+    );
+    assert_eq!(binary.invert().invert(), binary);
+}

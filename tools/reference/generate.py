@@ -1,0 +1,206 @@
+#!/usr/bin/env python3
+"""Writes hd-painter's golden fixtures from the reference implementations.
+
+    python tools/reference/generate.py            # (re)write fixtures/
+    python tools/reference/generate.py --check    # regenerate into a temp dir, compare with fixtures/
+
+Every expected value comes from the library the Rust code must match (Pillow, OpenCV, scipy,
+numpy, torchvision, diffusers), never from hd-painter itself. Inputs are synthetic and seeded,
+so a re-run reproduces the committed files byte for byte.
+"""
+
+import argparse
+import filecmp
+import pathlib
+import sys
+import tempfile
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "fixtures"
+SEED = 20231222  # HD-Painter's arXiv date
+
+
+def synthetic_rgb(rng, height, width):
+    """A textured RGB image: smooth waves, hard edges and noise, to exercise every rounding path."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
+    channels = []
+    for c in range(3):
+        wave = 110 * np.sin(xx / (3.0 + c) + c) * np.cos(yy / (4.0 + 2 * c))
+        edge = 60.0 * ((xx + 2 * yy + 7 * c) % 17 < 8)
+        channels.append(128 + wave + edge - 30 + rng.normal(0, 18, (height, width)))
+    return np.clip(np.rint(np.stack(channels, -1)), 0, 255).astype(np.uint8)
+
+
+def synthetic_mask(height, width, soft):
+    """An elliptic hole plus a thin bar touching the right border; soft edges if `soft`."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
+    r = np.sqrt(((xx - 0.4 * width) / (0.25 * width)) ** 2 + ((yy - 0.5 * height) / (0.3 * height)) ** 2)
+    hole = np.clip((1.0 - r) * (4.0 if soft else 1e6), 0, 1)
+    hole[height // 5 : height // 5 + 3, width // 2 :] = 1.0
+    return np.rint(hole * 255).astype(np.uint8)
+
+
+def save(out, name, tensors):
+    from safetensors.numpy import save_file
+
+    path = out / "core" / f"{name}.safetensors"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(path))
+
+
+RESIZE_TARGETS = [(64, 20), (101, 77), (13, 11), (19, 64), (37, 41)]
+
+
+def gen_resize(out, rng):
+    from PIL import Image
+
+    rgb = synthetic_rgb(rng, 41, 37)
+    luma = synthetic_mask(45, 31, soft=True)
+    plane = rng.uniform(-0.3, 1.3, (29, 23)).astype(np.float32)
+    filters = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
+    t = {"rgb": rgb, "luma": luma, "float": plane}
+    for fname, f in filters.items():
+        for w, h in RESIZE_TARGETS:
+            t[f"rgb_{fname}_{w}x{h}"] = np.asarray(Image.fromarray(rgb).resize((w, h), resample=f))
+            t[f"luma_{fname}_{w}x{h}"] = np.asarray(Image.fromarray(luma).resize((w, h), resample=f))
+            t[f"float_{fname}_{w}x{h}"] = np.asarray(Image.fromarray(plane, mode="F").resize((w, h), resample=f))
+    # The reference's long-side size rule (src/utils/__init__.py `resize`): int() truncation.
+    sizes = []
+    for w, h in [(1024, 768), (1000, 333), (333, 1000), (700, 700), (4032, 3024), (1365, 2048), (513, 511)]:
+        aspect = w / h
+        sizes.append([w, h, 512, min(512, int(512 * aspect)), min(512, int(512 / aspect))])
+    t["long_side_cases"] = np.array(sizes, dtype=np.int64)
+    save(out, "resize", t)
+
+
+BLUR_OPENCV = [(3, 0.0), (5, 0.0), (7, 0.0), (5, 1.5), (9, 0.0), (19, 3.2), (21, 0.0)]
+BLUR_TORCHVISION = [(19, None), (5, 1.1), (21, 2.0)]
+
+
+def gen_blur(out, rng):
+    import cv2
+    import torch
+    import torchvision.transforms.functional as tvf
+
+    rgb = synthetic_rgb(rng, 33, 47)
+    luma = synthetic_mask(40, 52, soft=False)
+    plane = (synthetic_mask(36, 44, soft=True) / 255.0).astype(np.float32)
+    t = {"rgb": rgb, "luma": luma, "float": plane}
+    for k, s in BLUR_OPENCV:
+        tag = f"{k}_{s:g}"
+        t[f"opencv_rgb_{tag}"] = cv2.GaussianBlur(rgb, (k, k), s)
+        t[f"opencv_luma_{tag}"] = cv2.GaussianBlur(luma, (k, k), s)
+    for k, s in BLUR_TORCHVISION:
+        tag = f"{k}_{'none' if s is None else f'{s:g}'}"
+        x = torch.from_numpy(plane)[None, None]
+        t[f"torchvision_float_{tag}"] = tvf.gaussian_blur(x, kernel_size=k, sigma=s)[0, 0].numpy()
+    save(out, "blur", t)
+
+
+def gen_dilate(out, rng):
+    import cv2
+    from scipy.ndimage import binary_dilation
+
+    binary = synthetic_mask(37, 50, soft=False)
+    soft = synthetic_mask(30, 41, soft=True)
+    t = {"binary": binary, "soft": soft}
+    for r in [1, 3, 19]:
+        # HD-Painter's IImage.dilate(r): scipy's default 3x3 cross, iterated r times.
+        t[f"cross_{r}"] = (binary_dilation(binary > 0, iterations=r) * 255).astype(np.uint8)
+    for w, h in [(3, 3), (5, 5), (8, 8), (5, 2)]:
+        # cv2.dilate with a rectangle np.ones((h, w)), default anchor: the Poisson blend's box.
+        t[f"box_{w}x{h}"] = cv2.dilate(binary, np.ones((h, w), np.uint8))
+        t[f"soft_box_{w}x{h}"] = cv2.dilate(soft, np.ones((h, w), np.uint8))
+    save(out, "dilate", t)
+
+
+def gen_pad(out, rng):
+    rgb = synthetic_rgb(rng, 41, 37)
+    t = {"rgb": rgb}
+    for m in [8, 64]:
+        for mode, np_mode in [("zero", "constant"), ("reflect", "reflect")]:
+            h, w = rgb.shape[:2]
+            ph, pw = -h % m, -w % m
+            t[f"{mode}_{m}"] = np.pad(rgb, ((0, ph), (0, pw), (0, 0)), mode=np_mode)
+    save(out, "pad", t)
+
+
+def gen_tensor(out, rng):
+    import torch
+    from diffusers.image_processor import VaeImageProcessor
+    from PIL import Image
+
+    rgb = synthetic_rgb(rng, 24, 40)
+    # diffusers' preprocessing: PIL -> float32 numpy in [0, 1] -> [-1, 1].
+    to_tensor = VaeImageProcessor.normalize(VaeImageProcessor.pil_to_numpy(Image.fromarray(rgb)))
+    decoded = rng.uniform(-1.3, 1.3, (1, 3, 24, 40)).astype(np.float32)
+    # Values that land exactly on half-way points after scaling, to pin the tie rule.
+    decoded[0, 0, 0, :8] = (np.array([0.5, 1.5, 2.5, 3.5, 126.5, 127.5, 253.5, 254.5]) / 255.0 - 0.5) * 2.0
+    # diffusers' post-processing: denormalize, then numpy_to_pil's (x * 255).round().
+    unit = VaeImageProcessor.denormalize(torch.from_numpy(decoded)).permute(0, 2, 3, 1).numpy()
+    rounded = np.asarray(VaeImageProcessor.numpy_to_pil(unit)[0])
+    # HD-Painter's super-resolution post-processing (src/methods/sr.py): truncation.
+    truncated = (255 * ((torch.from_numpy(decoded) + 1) / 2).clip(0, 1)).to(torch.uint8)
+    t = {
+        "rgb": rgb,
+        "to_tensor": to_tensor.transpose(0, 3, 1, 2),
+        "decoded": decoded,
+        "round": rounded,
+        "truncate": truncated[0].permute(1, 2, 0).numpy(),
+    }
+    save(out, "tensor", t)
+
+
+def gen_files(out, rng):
+    """Image files in each supported format, with what Pillow decodes from them."""
+    from PIL import Image
+
+    d = out / "core"
+    d.mkdir(parents=True, exist_ok=True)
+    rgb = synthetic_rgb(rng, 30, 44)
+    mask = synthetic_mask(30, 44, soft=True)
+    rgba = np.concatenate([rgb, mask[..., None]], -1)
+    Image.fromarray(rgb).save(d / "rgb.png", optimize=False)
+    Image.fromarray(rgba).save(d / "rgba.png", optimize=False)
+    Image.fromarray(mask).save(d / "mask.png", optimize=False)
+    Image.fromarray(rgb).save(d / "rgb.webp", lossless=True)
+    Image.fromarray(rgb).save(d / "rgb.jpg", quality=90, subsampling=0)
+    gray16 = (mask.astype(np.uint16) * 257).astype(np.uint16)
+    Image.fromarray(gray16).save(d / "gray16.png")
+    t = {"rgb": rgb, "rgba": rgba, "mask": mask}
+    with Image.open(d / "rgb.jpg") as im:
+        t["jpg_decoded"] = np.asarray(im.convert("RGB"))
+    with Image.open(d / "rgb.png") as im:
+        t["rgb_luma"] = np.asarray(im.convert("L"))
+    save(out, "files", t)
+
+
+GROUPS = {"resize": gen_resize, "blur": gen_blur, "dilate": gen_dilate, "pad": gen_pad, "tensor": gen_tensor, "files": gen_files}
+
+
+def generate(out):
+    for name, gen in GROUPS.items():
+        # One generator per group, each seeded on its own, so groups can change independently.
+        gen(out, np.random.default_rng([SEED, sum(map(ord, name))]))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--check", action="store_true", help="compare a fresh run with fixtures/")
+    args = ap.parse_args()
+    if not args.check:
+        generate(FIXTURES)
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = pathlib.Path(tmp)
+        generate(tmp)
+        fresh = sorted(p.relative_to(tmp) for p in tmp.rglob("*") if p.is_file())
+        different = [str(p) for p in fresh if not (FIXTURES / p).exists() or not filecmp.cmp(tmp / p, FIXTURES / p, shallow=False)]
+        print(f"{len(fresh)} files regenerated, {len(different)} differ: {different}")
+        return 1 if different else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
