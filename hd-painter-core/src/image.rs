@@ -27,14 +27,9 @@ pub enum Quantize {
 impl Image {
     /// Wraps an RGB raster (3 channels).
     pub fn from_raster(raster: Raster<u8>) -> Result<Self> {
-        if raster.channels() != 3 {
-            return Err(CoreError::InvalidParameter {
-                name: "image channels",
-                value: raster.channels().to_string(),
-                expected: "3 (RGB)",
-            });
-        }
-        Ok(Self { raster })
+        Ok(Self {
+            raster: raster.require_channels(3, "image channels", "3 (RGB)")?,
+        })
     }
 
     /// An image from row-major interleaved RGB bytes.
@@ -57,16 +52,6 @@ impl Image {
         save_buffer(path.as_ref(), &self.raster, image::ExtendedColorType::Rgb8)
     }
 
-    /// Width in pixels.
-    pub fn width(&self) -> u32 {
-        self.raster.width()
-    }
-
-    /// Height in pixels.
-    pub fn height(&self) -> u32 {
-        self.raster.height()
-    }
-
     /// The pixels.
     pub fn raster(&self) -> &Raster<u8> {
         &self.raster
@@ -85,36 +70,58 @@ impl Image {
         Tensor::from_data(TensorData::new(planar, [1, 3, h, w]), device)
     }
 
-    /// The image back from a `[1, 3, H, W]` tensor in `[-1, 1]` (a VAE decode), as diffusers'
-    /// post-processing does: `clamp(x / 2 + 0.5, 0, 1) * 255`, then `quantize` (see [`Quantize`]
-    /// for the exact expression of each rule). NaN or
-    /// infinite values are an error, not black pixels.
+    /// The image back from a `[1, 3, H, W]` tensor in `[-1, 1]` (a VAE decode); see
+    /// [`Image::batch_from_tensor`] for the rules.
     pub fn from_tensor(tensor: Tensor<4>, quantize: Quantize) -> Result<Self> {
         let dims = tensor.dims();
-        if dims[0] != 1 || dims[1] != 3 || dims[2] == 0 || dims[3] == 0 {
+        if dims[0] != 1 {
             return Err(CoreError::TensorShape {
-                what: "an RGB image".into(),
-                expected: "[1, 3, H, W] with H, W > 0".into(),
+                what: "one RGB image".into(),
+                expected: "[1, 3, H, W]".into(),
                 found: dims.to_vec(),
             });
         }
-        let values = tensor_values(tensor, "an RGB image")?;
-        let (h, w) = (dims[2], dims[3]);
-        let mut rgb = vec![0u8; 3 * w * h];
-        for (i, px) in rgb.chunks_exact_mut(3).enumerate() {
-            for (c, out) in px.iter_mut().enumerate() {
-                let x = values[c * w * h + i];
-                // Each rule in its reference's own order of float operations, so that values
-                // near a boundary land on the same byte.
-                *out = match quantize {
-                    Quantize::Round => {
-                        ((x / 2.0 + 0.5).clamp(0.0, 1.0) * 255.0).round_ties_even() as u8
-                    }
-                    Quantize::Truncate => (255.0 * ((x + 1.0) / 2.0).clamp(0.0, 1.0)) as u8,
-                };
-            }
+        Ok(Self::batch_from_tensor(tensor, quantize)?.remove(0))
+    }
+
+    /// The images of an `[N, 3, H, W]` tensor in `[-1, 1]`, as diffusers' post-processing
+    /// computes them: `clamp(x / 2 + 0.5, 0, 1) * 255`, then `quantize` (see [`Quantize`] for
+    /// the exact expression of each rule). NaN or infinite values are an error, not black
+    /// pixels.
+    pub fn batch_from_tensor(tensor: Tensor<4>, quantize: Quantize) -> Result<Vec<Self>> {
+        let dims = tensor.dims();
+        if dims[0] == 0 || dims[1] != 3 || dims[2] == 0 || dims[3] == 0 {
+            return Err(CoreError::TensorShape {
+                what: "RGB images".into(),
+                expected: "[N, 3, H, W] with N, H, W > 0".into(),
+                found: dims.to_vec(),
+            });
         }
-        Self::from_rgb8(w as u32, h as u32, rgb)
+        let values = tensor_values(tensor, "RGB images")?;
+        let (h, w) = (dims[2], dims[3]);
+        values
+            .chunks_exact(3 * h * w)
+            .map(|planar| {
+                let mut rgb = vec![0u8; 3 * w * h];
+                for (i, px) in rgb.chunks_exact_mut(3).enumerate() {
+                    for (c, out) in px.iter_mut().enumerate() {
+                        *out = quantize.apply(planar[c * w * h + i]);
+                    }
+                }
+                Self::from_rgb8(w as u32, h as u32, rgb)
+            })
+            .collect()
+    }
+}
+
+impl Quantize {
+    /// The byte for a value `x` in `[-1, 1]`, each rule in its reference's own order of float
+    /// operations so that values near a boundary land on the same byte.
+    fn apply(self, x: f32) -> u8 {
+        match self {
+            Quantize::Round => ((x / 2.0 + 0.5).clamp(0.0, 1.0) * 255.0).round_ties_even() as u8,
+            Quantize::Truncate => (255.0 * ((x + 1.0) / 2.0).clamp(0.0, 1.0)) as u8,
+        }
     }
 }
 

@@ -40,14 +40,9 @@ pub struct MaskOptions {
 impl Mask {
     /// Wraps a single-channel raster.
     pub fn from_raster(raster: Raster<u8>) -> Result<Self> {
-        if raster.channels() != 1 {
-            return Err(CoreError::InvalidParameter {
-                name: "mask channels",
-                value: raster.channels().to_string(),
-                expected: "1",
-            });
-        }
-        Ok(Self { raster })
+        Ok(Self {
+            raster: raster.require_channels(1, "mask channels", "1")?,
+        })
     }
 
     /// A mask from row-major grey bytes.
@@ -80,16 +75,6 @@ impl Mask {
     /// Writes the mask as a greyscale file (format by extension).
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
         save_buffer(path.as_ref(), &self.raster, image::ExtendedColorType::L8)
-    }
-
-    /// Width in pixels.
-    pub fn width(&self) -> u32 {
-        self.raster.width()
-    }
-
-    /// Height in pixels.
-    pub fn height(&self) -> u32 {
-        self.raster.height()
     }
 
     /// The values.

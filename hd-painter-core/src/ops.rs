@@ -1,4 +1,4 @@
-//! The geometric operations of [`Image`] and [`Mask`], forwarded to their [`Raster`] so that
+//! The size and the geometric operations of [`Image`] and [`Mask`], forwarded to their [`Raster`] so that
 //! one implementation serves both and each keeps its type.
 
 use crate::blur::GaussianKernel;
@@ -12,6 +12,16 @@ use crate::resize::Filter;
 macro_rules! forward_geometry {
     ($ty:ident) => {
         impl $ty {
+            /// Width in pixels.
+            pub fn width(&self) -> u32 {
+                self.raster().width()
+            }
+
+            /// Height in pixels.
+            pub fn height(&self) -> u32 {
+                self.raster().height()
+            }
+
             /// Resizes with Pillow's `Image.resize` semantics (see [`Filter`]).
             pub fn resize(&self, width: u32, height: u32, filter: Filter) -> Result<Self> {
                 Self::from_raster(self.raster().resize(width, height, filter)?)

@@ -108,6 +108,24 @@ impl<T: Sample> Raster<T> {
         })
     }
 
+    /// The raster itself if it has `channels` samples per pixel, else an error naming `name`.
+    pub(crate) fn require_channels(
+        self,
+        channels: usize,
+        name: &'static str,
+        expected: &'static str,
+    ) -> Result<Self> {
+        if self.channels == channels {
+            Ok(self)
+        } else {
+            Err(CoreError::InvalidParameter {
+                name,
+                value: self.channels.to_string(),
+                expected,
+            })
+        }
+    }
+
     /// A raster with every sample produced by `f(x, y, channel)`.
     pub(crate) fn from_fn(
         width: u32,

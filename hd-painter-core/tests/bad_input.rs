@@ -156,6 +156,17 @@ fn tensors_of_the_wrong_shape_or_with_nans_are_rejected() {
         Image::from_tensor(wrong, Quantize::Round),
         Err(CoreError::TensorShape { found, .. }) if found == [1, 4, 2, 2]
     ));
+    let batch = Tensor::<4>::zeros([2, 3, 2, 2], &device);
+    assert!(matches!(
+        Image::from_tensor(batch.clone(), Quantize::Round),
+        Err(CoreError::TensorShape { .. })
+    ));
+    assert_eq!(
+        Image::batch_from_tensor(batch, Quantize::Round)
+            .unwrap()
+            .len(),
+        2
+    );
     let mut values = vec![0.0f32; 12];
     values[5] = f32::NAN;
     values[7] = f32::INFINITY;

@@ -176,6 +176,19 @@ fn tensor_conversions_match_diffusers_and_hd_painter() {
         let got = Image::from_tensor(tensor, quantize).unwrap();
         assert_eq!(max_abs_diff(got.raster(), &f.raster_u8(key)), 0.0, "{key}");
     }
+    // A batch converts image by image.
+    let twice = [decoded.clone(), decoded].concat();
+    let batch = burn::tensor::Tensor::<4>::from_data(
+        burn::tensor::TensorData::new(twice, [2, shape[1], shape[2], shape[3]]),
+        &device,
+    );
+    for got in Image::batch_from_tensor(batch, Quantize::Round).unwrap() {
+        assert_eq!(
+            max_abs_diff(got.raster(), &f.raster_u8("round")),
+            0.0,
+            "batch"
+        );
+    }
 }
 
 /// Decoding files as Pillow does: PNG and lossless WebP exact, RGBA alpha and 16-bit grey

@@ -1,10 +1,25 @@
 //! # hd-painter-models
 //!
-//! The model stack: UNet2DConditionModel, AutoencoderKL, the CLIP / OpenCLIP text encoders with
-//! the CLIP BPE tokenizer, weight loading from diffusers-format safetensors, and pluggable attention
-//! processors (PAIntA among them).
+//! The model stack of hd-painter: the CLIP BPE tokenizer today; UNet2DConditionModel,
+//! AutoencoderKL, the CLIP / OpenCLIP text encoders, weight loading from diffusers-format
+//! safetensors and pluggable attention processors (PAIntA among them) as they land.
 //!
-//! This crate is being built: it has no public items yet beyond the re-export of
-//! [`hd_painter_core`], on which it stands. See the workspace README for what works today.
+//! ```no_run
+//! use hd_painter_models::ClipTokenizer;
+//!
+//! # fn main() -> hd_painter_models::Result<()> {
+//! let tokenizer = ClipTokenizer::from_dir("stable-diffusion-2-inpainting/tokenizer")?;
+//! let ids = tokenizer.encode_padded("a red car, high quality");
+//! assert_eq!(ids.len(), 77);
+//! assert_eq!(ids[0], tokenizer.bos_id());
+//! # Ok(())
+//! # }
+//! ```
+
+mod error;
+mod tokenizer;
+
+pub use error::{ModelsError, Result};
+pub use tokenizer::{BOS_TOKEN, ClipTokenizer, EOS_TOKEN, MAX_LENGTH};
 
 pub use hd_painter_core;

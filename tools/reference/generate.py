@@ -42,10 +42,10 @@ def synthetic_mask(height, width, soft):
     return np.rint(hole * 255).astype(np.uint8)
 
 
-def save(out, name, tensors):
+def save(out, name, tensors, group="core"):
     from safetensors.numpy import save_file
 
-    path = out / "core" / f"{name}.safetensors"
+    path = out / group / f"{name}.safetensors"
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(path))
 
@@ -177,7 +177,113 @@ def gen_files(out, rng):
     save(out, "files", t)
 
 
-GROUPS = {"resize": gen_resize, "blur": gen_blur, "dilate": gen_dilate, "pad": gen_pad, "tensor": gen_tensor, "files": gen_files}
+# ---------------------------------------------------------------------------------------------
+# Tokenizer: the real CLIP BPE vocabulary (open_clip's bpe_simple_vocab_16e6.txt.gz, the file the
+# published SD tokenizer folders were made from), written as a diffusers `tokenizer/` folder, and
+# transformers' CLIPTokenizer ids for a few hundred varied prompts.
+
+HAND_PROMPTS = [
+    "",
+    " ",
+    "a photo of a cat",
+    "A Photo Of A CAT",
+    "a red car parked on the street, 4k, high quality",
+    "Full HD, 4K, high quality, high resolution",
+    "text, bad anatomy, bad proportions, blurry, cropped, deformed, disfigured",
+    "a   dog \t\t running\n\nin the   park",
+    "   leading and trailing spaces   ",
+    "don't you'll we've they're I'm she'd it's",
+    "DON'T YOU'LL WE'VE",
+    "numbers 1234567890 and 3.14159 and 1,000,000",
+    "2048x2048 px, 16:9, f/1.8, 35mm",
+    "punctuation!!! ??? ... --- *** ### @@@ $$$ %%%",
+    "brackets (a) [b] {c} <d> «e» „f“",
+    "emoji 🐱🐶🎨 and ❤️ and 👩‍👩‍👧",
+    "café, naïve, résumé, jalapeño, Ångström, Øresund, straße",
+    "combining e\u0301 vs \u00e9 normalisation",
+    "日本の古い寺院、桜の木",
+    "一只可爱的小猫坐在窗台上",
+    "한국어 문장 테스트",
+    "Привет, мир! Красный автомобиль",
+    "Γειά σου κόσμε ΣΟΦΟΣ",
+    "مرحبا بالعالم",
+    "שלום עולם",
+    "हिन्दी पाठ",
+    "ไทย ภาษา",
+    "mixed日本English中文123",
+    "<|startoftext|>a<|endoftext|> b",
+    "tabs\tand\u00a0non-breaking\u2003spaces",
+    "hyphen-ated under_scored slash/separated back\\slash",
+    "email@example.com https://example.com/path?q=1&x=2",
+    "a" * 300,
+    "supercalifragilisticexpialidocious antidisestablishmentarianism",
+    "the " * 100,
+    "İstanbul ǅ ß ﬁ Ⅻ ①②③ ½",
+    "\u200bzero\u200bwidth\u200bspaces",
+    "x" + "!" * 80,
+]
+
+
+def clip_tokenizer_folder(d):
+    """A diffusers `tokenizer/` folder (vocab.json, merges.txt) built from open_clip's BPE file."""
+    import gzip
+    import json
+
+    import open_clip.tokenizer as oct
+
+    merges = gzip.open(oct.default_bpe()).read().decode("utf-8").split("\n")
+    merges = merges[1 : 49152 - 256 - 2 + 1]
+    byte_chars = list(oct.bytes_to_unicode().values())
+    vocab = byte_chars + [v + "</w>" for v in byte_chars] + ["".join(m.split()) for m in merges]
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    d.mkdir(parents=True, exist_ok=True)
+    with open(d / "vocab.json", "w", encoding="utf-8") as f:
+        json.dump({t: i for i, t in enumerate(vocab)}, f, ensure_ascii=False, separators=(",", ":"))
+    with open(d / "merges.txt", "w", encoding="utf-8") as f:
+        f.write("#version: 0.2\n" + "\n".join(merges) + "\n")
+
+
+def varied_prompts(rng):
+    """The hand-written edge cases plus random mixtures of words, digits, punctuation and scripts."""
+    words = "a the photo of cat dog tree house red blue painting portrait landscape city night sky".split()
+    extras = ["4k", "8K", "HD", "!", "?", ",", ".", "...", "'s", "'ll", "—", "é", "ñ", "ü", "猫", "犬", "🎨", "🔥", "  ", "\t", "\n", "123", "0.5", "(", ")", "[", "]", ":", ";", "-", "_", "/", "&", "%", "#"]
+    prompts = list(HAND_PROMPTS)
+    while len(prompts) < 320:
+        n = int(rng.integers(1, 40))
+        pieces = [str(rng.choice(words if rng.random() < 0.6 else extras)) for _ in range(n)]
+        glue = [" " if rng.random() < 0.8 else "" for _ in range(n)]
+        text = "".join(p + g for p, g in zip(pieces, glue))
+        if rng.random() < 0.3:
+            text = text.upper()
+        elif rng.random() < 0.3:
+            text = text.title()
+        prompts.append(text)
+    return prompts
+
+
+def gen_tokenizer(out, rng):
+    import json
+
+    from transformers import CLIPTokenizer
+
+    d = out / "tokenizer"
+    clip_tokenizer_folder(d)
+    prompts = varied_prompts(rng)
+    with open(d / "prompts.json", "w", encoding="utf-8") as f:
+        json.dump(prompts, f, ensure_ascii=False, indent=0)
+    t = {}
+    # SD 1.x pads with <|endoftext|>; SD 2.x's tokenizer pads with "!" (id 0).
+    for name, pad in [("pad_eos", "<|endoftext|>"), ("pad_bang", "!")]:
+        tok = CLIPTokenizer(vocab=str(d / "vocab.json"), merges=str(d / "merges.txt"), pad_token=pad)
+        ids = tok(prompts, padding="max_length", max_length=77, truncation=True)["input_ids"]
+        t[name] = np.array(ids, dtype=np.int64)
+    tok = CLIPTokenizer(vocab=str(d / "vocab.json"), merges=str(d / "merges.txt"))
+    unpadded = [tok(p)["input_ids"] for p in prompts]
+    t["lengths"] = np.array([len(u) for u in unpadded], dtype=np.int64)
+    save(out, "ids", t, group="tokenizer")
+
+
+GROUPS = {"resize": gen_resize, "blur": gen_blur, "dilate": gen_dilate, "pad": gen_pad, "tensor": gen_tensor, "files": gen_files, "tokenizer": gen_tokenizer}
 
 
 def generate(out):
