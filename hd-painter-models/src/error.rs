@@ -23,9 +23,69 @@ pub enum ModelsError {
         /// What is wrong, with the line or key where it applies.
         reason: String,
     },
+    /// A configuration key is missing or has a value this implementation does not support.
+    #[error("{path}: config key `{key}` = {value}: expected {expected}")]
+    UnsupportedConfig {
+        /// The config file.
+        path: PathBuf,
+        /// The key.
+        key: String,
+        /// The value found (`missing` when absent).
+        value: String,
+        /// What is supported.
+        expected: String,
+    },
+    /// A weights file does not fit the model: every missing, unexpected and mis-shaped tensor is
+    /// listed at once.
+    #[error("{path} does not fit the model: {}", describe_weights(.missing, .unexpected, .mismatched))]
+    Weights {
+        /// The weights file.
+        path: PathBuf,
+        /// Tensors the model needs that the file lacks (model paths).
+        missing: Vec<String>,
+        /// Tensors in the file that the model has no place for.
+        unexpected: Vec<String>,
+        /// Tensors present in both with different shapes (or that could not be read).
+        mismatched: Vec<TensorMismatch>,
+    },
     /// An error of the core crate (images, tensors, backends).
     #[error(transparent)]
     Core(#[from] hd_painter_core::CoreError),
+}
+
+/// A tensor whose shape in the file differs from the model's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TensorMismatch {
+    /// The tensor's key.
+    pub key: String,
+    /// What went wrong: `expected [..], found [..]`, or the reader's message.
+    pub detail: String,
+}
+
+fn describe_weights(
+    missing: &[String],
+    unexpected: &[String],
+    mismatched: &[TensorMismatch],
+) -> String {
+    let mut parts = Vec::new();
+    if !missing.is_empty() {
+        parts.push(format!("{} missing {:?}", missing.len(), missing));
+    }
+    if !unexpected.is_empty() {
+        parts.push(format!("{} unexpected {:?}", unexpected.len(), unexpected));
+    }
+    if !mismatched.is_empty() {
+        let list: Vec<String> = mismatched
+            .iter()
+            .map(|m| format!("{}: {}", m.key, m.detail))
+            .collect();
+        parts.push(format!(
+            "{} mis-shaped [{}]",
+            mismatched.len(),
+            list.join("; ")
+        ));
+    }
+    parts.join(", ")
 }
 
 /// `Result` with [`ModelsError`].

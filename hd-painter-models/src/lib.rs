@@ -1,8 +1,8 @@
 //! # hd-painter-models
 //!
-//! The model stack of hd-painter: the CLIP BPE tokenizer today; UNet2DConditionModel,
-//! AutoencoderKL, the CLIP / OpenCLIP text encoders, weight loading from diffusers-format
-//! safetensors and pluggable attention processors (PAIntA among them) as they land.
+//! The model stack of hd-painter: the CLIP BPE tokenizer and the CLIP / OpenCLIP text encoder
+//! loaded from diffusers-format safetensors (f32, f16, bf16 files) today; UNet2DConditionModel,
+//! AutoencoderKL and pluggable attention processors (PAIntA among them) as they land.
 //!
 //! ```no_run
 //! use hd_painter_models::ClipTokenizer;
@@ -16,10 +16,14 @@
 //! # }
 //! ```
 
+mod clip;
+mod config;
 mod error;
 mod tokenizer;
+mod weights;
 
-pub use error::{ModelsError, Result};
+pub use clip::{ClipActivation, ClipTextConfig, ClipTextModel, ClipTextOutput};
+pub use error::{ModelsError, Result, TensorMismatch};
 pub use tokenizer::{BOS_TOKEN, ClipTokenizer, EOS_TOKEN, MAX_LENGTH};
 
 pub use hd_painter_core;

@@ -10,6 +10,7 @@ so a re-run reproduces the committed files byte for byte.
 """
 
 import argparse
+import copy
 import filecmp
 import pathlib
 import sys
@@ -283,7 +284,82 @@ def gen_tokenizer(out, rng):
     save(out, "ids", t, group="tokenizer")
 
 
-GROUPS = {"resize": gen_resize, "blur": gen_blur, "dilate": gen_dilate, "pad": gen_pad, "tensor": gen_tensor, "files": gen_files, "tokenizer": gen_tokenizer}
+# ---------------------------------------------------------------------------------------------
+# Text encoders: tiny random-weight CLIPTextModels in the diffusers/transformers layout
+# (config.json + model.safetensors), SD 1.x style (quick_gelu) and SD 2.x style (gelu), with
+# transformers' outputs. A 512-token vocabulary keeps the files small; the ids follow SD's
+# layout (start token, text, end token, padding) with the tiny vocabulary's special ids.
+
+TINY_VOCAB, TINY_BOS, TINY_EOS = 512, 510, 511
+
+
+def tiny_clip_config(act):
+    """SD 1.x's published text encoder config says eos_token_id = 2, which makes transformers
+    pool at the largest id (the legacy rule); SD 2.x's says 49407 (here the tiny vocabulary's)."""
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(
+        vocab_size=TINY_VOCAB,
+        hidden_size=32,
+        intermediate_size=37,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        max_position_embeddings=77,
+        hidden_act=act,
+        layer_norm_eps=1e-5,
+        bos_token_id=TINY_BOS,
+        eos_token_id=2 if act == "quick_gelu" else TINY_EOS,
+        pad_token_id=1,
+        projection_dim=32,
+    )
+
+
+def gen_clip(out, rng):
+    import torch
+    from transformers import CLIPTextModel
+
+    torch.manual_seed(int(rng.integers(0, 2**31)))
+    # Two sequences: a 12-token prompt padded with the end token (SD 1.x), and an empty prompt
+    # padded with 0 (SD 2.x's "!"), so the pooled output must find the first end token.
+    ids = np.full((2, 77), TINY_EOS, dtype=np.int64)
+    ids[:, 0] = TINY_BOS
+    ids[0, 1:13] = rng.integers(0, TINY_BOS, 12)
+    ids[1, 2:] = 0
+    ids = torch.from_numpy(ids)
+    for act in ["quick_gelu", "gelu"]:
+        model = CLIPTextModel(tiny_clip_config(act)).eval()
+        # Non-trivial layer norms, so that a gamma/beta mix-up cannot pass.
+        with torch.no_grad():
+            for m in model.modules():
+                if isinstance(m, torch.nn.LayerNorm):
+                    m.weight.uniform_(0.5, 1.5)
+                    m.bias.uniform_(-0.2, 0.2)
+        d = out / "models" / f"clip_{act}"
+        model.save_pretrained(d, safe_serialization=True)
+        variants = [(None, model)]
+        if act == "gelu":
+            # The same weights published in half precision (the `.fp16` variant files); their
+            # goldens come from those rounded weights computed in f32, as we compute them.
+            for dtype, name in [(torch.float16, "fp16"), (torch.bfloat16, "bf16")]:
+                half = copy.deepcopy(model).to(dtype)
+                half.save_pretrained(d, safe_serialization=True, variant=name)
+                variants.append((name, half.to(torch.float32)))
+        for name, m in variants:
+            with torch.no_grad():
+                o = m(ids, output_hidden_states=True)
+            save(
+                out,
+                "outputs" if name is None else f"outputs.{name}",
+                {
+                    "input_ids": ids.numpy(),
+                    "last_hidden_state": o.last_hidden_state.numpy(),
+                    "penultimate_hidden_state": o.hidden_states[-2].numpy(),
+                    "pooler_output": o.pooler_output.numpy(),
+                },
+                group=f"models/clip_{act}",
+            )
+
+GROUPS = {"resize": gen_resize, "blur": gen_blur, "dilate": gen_dilate, "pad": gen_pad, "tensor": gen_tensor, "files": gen_files, "tokenizer": gen_tokenizer, "clip": gen_clip}
 
 
 def generate(out):

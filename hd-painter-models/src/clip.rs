@@ -1,0 +1,290 @@
+//! CLIP's text transformer (transformers' `CLIPTextModel`), the text encoder of SD 1.x (ViT-L/14,
+//! `quick_gelu`) and SD 2.x (OpenCLIP ViT-H/14 exported with 23 layers, `gelu`). Field names
+//! follow the checkpoint keys (`encoder.layers.N.self_attn.q_proj`, ..., with or without the
+//! `text_model.` prefix of transformers 4 exports) so that published files load as they are.
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::activation::{gelu, sigmoid};
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Device, Int, Tensor};
+
+use crate::config::ConfigFile;
+use crate::error::{ModelsError, Result};
+use crate::weights::{load_safetensors, weights_file};
+
+/// The activation of the feed-forward layers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClipActivation {
+    /// `x * sigmoid(1.702 x)`: OpenAI CLIP (SD 1.x).
+    QuickGelu,
+    /// Exact (erf) GELU: OpenCLIP (SD 2.x).
+    Gelu,
+}
+
+/// The architecture of a CLIP text encoder (the keys of its `config.json`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClipTextConfig {
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// Width of the transformer.
+    pub hidden_size: usize,
+    /// Width of the feed-forward layers.
+    pub intermediate_size: usize,
+    /// Number of transformer layers.
+    pub num_hidden_layers: usize,
+    /// Attention heads per layer.
+    pub num_attention_heads: usize,
+    /// Context length (77).
+    pub max_position_embeddings: usize,
+    /// Feed-forward activation.
+    pub hidden_act: ClipActivation,
+    /// Layer-norm epsilon.
+    pub layer_norm_eps: f64,
+    /// The end-of-text id, whose first position gives the pooled output.
+    pub eos_token_id: u32,
+}
+
+impl ClipTextConfig {
+    /// Reads a transformers `config.json` (`CLIPTextConfig`).
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
+        let file = ConfigFile::open(path.as_ref())?;
+        let config = Self {
+            vocab_size: file.usize("vocab_size")?,
+            hidden_size: file.usize("hidden_size")?,
+            intermediate_size: file.usize("intermediate_size")?,
+            num_hidden_layers: file.usize("num_hidden_layers")?,
+            num_attention_heads: file.usize("num_attention_heads")?,
+            max_position_embeddings: file.usize("max_position_embeddings")?,
+            hidden_act: match file.one_of("hidden_act", &["quick_gelu", "gelu"])? {
+                "quick_gelu" => ClipActivation::QuickGelu,
+                _ => ClipActivation::Gelu,
+            },
+            layer_norm_eps: file.f64_or("layer_norm_eps", 1e-5)?,
+            eos_token_id: file.usize("eos_token_id")? as u32,
+        };
+        if !config
+            .hidden_size
+            .is_multiple_of(config.num_attention_heads)
+        {
+            return Err(file.unsupported("num_attention_heads", "a divisor of hidden_size"));
+        }
+        Ok(config)
+    }
+}
+
+/// The outputs of [`ClipTextModel::forward`].
+#[derive(Clone, Debug)]
+pub struct ClipTextOutput {
+    /// The last layer's output after the final layer norm, `[batch, 77, hidden]`: what SD
+    /// 1.x and the diffusers export of SD 2.x condition the UNet on.
+    pub last_hidden_state: Tensor<3>,
+    /// The second-to-last layer's output, without the final layer norm (transformers'
+    /// `hidden_states[-2]`, "clip skip").
+    pub penultimate_hidden_state: Tensor<3>,
+    /// `last_hidden_state` at each sequence's first end-of-text token, `[batch, hidden]`.
+    pub pooled: Tensor<2>,
+}
+
+/// CLIP's text encoder, `CLIPTextModel`.
+#[derive(Module, Debug)]
+pub struct ClipTextModel {
+    embeddings: TextEmbeddings,
+    encoder: Encoder,
+    final_layer_norm: LayerNorm,
+    eos_token_id: u32,
+}
+
+#[derive(Module, Debug)]
+struct TextEmbeddings {
+    token_embedding: Embedding,
+    position_embedding: Embedding,
+}
+
+#[derive(Module, Debug)]
+struct Encoder {
+    layers: Vec<EncoderLayer>,
+}
+
+#[derive(Module, Debug)]
+struct EncoderLayer {
+    self_attn: SelfAttention,
+    layer_norm1: LayerNorm,
+    mlp: Mlp,
+    layer_norm2: LayerNorm,
+}
+
+#[derive(Module, Debug)]
+struct SelfAttention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    out_proj: Linear,
+    heads: usize,
+}
+
+#[derive(Module, Debug)]
+struct Mlp {
+    fc1: Linear,
+    fc2: Linear,
+    quick_gelu: bool,
+}
+
+impl ClipTextModel {
+    /// A model with the given architecture and untrained weights.
+    pub fn new(config: &ClipTextConfig, device: &Device) -> Self {
+        let d = config.hidden_size;
+        let norm = || {
+            LayerNormConfig::new(d)
+                .with_epsilon(config.layer_norm_eps)
+                .init(device)
+        };
+        let linear = |i, o| LinearConfig::new(i, o).init(device);
+        let layers = (0..config.num_hidden_layers)
+            .map(|_| EncoderLayer {
+                self_attn: SelfAttention {
+                    q_proj: linear(d, d),
+                    k_proj: linear(d, d),
+                    v_proj: linear(d, d),
+                    out_proj: linear(d, d),
+                    heads: config.num_attention_heads,
+                },
+                layer_norm1: norm(),
+                mlp: Mlp {
+                    fc1: linear(d, config.intermediate_size),
+                    fc2: linear(config.intermediate_size, d),
+                    quick_gelu: config.hidden_act == ClipActivation::QuickGelu,
+                },
+                layer_norm2: norm(),
+            })
+            .collect();
+        Self {
+            embeddings: TextEmbeddings {
+                token_embedding: EmbeddingConfig::new(config.vocab_size, d).init(device),
+                position_embedding: EmbeddingConfig::new(config.max_position_embeddings, d)
+                    .init(device),
+            },
+            encoder: Encoder { layers },
+            final_layer_norm: norm(),
+            eos_token_id: config.eos_token_id,
+        }
+    }
+
+    /// Loads a transformers / diffusers `text_encoder/` folder: `config.json` and
+    /// `model.safetensors` (or `model.{variant}.safetensors`, e.g. `fp16`), any float type.
+    pub fn load(dir: impl AsRef<Path>, variant: Option<&str>, device: &Device) -> Result<Self> {
+        let dir = dir.as_ref();
+        let config = ClipTextConfig::from_file(dir.join("config.json"))?;
+        let weights = weights_file(dir, &["model"], variant)?;
+        // Published SD checkpoints (transformers 4) prefix every key with `text_model.`;
+        // transformers 5 saves without it. `position_ids` is a buffer older exports carry; the
+        // text projection belongs to `CLIPTextModelWithProjection`.
+        let remaps = [(r"^text_model\.", "")];
+        let ignored = [r"embeddings\.position_ids$", r"^text_projection\."];
+        load_safetensors(Self::new(&config, device), &weights, &remaps, &ignored)
+    }
+
+    /// Encodes token ids `[batch, seq]` (seq at most the context length).
+    pub fn forward(&self, ids: Tensor<2, Int>) -> Result<ClipTextOutput> {
+        let [batch, seq] = ids.dims();
+        let t = self;
+        let max = t.embeddings.position_embedding.weight.dims()[0];
+        if seq == 0 || seq > max {
+            return Err(ModelsError::Core(hd_painter_core::CoreError::TensorShape {
+                what: "CLIP token ids".into(),
+                expected: format!("[batch, 1..={max}]"),
+                found: vec![batch, seq],
+            }));
+        }
+        let device = ids.device();
+        let host_ids: Vec<i64> = ids
+            .clone()
+            .into_data()
+            .try_into_vec_as::<i64>()
+            .map_err(|e| hd_painter_core::CoreError::TensorData {
+                what: "CLIP token ids".into(),
+                reason: format!("{e:?}"),
+            })?;
+        let positions = Tensor::<1, Int>::arange(0..seq as i64, &device).reshape([1, seq]);
+        let mut x = t.embeddings.token_embedding.forward(ids)
+            + t.embeddings.position_embedding.forward(positions);
+        let mut penultimate = x.clone();
+        for layer in &t.encoder.layers {
+            penultimate = x.clone();
+            x = layer.forward(x);
+        }
+        let last = t.final_layer_norm.forward(x);
+        // transformers pools at the first end-of-text token of each sequence, or, for configs
+        // that still say `eos_token_id = 2` (SD 1.x), at the first largest id.
+        let pooled = (0..batch)
+            .map(|b| {
+                let row = &host_ids[b * seq..(b + 1) * seq];
+                let at = if self.eos_token_id == LEGACY_EOS_ID {
+                    first_max_position(row)
+                } else {
+                    row.iter()
+                        .position(|&id| id == i64::from(self.eos_token_id))
+                        .unwrap_or(0)
+                };
+                last.clone()
+                    .slice([b..b + 1, at..at + 1])
+                    .reshape([1, last.dims()[2]])
+            })
+            .collect();
+        Ok(ClipTextOutput {
+            pooled: Tensor::cat(pooled, 0),
+            last_hidden_state: last,
+            penultimate_hidden_state: penultimate,
+        })
+    }
+}
+
+/// The `eos_token_id` of configs written before transformers fixed it (SD 1.x's).
+const LEGACY_EOS_ID: u32 = 2;
+
+/// The position of the first largest id (`torch.argmax` semantics).
+fn first_max_position(row: &[i64]) -> usize {
+    let max = row.iter().copied().max().unwrap_or(0);
+    row.iter().position(|&id| id == max).unwrap_or(0)
+}
+
+impl EncoderLayer {
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let x = x.clone() + self.self_attn.forward(self.layer_norm1.forward(x));
+        x.clone() + self.mlp.forward(self.layer_norm2.forward(x))
+    }
+}
+
+impl SelfAttention {
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let [b, l, d] = x.dims();
+        let heads = |t: Tensor<3>| {
+            t.reshape([b, l, self.heads, d / self.heads])
+                .swap_dims(1, 2)
+        };
+        let q = heads(self.q_proj.forward(x.clone()));
+        let k = heads(self.k_proj.forward(x.clone()));
+        let v = heads(self.v_proj.forward(x));
+        let options = AttentionModuleOptions {
+            is_causal: true,
+            ..Default::default()
+        };
+        let o = attention(q, k, v, None, None, options);
+        self.out_proj.forward(o.swap_dims(1, 2).reshape([b, l, d]))
+    }
+}
+
+impl Mlp {
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let h = self.fc1.forward(x);
+        let h = if self.quick_gelu {
+            h.clone() * sigmoid(h * 1.702)
+        } else {
+            gelu(h)
+        };
+        self.fc2.forward(h)
+    }
+}

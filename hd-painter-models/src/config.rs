@@ -1,0 +1,67 @@
+//! Reading a component's `config.json` with errors that name the file, the key and the value.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::error::{ModelsError, Result, read_text};
+
+/// A parsed `config.json`.
+pub(crate) struct ConfigFile {
+    path: PathBuf,
+    json: Value,
+}
+
+impl ConfigFile {
+    pub(crate) fn open(path: &Path) -> Result<Self> {
+        let json = serde_json::from_str(&read_text(path)?).map_err(|e| ModelsError::Malformed {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            json,
+        })
+    }
+
+    /// An error for `key` holding something other than `expected`.
+    pub(crate) fn unsupported(&self, key: &str, expected: &str) -> ModelsError {
+        ModelsError::UnsupportedConfig {
+            path: self.path.clone(),
+            key: key.to_string(),
+            value: self
+                .json
+                .get(key)
+                .map_or_else(|| "missing".to_string(), Value::to_string),
+            expected: expected.to_string(),
+        }
+    }
+
+    /// A required positive integer.
+    pub(crate) fn usize(&self, key: &str) -> Result<usize> {
+        self.json
+            .get(key)
+            .and_then(Value::as_u64)
+            .filter(|&v| v > 0)
+            .map(|v| v as usize)
+            .ok_or_else(|| self.unsupported(key, "a positive integer"))
+    }
+
+    /// An optional number, `default` when absent.
+    pub(crate) fn f64_or(&self, key: &str, default: f64) -> Result<f64> {
+        match self.json.get(key) {
+            None | Some(Value::Null) => Ok(default),
+            Some(v) => v.as_f64().ok_or_else(|| self.unsupported(key, "a number")),
+        }
+    }
+
+    /// A required string, which must be one of `allowed`.
+    pub(crate) fn one_of<'a>(&self, key: &str, allowed: &[&'a str]) -> Result<&'a str> {
+        let value = self.json.get(key).and_then(Value::as_str);
+        allowed
+            .iter()
+            .find(|a| Some(**a) == value)
+            .copied()
+            .ok_or_else(|| self.unsupported(key, &format!("one of {allowed:?}")))
+    }
+}
