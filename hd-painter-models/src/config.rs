@@ -64,4 +64,47 @@ impl ConfigFile {
             .copied()
             .ok_or_else(|| self.unsupported(key, &format!("one of {allowed:?}")))
     }
+
+    /// An optional boolean, `default` when absent.
+    pub(crate) fn bool_or(&self, key: &str, default: bool) -> Result<bool> {
+        match self.json.get(key) {
+            None | Some(Value::Null) => Ok(default),
+            Some(v) => v
+                .as_bool()
+                .ok_or_else(|| self.unsupported(key, "true or false")),
+        }
+    }
+
+    /// A required non-empty list of positive integers.
+    pub(crate) fn usize_list(&self, key: &str) -> Result<Vec<usize>> {
+        let list = self.json.get(key).and_then(Value::as_array);
+        list.filter(|l| !l.is_empty())
+            .and_then(|l| {
+                l.iter()
+                    .map(|v| v.as_u64().filter(|&v| v > 0).map(|v| v as usize))
+                    .collect::<Option<Vec<_>>>()
+            })
+            .ok_or_else(|| self.unsupported(key, "a non-empty list of positive integers"))
+    }
+
+    /// A required non-empty list of strings, each one of `allowed`.
+    pub(crate) fn str_list<'a>(&self, key: &str, allowed: &[&'a str]) -> Result<Vec<&'a str>> {
+        let list = self.json.get(key).and_then(Value::as_array);
+        list.filter(|l| !l.is_empty())
+            .and_then(|l| {
+                l.iter()
+                    .map(|v| allowed.iter().find(|a| v.as_str() == Some(**a)).copied())
+                    .collect::<Option<Vec<_>>>()
+            })
+            .ok_or_else(|| self.unsupported(key, &format!("a non-empty list of {allowed:?}")))
+    }
+
+    /// Fails unless `key` is absent, null, or equal to `expected`.
+    pub(crate) fn require_default(&self, key: &str, expected: &Value) -> Result<()> {
+        match self.json.get(key) {
+            None | Some(Value::Null) => Ok(()),
+            Some(v) if v == expected => Ok(()),
+            Some(_) => Err(self.unsupported(key, &format!("{expected} (or absent)"))),
+        }
+    }
 }

@@ -16,14 +16,19 @@
 //! # }
 //! ```
 
+mod attention;
+mod blocks;
 mod clip;
 mod config;
 mod error;
 mod tokenizer;
+mod vae;
 mod weights;
 
+pub use attention::{DEFAULT_SCORE_BUDGET, chunked_attention};
 pub use clip::{ClipActivation, ClipTextConfig, ClipTextModel, ClipTextOutput};
 pub use error::{ModelsError, Result, TensorMismatch};
 pub use tokenizer::{BOS_TOKEN, ClipTokenizer, EOS_TOKEN, MAX_LENGTH};
+pub use vae::{AutoencoderKl, DiagonalGaussian, VaeConfig};
 
 pub use hd_painter_core;

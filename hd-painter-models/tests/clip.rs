@@ -4,91 +4,30 @@
 //! state and pooled output within 1e-4 * max(1, max|ref|), for quick_gelu (SD 1.x) and gelu
 //! (SD 2.x), from f32, f16 and bf16 weight files.
 
-use std::path::PathBuf;
+mod common;
 
 use burn::tensor::{Int, Tensor, TensorData};
+use common::{Golden, device, model_dir};
 use hd_painter_models::{ClipTextModel, ModelsError};
 use safetensors::{Dtype, SafeTensors};
 
-fn model_dir(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures/models")
-        .join(name)
-}
-
-struct Golden(Vec<u8>);
-
-impl Golden {
-    fn open(path: PathBuf) -> Self {
-        Self(std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
-    }
-
-    fn get(&self, key: &str) -> (Vec<usize>, Vec<f64>) {
-        let st = SafeTensors::deserialize(&self.0).unwrap();
-        let view = st.tensor(key).unwrap();
-        let values = match view.dtype() {
-            Dtype::F32 => view
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64)
-                .collect(),
-            Dtype::I64 => view
-                .data()
-                .chunks_exact(8)
-                .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f64)
-                .collect(),
-            other => panic!("{key}: unexpected dtype {other:?}"),
-        };
-        (view.shape().to_vec(), values)
-    }
-}
-
-fn assert_close(got: Tensor<3>, expected: (Vec<usize>, Vec<f64>), what: &str) {
-    assert_eq!(got.dims().to_vec(), expected.0, "{what}: shape");
-    let got: Vec<f32> = got.into_data().try_into_vec_as().unwrap();
-    let scale = expected.1.iter().fold(1.0f64, |m, v| m.max(v.abs()));
-    let err = got
-        .iter()
-        .zip(&expected.1)
-        .map(|(a, b)| (*a as f64 - b).abs())
-        .fold(0.0, f64::max);
-    assert!(
-        err <= 1e-4 * scale,
-        "{what}: max |diff| = {err:e} (scale {scale})"
-    );
-}
-
 fn check(name: &str, variant: Option<&str>) {
-    let device = hd_painter_core::BackendKind::Flex.device().unwrap();
+    let device = device();
     let model = ClipTextModel::load(model_dir(name), variant, &device).unwrap();
     let file = match variant {
         Some(v) => format!("outputs.{v}.safetensors"),
         None => "outputs.safetensors".into(),
     };
-    let golden = Golden::open(model_dir(name).join(file));
-    let (shape, ids) = golden.get("input_ids");
-    let ids: Vec<i64> = ids.into_iter().map(|v| v as i64).collect();
-    let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [shape[0], shape[1]]), &device);
-    let out = model.forward(ids).unwrap();
+    let g = Golden::open(name, &file);
+    let out = model.forward(g.int_tensor("input_ids", &device)).unwrap();
     let what = format!("{name} {variant:?}");
-    assert_close(
-        out.last_hidden_state,
-        golden.get("last_hidden_state"),
-        &format!("{what} last"),
-    );
-    assert_close(
+    g.assert_close(out.last_hidden_state, "last_hidden_state", &what);
+    g.assert_close(
         out.penultimate_hidden_state,
-        golden.get("penultimate_hidden_state"),
-        &format!("{what} penultimate"),
+        "penultimate_hidden_state",
+        &what,
     );
-    assert_close(
-        out.pooled.unsqueeze_dim(1),
-        {
-            let (s, v) = golden.get("pooler_output");
-            (vec![s[0], 1, s[1]], v)
-        },
-        &format!("{what} pooled"),
-    );
+    g.assert_close(out.pooled, "pooler_output", &what);
 }
 
 #[test]
@@ -125,7 +64,7 @@ fn transformers_4_key_layout_loads() {
         safetensors::serialize(tensors, None).unwrap(),
     )
     .unwrap();
-    let device = hd_painter_core::BackendKind::Flex.device().unwrap();
+    let device = device();
     let prefixed = ClipTextModel::load(&dir, None, &device).unwrap();
     let plain = ClipTextModel::load(model_dir("clip_gelu"), None, &device).unwrap();
     let ids =
@@ -147,18 +86,13 @@ fn transformers_4_key_layout_loads() {
     assert_eq!(a, b);
 }
 
-fn scratch_copy(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("hd-painter-clip-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    for f in ["config.json", "model.safetensors"] {
-        std::fs::copy(model_dir("clip_gelu").join(f), dir.join(f)).unwrap();
-    }
-    dir
+fn scratch_copy(tag: &str) -> std::path::PathBuf {
+    common::scratch_copy("clip_gelu", tag, &["config.json", "model.safetensors"])
 }
 
 #[test]
 fn broken_folders_give_typed_errors() {
-    let device = hd_painter_core::BackendKind::Flex.device().unwrap();
+    let device = device();
 
     let dir = scratch_copy("missing");
     std::fs::remove_file(dir.join("model.safetensors")).unwrap();

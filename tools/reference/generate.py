@@ -359,7 +359,70 @@ def gen_clip(out, rng):
                 group=f"models/clip_{act}",
             )
 
-GROUPS = {"resize": gen_resize, "blur": gen_blur, "dilate": gen_dilate, "pad": gen_pad, "tensor": gen_tensor, "files": gen_files, "tokenizer": gen_tokenizer, "clip": gen_clip}
+# ---------------------------------------------------------------------------------------------
+# VAEs: tiny random-weight AutoencoderKLs in the diffusers layout, one shaped like SD's (here two
+# levels) and one like the x4 upscaler's (three levels, scaling 0.08333), with diffusers' encode
+# (posterior mean, logvar, a sample with given noise) and decode outputs.
+
+VAES = {
+    "vae_sd": dict(block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8, scaling_factor=0.18215, image=(2, 3, 24, 40)),
+    "vae_x4": dict(block_out_channels=(8, 16, 16), layers_per_block=1, norm_num_groups=4, scaling_factor=0.08333, image=(1, 3, 20, 28)),
+}
+
+
+def randomize_norms(model, torch):
+    """Non-trivial norm affines, so that a weight/bias or gamma/beta mix-up cannot pass."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (torch.nn.LayerNorm, torch.nn.GroupNorm)) and m.weight is not None:
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+
+
+def gen_vae(out, rng):
+    import torch
+    from diffusers import AutoencoderKL
+
+    for name, spec in VAES.items():
+        torch.manual_seed(int(rng.integers(0, 2**31)))
+        levels = len(spec["block_out_channels"])
+        vae = AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            down_block_types=("DownEncoderBlock2D",) * levels,
+            up_block_types=("UpDecoderBlock2D",) * levels,
+            block_out_channels=spec["block_out_channels"],
+            layers_per_block=spec["layers_per_block"],
+            latent_channels=4,
+            norm_num_groups=spec["norm_num_groups"],
+            sample_size=32,
+            scaling_factor=spec["scaling_factor"],
+        ).eval()
+        randomize_norms(vae, torch)
+        d = out / "models" / name
+        vae.save_pretrained(d, safe_serialization=True)
+        image = torch.from_numpy(rng.uniform(-1, 1, spec["image"]).astype(np.float32))
+        with torch.no_grad():
+            posterior = vae.encode(image).latent_dist
+            noise = torch.from_numpy(rng.standard_normal(posterior.mean.shape).astype(np.float32))
+            sample = posterior.mean + posterior.std * noise
+            decoded = vae.decode(posterior.mean).sample
+        save(
+            out,
+            "outputs",
+            {
+                "image": image.numpy(),
+                "mean": posterior.mean.numpy(),
+                "logvar": posterior.logvar.numpy(),
+                "noise": noise.numpy(),
+                "sample": sample.numpy(),
+                "decoded": decoded.numpy(),
+            },
+            group=f"models/{name}",
+        )
+
+
+GROUPS = {"resize": gen_resize, "blur": gen_blur, "dilate": gen_dilate, "pad": gen_pad, "tensor": gen_tensor, "files": gen_files, "tokenizer": gen_tokenizer, "clip": gen_clip, "vae": gen_vae}
 
 
 def generate(out):

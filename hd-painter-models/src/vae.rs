@@ -1,0 +1,301 @@
+//! diffusers' `AutoencoderKL`: the SD VAE (downsampling by 8) and the x4 upscaler's (by 4),
+//! built from its `config.json`.
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::nn::GroupNorm;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::tensor::activation::silu;
+use burn::tensor::{Device, Tensor};
+use serde_json::Value;
+
+use crate::blocks::{Downsample, ResnetBlock, ResnetSpec, Upsample, VaeMidBlock, conv, group_norm};
+use crate::config::ConfigFile;
+use crate::error::Result;
+use crate::weights::{load_safetensors, weights_file};
+
+/// diffusers' fixed epsilon of the VAE's group norms.
+const VAE_NORM_EPS: f64 = 1e-6;
+
+/// The architecture of an `AutoencoderKL` (the keys of its `config.json`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct VaeConfig {
+    /// Image channels in (3).
+    pub in_channels: usize,
+    /// Image channels out (3).
+    pub out_channels: usize,
+    /// Channels of each resolution level; the image is downsampled `2^(levels - 1)` times.
+    pub block_out_channels: Vec<usize>,
+    /// Resnet blocks per encoder level (the decoder has one more).
+    pub layers_per_block: usize,
+    /// Latent channels (4).
+    pub latent_channels: usize,
+    /// Groups of every group norm.
+    pub norm_num_groups: usize,
+    /// The factor pipelines multiply latents by (0.18215 for SD, 0.08333 for the x4 upscaler).
+    pub scaling_factor: f64,
+    /// Whether the mid-blocks have their self-attention.
+    pub mid_block_add_attention: bool,
+}
+
+impl VaeConfig {
+    /// Reads a diffusers `vae/config.json`.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
+        let f = ConfigFile::open(path.as_ref())?;
+        f.str_list("down_block_types", &["DownEncoderBlock2D"])?;
+        f.str_list("up_block_types", &["UpDecoderBlock2D"])?;
+        f.one_of("act_fn", &["silu"])?;
+        // Variants hd-painter does not implement must not load as something else.
+        f.require_default("shift_factor", &Value::Null)?;
+        f.require_default("use_quant_conv", &Value::Bool(true))?;
+        f.require_default("use_post_quant_conv", &Value::Bool(true))?;
+        let config = Self {
+            in_channels: f.usize("in_channels")?,
+            out_channels: f.usize("out_channels")?,
+            block_out_channels: f.usize_list("block_out_channels")?,
+            layers_per_block: f.usize("layers_per_block")?,
+            latent_channels: f.usize("latent_channels")?,
+            norm_num_groups: f.usize("norm_num_groups")?,
+            scaling_factor: f.f64_or("scaling_factor", 0.18215)?,
+            mid_block_add_attention: f.bool_or("mid_block_add_attention", true)?,
+        };
+        let types = f.str_list("down_block_types", &["DownEncoderBlock2D"])?;
+        if types.len() != config.block_out_channels.len() {
+            return Err(f.unsupported("down_block_types", "one entry per block_out_channels entry"));
+        }
+        if config
+            .block_out_channels
+            .iter()
+            .any(|c| c % config.norm_num_groups != 0)
+        {
+            return Err(f.unsupported(
+                "norm_num_groups",
+                "a divisor of every block_out_channels entry",
+            ));
+        }
+        Ok(config)
+    }
+
+    /// How many times the image is downsampled per side (8 for SD, 4 for the x4 upscaler).
+    pub fn downscale(&self) -> usize {
+        1 << (self.block_out_channels.len() - 1)
+    }
+}
+
+/// The posterior `N(mean, exp(logvar))` that the encoder predicts for each latent.
+#[derive(Clone, Debug)]
+pub struct DiagonalGaussian {
+    /// The mean, `[batch, latent, h, w]` (what the reference pipelines use as the latent).
+    pub mean: Tensor<4>,
+    /// The log-variance, clamped to `[-30, 20]` as diffusers does.
+    pub logvar: Tensor<4>,
+}
+
+impl DiagonalGaussian {
+    /// `mean + exp(logvar / 2) * noise`, for standard-normal `noise` of the same shape (from a
+    /// seeded host generator, for reproducibility across backends).
+    pub fn sample(&self, noise: Tensor<4>) -> Tensor<4> {
+        self.mean.clone() + (self.logvar.clone() * 0.5).exp() * noise
+    }
+}
+
+/// diffusers' `AutoencoderKL`.
+#[derive(Module, Debug)]
+pub struct AutoencoderKl {
+    encoder: Encoder,
+    quant_conv: Conv2d,
+    post_quant_conv: Conv2d,
+    decoder: Decoder,
+    scaling_factor: f64,
+    downscale: usize,
+}
+
+#[derive(Module, Debug)]
+struct Encoder {
+    conv_in: Conv2d,
+    down_blocks: Vec<EncoderLevel>,
+    mid_block: VaeMidBlock,
+    conv_norm_out: GroupNorm,
+    conv_out: Conv2d,
+}
+
+#[derive(Module, Debug)]
+struct EncoderLevel {
+    resnets: Vec<ResnetBlock>,
+    downsamplers: Vec<Downsample>,
+}
+
+#[derive(Module, Debug)]
+struct Decoder {
+    conv_in: Conv2d,
+    mid_block: VaeMidBlock,
+    up_blocks: Vec<DecoderLevel>,
+    conv_norm_out: GroupNorm,
+    conv_out: Conv2d,
+}
+
+#[derive(Module, Debug)]
+struct DecoderLevel {
+    resnets: Vec<ResnetBlock>,
+    upsamplers: Vec<Upsample>,
+}
+
+impl AutoencoderKl {
+    /// A VAE with the given architecture and untrained weights.
+    pub fn new(c: &VaeConfig, device: &Device) -> Self {
+        let (groups, eps) = (c.norm_num_groups, VAE_NORM_EPS);
+        let channels = &c.block_out_channels;
+        let last = *channels.last().expect("validated non-empty");
+        let resnet = |cin, cout| {
+            ResnetBlock::new(
+                &ResnetSpec {
+                    cin,
+                    cout,
+                    temb: None,
+                    groups,
+                    eps,
+                },
+                device,
+            )
+        };
+        let conv1 = |cin, cout| Conv2dConfig::new([cin, cout], [1, 1]).init(device);
+
+        let mut prev = channels[0];
+        let down_blocks = channels
+            .iter()
+            .enumerate()
+            .map(|(i, &out)| {
+                let resnets = (0..c.layers_per_block)
+                    .map(|j| resnet(if j == 0 { prev } else { out }, out))
+                    .collect();
+                prev = out;
+                let downsamplers = if i + 1 < channels.len() {
+                    vec![Downsample::new(out, false, device)]
+                } else {
+                    vec![]
+                };
+                EncoderLevel {
+                    resnets,
+                    downsamplers,
+                }
+            })
+            .collect();
+        let encoder = Encoder {
+            conv_in: conv(c.in_channels, channels[0], 3, device),
+            down_blocks,
+            mid_block: VaeMidBlock::new(last, groups, eps, c.mid_block_add_attention, device),
+            conv_norm_out: group_norm(groups, last, eps, device),
+            conv_out: conv(last, 2 * c.latent_channels, 3, device),
+        };
+
+        let mut prev = last;
+        let up_blocks = channels
+            .iter()
+            .rev()
+            .enumerate()
+            .map(|(i, &out)| {
+                let resnets = (0..=c.layers_per_block)
+                    .map(|j| resnet(if j == 0 { prev } else { out }, out))
+                    .collect();
+                prev = out;
+                let upsamplers = if i + 1 < channels.len() {
+                    vec![Upsample::new(out, device)]
+                } else {
+                    vec![]
+                };
+                DecoderLevel {
+                    resnets,
+                    upsamplers,
+                }
+            })
+            .collect();
+        let decoder = Decoder {
+            conv_in: conv(c.latent_channels, last, 3, device),
+            mid_block: VaeMidBlock::new(last, groups, eps, c.mid_block_add_attention, device),
+            up_blocks,
+            conv_norm_out: group_norm(groups, channels[0], eps, device),
+            conv_out: conv(channels[0], c.out_channels, 3, device),
+        };
+        Self {
+            encoder,
+            quant_conv: conv1(2 * c.latent_channels, 2 * c.latent_channels),
+            post_quant_conv: conv1(c.latent_channels, c.latent_channels),
+            decoder,
+            scaling_factor: c.scaling_factor,
+            downscale: c.downscale(),
+        }
+    }
+
+    /// Loads a diffusers `vae/` folder: `config.json` and `diffusion_pytorch_model.safetensors`
+    /// (or its `variant`, e.g. `fp16`), any float type.
+    pub fn load(dir: impl AsRef<Path>, variant: Option<&str>, device: &Device) -> Result<Self> {
+        let dir = dir.as_ref();
+        let config = VaeConfig::from_file(dir.join("config.json"))?;
+        let weights = weights_file(dir, &["diffusion_pytorch_model"], variant)?;
+        let remaps = [(r"\.to_out\.0\.", ".to_out.")];
+        load_safetensors(Self::new(&config, device), &weights, &remaps, &[])
+    }
+
+    /// Bounds the attention score matrix of both mid-blocks to `budget` elements at a time
+    /// (default [`DEFAULT_SCORE_BUDGET`](crate::DEFAULT_SCORE_BUDGET), 256 MiB); the results
+    /// do not change.
+    pub fn with_score_budget(mut self, budget: usize) -> Self {
+        for mid in [&mut self.encoder.mid_block, &mut self.decoder.mid_block] {
+            for attention in &mut mid.attentions {
+                attention.score_budget = budget;
+            }
+        }
+        self
+    }
+
+    /// The factor pipelines multiply latents by.
+    pub fn scaling_factor(&self) -> f64 {
+        self.scaling_factor
+    }
+
+    /// The per-side downsampling factor (8 or 4).
+    pub fn downscale(&self) -> usize {
+        self.downscale
+    }
+
+    /// The posterior of images `[batch, 3, H, W]` in `[-1, 1]` (H and W multiples of
+    /// [`downscale`](Self::downscale)); latents are unscaled.
+    pub fn encode(&self, images: Tensor<4>) -> DiagonalGaussian {
+        let e = &self.encoder;
+        let mut x = e.conv_in.forward(images);
+        for level in &e.down_blocks {
+            for r in &level.resnets {
+                x = r.forward(x, None);
+            }
+            for d in &level.downsamplers {
+                x = d.forward(x);
+            }
+        }
+        x = e.mid_block.forward(x);
+        x = e.conv_out.forward(silu(e.conv_norm_out.forward(x)));
+        let moments = self.quant_conv.forward(x);
+        let [b, c2, h, w] = moments.dims();
+        let c = c2 / 2;
+        DiagonalGaussian {
+            mean: moments.clone().slice([0..b, 0..c, 0..h, 0..w]),
+            logvar: moments.slice([0..b, c..c2, 0..h, 0..w]).clamp(-30.0, 20.0),
+        }
+    }
+
+    /// Images `[batch, 3, H, W]` (nominally in `[-1, 1]`) from unscaled latents.
+    pub fn decode(&self, latents: Tensor<4>) -> Tensor<4> {
+        let d = &self.decoder;
+        let mut x = d.conv_in.forward(self.post_quant_conv.forward(latents));
+        x = d.mid_block.forward(x);
+        for level in &d.up_blocks {
+            for r in &level.resnets {
+                x = r.forward(x, None);
+            }
+            for u in &level.upsamplers {
+                x = u.forward(x);
+            }
+        }
+        d.conv_out.forward(silu(d.conv_norm_out.forward(x)))
+    }
+}
