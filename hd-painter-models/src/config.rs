@@ -107,4 +107,48 @@ impl ConfigFile {
             Some(_) => Err(self.unsupported(key, &format!("{expected} (or absent)"))),
         }
     }
+
+    /// Whether `key` is absent or null.
+    pub(crate) fn is_absent(&self, key: &str) -> bool {
+        matches!(self.json.get(key), None | Some(Value::Null))
+    }
+
+    /// An optional positive integer, `default` when absent.
+    pub(crate) fn usize_or(&self, key: &str, default: usize) -> Result<usize> {
+        if self.is_absent(key) {
+            Ok(default)
+        } else {
+            self.usize(key)
+        }
+    }
+
+    /// A positive integer for every one of `n` levels: one number for all, or a list of `n`.
+    pub(crate) fn usize_or_list(&self, key: &str, n: usize) -> Result<Vec<usize>> {
+        match self.json.get(key) {
+            Some(Value::Array(_)) => {
+                let list = self.usize_list(key)?;
+                if list.len() == n {
+                    Ok(list)
+                } else {
+                    Err(self.unsupported(key, &format!("a number or a list of {n}")))
+                }
+            }
+            _ => Ok(vec![self.usize(key)?; n]),
+        }
+    }
+
+    /// A boolean for every one of `n` levels: one for all, a list of `n`, or `default`.
+    pub(crate) fn bool_or_list(&self, key: &str, n: usize, default: bool) -> Result<Vec<bool>> {
+        match self.json.get(key) {
+            Some(Value::Array(list)) if list.len() == n => list
+                .iter()
+                .map(|v| v.as_bool())
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| self.unsupported(key, "booleans")),
+            Some(Value::Array(_)) => {
+                Err(self.unsupported(key, &format!("a boolean or a list of {n}")))
+            }
+            _ => Ok(vec![self.bool_or(key, default)?; n]),
+        }
+    }
 }

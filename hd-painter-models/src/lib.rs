@@ -21,14 +21,18 @@ mod blocks;
 mod clip;
 mod config;
 mod error;
+mod processor;
 mod tokenizer;
+mod unet;
 mod vae;
 mod weights;
 
 pub use attention::{DEFAULT_SCORE_BUDGET, chunked_attention};
 pub use clip::{ClipActivation, ClipTextConfig, ClipTextModel, ClipTextOutput};
 pub use error::{ModelsError, Result, TensorMismatch};
+pub use processor::{AttentionKind, AttentionProcessor, AttentionSite, DefaultAttention};
 pub use tokenizer::{BOS_TOKEN, ClipTokenizer, EOS_TOKEN, MAX_LENGTH};
+pub use unet::{Unet2DConditionModel, UnetConfig};
 pub use vae::{AutoencoderKl, DiagonalGaussian, VaeConfig};
 
 pub use hd_painter_core;

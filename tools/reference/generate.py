@@ -422,7 +422,84 @@ def gen_vae(out, rng):
         )
 
 
-GROUPS = {"resize": gen_resize, "blur": gen_blur, "dilate": gen_dilate, "pad": gen_pad, "tensor": gen_tensor, "files": gen_files, "tokenizer": gen_tokenizer, "clip": gen_clip, "vae": gen_vae}
+# ---------------------------------------------------------------------------------------------
+# UNets: tiny random-weight UNet2DConditionModels in the diffusers layout covering the SD
+# families' config keys, with diffusers' outputs for batch 2 at two timesteps (999 and 19).
+
+UNETS = {
+    # SD 1.5-inpainting-like: 9 channels, conv projections, heads as the legacy attention_head_dim.
+    "unet_sd15_inpaint": dict(
+        config=dict(
+            in_channels=9,
+            down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+            block_out_channels=(16, 32),
+            layers_per_block=1,
+            attention_head_dim=4,
+            use_linear_projection=False,
+        ),
+        latent=(12, 20),
+    ),
+    # SD 2-like: 4 channels, linear projections, per-level heads, upcast attention, three levels
+    # and a latent size not divisible by 4 (upsampling to the skip's size).
+    "unet_sd2": dict(
+        config=dict(
+            in_channels=4,
+            down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+            block_out_channels=(8, 16, 16),
+            layers_per_block=2,
+            attention_head_dim=(2, 4, 4),
+            use_linear_projection=True,
+            upcast_attention=True,
+        ),
+        latent=(13, 19),
+    ),
+    # x4-upscaler-like: 7 channels, noise-level class embedding, only_cross_attention levels.
+    "unet_x4": dict(
+        config=dict(
+            in_channels=7,
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+            block_out_channels=(8, 16, 16),
+            layers_per_block=1,
+            attention_head_dim=4,
+            use_linear_projection=True,
+            only_cross_attention=(True, True, False),
+            num_class_embeds=1000,
+        ),
+        latent=(8, 12),
+        class_labels=(20, 20),
+    ),
+}
+
+
+def gen_unet(out, rng):
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    for name, spec in UNETS.items():
+        torch.manual_seed(int(rng.integers(0, 2**31)))
+        unet = UNet2DConditionModel(
+            sample_size=16, out_channels=4, cross_attention_dim=24, norm_num_groups=4, **spec["config"]
+        ).eval()
+        randomize_norms(unet, torch)
+        d = out / "models" / name
+        unet.save_pretrained(d, safe_serialization=True)
+        h, w = spec["latent"]
+        sample = torch.from_numpy(rng.standard_normal((2, spec["config"]["in_channels"], h, w)).astype(np.float32))
+        context = torch.from_numpy(rng.standard_normal((2, 77, 24)).astype(np.float32))
+        timesteps = torch.tensor([999.0, 19.0])
+        labels = torch.tensor(spec["class_labels"]) if "class_labels" in spec else None
+        with torch.no_grad():
+            eps = unet(sample, timesteps, encoder_hidden_states=context, class_labels=labels).sample
+        t = {"sample": sample.numpy(), "context": context.numpy(), "timesteps": timesteps.numpy(), "output": eps.numpy()}
+        if labels is not None:
+            t["class_labels"] = labels.numpy()
+        save(out, "outputs", t, group=f"models/{name}")
+
+
+GROUPS = {"resize": gen_resize, "blur": gen_blur, "dilate": gen_dilate, "pad": gen_pad, "tensor": gen_tensor, "files": gen_files, "tokenizer": gen_tokenizer, "clip": gen_clip, "vae": gen_vae, "unet": gen_unet}
 
 
 def generate(out):

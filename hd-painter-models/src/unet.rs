@@ -1,0 +1,728 @@
+//! diffusers' `UNet2DConditionModel` as Stable Diffusion uses it: SD 1.x / 2.x (4- and 9-channel
+//! inpainting variants) and the x4 upscaler (7 input channels, noise-level class embedding,
+//! `only_cross_attention` blocks), built from its `config.json`. Every attention goes through an
+//! [`AttentionProcessor`].
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{
+    Embedding, EmbeddingConfig, GroupNorm, LayerNorm, LayerNormConfig, Linear, LinearConfig,
+};
+use burn::tensor::activation::{gelu, silu};
+use burn::tensor::module::interpolate;
+use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use serde_json::Value;
+
+use crate::blocks::{Downsample, ResnetBlock, ResnetSpec, conv, group_norm};
+use crate::config::ConfigFile;
+use crate::error::{ModelsError, Result};
+use crate::processor::{AttentionKind, AttentionProcessor, AttentionSite};
+use crate::weights::{load_safetensors, weights_file};
+
+/// The epsilon of the transformers' group norm, fixed in diffusers.
+const TRANSFORMER_NORM_EPS: f64 = 1e-6;
+
+/// The architecture of a `UNet2DConditionModel` (the keys of its `config.json` SD uses).
+#[derive(Clone, Debug, PartialEq)]
+pub struct UnetConfig {
+    /// Input channels: 4 (text-to-image, blended), 9 (inpainting), 7 (x4 upscaler).
+    pub in_channels: usize,
+    /// Output channels (4).
+    pub out_channels: usize,
+    /// Channels per resolution level.
+    pub block_out_channels: Vec<usize>,
+    /// Per level: whether it has cross-attention transformers (`CrossAttn*Block2D`).
+    pub down_cross_attention: Vec<bool>,
+    /// Per level, in up order: whether it has cross-attention transformers.
+    pub up_cross_attention: Vec<bool>,
+    /// Resnets per down level (up levels have one more).
+    pub layers_per_block: usize,
+    /// Attention heads per level (`num_attention_heads`, or the legacy `attention_head_dim`).
+    pub heads: Vec<usize>,
+    /// Width of the text embedding.
+    pub cross_attention_dim: usize,
+    /// Linear (SD 2) or 1x1-convolution (SD 1) projections around each transformer.
+    pub use_linear_projection: bool,
+    /// Per level: whether `attn1` attends to the text instead of the image (x4 upscaler).
+    pub only_cross_attention: Vec<bool>,
+    /// Groups of every group norm.
+    pub norm_num_groups: usize,
+    /// Epsilon of the resnets' and the output group norms.
+    pub norm_eps: f64,
+    /// Cosine before sine in the timestep embedding.
+    pub flip_sin_to_cos: bool,
+    /// `downscale_freq_shift` of the timestep embedding.
+    pub freq_shift: f64,
+    /// Classes of the class embedding (the x4 upscaler's noise level: 1000), if any.
+    pub num_class_embeds: Option<usize>,
+    /// Padding of the downsampling convolutions (1).
+    pub downsample_padding: usize,
+}
+
+impl UnetConfig {
+    /// Reads a diffusers `unet/config.json`; keys SD does not use must hold their defaults.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
+        let f = ConfigFile::open(path.as_ref())?;
+        let down = f.str_list("down_block_types", &["CrossAttnDownBlock2D", "DownBlock2D"])?;
+        let up = f.str_list("up_block_types", &["CrossAttnUpBlock2D", "UpBlock2D"])?;
+        let block_out_channels = f.usize_list("block_out_channels")?;
+        let levels = block_out_channels.len();
+        if down.len() != levels || up.len() != levels {
+            return Err(f.unsupported(
+                "down_block_types",
+                "one down and one up block per block_out_channels entry",
+            ));
+        }
+        f.one_of("act_fn", &["silu"])?;
+        f.one_of("mid_block_type", &["UNetMidBlock2DCrossAttn"])
+            .or_else(|e| {
+                // Older configs omit the key; the default is the cross-attention mid-block.
+                if f.is_absent("mid_block_type") {
+                    Ok("UNetMidBlock2DCrossAttn")
+                } else {
+                    Err(e)
+                }
+            })?;
+        for (key, default) in [
+            ("center_input_sample", Value::Bool(false)),
+            ("dual_cross_attention", Value::Bool(false)),
+            ("class_embed_type", Value::Null),
+            ("addition_embed_type", Value::Null),
+            ("encoder_hid_dim", Value::Null),
+            ("time_embedding_type", Value::from("positional")),
+            ("resnet_time_scale_shift", Value::from("default")),
+            ("transformer_layers_per_block", Value::from(1)),
+            ("mid_block_scale_factor", Value::from(1)),
+            ("time_cond_proj_dim", Value::Null),
+            ("conv_in_kernel", Value::from(3)),
+            ("conv_out_kernel", Value::from(3)),
+        ] {
+            f.require_default(key, &default)?;
+        }
+        // `attention_head_dim` historically held the number of heads; `num_attention_heads`,
+        // where set, takes precedence.
+        let heads_key = if f.is_absent("num_attention_heads") {
+            "attention_head_dim"
+        } else {
+            "num_attention_heads"
+        };
+        let heads = f.usize_or_list(heads_key, levels)?;
+        let only_cross_attention = f.bool_or_list("only_cross_attention", levels, false)?;
+        let config = Self {
+            in_channels: f.usize("in_channels")?,
+            out_channels: f.usize("out_channels")?,
+            down_cross_attention: down.iter().map(|t| t.starts_with("CrossAttn")).collect(),
+            up_cross_attention: up.iter().map(|t| t.starts_with("CrossAttn")).collect(),
+            layers_per_block: f.usize("layers_per_block")?,
+            heads,
+            cross_attention_dim: f.usize("cross_attention_dim")?,
+            use_linear_projection: f.bool_or("use_linear_projection", false)?,
+            only_cross_attention,
+            norm_num_groups: f.usize("norm_num_groups")?,
+            norm_eps: f.f64_or("norm_eps", 1e-5)?,
+            flip_sin_to_cos: f.bool_or("flip_sin_to_cos", true)?,
+            freq_shift: f.f64_or("freq_shift", 0.0)?,
+            num_class_embeds: if f.is_absent("num_class_embeds") {
+                None
+            } else {
+                Some(f.usize("num_class_embeds")?)
+            },
+            downsample_padding: f.usize_or("downsample_padding", 1)?,
+            block_out_channels,
+        };
+        if config.downsample_padding != 1 {
+            return Err(f.unsupported("downsample_padding", "1"));
+        }
+        for (&c, &h) in config.block_out_channels.iter().zip(&config.heads) {
+            if c % config.norm_num_groups != 0 || c % h != 0 {
+                return Err(f.unsupported(
+                    heads_key,
+                    "head counts and norm_num_groups dividing every block_out_channels entry",
+                ));
+            }
+        }
+        Ok(config)
+    }
+}
+
+/// diffusers' `Attention` as the transformer blocks use it: bias-free q/k/v projections and a
+/// biased output projection around multi-head attention.
+#[derive(Module, Debug)]
+struct Attention {
+    to_q: Linear,
+    to_k: Linear,
+    to_v: Linear,
+    to_out: Linear,
+    heads: usize,
+    path: String,
+    kind_is_cross: bool,
+}
+
+impl Attention {
+    fn new(
+        dim: usize,
+        context_dim: Option<usize>,
+        heads: usize,
+        path: String,
+        device: &Device,
+    ) -> Self {
+        let kv_dim = context_dim.unwrap_or(dim);
+        let no_bias = |i, o| LinearConfig::new(i, o).with_bias(false).init(device);
+        Self {
+            to_q: no_bias(dim, dim),
+            to_k: no_bias(kv_dim, dim),
+            to_v: no_bias(kv_dim, dim),
+            to_out: LinearConfig::new(dim, dim).init(device),
+            heads,
+            path,
+            kind_is_cross: context_dim.is_some(),
+        }
+    }
+
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        context: Option<&Tensor<3>>,
+        grid: [usize; 2],
+        step: &Step<'_>,
+        p: &mut dyn AttentionProcessor,
+    ) -> Tensor<3> {
+        let [b, n, d] = x.dims();
+        let source = if self.kind_is_cross {
+            context.cloned().expect("cross-attention has a context")
+        } else {
+            x.clone()
+        };
+        let m = source.dims()[1];
+        let split = |t: Tensor<3>, len| {
+            t.reshape([b, len, self.heads, d / self.heads])
+                .swap_dims(1, 2)
+        };
+        let q = split(self.to_q.forward(x), n);
+        let k = split(self.to_k.forward(source.clone()), m);
+        let v = split(self.to_v.forward(source), m);
+        let site = AttentionSite {
+            path: &self.path,
+            kind: if self.kind_is_cross {
+                AttentionKind::CrossAttention
+            } else {
+                AttentionKind::SelfAttention
+            },
+            height: grid[0],
+            width: grid[1],
+            timesteps: step.timesteps,
+        };
+        let o = p.attend(&site, q, k, v);
+        self.to_out.forward(o.swap_dims(1, 2).reshape([b, n, d]))
+    }
+}
+
+/// The per-call state every attention sees.
+struct Step<'a> {
+    timesteps: &'a [f32],
+}
+
+/// diffusers' `BasicTransformerBlock`: self-attention (or text attention), text attention, GEGLU
+/// feed-forward, each pre-normed and residual.
+#[derive(Module, Debug)]
+struct TransformerBlock {
+    norm1: LayerNorm,
+    attn1: Attention,
+    norm2: LayerNorm,
+    attn2: Attention,
+    norm3: LayerNorm,
+    ff: FeedForward,
+}
+
+/// `ff.net.0.proj` (GEGLU's projection) and `ff.net.2`, remapped to `ff.proj` / `ff.out`.
+#[derive(Module, Debug)]
+struct FeedForward {
+    proj: Linear,
+    out: Linear,
+}
+
+impl TransformerBlock {
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        context: &Tensor<3>,
+        grid: [usize; 2],
+        step: &Step<'_>,
+        p: &mut dyn AttentionProcessor,
+    ) -> Tensor<3> {
+        let x = self
+            .attn1
+            .forward(self.norm1.forward(x.clone()), Some(context), grid, step, p)
+            + x;
+        let x = self
+            .attn2
+            .forward(self.norm2.forward(x.clone()), Some(context), grid, step, p)
+            + x;
+        let h = self.ff.proj.forward(self.norm3.forward(x.clone()));
+        let half = h.dims()[2] / 2;
+        let [b, n, _] = h.dims();
+        let hidden = h.clone().slice([0..b, 0..n, 0..half]);
+        let gate = h.slice([0..b, 0..n, half..2 * half]);
+        self.ff.out.forward(hidden * gelu(gate)) + x
+    }
+}
+
+/// diffusers' `Transformer2DModel` with one block: group norm, input projection, the block,
+/// output projection, residual.
+#[derive(Module, Debug)]
+struct SpatialTransformer {
+    norm: GroupNorm,
+    proj_in: Projection,
+    transformer_blocks: Vec<TransformerBlock>,
+    proj_out: Projection,
+}
+
+/// A 1x1 convolution (SD 1) or a linear layer (SD 2) over the channels.
+#[derive(Module, Debug)]
+enum Projection {
+    Conv(Conv2d),
+    Linear(Linear),
+}
+
+impl Projection {
+    fn new(c: usize, linear: bool, device: &Device) -> Self {
+        if linear {
+            Projection::Linear(LinearConfig::new(c, c).init(device))
+        } else {
+            Projection::Conv(Conv2dConfig::new([c, c], [1, 1]).init(device))
+        }
+    }
+
+    /// Applies the projection to `[b, c, h, w]` and returns tokens `[b, h*w, c]`, or the
+    /// reverse with `to_tokens = false`, keeping diffusers' order of projection and reshape.
+    fn tokens_in(&self, x: Tensor<4>) -> Tensor<3> {
+        let [b, c, h, w] = x.dims();
+        let tokens = |x: Tensor<4>| x.reshape([b, c, h * w]).swap_dims(1, 2);
+        match self {
+            Projection::Conv(conv) => tokens(conv.forward(x)),
+            Projection::Linear(l) => l.forward(tokens(x)),
+        }
+    }
+
+    fn tokens_out(&self, t: Tensor<3>, [b, c, h, w]: [usize; 4]) -> Tensor<4> {
+        let grid = |t: Tensor<3>| t.swap_dims(1, 2).reshape([b, c, h, w]);
+        match self {
+            Projection::Conv(conv) => conv.forward(grid(t)),
+            Projection::Linear(l) => grid(l.forward(t)),
+        }
+    }
+}
+
+impl SpatialTransformer {
+    fn new(
+        c: usize,
+        heads: usize,
+        cfg: &UnetConfig,
+        only_cross: bool,
+        path: &str,
+        device: &Device,
+    ) -> Self {
+        let norm = || LayerNormConfig::new(c).init(device);
+        let block_path = format!("{path}.transformer_blocks.0");
+        let block = TransformerBlock {
+            norm1: norm(),
+            attn1: Attention::new(
+                c,
+                only_cross.then_some(cfg.cross_attention_dim),
+                heads,
+                format!("{block_path}.attn1"),
+                device,
+            ),
+            norm2: norm(),
+            attn2: Attention::new(
+                c,
+                Some(cfg.cross_attention_dim),
+                heads,
+                format!("{block_path}.attn2"),
+                device,
+            ),
+            norm3: norm(),
+            ff: FeedForward {
+                proj: LinearConfig::new(c, 8 * c).init(device),
+                out: LinearConfig::new(4 * c, c).init(device),
+            },
+        };
+        Self {
+            norm: group_norm(cfg.norm_num_groups, c, TRANSFORMER_NORM_EPS, device),
+            proj_in: Projection::new(c, cfg.use_linear_projection, device),
+            transformer_blocks: vec![block],
+            proj_out: Projection::new(c, cfg.use_linear_projection, device),
+        }
+    }
+
+    fn forward(
+        &self,
+        x: Tensor<4>,
+        context: &Tensor<3>,
+        step: &Step<'_>,
+        p: &mut dyn AttentionProcessor,
+    ) -> Tensor<4> {
+        let dims = x.dims();
+        let mut t = self.proj_in.tokens_in(self.norm.forward(x.clone()));
+        for block in &self.transformer_blocks {
+            t = block.forward(t, context, [dims[2], dims[3]], step, p);
+        }
+        self.proj_out.tokens_out(t, dims) + x
+    }
+}
+
+/// A down level: resnets, each followed by its transformer in cross-attention levels, then an
+/// optional downsampler.
+#[derive(Module, Debug)]
+struct DownLevel {
+    resnets: Vec<ResnetBlock>,
+    attentions: Vec<SpatialTransformer>,
+    downsamplers: Vec<Downsample>,
+}
+
+/// An up level: resnets over the concatenated skip connections, their transformers, and an
+/// optional upsampler.
+#[derive(Module, Debug)]
+struct UpLevel {
+    resnets: Vec<ResnetBlock>,
+    attentions: Vec<SpatialTransformer>,
+    upsamplers: Vec<UpsampleConv>,
+}
+
+/// `Upsample2D` that resizes to the skip connection's size (diffusers' `upsample_size`), which
+/// is exactly x2 when the input size is divisible by the UNet's total downsampling.
+#[derive(Module, Debug)]
+struct UpsampleConv {
+    conv: Conv2d,
+}
+
+#[derive(Module, Debug)]
+struct MidBlock {
+    resnets: Vec<ResnetBlock>,
+    attentions: Vec<SpatialTransformer>,
+}
+
+#[derive(Module, Debug)]
+struct TimeEmbedding {
+    linear_1: Linear,
+    linear_2: Linear,
+}
+
+/// diffusers' `UNet2DConditionModel`.
+#[derive(Module, Debug)]
+pub struct Unet2DConditionModel {
+    conv_in: Conv2d,
+    time_embedding: TimeEmbedding,
+    class_embedding: Option<Embedding>,
+    down_blocks: Vec<DownLevel>,
+    mid_block: MidBlock,
+    up_blocks: Vec<UpLevel>,
+    conv_norm_out: GroupNorm,
+    conv_out: Conv2d,
+    in_channels: usize,
+    time_channels: usize,
+    flip_sin_to_cos: bool,
+    freq_shift: f64,
+}
+
+impl Unet2DConditionModel {
+    /// A UNet with the given architecture and untrained weights.
+    pub fn new(cfg: &UnetConfig, device: &Device) -> Self {
+        let ch = &cfg.block_out_channels;
+        let levels = ch.len();
+        let temb = 4 * ch[0];
+        let resnet = |cin, cout| {
+            ResnetBlock::new(
+                &ResnetSpec {
+                    cin,
+                    cout,
+                    temb: Some(temb),
+                    groups: cfg.norm_num_groups,
+                    eps: cfg.norm_eps,
+                },
+                device,
+            )
+        };
+
+        let mut prev = ch[0];
+        let down_blocks = (0..levels)
+            .map(|i| {
+                let out = ch[i];
+                let resnets = (0..cfg.layers_per_block)
+                    .map(|j| resnet(if j == 0 { prev } else { out }, out))
+                    .collect();
+                let attentions = if cfg.down_cross_attention[i] {
+                    (0..cfg.layers_per_block)
+                        .map(|j| {
+                            SpatialTransformer::new(
+                                out,
+                                cfg.heads[i],
+                                cfg,
+                                cfg.only_cross_attention[i],
+                                &format!("down_blocks.{i}.attentions.{j}"),
+                                device,
+                            )
+                        })
+                        .collect()
+                } else {
+                    vec![]
+                };
+                prev = out;
+                let downsamplers = if i + 1 < levels {
+                    vec![Downsample::new(out, true, device)]
+                } else {
+                    vec![]
+                };
+                DownLevel {
+                    resnets,
+                    attentions,
+                    downsamplers,
+                }
+            })
+            .collect();
+
+        let last = ch[levels - 1];
+        let mid_block = MidBlock {
+            resnets: vec![resnet(last, last), resnet(last, last)],
+            attentions: vec![SpatialTransformer::new(
+                last,
+                cfg.heads[levels - 1],
+                cfg,
+                false,
+                "mid_block.attentions.0",
+                device,
+            )],
+        };
+
+        let reversed: Vec<usize> = ch.iter().rev().copied().collect();
+        let heads_rev: Vec<usize> = cfg.heads.iter().rev().copied().collect();
+        let only_cross_rev: Vec<bool> = cfg.only_cross_attention.iter().rev().copied().collect();
+        let mut prev_out = reversed[0];
+        let up_blocks = (0..levels)
+            .map(|i| {
+                let out = reversed[i];
+                let input = reversed[(i + 1).min(levels - 1)];
+                let n = cfg.layers_per_block + 1;
+                let resnets = (0..n)
+                    .map(|j| {
+                        let skip = if j == n - 1 { input } else { out };
+                        let cin = if j == 0 { prev_out } else { out };
+                        resnet(cin + skip, out)
+                    })
+                    .collect();
+                let attentions = if cfg.up_cross_attention[i] {
+                    (0..n)
+                        .map(|j| {
+                            SpatialTransformer::new(
+                                out,
+                                heads_rev[i],
+                                cfg,
+                                only_cross_rev[i],
+                                &format!("up_blocks.{i}.attentions.{j}"),
+                                device,
+                            )
+                        })
+                        .collect()
+                } else {
+                    vec![]
+                };
+                prev_out = out;
+                let upsamplers = if i + 1 < levels {
+                    vec![UpsampleConv {
+                        conv: conv(out, out, 3, device),
+                    }]
+                } else {
+                    vec![]
+                };
+                UpLevel {
+                    resnets,
+                    attentions,
+                    upsamplers,
+                }
+            })
+            .collect();
+
+        Self {
+            conv_in: conv(cfg.in_channels, ch[0], 3, device),
+            time_embedding: TimeEmbedding {
+                linear_1: LinearConfig::new(ch[0], temb).init(device),
+                linear_2: LinearConfig::new(temb, temb).init(device),
+            },
+            class_embedding: cfg
+                .num_class_embeds
+                .map(|n| EmbeddingConfig::new(n, temb).init(device)),
+            down_blocks,
+            mid_block,
+            up_blocks,
+            conv_norm_out: group_norm(cfg.norm_num_groups, ch[0], cfg.norm_eps, device),
+            conv_out: conv(ch[0], cfg.out_channels, 3, device),
+            in_channels: cfg.in_channels,
+            time_channels: ch[0],
+            flip_sin_to_cos: cfg.flip_sin_to_cos,
+            freq_shift: cfg.freq_shift,
+        }
+    }
+
+    /// Loads a diffusers `unet/` folder: `config.json` and `diffusion_pytorch_model.safetensors`
+    /// (or its `variant`, e.g. `fp16`), any float type.
+    pub fn load(dir: impl AsRef<Path>, variant: Option<&str>, device: &Device) -> Result<Self> {
+        let dir = dir.as_ref();
+        let config = UnetConfig::from_file(dir.join("config.json"))?;
+        let weights = weights_file(dir, &["diffusion_pytorch_model"], variant)?;
+        let remaps = [
+            (r"\.to_out\.0\.", ".to_out."),
+            (r"\.ff\.net\.0\.proj\.", ".ff.proj."),
+            (r"\.ff\.net\.2\.", ".ff.out."),
+            // The transformer's projections are an enum (conv or linear) in our model.
+            (
+                r"(attentions\.\d+)\.proj_(in|out)\.(weight|bias)$",
+                "$1.proj_$2.PROJ.$3",
+            ),
+        ];
+        let model = Self::new(&config, device);
+        let projection = if config.use_linear_projection {
+            "Linear"
+        } else {
+            "Conv"
+        };
+        let remaps: Vec<(&str, String)> = remaps
+            .iter()
+            .map(|(p, r)| (*p, r.replace("PROJ", projection)))
+            .collect();
+        let remaps: Vec<(&str, &str)> = remaps.iter().map(|(p, r)| (*p, r.as_str())).collect();
+        load_safetensors(model, &weights, &remaps, &[])
+    }
+
+    /// The number of input channels (4, 7 or 9).
+    pub fn in_channels(&self) -> usize {
+        self.in_channels
+    }
+
+    /// Predicts the noise (or `v`) for `sample` `[batch, in_channels, h, w]` at `timesteps`
+    /// (one per batch item), conditioned on `context` `[batch, tokens, cross_attention_dim]`,
+    /// with `class_labels` for UNets that have a class embedding (the x4 upscaler's noise level).
+    pub fn forward(
+        &self,
+        sample: Tensor<4>,
+        timesteps: &[f32],
+        context: &Tensor<3>,
+        class_labels: Option<&[i64]>,
+        processor: &mut dyn AttentionProcessor,
+    ) -> Result<Tensor<4>> {
+        let [b, c, h, w] = sample.dims();
+        let shape_error = |what: &str, expected: String, found: Vec<usize>| {
+            ModelsError::Core(hd_painter_core::CoreError::TensorShape {
+                what: what.into(),
+                expected,
+                found,
+            })
+        };
+        if c != self.in_channels || h == 0 || w == 0 {
+            return Err(shape_error(
+                "UNet sample",
+                format!("[batch, {}, h, w]", self.in_channels),
+                vec![b, c, h, w],
+            ));
+        }
+        if timesteps.len() != b {
+            return Err(shape_error(
+                "UNet timesteps",
+                format!("{b} timesteps"),
+                vec![timesteps.len()],
+            ));
+        }
+        if context.dims()[0] != b {
+            return Err(shape_error(
+                "UNet text context",
+                format!("[{b}, tokens, dim]"),
+                context.dims().to_vec(),
+            ));
+        }
+        let device = sample.device();
+        let step = Step { timesteps };
+
+        let mut emb = self.time_embedding.linear_2.forward(silu(
+            self.time_embedding
+                .linear_1
+                .forward(self.timestep_features(timesteps, &device)),
+        ));
+        match (&self.class_embedding, class_labels) {
+            (Some(embedding), Some(labels)) if labels.len() == b => {
+                let labels =
+                    Tensor::<2, Int>::from_data(TensorData::new(labels.to_vec(), [b, 1]), &device);
+                emb = emb
+                    + embedding
+                        .forward(labels)
+                        .reshape([b, self.time_channels * 4]);
+            }
+            (Some(_), labels) => {
+                return Err(shape_error(
+                    "UNet class labels",
+                    format!("{b} labels"),
+                    vec![labels.map_or(0, <[i64]>::len)],
+                ));
+            }
+            (None, _) => {}
+        }
+
+        let mut x = self.conv_in.forward(sample);
+        let mut skips = vec![x.clone()];
+        for level in &self.down_blocks {
+            for (j, resnet) in level.resnets.iter().enumerate() {
+                x = resnet.forward(x, Some(&emb));
+                if let Some(t) = level.attentions.get(j) {
+                    x = t.forward(x, context, &step, processor);
+                }
+                skips.push(x.clone());
+            }
+            for d in &level.downsamplers {
+                x = d.forward(x);
+                skips.push(x.clone());
+            }
+        }
+
+        x = self.mid_block.resnets[0].forward(x, Some(&emb));
+        x = self.mid_block.attentions[0].forward(x, context, &step, processor);
+        x = self.mid_block.resnets[1].forward(x, Some(&emb));
+
+        for level in &self.up_blocks {
+            for (j, resnet) in level.resnets.iter().enumerate() {
+                let skip = skips.pop().expect("one skip per up resnet");
+                x = resnet.forward(Tensor::cat(vec![x, skip], 1), Some(&emb));
+                if let Some(t) = level.attentions.get(j) {
+                    x = t.forward(x, context, &step, processor);
+                }
+            }
+            for u in &level.upsamplers {
+                let [_, _, th, tw] = skips.last().expect("a skip below every upsampler").dims();
+                let options = InterpolateOptions::new(InterpolateMode::Nearest)
+                    .with_align_corners(false)
+                    .with_output_size([th, tw]);
+                x = u.conv.forward(interpolate(x, options));
+            }
+        }
+        Ok(self.conv_out.forward(silu(self.conv_norm_out.forward(x))))
+    }
+
+    /// diffusers' sinusoidal `get_timestep_embedding`, computed in f32 as torch does.
+    fn timestep_features(&self, timesteps: &[f32], device: &Device) -> Tensor<2> {
+        let half = self.time_channels / 2;
+        let freqs: Vec<f32> = (0..half)
+            .map(|i| (-(10000f32.ln()) * i as f32 / (half as f32 - self.freq_shift as f32)).exp())
+            .collect();
+        let mut data: Vec<f32> = Vec::with_capacity(timesteps.len() * 2 * half);
+        for &t in timesteps {
+            let args: Vec<f32> = freqs.iter().map(|f| t * f).collect();
+            let (sin, cos): (Vec<f32>, Vec<f32>) = args.iter().map(|a| (a.sin(), a.cos())).unzip();
+            if self.flip_sin_to_cos {
+                data.extend(cos.iter().chain(&sin));
+            } else {
+                data.extend(sin.iter().chain(&cos));
+            }
+        }
+        Tensor::from_data(TensorData::new(data, [timesteps.len(), 2 * half]), device)
+    }
+}
