@@ -163,3 +163,51 @@ fn bad_configs_weights_and_inputs_are_typed_errors() {
         .unwrap_err();
     assert!(err.to_string().contains("timesteps"), "{err}");
 }
+
+/// RASG's gradient: d(sum(w * unet(x))) / dx through burn's autodiff, with the weights loaded on
+/// the plain device (no parameter gradients), against torch.autograd: max |ours - ref| <= 1e-3 *
+/// max |ref|, for all three UNet families.
+#[test]
+fn input_gradient_matches_torch_autograd() {
+    for name in ["unet_sd15_inpaint", "unet_sd2", "unet_x4"] {
+        let device = device();
+        let autodiff = device.clone().autodiff();
+        let unet = Unet2DConditionModel::load(model_dir(name), None, &device).unwrap();
+        let g = Golden::open(name, "outputs.safetensors");
+        let timesteps: Vec<f32> = g.get("timesteps").1.into_iter().map(|t| t as f32).collect();
+        let labels: Option<Vec<i64>> = (name == "unet_x4").then(|| {
+            g.get("class_labels")
+                .1
+                .into_iter()
+                .map(|v| v as i64)
+                .collect()
+        });
+        let x = g.tensor::<4>("sample", &autodiff).require_grad();
+        let out = unet
+            .forward(
+                x.clone(),
+                &timesteps,
+                &g.tensor("context", &autodiff),
+                labels.as_deref(),
+                &mut DefaultAttention::default(),
+            )
+            .unwrap();
+        let grads = (out * g.tensor::<4>("grad_weights", &autodiff))
+            .sum()
+            .backward();
+        let grad = x.grad(&grads).expect("a gradient for the input");
+        let (shape, expected) = g.get("grad_sample");
+        assert_eq!(grad.dims().to_vec(), shape);
+        let got: Vec<f32> = grad.into_data().try_into_vec_as().unwrap();
+        let scale = expected.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let err = got
+            .iter()
+            .zip(&expected)
+            .map(|(a, b)| (*a as f64 - b).abs())
+            .fold(0.0, f64::max);
+        assert!(
+            err <= 1e-3 * scale,
+            "{name}: max |diff| = {err:e} (max |ref| {scale})"
+        );
+    }
+}

@@ -494,6 +494,14 @@ def gen_unet(out, rng):
         with torch.no_grad():
             eps = unet(sample, timesteps, encoder_hidden_states=context, class_labels=labels).sample
         t = {"sample": sample.numpy(), "context": context.numpy(), "timesteps": timesteps.numpy(), "output": eps.numpy()}
+        # RASG differentiates through the UNet with respect to its input: the gradient of a
+        # weighted sum of the output, parameters frozen.
+        weights = torch.from_numpy(rng.standard_normal(eps.shape).astype(np.float32))
+        unet.requires_grad_(False)
+        x = sample.clone().requires_grad_(True)
+        (unet(x, timesteps, encoder_hidden_states=context, class_labels=labels).sample * weights).sum().backward()
+        t["grad_weights"] = weights.numpy()
+        t["grad_sample"] = x.grad.numpy()
         if labels is not None:
             t["class_labels"] = labels.numpy()
         save(out, "outputs", t, group=f"models/{name}")
