@@ -25,3 +25,29 @@ pub fn settle<const D: usize>(t: Tensor<D>) -> f32 {
         .try_into_vec_as::<f32>()
         .expect("f32 data")[0]
 }
+
+/// The process's peak resident set size so far, in GiB (`VmHWM` of `/proc/self/status`; 0
+/// where that file does not exist).
+pub fn peak_rss_gib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / (1024.0 * 1024.0))
+}
+
+/// A float32 tensor from a safetensors file.
+pub fn read_f32<const D: usize>(bytes: &[u8], key: &str, device: &Device) -> Tensor<D> {
+    let st = safetensors::SafeTensors::deserialize(bytes).expect("valid safetensors");
+    let view = st.tensor(key).unwrap_or_else(|e| panic!("{key}: {e}"));
+    let values: Vec<f32> = view
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
+        .collect();
+    Tensor::from_data(
+        burn::tensor::TensorData::new(values, view.shape().to_vec()),
+        device,
+    )
+}

@@ -187,6 +187,11 @@ impl ClipTextModel {
         load_safetensors(Self::new(&config, device), &weights, &remaps, &ignored)
     }
 
+    /// The width of the hidden states (what the UNet's cross-attention takes).
+    pub fn hidden_size(&self) -> usize {
+        self.final_layer_norm.gamma.dims()[0]
+    }
+
     /// Encodes token ids `[batch, seq]` (seq at most the context length).
     pub fn forward(&self, ids: Tensor<2, Int>) -> Result<ClipTextOutput> {
         let [batch, seq] = ids.dims();

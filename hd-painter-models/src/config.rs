@@ -151,4 +151,9 @@ impl ConfigFile {
             _ => Ok(vec![self.bool_or(key, default)?; n]),
         }
     }
+
+    /// The raw value of `key`.
+    pub(crate) fn get(&self, key: &str) -> Option<&Value> {
+        self.json.get(key)
+    }
 }

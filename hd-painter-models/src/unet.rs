@@ -423,6 +423,7 @@ pub struct Unet2DConditionModel {
     conv_norm_out: GroupNorm,
     conv_out: Conv2d,
     in_channels: usize,
+    cross_attention_dim: usize,
     time_channels: usize,
     flip_sin_to_cos: bool,
     freq_shift: f64,
@@ -560,6 +561,7 @@ impl Unet2DConditionModel {
             conv_norm_out: group_norm(cfg.norm_num_groups, ch[0], cfg.norm_eps, device),
             conv_out: conv(ch[0], cfg.out_channels, 3, device),
             in_channels: cfg.in_channels,
+            cross_attention_dim: cfg.cross_attention_dim,
             time_channels: ch[0],
             flip_sin_to_cos: cfg.flip_sin_to_cos,
             freq_shift: cfg.freq_shift,
@@ -599,6 +601,11 @@ impl Unet2DConditionModel {
     /// The number of input channels (4, 7 or 9).
     pub fn in_channels(&self) -> usize {
         self.in_channels
+    }
+
+    /// The width of the text embedding it attends to.
+    pub fn cross_attention_dim(&self) -> usize {
+        self.cross_attention_dim
     }
 
     /// Predicts the noise (or `v`) for `sample` `[batch, in_channels, h, w]` at `timesteps`

@@ -481,14 +481,14 @@ def gen_unet(out, rng):
     for name, spec in UNETS.items():
         torch.manual_seed(int(rng.integers(0, 2**31)))
         unet = UNet2DConditionModel(
-            sample_size=16, out_channels=4, cross_attention_dim=24, norm_num_groups=4, **spec["config"]
+            sample_size=16, out_channels=4, cross_attention_dim=32, norm_num_groups=4, **spec["config"]
         ).eval()
         randomize_norms(unet, torch)
         d = out / "models" / name
         unet.save_pretrained(d, safe_serialization=True)
         h, w = spec["latent"]
         sample = torch.from_numpy(rng.standard_normal((2, spec["config"]["in_channels"], h, w)).astype(np.float32))
-        context = torch.from_numpy(rng.standard_normal((2, 77, 24)).astype(np.float32))
+        context = torch.from_numpy(rng.standard_normal((2, 77, 32)).astype(np.float32))
         timesteps = torch.tensor([999.0, 19.0])
         labels = torch.tensor(spec["class_labels"]) if "class_labels" in spec else None
         with torch.no_grad():
@@ -507,7 +507,37 @@ def gen_unet(out, rng):
         save(out, "outputs", t, group=f"models/{name}")
 
 
-GROUPS = {"resize": gen_resize, "blur": gen_blur, "dilate": gen_dilate, "pad": gen_pad, "tensor": gen_tensor, "files": gen_files, "tokenizer": gen_tokenizer, "clip": gen_clip, "vae": gen_vae, "unet": gen_unet}
+def gen_pipeline(out, rng):
+    """diffusers' `model_index.json` (and the tokenizer's and scheduler's small configs) of an
+    inpainting pipeline made of the tiny components above; the test assembles the folder from
+    those components' fixture folders, so no weights are stored twice."""
+    import shutil
+    import tempfile
+
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionInpaintPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    models = out / "models"
+    pipe = StableDiffusionInpaintPipeline(
+        vae=AutoencoderKL.from_pretrained(models / "vae_sd"),
+        text_encoder=CLIPTextModel.from_pretrained(models / "clip_gelu"),
+        tokenizer=CLIPTokenizer(vocab=str(out / "tokenizer" / "vocab.json"), merges=str(out / "tokenizer" / "merges.txt"), pad_token="!"),
+        unet=UNet2DConditionModel.from_pretrained(models / "unet_sd15_inpaint"),
+        scheduler=DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False, set_alpha_to_one=False, steps_offset=1),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    dest = models / "pipeline_inpaint"
+    with tempfile.TemporaryDirectory() as tmp:
+        pipe.save_pretrained(tmp, safe_serialization=True)
+        tmp = pathlib.Path(tmp)
+        for rel in ["model_index.json", "scheduler/scheduler_config.json", "tokenizer/tokenizer_config.json"]:
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(tmp / rel, dest / rel)
+
+
+GROUPS = {"resize": gen_resize, "blur": gen_blur, "dilate": gen_dilate, "pad": gen_pad, "tensor": gen_tensor, "files": gen_files, "tokenizer": gen_tokenizer, "clip": gen_clip, "vae": gen_vae, "unet": gen_unet, "pipeline": gen_pipeline}
 
 
 def generate(out):

@@ -1,0 +1,82 @@
+//! The full-size SD2-inpainting UNet (random weights written by
+//! `tools/reference/full_size.py`, which also times PyTorch the same way): load time, parity with
+//! PyTorch's output on the same weights, one guided step (batch 2 at a 64x64 latent) and peak RSS.
+//!
+//! ```text
+//! ~/.cache/hd-painter/venv/bin/python tools/reference/full_size.py
+//! cargo bench -p hd-painter-benches --bench unet_full
+//! ```
+//!
+//! The folder is `$HD_PAINTER_FULL_DIR` or `~/.cache/hd-painter/full`; without it the benchmark
+//! says so and measures nothing.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use hd_painter_benches::{peak_rss_gib, read_f32};
+use hd_painter_core::BackendKind;
+use hd_painter_models::{DefaultAttention, Unet2DConditionModel};
+
+fn full_dir() -> PathBuf {
+    std::env::var_os("HD_PAINTER_FULL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/hd-painter/full")
+        })
+}
+
+fn unet_step(c: &mut Criterion) {
+    let dir = full_dir();
+    let io = match std::fs::read(dir.join("unet_io.safetensors")) {
+        Ok(io) => io,
+        Err(e) => {
+            eprintln!(
+                "skipping: {} ({e}); run tools/reference/full_size.py first",
+                dir.display()
+            );
+            return;
+        }
+    };
+    let device = BackendKind::Flex.device().expect("flex");
+    let start = Instant::now();
+    let unet =
+        Unet2DConditionModel::load(dir.join("unet_sd2_inpainting"), None, &device).expect("load");
+    println!(
+        "load: {:.2} s, peak RSS {:.2} GiB",
+        start.elapsed().as_secs_f64(),
+        peak_rss_gib()
+    );
+
+    let sample = read_f32::<4>(&io, "sample", &device);
+    let context = read_f32::<3>(&io, "context", &device);
+    let expected = read_f32::<4>(&io, "output", &device);
+    let timesteps = [999.0f32, 999.0];
+    let step = || {
+        unet.forward(
+            sample.clone(),
+            &timesteps,
+            &context,
+            None,
+            &mut DefaultAttention::default(),
+        )
+        .expect("forward")
+    };
+    let out = step();
+    let scale: f32 = expected.clone().abs().max().into_scalar();
+    let err: f32 = (out - expected).abs().max().into_scalar();
+    println!(
+        "parity with PyTorch: max |diff| = {err:.3e} (max |ref| {scale:.3}, relative {:.3e})",
+        err / scale.max(1.0)
+    );
+
+    let mut group = c.benchmark_group("unet_sd2_inpainting_64x64");
+    group.sample_size(10);
+    group.bench_function("batch2", |b| b.iter(|| hd_painter_benches::settle(step())));
+    group.finish();
+    println!("peak RSS after the steps: {:.2} GiB", peak_rss_gib());
+}
+
+criterion_group!(benches, unet_step);
+criterion_main!(benches);

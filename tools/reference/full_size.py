@@ -1,0 +1,72 @@
+#!/usr/bin/env python3
+"""Full-size SD2-inpainting UNet with random weights, for the benchmark (never committed):
+writes the model in the diffusers layout plus inputs and PyTorch's output, and times PyTorch
+fp32 on this machine the way benches/benches/unet_full.rs times ours.
+
+    ~/.cache/hd-painter/venv/bin/python tools/reference/full_size.py [OUT_DIR]
+
+OUT_DIR defaults to ~/.cache/hd-painter/full; the benchmark reads HD_PAINTER_FULL_DIR.
+"""
+
+import pathlib
+import resource
+import sys
+import time
+
+import numpy as np
+import torch
+from diffusers import UNet2DConditionModel
+from safetensors.numpy import save_file
+
+# stabilityai/stable-diffusion-2-inpainting's unet/config.json, as published.
+SD2_INPAINTING = dict(
+    sample_size=64,
+    in_channels=9,
+    out_channels=4,
+    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    block_out_channels=(320, 640, 1280, 1280),
+    layers_per_block=2,
+    attention_head_dim=(5, 10, 20, 20),
+    cross_attention_dim=1024,
+    use_linear_projection=True,
+    norm_num_groups=32,
+    norm_eps=1e-5,
+    flip_sin_to_cos=True,
+    freq_shift=0,
+)
+
+
+def median_time(fn, runs):
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def main():
+    out = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else pathlib.Path.home() / ".cache/hd-painter/full")
+    unet_dir = out / "unet_sd2_inpainting"
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(**SD2_INPAINTING).eval()
+    if not (unet_dir / "diffusion_pytorch_model.safetensors").exists():
+        unet.save_pretrained(unet_dir, safe_serialization=True)
+    rng = np.random.default_rng(0)
+    sample = rng.standard_normal((2, 9, 64, 64)).astype(np.float32)
+    context = rng.standard_normal((2, 77, 1024)).astype(np.float32)
+    timesteps = np.array([999.0, 999.0], dtype=np.float32)
+    args = (torch.from_numpy(sample), torch.from_numpy(timesteps))
+    ctx = torch.from_numpy(context)
+    with torch.no_grad():
+        output = unet(*args, encoder_hidden_states=ctx).sample.numpy()
+        seconds = median_time(lambda: unet(*args, encoder_hidden_states=ctx), 3)
+    save_file({"sample": sample, "context": context, "timesteps": timesteps, "output": output}, str(out / "unet_io.safetensors"))
+    rss_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(f"torch {torch.__version__} {torch.get_num_threads()} threads: UNet SD2-inpainting 64x64 batch 2: "
+          f"{seconds:.2f} s (median of 3), peak RSS {rss_gib:.2f} GiB (model creation included)")
+
+
+if __name__ == "__main__":
+    main()
