@@ -50,6 +50,7 @@ mod error;
 mod image;
 mod mask;
 mod morphology;
+mod noise;
 mod ops;
 mod raster;
 mod resize;
@@ -60,6 +61,7 @@ pub use error::{CoreError, Result};
 pub use image::{Image, Quantize};
 pub use mask::{Mask, MaskChannel, MaskOptions};
 pub use morphology::Footprint;
+pub use noise::seeded_noise;
 pub use raster::{PadMode, Raster, Sample};
 pub use resize::{Filter, long_side_size};
 

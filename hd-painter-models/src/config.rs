@@ -101,9 +101,13 @@ impl ConfigFile {
 
     /// Fails unless `key` is absent, null, or equal to `expected`.
     pub(crate) fn require_default(&self, key: &str, expected: &Value) -> Result<()> {
+        let same = |v: &Value| match (v.as_f64(), expected.as_f64()) {
+            (Some(a), Some(b)) => a == b, // 1 and 1.0 are the same setting
+            _ => v == expected,
+        };
         match self.json.get(key) {
             None | Some(Value::Null) => Ok(()),
-            Some(v) if v == expected => Ok(()),
+            Some(v) if same(v) => Ok(()),
             Some(_) => Err(self.unsupported(key, &format!("{expected} (or absent)"))),
         }
     }

@@ -99,6 +99,19 @@ impl UnetConfig {
             ("time_cond_proj_dim", Value::Null),
             ("conv_in_kernel", Value::from(3)),
             ("conv_out_kernel", Value::from(3)),
+            ("class_embeddings_concat", Value::Bool(false)),
+            ("cross_attention_norm", Value::Null),
+            ("encoder_hid_dim_type", Value::Null),
+            ("mid_block_only_cross_attention", Value::Null),
+            ("projection_class_embeddings_input_dim", Value::Null),
+            ("resnet_out_scale_factor", Value::from(1.0)),
+            ("resnet_skip_time_act", Value::Bool(false)),
+            ("timestep_post_act", Value::Null),
+            ("time_embedding_dim", Value::Null),
+            ("time_embedding_act_fn", Value::Null),
+            ("attention_type", Value::from("default")),
+            ("addition_time_embed_dim", Value::Null),
+            ("reverse_transformer_layers_per_block", Value::Null),
         ] {
             f.require_default(key, &default)?;
         }

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::blocks::{Downsample, ResnetBlock, ResnetSpec, Upsample, VaeMidBlock, conv, group_norm};
 use crate::config::ConfigFile;
-use crate::error::Result;
+use crate::error::{ModelsError, Result};
 use crate::weights::{load_safetensors, weights_file};
 
 /// diffusers' fixed epsilon of the VAE's group norms.
@@ -48,6 +48,8 @@ impl VaeConfig {
         f.one_of("act_fn", &["silu"])?;
         // Variants hd-painter does not implement must not load as something else.
         f.require_default("shift_factor", &Value::Null)?;
+        f.require_default("latents_mean", &Value::Null)?;
+        f.require_default("latents_std", &Value::Null)?;
         f.require_default("use_quant_conv", &Value::Bool(true))?;
         f.require_default("use_post_quant_conv", &Value::Bool(true))?;
         let config = Self {
@@ -97,6 +99,27 @@ impl DiagonalGaussian {
     /// seeded host generator, for reproducibility across backends).
     pub fn sample(&self, noise: Tensor<4>) -> Tensor<4> {
         self.mean.clone() + (self.logvar.clone() * 0.5).exp() * noise
+    }
+
+    /// [`sample`](Self::sample) with host-generated noise, one seed per batch item
+    /// ([`seeded_noise`](hd_painter_core::seeded_noise)): the same seeds give the same latents
+    /// on every backend.
+    pub fn sample_seeded(&self, seeds: &[u64]) -> Result<Tensor<4>> {
+        let [b, c, h, w] = self.mean.dims();
+        if seeds.len() != b {
+            return Err(ModelsError::Core(
+                hd_painter_core::CoreError::InvalidParameter {
+                    name: "posterior sample seeds",
+                    value: seeds.len().to_string(),
+                    expected: "one seed per batch item",
+                },
+            ));
+        }
+        Ok(self.sample(hd_painter_core::seeded_noise(
+            seeds,
+            [c, h, w],
+            &self.mean.device(),
+        )))
     }
 }
 

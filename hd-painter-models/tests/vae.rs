@@ -18,6 +18,14 @@ fn check(name: &str, scaling: f64, downscale: usize) {
     g.assert_close(posterior.mean.clone(), "mean", name);
     g.assert_close(posterior.logvar.clone(), "logvar", name);
     g.assert_close(posterior.sample(g.tensor("noise", &device)), "sample", name);
+    // Seeded sampling: item by item reproducible, and mean + std * noise of that noise.
+    let [b, c, h, w] = posterior.mean.dims();
+    let seeds: Vec<u64> = (0..b as u64).map(|i| 100 + i).collect();
+    let seeded = posterior.sample_seeded(&seeds).unwrap();
+    let expected = posterior.sample(hd_painter_core::seeded_noise(&seeds, [c, h, w], &device));
+    let diff: f32 = (seeded - expected).abs().max().into_scalar();
+    assert_eq!(diff, 0.0);
+    assert!(posterior.sample_seeded(&[1; 5]).is_err());
     g.assert_close(vae.decode(g.tensor("mean", &device)), "decoded", name);
 
     // A budget of 64 scores splits every mid-block attention into many query chunks.
