@@ -12,18 +12,27 @@ use hd_painter_models::{
     Unet2DConditionModel, UnetConfig,
 };
 
-fn run(name: &str, processor: &mut dyn AttentionProcessor) -> (Golden, burn::tensor::Tensor<4>) {
-    let device = device();
-    let unet = Unet2DConditionModel::load(model_dir(name), None, &device).unwrap();
+/// A fixture UNet with its golden inputs: timesteps and (for the x4 UNet) class labels.
+fn fixture(
+    name: &str,
+    device: &burn::tensor::Device,
+) -> (Unet2DConditionModel, Golden, Vec<f32>, Option<Vec<i64>>) {
+    let unet = Unet2DConditionModel::load(model_dir(name), None, device).unwrap();
     let g = Golden::open(name, "outputs.safetensors");
-    let timesteps: Vec<f32> = g.get("timesteps").1.into_iter().map(|t| t as f32).collect();
-    let labels: Option<Vec<i64>> = (name == "unet_x4").then(|| {
+    let timesteps = g.get("timesteps").1.into_iter().map(|t| t as f32).collect();
+    let labels = (name == "unet_x4").then(|| {
         g.get("class_labels")
             .1
             .into_iter()
             .map(|v| v as i64)
             .collect()
     });
+    (unet, g, timesteps, labels)
+}
+
+fn run(name: &str, processor: &mut dyn AttentionProcessor) -> (Golden, burn::tensor::Tensor<4>) {
+    let device = device();
+    let (unet, g, timesteps, labels) = fixture(name, &device);
     let out = unet
         .forward(
             g.tensor("sample", &device),
@@ -172,22 +181,14 @@ fn input_gradient_matches_torch_autograd() {
     for name in ["unet_sd15_inpaint", "unet_sd2", "unet_x4"] {
         let device = device();
         let autodiff = device.clone().autodiff();
-        let unet = Unet2DConditionModel::load(model_dir(name), None, &device).unwrap();
-        let g = Golden::open(name, "outputs.safetensors");
-        let timesteps: Vec<f32> = g.get("timesteps").1.into_iter().map(|t| t as f32).collect();
-        let labels: Option<Vec<i64>> = (name == "unet_x4").then(|| {
-            g.get("class_labels")
-                .1
-                .into_iter()
-                .map(|v| v as i64)
-                .collect()
-        });
+        let (unet, g, timesteps, labels) = fixture(name, &device);
         let x = g.tensor::<4>("sample", &autodiff).require_grad();
+        let context = g.tensor("context", &autodiff);
         let out = unet
             .forward(
                 x.clone(),
                 &timesteps,
-                &g.tensor("context", &autodiff),
+                &context,
                 labels.as_deref(),
                 &mut DefaultAttention::default(),
             )
@@ -196,18 +197,6 @@ fn input_gradient_matches_torch_autograd() {
             .sum()
             .backward();
         let grad = x.grad(&grads).expect("a gradient for the input");
-        let (shape, expected) = g.get("grad_sample");
-        assert_eq!(grad.dims().to_vec(), shape);
-        let got: Vec<f32> = grad.into_data().try_into_vec_as().unwrap();
-        let scale = expected.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-        let err = got
-            .iter()
-            .zip(&expected)
-            .map(|(a, b)| (*a as f64 - b).abs())
-            .fold(0.0, f64::max);
-        assert!(
-            err <= 1e-3 * scale,
-            "{name}: max |diff| = {err:e} (max |ref| {scale})"
-        );
+        g.assert_within(grad, "grad_sample", 1e-3, 0.0, name);
     }
 }

@@ -70,17 +70,29 @@ impl Golden {
 
     /// Asserts `got` matches the golden `key` within 1e-4 * max(1, max |ref|).
     pub fn assert_close<const D: usize>(&self, got: Tensor<D>, key: &str, what: &str) {
+        self.assert_within(got, key, 1e-4, 1.0, what);
+    }
+
+    /// Asserts max |got - ref| <= `tolerance` * max(`floor`, max |ref|).
+    pub fn assert_within<const D: usize>(
+        &self,
+        got: Tensor<D>,
+        key: &str,
+        tolerance: f64,
+        floor: f64,
+        what: &str,
+    ) {
         let (shape, expected) = self.get(key);
         assert_eq!(got.dims().to_vec(), shape, "{what}: shape of {key}");
         let got: Vec<f32> = got.into_data().try_into_vec_as().unwrap();
-        let scale = expected.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+        let scale = expected.iter().fold(floor, |m, v| m.max(v.abs()));
         let err = got
             .iter()
             .zip(&expected)
             .map(|(a, b)| (*a as f64 - b).abs())
             .fold(0.0, f64::max);
         assert!(
-            err <= 1e-4 * scale,
+            err <= tolerance * scale,
             "{what} {key}: max |diff| = {err:e} (scale {scale})"
         );
     }
