@@ -537,7 +537,72 @@ def gen_pipeline(out, rng):
             shutil.copyfile(tmp / rel, dest / rel)
 
 
-GROUPS = {"resize": gen_resize, "blur": gen_blur, "dilate": gen_dilate, "pad": gen_pad, "tensor": gen_tensor, "files": gen_files, "tokenizer": gen_tokenizer, "clip": gen_clip, "vae": gen_vae, "unet": gen_unet, "pipeline": gen_pipeline}
+# ---------------------------------------------------------------------------------------------
+# Schedulers: diffusers' DDIMScheduler (SD's scaled-linear schedule; the x4 upscaler's with
+# v-prediction) and RePaintScheduler; HD-Painter's float64 schedule (src/smplfusion/scheduler.py).
+
+SPACINGS = [("leading", 50), ("leading", 20), ("trailing", 50), ("linspace", 50), ("trailing", 7), ("linspace", 13)]
+
+
+def gen_schedulers(out, rng):
+    import torch
+    from diffusers import DDIMScheduler, RePaintScheduler
+
+    t = {}
+    sd = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
+    for spacing, steps in SPACINGS:
+        sched = DDIMScheduler(**sd, timestep_spacing=spacing, steps_offset=1 if spacing == "leading" else 0, clip_sample=False, set_alpha_to_one=False)
+        sched.set_timesteps(steps)
+        t[f"timesteps_{spacing}_{steps}"] = sched.timesteps.numpy().astype(np.int64)
+    sched = DDIMScheduler(**sd, clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+    t["diffusers_alphas_cumprod"] = sched.alphas_cumprod.numpy().astype(np.float64)
+    # HD-Painter's schedule, in float64 (the spec's definition).
+    betas = torch.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=torch.float64) ** 2
+    t["hd_alphas_cumprod"] = torch.cumprod(1 - betas, 0).numpy()
+    x4_betas = torch.linspace(0.0001**0.5, 0.02**0.5, 1000, dtype=torch.float64) ** 2
+    t["x4_alphas_cumprod"] = torch.cumprod(1 - x4_betas, 0).numpy()
+
+    # One DDIM step, eta 0 and 0.5, epsilon prediction, 50 leading steps, at t = 501 -> 481.
+    sched.set_timesteps(50)
+    sample = rng.standard_normal((2, 4, 6, 10)).astype(np.float32)
+    eps = rng.standard_normal((2, 4, 6, 10)).astype(np.float32)
+    noise = rng.standard_normal((2, 4, 6, 10)).astype(np.float32)
+    t.update(sample=sample, model_output=eps, variance_noise=noise)
+    for eta in [0.0, 0.5]:
+        o = sched.step(torch.from_numpy(eps), 501, torch.from_numpy(sample), eta=eta, variance_noise=torch.from_numpy(noise))
+        t[f"ddim_eta{eta:g}_prev"] = o.prev_sample.numpy()
+        t[f"ddim_eta{eta:g}_x0"] = o.pred_original_sample.numpy()
+    # The last step (t = 1 -> -19 uses alphas_cumprod[0] with set_alpha_to_one=False).
+    o = sched.step(torch.from_numpy(eps), 1, torch.from_numpy(sample), eta=0.0)
+    t["ddim_last_prev"] = o.prev_sample.numpy()
+    # v-prediction with the upscaler's schedule (scaled_linear 1e-4..2e-2), 20 steps.
+    x4 = DDIMScheduler(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta_schedule="scaled_linear", prediction_type="v_prediction", clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+    x4.set_timesteps(20)
+    o = x4.step(torch.from_numpy(eps), 951, torch.from_numpy(sample), eta=0.0)
+    t["v_prev"] = o.prev_sample.numpy()
+    t["v_x0"] = o.pred_original_sample.numpy()
+
+    # RePaint: the jump schedule (250 steps, jump 10 x 10) and one step / undo step with given noise.
+    # Latents are not bounded: no x0 clipping (RePaintScheduler clips by default, for pixels).
+    rp = RePaintScheduler(**sd, clip_sample=False)
+    rp.set_timesteps(250, jump_length=10, jump_n_sample=10)
+    t["repaint_timesteps"] = rp.timesteps.numpy().astype(np.int64)
+    known = rng.standard_normal((2, 4, 6, 10)).astype(np.float32)
+    mask = (rng.random((2, 1, 6, 10)) < 0.5).astype(np.float32)  # diffusers: 1 = keep (known)
+    # RePaintScheduler draws its noise from the generator: record the same draws.
+    step_noise = torch.randn(sample.shape, generator=torch.Generator().manual_seed(0))
+    o = rp.step(torch.from_numpy(eps), 500, torch.from_numpy(sample), torch.from_numpy(known), torch.from_numpy(mask), generator=torch.Generator().manual_seed(0))
+    t.update(repaint_known=known, repaint_mask=mask, repaint_step_noise=step_noise.numpy())
+    t["repaint_prev"] = o.prev_sample.numpy()
+    t["repaint_x0"] = o.pred_original_sample.numpy()
+    # undo_step walks 1000 // 250 = 4 training steps up from t = 496, one draw each.
+    g = torch.Generator().manual_seed(1)
+    t["undo_noise"] = torch.stack([torch.randn(sample.shape, generator=g) for _ in range(4)]).numpy()
+    t["undo"] = rp.undo_step(torch.from_numpy(sample), 496, generator=torch.Generator().manual_seed(1)).numpy()
+    save(out, "schedulers", t, group="sampling")
+
+
+GROUPS = {"resize": gen_resize, "blur": gen_blur, "dilate": gen_dilate, "pad": gen_pad, "tensor": gen_tensor, "files": gen_files, "tokenizer": gen_tokenizer, "clip": gen_clip, "vae": gen_vae, "unet": gen_unet, "pipeline": gen_pipeline, "schedulers": gen_schedulers}
 
 
 def generate(out):

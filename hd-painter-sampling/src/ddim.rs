@@ -1,0 +1,134 @@
+//! The DDIM update (DDIM paper, eq. 12) in the forms the samplers need: deterministic, with the
+//! paper's sigma and fresh noise, or with an externally supplied direction (RASG's gradient);
+//! the x0 prediction is returned at every step. Also RePaint's known-region merge and its
+//! "undo" (forward) steps.
+
+use burn::tensor::Tensor;
+
+use crate::schedule::NoiseSchedule;
+
+/// What the UNet predicts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Prediction {
+    /// The noise `eps` (SD 1.x / 2.x base and inpainting models).
+    Epsilon,
+    /// `v = sqrt(a_bar) eps - sqrt(1 - a_bar) x0` (the x4 upscaler, SD 2.x 768).
+    VPrediction,
+}
+
+/// One DDIM step's results.
+#[derive(Clone, Debug)]
+pub struct DdimStep {
+    /// `x_{t'}`.
+    pub prev_sample: Tensor<4>,
+    /// The x0 prediction at `t`.
+    pub pred_x0: Tensor<4>,
+    /// The noise prediction at `t`.
+    pub pred_eps: Tensor<4>,
+}
+
+/// `x0` and `eps` from the model output at `t`.
+pub fn predict(
+    schedule: &NoiseSchedule,
+    prediction: Prediction,
+    model_output: Tensor<4>,
+    t: usize,
+    sample: Tensor<4>,
+) -> (Tensor<4>, Tensor<4>) {
+    let a = schedule.alpha_cumprod(t as isize);
+    let (sa, sb) = (a.sqrt(), (1.0 - a).sqrt());
+    match prediction {
+        Prediction::Epsilon => ((sample - model_output.clone() * sb) / sa, model_output),
+        Prediction::VPrediction => (
+            sample.clone() * sa - model_output.clone() * sb,
+            model_output * sa + sample * sb,
+        ),
+    }
+}
+
+/// The DDIM paper's sigma for the step `t -> t_prev` at `eta = 1`:
+/// `sqrt((1 - a_bar') / (1 - a_bar) * (1 - a_bar / a_bar'))`.
+pub fn ddim_sigma(schedule: &NoiseSchedule, t: usize, t_prev: isize) -> f64 {
+    let (a, a_prev) = (
+        schedule.alpha_cumprod(t as isize),
+        schedule.alpha_cumprod(t_prev),
+    );
+    ((1.0 - a_prev) / (1.0 - a) * (1.0 - a / a_prev)).sqrt()
+}
+
+/// The DDIM step `t -> t_prev` (`t_prev < 0` for the last one): `x' = sqrt(a_bar') x0 +
+/// sqrt(1 - a_bar' - s^2) eps + s z`. `noise` is `(s, z)`: `None` for plain DDIM (s = 0), or
+/// the scale and the tensor to add, either `eta * ddim_sigma` with Gaussian noise (diffusers'
+/// `eta`) or RASG's scaled gradient.
+pub fn ddim_step(
+    schedule: &NoiseSchedule,
+    prediction: Prediction,
+    model_output: Tensor<4>,
+    t: usize,
+    t_prev: isize,
+    sample: Tensor<4>,
+    noise: Option<(f64, Tensor<4>)>,
+) -> DdimStep {
+    let (pred_x0, pred_eps) = predict(schedule, prediction, model_output, t, sample);
+    let a_prev = schedule.alpha_cumprod(t_prev);
+    let s = noise.as_ref().map_or(0.0, |(s, _)| *s);
+    let direction = (1.0 - a_prev - s * s).max(0.0).sqrt();
+    let mut prev_sample = pred_x0.clone() * a_prev.sqrt() + pred_eps.clone() * direction;
+    if let Some((s, z)) = noise {
+        prev_sample = prev_sample + z * s;
+    }
+    DdimStep {
+        prev_sample,
+        pred_x0,
+        pred_eps,
+    }
+}
+
+/// diffusers' RePaint step: the DDIM step of the unknown region with `eta * ddim_sigma` and
+/// `noise`, and the known region noised to `t_prev` with the same `noise`; `known_mask` is 1
+/// where the original is kept.
+#[allow(clippy::too_many_arguments)] // the terms of the paper's update, each needed
+pub fn repaint_step(
+    schedule: &NoiseSchedule,
+    model_output: Tensor<4>,
+    t: usize,
+    t_prev: isize,
+    sample: Tensor<4>,
+    original: Tensor<4>,
+    known_mask: Tensor<4>,
+    eta: f64,
+    noise: Tensor<4>,
+) -> DdimStep {
+    let sigma = eta * ddim_sigma(schedule, t, t_prev);
+    let step = ddim_step(
+        schedule,
+        Prediction::Epsilon,
+        model_output,
+        t,
+        t_prev,
+        sample,
+        Some((sigma, noise.clone())),
+    );
+    let a_prev = schedule.alpha_cumprod(t_prev);
+    let known = original * a_prev.sqrt() + noise * (1.0 - a_prev).sqrt();
+    let inverse = known_mask.clone().neg() + 1.0;
+    DdimStep {
+        prev_sample: known * known_mask + step.prev_sample * inverse,
+        ..step
+    }
+}
+
+/// RePaint's undo: `x_{s+1} = sqrt(1 - beta[s]) x_s + sqrt(beta[s]) z` for `s = t, t + 1, ...`,
+/// one training step per tensor of `noise`.
+pub fn undo_steps(
+    schedule: &NoiseSchedule,
+    mut sample: Tensor<4>,
+    t: usize,
+    noise: Vec<Tensor<4>>,
+) -> Tensor<4> {
+    for (i, z) in noise.into_iter().enumerate() {
+        let beta = schedule.beta(t + i);
+        sample = sample * (1.0 - beta).sqrt() + z * beta.sqrt();
+    }
+    sample
+}

@@ -1,0 +1,212 @@
+//! Noise schedules and timestep grids.
+
+/// The forward-process noise schedule: `beta[t]` and `a_bar[t] = prod_{s <= t} (1 - beta[s])`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NoiseSchedule {
+    betas: Vec<f64>,
+    alphas_cumprod: Vec<f64>,
+}
+
+impl NoiseSchedule {
+    /// `beta = linspace(sqrt(start), sqrt(end), n)^2` in `f64` (the spec's and HD-Painter's
+    /// definition).
+    pub fn scaled_linear(beta_start: f64, beta_end: f64, n: usize) -> Self {
+        let (a, b) = (beta_start.sqrt(), beta_end.sqrt());
+        let betas = (0..n)
+            .map(|i| {
+                let x = if n == 1 {
+                    a
+                } else {
+                    a + (b - a) * i as f64 / (n - 1) as f64
+                };
+                x * x
+            })
+            .collect();
+        Self::from_betas(betas)
+    }
+
+    /// `beta = linspace(start, end, n)` in `f64`.
+    pub fn linear(beta_start: f64, beta_end: f64, n: usize) -> Self {
+        let betas = (0..n)
+            .map(|i| {
+                if n == 1 {
+                    beta_start
+                } else {
+                    beta_start + (beta_end - beta_start) * i as f64 / (n - 1) as f64
+                }
+            })
+            .collect();
+        Self::from_betas(betas)
+    }
+
+    /// The scaled-linear schedule exactly as diffusers' schedulers compute it: torch's `f32`
+    /// `linspace` (fused multiply-adds from both ends), squared in `f32`, `1 - beta` in `f32`, and `cumprod` accumulated in `f64`
+    /// and rounded to `f32` at each step (torch's CPU kernel). For bit-level parity with
+    /// diffusers; the `f64` [`scaled_linear`](Self::scaled_linear) differs by about 1e-8.
+    pub fn scaled_linear_diffusers(beta_start: f64, beta_end: f64, n: usize) -> Self {
+        let (a, b) = (beta_start.sqrt() as f32, beta_end.sqrt() as f32);
+        let step = if n > 1 { (b - a) / (n - 1) as f32 } else { 0.0 };
+        let half = n / 2;
+        let betas32: Vec<f32> = (0..n)
+            .map(|i| {
+                // torch fills the first half from the start and the second from the end, with
+                // fused multiply-adds (one rounding).
+                let x = if i < half {
+                    step.mul_add(i as f32, a)
+                } else {
+                    (-step).mul_add((n - i - 1) as f32, b)
+                };
+                x * x
+            })
+            .collect();
+        let mut acc = 1.0f64;
+        let alphas_cumprod = betas32
+            .iter()
+            .map(|&beta| {
+                acc *= f64::from(1.0f32 - beta);
+                let rounded = acc as f32;
+                f64::from(rounded)
+            })
+            .collect();
+        Self {
+            betas: betas32.into_iter().map(f64::from).collect(),
+            alphas_cumprod,
+        }
+    }
+
+    /// A schedule from its betas.
+    pub fn from_betas(betas: Vec<f64>) -> Self {
+        let mut acc = 1.0;
+        let alphas_cumprod = betas
+            .iter()
+            .map(|b| {
+                acc *= 1.0 - b;
+                acc
+            })
+            .collect();
+        Self {
+            betas,
+            alphas_cumprod,
+        }
+    }
+
+    /// Stable Diffusion 1.x / 2.x: scaled-linear from 0.00085 to 0.012 over 1000 steps.
+    pub fn stable_diffusion() -> Self {
+        Self::scaled_linear(0.00085, 0.012, 1000)
+    }
+
+    /// The x4 upscaler: scaled-linear from 0.0001 to 0.02 over 1000 steps.
+    pub fn x4_upscaler() -> Self {
+        Self::scaled_linear(0.0001, 0.02, 1000)
+    }
+
+    /// The number of training timesteps.
+    pub fn len(&self) -> usize {
+        self.betas.len()
+    }
+
+    /// Whether the schedule has no timesteps.
+    pub fn is_empty(&self) -> bool {
+        self.betas.is_empty()
+    }
+
+    /// `beta[t]`.
+    pub fn beta(&self, t: usize) -> f64 {
+        self.betas[t]
+    }
+
+    /// `a_bar[t]`; for `t < 0` (the step after the last), `a_bar[0]`, as diffusers does with
+    /// `set_alpha_to_one = False` (SD's setting).
+    pub fn alpha_cumprod(&self, t: isize) -> f64 {
+        self.alphas_cumprod[t.max(0) as usize]
+    }
+
+    /// All `a_bar[t]`.
+    pub fn alphas_cumprod(&self) -> &[f64] {
+        &self.alphas_cumprod
+    }
+}
+
+/// How the inference timesteps are spread over the training timesteps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Spacing {
+    /// diffusers' "leading": `k * (T / n) + steps_offset` (SD's default with offset 1).
+    Leading {
+        /// Added to every timestep.
+        steps_offset: usize,
+    },
+    /// diffusers' "trailing": `round(T - k * T / n) - 1`.
+    Trailing,
+    /// diffusers' "linspace": `round(linspace(0, T - 1, n))`, descending.
+    Linspace,
+    /// HD-Painter's grid: `T - 1 - k * (T / n)` (999, 979, ..., 19 for 50 steps).
+    HdPainter,
+}
+
+/// The descending inference timesteps of `spacing` for `steps` steps over `train` training
+/// timesteps.
+pub fn timesteps(spacing: Spacing, train: usize, steps: usize) -> Vec<usize> {
+    let steps = steps.clamp(1, train);
+    match spacing {
+        Spacing::Leading { steps_offset } => {
+            let ratio = train / steps;
+            (0..steps).rev().map(|k| k * ratio + steps_offset).collect()
+        }
+        Spacing::Trailing => {
+            let ratio = train as f64 / steps as f64;
+            (0..steps)
+                .map(|k| (train as f64 - k as f64 * ratio).round_ties_even() as usize - 1)
+                .collect()
+        }
+        Spacing::Linspace => {
+            // numpy's linspace: k * step, with the last point set exactly to the end.
+            let last = (train - 1) as f64;
+            let step = if steps > 1 {
+                last / (steps - 1) as f64
+            } else {
+                0.0
+            };
+            (0..steps)
+                .rev()
+                .map(|k| {
+                    let v = if k + 1 == steps && steps > 1 {
+                        last
+                    } else {
+                        k as f64 * step
+                    };
+                    v.round_ties_even() as usize
+                })
+                .collect()
+        }
+        Spacing::HdPainter => {
+            let dt = train / steps;
+            (0..steps).map(|k| train - 1 - k * dt).collect()
+        }
+    }
+}
+
+/// RePaint's resampling walk over `t_t` steps (indices `t_t - 1` down to 0, going back up
+/// `jump_length` steps `jump_n_sample - 1` times at every `jump_length`-th index), as diffusers'
+/// `RePaintScheduler` and the official code build it. Scale by `train / t_t` for timesteps.
+pub fn repaint_walk(t_t: usize, jump_length: usize, jump_n_sample: usize) -> Vec<usize> {
+    let mut jumps = vec![0usize; t_t];
+    if jump_length > 0 {
+        for j in (0..t_t.saturating_sub(jump_length)).step_by(jump_length) {
+            jumps[j] = jump_n_sample.saturating_sub(1);
+        }
+    }
+    let mut walk = Vec::new();
+    let mut t = t_t;
+    while t >= 1 {
+        t -= 1;
+        walk.push(t);
+        if jumps[t] > 0 {
+            jumps[t] -= 1;
+            for _ in 0..jump_length {
+                t += 1;
+                walk.push(t);
+            }
+        }
+    }
+    walk
+}

@@ -1,0 +1,207 @@
+//! Schedules, timestep grids and single steps against diffusers' `DDIMScheduler` and
+//! `RePaintScheduler` and HD-Painter's float64 schedule (`tools/reference/generate.py`).
+
+use std::path::PathBuf;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use hd_painter_sampling::{
+    NoiseSchedule, Prediction, Spacing, ddim_sigma, ddim_step, repaint_step, repaint_walk,
+    timesteps, undo_steps,
+};
+use safetensors::{Dtype, SafeTensors};
+
+struct Golden(Vec<u8>);
+
+impl Golden {
+    fn open() -> Self {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../fixtures/sampling/schedulers.safetensors");
+        Self(std::fs::read(path).unwrap())
+    }
+
+    fn get(&self, key: &str) -> (Vec<usize>, Vec<f64>) {
+        let st = SafeTensors::deserialize(&self.0).unwrap();
+        let v = st.tensor(key).unwrap_or_else(|e| panic!("{key}: {e}"));
+        let values = match v.dtype() {
+            Dtype::F32 => v
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64)
+                .collect(),
+            Dtype::F64 => v
+                .data()
+                .chunks_exact(8)
+                .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
+                .collect(),
+            Dtype::I64 => v
+                .data()
+                .chunks_exact(8)
+                .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f64)
+                .collect(),
+            other => panic!("{key}: {other:?}"),
+        };
+        (v.shape().to_vec(), values)
+    }
+
+    fn ints(&self, key: &str) -> Vec<usize> {
+        self.get(key).1.into_iter().map(|v| v as usize).collect()
+    }
+
+    fn tensor(&self, key: &str, device: &Device) -> Tensor<4> {
+        let (shape, v) = self.get(key);
+        let v: Vec<f32> = v.into_iter().map(|x| x as f32).collect();
+        Tensor::from_data(TensorData::new(v, shape), device)
+    }
+
+    /// max |got - ref| <= 1e-6 * max(1, max |ref|).
+    fn assert_close(&self, got: Tensor<4>, key: &str) {
+        let (_, expected) = self.get(key);
+        let got: Vec<f32> = got.into_data().try_into_vec_as().unwrap();
+        let scale = expected.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+        let err = got
+            .iter()
+            .zip(&expected)
+            .map(|(a, b)| (*a as f64 - b).abs())
+            .fold(0.0, f64::max);
+        assert!(err <= 1e-6 * scale, "{key}: max |diff| = {err:e}");
+    }
+}
+
+fn device() -> Device {
+    hd_painter_core::BackendKind::Flex.device().unwrap()
+}
+
+fn max_diff(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
+}
+
+/// Grids exactly as diffusers' DDIMScheduler builds them; HD-Painter's 999 - 20k grid.
+#[test]
+fn timestep_grids_match_diffusers() {
+    let g = Golden::open();
+    for (name, spacing, steps) in [
+        ("leading_50", Spacing::Leading { steps_offset: 1 }, 50),
+        ("leading_20", Spacing::Leading { steps_offset: 1 }, 20),
+        ("trailing_50", Spacing::Trailing, 50),
+        ("trailing_7", Spacing::Trailing, 7),
+        ("linspace_50", Spacing::Linspace, 50),
+        ("linspace_13", Spacing::Linspace, 13),
+    ] {
+        assert_eq!(
+            timesteps(spacing, 1000, steps),
+            g.ints(&format!("timesteps_{name}")),
+            "{name}"
+        );
+    }
+    let hd = timesteps(Spacing::HdPainter, 1000, 50);
+    assert_eq!(hd, (0..50).map(|k| 999 - 20 * k).collect::<Vec<_>>());
+    assert_eq!(timesteps(Spacing::HdPainter, 1000, 20)[19], 49); // the SR stage's 999 - 50k
+}
+
+/// a_bar to 1e-12: diffusers' f32 arithmetic exactly, HD-Painter's float64 schedule, the x4's.
+#[test]
+fn alphas_match_diffusers_and_hd_painter() {
+    let g = Golden::open();
+    let diffusers = NoiseSchedule::scaled_linear_diffusers(0.00085, 0.012, 1000);
+    assert!(
+        max_diff(
+            diffusers.alphas_cumprod(),
+            &g.get("diffusers_alphas_cumprod").1
+        ) <= 1e-12
+    );
+    let sd = NoiseSchedule::stable_diffusion();
+    assert!(max_diff(sd.alphas_cumprod(), &g.get("hd_alphas_cumprod").1) <= 1e-12);
+    let x4 = NoiseSchedule::x4_upscaler();
+    assert!(max_diff(x4.alphas_cumprod(), &g.get("x4_alphas_cumprod").1) <= 1e-12);
+}
+
+/// One DDIM step, eta 0 and 0.5 with given noise, the last step, and a v-prediction step: 1e-6.
+#[test]
+fn ddim_steps_match_diffusers() {
+    let (g, device) = (Golden::open(), device());
+    let schedule = NoiseSchedule::scaled_linear_diffusers(0.00085, 0.012, 1000);
+    let (sample, eps, z) = (
+        g.tensor("sample", &device),
+        g.tensor("model_output", &device),
+        g.tensor("variance_noise", &device),
+    );
+    for (eta, key) in [(0.0, "ddim_eta0"), (0.5, "ddim_eta0.5")] {
+        let noise = (eta > 0.0).then(|| (eta * ddim_sigma(&schedule, 501, 481), z.clone()));
+        let step = ddim_step(
+            &schedule,
+            Prediction::Epsilon,
+            eps.clone(),
+            501,
+            481,
+            sample.clone(),
+            noise,
+        );
+        g.assert_close(step.prev_sample, &format!("{key}_prev"));
+        g.assert_close(step.pred_x0, &format!("{key}_x0"));
+    }
+    let last = ddim_step(
+        &schedule,
+        Prediction::Epsilon,
+        eps.clone(),
+        1,
+        -19,
+        sample.clone(),
+        None,
+    );
+    g.assert_close(last.prev_sample, "ddim_last_prev");
+
+    let x4 = NoiseSchedule::scaled_linear_diffusers(0.0001, 0.02, 1000);
+    let v = ddim_step(&x4, Prediction::VPrediction, eps, 951, 901, sample, None);
+    g.assert_close(v.prev_sample, "v_prev");
+    g.assert_close(v.pred_x0, "v_x0");
+}
+
+/// RePaint: the whole 4570-entry timestep list of diffusers' RePaintScheduler (250 steps, jumps
+/// of 10, 10 samples), a step with its noise and an undo step with its 4 draws: 1e-6.
+#[test]
+fn repaint_matches_diffusers() {
+    let (g, device) = (Golden::open(), device());
+    let walk: Vec<usize> = repaint_walk(250, 10, 10)
+        .into_iter()
+        .map(|t| t * 4)
+        .collect();
+    assert_eq!(walk, g.ints("repaint_timesteps"));
+    // 2410 model calls (the descending entries) and 2160 undo steps.
+    let ups = walk.windows(2).filter(|w| w[1] > w[0]).count();
+    assert_eq!((walk.len() - ups, ups), (2410, 2160));
+
+    let schedule = NoiseSchedule::scaled_linear_diffusers(0.00085, 0.012, 1000);
+    let step = repaint_step(
+        &schedule,
+        g.tensor("model_output", &device),
+        500,
+        496,
+        g.tensor("sample", &device),
+        g.tensor("repaint_known", &device),
+        g.tensor("repaint_mask", &device),
+        0.0,
+        g.tensor("repaint_step_noise", &device),
+    );
+    g.assert_close(step.prev_sample, "repaint_prev");
+    g.assert_close(step.pred_x0, "repaint_x0");
+
+    let (shape, draws) = g.get("undo_noise");
+    let per = draws.len() / shape[0];
+    let noise = (0..shape[0])
+        .map(|i| {
+            let v: Vec<f32> = draws[i * per..(i + 1) * per]
+                .iter()
+                .map(|&x| x as f32)
+                .collect();
+            Tensor::<4>::from_data(TensorData::new(v, shape[1..].to_vec()), &device)
+        })
+        .collect();
+    g.assert_close(
+        undo_steps(&schedule, g.tensor("sample", &device), 496, noise),
+        "undo",
+    );
+}
