@@ -2,8 +2,10 @@
 //!
 //! The diffusion loop as composable parts: noise schedules in `f64` (and in diffusers' exact
 //! `f32` arithmetic), the timestep grids of diffusers' DDIM scheduler and HD-Painter, the DDIM
-//! update with an optional noise or guidance term, and RePaint's resampling walk, merge and undo
-//! steps. Samplers (Stable Inpainting, Blended Latent Diffusion, RePaint, RASG) build on these.
+//! update with an optional noise or guidance term, RePaint's resampling walk, merge and undo
+//! steps, and the DDIM sampling loop (classifier-free guidance, per-method latent strategies,
+//! cancellable per-step callbacks with the x0 prediction, seeded per-image noise) with the
+//! Stable Inpainting strategy.
 //!
 //! ```
 //! use hd_painter_sampling::{NoiseSchedule, Spacing, timesteps};
@@ -14,9 +16,18 @@
 //! ```
 
 mod ddim;
+mod error;
+mod inpaint;
+mod sampler;
 mod schedule;
 
 pub use ddim::{DdimStep, Prediction, ddim_sigma, ddim_step, predict, repaint_step, undo_steps};
+pub use error::{Result, SamplingError};
+pub use inpaint::StableInpainting;
+pub use sampler::{
+    DdimSettings, LatentStrategy, PlainLatents, Sampled, StepView, TextConditioning, guided_output,
+    initial_latents, sample_ddim,
+};
 pub use schedule::{NoiseSchedule, Spacing, repaint_walk, timesteps};
 
 pub use hd_painter_core;

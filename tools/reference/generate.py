@@ -602,7 +602,53 @@ def gen_schedulers(out, rng):
     save(out, "schedulers", t, group="sampling")
 
 
-GROUPS = {"resize": gen_resize, "blur": gen_blur, "dilate": gen_dilate, "pad": gen_pad, "tensor": gen_tensor, "files": gen_files, "tokenizer": gen_tokenizer, "clip": gen_clip, "vae": gen_vae, "unet": gen_unet, "pipeline": gen_pipeline, "schedulers": gen_schedulers}
+def gen_stable_inpaint(out, rng):
+    """diffusers' StableDiffusionInpaintPipeline on the tiny 9-channel UNet, SD 2 style: 5 DDIM
+    steps, CFG 7.5, given prompt embeddings, initial noise and masked-image latents (the posterior
+    mean, as HD-Painter uses), final and per-step latents."""
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionInpaintPipeline, UNet2DConditionModel
+
+    models = out / "models"
+    vae = AutoencoderKL.from_pretrained(models / "vae_sd")
+    unet = UNet2DConditionModel.from_pretrained(models / "unet_sd15_inpaint")
+    scheduler = DDIMScheduler.from_pretrained(models / "pipeline_inpaint" / "scheduler")
+    pipe = StableDiffusionInpaintPipeline(
+        vae=vae, text_encoder=None, tokenizer=None, unet=unet, scheduler=scheduler,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    h, w = 32, 48
+    image = torch.from_numpy(rng.uniform(-1, 1, (1, 3, h, w)).astype(np.float32))
+    mask = torch.zeros(1, 1, h, w)
+    mask[:, :, 8:26, 12:40] = 1.0
+    masked = image * (mask < 0.5)
+    with torch.no_grad():
+        masked_latents = vae.encode(masked).latent_dist.mean * vae.config.scaling_factor
+    latents = torch.from_numpy(rng.standard_normal((1, 4, h // 2, w // 2)).astype(np.float32))
+    positive = torch.from_numpy(rng.standard_normal((1, 77, 32)).astype(np.float32))
+    negative = torch.from_numpy(rng.standard_normal((1, 77, 32)).astype(np.float32))
+    steps = []
+
+    def record(pipe, i, t, kwargs):
+        steps.append(kwargs["latents"].clone())
+        return kwargs
+
+    with torch.no_grad():
+        final = pipe(
+            prompt_embeds=positive, negative_prompt_embeds=negative, image=(image + 1) / 2, mask_image=mask,
+            masked_image_latents=masked_latents, latents=latents, height=h, width=w,
+            num_inference_steps=5, guidance_scale=7.5, eta=0.0, output_type="latent",
+            callback_on_step_end=record,
+        ).images
+    save(out, "stable_inpaint", {
+        "image": image.numpy(), "mask": mask.numpy(), "masked_latents": masked_latents.numpy(),
+        "latents": latents.numpy(), "positive": positive.numpy(), "negative": negative.numpy(),
+        "timesteps": scheduler.timesteps.numpy().astype(np.int64),
+        "step_latents": torch.stack(steps).numpy(), "final": final.numpy(),
+    }, group="sampling")
+
+
+GROUPS = {"resize": gen_resize, "blur": gen_blur, "dilate": gen_dilate, "pad": gen_pad, "tensor": gen_tensor, "files": gen_files, "tokenizer": gen_tokenizer, "clip": gen_clip, "vae": gen_vae, "unet": gen_unet, "pipeline": gen_pipeline, "schedulers": gen_schedulers, "stable_inpaint": gen_stable_inpaint}
 
 
 def generate(out):

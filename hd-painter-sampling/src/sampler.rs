@@ -1,0 +1,236 @@
+//! The DDIM sampling loop shared by every method: classifier-free guidance, the method's latent
+//! strategy (what the UNet sees, what happens after each step), per-step callbacks that see the
+//! x0 prediction and can cancel, and seeded per-step noise.
+
+use std::ops::ControlFlow;
+
+use burn::tensor::Tensor;
+use hd_painter_core::seeded_noise;
+use hd_painter_models::{AttentionProcessor, Unet2DConditionModel};
+
+use crate::ddim::{Prediction, ddim_sigma, ddim_step};
+use crate::error::{Result, SamplingError};
+use crate::schedule::{NoiseSchedule, Spacing, timesteps};
+
+/// Text embeddings: the prompt and, for classifier-free guidance, the negative prompt; each
+/// `[1 or batch, tokens, dim]`.
+#[derive(Clone, Debug)]
+pub struct TextConditioning {
+    /// The (positive) prompt's embedding.
+    pub positive: Tensor<3>,
+    /// The negative prompt's embedding (the empty prompt's for plain guidance).
+    pub negative: Tensor<3>,
+}
+
+/// What a method does around the UNet at each step.
+pub trait LatentStrategy {
+    /// The UNet input for latents `x_t` (e.g. with the mask and masked-image latents appended).
+    fn model_input(&self, latents: Tensor<4>) -> Tensor<4> {
+        latents
+    }
+
+    /// The latents to continue from after the DDIM step to `t_prev` (e.g. with the known region
+    /// blended back in). `step` counts from 0.
+    fn after_step(
+        &mut self,
+        latents: Tensor<4>,
+        _step: usize,
+        _t_prev: isize,
+        _schedule: &NoiseSchedule,
+    ) -> Tensor<4> {
+        latents
+    }
+}
+
+/// Text-to-image: the UNet sees the latents alone.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PlainLatents;
+
+impl LatentStrategy for PlainLatents {}
+
+/// The settings of a DDIM run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DdimSettings {
+    /// Inference steps.
+    pub steps: usize,
+    /// How the steps spread over the training timesteps.
+    pub spacing: Spacing,
+    /// Classifier-free guidance scale; 1.0 skips the unconditional pass.
+    pub guidance_scale: f64,
+    /// DDIM's eta (0 = deterministic).
+    pub eta: f64,
+    /// What the UNet predicts.
+    pub prediction: Prediction,
+}
+
+impl Default for DdimSettings {
+    /// diffusers' Stable Diffusion defaults: 50 leading steps (offset 1), CFG 7.5, eta 0.
+    fn default() -> Self {
+        Self {
+            steps: 50,
+            spacing: Spacing::Leading { steps_offset: 1 },
+            guidance_scale: 7.5,
+            eta: 0.0,
+            prediction: Prediction::Epsilon,
+        }
+    }
+}
+
+/// What a step callback sees.
+#[derive(Debug)]
+pub struct StepView<'a> {
+    /// Steps completed, from 1.
+    pub step: usize,
+    /// Steps planned.
+    pub total: usize,
+    /// The timestep just denoised.
+    pub timestep: usize,
+    /// The x0 prediction at that timestep (decode it for a preview).
+    pub pred_x0: &'a Tensor<4>,
+    /// The latents after the step.
+    pub latents: &'a Tensor<4>,
+}
+
+/// The end of a run.
+#[derive(Clone, Debug)]
+pub struct Sampled {
+    /// The final latents `x_{t_last - dt}`.
+    pub latents: Tensor<4>,
+    /// The x0 prediction of the last step (what HD-Painter decodes).
+    pub last_x0: Tensor<4>,
+}
+
+/// The standard-normal starting latents of a batch, one seed per image (each image can be
+/// reproduced alone with its seed).
+pub fn initial_latents(
+    seeds: &[u64],
+    [c, h, w]: [usize; 3],
+    device: &burn::tensor::Device,
+) -> Tensor<4> {
+    seeded_noise(seeds, [c, h, w], device)
+}
+
+/// The seed of image `seed`'s noise at step `step` (splitmix64 of both), so that per-step noise
+/// is reproducible per image and independent of the initial noise.
+fn step_seed(seed: u64, step: usize) -> u64 {
+    let mut z = seed ^ (step as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The model output with classifier-free guidance: `u + g (c - u)` from one batch
+/// `[negative, positive]`, or the positive pass alone when `g = 1`.
+pub fn guided_output(
+    unet: &Unet2DConditionModel,
+    input: Tensor<4>,
+    t: usize,
+    text: &TextConditioning,
+    guidance_scale: f64,
+    processor: &mut dyn AttentionProcessor,
+) -> Result<Tensor<4>> {
+    let n = input.dims()[0];
+    let expand = |e: &Tensor<3>| -> Result<Tensor<3>> {
+        match e.dims()[0] {
+            b if b == n => Ok(e.clone()),
+            1 => Ok(e.clone().repeat_dim(0, n)),
+            b => Err(SamplingError::InvalidInput(format!(
+                "text embedding batch {b} for {n} images"
+            ))),
+        }
+    };
+    let positive = expand(&text.positive)?;
+    if guidance_scale == 1.0 {
+        return Ok(unet.forward(input, &vec![t as f32; n], &positive, None, processor)?);
+    }
+    let context = Tensor::cat(vec![expand(&text.negative)?, positive], 0);
+    let out = unet.forward(
+        Tensor::cat(vec![input.clone(), input], 0),
+        &vec![t as f32; 2 * n],
+        &context,
+        None,
+        processor,
+    )?;
+    let [_, c, h, w] = out.dims();
+    let uncond = out.clone().slice([0..n, 0..c, 0..h, 0..w]);
+    let cond = out.slice([n..2 * n, 0..c, 0..h, 0..w]);
+    Ok(uncond.clone() + (cond - uncond) * guidance_scale)
+}
+
+/// Runs DDIM from `latents` (`x_T`, one image per seed) with `strategy`, calling `on_step`
+/// after every step; returns [`SamplingError::Cancelled`] as soon as it breaks.
+#[allow(clippy::too_many_arguments)] // the parts of a run, each independent
+pub fn sample_ddim(
+    unet: &Unet2DConditionModel,
+    schedule: &NoiseSchedule,
+    settings: &DdimSettings,
+    text: &TextConditioning,
+    strategy: &mut dyn LatentStrategy,
+    mut latents: Tensor<4>,
+    seeds: &[u64],
+    processor: &mut dyn AttentionProcessor,
+    on_step: &mut dyn FnMut(&StepView<'_>) -> ControlFlow<()>,
+) -> Result<Sampled> {
+    let [n, c, h, w] = latents.dims();
+    if seeds.len() != n {
+        return Err(SamplingError::InvalidInput(format!(
+            "{} seeds for {n} images",
+            seeds.len()
+        )));
+    }
+    let grid = timesteps(settings.spacing, schedule.len(), settings.steps);
+    let dt = (schedule.len() / settings.steps.max(1)) as isize;
+    let device = latents.device();
+    let mut last_x0 = latents.clone();
+    for (i, &t) in grid.iter().enumerate() {
+        let t_prev = t as isize - dt;
+        let output = guided_output(
+            unet,
+            strategy.model_input(latents.clone()),
+            t,
+            text,
+            settings.guidance_scale,
+            processor,
+        )?;
+        let noise = (settings.eta > 0.0).then(|| {
+            let step_seeds: Vec<u64> = seeds.iter().map(|&s| step_seed(s, i)).collect();
+            (
+                settings.eta * ddim_sigma(schedule, t, t_prev),
+                seeded_noise(&step_seeds, [c, h, w], &device),
+            )
+        });
+        let step = ddim_step(
+            schedule,
+            settings.prediction,
+            output,
+            t,
+            t_prev,
+            latents,
+            noise,
+        );
+        latents = strategy.after_step(step.prev_sample, i, t_prev, schedule);
+        last_x0 = step.pred_x0;
+        if latents.clone().is_nan().any().into_scalar()
+            || latents.clone().is_inf().any().into_scalar()
+        {
+            return Err(SamplingError::NonFinite {
+                step: i + 1,
+                timestep: t,
+            });
+        }
+        let view = StepView {
+            step: i + 1,
+            total: grid.len(),
+            timestep: t,
+            pred_x0: &last_x0,
+            latents: &latents,
+        };
+        if on_step(&view).is_break() {
+            return Err(SamplingError::Cancelled {
+                step: i + 1,
+                total: grid.len(),
+            });
+        }
+    }
+    Ok(Sampled { latents, last_x0 })
+}

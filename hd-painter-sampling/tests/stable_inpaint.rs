@@ -1,0 +1,214 @@
+//! Stable Inpainting end to end against diffusers' `StableDiffusionInpaintPipeline` on the tiny
+//! 9-channel UNet (`tools/reference/generate.py`): the same prompt embeddings, initial noise and
+//! masked-image latents, 5 DDIM steps with CFG 7.5; the latents after every step and at the end
+//! within 1e-3 * max(1, max|ref|). Also: the masked-image latents from our VAE, cancellation,
+//! and a non-finite guard.
+
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+
+use burn::tensor::module::interpolate;
+use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+use burn::tensor::{Device, Tensor, TensorData};
+use hd_painter_models::{AutoencoderKl, DefaultAttention, Unet2DConditionModel};
+use hd_painter_sampling::{
+    DdimSettings, NoiseSchedule, SamplingError, Spacing, StableInpainting, TextConditioning,
+    sample_ddim,
+};
+use safetensors::SafeTensors;
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
+}
+
+struct Golden(Vec<u8>);
+
+impl Golden {
+    fn get(&self, key: &str) -> (Vec<usize>, Vec<f32>) {
+        let st = SafeTensors::deserialize(&self.0).unwrap();
+        let v = st.tensor(key).unwrap_or_else(|e| panic!("{key}: {e}"));
+        let values = v
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        (v.shape().to_vec(), values)
+    }
+
+    fn tensor<const D: usize>(&self, key: &str, device: &Device) -> Tensor<D> {
+        let (shape, v) = self.get(key);
+        Tensor::from_data(TensorData::new(v, shape), device)
+    }
+}
+
+fn assert_close(got: &Tensor<4>, expected: &[f32], what: &str) {
+    let got: Vec<f32> = got.clone().into_data().try_into_vec_as().unwrap();
+    let scale = expected.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+    let err = got
+        .iter()
+        .zip(expected)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
+    assert!(err <= 1e-3 * scale, "{what}: max |diff| = {err:e}");
+}
+
+struct Setup {
+    device: Device,
+    unet: Unet2DConditionModel,
+    golden: Golden,
+    strategy: StableInpainting,
+    text: TextConditioning,
+    settings: DdimSettings,
+    schedule: NoiseSchedule,
+}
+
+fn setup() -> Setup {
+    let device = hd_painter_core::BackendKind::Flex.device().unwrap();
+    let unet =
+        Unet2DConditionModel::load(fixtures().join("models/unet_sd15_inpaint"), None, &device)
+            .unwrap();
+    let golden =
+        Golden(std::fs::read(fixtures().join("sampling/stable_inpaint.safetensors")).unwrap());
+    // The pipeline's latent mask: torch's nearest interpolation of the binary mask.
+    let mask = golden.tensor::<4>("mask", &device);
+    let [_, _, h, w] = mask.dims();
+    let options = InterpolateOptions::new(InterpolateMode::Nearest)
+        .with_align_corners(false)
+        .with_output_size([h / 2, w / 2]);
+    let strategy = StableInpainting::new(
+        interpolate(mask, options),
+        golden.tensor("masked_latents", &device),
+    );
+    let text = TextConditioning {
+        positive: golden.tensor("positive", &device),
+        negative: golden.tensor("negative", &device),
+    };
+    let settings = DdimSettings {
+        steps: 5,
+        spacing: Spacing::Leading { steps_offset: 1 },
+        ..DdimSettings::default()
+    };
+    // diffusers' schedulers compute the schedule in f32.
+    let schedule = NoiseSchedule::scaled_linear_diffusers(0.00085, 0.012, 1000);
+    Setup {
+        device,
+        unet,
+        golden,
+        strategy,
+        text,
+        settings,
+        schedule,
+    }
+}
+
+#[test]
+fn five_guided_steps_match_diffusers_pipeline() {
+    let mut s = setup();
+    let (shape, per_step) = s.golden.get("step_latents");
+    let per = per_step.len() / shape[0];
+    let mut seen = Vec::new();
+    let out = sample_ddim(
+        &s.unet,
+        &s.schedule,
+        &s.settings,
+        &s.text,
+        &mut s.strategy,
+        s.golden.tensor("latents", &s.device),
+        &[0],
+        &mut DefaultAttention::default(),
+        &mut |view| {
+            assert_close(
+                view.latents,
+                &per_step[(view.step - 1) * per..view.step * per],
+                &format!("step {}", view.step),
+            );
+            seen.push(view.timestep);
+            ControlFlow::Continue(())
+        },
+    )
+    .unwrap();
+    assert_eq!(seen, [801, 601, 401, 201, 1]);
+    assert_close(&out.latents, &s.golden.get("final").1, "final latents");
+}
+
+#[test]
+fn masked_image_latents_from_our_vae_match() {
+    let s = setup();
+    let vae = AutoencoderKl::load(fixtures().join("models/vae_sd"), None, &s.device).unwrap();
+    let image = s.golden.tensor::<4>("image", &s.device);
+    let keep = s
+        .golden
+        .tensor::<4>("mask", &s.device)
+        .lower_elem(0.5)
+        .float();
+    let latents = vae.encode(image * keep).mean * vae.scaling_factor();
+    assert_close(
+        &latents,
+        &s.golden.get("masked_latents").1,
+        "masked-image latents",
+    );
+}
+
+#[test]
+fn a_callback_cancels_after_the_current_step() {
+    let mut s = setup();
+    let mut calls = 0;
+    let err = sample_ddim(
+        &s.unet,
+        &s.schedule,
+        &s.settings,
+        &s.text,
+        &mut s.strategy,
+        s.golden.tensor("latents", &s.device),
+        &[0],
+        &mut DefaultAttention::default(),
+        &mut |view| {
+            calls += 1;
+            if view.step == 2 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        },
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, SamplingError::Cancelled { step: 2, total: 5 }),
+        "{err}"
+    );
+    assert_eq!(calls, 2);
+}
+
+#[test]
+fn non_finite_latents_stop_the_run() {
+    let mut s = setup();
+    let nan = s.golden.tensor::<4>("latents", &s.device) * f32::NAN;
+    let err = sample_ddim(
+        &s.unet,
+        &s.schedule,
+        &s.settings,
+        &s.text,
+        &mut s.strategy,
+        nan,
+        &[0],
+        &mut DefaultAttention::default(),
+        &mut |_| ControlFlow::Continue(()),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, SamplingError::NonFinite { step: 1, .. }),
+        "{err}"
+    );
+    let wrong_seeds = sample_ddim(
+        &s.unet,
+        &s.schedule,
+        &s.settings,
+        &s.text,
+        &mut s.strategy,
+        s.golden.tensor("latents", &s.device),
+        &[0, 1],
+        &mut DefaultAttention::default(),
+        &mut |_| ControlFlow::Continue(()),
+    );
+    assert!(matches!(wrong_seeds, Err(SamplingError::InvalidInput(_))));
+}
