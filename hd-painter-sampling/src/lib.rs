@@ -23,7 +23,7 @@ mod schedule;
 
 pub use ddim::{DdimStep, Prediction, ddim_sigma, ddim_step, predict, repaint_step, undo_steps};
 pub use error::{Result, SamplingError};
-pub use inpaint::StableInpainting;
+pub use inpaint::{BlendedLatents, StableInpainting, StepNoise};
 pub use sampler::{
     DdimSettings, LatentStrategy, PlainLatents, Sampled, StepView, TextConditioning, guided_output,
     initial_latents, sample_ddim,

@@ -648,7 +648,46 @@ def gen_stable_inpaint(out, rng):
     }, group="sampling")
 
 
-GROUPS = {"resize": gen_resize, "blur": gen_blur, "dilate": gen_dilate, "pad": gen_pad, "tensor": gen_tensor, "files": gen_files, "tokenizer": gen_tokenizer, "clip": gen_clip, "vae": gen_vae, "unet": gen_unet, "pipeline": gen_pipeline, "schedulers": gen_schedulers, "stable_inpaint": gen_stable_inpaint}
+def gen_blended(out, rng):
+    """Blended Latent Diffusion's loop (the paper's SD code, as the spec states it) on the tiny
+    4-channel UNet with diffusers' DDIMScheduler: after each step the known region is replaced by
+    the source latents noised to the step's timestep with fresh noise; the first 25% of the
+    steps skipped. Per-step noise and latents recorded."""
+    import torch
+    from diffusers import DDIMScheduler, UNet2DConditionModel
+
+    models = out / "models"
+    unet = UNet2DConditionModel.from_pretrained(models / "unet_sd2")
+    scheduler = DDIMScheduler.from_pretrained(models / "pipeline_inpaint" / "scheduler")
+    steps, skip, g = 8, 0.25, 7.5
+    scheduler.set_timesteps(steps)
+    shape = (1, 4, 12, 20)
+    source = torch.from_numpy(rng.standard_normal(shape).astype(np.float32))
+    mask = torch.zeros(1, 1, 12, 20)
+    mask[:, :, 3:9, 5:15] = 1.0  # 1 = edit
+    latents = torch.from_numpy(rng.standard_normal(shape).astype(np.float32))
+    positive = torch.from_numpy(rng.standard_normal((1, 77, 32)).astype(np.float32))
+    negative = torch.from_numpy(rng.standard_normal((1, 77, 32)).astype(np.float32))
+    initial = latents.clone()
+    noises, per_step = [], []
+    with torch.no_grad():
+        for t in scheduler.timesteps[int(len(scheduler.timesteps) * skip):]:
+            out_ = unet(torch.cat([latents] * 2), t, encoder_hidden_states=torch.cat([negative, positive])).sample
+            u, c = out_.chunk(2)
+            latents = scheduler.step(u + g * (c - u), t, latents).prev_sample
+            noise = torch.from_numpy(rng.standard_normal(shape).astype(np.float32))
+            noised = scheduler.add_noise(source, noise, t.reshape(1))
+            latents = latents * mask + noised * (1 - mask)
+            noises.append(noise)
+            per_step.append(latents.clone())
+    save(out, "blended", {
+        "source": source.numpy(), "mask": mask.numpy(), "latents": initial.numpy(),
+        "positive": positive.numpy(), "negative": negative.numpy(),
+        "noise": torch.stack(noises).numpy(), "step_latents": torch.stack(per_step).numpy(),
+    }, group="sampling")
+
+
+GROUPS = {"resize": gen_resize, "blur": gen_blur, "dilate": gen_dilate, "pad": gen_pad, "tensor": gen_tensor, "files": gen_files, "tokenizer": gen_tokenizer, "clip": gen_clip, "vae": gen_vae, "unet": gen_unet, "pipeline": gen_pipeline, "schedulers": gen_schedulers, "stable_inpaint": gen_stable_inpaint, "blended": gen_blended}
 
 
 def generate(out):
