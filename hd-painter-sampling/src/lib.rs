@@ -18,12 +18,14 @@
 mod ddim;
 mod error;
 mod inpaint;
+mod repaint;
 mod sampler;
 mod schedule;
 
 pub use ddim::{DdimStep, Prediction, ddim_sigma, ddim_step, predict, repaint_step, undo_steps};
 pub use error::{Result, SamplingError};
 pub use inpaint::{BlendedLatents, StableInpainting, StepNoise};
+pub use repaint::{KnownRegion, NoiseDraws, RepaintSettings, sample_repaint, seeded_draws};
 pub use sampler::{
     DdimSettings, LatentStrategy, PlainLatents, Sampled, StepView, TextConditioning, guided_output,
     initial_latents, sample_ddim,

@@ -5,6 +5,8 @@
 pub struct NoiseSchedule {
     betas: Vec<f64>,
     alphas_cumprod: Vec<f64>,
+    /// `a_bar` after the last step: 1 for "set_alpha_to_one" schedulers, else `a_bar[0]`.
+    final_alpha_one: bool,
 }
 
 impl NoiseSchedule {
@@ -71,6 +73,7 @@ impl NoiseSchedule {
         Self {
             betas: betas32.into_iter().map(f64::from).collect(),
             alphas_cumprod,
+            final_alpha_one: false,
         }
     }
 
@@ -87,6 +90,7 @@ impl NoiseSchedule {
         Self {
             betas,
             alphas_cumprod,
+            final_alpha_one: false,
         }
     }
 
@@ -115,10 +119,22 @@ impl NoiseSchedule {
         self.betas[t]
     }
 
-    /// `a_bar[t]`; for `t < 0` (the step after the last), `a_bar[0]`, as diffusers does with
-    /// `set_alpha_to_one = False` (SD's setting).
+    /// The same schedule with `a_bar = 1` after the last step (diffusers' `set_alpha_to_one`,
+    /// RePaint's scheduler): the last DDIM step then returns the x0 prediction itself.
+    pub fn with_final_alpha_one(mut self) -> Self {
+        self.final_alpha_one = true;
+        self
+    }
+
+    /// `a_bar[t]`; for `t < 0` (the step after the last), `a_bar[0]` as diffusers' DDIM does
+    /// with `set_alpha_to_one = False` (SD's setting), or 1 after
+    /// [`with_final_alpha_one`](Self::with_final_alpha_one).
     pub fn alpha_cumprod(&self, t: isize) -> f64 {
-        self.alphas_cumprod[t.max(0) as usize]
+        if t < 0 && self.final_alpha_one {
+            1.0
+        } else {
+            self.alphas_cumprod[t.max(0) as usize]
+        }
     }
 
     /// All `a_bar[t]`.

@@ -687,7 +687,72 @@ def gen_blended(out, rng):
     }, group="sampling")
 
 
-GROUPS = {"resize": gen_resize, "blur": gen_blur, "dilate": gen_dilate, "pad": gen_pad, "tensor": gen_tensor, "files": gen_files, "tokenizer": gen_tokenizer, "clip": gen_clip, "vae": gen_vae, "unet": gen_unet, "pipeline": gen_pipeline, "schedulers": gen_schedulers, "stable_inpaint": gen_stable_inpaint, "blended": gen_blended}
+def gen_repaint(out, rng):
+    """RePaint on the tiny 4-channel UNet with CFG, following the spec with diffusers'
+    RePaintScheduler (10 steps over a 100-step schedule, to keep the recorded noise small; jumps
+    of 3, 2 samples): diffusers' known-region mode
+    (merge after each step with the step's noise) and the official code's (re-noise the known
+    region before each model call, plain DDIM step). Every noise draw is recorded in order."""
+    import torch
+    from diffusers import RePaintScheduler, UNet2DConditionModel
+
+    models = out / "models"
+    unet = UNet2DConditionModel.from_pretrained(models / "unet_sd2")
+    g_scale = 7.5
+    shape = (1, 4, 12, 20)
+    known = torch.from_numpy(rng.standard_normal(shape).astype(np.float32))
+    keep = torch.ones(1, 1, 12, 20)
+    keep[:, :, 3:9, 5:15] = 0.0  # 1 = known
+    start = torch.from_numpy(rng.standard_normal(shape).astype(np.float32))
+    positive = torch.from_numpy(rng.standard_normal((1, 77, 32)).astype(np.float32))
+    negative = torch.from_numpy(rng.standard_normal((1, 77, 32)).astype(np.float32))
+    t = {"known": known.numpy(), "keep": keep.numpy(), "latents": start.numpy(), "positive": positive.numpy(), "negative": negative.numpy()}
+
+    def eps(x, step_t):
+        o = unet(torch.cat([x, x]), step_t, encoder_hidden_states=torch.cat([negative, positive])).sample
+        u, c = o.chunk(2)
+        return u + g_scale * (c - u)
+
+    for mode in ["merge_after", "renoise_before"]:
+        rp = RePaintScheduler(num_train_timesteps=100, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False)
+        rp.set_timesteps(10, jump_length=3, jump_n_sample=2)
+        gen = torch.Generator().manual_seed(5)
+        draws = []
+
+        def peek(count):
+            g2 = torch.Generator()
+            g2.set_state(gen.get_state())
+            draws.extend(torch.randn(shape, generator=g2) for _ in range(count))
+
+        x = start.clone()
+        t_last = int(rp.timesteps[0]) + 1
+        with torch.no_grad():
+            for step_t in rp.timesteps.tolist():
+                if step_t < t_last:
+                    if mode == "merge_after":
+                        peek(1)
+                        x = rp.step(eps(x, step_t), step_t, x, known, keep, generator=gen).prev_sample
+                    else:
+                        peek(1)
+                        z = torch.randn(shape, generator=gen)
+                        a = rp.alphas_cumprod[step_t]
+                        x = keep * (a**0.5 * known + (1 - a) ** 0.5 * z) + (1 - keep) * x
+                        e = eps(x, step_t)
+                        prev = step_t - 100 // 10
+                        a_prev = rp.alphas_cumprod[prev] if prev >= 0 else rp.final_alpha_cumprod
+                        x0 = (x - (1 - a) ** 0.5 * e) / a**0.5
+                        x = a_prev**0.5 * x0 + (1 - a_prev) ** 0.5 * e
+                else:
+                    peek(100 // 10)
+                    x = rp.undo_step(x, t_last, generator=gen)
+                t_last = step_t
+        t[f"{mode}_noise"] = torch.stack(draws).numpy()
+        t[f"{mode}_final"] = x.numpy()
+    t["timesteps"] = rp.timesteps.numpy().astype(np.int64)
+    save(out, "repaint", t, group="sampling")
+
+
+GROUPS = {"resize": gen_resize, "blur": gen_blur, "dilate": gen_dilate, "pad": gen_pad, "tensor": gen_tensor, "files": gen_files, "tokenizer": gen_tokenizer, "clip": gen_clip, "vae": gen_vae, "unet": gen_unet, "pipeline": gen_pipeline, "schedulers": gen_schedulers, "stable_inpaint": gen_stable_inpaint, "blended": gen_blended, "repaint": gen_repaint}
 
 
 def generate(out):
