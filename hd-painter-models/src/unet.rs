@@ -616,6 +616,17 @@ impl Unet2DConditionModel {
         self.in_channels
     }
 
+    /// The device the weights live on.
+    pub fn device(&self) -> Device {
+        self.conv_in.weight.device()
+    }
+
+    /// How many times the latent is halved on the way down (`2^(levels - 1)`): latent sides that
+    /// are multiples of it need no resizing to the skip connections.
+    pub fn downscale(&self) -> usize {
+        1 << (self.down_blocks.len() - 1)
+    }
+
     /// The width of the text embedding it attends to.
     pub fn cross_attention_dim(&self) -> usize {
         self.cross_attention_dim

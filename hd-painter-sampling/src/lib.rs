@@ -18,6 +18,7 @@
 mod ddim;
 mod error;
 mod inpaint;
+mod pipeline;
 mod repaint;
 mod sampler;
 mod schedule;
@@ -25,6 +26,7 @@ mod schedule;
 pub use ddim::{DdimStep, Prediction, ddim_sigma, ddim_step, predict, repaint_step, undo_steps};
 pub use error::{Result, SamplingError};
 pub use inpaint::{BlendedLatents, StableInpainting, StepNoise};
+pub use pipeline::{InpaintOptions, Inpainter, Method, PasteBack, encode_prompts};
 pub use repaint::{KnownRegion, NoiseDraws, RepaintSettings, sample_repaint, seeded_draws};
 pub use sampler::{
     DdimSettings, LatentStrategy, PlainLatents, Sampled, StepView, TextConditioning, guided_output,

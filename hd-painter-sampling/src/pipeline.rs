@@ -1,0 +1,311 @@
+//! Image in, image out: padding to the sizes the models need, the method's conditioning from
+//! the image and mask, sampling, decoding, cropping back to the input's exact size, and pasting
+//! the original back outside the (dilated, feathered) hole.
+
+use std::ops::ControlFlow;
+
+use burn::tensor::module::interpolate;
+use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+use burn::tensor::{Int, Tensor, TensorData};
+use hd_painter_core::{Footprint, GaussianKernel, Image, Mask, PadMode, Quantize, Raster};
+use hd_painter_models::{
+    AttentionProcessor, AutoencoderKl, StableDiffusionModels, Unet2DConditionModel,
+};
+
+use crate::error::{Result, SamplingError};
+use crate::inpaint::{BlendedLatents, StableInpainting};
+use crate::repaint::{RepaintSettings, sample_repaint, seeded_draws};
+use crate::sampler::{
+    DdimSettings, LatentStrategy, Sampled, StepView, TextConditioning, initial_latents, sample_ddim,
+};
+use crate::schedule::{NoiseSchedule, timesteps};
+
+/// The inpainting method.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Method {
+    /// Stable Inpainting: a 9-channel inpainting UNet conditioned on the mask and masked image.
+    StableInpainting,
+    /// Blended Latent Diffusion with any 4-channel UNet.
+    Blended,
+    /// RePaint with any 4-channel UNet.
+    Repaint(RepaintSettings),
+}
+
+/// Pasting the original back outside the hole: the hole is dilated by `dilate` pixels (square),
+/// then blurred with a `feather`-tap Gaussian (`feather` odd; 1 = hard edge), and the result is
+/// `orig + alpha (generated - orig)`. Where alpha is 0, the output equals the input exactly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PasteBack {
+    /// Dilation of the hole, in pixels.
+    pub dilate: u32,
+    /// Gaussian kernel size of the feathering.
+    pub feather: usize,
+}
+
+impl Default for PasteBack {
+    /// Dilation 4 and a 9-tap feather: the hole itself stays fully generated.
+    fn default() -> Self {
+        Self {
+            dilate: 4,
+            feather: 9,
+        }
+    }
+}
+
+/// Everything about a run but the inputs.
+#[derive(Clone, Debug)]
+pub struct InpaintOptions {
+    /// The method.
+    pub method: Method,
+    /// DDIM settings (steps, grid, guidance, eta) for Stable Inpainting and Blended.
+    pub ddim: DdimSettings,
+    /// 1.0 starts from pure noise; below 1 starts from the image noised to that fraction of the
+    /// steps (diffusers' `strength`; Stable Inpainting and Blended).
+    pub strength: f64,
+    /// One seed per output image.
+    pub seeds: Vec<u64>,
+    /// Paste-back of the original (on by default; `None` returns the decoded image as is).
+    pub paste_back: Option<PasteBack>,
+}
+
+impl Default for InpaintOptions {
+    fn default() -> Self {
+        Self {
+            method: Method::StableInpainting,
+            ddim: DdimSettings::default(),
+            strength: 1.0,
+            seeds: vec![0],
+            paste_back: Some(PasteBack::default()),
+        }
+    }
+}
+
+/// The models an inpainting run needs.
+#[derive(Clone, Copy, Debug)]
+pub struct Inpainter<'a> {
+    /// The denoiser.
+    pub unet: &'a Unet2DConditionModel,
+    /// The autoencoder.
+    pub vae: &'a AutoencoderKl,
+    /// The noise schedule the UNet was trained with.
+    pub schedule: &'a NoiseSchedule,
+}
+
+/// Encodes a prompt and a negative prompt with the folder's tokenizer and text encoder.
+pub fn encode_prompts(
+    models: &StableDiffusionModels,
+    prompt: &str,
+    negative: &str,
+) -> Result<TextConditioning> {
+    let device = models.unet.device();
+    let encode = |text: &str| -> Result<Tensor<3>> {
+        let ids: Vec<i64> = models
+            .tokenizer
+            .encode_padded(text)
+            .into_iter()
+            .map(i64::from)
+            .collect();
+        let n = ids.len();
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, n]), &device);
+        Ok(models.text_encoder.forward(ids)?.last_hidden_state)
+    };
+    Ok(TextConditioning {
+        positive: encode(prompt)?,
+        negative: encode(negative)?,
+    })
+}
+
+impl Inpainter<'_> {
+    /// Fills the hole of `mask` (white = hole, binarised at 128) in `image`, one output per seed,
+    /// each exactly the input's size. A mask without hole returns the input unchanged.
+    pub fn inpaint(
+        &self,
+        image: &Image,
+        mask: &Mask,
+        text: &TextConditioning,
+        options: &InpaintOptions,
+        processor: &mut dyn AttentionProcessor,
+        on_step: &mut dyn FnMut(&StepView<'_>) -> ControlFlow<()>,
+    ) -> Result<Vec<Image>> {
+        mask.ensure_matches(image, "inpainting mask vs image")
+            .map_err(core)?;
+        let hole = mask.threshold(127);
+        if hole.is_empty() {
+            return Ok(vec![image.clone(); options.seeds.len()]);
+        }
+        let needs = match options.method {
+            Method::StableInpainting => 9,
+            Method::Blended | Method::Repaint(_) => 4,
+        };
+        if self.unet.in_channels() != needs {
+            return Err(SamplingError::InvalidInput(format!(
+                "{:?} needs a {needs}-channel UNet; this one takes {} channels",
+                options.method,
+                self.unet.in_channels()
+            )));
+        }
+        let (width, height) = (image.width(), image.height());
+        let multiple = (self.vae.downscale() * self.unet.downscale()) as u32;
+        let padded = image
+            .pad_to_multiple(multiple, PadMode::Zero)
+            .map_err(core)?;
+        let padded_hole = hole
+            .pad_to_multiple(multiple, PadMode::Zero)
+            .map_err(core)?;
+
+        let device = self.unet.device();
+        let pixels = padded.to_tensor(&device);
+        let hole_px = padded_hole.to_tensor(&device);
+        let [_, _, ph, pw] = pixels.dims();
+        let f = self.vae.downscale();
+        let (lh, lw) = (ph / f, pw / f);
+        let latent_hole = interpolate(
+            hole_px.clone(),
+            InterpolateOptions::new(InterpolateMode::Nearest)
+                .with_align_corners(false)
+                .with_output_size([lh, lw]),
+        );
+        let sf = self.vae.scaling_factor();
+        let n = options.seeds.len();
+        let noise = initial_latents(&options.seeds, [4, lh, lw], &device);
+
+        let sampled = match options.method {
+            Method::Repaint(settings) => {
+                let known = self.vae.encode(pixels).mean * sf;
+                let keep = latent_hole.neg() + 1.0;
+                let mut draw = seeded_draws(options.seeds.clone());
+                sample_repaint(
+                    self.unet,
+                    self.schedule,
+                    &settings,
+                    text,
+                    known,
+                    keep,
+                    noise,
+                    &mut draw,
+                    processor,
+                    on_step,
+                )?
+            }
+            Method::StableInpainting => {
+                let keep = hole_px.neg() + 1.0;
+                let masked = self.vae.encode(pixels.clone() * keep).mean * sf;
+                let mut strategy = StableInpainting::new(latent_hole, masked);
+                self.run_ddim(
+                    pixels,
+                    &mut strategy,
+                    text,
+                    noise,
+                    options,
+                    processor,
+                    on_step,
+                )?
+            }
+            Method::Blended => {
+                let source = self.vae.encode(pixels.clone()).mean * sf;
+                let mut strategy = BlendedLatents::new(latent_hole, source, options.seeds.clone());
+                self.run_ddim(
+                    pixels,
+                    &mut strategy,
+                    text,
+                    noise,
+                    options,
+                    processor,
+                    on_step,
+                )?
+            }
+        };
+
+        let decoded = self.vae.decode(sampled.latents / sf);
+        let images = Image::batch_from_tensor(decoded, Quantize::Round).map_err(core)?;
+        debug_assert_eq!(images.len(), n);
+        images
+            .into_iter()
+            .map(|generated| {
+                let generated = generated.crop(0, 0, width, height).map_err(core)?;
+                match options.paste_back {
+                    Some(p) => paste_back(image, &generated, &hole, p),
+                    None => Ok(generated),
+                }
+            })
+            .collect()
+    }
+
+    /// The DDIM loop, starting from noise or, with `strength < 1`, from the image's latents
+    /// noised to the first timestep kept.
+    #[allow(clippy::too_many_arguments)] // forwards the run's parts
+    fn run_ddim(
+        &self,
+        pixels: Tensor<4>,
+        strategy: &mut dyn LatentStrategy,
+        text: &TextConditioning,
+        noise: Tensor<4>,
+        options: &InpaintOptions,
+        processor: &mut dyn AttentionProcessor,
+        on_step: &mut dyn FnMut(&StepView<'_>) -> ControlFlow<()>,
+    ) -> Result<Sampled> {
+        let mut settings = options.ddim;
+        let mut start = noise;
+        if options.strength.is_nan() || options.strength <= 0.0 || options.strength > 1.0 {
+            return Err(SamplingError::InvalidInput(format!(
+                "strength {} (expected 0 < strength <= 1)",
+                options.strength
+            )));
+        }
+        if options.strength < 1.0 {
+            let kept =
+                ((settings.steps as f64 * options.strength) as usize).clamp(1, settings.steps);
+            settings.first_step = settings.steps - kept;
+            let t = timesteps(settings.spacing, self.schedule.len(), settings.steps)
+                [settings.first_step];
+            let a = self.schedule.alpha_cumprod(t as isize);
+            let n = start.dims()[0];
+            let z0 = (self.vae.encode(pixels).mean * self.vae.scaling_factor()).repeat_dim(0, n);
+            start = z0 * a.sqrt() + start * (1.0 - a).sqrt();
+        }
+        sample_ddim(
+            self.unet,
+            self.schedule,
+            &settings,
+            text,
+            strategy,
+            start,
+            &options.seeds,
+            processor,
+            on_step,
+        )
+    }
+}
+
+fn core(e: hd_painter_core::CoreError) -> SamplingError {
+    SamplingError::Models(hd_painter_models::ModelsError::Core(e))
+}
+
+/// `orig + alpha (generated - orig)` with alpha the dilated, feathered hole.
+fn paste_back(original: &Image, generated: &Image, hole: &Mask, p: PasteBack) -> Result<Image> {
+    let mut alpha = hole.dilate(Footprint::square(p.dilate)).map_err(core)?;
+    if p.feather > 1 {
+        alpha = alpha
+            .gaussian_blur(&GaussianKernel::opencv(p.feather, 0.0).map_err(core)?)
+            .map_err(core)?;
+    }
+    let (o, g, a) = (original.raster(), generated.raster(), alpha.raster());
+    let blended = Raster::from_vec(
+        original.width(),
+        original.height(),
+        3,
+        o.as_slice()
+            .iter()
+            .zip(g.as_slice())
+            .enumerate()
+            .map(|(i, (&ov, &gv))| {
+                let w = f32::from(a.as_slice()[i / 3]) / 255.0;
+                (f32::from(ov) + w * (f32::from(gv) - f32::from(ov)))
+                    .round()
+                    .clamp(0.0, 255.0) as u8
+            })
+            .collect(),
+    )
+    .map_err(core)?;
+    Image::from_raster(blended).map_err(core)
+}
