@@ -84,6 +84,41 @@ pub fn ddim_step(
     }
 }
 
+/// The DDPM ancestral step `t -> t_prev` (DDPM paper eq. 7, "fixed small" variance): the
+/// posterior mean plus `sqrt(var) z` for `t > 0`, as diffusers' `DDPMScheduler` computes it
+/// (`a_bar = 1` after the last step).
+pub fn ddpm_step(
+    schedule: &NoiseSchedule,
+    prediction: Prediction,
+    model_output: Tensor<4>,
+    t: usize,
+    t_prev: isize,
+    sample: Tensor<4>,
+    noise: Option<Tensor<4>>,
+) -> DdimStep {
+    let (pred_x0, pred_eps) = predict(schedule, prediction, model_output, t, sample.clone());
+    let a = schedule.alpha_cumprod(t as isize);
+    let a_prev = if t_prev < 0 {
+        1.0
+    } else {
+        schedule.alpha_cumprod(t_prev)
+    };
+    let current_alpha = a / a_prev;
+    let current_beta = 1.0 - current_alpha;
+    let x0_coeff = a_prev.sqrt() * current_beta / (1.0 - a);
+    let x_coeff = current_alpha.sqrt() * (1.0 - a_prev) / (1.0 - a);
+    let mut prev_sample = pred_x0.clone() * x0_coeff + sample * x_coeff;
+    if let (true, Some(z)) = (t > 0, noise) {
+        let variance = ((1.0 - a_prev) / (1.0 - a) * current_beta).max(1e-20);
+        prev_sample = prev_sample + z * variance.sqrt();
+    }
+    DdimStep {
+        prev_sample,
+        pred_x0,
+        pred_eps,
+    }
+}
+
 /// diffusers' RePaint step: the DDIM step of the unknown region with `eta * ddim_sigma` and
 /// `noise`, and the known region noised to `t_prev` with the same `noise`; `known_mask` is 1
 /// where the original is kept.

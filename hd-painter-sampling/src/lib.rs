@@ -22,16 +22,20 @@ mod pipeline;
 mod repaint;
 mod sampler;
 mod schedule;
+mod scheduler;
 
-pub use ddim::{DdimStep, Prediction, ddim_sigma, ddim_step, predict, repaint_step, undo_steps};
+pub use ddim::{
+    DdimStep, Prediction, ddim_sigma, ddim_step, ddpm_step, predict, repaint_step, undo_steps,
+};
 pub use error::{Result, SamplingError};
 pub use inpaint::{BlendedLatents, StableInpainting, StepNoise};
 pub use pipeline::{InpaintOptions, Inpainter, Method, PasteBack, encode_prompts};
 pub use repaint::{KnownRegion, NoiseDraws, RepaintSettings, sample_repaint, seeded_draws};
 pub use sampler::{
-    DdimSettings, LatentStrategy, PlainLatents, Sampled, StepView, TextConditioning, guided_output,
-    initial_latents, sample_ddim,
+    DdimSettings, LatentStrategy, PlainLatents, Sampled, StepRule, StepView, TextConditioning,
+    guided_output, initial_latents, sample_ddim,
 };
 pub use schedule::{NoiseSchedule, Spacing, repaint_walk, timesteps};
+pub use scheduler::{Ddim, Ddpm, Scheduler};
 
 pub use hd_painter_core;

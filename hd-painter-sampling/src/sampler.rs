@@ -8,9 +8,10 @@ use burn::tensor::Tensor;
 use hd_painter_core::seeded_noise;
 use hd_painter_models::{AttentionProcessor, Unet2DConditionModel};
 
-use crate::ddim::{Prediction, ddim_sigma, ddim_step};
+use crate::ddim::Prediction;
 use crate::error::{Result, SamplingError};
 use crate::schedule::{NoiseSchedule, Spacing, timesteps};
+use crate::scheduler::{Ddim, Ddpm, Scheduler};
 
 /// Text embeddings: the prompt and, for classifier-free guidance, the negative prompt; each
 /// `[1 or batch, tokens, dim]`.
@@ -61,6 +62,8 @@ pub struct DdimSettings {
     pub eta: f64,
     /// What the UNet predicts.
     pub prediction: Prediction,
+    /// The step rule: DDIM (with `eta`) or DDPM.
+    pub rule: StepRule,
     /// Grid steps skipped at the start (Blended Latent Diffusion's optional 25%: `steps / 4`).
     pub first_step: usize,
 }
@@ -74,7 +77,33 @@ impl Default for DdimSettings {
             guidance_scale: 7.5,
             eta: 0.0,
             prediction: Prediction::Epsilon,
+            rule: StepRule::Ddim,
             first_step: 0,
+        }
+    }
+}
+
+/// Which [`Scheduler`] the loop steps with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum StepRule {
+    /// [`Ddim`] with the settings' `eta`.
+    #[default]
+    Ddim,
+    /// [`Ddpm`].
+    Ddpm,
+}
+
+impl DdimSettings {
+    /// The scheduler these settings describe.
+    pub fn scheduler(&self) -> Box<dyn Scheduler> {
+        match self.rule {
+            StepRule::Ddim => Box::new(Ddim {
+                eta: self.eta,
+                prediction: self.prediction,
+            }),
+            StepRule::Ddpm => Box::new(Ddpm {
+                prediction: self.prediction,
+            }),
         }
     }
 }
@@ -193,6 +222,7 @@ pub fn sample_ddim(
     let device = latents.device();
     let mut last_x0 = latents.clone();
     let total = grid.len() - settings.first_step;
+    let scheduler = settings.scheduler();
     for (i, &t) in grid.iter().enumerate().skip(settings.first_step) {
         let t_prev = t as isize - dt;
         let output = guided_output(
@@ -203,22 +233,11 @@ pub fn sample_ddim(
             settings.guidance_scale,
             processor,
         )?;
-        let noise = (settings.eta > 0.0).then(|| {
+        let noise = scheduler.is_stochastic().then(|| {
             let step_seeds: Vec<u64> = seeds.iter().map(|&s| step_seed(s, i)).collect();
-            (
-                settings.eta * ddim_sigma(schedule, t, t_prev),
-                seeded_noise(&step_seeds, [c, h, w], &device),
-            )
+            seeded_noise(&step_seeds, [c, h, w], &device)
         });
-        let step = ddim_step(
-            schedule,
-            settings.prediction,
-            output,
-            t,
-            t_prev,
-            latents,
-            noise,
-        );
+        let step = scheduler.step(schedule, output, t, t_prev, latents, noise);
         latents = strategy.after_step(step.prev_sample, i, t, schedule);
         last_x0 = step.pred_x0;
         let done = i + 1 - settings.first_step;

@@ -1,12 +1,12 @@
-//! Schedules, timestep grids and single steps against diffusers' `DDIMScheduler` and
-//! `RePaintScheduler` and HD-Painter's float64 schedule (`tools/reference/generate.py`).
+//! Schedules, timestep grids and single steps against diffusers' `DDIMScheduler`,
+//! `DDPMScheduler` and `RePaintScheduler` and HD-Painter's float64 schedule (`tools/reference/generate.py`).
 
 use std::path::PathBuf;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use hd_painter_sampling::{
-    NoiseSchedule, Prediction, Spacing, ddim_sigma, ddim_step, repaint_step, repaint_walk,
-    timesteps, undo_steps,
+    Ddim, Ddpm, NoiseSchedule, Prediction, Scheduler, Spacing, ddim_sigma, ddim_step, repaint_step,
+    repaint_walk, timesteps, undo_steps,
 };
 use safetensors::{Dtype, SafeTensors};
 
@@ -204,4 +204,47 @@ fn repaint_matches_diffusers() {
         undo_steps(&schedule, g.tensor("sample", &device), 496, noise),
         "undo",
     );
+}
+
+/// DDPM's ancestral step (diffusers' DDPMScheduler, fixed-small variance) at t = 500 and at the
+/// last step t = 0 (no noise), through the `Scheduler` trait; DDIM through the trait equals the
+/// function: 1e-6.
+#[test]
+fn ddpm_and_the_scheduler_trait_match_diffusers() {
+    let (g, device) = (Golden::open(), device());
+    let schedule = NoiseSchedule::scaled_linear_diffusers(0.00085, 0.012, 1000);
+    let (sample, eps) = (
+        g.tensor("sample", &device),
+        g.tensor("model_output", &device),
+    );
+    let ddpm = Ddpm {
+        prediction: Prediction::Epsilon,
+    };
+    assert!(ddpm.is_stochastic());
+    for (name, t) in [("ddpm_mid", 500usize), ("ddpm_last", 0)] {
+        let noise = g.tensor(&format!("{name}_noise"), &device);
+        let step = ddpm.step(
+            &schedule,
+            eps.clone(),
+            t,
+            t as isize - 20,
+            sample.clone(),
+            Some(noise),
+        );
+        g.assert_close(step.prev_sample, &format!("{name}_prev"));
+        g.assert_close(step.pred_x0, &format!("{name}_x0"));
+    }
+    let ddim = Ddim {
+        eta: 0.5,
+        prediction: Prediction::Epsilon,
+    };
+    let via_trait = ddim.step(
+        &schedule,
+        eps,
+        501,
+        481,
+        sample,
+        Some(g.tensor("variance_noise", &device)),
+    );
+    g.assert_close(via_trait.prev_sample, "ddim_eta0.5_prev");
 }

@@ -582,6 +582,17 @@ def gen_schedulers(out, rng):
     t["v_prev"] = o.prev_sample.numpy()
     t["v_x0"] = o.pred_original_sample.numpy()
 
+    # DDPM (fixed_small variance): a middle step and the last, with the noise the scheduler draws.
+    from diffusers import DDPMScheduler
+
+    ddpm = DDPMScheduler(**sd, clip_sample=False)
+    ddpm.set_timesteps(50)
+    for name, step_t in [("ddpm_mid", 500), ("ddpm_last", 0)]:
+        t[f"{name}_noise"] = torch.randn(sample.shape, generator=torch.Generator().manual_seed(3)).numpy()
+        o = ddpm.step(torch.from_numpy(eps), step_t, torch.from_numpy(sample), generator=torch.Generator().manual_seed(3))
+        t[f"{name}_prev"] = o.prev_sample.numpy()
+        t[f"{name}_x0"] = o.pred_original_sample.numpy()
+
     # RePaint: the jump schedule (250 steps, jump 10 x 10) and one step / undo step with given noise.
     # Latents are not bounded: no x0 clipping (RePaintScheduler clips by default, for pixels).
     rp = RePaintScheduler(**sd, clip_sample=False)
