@@ -187,6 +187,11 @@ impl ClipTextModel {
         load_safetensors(Self::new(&config, device), &weights, &remaps, &ignored)
     }
 
+    /// The number of token ids it embeds.
+    pub fn vocab_size(&self) -> usize {
+        self.embeddings.token_embedding.weight.dims()[0]
+    }
+
     /// The width of the hidden states (what the UNet's cross-attention takes).
     pub fn hidden_size(&self) -> usize {
         self.final_layer_norm.gamma.dims()[0]

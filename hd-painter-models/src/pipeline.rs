@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use burn::tensor::Device;
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde_json::Value;
 
 use crate::clip::ClipTextModel;
@@ -61,6 +61,18 @@ impl StableDiffusionModels {
             vae: AutoencoderKl::load(dir.join("vae"), variant, device)?,
             pipeline,
         };
+        let (vocab, embeddings) = (
+            models.tokenizer.vocab_size(),
+            models.text_encoder.vocab_size(),
+        );
+        if vocab > embeddings {
+            return Err(ModelsError::Malformed {
+                path: dir.join("model_index.json"),
+                reason: format!(
+                    "the tokenizer has {vocab} tokens but the text encoder embeds only {embeddings}"
+                ),
+            });
+        }
         let (text, cross) = (
             models.text_encoder.hidden_size(),
             models.unet.cross_attention_dim(),
@@ -74,5 +86,21 @@ impl StableDiffusionModels {
             });
         }
         Ok(models)
+    }
+}
+
+impl StableDiffusionModels {
+    /// The text encoder's last hidden state `[1, 77, dim]` for `prompt`, tokenized as the UNet
+    /// expects (padded and truncated to the context length).
+    pub fn encode_prompt(&self, prompt: &str) -> Result<Tensor<3>> {
+        let ids: Vec<i64> = self
+            .tokenizer
+            .encode_padded(prompt)
+            .into_iter()
+            .map(i64::from)
+            .collect();
+        let n = ids.len();
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, n]), &self.unet.device());
+        Ok(self.text_encoder.forward(ids)?.last_hidden_state)
     }
 }

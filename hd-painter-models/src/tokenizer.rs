@@ -184,6 +184,11 @@ impl ClipTokenizer {
         self.max_length
     }
 
+    /// The number of ids (the largest id + 1).
+    pub fn vocab_size(&self) -> usize {
+        self.tokens.len()
+    }
+
     /// The token string of an id (`</w>` marks a word end), if the id exists.
     pub fn token(&self, id: u32) -> Option<&str> {
         self.tokens.get(id as usize).map(String::as_str)

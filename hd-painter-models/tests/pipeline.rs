@@ -26,15 +26,11 @@ fn assemble(tag: &str) -> PathBuf {
         &dir.join("scheduler"),
         &["scheduler_config.json"],
     );
+    // The tiny tokenizer, whose vocabulary fits the tiny text encoder.
     copy(
         &index.join("tokenizer"),
         &dir.join("tokenizer"),
-        &["tokenizer_config.json"],
-    );
-    copy(
-        &model_dir("../tokenizer"),
-        &dir.join("tokenizer"),
-        &["vocab.json", "merges.txt"],
+        &["tokenizer_config.json", "vocab.json", "merges.txt"],
     );
     copy(
         &model_dir("clip_gelu"),
@@ -63,6 +59,32 @@ fn an_inpainting_pipeline_folder_loads_whole() {
     // The saved tokenizer config pads with "!", as SD 2's does.
     assert_eq!(models.tokenizer.pad_id(), 0);
     assert_eq!(models.vae.scaling_factor(), 0.18215);
+
+    // Prompts through the folder's tokenizer and text encoder, as transformers encodes them.
+    let g = common::Golden::open("pipeline_inpaint", "prompts.safetensors");
+    let (_, ids) = g.get("input_ids");
+    let first: Vec<u32> = ids[..77].iter().map(|&v| v as u32).collect();
+    assert_eq!(models.tokenizer.encode_padded("a red sofa!"), first);
+    let both = burn::tensor::Tensor::cat(
+        vec![
+            models.encode_prompt("a red sofa!").unwrap(),
+            models.encode_prompt("").unwrap(),
+        ],
+        0,
+    );
+    g.assert_close(both, "last_hidden_state", "encoded prompts");
+}
+
+#[test]
+fn a_tokenizer_larger_than_the_text_encoder_is_refused() {
+    let dir = assemble("vocab");
+    copy(
+        &model_dir("../tokenizer"),
+        &dir.join("tokenizer"),
+        &["vocab.json", "merges.txt"],
+    );
+    let err = StableDiffusionModels::load(&dir, None, &device()).unwrap_err();
+    assert!(err.to_string().contains("49408 tokens"), "{err}");
 }
 
 #[test]

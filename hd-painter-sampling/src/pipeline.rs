@@ -4,9 +4,9 @@
 
 use std::ops::ControlFlow;
 
+use burn::tensor::Tensor;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
-use burn::tensor::{Int, Tensor, TensorData};
 use hd_painter_core::{Footprint, GaussianKernel, Image, Mask, PadMode, Quantize, Raster};
 use hd_painter_models::{
     AttentionProcessor, AutoencoderKl, StableDiffusionModels, Unet2DConditionModel,
@@ -91,27 +91,16 @@ pub struct Inpainter<'a> {
     pub schedule: &'a NoiseSchedule,
 }
 
-/// Encodes a prompt and a negative prompt with the folder's tokenizer and text encoder.
+/// The guidance pair for `prompt` and `negative`, encoded with the folder's tokenizer and text
+/// encoder.
 pub fn encode_prompts(
     models: &StableDiffusionModels,
     prompt: &str,
     negative: &str,
 ) -> Result<TextConditioning> {
-    let device = models.unet.device();
-    let encode = |text: &str| -> Result<Tensor<3>> {
-        let ids: Vec<i64> = models
-            .tokenizer
-            .encode_padded(text)
-            .into_iter()
-            .map(i64::from)
-            .collect();
-        let n = ids.len();
-        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, n]), &device);
-        Ok(models.text_encoder.forward(ids)?.last_hidden_state)
-    };
     Ok(TextConditioning {
-        positive: encode(prompt)?,
-        negative: encode(negative)?,
+        positive: models.encode_prompt(prompt)?,
+        negative: models.encode_prompt(negative)?,
     })
 }
 

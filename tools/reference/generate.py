@@ -510,18 +510,22 @@ def gen_unet(out, rng):
 def gen_pipeline(out, rng):
     """diffusers' `model_index.json` (and the tokenizer's and scheduler's small configs) of an
     inpainting pipeline made of the tiny components above; the test assembles the folder from
-    those components' fixture folders, so no weights are stored twice."""
+    those components' fixture folders, so no weights are stored twice. Plus a tokenizer that fits
+    the tiny text encoder's vocabulary, with transformers' ids and embeddings for two prompts."""
+    import json
     import shutil
     import tempfile
 
+    import open_clip.tokenizer as oct
+    import torch
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionInpaintPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
     models = out / "models"
     pipe = StableDiffusionInpaintPipeline(
         vae=AutoencoderKL.from_pretrained(models / "vae_sd"),
-        text_encoder=CLIPTextModel.from_pretrained(models / "clip_gelu"),
-        tokenizer=CLIPTokenizer(vocab=str(out / "tokenizer" / "vocab.json"), merges=str(out / "tokenizer" / "merges.txt"), pad_token="!"),
+        text_encoder=CLIPTextModel.from_pretrained(models / "clip_gelu", dtype=torch.float32),
+        tokenizer=CLIPTokenizer(vocab=str(out / "tokenizer" / "vocab.json"), merges=str(out / "tokenizer" / "merges.txt"), pad_token="!"),  # only its config is kept
         unet=UNet2DConditionModel.from_pretrained(models / "unet_sd15_inpaint"),
         scheduler=DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False, set_alpha_to_one=False, steps_offset=1),
         safety_checker=None,
@@ -529,6 +533,22 @@ def gen_pipeline(out, rng):
         requires_safety_checker=False,
     )
     dest = models / "pipeline_inpaint"
+    # A tokenizer whose vocabulary fits the tiny text encoder (512 ids): GPT-2's 256 byte
+    # symbols, 254 of their word-final forms, start and end tokens, no merges.
+    byte_chars = list(oct.bytes_to_unicode().values())
+    tiny = byte_chars + [c + "</w>" for c in byte_chars[:254]] + ["<|startoftext|>", "<|endoftext|>"]
+    tok_dir = dest / "tokenizer"
+    tok_dir.mkdir(parents=True, exist_ok=True)
+    with open(tok_dir / "vocab.json", "w", encoding="utf-8") as f:
+        json.dump({t: i for i, t in enumerate(tiny)}, f, ensure_ascii=False, separators=(",", ":"))
+    with open(tok_dir / "merges.txt", "w", encoding="utf-8") as f:
+        f.write("#version: 0.2\n")
+    tiny_tok = CLIPTokenizer(vocab=str(tok_dir / "vocab.json"), merges=str(tok_dir / "merges.txt"), pad_token="!")
+    text_encoder = CLIPTextModel.from_pretrained(models / "clip_gelu", dtype=torch.float32)
+    ids = tiny_tok(["a red sofa!", ""], padding="max_length", max_length=77, truncation=True, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        hidden = text_encoder(ids).last_hidden_state
+    save(out, "prompts", {"input_ids": ids.numpy().astype(np.int64), "last_hidden_state": hidden.numpy()}, group="models/pipeline_inpaint")
     with tempfile.TemporaryDirectory() as tmp:
         pipe.save_pretrained(tmp, safe_serialization=True)
         tmp = pathlib.Path(tmp)
