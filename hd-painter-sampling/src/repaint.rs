@@ -9,7 +9,7 @@ use hd_painter_models::{AttentionProcessor, Unet2DConditionModel};
 
 use crate::ddim::{Prediction, ddim_sigma, ddim_step, repaint_step, undo_steps};
 use crate::error::{Result, SamplingError};
-use crate::sampler::{Sampled, StepView, TextConditioning, guided_output, step_seed};
+use crate::sampler::{Sampled, StepView, TextConditioning, finish_step, guided_output, step_seed};
 use crate::schedule::{NoiseSchedule, repaint_walk};
 
 /// How the known region enters the loop.
@@ -161,22 +161,16 @@ pub fn sample_repaint(
             latents = step.prev_sample;
             last_x0 = step.pred_x0;
             done += 1;
-            if latents.clone().is_nan().any().into_scalar() {
-                return Err(SamplingError::NonFinite {
+            finish_step(
+                &StepView {
                     step: done,
+                    total,
                     timestep: t,
-                });
-            }
-            let view = StepView {
-                step: done,
-                total,
-                timestep: t,
-                pred_x0: &last_x0,
-                latents: &latents,
-            };
-            if on_step(&view).is_break() {
-                return Err(SamplingError::Cancelled { step: done, total });
-            }
+                    pred_x0: &last_x0,
+                    latents: &latents,
+                },
+                on_step,
+            )?;
         } else {
             let draws = (0..n).map(|_| draw(&latents)).collect();
             latents = undo_steps(&schedule, latents, t_last, draws);

@@ -132,6 +132,28 @@ pub struct Sampled {
     pub last_x0: Tensor<4>,
 }
 
+/// Checks a finished step's latents and hands the step to the callback: a non-finite latent or a
+/// callback that breaks ends the run.
+pub(crate) fn finish_step(
+    view: &StepView<'_>,
+    on_step: &mut dyn FnMut(&StepView<'_>) -> ControlFlow<()>,
+) -> Result<()> {
+    let latents = view.latents.clone();
+    if latents.clone().is_nan().any().into_scalar() || latents.is_inf().any().into_scalar() {
+        return Err(SamplingError::NonFinite {
+            step: view.step,
+            timestep: view.timestep,
+        });
+    }
+    match on_step(view) {
+        ControlFlow::Continue(()) => Ok(()),
+        ControlFlow::Break(()) => Err(SamplingError::Cancelled {
+            step: view.step,
+            total: view.total,
+        }),
+    }
+}
+
 /// The standard-normal starting latents of a batch, one seed per image (each image can be
 /// reproduced alone with its seed).
 pub fn initial_latents(
@@ -240,25 +262,14 @@ pub fn sample_ddim(
         let step = scheduler.step(schedule, output, t, t_prev, latents, noise);
         latents = strategy.after_step(step.prev_sample, i, t, schedule);
         last_x0 = step.pred_x0;
-        let done = i + 1 - settings.first_step;
-        if latents.clone().is_nan().any().into_scalar()
-            || latents.clone().is_inf().any().into_scalar()
-        {
-            return Err(SamplingError::NonFinite {
-                step: done,
-                timestep: t,
-            });
-        }
         let view = StepView {
-            step: done,
+            step: i + 1 - settings.first_step,
             total,
             timestep: t,
             pred_x0: &last_x0,
             latents: &latents,
         };
-        if on_step(&view).is_break() {
-            return Err(SamplingError::Cancelled { step: done, total });
-        }
+        finish_step(&view, on_step)?;
     }
     Ok(Sampled { latents, last_x0 })
 }

@@ -3,44 +3,24 @@
 //! UNet): 8 steps with the first 25% skipped, CFG 7.5, the same per-step noise; latents after
 //! every step within 1e-3 * max(1, max|ref|).
 
-use std::ops::ControlFlow;
-use std::path::PathBuf;
+mod common;
 
-use burn::tensor::{Device, Tensor, TensorData};
+use std::ops::ControlFlow;
+
+use burn::tensor::{Tensor, TensorData};
+use common::{Golden, assert_close, device, fixtures};
 use hd_painter_models::{DefaultAttention, Unet2DConditionModel};
 use hd_painter_sampling::{
     BlendedLatents, DdimSettings, NoiseSchedule, TextConditioning, sample_ddim,
 };
-use safetensors::SafeTensors;
-
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
-}
-
-fn get(bytes: &[u8], key: &str) -> (Vec<usize>, Vec<f32>) {
-    let st = SafeTensors::deserialize(bytes).unwrap();
-    let v = st.tensor(key).unwrap_or_else(|e| panic!("{key}: {e}"));
-    (
-        v.shape().to_vec(),
-        v.data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-            .collect(),
-    )
-}
-
-fn tensor<const D: usize>(bytes: &[u8], key: &str, device: &Device) -> Tensor<D> {
-    let (shape, v) = get(bytes, key);
-    Tensor::from_data(TensorData::new(v, shape), device)
-}
 
 #[test]
 fn blended_steps_match_the_reference_loop() {
-    let device = hd_painter_core::BackendKind::Flex.device().unwrap();
+    let device = device();
     let unet =
         Unet2DConditionModel::load(fixtures().join("models/unet_sd2"), None, &device).unwrap();
-    let golden = std::fs::read(fixtures().join("sampling/blended.safetensors")).unwrap();
-    let (noise_shape, noise) = get(&golden, "noise");
+    let golden = Golden::open("blended");
+    let (noise_shape, noise) = golden.f32s("noise");
     let per = noise.len() / noise_shape[0];
     let settings = DdimSettings {
         steps: 8,
@@ -57,16 +37,16 @@ fn blended_steps_match_the_reference_loop() {
         )
     };
     let mut strategy = BlendedLatents::with_noise(
-        tensor(&golden, "mask", &device),
-        tensor(&golden, "source", &device),
+        golden.tensor("mask", &device),
+        golden.tensor("source", &device),
         Box::new(supplied),
     );
     let text = TextConditioning {
-        positive: tensor(&golden, "positive", &device),
-        negative: tensor(&golden, "negative", &device),
+        positive: golden.tensor("positive", &device),
+        negative: golden.tensor("negative", &device),
     };
     let schedule = NoiseSchedule::scaled_linear_diffusers(0.00085, 0.012, 1000);
-    let (_, expected) = get(&golden, "step_latents");
+    let (_, expected) = golden.f32s("step_latents");
     let mut steps = 0;
     sample_ddim(
         &unet,
@@ -74,23 +54,12 @@ fn blended_steps_match_the_reference_loop() {
         &settings,
         &text,
         &mut strategy,
-        tensor(&golden, "latents", &device),
+        golden.tensor("latents", &device),
         &[0],
         &mut DefaultAttention::default(),
         &mut |view| {
-            let got: Vec<f32> = view.latents.clone().into_data().try_into_vec_as().unwrap();
             let want = &expected[(view.step - 1) * per..view.step * per];
-            let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-            let err = got
-                .iter()
-                .zip(want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0, f32::max);
-            assert!(
-                err <= 1e-3 * scale,
-                "step {}: max |diff| = {err:e}",
-                view.step
-            );
+            assert_close(view.latents, want, 1e-3, &format!("step {}", view.step));
             steps += 1;
             ControlFlow::Continue(())
         },
@@ -101,13 +70,13 @@ fn blended_steps_match_the_reference_loop() {
 
 #[test]
 fn seeded_blending_is_reproducible_per_image() {
-    let device = hd_painter_core::BackendKind::Flex.device().unwrap();
+    let device = device();
     let unet =
         Unet2DConditionModel::load(fixtures().join("models/unet_sd2"), None, &device).unwrap();
-    let golden = std::fs::read(fixtures().join("sampling/blended.safetensors")).unwrap();
+    let golden = Golden::open("blended");
     let text = TextConditioning {
-        positive: tensor(&golden, "positive", &device),
-        negative: tensor(&golden, "negative", &device),
+        positive: golden.tensor("positive", &device),
+        negative: golden.tensor("negative", &device),
     };
     let schedule = NoiseSchedule::stable_diffusion();
     let settings = DdimSettings {
@@ -117,8 +86,8 @@ fn seeded_blending_is_reproducible_per_image() {
     };
     let run = |seeds: Vec<u64>| {
         let mut strategy = BlendedLatents::new(
-            tensor(&golden, "mask", &device),
-            tensor(&golden, "source", &device),
+            golden.tensor("mask", &device),
+            golden.tensor("source", &device),
             seeds.clone(),
         );
         let start = hd_painter_sampling::initial_latents(&seeds, [4, 12, 20], &device);

@@ -3,36 +3,16 @@
 //! tiny 4-channel UNet), in both known-region modes with the reference's noise draws in order:
 //! final latents within 1e-3 * max(1, max|ref|).
 
-use std::ops::ControlFlow;
-use std::path::PathBuf;
+mod common;
 
-use burn::tensor::{Device, Tensor, TensorData};
+use std::ops::ControlFlow;
+
+use burn::tensor::{Tensor, TensorData};
+use common::{Golden, assert_close, device, fixtures};
 use hd_painter_models::{DefaultAttention, Unet2DConditionModel};
 use hd_painter_sampling::{
     KnownRegion, NoiseSchedule, RepaintSettings, TextConditioning, sample_repaint, seeded_draws,
 };
-use safetensors::SafeTensors;
-
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
-}
-
-fn get(bytes: &[u8], key: &str) -> (Vec<usize>, Vec<f32>) {
-    let st = SafeTensors::deserialize(bytes).unwrap();
-    let v = st.tensor(key).unwrap_or_else(|e| panic!("{key}: {e}"));
-    (
-        v.shape().to_vec(),
-        v.data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-            .collect(),
-    )
-}
-
-fn tensor<const D: usize>(bytes: &[u8], key: &str, device: &Device) -> Tensor<D> {
-    let (shape, v) = get(bytes, key);
-    Tensor::from_data(TensorData::new(v, shape), device)
-}
 
 fn settings(known_region: KnownRegion) -> RepaintSettings {
     RepaintSettings {
@@ -46,20 +26,20 @@ fn settings(known_region: KnownRegion) -> RepaintSettings {
 
 #[test]
 fn both_known_region_modes_match_the_reference() {
-    let device = hd_painter_core::BackendKind::Flex.device().unwrap();
+    let device = device();
     let unet =
         Unet2DConditionModel::load(fixtures().join("models/unet_sd2"), None, &device).unwrap();
-    let g = std::fs::read(fixtures().join("sampling/repaint.safetensors")).unwrap();
+    let g = Golden::open("repaint");
     let text = TextConditioning {
-        positive: tensor(&g, "positive", &device),
-        negative: tensor(&g, "negative", &device),
+        positive: g.tensor("positive", &device),
+        negative: g.tensor("negative", &device),
     };
     let schedule = NoiseSchedule::scaled_linear_diffusers(0.00085, 0.012, 100);
     for (mode, name) in [
         (KnownRegion::MergeAfterStep, "merge_after"),
         (KnownRegion::RenoiseBeforeModel, "renoise_before"),
     ] {
-        let (shape, draws) = get(&g, &format!("{name}_noise"));
+        let (shape, draws) = g.f32s(&format!("{name}_noise"));
         let per = draws.len() / shape[0];
         let mut k = 0;
         let mut draw = |like: &Tensor<4>| {
@@ -76,9 +56,9 @@ fn both_known_region_modes_match_the_reference() {
             &schedule,
             &settings(mode),
             &text,
-            tensor(&g, "known", &device),
-            tensor(&g, "keep", &device),
-            tensor(&g, "latents", &device),
+            g.tensor("known", &device),
+            g.tensor("keep", &device),
+            g.tensor("latents", &device),
             &mut draw,
             &mut DefaultAttention::default(),
             &mut |view| {
@@ -95,27 +75,24 @@ fn both_known_region_modes_match_the_reference() {
                 90, 80, 70, 60, 80, 70, 60, 50, 40, 30, 50, 40, 30, 20, 10, 0, 20, 10, 0
             ]
         );
-        let got: Vec<f32> = out.latents.into_data().try_into_vec_as().unwrap();
-        let (_, want) = get(&g, &format!("{name}_final"));
-        let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-        let err = got
-            .iter()
-            .zip(&want)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f32::max);
-        assert!(err <= 1e-3 * scale, "{name}: max |diff| = {err:e}");
+        assert_close(
+            &out.latents,
+            &g.f32s(&format!("{name}_final")).1,
+            1e-3,
+            name,
+        );
     }
 }
 
 #[test]
 fn seeded_draws_make_runs_reproducible() {
-    let device = hd_painter_core::BackendKind::Flex.device().unwrap();
+    let device = device();
     let unet =
         Unet2DConditionModel::load(fixtures().join("models/unet_sd2"), None, &device).unwrap();
-    let g = std::fs::read(fixtures().join("sampling/repaint.safetensors")).unwrap();
+    let g = Golden::open("repaint");
     let text = TextConditioning {
-        positive: tensor(&g, "positive", &device),
-        negative: tensor(&g, "negative", &device),
+        positive: g.tensor("positive", &device),
+        negative: g.tensor("negative", &device),
     };
     let schedule = NoiseSchedule::stable_diffusion();
     let run = || {
@@ -131,9 +108,9 @@ fn seeded_draws_make_runs_reproducible() {
             &schedule,
             &s,
             &text,
-            tensor(&g, "known", &device),
-            tensor(&g, "keep", &device),
-            tensor(&g, "latents", &device),
+            g.tensor("known", &device),
+            g.tensor("keep", &device),
+            g.tensor("latents", &device),
             &mut draw,
             &mut DefaultAttention::default(),
             &mut |_| ControlFlow::Continue(()),

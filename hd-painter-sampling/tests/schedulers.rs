@@ -1,75 +1,14 @@
 //! Schedules, timestep grids and single steps against diffusers' `DDIMScheduler`,
 //! `DDPMScheduler` and `RePaintScheduler` and HD-Painter's float64 schedule (`tools/reference/generate.py`).
 
-use std::path::PathBuf;
+mod common;
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
+use common::{Golden, assert_close, device};
 use hd_painter_sampling::{
     Ddim, Ddpm, NoiseSchedule, Prediction, Scheduler, Spacing, ddim_sigma, ddim_step, repaint_step,
     repaint_walk, timesteps, undo_steps,
 };
-use safetensors::{Dtype, SafeTensors};
-
-struct Golden(Vec<u8>);
-
-impl Golden {
-    fn open() -> Self {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../fixtures/sampling/schedulers.safetensors");
-        Self(std::fs::read(path).unwrap())
-    }
-
-    fn get(&self, key: &str) -> (Vec<usize>, Vec<f64>) {
-        let st = SafeTensors::deserialize(&self.0).unwrap();
-        let v = st.tensor(key).unwrap_or_else(|e| panic!("{key}: {e}"));
-        let values = match v.dtype() {
-            Dtype::F32 => v
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64)
-                .collect(),
-            Dtype::F64 => v
-                .data()
-                .chunks_exact(8)
-                .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
-                .collect(),
-            Dtype::I64 => v
-                .data()
-                .chunks_exact(8)
-                .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f64)
-                .collect(),
-            other => panic!("{key}: {other:?}"),
-        };
-        (v.shape().to_vec(), values)
-    }
-
-    fn ints(&self, key: &str) -> Vec<usize> {
-        self.get(key).1.into_iter().map(|v| v as usize).collect()
-    }
-
-    fn tensor(&self, key: &str, device: &Device) -> Tensor<4> {
-        let (shape, v) = self.get(key);
-        let v: Vec<f32> = v.into_iter().map(|x| x as f32).collect();
-        Tensor::from_data(TensorData::new(v, shape), device)
-    }
-
-    /// max |got - ref| <= 1e-6 * max(1, max |ref|).
-    fn assert_close(&self, got: Tensor<4>, key: &str) {
-        let (_, expected) = self.get(key);
-        let got: Vec<f32> = got.into_data().try_into_vec_as().unwrap();
-        let scale = expected.iter().fold(1.0f64, |m, v| m.max(v.abs()));
-        let err = got
-            .iter()
-            .zip(&expected)
-            .map(|(a, b)| (*a as f64 - b).abs())
-            .fold(0.0, f64::max);
-        assert!(err <= 1e-6 * scale, "{key}: max |diff| = {err:e}");
-    }
-}
-
-fn device() -> Device {
-    hd_painter_core::BackendKind::Flex.device().unwrap()
-}
 
 fn max_diff(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len());
@@ -82,7 +21,7 @@ fn max_diff(a: &[f64], b: &[f64]) -> f64 {
 /// Grids exactly as diffusers' DDIMScheduler builds them; HD-Painter's 999 - 20k grid.
 #[test]
 fn timestep_grids_match_diffusers() {
-    let g = Golden::open();
+    let g = Golden::open("schedulers");
     for (name, spacing, steps) in [
         ("leading_50", Spacing::Leading { steps_offset: 1 }, 50),
         ("leading_20", Spacing::Leading { steps_offset: 1 }, 20),
@@ -105,7 +44,7 @@ fn timestep_grids_match_diffusers() {
 /// a_bar to 1e-12: diffusers' f32 arithmetic exactly, HD-Painter's float64 schedule, the x4's.
 #[test]
 fn alphas_match_diffusers_and_hd_painter() {
-    let g = Golden::open();
+    let g = Golden::open("schedulers");
     let diffusers = NoiseSchedule::scaled_linear_diffusers(0.00085, 0.012, 1000);
     assert!(
         max_diff(
@@ -122,7 +61,7 @@ fn alphas_match_diffusers_and_hd_painter() {
 /// One DDIM step, eta 0 and 0.5 with given noise, the last step, and a v-prediction step: 1e-6.
 #[test]
 fn ddim_steps_match_diffusers() {
-    let (g, device) = (Golden::open(), device());
+    let (g, device) = (Golden::open("schedulers"), device());
     let schedule = NoiseSchedule::scaled_linear_diffusers(0.00085, 0.012, 1000);
     let (sample, eps, z) = (
         g.tensor("sample", &device),
@@ -140,8 +79,18 @@ fn ddim_steps_match_diffusers() {
             sample.clone(),
             noise,
         );
-        g.assert_close(step.prev_sample, &format!("{key}_prev"));
-        g.assert_close(step.pred_x0, &format!("{key}_x0"));
+        assert_close(
+            &step.prev_sample,
+            &g.f32s(&format!("{key}_prev")).1,
+            1e-6,
+            &format!("{key}_prev"),
+        );
+        assert_close(
+            &step.pred_x0,
+            &g.f32s(&format!("{key}_x0")).1,
+            1e-6,
+            &format!("{key}_x0"),
+        );
     }
     let last = ddim_step(
         &schedule,
@@ -152,19 +101,24 @@ fn ddim_steps_match_diffusers() {
         sample.clone(),
         None,
     );
-    g.assert_close(last.prev_sample, "ddim_last_prev");
+    assert_close(
+        &last.prev_sample,
+        &g.f32s("ddim_last_prev").1,
+        1e-6,
+        "ddim_last_prev",
+    );
 
     let x4 = NoiseSchedule::scaled_linear_diffusers(0.0001, 0.02, 1000);
     let v = ddim_step(&x4, Prediction::VPrediction, eps, 951, 901, sample, None);
-    g.assert_close(v.prev_sample, "v_prev");
-    g.assert_close(v.pred_x0, "v_x0");
+    assert_close(&v.prev_sample, &g.f32s("v_prev").1, 1e-6, "v_prev");
+    assert_close(&v.pred_x0, &g.f32s("v_x0").1, 1e-6, "v_x0");
 }
 
 /// RePaint: the whole 4570-entry timestep list of diffusers' RePaintScheduler (250 steps, jumps
 /// of 10, 10 samples), a step with its noise and an undo step with its 4 draws: 1e-6.
 #[test]
 fn repaint_matches_diffusers() {
-    let (g, device) = (Golden::open(), device());
+    let (g, device) = (Golden::open("schedulers"), device());
     let walk: Vec<usize> = repaint_walk(250, 10, 10)
         .into_iter()
         .map(|t| t * 4)
@@ -186,8 +140,13 @@ fn repaint_matches_diffusers() {
         0.0,
         g.tensor("repaint_step_noise", &device),
     );
-    g.assert_close(step.prev_sample, "repaint_prev");
-    g.assert_close(step.pred_x0, "repaint_x0");
+    assert_close(
+        &step.prev_sample,
+        &g.f32s("repaint_prev").1,
+        1e-6,
+        "repaint_prev",
+    );
+    assert_close(&step.pred_x0, &g.f32s("repaint_x0").1, 1e-6, "repaint_x0");
 
     let (shape, draws) = g.get("undo_noise");
     let per = draws.len() / shape[0];
@@ -200,8 +159,10 @@ fn repaint_matches_diffusers() {
             Tensor::<4>::from_data(TensorData::new(v, shape[1..].to_vec()), &device)
         })
         .collect();
-    g.assert_close(
-        undo_steps(&schedule, g.tensor("sample", &device), 496, noise),
+    assert_close(
+        &undo_steps(&schedule, g.tensor("sample", &device), 496, noise),
+        &g.f32s("undo").1,
+        1e-6,
         "undo",
     );
 }
@@ -211,7 +172,7 @@ fn repaint_matches_diffusers() {
 /// function: 1e-6.
 #[test]
 fn ddpm_and_the_scheduler_trait_match_diffusers() {
-    let (g, device) = (Golden::open(), device());
+    let (g, device) = (Golden::open("schedulers"), device());
     let schedule = NoiseSchedule::scaled_linear_diffusers(0.00085, 0.012, 1000);
     let (sample, eps) = (
         g.tensor("sample", &device),
@@ -231,8 +192,18 @@ fn ddpm_and_the_scheduler_trait_match_diffusers() {
             sample.clone(),
             Some(noise),
         );
-        g.assert_close(step.prev_sample, &format!("{name}_prev"));
-        g.assert_close(step.pred_x0, &format!("{name}_x0"));
+        assert_close(
+            &step.prev_sample,
+            &g.f32s(&format!("{name}_prev")).1,
+            1e-6,
+            &format!("{name}_prev"),
+        );
+        assert_close(
+            &step.pred_x0,
+            &g.f32s(&format!("{name}_x0")).1,
+            1e-6,
+            &format!("{name}_x0"),
+        );
     }
     let ddim = Ddim {
         eta: 0.5,
@@ -246,5 +217,10 @@ fn ddpm_and_the_scheduler_trait_match_diffusers() {
         sample,
         Some(g.tensor("variance_noise", &device)),
     );
-    g.assert_close(via_trait.prev_sample, "ddim_eta0.5_prev");
+    assert_close(
+        &via_trait.prev_sample,
+        &g.f32s("ddim_eta0.5_prev").1,
+        1e-6,
+        "ddim_eta0.5_prev",
+    );
 }

@@ -4,53 +4,19 @@
 //! within 1e-3 * max(1, max|ref|). Also: the masked-image latents from our VAE, cancellation,
 //! and a non-finite guard.
 
-use std::ops::ControlFlow;
-use std::path::PathBuf;
+mod common;
 
+use std::ops::ControlFlow;
+
+use burn::tensor::Device;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
-use burn::tensor::{Device, Tensor, TensorData};
+use common::{Golden, assert_close, fixtures};
 use hd_painter_models::{AutoencoderKl, DefaultAttention, Unet2DConditionModel};
 use hd_painter_sampling::{
     DdimSettings, NoiseSchedule, SamplingError, Spacing, StableInpainting, TextConditioning,
     sample_ddim,
 };
-use safetensors::SafeTensors;
-
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
-}
-
-struct Golden(Vec<u8>);
-
-impl Golden {
-    fn get(&self, key: &str) -> (Vec<usize>, Vec<f32>) {
-        let st = SafeTensors::deserialize(&self.0).unwrap();
-        let v = st.tensor(key).unwrap_or_else(|e| panic!("{key}: {e}"));
-        let values = v
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-            .collect();
-        (v.shape().to_vec(), values)
-    }
-
-    fn tensor<const D: usize>(&self, key: &str, device: &Device) -> Tensor<D> {
-        let (shape, v) = self.get(key);
-        Tensor::from_data(TensorData::new(v, shape), device)
-    }
-}
-
-fn assert_close(got: &Tensor<4>, expected: &[f32], what: &str) {
-    let got: Vec<f32> = got.clone().into_data().try_into_vec_as().unwrap();
-    let scale = expected.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-    let err = got
-        .iter()
-        .zip(expected)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f32::max);
-    assert!(err <= 1e-3 * scale, "{what}: max |diff| = {err:e}");
-}
 
 struct Setup {
     device: Device,
@@ -67,8 +33,7 @@ fn setup() -> Setup {
     let unet =
         Unet2DConditionModel::load(fixtures().join("models/unet_sd15_inpaint"), None, &device)
             .unwrap();
-    let golden =
-        Golden(std::fs::read(fixtures().join("sampling/stable_inpaint.safetensors")).unwrap());
+    let golden = Golden::open("stable_inpaint");
     // The pipeline's latent mask: torch's nearest interpolation of the binary mask.
     let mask = golden.tensor::<4>("mask", &device);
     let [_, _, h, w] = mask.dims();
@@ -104,7 +69,7 @@ fn setup() -> Setup {
 #[test]
 fn five_guided_steps_match_diffusers_pipeline() {
     let mut s = setup();
-    let (shape, per_step) = s.golden.get("step_latents");
+    let (shape, per_step) = s.golden.f32s("step_latents");
     let per = per_step.len() / shape[0];
     let mut seen = Vec::new();
     let out = sample_ddim(
@@ -120,6 +85,7 @@ fn five_guided_steps_match_diffusers_pipeline() {
             assert_close(
                 view.latents,
                 &per_step[(view.step - 1) * per..view.step * per],
+                1e-3,
                 &format!("step {}", view.step),
             );
             seen.push(view.timestep);
@@ -128,7 +94,12 @@ fn five_guided_steps_match_diffusers_pipeline() {
     )
     .unwrap();
     assert_eq!(seen, [801, 601, 401, 201, 1]);
-    assert_close(&out.latents, &s.golden.get("final").1, "final latents");
+    assert_close(
+        &out.latents,
+        &s.golden.f32s("final").1,
+        1e-3,
+        "final latents",
+    );
 }
 
 #[test]
@@ -144,7 +115,8 @@ fn masked_image_latents_from_our_vae_match() {
     let latents = vae.encode(image * keep).mean * vae.scaling_factor();
     assert_close(
         &latents,
-        &s.golden.get("masked_latents").1,
+        &s.golden.f32s("masked_latents").1,
+        1e-3,
         "masked-image latents",
     );
 }
@@ -238,7 +210,7 @@ fn ddpm_rule_is_reproducible_from_seeds() {
     assert_eq!(a, b);
     assert_ne!(
         a,
-        s.golden.get("final").1,
+        s.golden.f32s("final").1,
         "DDPM differs from the deterministic DDIM run"
     );
 }

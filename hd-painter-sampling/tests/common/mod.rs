@@ -1,0 +1,96 @@
+//! Reading the sampling goldens of `tools/reference/generate.py`, shared by the tests.
+
+#![allow(dead_code, missing_docs)] // each test binary uses part of this module
+
+use std::path::PathBuf;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use safetensors::{Dtype, SafeTensors};
+
+pub fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
+}
+
+pub fn device() -> Device {
+    hd_painter_core::BackendKind::Flex.device().unwrap()
+}
+
+/// One golden file, read whole.
+pub struct Golden(Vec<u8>);
+
+impl Golden {
+    /// `fixtures/sampling/{name}.safetensors`.
+    pub fn open(name: &str) -> Self {
+        let path = fixtures()
+            .join("sampling")
+            .join(format!("{name}.safetensors"));
+        Self(std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+    }
+
+    /// Shape and values (as f64) of an f32, f64 or i64 tensor.
+    pub fn get(&self, key: &str) -> (Vec<usize>, Vec<f64>) {
+        let st = SafeTensors::deserialize(&self.0).unwrap();
+        let v = st.tensor(key).unwrap_or_else(|e| panic!("{key}: {e}"));
+        let values = match v.dtype() {
+            Dtype::F32 => v
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64)
+                .collect(),
+            Dtype::F64 => v
+                .data()
+                .chunks_exact(8)
+                .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
+                .collect(),
+            Dtype::I64 => v
+                .data()
+                .chunks_exact(8)
+                .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f64)
+                .collect(),
+            other => panic!("{key}: {other:?}"),
+        };
+        (v.shape().to_vec(), values)
+    }
+
+    /// The values of an integer tensor.
+    pub fn ints(&self, key: &str) -> Vec<usize> {
+        self.get(key).1.into_iter().map(|v| v as usize).collect()
+    }
+
+    /// The values of an f32 tensor.
+    pub fn f32s(&self, key: &str) -> (Vec<usize>, Vec<f32>) {
+        let (shape, v) = self.get(key);
+        (shape, v.into_iter().map(|x| x as f32).collect())
+    }
+
+    pub fn tensor<const D: usize>(&self, key: &str, device: &Device) -> Tensor<D> {
+        let (shape, v) = self.f32s(key);
+        Tensor::from_data(TensorData::new(v, shape), device)
+    }
+
+    /// The `k`-th of a stack of tensors (`[count, ...]`), as a tensor of the rest of the shape.
+    pub fn slice<const D: usize>(&self, key: &str, k: usize, device: &Device) -> Tensor<D> {
+        let (shape, v) = self.f32s(key);
+        let per = v.len() / shape[0];
+        Tensor::from_data(
+            TensorData::new(v[k * per..(k + 1) * per].to_vec(), shape[1..].to_vec()),
+            device,
+        )
+    }
+}
+
+/// Asserts max |got - expected| <= `tolerance` * max(1, max |expected|).
+pub fn assert_close(got: &Tensor<4>, expected: &[f32], tolerance: f32, what: &str) {
+    let got: Vec<f32> = got.clone().into_data().try_into_vec_as().unwrap();
+    assert_eq!(got.len(), expected.len(), "{what}: size");
+    let scale = expected.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+    let err = got
+        .iter()
+        .zip(expected)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
+    assert!(
+        err <= tolerance * scale,
+        "{what}: max |diff| = {err:e} (scale {scale})"
+    );
+}
