@@ -54,6 +54,8 @@ fn alphas_match_diffusers_and_hd_painter() {
     );
     let sd = NoiseSchedule::stable_diffusion();
     assert!(max_diff(sd.alphas_cumprod(), &g.get("hd_alphas_cumprod").1) <= 1e-12);
+    let linear = NoiseSchedule::linear(0.0001, 0.02, 1000);
+    assert!(max_diff(linear.alphas_cumprod(), &g.get("linear_alphas_cumprod").1) <= 1e-12);
     let x4 = NoiseSchedule::x4_upscaler();
     assert!(max_diff(x4.alphas_cumprod(), &g.get("x4_alphas_cumprod").1) <= 1e-12);
 }

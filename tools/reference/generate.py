@@ -581,6 +581,8 @@ def gen_schedulers(out, rng):
     t["hd_alphas_cumprod"] = torch.cumprod(1 - betas, 0).numpy()
     x4_betas = torch.linspace(0.0001**0.5, 0.02**0.5, 1000, dtype=torch.float64) ** 2
     t["x4_alphas_cumprod"] = torch.cumprod(1 - x4_betas, 0).numpy()
+    # The "linear" schedule (DDPM's), in float64.
+    t["linear_alphas_cumprod"] = np.cumprod(1 - np.linspace(0.0001, 0.02, 1000, dtype=np.float64))
 
     # One DDIM step, eta 0 and 0.5, epsilon prediction, 50 leading steps, at t = 501 -> 481.
     sched.set_timesteps(50)
