@@ -7,6 +7,34 @@
 //! cancellable per-step callbacks with the x0 prediction, seeded per-image noise) with the
 //! Stable Inpainting strategy.
 //!
+//! ```no_run
+//! use std::ops::ControlFlow;
+//!
+//! use hd_painter_core::{BackendKind, Image, Mask};
+//! use hd_painter_models::{DefaultAttention, StableDiffusionModels};
+//! use hd_painter_sampling::{InpaintOptions, Inpainter, Method, NoiseSchedule, encode_prompts};
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let device = BackendKind::default().device()?;
+//!     let sd = StableDiffusionModels::load("stable-diffusion-2-inpainting", None, &device)?;
+//!     let (image, mask) = (Image::open("photo.jpg")?, Mask::open("mask.png")?);
+//!     let text = encode_prompts(&sd, "a red leather sofa", "blurry, low quality")?;
+//!     let schedule = NoiseSchedule::stable_diffusion();
+//!     let inpainter = Inpainter { unet: &sd.unet, vae: &sd.vae, schedule: &schedule };
+//!     let options = InpaintOptions { method: Method::StableInpainting, seeds: vec![1, 2], ..Default::default() };
+//!     let images = inpainter.inpaint(&image, &mask, &text, &options, &mut DefaultAttention::default(), &mut |step| {
+//!         eprintln!("step {}/{} (t = {})", step.step, step.total, step.timestep);
+//!         ControlFlow::Continue(()) // Break(()) cancels: Err(SamplingError::Cancelled)
+//!     })?;
+//!     for (i, out) in images.iter().enumerate() {
+//!         out.save(format!("out-{i}.png"))?;
+//!     }
+//!     Ok(())
+//! }
+//! ```
+//!
+//! The grids are diffusers' and HD-Painter's:
+//!
 //! ```
 //! use hd_painter_sampling::{NoiseSchedule, Spacing, timesteps};
 //!
