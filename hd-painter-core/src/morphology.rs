@@ -44,7 +44,7 @@ impl<T: Sample> Raster<T> {
             Footprint::Cross { radius } => {
                 let mut out = self.clone();
                 for _ in 0..radius {
-                    out = out.max_filter(-1..=1, 0..=0).max_cross(&out);
+                    out = out.cross_step();
                 }
                 Ok(out)
             }
@@ -88,13 +88,24 @@ impl<T: Sample> Raster<T> {
         })
     }
 
-    /// Completes a horizontal 3-tap max (`self`) into the 3x3 cross by adding the vertical
-    /// neighbours of `source`.
-    fn max_cross(&self, source: &Self) -> Self {
-        let vertical = source.max_filter(0..=0, -1..=1);
+    /// One dilation by the 3x3 cross: each sample becomes the maximum of itself and its four
+    /// neighbours.
+    fn cross_step(&self) -> Self {
+        let (w, h) = (self.width() as usize, self.height() as usize);
         Raster::from_fn(self.width(), self.height(), self.channels(), |x, y, c| {
-            let (a, b) = (self.get(x, y, c), vertical.get(x, y, c));
-            if b > a { b } else { a }
+            let neighbours = [
+                (x > 0).then(|| (x - 1, y)),
+                (x + 1 < w).then_some((x + 1, y)),
+                (y > 0).then(|| (x, y - 1)),
+                (y + 1 < h).then_some((x, y + 1)),
+            ];
+            neighbours
+                .into_iter()
+                .flatten()
+                .fold(self.get(x, y, c), |best, (nx, ny)| {
+                    let v = self.get(nx, ny, c);
+                    if v > best { v } else { best }
+                })
         })
     }
 }
