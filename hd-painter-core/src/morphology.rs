@@ -4,6 +4,8 @@
 //! blend's 48x48 box). Pixels outside the raster never contribute, as in both libraries.
 
 use crate::error::{CoreError, Result};
+use std::ops::RangeInclusive;
+
 use crate::raster::{Raster, Sample};
 
 /// The structuring element of a dilation.
@@ -42,6 +44,9 @@ impl<T: Sample> Raster<T> {
     pub fn dilate(&self, footprint: Footprint) -> Result<Self> {
         match footprint {
             Footprint::Cross { radius } => {
+                if let Some(on) = self.binary_level() {
+                    return Ok(self.diamond_by_distance(radius, on));
+                }
                 let mut out = self.clone();
                 for _ in 0..radius {
                     out = out.cross_step();
@@ -57,57 +62,162 @@ impl<T: Sample> Raster<T> {
                     });
                 }
                 let span = |n: u32| -(n as isize / 2)..=(n as isize - 1 - n as isize / 2);
-                Ok(self
-                    .max_filter(span(width), 0..=0)
-                    .max_filter(0..=0, span(height)))
+                Ok(self.max_filter(span(width), 0).max_filter(span(height), 1))
             }
         }
     }
 
-    /// Maximum over the window `x + dx, y + dy` for the given offset ranges, clipped to the
-    /// raster.
-    fn max_filter(
-        &self,
-        dx: std::ops::RangeInclusive<isize>,
-        dy: std::ops::RangeInclusive<isize>,
-    ) -> Self {
-        let (w, h) = (self.width() as isize, self.height() as isize);
-        Raster::from_fn(self.width(), self.height(), self.channels(), |x, y, c| {
-            let xs = (x as isize + dx.start()).max(0)..=(x as isize + dx.end()).min(w - 1);
-            let ys = (y as isize + dy.start()).max(0)..=(y as isize + dy.end()).min(h - 1);
-            let mut best = self.get(x, y, c);
-            for yy in ys {
-                for xx in xs.clone() {
-                    let v = self.get(xx as usize, yy as usize, c);
-                    if v > best {
-                        best = v;
+    /// Maximum over `x + dx` (`axis` 0) or `y + dy` (`axis` 1) for the offsets in `span`,
+    /// clipped to the raster, in time independent of the window length (van Herk / Gil-Werman:
+    /// block-wise prefix and suffix maxima).
+    fn max_filter(&self, span: RangeInclusive<isize>, axis: usize) -> Self {
+        let (w, h, ch) = (
+            self.width() as usize,
+            self.height() as usize,
+            self.channels(),
+        );
+        let (len, lines, step, line_step) = if axis == 0 {
+            (w, h, ch, w * ch)
+        } else {
+            (h, w, w * ch, ch)
+        };
+        let (lo, k) = (*span.start(), (span.end() - span.start() + 1) as usize);
+        let src = self.as_slice();
+        let mut out = src.to_vec();
+        let mut ext = vec![T::default(); len + k - 1];
+        let (mut prefix, mut suffix) = (ext.clone(), ext.clone());
+        for line in 0..lines {
+            for c in 0..ch {
+                let base = line * line_step + c;
+                // Clamping to the edge gives the clipped window's maximum: a window reaching past
+                // an edge contains that edge sample already.
+                for (j, e) in ext.iter_mut().enumerate() {
+                    let i = (j as isize + lo).clamp(0, len as isize - 1) as usize;
+                    *e = src[base + i * step];
+                }
+                for start in (0..ext.len()).step_by(k) {
+                    let end = (start + k).min(ext.len());
+                    prefix[start] = ext[start];
+                    for j in start + 1..end {
+                        prefix[j] = max(prefix[j - 1], ext[j]);
+                    }
+                    suffix[end - 1] = ext[end - 1];
+                    for j in (start..end - 1).rev() {
+                        suffix[j] = max(suffix[j + 1], ext[j]);
+                    }
+                }
+                for i in 0..len {
+                    out[base + i * step] = max(suffix[i], prefix[i + k - 1]);
+                }
+            }
+        }
+        Raster::from_vec(self.width(), self.height(), ch, out).expect("same geometry")
+    }
+
+    /// The non-zero level of a raster whose samples are all 0 or that one level (a binary mask),
+    /// if it is one.
+    fn binary_level(&self) -> Option<T> {
+        let zero = T::default();
+        let mut on = None;
+        for &v in self.as_slice() {
+            if v != zero {
+                match on {
+                    None => on = Some(v),
+                    Some(level) if level != v => return None,
+                    Some(_) => {}
+                }
+            }
+        }
+        on.or(Some(zero))
+    }
+
+    /// The diamond dilation of a binary raster in two passes: the city-block distance to the
+    /// nearest set sample (a two-pass chamfer transform with unit steps is exact for it), then
+    /// `on` wherever that distance is at most `radius`. Equal to `radius` cross steps.
+    fn diamond_by_distance(&self, radius: u32, on: T) -> Self {
+        let (w, h, ch) = (
+            self.width() as usize,
+            self.height() as usize,
+            self.channels(),
+        );
+        let src = self.as_slice();
+        let far = u32::MAX / 2;
+        let mut out = src.to_vec();
+        let mut d = vec![far; w * h];
+        for c in 0..ch {
+            for (p, dist) in d.iter_mut().enumerate() {
+                *dist = if src[p * ch + c] != T::default() {
+                    0
+                } else {
+                    far
+                };
+            }
+            for y in 0..h {
+                for x in 0..w {
+                    let p = y * w + x;
+                    if x > 0 {
+                        d[p] = d[p].min(d[p - 1] + 1);
+                    }
+                    if y > 0 {
+                        d[p] = d[p].min(d[p - w] + 1);
                     }
                 }
             }
-            best
-        })
+            for y in (0..h).rev() {
+                for x in (0..w).rev() {
+                    let p = y * w + x;
+                    if x + 1 < w {
+                        d[p] = d[p].min(d[p + 1] + 1);
+                    }
+                    if y + 1 < h {
+                        d[p] = d[p].min(d[p + w] + 1);
+                    }
+                }
+            }
+            for (p, &dist) in d.iter().enumerate() {
+                out[p * ch + c] = if dist <= radius { on } else { T::default() };
+            }
+        }
+        Raster::from_vec(self.width(), self.height(), ch, out).expect("same geometry")
     }
 
     /// One dilation by the 3x3 cross: each sample becomes the maximum of itself and its four
     /// neighbours.
     fn cross_step(&self) -> Self {
-        let (w, h) = (self.width() as usize, self.height() as usize);
-        Raster::from_fn(self.width(), self.height(), self.channels(), |x, y, c| {
-            let neighbours = [
-                (x > 0).then(|| (x - 1, y)),
-                (x + 1 < w).then_some((x + 1, y)),
-                (y > 0).then(|| (x, y - 1)),
-                (y + 1 < h).then_some((x, y + 1)),
-            ];
-            neighbours
-                .into_iter()
-                .flatten()
-                .fold(self.get(x, y, c), |best, (nx, ny)| {
-                    let v = self.get(nx, ny, c);
-                    if v > best { v } else { best }
-                })
-        })
+        let (w, h, ch) = (
+            self.width() as usize,
+            self.height() as usize,
+            self.channels(),
+        );
+        let src = self.as_slice();
+        let mut out = src.to_vec();
+        for y in 0..h {
+            for x in 0..w {
+                for c in 0..ch {
+                    let at = (y * w + x) * ch + c;
+                    let mut best = src[at];
+                    if x > 0 {
+                        best = max(best, src[at - ch]);
+                    }
+                    if x + 1 < w {
+                        best = max(best, src[at + ch]);
+                    }
+                    if y > 0 {
+                        best = max(best, src[at - w * ch]);
+                    }
+                    if y + 1 < h {
+                        best = max(best, src[at + w * ch]);
+                    }
+                    out[at] = best;
+                }
+            }
+        }
+        Raster::from_vec(self.width(), self.height(), ch, out).expect("same geometry")
     }
+}
+
+fn max<T: PartialOrd>(a: T, b: T) -> T {
+    if b > a { b } else { a }
 }
 
 #[cfg(test)]
@@ -127,6 +237,42 @@ mod tests {
             for x in 0..9usize {
                 let inside = x.abs_diff(4) + y.abs_diff(4) <= 2;
                 assert_eq!(d.get(x, y, 0) == 255, inside, "({x}, {y})");
+            }
+        }
+    }
+
+    /// Grey masks take the iterated-cross path, binary ones the distance transform: both equal
+    /// the maximum over the L1 ball, computed here by brute force.
+    #[test]
+    fn both_cross_paths_equal_the_diamond_maximum() {
+        let grey = Raster::from_fn(23, 17, 2, |x, y, c| ((x * 37 + y * 11 + c * 5) % 97) as u8);
+        let binary = Raster::from_fn(
+            23,
+            17,
+            1,
+            |x, y, _| if (x * 7 + y * 3) % 41 == 0 { 200 } else { 0 },
+        );
+        for (raster, r) in [(&grey, 3u32), (&binary, 4), (&binary, 0)] {
+            let got = raster.dilate(Footprint::Cross { radius: r }).unwrap();
+            let (w, h) = (raster.width() as isize, raster.height() as isize);
+            for y in 0..h {
+                for x in 0..w {
+                    for c in 0..raster.channels() {
+                        let mut best = 0u8;
+                        for yy in (y - r as isize).max(0)..=(y + r as isize).min(h - 1) {
+                            for xx in (x - r as isize).max(0)..=(x + r as isize).min(w - 1) {
+                                if (xx - x).abs() + (yy - y).abs() <= r as isize {
+                                    best = best.max(raster.get(xx as usize, yy as usize, c));
+                                }
+                            }
+                        }
+                        assert_eq!(
+                            got.get(x as usize, y as usize, c),
+                            best,
+                            "({x}, {y}, {c}) r = {r}"
+                        );
+                    }
+                }
             }
         }
     }
