@@ -43,12 +43,18 @@ pub struct ClipTokenizer {
 }
 
 impl ClipTokenizer {
-    /// Loads a diffusers `tokenizer/` folder: `vocab.json`, `merges.txt`, and the pad token and
-    /// length from `special_tokens_map.json` / `tokenizer_config.json` when present (SD 1.x pads
-    /// with `<|endoftext|>`, SD 2.x with `!`).
+    /// Loads a diffusers `tokenizer/` folder: `vocab.json` and `merges.txt` (as published), or
+    /// `tokenizer.json` (as transformers 5 saves it); the pad token and length from
+    /// `special_tokens_map.json` / `tokenizer_config.json` when present (SD 1.x pads with
+    /// `<|endoftext|>`, SD 2.x with `!`).
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref();
-        let mut tokenizer = Self::from_files(dir.join("vocab.json"), dir.join("merges.txt"))?;
+        let mut tokenizer =
+            if !dir.join("vocab.json").exists() && dir.join("tokenizer.json").exists() {
+                Self::from_tokenizer_json(dir.join("tokenizer.json"))?
+            } else {
+                Self::from_files(dir.join("vocab.json"), dir.join("merges.txt"))?
+            };
         let config = read_json_if_present(&dir.join("tokenizer_config.json"))?;
         let special = read_json_if_present(&dir.join("special_tokens_map.json"))?;
         let pad = [&special, &config]
@@ -74,34 +80,10 @@ impl ClipTokenizer {
     /// rank, after an optional `#version` header). Pads with `<|endoftext|>`.
     pub fn from_files(vocab: impl AsRef<Path>, merges: impl AsRef<Path>) -> Result<Self> {
         let (vocab_path, merges_path) = (vocab.as_ref(), merges.as_ref());
-        let malformed = |path: &Path, reason: String| ModelsError::Malformed {
-            path: path.to_path_buf(),
-            reason,
-        };
         let json: serde_json::Value = serde_json::from_str(&read_text(vocab_path)?)
             .map_err(|e| malformed(vocab_path, e.to_string()))?;
-        let entries = json
-            .as_object()
-            .ok_or_else(|| malformed(vocab_path, "expected a JSON object of token -> id".into()))?;
-        let mut vocab = HashMap::with_capacity(entries.len());
-        for (token, id) in entries {
-            let id = id
-                .as_u64()
-                .and_then(|id| u32::try_from(id).ok())
-                .ok_or_else(|| {
-                    malformed(
-                        vocab_path,
-                        format!("token {token:?} has id {id}, expected an integer"),
-                    )
-                })?;
-            vocab.insert(token.clone(), id);
-        }
-        let mut tokens = vec![String::new(); vocab.values().max().map_or(0, |&m| m as usize + 1)];
-        for (token, &id) in &vocab {
-            tokens[id as usize] = token.clone();
-        }
-
-        let mut ranks = HashMap::new();
+        let vocab = parse_vocab(&json, vocab_path)?;
+        let mut pairs = Vec::new();
         for (line_no, line) in read_text(merges_path)?.lines().enumerate() {
             if line.is_empty() || (line_no == 0 && line.starts_with("#version")) {
                 continue;
@@ -115,12 +97,62 @@ impl ClipTokenizer {
                         format!("line {}: {line:?} is not a `left right` pair", line_no + 1),
                     )
                 })?;
-            let rank = ranks.len() as u32;
-            ranks
-                .entry((left.to_string(), right.to_string()))
-                .or_insert(rank);
+            pairs.push((left.to_string(), right.to_string()));
         }
+        Self::from_parts(vocab, pairs, vocab_path)
+    }
 
+    /// Loads the BPE model of a `tokenizers` `tokenizer.json` (`model.vocab`, `model.merges` as
+    /// `[left, right]` pairs or `"left right"` strings). Pads with `<|endoftext|>`.
+    pub fn from_tokenizer_json(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let json: serde_json::Value =
+            serde_json::from_str(&read_text(path)?).map_err(|e| malformed(path, e.to_string()))?;
+        let model = json
+            .get("model")
+            .ok_or_else(|| malformed(path, "no `model` section".into()))?;
+        if model.get("type").and_then(|t| t.as_str()) != Some("BPE") {
+            return Err(malformed(path, "`model.type` is not \"BPE\"".into()));
+        }
+        let vocab = parse_vocab(model.get("vocab").unwrap_or(&serde_json::Value::Null), path)?;
+        let merges = model
+            .get("merges")
+            .and_then(|m| m.as_array())
+            .ok_or_else(|| malformed(path, "no `model.merges` list".into()))?;
+        let pairs = merges
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let pair = match m {
+                    serde_json::Value::String(s) => s
+                        .split_once(' ')
+                        .map(|(l, r)| (l.to_string(), r.to_string())),
+                    serde_json::Value::Array(a) if a.len() == 2 => a[0]
+                        .as_str()
+                        .zip(a[1].as_str())
+                        .map(|(l, r)| (l.to_string(), r.to_string())),
+                    _ => None,
+                };
+                pair.ok_or_else(|| malformed(path, format!("merge {i}: {m} is not a pair")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Self::from_parts(vocab, pairs, path)
+    }
+
+    fn from_parts(
+        vocab: HashMap<String, u32>,
+        pairs: Vec<(String, String)>,
+        vocab_path: &Path,
+    ) -> Result<Self> {
+        let mut tokens = vec![String::new(); vocab.values().max().map_or(0, |&m| m as usize + 1)];
+        for (token, &id) in &vocab {
+            tokens[id as usize] = token.clone();
+        }
+        let mut ranks = HashMap::with_capacity(pairs.len());
+        for pair in pairs {
+            let rank = ranks.len() as u32;
+            ranks.entry(pair).or_insert(rank);
+        }
         let id_of = |token: &str| {
             vocab
                 .get(token)
@@ -305,6 +337,35 @@ fn byte_alphabet() -> [char; 256] {
     table
 }
 
+fn malformed(path: &Path, reason: String) -> ModelsError {
+    ModelsError::Malformed {
+        path: path.to_path_buf(),
+        reason,
+    }
+}
+
+/// A `{token: id}` object.
+fn parse_vocab(json: &serde_json::Value, path: &Path) -> Result<HashMap<String, u32>> {
+    let entries = json
+        .as_object()
+        .ok_or_else(|| malformed(path, "expected a JSON object of token -> id".into()))?;
+    entries
+        .iter()
+        .map(|(token, id)| {
+            let id = id
+                .as_u64()
+                .and_then(|id| u32::try_from(id).ok())
+                .ok_or_else(|| {
+                    malformed(
+                        path,
+                        format!("token {token:?} has id {id}, expected an integer"),
+                    )
+                })?;
+            Ok((token.clone(), id))
+        })
+        .collect()
+}
+
 fn read_json_if_present(path: &Path) -> Result<Option<serde_json::Value>> {
     if !path.exists() {
         return Ok(None);
@@ -328,6 +389,32 @@ fn token_content(value: &serde_json::Value) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Both merge formats of `tokenizer.json` apply: "ab" is the one word `a`, `b</w>`, merged.
+    #[test]
+    fn tokenizer_json_merges_in_either_format_apply() {
+        let dir = std::env::temp_dir().join(format!("hd-painter-tokjson-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let vocab =
+            r#"{"a":0,"b":1,"a</w>":2,"b</w>":3,"ab</w>":4,"<|startoftext|>":5,"<|endoftext|>":6}"#;
+        for merges in [r#"[["a","b</w>"]]"#, r#"["a b</w>"]"#] {
+            let json = format!(r#"{{"model":{{"type":"BPE","vocab":{vocab},"merges":{merges}}}}}"#);
+            let path = dir.join("tokenizer.json");
+            std::fs::write(&path, json).unwrap();
+            let t = ClipTokenizer::from_tokenizer_json(&path).unwrap();
+            assert_eq!(t.encode("ab"), [5, 4, 6], "{merges}");
+            assert_eq!(t.encode("ba"), [5, 1, 2, 6], "{merges}");
+        }
+        std::fs::write(
+            dir.join("tokenizer.json"),
+            r#"{"model":{"type":"WordPiece"}}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            ClipTokenizer::from_tokenizer_json(dir.join("tokenizer.json")),
+            Err(ModelsError::Malformed { .. })
+        ));
+    }
 
     #[test]
     fn byte_alphabet_is_a_bijection_onto_printable_characters() {

@@ -100,3 +100,32 @@ fn bad_folders_are_typed_errors() {
         Err(ModelsError::Malformed { .. })
     ));
 }
+
+/// A folder as transformers 5 saves it (tokenizer.json only) reads like the published layout
+/// (vocab.json + merges.txt) of the same tokenizer, and gives transformers' ids.
+#[test]
+fn tokenizer_json_folders_read_like_vocab_and_merges() {
+    let pipeline = dir().join("../models/pipeline_inpaint");
+    let from_json = ClipTokenizer::from_dir(pipeline.join("tokenizer_json")).unwrap();
+    let from_files = ClipTokenizer::from_dir(pipeline.join("tokenizer")).unwrap();
+    assert_eq!((from_json.pad_id(), from_json.vocab_size()), (0, 512));
+    for prompt in prompts() {
+        assert_eq!(
+            from_json.encode_padded(&prompt),
+            from_files.encode_padded(&prompt),
+            "{prompt:?}"
+        );
+    }
+    // And the ids transformers gave for "a red sofa!" with this tokenizer.
+    let bytes = std::fs::read(pipeline.join("prompts.safetensors")).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let ids: Vec<u32> = st
+        .tensor("input_ids")
+        .unwrap()
+        .data()
+        .chunks_exact(8)
+        .take(77)
+        .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as u32)
+        .collect();
+    assert_eq!(from_json.encode_padded("a red sofa!"), ids);
+}

@@ -544,6 +544,8 @@ def gen_pipeline(out, rng):
     with open(tok_dir / "merges.txt", "w", encoding="utf-8") as f:
         f.write("#version: 0.2\n")
     tiny_tok = CLIPTokenizer(vocab=str(tok_dir / "vocab.json"), merges=str(tok_dir / "merges.txt"), pad_token="!")
+    # The same tokenizer as transformers 5 saves it: tokenizer.json + tokenizer_config.json only.
+    tiny_tok.save_pretrained(dest / "tokenizer_json")
     text_encoder = CLIPTextModel.from_pretrained(models / "clip_gelu", dtype=torch.float32)
     ids = tiny_tok(["a red sofa!", ""], padding="max_length", max_length=77, truncation=True, return_tensors="pt")["input_ids"]
     with torch.no_grad():
