@@ -218,6 +218,16 @@ impl ClipTextModel {
                 what: "CLIP token ids".into(),
                 reason: format!("{e:?}"),
             })?;
+        let vocab = self.vocab_size() as i64;
+        if let Some(&bad) = host_ids.iter().find(|&&id| id < 0 || id >= vocab) {
+            return Err(ModelsError::Core(
+                hd_painter_core::CoreError::InvalidParameter {
+                    name: "CLIP token id",
+                    value: bad.to_string(),
+                    expected: "an id below the text encoder's vocabulary size",
+                },
+            ));
+        }
         let positions = Tensor::<1, Int>::arange(0..seq as i64, &device).reshape([1, seq]);
         let mut x = t.embeddings.token_embedding.forward(ids)
             + t.embeddings.position_embedding.forward(positions);

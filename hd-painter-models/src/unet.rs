@@ -665,10 +665,10 @@ impl Unet2DConditionModel {
                 vec![timesteps.len()],
             ));
         }
-        if context.dims()[0] != b {
+        if context.dims()[0] != b || context.dims()[2] != self.cross_attention_dim {
             return Err(shape_error(
                 "UNet text context",
-                format!("[{b}, tokens, dim]"),
+                format!("[{b}, tokens, {}]", self.cross_attention_dim),
                 context.dims().to_vec(),
             ));
         }

@@ -277,6 +277,11 @@ impl AutoencoderKl {
         self.scaling_factor
     }
 
+    /// The number of latent channels (4).
+    pub fn latent_channels(&self) -> usize {
+        self.post_quant_conv.weight.dims()[0]
+    }
+
     /// The per-side downsampling factor (8 or 4).
     pub fn downscale(&self) -> usize {
         self.downscale
@@ -284,7 +289,13 @@ impl AutoencoderKl {
 
     /// The posterior of images `[batch, 3, H, W]` in `[-1, 1]` (H and W multiples of
     /// [`downscale`](Self::downscale)); latents are unscaled.
-    pub fn encode(&self, images: Tensor<4>) -> DiagonalGaussian {
+    pub fn encode(&self, images: Tensor<4>) -> Result<DiagonalGaussian> {
+        check_input(
+            &images,
+            self.encoder.conv_in.weight.dims()[1],
+            self.downscale,
+            "VAE encoder images",
+        )?;
         let e = &self.encoder;
         let mut x = e.conv_in.forward(images);
         for level in &e.down_blocks {
@@ -300,14 +311,20 @@ impl AutoencoderKl {
         let moments = self.quant_conv.forward(x);
         let [b, c2, h, w] = moments.dims();
         let c = c2 / 2;
-        DiagonalGaussian {
+        Ok(DiagonalGaussian {
             mean: moments.clone().slice([0..b, 0..c, 0..h, 0..w]),
             logvar: moments.slice([0..b, c..c2, 0..h, 0..w]).clamp(-30.0, 20.0),
-        }
+        })
     }
 
     /// Images `[batch, 3, H, W]` (nominally in `[-1, 1]`) from unscaled latents.
-    pub fn decode(&self, latents: Tensor<4>) -> Tensor<4> {
+    pub fn decode(&self, latents: Tensor<4>) -> Result<Tensor<4>> {
+        check_input(
+            &latents,
+            self.post_quant_conv.weight.dims()[1],
+            1,
+            "VAE decoder latents",
+        )?;
         let d = &self.decoder;
         let mut x = d.conv_in.forward(self.post_quant_conv.forward(latents));
         x = d.mid_block.forward(x);
@@ -319,6 +336,22 @@ impl AutoencoderKl {
                 x = u.forward(x);
             }
         }
-        d.conv_out.forward(silu(d.conv_norm_out.forward(x)))
+        Ok(d.conv_out.forward(silu(d.conv_norm_out.forward(x))))
     }
+}
+
+/// A typed error unless `x` is `[batch, channels, h, w]` with non-zero sides divisible by
+/// `multiple`.
+fn check_input(x: &Tensor<4>, channels: usize, multiple: usize, what: &str) -> Result<()> {
+    let [b, c, h, w] = x.dims();
+    if b == 0 || c != channels || h == 0 || w == 0 || h % multiple != 0 || w % multiple != 0 {
+        return Err(ModelsError::Core(hd_painter_core::CoreError::TensorShape {
+            what: what.into(),
+            expected: format!(
+                "[batch, {channels}, h, w] with h and w positive multiples of {multiple}"
+            ),
+            found: vec![b, c, h, w],
+        }));
+    }
+    Ok(())
 }

@@ -31,6 +31,16 @@ fn check(name: &str, variant: Option<&str>) {
 }
 
 #[test]
+fn token_ids_outside_the_vocabulary_are_refused() {
+    let device = device();
+    let model = ClipTextModel::load(model_dir("clip_gelu"), None, &device).unwrap();
+    let ids =
+        Tensor::<2, Int>::from_data(TensorData::new(vec![510i64, 49407, 511], [1, 3]), &device);
+    let err = model.forward(ids).unwrap_err();
+    assert!(err.to_string().contains("49407"), "{err}");
+}
+
+#[test]
 fn quick_gelu_encoder_matches_transformers() {
     check("clip_quick_gelu", None);
 }

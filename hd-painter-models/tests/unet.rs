@@ -171,6 +171,19 @@ fn bad_configs_weights_and_inputs_are_typed_errors() {
         )
         .unwrap_err();
     assert!(err.to_string().contains("timesteps"), "{err}");
+    // A text embedding of another width than cross_attention_dim.
+    let narrow = burn::tensor::Tensor::<3>::zeros([2, 77, 24], &device);
+    let sample = burn::tensor::Tensor::<4>::zeros([2, 4, 8, 8], &device);
+    let err = unet
+        .forward(
+            sample,
+            &[1.0, 1.0],
+            &narrow,
+            None,
+            &mut DefaultAttention::default(),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("text context"), "{err}");
 }
 
 /// RASG's gradient: d(sum(w * unet(x))) / dx through burn's autodiff, with the weights loaded on

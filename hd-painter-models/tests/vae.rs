@@ -14,7 +14,7 @@ fn check(name: &str, scaling: f64, downscale: usize) {
     assert_eq!(vae.scaling_factor(), scaling);
     assert_eq!(vae.downscale(), downscale);
     let g = Golden::open(name, "outputs.safetensors");
-    let posterior = vae.encode(g.tensor::<4>("image", &device));
+    let posterior = vae.encode(g.tensor::<4>("image", &device)).unwrap();
     g.assert_close(posterior.mean.clone(), "mean", name);
     g.assert_close(posterior.logvar.clone(), "logvar", name);
     g.assert_close(posterior.sample(g.tensor("noise", &device)), "sample", name);
@@ -26,12 +26,16 @@ fn check(name: &str, scaling: f64, downscale: usize) {
     let diff: f32 = (seeded - expected).abs().max().into_scalar();
     assert_eq!(diff, 0.0);
     assert!(posterior.sample_seeded(&[1; 5]).is_err());
-    g.assert_close(vae.decode(g.tensor("mean", &device)), "decoded", name);
+    g.assert_close(
+        vae.decode(g.tensor("mean", &device)).unwrap(),
+        "decoded",
+        name,
+    );
 
     // A budget of 64 scores splits every mid-block attention into many query chunks.
     let chunked = vae.with_score_budget(64);
     g.assert_close(
-        chunked.decode(g.tensor("mean", &device)),
+        chunked.decode(g.tensor("mean", &device)).unwrap(),
         "decoded",
         &format!("{name} chunked"),
     );
@@ -45,6 +49,28 @@ fn sd_vae_matches_diffusers() {
 #[test]
 fn x4_upscaler_vae_matches_diffusers() {
     check("vae_x4", 0.08333, 4);
+}
+
+#[test]
+fn wrong_inputs_are_typed_errors() {
+    let device = device();
+    let vae = AutoencoderKl::load(model_dir("vae_sd"), None, &device).unwrap();
+    let gray = burn::tensor::Tensor::<4>::zeros([1, 1, 8, 8], &device);
+    assert!(
+        vae.encode(gray)
+            .unwrap_err()
+            .to_string()
+            .contains("VAE encoder")
+    );
+    let odd = burn::tensor::Tensor::<4>::zeros([1, 3, 9, 8], &device);
+    assert!(vae.encode(odd).is_err());
+    let wide = burn::tensor::Tensor::<4>::zeros([1, 8, 4, 4], &device);
+    assert!(
+        vae.decode(wide)
+            .unwrap_err()
+            .to_string()
+            .contains("VAE decoder")
+    );
 }
 
 #[test]

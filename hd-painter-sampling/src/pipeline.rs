@@ -156,11 +156,15 @@ impl Inpainter<'_> {
         );
         let sf = self.vae.scaling_factor();
         let n = options.seeds.len();
-        let noise = initial_latents(&options.seeds, [4, lh, lw], &device);
+        let noise = initial_latents(
+            &options.seeds,
+            [self.vae.latent_channels(), lh, lw],
+            &device,
+        );
 
         let sampled = match options.method {
             Method::Repaint(settings) => {
-                let known = self.vae.encode(pixels).mean * sf;
+                let known = self.vae.encode(pixels)?.mean * sf;
                 let keep = latent_hole.neg() + 1.0;
                 let mut draw = seeded_draws(options.seeds.clone());
                 sample_repaint(
@@ -178,7 +182,7 @@ impl Inpainter<'_> {
             }
             Method::StableInpainting => {
                 let keep = hole_px.neg() + 1.0;
-                let masked = self.vae.encode(pixels.clone() * keep).mean * sf;
+                let masked = self.vae.encode(pixels.clone() * keep)?.mean * sf;
                 let mut strategy = StableInpainting::new(latent_hole, masked);
                 self.run_ddim(
                     pixels,
@@ -191,7 +195,7 @@ impl Inpainter<'_> {
                 )?
             }
             Method::Blended => {
-                let source = self.vae.encode(pixels.clone()).mean * sf;
+                let source = self.vae.encode(pixels.clone())?.mean * sf;
                 let mut strategy = BlendedLatents::new(latent_hole, source, options.seeds.clone());
                 self.run_ddim(
                     pixels,
@@ -205,7 +209,7 @@ impl Inpainter<'_> {
             }
         };
 
-        let decoded = self.vae.decode(sampled.latents / sf);
+        let decoded = self.vae.decode(sampled.latents / sf)?;
         let images = Image::batch_from_tensor(decoded, Quantize::Round).map_err(core)?;
         debug_assert_eq!(images.len(), n);
         images
@@ -249,7 +253,7 @@ impl Inpainter<'_> {
                 [settings.first_step];
             let a = self.schedule.alpha_cumprod(t as isize);
             let n = start.dims()[0];
-            let z0 = (self.vae.encode(pixels).mean * self.vae.scaling_factor()).repeat_dim(0, n);
+            let z0 = (self.vae.encode(pixels)?.mean * self.vae.scaling_factor()).repeat_dim(0, n);
             start = z0 * a.sqrt() + start * (1.0 - a).sqrt();
         }
         sample_ddim(
