@@ -30,3 +30,9 @@ pub enum SamplingError {
 
 /// `Result` with [`SamplingError`].
 pub type Result<T, E = SamplingError> = std::result::Result<T, E>;
+
+impl From<hd_painter_core::CoreError> for SamplingError {
+    fn from(e: hd_painter_core::CoreError) -> Self {
+        SamplingError::Models(hd_painter_models::ModelsError::Core(e))
+    }
+}

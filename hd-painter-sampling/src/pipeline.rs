@@ -116,8 +116,12 @@ impl Inpainter<'_> {
         processor: &mut dyn AttentionProcessor,
         on_step: &mut dyn FnMut(&StepView<'_>) -> ControlFlow<()>,
     ) -> Result<Vec<Image>> {
-        mask.ensure_matches(image, "inpainting mask vs image")
-            .map_err(core)?;
+        mask.ensure_matches(image, "inpainting mask vs image")?;
+        if options.seeds.is_empty() {
+            return Err(SamplingError::InvalidInput(
+                "no seeds: one per output image".into(),
+            ));
+        }
         let hole = mask.threshold(127);
         if hole.is_empty() {
             return Ok(vec![image.clone(); options.seeds.len()]);
@@ -135,12 +139,8 @@ impl Inpainter<'_> {
         }
         let (width, height) = (image.width(), image.height());
         let multiple = (self.vae.downscale() * self.unet.downscale()) as u32;
-        let padded = image
-            .pad_to_multiple(multiple, PadMode::Zero)
-            .map_err(core)?;
-        let padded_hole = hole
-            .pad_to_multiple(multiple, PadMode::Zero)
-            .map_err(core)?;
+        let padded = image.pad_to_multiple(multiple, PadMode::Zero)?;
+        let padded_hole = hole.pad_to_multiple(multiple, PadMode::Zero)?;
 
         let device = self.unet.device();
         let pixels = padded.to_tensor(&device);
@@ -210,12 +210,12 @@ impl Inpainter<'_> {
         };
 
         let decoded = self.vae.decode(sampled.latents / sf)?;
-        let images = Image::batch_from_tensor(decoded, Quantize::Round).map_err(core)?;
+        let images = Image::batch_from_tensor(decoded, Quantize::Round)?;
         debug_assert_eq!(images.len(), n);
         images
             .into_iter()
             .map(|generated| {
-                let generated = generated.crop(0, 0, width, height).map_err(core)?;
+                let generated = generated.crop(0, 0, width, height)?;
                 match options.paste_back {
                     Some(p) => paste_back(image, &generated, &hole, p),
                     None => Ok(generated),
@@ -270,17 +270,11 @@ impl Inpainter<'_> {
     }
 }
 
-fn core(e: hd_painter_core::CoreError) -> SamplingError {
-    SamplingError::Models(hd_painter_models::ModelsError::Core(e))
-}
-
 /// `orig + alpha (generated - orig)` with alpha the dilated, feathered hole.
 fn paste_back(original: &Image, generated: &Image, hole: &Mask, p: PasteBack) -> Result<Image> {
-    let mut alpha = hole.dilate(Footprint::square(p.dilate)).map_err(core)?;
+    let mut alpha = hole.dilate(Footprint::square(p.dilate))?;
     if p.feather > 1 {
-        alpha = alpha
-            .gaussian_blur(&GaussianKernel::opencv(p.feather, 0.0).map_err(core)?)
-            .map_err(core)?;
+        alpha = alpha.gaussian_blur(&GaussianKernel::opencv(p.feather, 0.0)?)?;
     }
     let (o, g, a) = (original.raster(), generated.raster(), alpha.raster());
     let blended = Raster::from_vec(
@@ -298,7 +292,6 @@ fn paste_back(original: &Image, generated: &Image, hole: &Mask, p: PasteBack) ->
                     .clamp(0.0, 255.0) as u8
             })
             .collect(),
-    )
-    .map_err(core)?;
-    Image::from_raster(blended).map_err(core)
+    )?;
+    Ok(Image::from_raster(blended)?)
 }
