@@ -180,26 +180,22 @@ impl Inpainter<'_> {
                     on_step,
                 )?
             }
-            Method::StableInpainting => {
-                let keep = hole_px.neg() + 1.0;
-                let masked = self.vae.encode(pixels.clone() * keep)?.mean * sf;
-                let mut strategy = StableInpainting::new(latent_hole, masked);
+            Method::StableInpainting | Method::Blended => {
+                let mut strategy: Box<dyn LatentStrategy> = if options.method == Method::Blended {
+                    let source = self.vae.encode(pixels.clone())?.mean * sf;
+                    Box::new(BlendedLatents::new(
+                        latent_hole,
+                        source,
+                        options.seeds.clone(),
+                    ))
+                } else {
+                    let keep = hole_px.neg() + 1.0;
+                    let masked = self.vae.encode(pixels.clone() * keep)?.mean * sf;
+                    Box::new(StableInpainting::new(latent_hole, masked))
+                };
                 self.run_ddim(
                     pixels,
-                    &mut strategy,
-                    text,
-                    noise,
-                    options,
-                    processor,
-                    on_step,
-                )?
-            }
-            Method::Blended => {
-                let source = self.vae.encode(pixels.clone())?.mean * sf;
-                let mut strategy = BlendedLatents::new(latent_hole, source, options.seeds.clone());
-                self.run_ddim(
-                    pixels,
-                    &mut strategy,
+                    strategy.as_mut(),
                     text,
                     noise,
                     options,

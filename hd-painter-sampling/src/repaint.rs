@@ -112,18 +112,20 @@ pub fn sample_repaint(
             let t_prev = t as isize - n as isize;
             let a = schedule.alpha_cumprod(t as isize);
             let z = draw(&latents);
+            if settings.known_region == KnownRegion::RenoiseBeforeModel {
+                let noised = known.clone() * a.sqrt() + z.clone() * (1.0 - a).sqrt();
+                latents = noised * keep.clone() + latents * unknown.clone();
+            }
+            let eps = guided_output(
+                unet,
+                latents.clone(),
+                t,
+                text,
+                settings.guidance_scale,
+                processor,
+            )?;
             let step = match settings.known_region {
                 KnownRegion::RenoiseBeforeModel => {
-                    let noised = known.clone() * a.sqrt() + z * (1.0 - a).sqrt();
-                    latents = noised * keep.clone() + latents * unknown.clone();
-                    let eps = guided_output(
-                        unet,
-                        latents.clone(),
-                        t,
-                        text,
-                        settings.guidance_scale,
-                        processor,
-                    )?;
                     let sigma = settings.eta * ddim_sigma(&schedule, t, t_prev);
                     let noise = (sigma > 0.0).then(|| (sigma, draw(&latents)));
                     ddim_step(
@@ -136,27 +138,17 @@ pub fn sample_repaint(
                         noise,
                     )
                 }
-                KnownRegion::MergeAfterStep => {
-                    let eps = guided_output(
-                        unet,
-                        latents.clone(),
-                        t,
-                        text,
-                        settings.guidance_scale,
-                        processor,
-                    )?;
-                    repaint_step(
-                        &schedule,
-                        eps,
-                        t,
-                        t_prev,
-                        latents,
-                        known.clone(),
-                        keep.clone(),
-                        settings.eta,
-                        z,
-                    )
-                }
+                KnownRegion::MergeAfterStep => repaint_step(
+                    &schedule,
+                    eps,
+                    t,
+                    t_prev,
+                    latents,
+                    known.clone(),
+                    keep.clone(),
+                    settings.eta,
+                    z,
+                ),
             };
             latents = step.prev_sample;
             last_x0 = step.pred_x0;

@@ -23,6 +23,16 @@ fn device() -> Device {
     hd_painter_core::BackendKind::Flex.device().unwrap()
 }
 
+/// A fixture UNet and VAE with SD's schedule.
+fn models(unet: &str, vae: &str) -> (Unet2DConditionModel, AutoencoderKl, NoiseSchedule) {
+    let device = device();
+    (
+        Unet2DConditionModel::load(model(unet), None, &device).unwrap(),
+        AutoencoderKl::load(model(vae), None, &device).unwrap(),
+        NoiseSchedule::stable_diffusion(),
+    )
+}
+
 fn text(device: &Device) -> TextConditioning {
     let t = || Tensor::<3>::random([1, 77, 32], Distribution::Normal(0.0, 1.0), device);
     TextConditioning {
@@ -100,10 +110,7 @@ fn assert_kept_outside(input: &Image, output: &Image, mask: &Mask, reach: u32) {
 
 #[test]
 fn blended_keeps_the_exact_odd_size_and_the_known_pixels() {
-    let device = device();
-    let unet = Unet2DConditionModel::load(model("unet_sd2"), None, &device).unwrap();
-    let vae = AutoencoderKl::load(model("vae_x4"), None, &device).unwrap();
-    let schedule = NoiseSchedule::stable_diffusion();
+    let (unet, vae, schedule) = models("unet_sd2", "vae_x4");
     let inpainter = Inpainter {
         unet: &unet,
         vae: &vae,
@@ -120,9 +127,7 @@ fn blended_keeps_the_exact_odd_size_and_the_known_pixels() {
 #[test]
 fn stable_inpainting_runs_end_to_end_with_seeds_strength_and_cancel() {
     let device = device();
-    let unet = Unet2DConditionModel::load(model("unet_sd15_inpaint"), None, &device).unwrap();
-    let vae = AutoencoderKl::load(model("vae_sd"), None, &device).unwrap();
-    let schedule = NoiseSchedule::stable_diffusion();
+    let (unet, vae, schedule) = models("unet_sd15_inpaint", "vae_sd");
     let inpainter = Inpainter {
         unet: &unet,
         vae: &vae,
@@ -182,10 +187,7 @@ fn stable_inpainting_runs_end_to_end_with_seeds_strength_and_cancel() {
 
 #[test]
 fn repaint_runs_and_misuse_is_reported() {
-    let device = device();
-    let unet4 = Unet2DConditionModel::load(model("unet_sd2"), None, &device).unwrap();
-    let vae = AutoencoderKl::load(model("vae_sd"), None, &device).unwrap();
-    let schedule = NoiseSchedule::stable_diffusion();
+    let (unet4, vae, schedule) = models("unet_sd2", "vae_sd");
     let inpainter = Inpainter {
         unet: &unet4,
         vae: &vae,

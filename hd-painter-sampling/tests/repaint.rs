@@ -7,7 +7,7 @@ mod common;
 
 use std::ops::ControlFlow;
 
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 use common::{Golden, assert_close, device, fixtures};
 use hd_painter_models::{DefaultAttention, Unet2DConditionModel};
 use hd_painter_sampling::{
@@ -24,16 +24,22 @@ fn settings(known_region: KnownRegion) -> RepaintSettings {
     }
 }
 
+/// The 4-channel UNet, the goldens and their prompt embeddings.
+fn fixture(device: &Device) -> (Unet2DConditionModel, Golden, TextConditioning) {
+    let unet =
+        Unet2DConditionModel::load(fixtures().join("models/unet_sd2"), None, device).unwrap();
+    let g = Golden::open("repaint");
+    let text = TextConditioning {
+        positive: g.tensor("positive", device),
+        negative: g.tensor("negative", device),
+    };
+    (unet, g, text)
+}
+
 #[test]
 fn both_known_region_modes_match_the_reference() {
     let device = device();
-    let unet =
-        Unet2DConditionModel::load(fixtures().join("models/unet_sd2"), None, &device).unwrap();
-    let g = Golden::open("repaint");
-    let text = TextConditioning {
-        positive: g.tensor("positive", &device),
-        negative: g.tensor("negative", &device),
-    };
+    let (unet, g, text) = fixture(&device);
     let schedule = NoiseSchedule::scaled_linear_diffusers(0.00085, 0.012, 100);
     for (mode, name) in [
         (KnownRegion::MergeAfterStep, "merge_after"),
@@ -87,13 +93,7 @@ fn both_known_region_modes_match_the_reference() {
 #[test]
 fn seeded_draws_make_runs_reproducible() {
     let device = device();
-    let unet =
-        Unet2DConditionModel::load(fixtures().join("models/unet_sd2"), None, &device).unwrap();
-    let g = Golden::open("repaint");
-    let text = TextConditioning {
-        positive: g.tensor("positive", &device),
-        negative: g.tensor("negative", &device),
-    };
+    let (unet, g, text) = fixture(&device);
     let schedule = NoiseSchedule::stable_diffusion();
     let run = || {
         let mut draw = seeded_draws(vec![3]);

@@ -8,14 +8,14 @@ mod common;
 
 use std::ops::ControlFlow;
 
-use burn::tensor::Device;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+use burn::tensor::{Device, Tensor};
 use common::{Golden, assert_close, fixtures};
 use hd_painter_models::{AutoencoderKl, DefaultAttention, Unet2DConditionModel};
 use hd_painter_sampling::{
-    DdimSettings, NoiseSchedule, SamplingError, Spacing, StableInpainting, TextConditioning,
-    sample_ddim,
+    DdimSettings, NoiseSchedule, Sampled, SamplingError, Spacing, StableInpainting, StepView,
+    TextConditioning, sample_ddim,
 };
 
 struct Setup {
@@ -66,22 +66,36 @@ fn setup() -> Setup {
     }
 }
 
+impl Setup {
+    /// `sample_ddim` with this set-up's model, text, settings and strategy.
+    fn run(
+        &mut self,
+        latents: Tensor<4>,
+        seeds: &[u64],
+        on_step: &mut dyn FnMut(&StepView<'_>) -> ControlFlow<()>,
+    ) -> Result<Sampled, SamplingError> {
+        sample_ddim(
+            &self.unet,
+            &self.schedule,
+            &self.settings,
+            &self.text,
+            &mut self.strategy,
+            latents,
+            seeds,
+            &mut DefaultAttention::default(),
+            on_step,
+        )
+    }
+}
+
 #[test]
 fn five_guided_steps_match_diffusers_pipeline() {
     let mut s = setup();
     let (shape, per_step) = s.golden.f32s("step_latents");
     let per = per_step.len() / shape[0];
     let mut seen = Vec::new();
-    let out = sample_ddim(
-        &s.unet,
-        &s.schedule,
-        &s.settings,
-        &s.text,
-        &mut s.strategy,
-        s.golden.tensor("latents", &s.device),
-        &[0],
-        &mut DefaultAttention::default(),
-        &mut |view| {
+    let out = s
+        .run(s.golden.tensor("latents", &s.device), &[0], &mut |view| {
             assert_close(
                 view.latents,
                 &per_step[(view.step - 1) * per..view.step * per],
@@ -90,9 +104,8 @@ fn five_guided_steps_match_diffusers_pipeline() {
             );
             seen.push(view.timestep);
             ControlFlow::Continue(())
-        },
-    )
-    .unwrap();
+        })
+        .unwrap();
     assert_eq!(seen, [801, 601, 401, 201, 1]);
     assert_close(
         &out.latents,
@@ -125,25 +138,16 @@ fn masked_image_latents_from_our_vae_match() {
 fn a_callback_cancels_after_the_current_step() {
     let mut s = setup();
     let mut calls = 0;
-    let err = sample_ddim(
-        &s.unet,
-        &s.schedule,
-        &s.settings,
-        &s.text,
-        &mut s.strategy,
-        s.golden.tensor("latents", &s.device),
-        &[0],
-        &mut DefaultAttention::default(),
-        &mut |view| {
+    let err = s
+        .run(s.golden.tensor("latents", &s.device), &[0], &mut |view| {
             calls += 1;
             if view.step == 2 {
                 ControlFlow::Break(())
             } else {
                 ControlFlow::Continue(())
             }
-        },
-    )
-    .unwrap_err();
+        })
+        .unwrap_err();
     assert!(
         matches!(err, SamplingError::Cancelled { step: 2, total: 5 }),
         "{err}"
@@ -155,33 +159,16 @@ fn a_callback_cancels_after_the_current_step() {
 fn non_finite_latents_stop_the_run() {
     let mut s = setup();
     let nan = s.golden.tensor::<4>("latents", &s.device) * f32::NAN;
-    let err = sample_ddim(
-        &s.unet,
-        &s.schedule,
-        &s.settings,
-        &s.text,
-        &mut s.strategy,
-        nan,
-        &[0],
-        &mut DefaultAttention::default(),
-        &mut |_| ControlFlow::Continue(()),
-    )
-    .unwrap_err();
+    let err = s
+        .run(nan, &[0], &mut |_| ControlFlow::Continue(()))
+        .unwrap_err();
     assert!(
         matches!(err, SamplingError::NonFinite { step: 1, .. }),
         "{err}"
     );
-    let wrong_seeds = sample_ddim(
-        &s.unet,
-        &s.schedule,
-        &s.settings,
-        &s.text,
-        &mut s.strategy,
-        s.golden.tensor("latents", &s.device),
-        &[0, 1],
-        &mut DefaultAttention::default(),
-        &mut |_| ControlFlow::Continue(()),
-    );
+    let wrong_seeds = s.run(s.golden.tensor("latents", &s.device), &[0, 1], &mut |_| {
+        ControlFlow::Continue(())
+    });
     assert!(matches!(wrong_seeds, Err(SamplingError::InvalidInput(_))));
 }
 
@@ -190,23 +177,14 @@ fn non_finite_latents_stop_the_run() {
 fn ddpm_rule_is_reproducible_from_seeds() {
     let mut s = setup();
     s.settings.rule = hd_painter_sampling::StepRule::Ddpm;
-    let run = |strategy: &mut StableInpainting| {
-        let out = sample_ddim(
-            &s.unet,
-            &s.schedule,
-            &s.settings,
-            &s.text,
-            strategy,
-            s.golden.tensor("latents", &s.device),
-            &[9],
-            &mut DefaultAttention::default(),
-            &mut |_| ControlFlow::Continue(()),
-        )
-        .unwrap();
+    let mut run = || {
+        let latents = s.golden.tensor("latents", &s.device);
+        let out = s
+            .run(latents, &[9], &mut |_| ControlFlow::Continue(()))
+            .unwrap();
         out.latents.into_data().try_into_vec_as::<f32>().unwrap()
     };
-    let mut strategy = s.strategy.clone();
-    let (a, b) = (run(&mut strategy), run(&mut strategy));
+    let (a, b) = (run(), run());
     assert_eq!(a, b);
     assert_ne!(
         a,
