@@ -19,13 +19,12 @@ pub fn chunked_attention(
     v: Tensor<4>,
     score_budget: usize,
 ) -> Tensor<4> {
-    let [b, h, n_q, _] = q.dims();
-    let n_k = k.dims()[2];
-    let per_query = (b * h * n_k).max(1);
-    let chunk = (score_budget / per_query).clamp(1, n_q.max(1));
+    let n_q = q.dims()[2];
+    let chunk = query_chunk(q.dims(), k.dims()[2], score_budget);
     if chunk >= n_q {
         return attention(q, k, v, None, None, AttentionModuleOptions::default());
     }
+    let [b, h, _, _] = q.dims();
     let parts = (0..n_q)
         .step_by(chunk)
         .map(|start| {
@@ -42,6 +41,13 @@ pub fn chunked_attention(
         })
         .collect();
     Tensor::cat(parts, 2)
+}
+
+/// How many queries of `q` (`[batch, heads, queries, dim]`) fit the score budget at once against
+/// `keys` keys: at least 1, at most all of them.
+pub fn query_chunk(q: [usize; 4], keys: usize, score_budget: usize) -> usize {
+    let [b, h, n_q, _] = q;
+    (score_budget / (b * h * keys).max(1)).clamp(1, n_q.max(1))
 }
 
 #[cfg(test)]

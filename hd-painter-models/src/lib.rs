@@ -28,11 +28,13 @@ mod unet;
 mod vae;
 mod weights;
 
-pub use attention::{DEFAULT_SCORE_BUDGET, chunked_attention};
+pub use attention::{DEFAULT_SCORE_BUDGET, chunked_attention, query_chunk};
 pub use clip::{ClipActivation, ClipTextConfig, ClipTextModel, ClipTextOutput};
 pub use error::{ModelsError, Result, TensorMismatch};
 pub use pipeline::StableDiffusionModels;
-pub use processor::{AttentionKind, AttentionProcessor, AttentionSite, DefaultAttention};
+pub use processor::{
+    AttentionKind, AttentionProcessor, AttentionSite, DefaultAttention, TransformerBlockContext,
+};
 pub use tokenizer::{BOS_TOKEN, ClipTokenizer, EOS_TOKEN, MAX_LENGTH};
 pub use unet::{Unet2DConditionModel, UnetConfig};
 pub use vae::{AutoencoderKl, DiagonalGaussian, VaeConfig};

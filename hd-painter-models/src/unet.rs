@@ -19,7 +19,7 @@ use serde_json::Value;
 use crate::blocks::{Downsample, ResnetBlock, ResnetSpec, conv, group_norm};
 use crate::config::ConfigFile;
 use crate::error::{ModelsError, Result};
-use crate::processor::{AttentionKind, AttentionProcessor, AttentionSite};
+use crate::processor::{AttentionKind, AttentionProcessor, AttentionSite, TransformerBlockContext};
 use crate::weights::{load_safetensors, weights_file};
 
 /// The epsilon of the transformers' group norm, fixed in diffusers.
@@ -201,22 +201,17 @@ impl Attention {
         context: Option<&Tensor<3>>,
         grid: [usize; 2],
         step: &Step<'_>,
+        block: Option<&dyn TransformerBlockContext>,
         p: &mut dyn AttentionProcessor,
     ) -> Tensor<3> {
-        let [b, n, d] = x.dims();
         let source = if self.kind_is_cross {
             context.cloned().expect("cross-attention has a context")
         } else {
             x.clone()
         };
-        let m = source.dims()[1];
-        let split = |t: Tensor<3>, len| {
-            t.reshape([b, len, self.heads, d / self.heads])
-                .swap_dims(1, 2)
-        };
-        let q = split(self.to_q.forward(x), n);
-        let k = split(self.to_k.forward(source.clone()), m);
-        let v = split(self.to_v.forward(source), m);
+        let q = self.split_heads(self.to_q.forward(x));
+        let k = self.split_heads(self.to_k.forward(source.clone()));
+        let v = self.split_heads(self.to_v.forward(source));
         let site = AttentionSite {
             path: &self.path,
             kind: if self.kind_is_cross {
@@ -227,9 +222,67 @@ impl Attention {
             height: grid[0],
             width: grid[1],
             timesteps: step.timesteps,
+            block,
         };
-        let o = p.attend(&site, q, k, v);
-        self.to_out.forward(o.swap_dims(1, 2).reshape([b, n, d]))
+        self.merge_heads(p.attend(&site, q, k, v))
+    }
+
+    /// `[batch, tokens, heads * dim]` -> `[batch, heads, tokens, dim]`.
+    fn split_heads(&self, t: Tensor<3>) -> Tensor<4> {
+        let [b, n, d] = t.dims();
+        t.reshape([b, n, self.heads, d / self.heads])
+            .swap_dims(1, 2)
+    }
+
+    /// The output projection of a head output `[batch, heads, tokens, dim]`.
+    fn merge_heads(&self, o: Tensor<4>) -> Tensor<3> {
+        let [b, h, n, d] = o.dims();
+        self.to_out
+            .forward(o.swap_dims(1, 2).reshape([b, n, h * d]))
+    }
+}
+
+/// The hidden state and the pending skip connections without autodiff when the processor asks
+/// to stop recording gradients after `block` (the values are unchanged).
+fn stop_gradient_if(
+    processor: &mut dyn AttentionProcessor,
+    block: &str,
+    x: Tensor<4>,
+    skips: &mut [Tensor<4>],
+) -> Tensor<4> {
+    if !processor.stop_gradient_after(block) {
+        return x;
+    }
+    for skip in skips.iter_mut() {
+        *skip = skip.clone().inner();
+    }
+    x.inner()
+}
+
+/// What a self-attention's processor sees of its transformer block.
+struct BlockView<'a> {
+    block: &'a TransformerBlock,
+    input: &'a Tensor<3>,
+    context: &'a Tensor<3>,
+}
+
+impl TransformerBlockContext for BlockView<'_> {
+    fn input(&self) -> Tensor<3> {
+        self.input.clone()
+    }
+
+    fn project_self_output(&self, heads: Tensor<4>) -> Tensor<3> {
+        self.block.attn1.merge_heads(heads)
+    }
+
+    fn cross_queries(&self, residual: Tensor<3>) -> Tensor<4> {
+        let attn2 = &self.block.attn2;
+        attn2.split_heads(attn2.to_q.forward(self.block.norm2.forward(residual)))
+    }
+
+    fn cross_keys(&self) -> Tensor<4> {
+        let attn2 = &self.block.attn2;
+        attn2.split_heads(attn2.to_k.forward(self.context.clone()))
     }
 }
 
@@ -266,14 +319,29 @@ impl TransformerBlock {
         step: &Step<'_>,
         p: &mut dyn AttentionProcessor,
     ) -> Tensor<3> {
-        let x = self
-            .attn1
-            .forward(self.norm1.forward(x.clone()), Some(context), grid, step, p)
-            + x;
-        let x = self
-            .attn2
-            .forward(self.norm2.forward(x.clone()), Some(context), grid, step, p)
-            + x;
+        let view = BlockView {
+            block: self,
+            input: &x,
+            context,
+        };
+        let around = (!self.attn1.kind_is_cross).then_some(&view as &dyn TransformerBlockContext);
+        let y = self.attn1.forward(
+            self.norm1.forward(x.clone()),
+            Some(context),
+            grid,
+            step,
+            around,
+            p,
+        );
+        let x = y + x;
+        let x = self.attn2.forward(
+            self.norm2.forward(x.clone()),
+            Some(context),
+            grid,
+            step,
+            None,
+            p,
+        ) + x;
         let h = self.ff.proj.forward(self.norm3.forward(x.clone()));
         let half = h.dims()[2] / 2;
         let [b, n, _] = h.dims();
@@ -701,7 +769,7 @@ impl Unet2DConditionModel {
 
         let mut x = self.conv_in.forward(sample);
         let mut skips = vec![x.clone()];
-        for level in &self.down_blocks {
+        for (i, level) in self.down_blocks.iter().enumerate() {
             for (j, resnet) in level.resnets.iter().enumerate() {
                 x = resnet.forward(x, Some(&emb));
                 if let Some(t) = level.attentions.get(j) {
@@ -713,13 +781,15 @@ impl Unet2DConditionModel {
                 x = d.forward(x);
                 skips.push(x.clone());
             }
+            x = stop_gradient_if(&mut *processor, &format!("down_blocks.{i}"), x, &mut skips);
         }
 
         x = self.mid_block.resnets[0].forward(x, Some(&emb));
         x = self.mid_block.attentions[0].forward(x, context, &step, processor);
         x = self.mid_block.resnets[1].forward(x, Some(&emb));
+        x = stop_gradient_if(&mut *processor, "mid_block", x, &mut skips);
 
-        for level in &self.up_blocks {
+        for (i, level) in self.up_blocks.iter().enumerate() {
             for (j, resnet) in level.resnets.iter().enumerate() {
                 let skip = skips.pop().expect("one skip per up resnet");
                 x = resnet.forward(Tensor::cat(vec![x, skip], 1), Some(&emb));
@@ -734,6 +804,7 @@ impl Unet2DConditionModel {
                     .with_output_size([th, tw]);
                 x = u.conv.forward(interpolate(x, options));
             }
+            x = stop_gradient_if(&mut *processor, &format!("up_blocks.{i}"), x, &mut skips);
         }
         Ok(self.conv_out.forward(silu(self.conv_norm_out.forward(x))))
     }

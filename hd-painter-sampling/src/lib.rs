@@ -45,8 +45,11 @@
 
 mod ddim;
 mod error;
+mod focus;
 mod inpaint;
+mod painta;
 mod pipeline;
+mod rasg;
 mod repaint;
 mod sampler;
 mod schedule;
@@ -56,8 +59,17 @@ pub use ddim::{
     DdimStep, Prediction, ddim_sigma, ddim_step, ddpm_step, predict, repaint_step, undo_steps,
 };
 pub use error::{Result, SamplingError};
+pub use focus::{
+    HD_PAINTER_NEGATIVE_PROMPT, HD_PAINTER_POSITIVE_PROMPT, PromptFocus, full_prompt,
+    prompt_token_indices,
+};
 pub use inpaint::{BlendedLatents, StableInpainting, StepNoise};
-pub use pipeline::{InpaintOptions, Inpainter, Method, PasteBack, encode_prompts};
+pub use painta::{Painta, PaintaScale};
+pub use pipeline::{
+    HdPainter, InpaintOptions, Inpainter, Method, PasteBack, encode_hd_painter_prompts,
+    encode_prompts, encode_prompts_with_positive,
+};
+pub use rasg::{Rasg, RasgSettings, RasgSigma};
 pub use repaint::{KnownRegion, NoiseDraws, RepaintSettings, sample_repaint, seeded_draws};
 pub use sampler::{
     DdimSettings, LatentStrategy, PlainLatents, Sampled, StepRule, StepView, TextConditioning,

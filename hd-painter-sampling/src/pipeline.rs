@@ -1,24 +1,31 @@
 //! Image in, image out: padding to the sizes the models need, the method's conditioning from
 //! the image and mask, sampling, decoding, cropping back to the input's exact size, and pasting
-//! the original back outside the (dilated, feathered) hole.
+//! the original back outside the (dilated, feathered) hole; with [`HdPainter`], HD-Painter's
+//! mask preparation, PAIntA, RASG and the decoded last x0 prediction.
 
 use std::ops::ControlFlow;
 
 use burn::tensor::Tensor;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
-use hd_painter_core::{Footprint, GaussianKernel, Image, Mask, PadMode, Quantize, Raster};
+use hd_painter_core::{Filter, Footprint, GaussianKernel, Image, Mask, PadMode, Quantize, Raster};
 use hd_painter_models::{
     AttentionProcessor, AutoencoderKl, StableDiffusionModels, Unet2DConditionModel,
 };
 
 use crate::error::{Result, SamplingError};
+use crate::focus::{
+    HD_PAINTER_NEGATIVE_PROMPT, HD_PAINTER_POSITIVE_PROMPT, PromptFocus, full_prompt,
+    prompt_token_indices,
+};
 use crate::inpaint::{BlendedLatents, StableInpainting};
+use crate::painta::Painta;
+use crate::rasg::{Rasg, RasgSettings};
 use crate::repaint::{RepaintSettings, sample_repaint, seeded_draws};
 use crate::sampler::{
     DdimSettings, LatentStrategy, Sampled, StepView, TextConditioning, initial_latents, sample_ddim,
 };
-use crate::schedule::{NoiseSchedule, timesteps};
+use crate::schedule::{NoiseSchedule, Spacing, timesteps};
 
 /// The inpainting method.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -52,6 +59,53 @@ impl Default for PasteBack {
     }
 }
 
+/// HD-Painter's parts of a run (METHODS.md sections 2 to 4). With any of them, the run also
+/// prepares the mask as HD-Painter does (the hole dilated by a 3x3 cross; the latent mask a
+/// bicubic resize of it, `> 0`) and decodes the x0 prediction of the last step instead of the
+/// final latents. The four variants of the paper's ablation are the constructors.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HdPainter {
+    /// PAIntA in place of the self-attention at the latent/2 and latent/4 grids while t > 500.
+    pub painta: bool,
+    /// RASG's gradient term in every DDIM step.
+    pub rasg: Option<RasgSettings>,
+}
+
+impl HdPainter {
+    /// PAIntA + RASG (the official default).
+    pub fn full() -> Self {
+        Self {
+            painta: true,
+            rasg: Some(RasgSettings::default()),
+        }
+    }
+
+    /// PAIntA alone.
+    pub fn painta_only() -> Self {
+        Self {
+            painta: true,
+            rasg: None,
+        }
+    }
+
+    /// RASG alone.
+    pub fn rasg_only() -> Self {
+        Self {
+            painta: false,
+            rasg: Some(RasgSettings::default()),
+        }
+    }
+
+    /// Neither: HD-Painter's baseline (Stable Inpainting with its preprocessing, grid and x0
+    /// output).
+    pub fn baseline() -> Self {
+        Self {
+            painta: false,
+            rasg: None,
+        }
+    }
+}
+
 /// Everything about a run but the inputs.
 #[derive(Clone, Debug)]
 pub struct InpaintOptions {
@@ -66,6 +120,32 @@ pub struct InpaintOptions {
     pub seeds: Vec<u64>,
     /// Paste-back of the original (on by default; `None` returns the decoded image as is).
     pub paste_back: Option<PasteBack>,
+    /// HD-Painter's PAIntA / RASG / preprocessing / x0 output (`None`: plain method).
+    pub hd_painter: Option<HdPainter>,
+}
+
+impl InpaintOptions {
+    /// HD-Painter's reference settings with the given variant: Stable Inpainting, 50 DDIM steps
+    /// on the `999 - 20k` grid, CFG 7.5, seed 1, no paste-back (the reference returns the
+    /// decoded x0 as is; the SR stage blends). Encode the prompts with
+    /// [`encode_hd_painter_prompts`] to get its positive and negative prompts. Every field can be
+    /// changed afterwards; `method: Method::Blended` runs PAIntA / RASG with a 4-channel model.
+    pub fn hd_painter(variant: HdPainter) -> Self {
+        Self {
+            method: Method::StableInpainting,
+            ddim: DdimSettings {
+                steps: 50,
+                spacing: Spacing::HdPainter,
+                guidance_scale: 7.5,
+                eta: 0.0,
+                ..DdimSettings::default()
+            },
+            strength: 1.0,
+            seeds: vec![1],
+            paste_back: None,
+            hd_painter: Some(variant),
+        }
+    }
 }
 
 impl Default for InpaintOptions {
@@ -76,6 +156,7 @@ impl Default for InpaintOptions {
             strength: 1.0,
             seeds: vec![0],
             paste_back: Some(PasteBack::default()),
+            hd_painter: None,
         }
     }
 }
@@ -98,10 +179,37 @@ pub fn encode_prompts(
     prompt: &str,
     negative: &str,
 ) -> Result<TextConditioning> {
+    encode_prompts_with_positive(models, prompt, "", negative)
+}
+
+/// The guidance pair with a positive prompt appended to the prompt as HD-Painter does
+/// (`"{prompt}, {positive}"`, [`full_prompt`]); the prompt tokens PAIntA and RASG use are the
+/// user prompt's own plus the end-of-text token of the full prompt.
+pub fn encode_prompts_with_positive(
+    models: &StableDiffusionModels,
+    prompt: &str,
+    positive: &str,
+    negative: &str,
+) -> Result<TextConditioning> {
+    let full = full_prompt(prompt, positive);
     Ok(TextConditioning {
-        positive: models.encode_prompt(prompt)?,
+        positive: models.encode_prompt(&full)?,
         negative: models.encode_prompt(negative)?,
+        prompt_tokens: prompt_token_indices(&models.tokenizer, prompt, &full),
     })
+}
+
+/// HD-Painter's prompts: its positive prompt appended, its negative prompt.
+pub fn encode_hd_painter_prompts(
+    models: &StableDiffusionModels,
+    prompt: &str,
+) -> Result<TextConditioning> {
+    encode_prompts_with_positive(
+        models,
+        prompt,
+        HD_PAINTER_POSITIVE_PROMPT,
+        HD_PAINTER_NEGATIVE_PROMPT,
+    )
 }
 
 impl Inpainter<'_> {
@@ -126,6 +234,13 @@ impl Inpainter<'_> {
         if hole.is_empty() {
             return Ok(vec![image.clone(); options.seeds.len()]);
         }
+        if options.hd_painter.is_some_and(|h| h.rasg.is_some())
+            && matches!(options.method, Method::Repaint(_))
+        {
+            return Err(SamplingError::InvalidInput(
+                "RASG guides DDIM steps; RePaint's resampling walk is not one".into(),
+            ));
+        }
         let needs = match options.method {
             Method::StableInpainting => 9,
             Method::Blended | Method::Repaint(_) => 4,
@@ -140,7 +255,10 @@ impl Inpainter<'_> {
         let (width, height) = (image.width(), image.height());
         let multiple = (self.vae.downscale() * self.unet.downscale()) as u32;
         let padded = image.pad_to_multiple(multiple, PadMode::Zero)?;
-        let padded_hole = hole.pad_to_multiple(multiple, PadMode::Zero)?;
+        let mut padded_hole = hole.pad_to_multiple(multiple, PadMode::Zero)?;
+        if options.hd_painter.is_some() {
+            padded_hole = padded_hole.dilate(Footprint::Cross { radius: 1 })?;
+        }
 
         let device = self.unet.device();
         let pixels = padded.to_tensor(&device);
@@ -148,12 +266,48 @@ impl Inpainter<'_> {
         let [_, _, ph, pw] = pixels.dims();
         let f = self.vae.downscale();
         let (lh, lw) = (ph / f, pw / f);
-        let latent_hole = interpolate(
-            hole_px.clone(),
-            InterpolateOptions::new(InterpolateMode::Nearest)
-                .with_align_corners(false)
-                .with_output_size([lh, lw]),
-        );
+        let latent_hole = match options.hd_painter {
+            // HD-Painter: a bicubic resize of the dilated mask, any non-zero value is hole.
+            Some(_) => padded_hole
+                .resize(lw as u32, lh as u32, Filter::Bicubic)?
+                .threshold(0)
+                .to_tensor(&device),
+            None => interpolate(
+                hole_px.clone(),
+                InterpolateOptions::new(InterpolateMode::Nearest)
+                    .with_align_corners(false)
+                    .with_output_size([lh, lw]),
+            ),
+        };
+        let focus = match options.hd_painter {
+            Some(_) => Some(PromptFocus::new(
+                text.prompt_tokens.clone(),
+                &padded_hole,
+                [lh, lw],
+            )?),
+            None => None,
+        };
+        let guided = options.ddim.guidance_scale != 1.0;
+        let mut painta = match (&focus, options.hd_painter) {
+            (Some(focus), Some(h)) if h.painta => {
+                Some(Painta::new(focus.clone(), guided, &mut *processor))
+            }
+            _ => None,
+        };
+        let processor: &mut dyn AttentionProcessor = match painta.as_mut() {
+            Some(p) => p,
+            None => processor,
+        };
+        let rasg = match (focus, options.hd_painter) {
+            (
+                Some(focus),
+                Some(HdPainter {
+                    rasg: Some(settings),
+                    ..
+                }),
+            ) => Some(Rasg { settings, focus }),
+            _ => None,
+        };
         let sf = self.vae.scaling_factor();
         let n = options.seeds.len();
         let noise = initial_latents(
@@ -200,12 +354,17 @@ impl Inpainter<'_> {
                     noise,
                     options,
                     processor,
+                    rasg.as_ref(),
                     on_step,
                 )?
             }
         };
 
-        let decoded = self.vae.decode(sampled.latents / sf)?;
+        let result = match options.hd_painter {
+            Some(_) => sampled.last_x0,
+            None => sampled.latents,
+        };
+        let decoded = self.vae.decode(result / sf)?;
         let images = Image::batch_from_tensor(decoded, Quantize::Round)?;
         debug_assert_eq!(images.len(), n);
         images
@@ -231,6 +390,7 @@ impl Inpainter<'_> {
         noise: Tensor<4>,
         options: &InpaintOptions,
         processor: &mut dyn AttentionProcessor,
+        rasg: Option<&Rasg>,
         on_step: &mut dyn FnMut(&StepView<'_>) -> ControlFlow<()>,
     ) -> Result<Sampled> {
         let mut settings = options.ddim;
@@ -261,6 +421,7 @@ impl Inpainter<'_> {
             start,
             &options.seeds,
             processor,
+            rasg,
             on_step,
         )
     }

@@ -160,6 +160,7 @@ pub fn sample_repaint(
                     timestep: t,
                     pred_x0: &last_x0,
                     latents: &latents,
+                    guidance: None,
                 },
                 on_step,
             )?;

@@ -8,19 +8,23 @@ use burn::tensor::Tensor;
 use hd_painter_core::seeded_noise;
 use hd_painter_models::{AttentionProcessor, Unet2DConditionModel};
 
-use crate::ddim::Prediction;
+use crate::ddim::{Prediction, ddim_step};
 use crate::error::{Result, SamplingError};
+use crate::rasg::Rasg;
 use crate::schedule::{NoiseSchedule, Spacing, timesteps};
 use crate::scheduler::{Ddim, Ddpm, Scheduler};
 
 /// Text embeddings: the prompt and, for classifier-free guidance, the negative prompt; each
-/// `[1 or batch, tokens, dim]`.
+/// `[1 or batch, tokens, dim]`; and which embedding positions are the prompt's own words.
 #[derive(Clone, Debug)]
 pub struct TextConditioning {
     /// The (positive) prompt's embedding.
     pub positive: Tensor<3>,
     /// The negative prompt's embedding (the empty prompt's for plain guidance).
     pub negative: Tensor<3>,
+    /// The positions PAIntA and RASG attend to: the user prompt's tokens and the end-of-text
+    /// token of the encoded prompt ([`crate::prompt_token_indices`]).
+    pub prompt_tokens: Vec<usize>,
 }
 
 /// What a method does around the UNet at each step.
@@ -121,6 +125,8 @@ pub struct StepView<'a> {
     pub pred_x0: &'a Tensor<4>,
     /// The latents after the step.
     pub latents: &'a Tensor<4>,
+    /// RASG's normalised gradient added at this step, when RASG guided it.
+    pub guidance: Option<&'a Tensor<4>>,
 }
 
 /// The end of a run.
@@ -213,6 +219,9 @@ pub fn guided_output(
 
 /// Runs DDIM from `latents` (`x_T`, one image per seed) with `strategy`, calling `on_step`
 /// after every step; returns [`SamplingError::Cancelled`] as soon as it breaks.
+///
+/// With `rasg`, every step is RASG's: the gradient term `eta sigma_t g` replaces DDIM's random
+/// noise (the settings' `eta` is not used) and the step rule must be DDIM.
 #[allow(clippy::too_many_arguments)] // the parts of a run, each independent
 pub fn sample_ddim(
     unet: &Unet2DConditionModel,
@@ -223,9 +232,15 @@ pub fn sample_ddim(
     mut latents: Tensor<4>,
     seeds: &[u64],
     processor: &mut dyn AttentionProcessor,
+    rasg: Option<&Rasg>,
     on_step: &mut dyn FnMut(&StepView<'_>) -> ControlFlow<()>,
 ) -> Result<Sampled> {
     let [n, c, h, w] = latents.dims();
+    if rasg.is_some() && settings.rule != StepRule::Ddim {
+        return Err(SamplingError::InvalidInput(
+            "RASG guides DDIM steps; the settings ask for DDPM".into(),
+        ));
+    }
     if seeds.len() != n {
         return Err(SamplingError::InvalidInput(format!(
             "{} seeds for {n} images",
@@ -247,19 +262,50 @@ pub fn sample_ddim(
     let scheduler = settings.scheduler();
     for (i, &t) in grid.iter().enumerate().skip(settings.first_step) {
         let t_prev = t as isize - dt;
-        let output = guided_output(
-            unet,
-            strategy.model_input(latents.clone()),
-            t,
-            text,
-            settings.guidance_scale,
-            processor,
-        )?;
-        let noise = scheduler.is_stochastic().then(|| {
-            let step_seeds: Vec<u64> = seeds.iter().map(|&s| step_seed(s, i)).collect();
-            seeded_noise(&step_seeds, [c, h, w], &device)
-        });
-        let step = scheduler.step(schedule, output, t, t_prev, latents, noise);
+        let (step, gradient) = match rasg {
+            Some(rasg) => {
+                let (output, gradient) = rasg.output_and_gradient(
+                    unet,
+                    strategy,
+                    latents.clone(),
+                    t,
+                    text,
+                    settings.guidance_scale,
+                    processor,
+                )?;
+                let term = gradient
+                    .clone()
+                    .map(|g| (rasg.settings.scale(schedule, t, t_prev), g));
+                let step = ddim_step(
+                    schedule,
+                    settings.prediction,
+                    output,
+                    t,
+                    t_prev,
+                    latents,
+                    term,
+                );
+                (step, gradient)
+            }
+            None => {
+                let output = guided_output(
+                    unet,
+                    strategy.model_input(latents.clone()),
+                    t,
+                    text,
+                    settings.guidance_scale,
+                    processor,
+                )?;
+                let noise = scheduler.is_stochastic().then(|| {
+                    let step_seeds: Vec<u64> = seeds.iter().map(|&s| step_seed(s, i)).collect();
+                    seeded_noise(&step_seeds, [c, h, w], &device)
+                });
+                (
+                    scheduler.step(schedule, output, t, t_prev, latents, noise),
+                    None,
+                )
+            }
+        };
         latents = strategy.after_step(step.prev_sample, i, t, schedule);
         last_x0 = step.pred_x0;
         let view = StepView {
@@ -268,6 +314,7 @@ pub fn sample_ddim(
             timestep: t,
             pred_x0: &last_x0,
             latents: &latents,
+            guidance: gradient.as_ref(),
         };
         finish_step(&view, on_step)?;
     }

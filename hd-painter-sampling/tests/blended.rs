@@ -44,6 +44,7 @@ fn blended_steps_match_the_reference_loop() {
     let text = TextConditioning {
         positive: golden.tensor("positive", &device),
         negative: golden.tensor("negative", &device),
+        prompt_tokens: vec![1],
     };
     let schedule = NoiseSchedule::scaled_linear_diffusers(0.00085, 0.012, 1000);
     let (_, expected) = golden.f32s("step_latents");
@@ -57,6 +58,7 @@ fn blended_steps_match_the_reference_loop() {
         golden.tensor("latents", &device),
         &[0],
         &mut DefaultAttention::default(),
+        None,
         &mut |view| {
             let want = &expected[(view.step - 1) * per..view.step * per];
             assert_close(view.latents, want, 1e-3, &format!("step {}", view.step));
@@ -77,6 +79,7 @@ fn seeded_blending_is_reproducible_per_image() {
     let text = TextConditioning {
         positive: golden.tensor("positive", &device),
         negative: golden.tensor("negative", &device),
+        prompt_tokens: vec![1],
     };
     let schedule = NoiseSchedule::stable_diffusion();
     let settings = DdimSettings {
@@ -100,6 +103,7 @@ fn seeded_blending_is_reproducible_per_image() {
             start,
             &seeds,
             &mut DefaultAttention::default(),
+            None,
             &mut |_| ControlFlow::Continue(()),
         )
         .unwrap()

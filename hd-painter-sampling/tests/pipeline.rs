@@ -38,6 +38,7 @@ fn text(device: &Device) -> TextConditioning {
     TextConditioning {
         positive: t(),
         negative: t(),
+        prompt_tokens: vec![1],
     }
 }
 

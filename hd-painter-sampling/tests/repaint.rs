@@ -32,6 +32,7 @@ fn fixture(device: &Device) -> (Unet2DConditionModel, Golden, TextConditioning) 
     let text = TextConditioning {
         positive: g.tensor("positive", device),
         negative: g.tensor("negative", device),
+        prompt_tokens: vec![1],
     };
     (unet, g, text)
 }

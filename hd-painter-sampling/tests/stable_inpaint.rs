@@ -47,6 +47,7 @@ fn setup() -> Setup {
     let text = TextConditioning {
         positive: golden.tensor("positive", &device),
         negative: golden.tensor("negative", &device),
+        prompt_tokens: vec![1],
     };
     let settings = DdimSettings {
         steps: 5,
@@ -83,6 +84,7 @@ impl Setup {
             latents,
             seeds,
             &mut DefaultAttention::default(),
+            None,
             on_step,
         )
     }

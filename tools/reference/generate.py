@@ -787,7 +787,81 @@ def gen_repaint(out, rng):
     save(out, "repaint", t, group="sampling")
 
 
-GROUPS = {"resize": gen_resize, "blur": gen_blur, "dilate": gen_dilate, "pad": gen_pad, "tensor": gen_tensor, "files": gen_files, "tokenizer": gen_tokenizer, "clip": gen_clip, "vae": gen_vae, "unet": gen_unet, "pipeline": gen_pipeline, "schedulers": gen_schedulers, "stable_inpaint": gen_stable_inpaint, "blended": gen_blended, "repaint": gen_repaint}
+HD_PAINTER_UNET = dict(
+    # SD-like levels, so that PAIntA (latent/2, latent/4) and RASG (latent/4) have layers:
+    # 9 channels, linear projections, four levels of which three attend.
+    in_channels=9,
+    down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+    up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    block_out_channels=(8, 16, 16, 16),
+    layers_per_block=1,
+    attention_head_dim=(2, 4, 4, 4),
+    use_linear_projection=True,
+)
+HD_PAINTER_POSITIVE = "Full HD, 4K, high quality, high resolution"
+
+
+def gen_hd_painter(out, rng):
+    """HD-Painter's four methods (baseline, PAIntA, RASG, PAIntA + RASG) for 5 steps on the
+    999 - 200k grid (crossing PAIntA's t > 500 gate) with CFG 7.5, on a tiny SD-like 9-channel
+    UNet, with tools/reference/hd_painter_ref.py: latents and x0 after every step, RASG's
+    normalised gradients, PAIntA's scale maps of the first step. Plus the official prompt token
+    indices for a few prompts on the real CLIP vocabulary."""
+    import json
+
+    import torch
+    from diffusers import UNet2DConditionModel
+    from PIL import Image
+    from transformers import CLIPTokenizer
+
+    import hd_painter_ref as ref
+
+    tok = CLIPTokenizer(vocab=str(out / "tokenizer" / "vocab.json"), merges=str(out / "tokenizer" / "merges.txt"))
+    long_prompt = " ".join(["a very detailed photograph of an old wooden boat"] * 12)
+    cases = []
+    for prompt in ["a red leather sofa", "", "A cat, sitting", long_prompt]:
+        full = f"{prompt}, {HD_PAINTER_POSITIVE}"
+        cases.append({"prompt": prompt, "full_prompt": full, "indices": ref.prompt_token_indices(tok, prompt, full)})
+        cases.append({"prompt": prompt, "full_prompt": prompt, "indices": ref.prompt_token_indices(tok, prompt, prompt)})
+    (out / "sampling").mkdir(parents=True, exist_ok=True)
+    with open(out / "sampling" / "hd_painter_prompts.json", "w", encoding="utf-8") as f:
+        json.dump({"positive": HD_PAINTER_POSITIVE, "cases": cases}, f, indent=0)
+
+    torch.manual_seed(int(rng.integers(0, 2**31)))
+    unet = UNet2DConditionModel(sample_size=16, out_channels=4, cross_attention_dim=32, norm_num_groups=4, **HD_PAINTER_UNET).eval()
+    randomize_norms(unet, torch)
+    unet.requires_grad_(False)
+    unet.save_pretrained(out / "models" / "unet_hd_painter", safe_serialization=True)
+
+    lh, lw = 16, 24
+    pixel = synthetic_mask(8 * lh, 8 * lw, soft=False)
+    latent_mask = torch.from_numpy((np.asarray(Image.fromarray(pixel).resize((lw, lh), Image.BICUBIC)) > 0).astype(np.float32)).reshape(1, 1, lh, lw)
+    masked = torch.from_numpy(rng.standard_normal((1, 4, lh, lw)).astype(np.float32))
+    latents = torch.from_numpy(rng.standard_normal((1, 4, lh, lw)).astype(np.float32))
+    positive = torch.from_numpy(rng.standard_normal((1, 77, 32)).astype(np.float32))
+    negative = torch.from_numpy(rng.standard_normal((1, 77, 32)).astype(np.float32))
+    tokens = [1, 2, 3, 4, 9]
+    betas = torch.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=torch.float64) ** 2
+    t = {"pixel_mask": pixel, "latent_mask": latent_mask.numpy(), "masked_latents": masked.numpy(), "latents": latents.numpy(),
+         "positive": positive.numpy(), "negative": negative.numpy(), "tokens": np.array(tokens, dtype=np.int64)}
+    methods = {"baseline": (False, None), "painta": (True, None), "rasg": (False, (0.1, "official")), "painta_rasg": (True, (1.0, "paper"))}
+    for name, (painta, rasg) in methods.items():
+        state = ref.State((lh, lw), Image.fromarray(pixel), tokens, guided=True)
+        state.painta = painta
+        ref.install(unet, state)
+        per_step, x0s, grads, scales = ref.sample(
+            unet, betas, latents, torch.cat([latent_mask, masked], 1), torch.cat([negative, positive]), state, steps=5, guidance=7.5, rasg=rasg)
+        t[f"{name}_latents"] = torch.stack(per_step).numpy()
+        t[f"{name}_x0"] = torch.stack(x0s).numpy()
+        if grads:
+            t[f"{name}_grads"] = torch.stack(grads).numpy()
+        if scales:
+            t[f"{name}_scales"] = torch.cat([s.reshape(-1) for s in scales]).numpy()
+            t[f"{name}_scale_sizes"] = np.array([s.numel() for s in scales], dtype=np.int64)
+    save(out, "hd_painter", t, group="sampling")
+
+
+GROUPS = {"resize": gen_resize, "blur": gen_blur, "dilate": gen_dilate, "pad": gen_pad, "tensor": gen_tensor, "files": gen_files, "tokenizer": gen_tokenizer, "clip": gen_clip, "vae": gen_vae, "unet": gen_unet, "pipeline": gen_pipeline, "schedulers": gen_schedulers, "stable_inpaint": gen_stable_inpaint, "blended": gen_blended, "repaint": gen_repaint, "hd_painter": gen_hd_painter}
 
 
 def generate(out):

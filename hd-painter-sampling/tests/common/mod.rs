@@ -27,7 +27,7 @@ impl Golden {
         Self(std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
     }
 
-    /// Shape and values (as f64) of an f32, f64 or i64 tensor.
+    /// Shape and values (as f64) of an f32, f64, i64 or u8 tensor.
     pub fn get(&self, key: &str) -> (Vec<usize>, Vec<f64>) {
         let st = SafeTensors::deserialize(&self.0).unwrap();
         let v = st.tensor(key).unwrap_or_else(|e| panic!("{key}: {e}"));
@@ -47,6 +47,7 @@ impl Golden {
                 .chunks_exact(8)
                 .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f64)
                 .collect(),
+            Dtype::U8 => v.data().iter().map(|&b| f64::from(b)).collect(),
             other => panic!("{key}: {other:?}"),
         };
         (v.shape().to_vec(), values)
@@ -66,6 +67,13 @@ impl Golden {
     pub fn tensor<const D: usize>(&self, key: &str, device: &Device) -> Tensor<D> {
         let (shape, v) = self.f32s(key);
         Tensor::from_data(TensorData::new(v, shape), device)
+    }
+
+    /// The values of the `k`-th of a stack of f32 tensors (`[count, ...]`).
+    pub fn part(&self, key: &str, k: usize) -> Vec<f32> {
+        let (shape, v) = self.f32s(key);
+        let per = v.len() / shape[0];
+        v[k * per..(k + 1) * per].to_vec()
     }
 
     /// The `k`-th of a stack of tensors (`[count, ...]`), as a tensor of the rest of the shape.

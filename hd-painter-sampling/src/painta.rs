@@ -1,0 +1,232 @@
+//! PAIntA, HD-Painter's prompt-aware introverted attention, as an attention processor: the
+//! self-attention of the hole attends less to known regions that do not match the prompt.
+
+use burn::tensor::activation::softmax;
+use burn::tensor::module::conv2d;
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{Int, Tensor, TensorData};
+use hd_painter_models::{
+    AttentionKind, AttentionProcessor, AttentionSite, DEFAULT_SCORE_BUDGET,
+    TransformerBlockContext, query_chunk,
+};
+
+use crate::focus::PromptFocus;
+
+/// The official smoothing of the prompt similarity: Attend-and-Excite's 3x3 "Gaussian" with
+/// sigma 0.5 in its `exp(-((x - mean) / (2 sigma))^2)` form, i.e. the outer product of
+/// `[0.211942, 0.576117, 0.211942]`, zero-padded.
+fn smoothing_taps() -> [f32; 3] {
+    const SIGMA: f32 = 0.5;
+    // The neighbours sit one pixel from the centre.
+    let side = (-(1.0 / (2.0 * SIGMA)).powi(2)).exp();
+    let sum = 1.0 + 2.0 * side;
+    [side / sum, 1.0 / sum, side / sum]
+}
+
+/// PAIntA (METHODS.md section 3). At the self-attentions of the transformer blocks on the
+/// latent/2 and latent/4 grids (SD's `down_blocks.1`, `down_blocks.2`, `up_blocks.1`,
+/// `up_blocks.2`) and while `t > 500`, the logits of a hole query `i` and a known key `j` are
+/// multiplied by the prompt similarity `s_j` of the key, computed from the block's own
+/// cross-attention of the conditional half; both guidance halves use the same `s`. Every other
+/// attention, and the unmodified self-attention PAIntA starts from, is the inner processor's.
+pub struct Painta<'a> {
+    inner: &'a mut dyn AttentionProcessor,
+    focus: PromptFocus,
+    guided: bool,
+    /// Grid reductions (latent size / grid size) where PAIntA replaces self-attention.
+    pub reductions: Vec<usize>,
+    /// PAIntA runs while the timestep is above this (500 in the reference).
+    pub until_timestep: f32,
+    /// Score-matrix elements computed at once (PAIntA's and the plain attention's).
+    pub score_budget: usize,
+    scales: Option<Vec<PaintaScale>>,
+}
+
+/// The prompt similarity `s` that PAIntA computed at one layer (recorded on request).
+#[derive(Clone, Debug)]
+pub struct PaintaScale {
+    /// The self-attention's checkpoint path.
+    pub path: String,
+    /// The timestep of the call.
+    pub timestep: f32,
+    /// `s` per conditional image: `[images, height * width]`, in `[0, 1]`.
+    pub scale: Tensor<2>,
+}
+
+impl<'a> Painta<'a> {
+    /// PAIntA with the reference settings around `inner` (e.g. [`DefaultAttention`]).
+    /// `guided`: whether the UNet batch is a classifier-free-guidance pair
+    /// `[negative..., positive...]` (then `s` comes from the second half) or the conditional
+    /// images alone.
+    ///
+    /// [`DefaultAttention`]: hd_painter_models::DefaultAttention
+    pub fn new(focus: PromptFocus, guided: bool, inner: &'a mut dyn AttentionProcessor) -> Self {
+        Self {
+            inner,
+            focus,
+            guided,
+            reductions: vec![2, 4],
+            until_timestep: 500.0,
+            score_budget: DEFAULT_SCORE_BUDGET,
+            scales: None,
+        }
+    }
+
+    /// Keeps every `s` it computes, for inspection ([`take_scales`](Self::take_scales)).
+    pub fn recording_scales(mut self) -> Self {
+        self.scales = Some(Vec::new());
+        self
+    }
+
+    /// The `s` maps recorded since the last call, in call order.
+    pub fn take_scales(&mut self) -> Vec<PaintaScale> {
+        self.scales.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// The focus it measures the prompt against.
+    pub fn focus(&self) -> &PromptFocus {
+        &self.focus
+    }
+
+    /// Whether PAIntA replaces this attention; the block it needs comes with it.
+    fn block_of<'s>(&self, site: &AttentionSite<'s>) -> Option<&'s dyn TransformerBlockContext> {
+        let t = site.timesteps.first().copied().unwrap_or(0.0);
+        let on_grid = self
+            .focus
+            .reduction(site.height, site.width)
+            .is_some_and(|r| self.reductions.contains(&r));
+        (site.kind == AttentionKind::SelfAttention && on_grid && t > self.until_timestep)
+            .then_some(site.block)
+            .flatten()
+    }
+
+    /// `s`: the conditional half's cross-attention probabilities (block's own `attn2` on
+    /// `norm2(x + y)`, mean over heads) summed over the prompt's tokens, smoothed, then
+    /// `clip((s - median) / max, 0, 1)` per image. `[conditional images, tokens]`.
+    fn prompt_similarity(
+        &self,
+        block: &dyn TransformerBlockContext,
+        y: Tensor<3>,
+        [h, w]: [usize; 2],
+    ) -> Tensor<2> {
+        let [b, n, c] = y.dims();
+        let rows = if self.guided { b / 2..b } else { 0..b };
+        let images = rows.len();
+        let x = block.input().slice([rows.clone(), 0..n, 0..c]);
+        let q = block.cross_queries(x + y.slice([rows.clone(), 0..n, 0..c]));
+        let k = block.cross_keys();
+        let [_, heads, tokens, d] = k.dims();
+        let k = k.slice([rows, 0..heads, 0..tokens, 0..d]);
+        let probs = softmax(q.matmul(k.swap_dims(2, 3)) / (d as f64).sqrt(), 3);
+        let device = probs.device();
+        let picked = Tensor::<1, Int>::from_data(
+            TensorData::new(
+                self.focus.tokens().iter().map(|&t| t as i64).collect(),
+                [self.focus.tokens().len()],
+            ),
+            &device,
+        );
+        let s = probs
+            .mean_dim(1)
+            .reshape([images, n, tokens])
+            .select(2, picked)
+            .sum_dim(2)
+            .reshape([images, 1, h, w]);
+        let taps = smoothing_taps();
+        let kernel: Vec<f32> = taps
+            .iter()
+            .flat_map(|a| taps.iter().map(move |b| a * b))
+            .collect();
+        let kernel = Tensor::<4>::from_data(TensorData::new(kernel, [1, 1, 3, 3]), &device);
+        let s = conv2d(s, kernel, None, ConvOptions::new([1, 1], [1, 1], [1, 1], 1))
+            .reshape([images, n]);
+        // torch.median: the lower of the two middle values.
+        let median = s
+            .clone()
+            .sort(1)
+            .slice([0..images, (n - 1) / 2..(n - 1) / 2 + 1]);
+        let max = s.clone().max_dim(1);
+        ((s - median) / max).clamp(0.0, 1.0)
+    }
+
+    /// `softmax(S') v` with `S'_ij = s_j S_ij` for a hole query `i` and a known key `j`, in
+    /// query chunks.
+    fn rescaled_attention(
+        &self,
+        q: Tensor<4>,
+        k: Tensor<4>,
+        v: Tensor<4>,
+        s: Tensor<2>,
+        hole: Tensor<1>,
+    ) -> Tensor<4> {
+        let [b, heads, n, d] = q.dims();
+        let n_k = k.dims()[2];
+        // (1 - hole_j)(1 - s_j): how much a key's logits shrink for a hole query.
+        let known = hole.clone().neg() + 1.0;
+        let s_rows = if self.guided && s.dims()[0] * 2 == b {
+            Tensor::cat(vec![s.clone(), s], 0)
+        } else {
+            s
+        };
+        let shrink = (s_rows.neg() + 1.0) * known.reshape([1, n_k]);
+        let shrink = shrink.reshape([b, 1, 1, n_k]);
+        let kt = k.swap_dims(2, 3);
+        let chunk = query_chunk([b, heads, n, d], n_k, self.score_budget);
+        let parts = (0..n)
+            .step_by(chunk)
+            .map(|start| {
+                let end = (start + chunk).min(n);
+                let qc = q.clone().slice([0..b, 0..heads, start..end]);
+                let logits = qc.matmul(kt.clone()) / (d as f64).sqrt();
+                let hole_q = hole
+                    .clone()
+                    .slice(start..end)
+                    .reshape([1, 1, end - start, 1]);
+                let factor = (hole_q * shrink.clone()).neg() + 1.0;
+                softmax(logits * factor, 3).matmul(v.clone())
+            })
+            .collect();
+        Tensor::cat(parts, 2)
+    }
+}
+
+impl AttentionProcessor for Painta<'_> {
+    fn attend(
+        &mut self,
+        site: &AttentionSite<'_>,
+        q: Tensor<4>,
+        k: Tensor<4>,
+        v: Tensor<4>,
+    ) -> Tensor<4> {
+        let Some(block) = self.block_of(site) else {
+            return self.inner.attend(site, q, k, v);
+        };
+        let plain = self.inner.attend(site, q.clone(), k.clone(), v.clone());
+        let grid = [site.height, site.width];
+        // Without both hole queries and known keys nothing is rescaled.
+        let tokens = site.height * site.width;
+        if !self
+            .focus
+            .hole_tokens(grid)
+            .is_some_and(|h| h > 0 && h < tokens)
+        {
+            return plain;
+        }
+        let Some(hole) = self.focus.hole_at(grid, &q.device()) else {
+            return plain;
+        };
+        let s = self.prompt_similarity(block, block.project_self_output(plain.clone()), grid);
+        if let Some(scales) = self.scales.as_mut() {
+            scales.push(PaintaScale {
+                path: site.path.to_owned(),
+                timestep: site.timesteps.first().copied().unwrap_or(0.0),
+                scale: s.clone(),
+            });
+        }
+        self.rescaled_attention(q, k, v, s, hole)
+    }
+
+    fn stop_gradient_after(&mut self, block: &str) -> bool {
+        self.inner.stop_gradient_after(block)
+    }
+}

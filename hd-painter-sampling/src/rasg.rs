@@ -1,0 +1,234 @@
+//! RASG, HD-Painter's reweighting attention score guidance: each DDIM step adds the normalised
+//! gradient, with respect to x_t, of how well the prompt's cross-attention matches the hole.
+
+use burn::tensor::{Int, Tensor, TensorData};
+use hd_painter_models::{AttentionKind, AttentionProcessor, AttentionSite, Unet2DConditionModel};
+
+use crate::error::{Result, SamplingError};
+use crate::focus::PromptFocus;
+use crate::sampler::{LatentStrategy, TextConditioning, guided_output};
+use crate::schedule::NoiseSchedule;
+
+/// The sigma RASG scales its gradient with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum RasgSigma {
+    /// The official code's: DDIM's formula with the *per-step* `a = 1 - beta`,
+    /// `sqrt((1 - a[t']) / (1 - a[t]) (1 - a[t] / a[t']))` (about 0.01 - 0.02 on SD's schedule).
+    #[default]
+    Official,
+    /// The paper's: DDIM's sigma with the cumulative `a_bar` ([`crate::ddim_sigma`]).
+    Paper,
+}
+
+/// RASG's settings.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RasgSettings {
+    /// The gradient's scale relative to sigma: 0.1 (the official CLI and demo), 0.25 (the
+    /// paper's evaluation).
+    pub eta: f64,
+    /// Which sigma.
+    pub sigma: RasgSigma,
+}
+
+impl Default for RasgSettings {
+    /// The official CLI's: eta 0.1, the official sigma.
+    fn default() -> Self {
+        Self {
+            eta: 0.1,
+            sigma: RasgSigma::Official,
+        }
+    }
+}
+
+impl RasgSettings {
+    /// `eta * sigma_t` for the step `t -> t_prev`; 0 for the last step (`t_prev < 0`), whose
+    /// sample HD-Painter does not use (the official code wraps around to `a[999]` there and
+    /// gets NaN).
+    pub fn scale(&self, schedule: &NoiseSchedule, t: usize, t_prev: isize) -> f64 {
+        if t_prev < 0 {
+            return 0.0;
+        }
+        let sigma = match self.sigma {
+            RasgSigma::Paper => crate::ddim::ddim_sigma(schedule, t, t_prev),
+            RasgSigma::Official => {
+                let a = 1.0 - schedule.beta(t);
+                let a_prev = 1.0 - schedule.beta(t_prev as usize);
+                ((1.0 - a_prev) / (1.0 - a) * (1.0 - a / a_prev)).sqrt()
+            }
+        };
+        self.eta * sigma
+    }
+}
+
+/// RASG for one run: its settings and what the prompt should attend to.
+#[derive(Clone, Debug)]
+pub struct Rasg {
+    /// eta and sigma.
+    pub settings: RasgSettings,
+    /// The prompt's tokens and the hole.
+    pub focus: PromptFocus,
+}
+
+/// The score maps' grid: latent / 4 (SD's 16 x 16 at 512 px).
+const SCORE_REDUCTION: usize = 4;
+
+impl Rasg {
+    /// The guided model output at `t` and RASG's gradient `g / std(g)` (per image) from the same
+    /// forward pass, run on the autodiff device with the weights frozen. The gradient is `None`
+    /// when the hole has no pixel at the score grid (nothing to guide towards; the step is then
+    /// plain DDIM).
+    #[allow(clippy::too_many_arguments)] // the parts of a guided model call
+    pub fn output_and_gradient(
+        &self,
+        unet: &Unet2DConditionModel,
+        strategy: &dyn LatentStrategy,
+        latents: Tensor<4>,
+        t: usize,
+        text: &TextConditioning,
+        guidance_scale: f64,
+        processor: &mut dyn AttentionProcessor,
+    ) -> Result<(Tensor<4>, Option<Tensor<4>>)> {
+        let [n, c, h, w] = latents.dims();
+        let [lh, lw] = self.focus.latent();
+        if [lh, lw] != [h, w] {
+            return Err(SamplingError::InvalidInput(format!(
+                "RASG focus for a {lh}x{lw} latent, sampling a {h}x{w} one"
+            )));
+        }
+        let grid = [h / SCORE_REDUCTION, w / SCORE_REDUCTION];
+        if self.focus.hole_tokens(grid).is_none_or(|holes| holes == 0) {
+            let out = guided_output(
+                unet,
+                strategy.model_input(latents),
+                t,
+                text,
+                guidance_scale,
+                processor,
+            )?;
+            return Ok((out, None));
+        }
+        let x = latents.autodiff().require_grad();
+        let mut recorder = ScoreRecorder::new(processor, &self.focus, guidance_scale != 1.0);
+        let out = guided_output(
+            unet,
+            strategy.model_input(x.clone()),
+            t,
+            text,
+            guidance_scale,
+            &mut recorder,
+        )?;
+        let maps = recorder.mean_logits().ok_or_else(|| {
+            SamplingError::InvalidInput(format!(
+                "RASG needs cross-attention at the latent/4 grid {grid:?}; this UNet has none"
+            ))
+        })?;
+        let hole = self
+            .focus
+            .hole_at(grid, &maps.device())
+            .expect("the grid was checked above");
+        let grads = score(maps, hole, self.focus.tokens()).backward();
+        let g = x
+            .grad(&grads)
+            .ok_or_else(|| SamplingError::InvalidInput("RASG: no gradient reached x_t".into()))?;
+        Ok((out.inner(), Some(normalise(g.inner(), [n, c * h * w]))))
+    }
+}
+
+/// `g / std(g)` per image (unbiased, not centred on the image's own mean: `std` as torch's
+/// `Tensor.std()`); an image whose gradient is constant gets zeros.
+fn normalise(g: Tensor<4>, [n, len]: [usize; 2]) -> Tensor<4> {
+    let dims = g.dims();
+    let flat = g.reshape([n, len]);
+    let std = flat.clone().var(1).sqrt();
+    let usable = std.clone().greater_elem(0.0).float();
+    (flat * usable / std.clamp_min(f32::MIN_POSITIVE)).reshape(dims)
+}
+
+/// The official `scores.bce`: `-sum_k mean_pixels BCEWithLogits(A_k - 1, M)` over the prompt's
+/// tokens `k`, summed over images. `maps` `[images, pixels, text tokens]`, `hole` `[pixels]`.
+/// Ascending it (RASG adds `+ eta sigma g`) pulls the prompt's attention into the hole and out of
+/// the known region.
+fn score(maps: Tensor<3>, hole: Tensor<1>, tokens: &[usize]) -> Tensor<1> {
+    let [_, pixels, _] = maps.dims();
+    let picked = Tensor::<1, Int>::from_data(
+        TensorData::new(tokens.iter().map(|&t| t as i64).collect(), [tokens.len()]),
+        &maps.device(),
+    );
+    let a = maps.select(2, picked) - 1.0;
+    let m = hole.reshape([1, pixels, 1]);
+    // Stable BCE with logits: max(a, 0) - a m + log(1 + exp(-|a|)).
+    let bce = a.clone().clamp_min(0.0) - a.clone() * m + a.abs().neg().exp().log1p();
+    bce.mean_dim(1).sum().neg()
+}
+
+/// Passes every attention to the inner processor and keeps the pre-softmax cross-attention
+/// logits at the score grid (conditional half, mean over heads, summed over layers); tells the
+/// UNet to stop recording gradients after the up block that holds the last of them.
+struct ScoreRecorder<'a> {
+    inner: &'a mut dyn AttentionProcessor,
+    focus: &'a PromptFocus,
+    guided: bool,
+    sum: Option<Tensor<3>>,
+    layers: usize,
+    recorded_in_block: bool,
+    stopped: bool,
+}
+
+impl<'a> ScoreRecorder<'a> {
+    fn new(inner: &'a mut dyn AttentionProcessor, focus: &'a PromptFocus, guided: bool) -> Self {
+        Self {
+            inner,
+            focus,
+            guided,
+            sum: None,
+            layers: 0,
+            recorded_in_block: false,
+            stopped: false,
+        }
+    }
+
+    /// The mean over layers, `[images, pixels, text tokens]`.
+    fn mean_logits(self) -> Option<Tensor<3>> {
+        let layers = self.layers as f64;
+        self.sum.map(|s| s / layers)
+    }
+}
+
+impl AttentionProcessor for ScoreRecorder<'_> {
+    fn attend(
+        &mut self,
+        site: &AttentionSite<'_>,
+        q: Tensor<4>,
+        k: Tensor<4>,
+        v: Tensor<4>,
+    ) -> Tensor<4> {
+        if site.kind == AttentionKind::CrossAttention
+            && self.focus.reduction(site.height, site.width) == Some(SCORE_REDUCTION)
+        {
+            let [b, heads, n, d] = q.dims();
+            let tokens = k.dims()[2];
+            let rows = if self.guided { b / 2..b } else { 0..b };
+            let images = rows.len();
+            let qc = q.clone().slice([rows.clone(), 0..heads, 0..n, 0..d]);
+            let kc = k.clone().slice([rows, 0..heads, 0..tokens, 0..d]);
+            let logits = (qc.matmul(kc.swap_dims(2, 3)) / (d as f64).sqrt())
+                .mean_dim(1)
+                .reshape([images, n, tokens]);
+            self.sum = Some(match self.sum.take() {
+                Some(s) => s + logits,
+                None => logits,
+            });
+            self.layers += 1;
+            self.recorded_in_block = true;
+        }
+        self.inner.attend(site, q, k, v)
+    }
+
+    fn stop_gradient_after(&mut self, block: &str) -> bool {
+        let last_scores = !self.stopped && self.recorded_in_block && block.starts_with("up_blocks");
+        self.recorded_in_block = false;
+        self.stopped |= last_scores;
+        let inner = self.inner.stop_gradient_after(block);
+        last_scores || inner
+    }
+}

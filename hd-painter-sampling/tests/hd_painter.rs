@@ -1,0 +1,257 @@
+//! HD-Painter's four methods (baseline, PAIntA, RASG, PAIntA + RASG) against the reference
+//! written on diffusers' attention-processor API (`tools/reference/hd_painter_ref.py`), on a tiny
+//! SD-like 9-channel UNet: 5 steps on the 999 - 200k grid (crossing PAIntA's t > 500 gate) with
+//! CFG 7.5. Per step: the latents, the x0 prediction and RASG's normalised gradient; PAIntA's
+//! scale maps of the first step; all within 1e-3 * max(1, max|ref|). Also the official prompt
+//! token indices on the real CLIP vocabulary, and a hole too small for the attention grids.
+
+mod common;
+
+use std::ops::ControlFlow;
+
+use burn::tensor::{Device, Tensor};
+use common::{Golden, assert_close, fixtures};
+use hd_painter_core::Mask;
+use hd_painter_models::{
+    AttentionProcessor, ClipTokenizer, DefaultAttention, Unet2DConditionModel,
+};
+use hd_painter_sampling::{
+    DdimSettings, NoiseSchedule, Painta, PromptFocus, Rasg, RasgSettings, RasgSigma, Sampled,
+    Spacing, StableInpainting, StepView, TextConditioning, full_prompt, prompt_token_indices,
+    sample_ddim,
+};
+
+const TOLERANCE: f32 = 1e-3;
+
+struct Setup {
+    device: Device,
+    unet: Unet2DConditionModel,
+    golden: Golden,
+    text: TextConditioning,
+    pixel_mask: Mask,
+}
+
+fn setup() -> Setup {
+    let device = common::device();
+    let unet = Unet2DConditionModel::load(fixtures().join("models/unet_hd_painter"), None, &device)
+        .unwrap();
+    let golden = Golden::open("hd_painter");
+    let text = TextConditioning {
+        positive: golden.tensor("positive", &device),
+        negative: golden.tensor("negative", &device),
+        prompt_tokens: golden.ints("tokens"),
+    };
+    let (shape, pixels) = golden.get("pixel_mask");
+    let pixel_mask = Mask::from_luma8(
+        shape[1] as u32,
+        shape[0] as u32,
+        pixels.into_iter().map(|v| v as u8).collect(),
+    )
+    .unwrap();
+    Setup {
+        device,
+        unet,
+        golden,
+        text,
+        pixel_mask,
+    }
+}
+
+/// The run's x0 predictions, normalised gradients and latents, step by step.
+#[derive(Default)]
+struct Trace {
+    latents: Vec<Tensor<4>>,
+    x0: Vec<Tensor<4>>,
+    grads: Vec<Tensor<4>>,
+}
+
+fn run(s: &Setup, processor: &mut dyn AttentionProcessor, rasg: Option<&Rasg>) -> (Sampled, Trace) {
+    let strategy_mask = s.golden.tensor::<4>("latent_mask", &s.device);
+    let mut strategy =
+        StableInpainting::new(strategy_mask, s.golden.tensor("masked_latents", &s.device));
+    let settings = DdimSettings {
+        steps: 5,
+        spacing: Spacing::HdPainter,
+        ..DdimSettings::default()
+    };
+    let mut trace = Trace::default();
+    let sampled = sample_ddim(
+        &s.unet,
+        &NoiseSchedule::stable_diffusion(),
+        &settings,
+        &s.text,
+        &mut strategy,
+        s.golden.tensor("latents", &s.device),
+        &[0],
+        processor,
+        rasg,
+        &mut |view: &StepView<'_>| {
+            trace.latents.push(view.latents.clone());
+            trace.x0.push(view.pred_x0.clone());
+            trace.grads.extend(view.guidance.cloned());
+            ControlFlow::Continue(())
+        },
+    )
+    .unwrap();
+    (sampled, trace)
+}
+
+fn focus(s: &Setup, mask: &Mask) -> PromptFocus {
+    PromptFocus::new(s.text.prompt_tokens.clone(), mask, [16, 24]).unwrap()
+}
+
+fn check(s: &Setup, name: &str, painta: bool, rasg: Option<RasgSettings>) {
+    let mut default = DefaultAttention::default();
+    let mut with_painta =
+        Painta::new(focus(s, &s.pixel_mask), true, &mut default).recording_scales();
+    let rasg = rasg.map(|settings| Rasg {
+        settings,
+        focus: focus(s, &s.pixel_mask),
+    });
+    let (_, trace) = if painta {
+        run(s, &mut with_painta, rasg.as_ref())
+    } else {
+        run(s, &mut DefaultAttention::default(), rasg.as_ref())
+    };
+    assert_eq!(trace.latents.len(), 5, "{name}: steps");
+    for (k, (latents, x0)) in trace.latents.iter().zip(&trace.x0).enumerate() {
+        let step = k + 1;
+        let want = s.golden.part(&format!("{name}_latents"), k);
+        assert_close(
+            latents,
+            &want,
+            TOLERANCE,
+            &format!("{name} latents, step {step}"),
+        );
+        let want = s.golden.part(&format!("{name}_x0"), k);
+        assert_close(x0, &want, TOLERANCE, &format!("{name} x0, step {step}"));
+    }
+    if rasg.is_some() {
+        assert_eq!(trace.grads.len(), 5, "{name}: a gradient per step");
+        for (k, g) in trace.grads.iter().enumerate() {
+            let want = s.golden.part(&format!("{name}_grads"), k);
+            assert_close(
+                g,
+                &want,
+                TOLERANCE,
+                &format!("{name} RASG gradient, step {}", k + 1),
+            );
+        }
+    } else {
+        assert!(trace.grads.is_empty(), "{name}: no RASG, no gradient");
+    }
+    if painta {
+        let first: Vec<Tensor<2>> = with_painta
+            .take_scales()
+            .into_iter()
+            .filter(|scale| scale.timestep == 999.0)
+            .map(|scale| scale.scale)
+            .collect();
+        let sizes: Vec<usize> = first.iter().map(|t| t.dims()[1]).collect();
+        assert_eq!(
+            sizes,
+            s.golden.ints(&format!("{name}_scale_sizes")),
+            "{name}: PAIntA layers"
+        );
+        let got = Tensor::cat(first.into_iter().map(|t| t.reshape([-1])).collect(), 0);
+        let (_, want) = s.golden.f32s(&format!("{name}_scales"));
+        assert_close(
+            &got.reshape([1, 1, 1, -1]),
+            &want,
+            TOLERANCE,
+            &format!("{name} PAIntA scales"),
+        );
+    }
+}
+
+#[test]
+fn baseline_matches_the_reference() {
+    check(&setup(), "baseline", false, None);
+}
+
+#[test]
+fn painta_matches_the_reference() {
+    check(&setup(), "painta", true, None);
+}
+
+#[test]
+fn rasg_matches_the_reference() {
+    let official = RasgSettings {
+        eta: 0.1,
+        sigma: RasgSigma::Official,
+    };
+    check(&setup(), "rasg", false, Some(official));
+}
+
+#[test]
+fn painta_with_rasg_matches_the_reference() {
+    // The paper's sigma with eta 1: a large guidance term, so a wrong gradient shows.
+    let paper = RasgSettings {
+        eta: 1.0,
+        sigma: RasgSigma::Paper,
+    };
+    check(&setup(), "painta_rasg", true, Some(paper));
+}
+
+/// A hole that vanishes at the latent/2 and latent/4 grids: PAIntA rescales nothing and RASG
+/// has nothing to guide towards, so the run is the baseline's, finite, without gradients.
+#[test]
+fn a_hole_too_small_for_the_attention_grids_leaves_the_baseline() {
+    let s = setup();
+    let mut pixels = vec![0u8; 128 * 192];
+    for y in 60..63 {
+        for x in 90..93 {
+            pixels[y * 192 + x] = 255;
+        }
+    }
+    let tiny = Mask::from_luma8(192, 128, pixels).unwrap();
+    let focus_tiny = focus(&s, &tiny);
+    assert_eq!(focus_tiny.hole_tokens([4, 6]), Some(0));
+    assert_eq!(focus_tiny.hole_tokens([8, 12]), Some(0));
+    let mut default = DefaultAttention::default();
+    let mut painta = Painta::new(focus_tiny.clone(), true, &mut default).recording_scales();
+    let rasg = Rasg {
+        settings: RasgSettings::default(),
+        focus: focus_tiny,
+    };
+    let (guided, trace) = run(&s, &mut painta, Some(&rasg));
+    assert!(
+        trace.grads.is_empty(),
+        "no gradient without a hole at the score grid"
+    );
+    assert!(painta.take_scales().is_empty(), "nothing rescaled");
+    let last = s.golden.part("baseline_latents", 4);
+    assert_close(&guided.latents, &last, TOLERANCE, "tiny hole vs baseline");
+}
+
+/// The official `token_idx` for prompts with and without the positive prompt, the empty prompt
+/// (the end-of-text token alone) and one over 75 tokens (truncated like the encoder input:
+/// 1..75 and 76), against transformers' CLIPTokenizer on the real vocabulary.
+#[test]
+fn prompt_token_indices_match_the_official_formula() {
+    let tokenizer = ClipTokenizer::from_dir(fixtures().join("tokenizer")).unwrap();
+    let text =
+        std::fs::read_to_string(fixtures().join("sampling/hd_painter_prompts.json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let positive = json["positive"].as_str().unwrap();
+    let cases = json["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 8);
+    for case in cases {
+        let prompt = case["prompt"].as_str().unwrap();
+        let full = case["full_prompt"].as_str().unwrap();
+        assert!(full == prompt || full == full_prompt(prompt, positive));
+        let want: Vec<usize> = case["indices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as usize)
+            .collect();
+        assert_eq!(
+            prompt_token_indices(&tokenizer, prompt, full),
+            want,
+            "{prompt:?} / {full:?}"
+        );
+    }
+    let long = cases[6]["indices"].as_array().unwrap();
+    assert_eq!(long.len(), 76, "75 prompt tokens and the end-of-text");
+}
