@@ -96,7 +96,12 @@ impl Rasg {
             )));
         }
         let grid = [h / SCORE_REDUCTION, w / SCORE_REDUCTION];
-        if self.focus.hole_tokens(grid).is_none_or(|holes| holes == 0) {
+        let Some(holes) = self.focus.hole_tokens(grid) else {
+            return Err(SamplingError::InvalidInput(format!(
+                "RASG's score grid is the latent/4 one; a {h}x{w} latent does not divide by 4"
+            )));
+        };
+        if holes == 0 {
             let out = guided_output(
                 unet,
                 strategy.model_input(latents),

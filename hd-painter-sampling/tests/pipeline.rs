@@ -9,8 +9,8 @@ use burn::tensor::{Device, Distribution, Tensor};
 use hd_painter_core::{Footprint, Image, Mask};
 use hd_painter_models::{AutoencoderKl, DefaultAttention, Unet2DConditionModel};
 use hd_painter_sampling::{
-    DdimSettings, InpaintOptions, Inpainter, Method, NoiseSchedule, PasteBack, RepaintSettings,
-    SamplingError, TextConditioning,
+    DdimSettings, HdPainter, InpaintOptions, Inpainter, Method, NoiseSchedule, PasteBack,
+    RepaintSettings, SamplingError, TextConditioning,
 };
 
 fn model(name: &str) -> PathBuf {
@@ -240,4 +240,78 @@ fn repaint_runs_and_misuse_is_reported() {
     )
     .unwrap();
     assert_eq!(unchanged[0], image);
+}
+
+/// HD-Painter's four variants on a 9-channel UNet with attention at latent/2 and latent/4; PAIntA
+/// and RASG composed with Blended Latent Diffusion on a 4-channel UNet (whose mid block is its
+/// latent/4 cross-attention); RASG refused where it cannot run.
+#[test]
+fn hd_painter_variants_run_end_to_end_and_compose_with_blended() {
+    let (unet, vae, schedule) = models("unet_hd_painter", "vae_sd");
+    let inpainter = Inpainter {
+        unet: &unet,
+        vae: &vae,
+        schedule: &schedule,
+    };
+    // Padded to 80x64: a 40x32 latent, 10x8 at the RASG score grid.
+    let (image, mask) = (photo(70, 56), hole(70, 56, 20..55, 10..40));
+    let variants = [
+        HdPainter::baseline(),
+        HdPainter::painta_only(),
+        HdPainter::rasg_only(),
+        HdPainter::full(),
+    ];
+    let outputs: Vec<Image> = variants
+        .iter()
+        .map(|&variant| {
+            let mut o = InpaintOptions::hd_painter(variant);
+            o.ddim.steps = 2; // t = 999 (PAIntA on) and 499 (off)
+            let out = run(&inpainter, &image, &mask, &o).unwrap();
+            assert_eq!((out[0].width(), out[0].height()), (70, 56));
+            out.into_iter().next().unwrap()
+        })
+        .collect();
+    for (i, variant) in variants.iter().enumerate().skip(1) {
+        assert!(outputs[i] != outputs[0], "{variant:?} changes the baseline");
+    }
+
+    let (unet4, vae4, _) = models("unet_sd2", "vae_sd");
+    let inpainter4 = Inpainter {
+        unet: &unet4,
+        vae: &vae4,
+        schedule: &schedule,
+    };
+    let blended = |variant| {
+        let mut o = InpaintOptions::hd_painter(variant);
+        o.method = Method::Blended;
+        o.ddim.steps = 2;
+        run(&inpainter4, &image, &mask, &o)
+    };
+    let plain = blended(HdPainter::baseline()).unwrap();
+    for variant in [HdPainter::painta_only(), HdPainter::rasg_only()] {
+        let guided = blended(variant).unwrap();
+        assert!(guided != plain, "{variant:?} acts on the 4-channel UNet");
+    }
+    // Two levels (a 36x28 latent here): no cross-attention at latent/4. RASG says so instead of
+    // guessing.
+    let (unet2, vae2, _) = models("unet_sd15_inpaint", "vae_sd");
+    let two_levels = Inpainter {
+        unet: &unet2,
+        vae: &vae2,
+        schedule: &schedule,
+    };
+    let mut o = InpaintOptions::hd_painter(HdPainter::rasg_only());
+    o.ddim.steps = 1;
+    let err = run(&two_levels, &image, &mask, &o).unwrap_err();
+    assert!(
+        matches!(err, SamplingError::InvalidInput(ref m) if m.contains("latent/4")),
+        "{err}"
+    );
+    let mut o = InpaintOptions::hd_painter(HdPainter::full());
+    o.method = Method::Repaint(RepaintSettings::default());
+    let err = run(&inpainter4, &image, &mask, &o).unwrap_err();
+    assert!(
+        matches!(err, SamplingError::InvalidInput(ref m) if m.contains("RePaint")),
+        "{err}"
+    );
 }
