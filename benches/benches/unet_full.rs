@@ -10,22 +10,12 @@
 //! The folder is `$HD_PAINTER_FULL_DIR` or `~/.cache/hd-painter/full`; without it the benchmark
 //! says so and measures nothing.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use hd_painter_benches::{peak_rss_gib, read_f32};
+use hd_painter_benches::{full_dir, peak_rss_gib, read_f32};
 use hd_painter_core::BackendKind;
 use hd_painter_models::{DefaultAttention, Unet2DConditionModel};
-
-fn full_dir() -> PathBuf {
-    std::env::var_os("HD_PAINTER_FULL_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                .join(".cache/hd-painter/full")
-        })
-}
 
 fn unet_step(c: &mut Criterion) {
     let dir = full_dir();

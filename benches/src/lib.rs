@@ -37,6 +37,17 @@ pub fn peak_rss_gib() -> f64 {
         .map_or(0.0, |kb| kb / (1024.0 * 1024.0))
 }
 
+/// The folder of the full-size random-weight models (`tools/reference/full_size.py`):
+/// `$HD_PAINTER_FULL_DIR` or `~/.cache/hd-painter/full`.
+pub fn full_dir() -> std::path::PathBuf {
+    std::env::var_os("HD_PAINTER_FULL_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/hd-painter/full")
+        })
+}
+
 /// A float32 tensor from a safetensors file.
 pub fn read_f32<const D: usize>(bytes: &[u8], key: &str, device: &Device) -> Tensor<D> {
     let st = safetensors::SafeTensors::deserialize(bytes).expect("valid safetensors");

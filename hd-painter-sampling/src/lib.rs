@@ -5,7 +5,9 @@
 //! update with an optional noise or guidance term, RePaint's resampling walk, merge and undo
 //! steps, and the DDIM sampling loop (classifier-free guidance, per-method latent strategies,
 //! cancellable per-step callbacks with the x0 prediction, seeded per-image noise) with the
-//! Stable Inpainting strategy.
+//! Stable Inpainting strategy, and HD-Painter's PAIntA ([`Painta`], an attention processor) and
+//! RASG ([`Rasg`], a gradient term in the DDIM step through burn's autodiff), switched together
+//! by [`HdPainter`] in the image-level [`Inpainter`].
 //!
 //! ```no_run
 //! use std::ops::ControlFlow;
@@ -31,6 +33,19 @@
 //!     }
 //!     Ok(())
 //! }
+//! ```
+//!
+//! HD-Painter's reference run is `InpaintOptions::hd_painter(HdPainter::full())` with the prompts
+//! of [`encode_hd_painter_prompts`]; its prompt tokens:
+//!
+//! ```no_run
+//! use hd_painter_models::ClipTokenizer;
+//! use hd_painter_sampling::{HD_PAINTER_POSITIVE_PROMPT, full_prompt, prompt_token_indices};
+//!
+//! let tokenizer = ClipTokenizer::from_dir("stable-diffusion-2-inpainting/tokenizer").unwrap();
+//! let full = full_prompt("a red sofa", HD_PAINTER_POSITIVE_PROMPT);
+//! // "a", "red", "sofa" and the end-of-text token of the full prompt.
+//! assert_eq!(prompt_token_indices(&tokenizer, "a red sofa", &full), [1, 2, 3, 16]);
 //! ```
 //!
 //! The grids are diffusers' and HD-Painter's:
