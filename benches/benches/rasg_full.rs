@@ -80,6 +80,7 @@ fn rasg_step(c: &mut Criterion) {
                 t,
                 &text,
                 7.5,
+                None,
                 &mut DefaultAttention::default(),
             )
             .expect("step");

@@ -5,6 +5,7 @@ use burn::tensor::Tensor;
 
 use hd_painter_core::seeded_noise;
 
+use crate::ddim::DdimStep;
 use crate::sampler::{LatentStrategy, step_seed};
 use crate::schedule::NoiseSchedule;
 
@@ -88,11 +89,13 @@ impl BlendedLatents {
 impl LatentStrategy for BlendedLatents {
     fn after_step(
         &mut self,
-        latents: Tensor<4>,
-        step: usize,
+        mut step: DdimStep,
+        index: usize,
         t: usize,
+        _t_prev: isize,
         schedule: &NoiseSchedule,
-    ) -> Tensor<4> {
+    ) -> DdimStep {
+        let latents = step.prev_sample;
         let n = latents.dims()[0];
         let fit = |x: &Tensor<4>| {
             if x.dims()[0] == n {
@@ -102,10 +105,11 @@ impl LatentStrategy for BlendedLatents {
             }
         };
         let a = schedule.alpha_cumprod(t as isize);
-        let z = (self.noise)(step, &latents);
+        let z = (self.noise)(index, &latents);
         let noised = fit(&self.source) * a.sqrt() + z * (1.0 - a).sqrt();
         let m = fit(&self.mask);
         let keep = m.clone().neg() + 1.0;
-        latents * m + noised * keep
+        step.prev_sample = latents * m + noised * keep;
+        step
     }
 }

@@ -108,6 +108,7 @@ impl Rasg {
                 t,
                 text,
                 guidance_scale,
+                strategy.class_label(),
                 processor,
             )?;
             return Ok((out, None));
@@ -120,6 +121,7 @@ impl Rasg {
             t,
             text,
             guidance_scale,
+            strategy.class_label(),
             &mut recorder,
         )?;
         let maps = recorder.mean_logits().ok_or_else(|| {

@@ -122,6 +122,7 @@ pub fn sample_repaint(
                 t,
                 text,
                 settings.guidance_scale,
+                None,
                 processor,
             )?;
             let step = match settings.known_region {

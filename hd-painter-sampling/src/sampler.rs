@@ -8,7 +8,7 @@ use burn::tensor::Tensor;
 use hd_painter_core::seeded_noise;
 use hd_painter_models::{AttentionProcessor, Unet2DConditionModel};
 
-use crate::ddim::{Prediction, ddim_step};
+use crate::ddim::{DdimStep, Prediction, ddim_step};
 use crate::error::{Result, SamplingError};
 use crate::rasg::Rasg;
 use crate::schedule::{NoiseSchedule, Spacing, timesteps};
@@ -34,16 +34,24 @@ pub trait LatentStrategy {
         latents
     }
 
-    /// The latents to continue from after the DDIM step from `t` (e.g. with the known region
-    /// blended back in). `step` is the step's index in the grid.
+    /// The class label the UNet gets for every batch row (the x4 upscaler's noise level), if
+    /// its UNet has a class embedding.
+    fn class_label(&self) -> Option<i64> {
+        None
+    }
+
+    /// The step to continue from after the update from `t` to `t_prev` (e.g. with the known
+    /// region blended back into the latents, or into the x0 prediction). `index` is the step's
+    /// index in the grid.
     fn after_step(
         &mut self,
-        latents: Tensor<4>,
-        _step: usize,
+        step: DdimStep,
+        _index: usize,
         _t: usize,
+        _t_prev: isize,
         _schedule: &NoiseSchedule,
-    ) -> Tensor<4> {
-        latents
+    ) -> DdimStep {
+        step
     }
 }
 
@@ -180,16 +188,19 @@ pub(crate) fn step_seed(seed: u64, step: usize) -> u64 {
 }
 
 /// The model output with classifier-free guidance: `u + g (c - u)` from one batch
-/// `[negative, positive]`, or the positive pass alone when `g = 1`.
+/// `[negative, positive]`, or the positive pass alone when `g = 1`; `class_label` goes to every
+/// row (UNets with a class embedding).
 pub fn guided_output(
     unet: &Unet2DConditionModel,
     input: Tensor<4>,
     t: usize,
     text: &TextConditioning,
     guidance_scale: f64,
+    class_label: Option<i64>,
     processor: &mut dyn AttentionProcessor,
 ) -> Result<Tensor<4>> {
     let n = input.dims()[0];
+    let labels = |rows: usize| class_label.map(|l| vec![l; rows]);
     let expand = |e: &Tensor<3>| -> Result<Tensor<3>> {
         match e.dims()[0] {
             b if b == n => Ok(e.clone()),
@@ -201,14 +212,20 @@ pub fn guided_output(
     };
     let positive = expand(&text.positive)?;
     if guidance_scale == 1.0 {
-        return Ok(unet.forward(input, &vec![t as f32; n], &positive, None, processor)?);
+        return Ok(unet.forward(
+            input,
+            &vec![t as f32; n],
+            &positive,
+            labels(n).as_deref(),
+            processor,
+        )?);
     }
     let context = Tensor::cat(vec![expand(&text.negative)?, positive], 0);
     let out = unet.forward(
         Tensor::cat(vec![input.clone(), input], 0),
         &vec![t as f32; 2 * n],
         &context,
-        None,
+        labels(2 * n).as_deref(),
         processor,
     )?;
     let [_, c, h, w] = out.dims();
@@ -294,6 +311,7 @@ pub fn sample_ddim(
                     t,
                     text,
                     settings.guidance_scale,
+                    strategy.class_label(),
                     processor,
                 )?;
                 let noise = scheduler.is_stochastic().then(|| {
@@ -306,7 +324,8 @@ pub fn sample_ddim(
                 )
             }
         };
-        latents = strategy.after_step(step.prev_sample, i, t, schedule);
+        let step = strategy.after_step(step, i, t, t_prev, schedule);
+        latents = step.prev_sample;
         last_x0 = step.pred_x0;
         let view = StepView {
             step: i + 1 - settings.first_step,

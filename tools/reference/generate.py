@@ -861,7 +861,54 @@ def gen_hd_painter(out, rng):
     save(out, "hd_painter", t, group="sampling")
 
 
-GROUPS = {"resize": gen_resize, "blur": gen_blur, "dilate": gen_dilate, "pad": gen_pad, "tensor": gen_tensor, "files": gen_files, "tokenizer": gen_tokenizer, "clip": gen_clip, "vae": gen_vae, "unet": gen_unet, "pipeline": gen_pipeline, "schedulers": gen_schedulers, "stable_inpaint": gen_stable_inpaint, "blended": gen_blended, "repaint": gen_repaint, "hd_painter": gen_hd_painter}
+def hd_painter_poisson_blend(orig, fake, mask, pad=32, dilation=48):
+    """HD-Painter's src/utils poisson_blend, restated: both images reflect-padded by 32 px, the
+    original's padding frame taken from the generated image, the mask zero-padded and dilated
+    with a 48 x 48 box, then OpenCV's NORMAL_CLONE at the dilated mask's bounding-box centre."""
+    import cv2
+
+    cfg = ((pad, pad), (pad, pad), (0, 0))
+    fake_p = np.pad(fake, cfg, mode="reflect")
+    orig_p = np.pad(orig, cfg, mode="reflect")
+    orig_p[:pad], orig_p[:, :pad], orig_p[-pad:], orig_p[:, -pad:] = fake_p[:pad], fake_p[:, :pad], fake_p[-pad:], fake_p[:, -pad:]
+    dmask = cv2.dilate(np.pad(mask, cfg[:2], mode="constant"), np.ones((dilation, dilation), np.uint8), iterations=1)
+    x, y, w, h = cv2.boundingRect(dmask)
+    out = cv2.seamlessClone(fake_p, orig_p, dmask, (x + w // 2, y + h // 2), cv2.NORMAL_CLONE)
+    return out[pad:-pad, pad:-pad]
+
+
+# OpenCV 5.0's seamlessClone writes into a single-channel mask it is given (it zeroes the border,
+# erodes and inverts the mask in place), so every call gets its own copy.
+
+
+def gen_poisson(out, rng):
+    """OpenCV's seamlessClone (NORMAL_CLONE, at the mask's bounding-box centre) of a textured
+    generated image into a textured original, with a non-convex mask inside the image and one
+    touching the border; and HD-Painter's poisson_blend wrapper on the same inputs."""
+    import cv2
+
+    h, w = 96, 128
+    orig = synthetic_rgb(rng, h, w)
+    yy, xx = np.mgrid[0:h, 0:w]
+    fake = np.clip(np.rint(np.stack([
+        140 + 80 * np.sin(xx / 5.0 + c) * np.sin(yy / 7.0 - c) + rng.normal(0, 10, (h, w)) for c in range(3)
+    ], -1)), 0, 255).astype(np.uint8)
+    # A "C": a ring with a bite, away from the border.
+    r = np.hypot(xx - 60.0, yy - 48.0)
+    inside = ((r > 12) & (r < 30) & ~((xx > 62) & (np.abs(yy - 48) < 9))).astype(np.uint8) * 255
+    # Two bars, one of them running into the left and bottom borders.
+    border = np.zeros((h, w), np.uint8)
+    border[40:58, 0:70] = 255
+    border[60:96, 90:104] = 255
+    t = {"original": orig, "generated": fake, "mask_inside": inside, "mask_border": border}
+    for name, m in [("inside", inside), ("border", border)]:
+        x, y, bw, bh = cv2.boundingRect(m)
+        t[f"clone_{name}"] = cv2.seamlessClone(fake, orig, m.copy(), (x + bw // 2, y + bh // 2), cv2.NORMAL_CLONE)
+        t[f"blend_{name}"] = hd_painter_poisson_blend(orig, fake, m.copy())
+    save(out, "poisson", t, group="sr")
+
+
+GROUPS = {"resize": gen_resize, "blur": gen_blur, "dilate": gen_dilate, "pad": gen_pad, "tensor": gen_tensor, "files": gen_files, "tokenizer": gen_tokenizer, "clip": gen_clip, "vae": gen_vae, "unet": gen_unet, "pipeline": gen_pipeline, "schedulers": gen_schedulers, "stable_inpaint": gen_stable_inpaint, "blended": gen_blended, "repaint": gen_repaint, "hd_painter": gen_hd_painter, "poisson": gen_poisson}
 
 
 def generate(out):
