@@ -19,8 +19,10 @@
 
 mod error;
 mod poisson;
+mod upscale;
 
 pub use error::{Result, SrError};
 pub use poisson::{mask_centre, poisson_blend, seamless_clone};
+pub use upscale::{DEFAULT_NOISE_LEVEL, SR_POSITIVE_PROMPT, UpscaleLatents, noise_low_res};
 
 pub use hd_painter_core;

@@ -908,7 +908,57 @@ def gen_poisson(out, rng):
     save(out, "poisson", t, group="sr")
 
 
-GROUPS = {"resize": gen_resize, "blur": gen_blur, "dilate": gen_dilate, "pad": gen_pad, "tensor": gen_tensor, "files": gen_files, "tokenizer": gen_tokenizer, "clip": gen_clip, "vae": gen_vae, "unet": gen_unet, "pipeline": gen_pipeline, "schedulers": gen_schedulers, "stable_inpaint": gen_stable_inpaint, "blended": gen_blended, "repaint": gen_repaint, "hd_painter": gen_hd_painter, "poisson": gen_poisson}
+def gen_sr(out, rng):
+    """HD-Painter's SR loop (METHODS.md section 5) on diffusers' components: the tiny x4 UNet
+    (class label = noise level 20) and f=4 VAE; the low-res image noised with the upscaler's
+    low-res scheduler (diffusers' DDPMScheduler, scaled_linear 1e-4..0.02) at noise level 20;
+    3 v-prediction DDIM steps on the 999 - 333k grid with CFG 7.5; after every step's x0
+    prediction, x0 <- x0 m + hr_z0 (1 - m), the next latent from the blended x0 and the unblended
+    eps. Per-step latents and (blended) x0 recorded."""
+    import torch
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+
+    models = out / "models"
+    unet = UNet2DConditionModel.from_pretrained(models / "unet_x4")
+    vae = AutoencoderKL.from_pretrained(models / "vae_x4")
+    h, w, level, g, steps = 16, 20, 20, 7.5, 3
+    f = lambda a: torch.from_numpy(np.asarray(a, dtype=np.float32))
+    lr = f(rng.uniform(-1, 1, (1, 3, h, w)))
+    hr = f(rng.uniform(-1, 1, (1, 3, 4 * h, 4 * w)))
+    yy, xx = np.mgrid[0:h, 0:w]
+    mask = f(np.clip(1.5 - np.hypot(yy - 7.0, xx - 9.0) / 4.0, 0, 1)[None, None])  # a soft blob
+    lr_noise = f(rng.standard_normal((1, 3, h, w)))
+    latents = f(rng.standard_normal((1, 4, h, w)))
+    positive, negative = f(rng.standard_normal((1, 77, 32))), f(rng.standard_normal((1, 77, 32)))
+    with torch.no_grad():
+        hr_z0 = vae.encode(hr).latent_dist.mean * vae.config.scaling_factor
+        low = DDPMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.0001, beta_end=0.02)
+        noisy_lr = low.add_noise(lr, lr_noise, torch.tensor([level]))
+        betas = torch.linspace(0.0001**0.5, 0.02**0.5, 1000, dtype=torch.float64) ** 2
+        a_bar = torch.cumprod(1 - betas, 0)
+        dt = 1000 // steps
+        zt, per_step, x0s = latents.clone(), [], []
+        for t in range(999, 0, -dt):
+            zin = torch.cat([zt, noisy_lr], 1)
+            o = unet(torch.cat([zin, zin]), torch.tensor([t, t]), encoder_hidden_states=torch.cat([negative, positive]),
+                     class_labels=torch.tensor([level, level])).sample
+            u, c = o.chunk(2)
+            v = u + g * (c - u)
+            a_t, a_p = a_bar[t], a_bar[max(t - dt, 0)]
+            eps = a_t.sqrt() * v + (1 - a_t).sqrt() * zt
+            z0 = a_t.sqrt() * zt - (1 - a_t).sqrt() * v
+            z0 = z0 * mask + hr_z0 * (1 - mask)
+            zt = (a_p.sqrt() * z0 + (1 - a_p).sqrt() * eps).float()
+            per_step.append(zt.clone())
+            x0s.append(z0.float().clone())
+    save(out, "sr_loop", {
+        "lr": lr.numpy(), "hr": hr.numpy(), "hr_z0": hr_z0.numpy(), "mask": mask.numpy(), "lr_noise": lr_noise.numpy(),
+        "noisy_lr": noisy_lr.numpy(), "latents": latents.numpy(), "positive": positive.numpy(), "negative": negative.numpy(),
+        "step_latents": torch.stack(per_step).numpy(), "step_x0": torch.stack(x0s).numpy(),
+    }, group="sr")
+
+
+GROUPS = {"resize": gen_resize, "blur": gen_blur, "dilate": gen_dilate, "pad": gen_pad, "tensor": gen_tensor, "files": gen_files, "tokenizer": gen_tokenizer, "clip": gen_clip, "vae": gen_vae, "unet": gen_unet, "pipeline": gen_pipeline, "schedulers": gen_schedulers, "stable_inpaint": gen_stable_inpaint, "blended": gen_blended, "repaint": gen_repaint, "hd_painter": gen_hd_painter, "poisson": gen_poisson, "sr": gen_sr}
 
 
 def generate(out):

@@ -1,0 +1,134 @@
+//! The x4 upscaler's loop with HD-Painter's x0 blending against the reference on diffusers'
+//! components (`tools/reference/generate.py`, group `sr`): the tiny x4 UNet and f=4 VAE, the
+//! low-res image noised at noise level 20 with the low-res schedule, 3 v-prediction DDIM steps on
+//! the 999 - 333k grid with CFG 7.5, x0 blended with the original's latents after every step.
+//! Per step, latents and blended x0 within 1e-3 * max(1, max|ref|); the original's latents from
+//! our VAE within 1e-4; the noised low-res image within 1e-6.
+
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use hd_painter_models::{AutoencoderKl, DefaultAttention, Unet2DConditionModel};
+use hd_painter_sampling::{
+    DdimSettings, NoiseSchedule, Prediction, Spacing, StepView, TextConditioning, sample_ddim,
+};
+use hd_painter_sr::{UpscaleLatents, noise_low_res};
+use safetensors::SafeTensors;
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
+}
+
+struct Golden(Vec<u8>);
+
+impl Golden {
+    fn values(&self, key: &str) -> (Vec<usize>, Vec<f32>) {
+        let st = SafeTensors::deserialize(&self.0).unwrap();
+        let t = st.tensor(key).unwrap_or_else(|e| panic!("{key}: {e}"));
+        let v = t
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        (t.shape().to_vec(), v)
+    }
+
+    fn tensor<const D: usize>(&self, key: &str, device: &Device) -> Tensor<D> {
+        let (shape, v) = self.values(key);
+        Tensor::from_data(TensorData::new(v, shape), device)
+    }
+
+    /// The `k`-th of a stack.
+    fn part(&self, key: &str, k: usize) -> Vec<f32> {
+        let (shape, v) = self.values(key);
+        let per = v.len() / shape[0];
+        v[k * per..(k + 1) * per].to_vec()
+    }
+}
+
+fn assert_close<const D: usize>(got: &Tensor<D>, want: &[f32], tolerance: f32, what: &str) {
+    let got: Vec<f32> = got.clone().into_data().try_into_vec_as().unwrap();
+    assert_eq!(got.len(), want.len(), "{what}: size");
+    let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+    let err = got
+        .iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
+    assert!(
+        err <= tolerance * scale,
+        "{what}: max |diff| {err:e} (scale {scale})"
+    );
+}
+
+#[test]
+fn upscaler_loop_with_x0_blending_matches_the_reference() {
+    let device = hd_painter_core::BackendKind::Flex.device().unwrap();
+    let g = Golden(std::fs::read(fixtures().join("sr/sr_loop.safetensors")).unwrap());
+    let unet =
+        Unet2DConditionModel::load(fixtures().join("models/unet_x4"), None, &device).unwrap();
+    let vae = AutoencoderKl::load(fixtures().join("models/vae_x4"), None, &device).unwrap();
+    let schedule = NoiseSchedule::x4_upscaler();
+
+    let hr_z0 = vae.encode(g.tensor("hr", &device)).unwrap().mean * vae.scaling_factor();
+    assert_close(&hr_z0, &g.values("hr_z0").1, 1e-4, "original's latents");
+    let noised = noise_low_res(
+        g.tensor("lr", &device),
+        g.tensor("lr_noise", &device),
+        20,
+        &schedule,
+    );
+    assert_close(
+        &noised,
+        &g.values("noisy_lr").1,
+        1e-6,
+        "noised low-res image",
+    );
+
+    let mut strategy = UpscaleLatents::new(noised, 20)
+        .with_known_region(g.tensor("mask", &device), g.tensor("hr_z0", &device));
+    let text = TextConditioning {
+        positive: g.tensor("positive", &device),
+        negative: g.tensor("negative", &device),
+        prompt_tokens: vec![1],
+    };
+    let settings = DdimSettings {
+        steps: 3,
+        spacing: Spacing::HdPainter,
+        prediction: Prediction::VPrediction,
+        ..DdimSettings::default()
+    };
+    let mut steps = 0;
+    let sampled = sample_ddim(
+        &unet,
+        &schedule,
+        &settings,
+        &text,
+        &mut strategy,
+        g.tensor("latents", &device),
+        &[0],
+        &mut DefaultAttention::default(),
+        None,
+        &mut |view: &StepView<'_>| {
+            let k = view.step - 1;
+            assert_close(
+                view.latents,
+                &g.part("step_latents", k),
+                1e-3,
+                &format!("latents, step {}", view.step),
+            );
+            assert_close(
+                view.pred_x0,
+                &g.part("step_x0", k),
+                1e-3,
+                &format!("blended x0, step {}", view.step),
+            );
+            steps += 1;
+            ControlFlow::Continue(())
+        },
+    )
+    .unwrap();
+    assert_eq!(steps, 3);
+    assert_close(&sampled.last_x0, &g.part("step_x0", 2), 1e-3, "last x0");
+}
