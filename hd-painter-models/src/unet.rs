@@ -505,6 +505,7 @@ pub struct Unet2DConditionModel {
     conv_out: Conv2d,
     in_channels: usize,
     cross_attention_dim: usize,
+    block_out_channels: Vec<usize>,
     time_channels: usize,
     flip_sin_to_cos: bool,
     freq_shift: f64,
@@ -643,6 +644,7 @@ impl Unet2DConditionModel {
             conv_out: conv(ch[0], cfg.out_channels, 3, device),
             in_channels: cfg.in_channels,
             cross_attention_dim: cfg.cross_attention_dim,
+            block_out_channels: cfg.block_out_channels.clone(),
             time_channels: ch[0],
             flip_sin_to_cos: cfg.flip_sin_to_cos,
             freq_shift: cfg.freq_shift,
@@ -693,6 +695,12 @@ impl Unet2DConditionModel {
     /// are multiples of it need no resizing to the skip connections.
     pub fn downscale(&self) -> usize {
         1 << (self.down_blocks.len() - 1)
+    }
+
+    /// The channels of each level, from the latent resolution down (the config's
+    /// `block_out_channels`): what sizes its activations.
+    pub fn block_out_channels(&self) -> &[usize] {
+        &self.block_out_channels
     }
 
     /// The width of the text embedding it attends to.

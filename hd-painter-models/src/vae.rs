@@ -132,6 +132,7 @@ pub struct AutoencoderKl {
     decoder: Decoder,
     scaling_factor: f64,
     downscale: usize,
+    block_out_channels: Vec<usize>,
 }
 
 #[derive(Module, Debug)]
@@ -247,6 +248,7 @@ impl AutoencoderKl {
             decoder,
             scaling_factor: c.scaling_factor,
             downscale: c.downscale(),
+            block_out_channels: c.block_out_channels.clone(),
         }
     }
 
@@ -285,6 +287,12 @@ impl AutoencoderKl {
     /// The per-side downsampling factor (8 or 4).
     pub fn downscale(&self) -> usize {
         self.downscale
+    }
+
+    /// The channels of each level, from full resolution down (the config's
+    /// `block_out_channels`): what sizes its activations.
+    pub fn block_out_channels(&self) -> &[usize] {
+        &self.block_out_channels
     }
 
     /// The posterior of images `[batch, 3, H, W]` in `[-1, 1]` (H and W multiples of

@@ -18,10 +18,14 @@
 //! ```
 
 mod error;
+mod memory;
+mod pipeline;
 mod poisson;
 mod upscale;
 
 pub use error::{Result, SrError};
+pub use memory::MemoryEstimate;
+pub use pipeline::{SrOutput, SrSettings, TwoStage, Upscaler};
 pub use poisson::{mask_centre, poisson_blend, seamless_clone};
 pub use upscale::{DEFAULT_NOISE_LEVEL, SR_POSITIVE_PROMPT, UpscaleLatents, noise_low_res};
 

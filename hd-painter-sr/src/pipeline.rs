@@ -1,0 +1,342 @@
+//! HD-Painter's second stage, image in and image out: the geometry of the official `sr.run`
+//! (long side 2048, reflect padding, the dilated and blurred hole), the x4 upscaler's sampling with
+//! x0 blending, the decoded last x0, and the Poisson blend into the original; with a memory
+//! estimate checked against a budget before any heavy work.
+
+use std::ops::ControlFlow;
+
+use burn::tensor::{Tensor, TensorData};
+use hd_painter_core::{
+    Filter, Footprint, GaussianKernel, Image, Mask, PadMode, Quantize, seeded_noise,
+};
+use hd_painter_models::{
+    AttentionProcessor, AutoencoderKl, DEFAULT_SCORE_BUDGET, Unet2DConditionModel,
+};
+use hd_painter_sampling::{
+    DdimSettings, InpaintOptions, Inpainter, NoiseSchedule, Prediction, Spacing, StepView,
+    TextConditioning, initial_latents, sample_ddim,
+};
+
+use crate::error::{Result, SrError};
+use crate::memory::MemoryEstimate;
+use crate::poisson::poisson_blend;
+use crate::upscale::{DEFAULT_NOISE_LEVEL, UpscaleLatents, noise_low_res};
+
+/// The size of the SR stage's result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SrOutput {
+    /// The original's exact size: the upscaled result is resized to it (bicubic) and
+    /// Poisson-blended into the untouched original.
+    #[default]
+    InputSize,
+    /// The reference's: the original resized to the long side (2048), the result blended into
+    /// that.
+    LongSide,
+}
+
+/// The SR stage's settings; the defaults are HD-Painter's.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SrSettings {
+    /// DDIM steps on the `999 - (1000 / steps) k` grid (20).
+    pub steps: usize,
+    /// Classifier-free guidance scale (7.5).
+    pub guidance_scale: f64,
+    /// The low-res image's noise level, also the UNet's class label (20).
+    pub noise_level: u32,
+    /// The long side the original is resized to, the x4 output (2048).
+    pub long_side: u32,
+    /// The hole's dilation (3x3 cross steps) at the long-side size (19).
+    pub hole_dilation: u32,
+    /// The Gaussian blur of the low-res mask: taps and sigma (19, 3.2).
+    pub mask_blur: (usize, f64),
+    /// HD-Painter's x0 blending with the original's latents outside the hole (on).
+    pub blend_known: bool,
+    /// The final Poisson blend into the original (on).
+    pub poisson: bool,
+    /// The result's size.
+    pub output: SrOutput,
+    /// The seed of the initial latents and the low-res noise.
+    pub seed: u64,
+    /// Refuse, before any heavy work, a run whose estimated peak memory exceeds this many bytes.
+    pub memory_budget: Option<u64>,
+}
+
+impl Default for SrSettings {
+    fn default() -> Self {
+        Self {
+            steps: 20,
+            guidance_scale: 7.5,
+            noise_level: DEFAULT_NOISE_LEVEL,
+            long_side: 2048,
+            hole_dilation: 19,
+            mask_blur: (19, 3.2),
+            blend_known: true,
+            poisson: true,
+            output: SrOutput::InputSize,
+            seed: 1,
+            memory_budget: None,
+        }
+    }
+}
+
+/// The x4 upscaler's models.
+#[derive(Clone, Copy, Debug)]
+pub struct Upscaler<'a> {
+    /// The x4 upscaler UNet (7 input channels, noise-level class embedding, v-prediction).
+    pub unet: &'a Unet2DConditionModel,
+    /// Its f=4 autoencoder.
+    pub vae: &'a AutoencoderKl,
+    /// Its noise schedule ([`NoiseSchedule::x4_upscaler`]), also the low-res noise schedule.
+    pub schedule: &'a NoiseSchedule,
+}
+
+/// The padded sizes of a run.
+struct Geometry {
+    /// The original resized to the long side, unpadded.
+    hr: (u32, u32),
+    /// Padded for the VAE.
+    hr_padded: (u32, u32),
+    /// The latent (and padded low-res) size.
+    latent: (u32, u32),
+}
+
+impl Upscaler<'_> {
+    /// The multiple the low-res image (and latent) is padded to: 64 as the reference, or the
+    /// UNet's own reduction if larger.
+    fn latent_multiple(&self) -> u32 {
+        64.max(self.unet.downscale() as u32)
+    }
+
+    fn geometry(&self, original: (u32, u32), long_side: u32) -> Geometry {
+        let f = self.vae.downscale() as u32;
+        let hr = hd_painter_core::long_side_size(original.0, original.1, long_side);
+        let m = self.latent_multiple() * f;
+        let hr_padded = (hr.0.div_ceil(m) * m, hr.1.div_ceil(m) * m);
+        Geometry {
+            hr,
+            hr_padded,
+            latent: (hr_padded.0 / f, hr_padded.1 / f),
+        }
+    }
+
+    /// The estimated peak memory of upscaling an original of `original` (width, height) size.
+    pub fn memory_estimate(&self, original: (u32, u32), settings: &SrSettings) -> MemoryEstimate {
+        let g = self.geometry(original, settings.long_side);
+        MemoryEstimate::for_upscale(
+            self.unet,
+            self.vae,
+            g.hr_padded,
+            g.latent,
+            DEFAULT_SCORE_BUDGET,
+        )
+    }
+
+    /// HD-Painter's SR stage: `low_res` is the first stage's result (the original resized to
+    /// `long_side / 4`, as inpainted); `original` and `hole` (255 = inpainted) are the full-size
+    /// inputs. Returns the upscaled, blended image (see [`SrOutput`]).
+    #[allow(clippy::too_many_arguments)] // the parts of a run, each independent
+    pub fn upscale(
+        &self,
+        low_res: &Image,
+        original: &Image,
+        hole: &Mask,
+        text: &TextConditioning,
+        settings: &SrSettings,
+        processor: &mut dyn AttentionProcessor,
+        on_step: &mut dyn FnMut(&StepView<'_>) -> ControlFlow<()>,
+    ) -> Result<Image> {
+        let size = (original.width(), original.height());
+        if (hole.width(), hole.height()) != size {
+            return Err(SrError::SizeMismatch {
+                what: "SR hole mask vs original".into(),
+                expected: size,
+                found: (hole.width(), hole.height()),
+            });
+        }
+        let f = self.vae.downscale() as u32;
+        let g = self.geometry(size, settings.long_side);
+        let expected_low_res = (g.hr.0 / f, g.hr.1 / f);
+        if (low_res.width(), low_res.height()) != expected_low_res {
+            return Err(SrError::SizeMismatch {
+                what: format!(
+                    "SR low-res image (the original at long side {})",
+                    settings.long_side / f
+                ),
+                expected: expected_low_res,
+                found: (low_res.width(), low_res.height()),
+            });
+        }
+        if let Some(budget) = settings.memory_budget {
+            let needed = self.memory_estimate(size, settings).peak();
+            if needed > budget {
+                return Err(SrError::MemoryBudget {
+                    what: format!(
+                        "upscaling to {}x{} ({}x{} latent)",
+                        g.hr.0, g.hr.1, g.latent.0, g.latent.1
+                    ),
+                    needed,
+                    budget,
+                });
+            }
+        }
+        let hole = hole.threshold(127);
+        let resized = |s: (u32, u32)| s != size;
+        let hr_original = if resized(g.hr) {
+            original.resize(g.hr.0, g.hr.1, Filter::Bicubic)?
+        } else {
+            original.clone()
+        };
+        let hr_hole = if resized(g.hr) {
+            hole.resize(g.hr.0, g.hr.1, Filter::Bicubic)?
+        } else {
+            hole.clone()
+        };
+        let device = self.unet.device();
+        let (lw, lh) = (g.latent.0 as usize, g.latent.1 as usize);
+
+        // The generated region at the latent size: the reflect-padded hole, dilated, resized
+        // (bicubic), blurred.
+        let (blur_taps, blur_sigma) = settings.mask_blur;
+        let dilated = Mask::from_raster(hr_hole.raster().pad_right_bottom(
+            g.hr_padded.0,
+            g.hr_padded.1,
+            PadMode::Reflect,
+        )?)?
+        .threshold(0)
+        .dilate(Footprint::Cross {
+            radius: settings.hole_dilation,
+        })?;
+        let small = dilated.resize(g.latent.0, g.latent.1, Filter::Bicubic)?;
+        let soft = small
+            .raster()
+            .map(|v| f32::from(v) / 255.0)
+            .gaussian_blur(&GaussianKernel::torchvision(blur_taps, Some(blur_sigma))?);
+        let mask =
+            Tensor::<4>::from_data(TensorData::new(soft.into_vec(), [1, 1, lh, lw]), &device);
+
+        let low_res = Image::from_raster(low_res.raster().pad_right_bottom(
+            g.latent.0,
+            g.latent.1,
+            PadMode::Reflect,
+        )?)?;
+        // One seed drives the latents, another stream of it the low-res noise.
+        let lr_noise = seeded_noise(&[!settings.seed], [3, lh, lw], &device);
+        let noised = noise_low_res(
+            low_res.to_tensor(&device),
+            lr_noise,
+            settings.noise_level,
+            self.schedule,
+        );
+        let mut strategy = UpscaleLatents::new(noised, settings.noise_level);
+        if settings.blend_known {
+            let hr_padded = Image::from_raster(hr_original.raster().pad_right_bottom(
+                g.hr_padded.0,
+                g.hr_padded.1,
+                PadMode::Reflect,
+            )?)?;
+            let known =
+                self.vae.encode(hr_padded.to_tensor(&device))?.mean * self.vae.scaling_factor();
+            strategy = strategy.with_known_region(mask, known);
+        }
+        let ddim = DdimSettings {
+            steps: settings.steps,
+            spacing: Spacing::HdPainter,
+            guidance_scale: settings.guidance_scale,
+            eta: 0.0,
+            prediction: Prediction::VPrediction,
+            ..DdimSettings::default()
+        };
+        let latents = initial_latents(
+            &[settings.seed],
+            [self.vae.latent_channels(), lh, lw],
+            &device,
+        );
+        let sampled = sample_ddim(
+            self.unet,
+            self.schedule,
+            &ddim,
+            text,
+            &mut strategy,
+            latents,
+            &[settings.seed],
+            processor,
+            None,
+            on_step,
+        )?;
+        let decoded = self
+            .vae
+            .decode(sampled.last_x0 / self.vae.scaling_factor())?;
+        // HD-Painter converts with (255 * x).to(uint8): truncation.
+        let upscaled =
+            Image::from_tensor(decoded, Quantize::Truncate)?.crop(0, 0, g.hr.0, g.hr.1)?;
+        let (base, base_hole, result) = match settings.output {
+            SrOutput::LongSide => (hr_original, hr_hole, upscaled),
+            SrOutput::InputSize if resized(g.hr) => {
+                let back = upscaled.resize(size.0, size.1, Filter::Bicubic)?;
+                (original.clone(), hole, back)
+            }
+            SrOutput::InputSize => (original.clone(), hole, upscaled),
+        };
+        if settings.poisson {
+            poisson_blend(&base, &result, &base_hole)
+        } else {
+            Ok(result)
+        }
+    }
+}
+
+/// HD-Painter end to end: the first stage (any [`Inpainter`] run, e.g.
+/// `InpaintOptions::hd_painter(HdPainter::full())`) on the original resized to
+/// `long_side / 4`, then the SR stage on each result, one per seed (the SR stage reuses that
+/// image's seed).
+#[derive(Clone, Copy, Debug)]
+pub struct TwoStage<'a> {
+    /// The first stage's models.
+    pub inpainter: Inpainter<'a>,
+    /// The SR stage's models.
+    pub upscaler: Upscaler<'a>,
+}
+
+impl TwoStage<'_> {
+    /// Inpaints `image` where `mask` is set (255 = hole): `text` and `options` for the first
+    /// stage, `sr_text` (e.g. the prompt with [`SR_POSITIVE_PROMPT`](crate::SR_POSITIVE_PROMPT)
+    /// and an empty negative prompt, encoded with the upscaler's text encoder) and `sr` for the
+    /// second. `on_step` sees both stages' steps.
+    #[allow(clippy::too_many_arguments)] // the parts of a two-stage run
+    pub fn run(
+        &self,
+        image: &Image,
+        mask: &Mask,
+        text: &TextConditioning,
+        options: &InpaintOptions,
+        sr_text: &TextConditioning,
+        sr: &SrSettings,
+        processor: &mut dyn AttentionProcessor,
+        on_step: &mut dyn FnMut(&StepView<'_>) -> ControlFlow<()>,
+    ) -> Result<Vec<Image>> {
+        let f = self.upscaler.vae.downscale() as u32;
+        let low = sr.long_side / f;
+        let (w, h) = (image.width(), image.height());
+        let first_size = hd_painter_core::long_side_size(w, h, low);
+        let (small_image, small_mask) = if first_size == (w, h) {
+            (image.clone(), mask.clone())
+        } else {
+            (
+                image.resize(first_size.0, first_size.1, Filter::Bicubic)?,
+                mask.resize(first_size.0, first_size.1, Filter::Bicubic)?,
+            )
+        };
+        let first =
+            self.inpainter
+                .inpaint(&small_image, &small_mask, text, options, processor, on_step)?;
+        first
+            .iter()
+            .zip(&options.seeds)
+            .map(|(low_res, &seed)| {
+                let settings = SrSettings { seed, ..sr.clone() };
+                self.upscaler
+                    .upscale(low_res, image, mask, sr_text, &settings, processor, on_step)
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,265 @@
+//! The SR stage and the two-stage pipeline on the tiny fixture models: sizes (the input's exact
+//! size, or the reference's long side), the original kept outside the Poisson-blended region,
+//! the memory budget refused before any heavy work, and mismatched inputs.
+
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use burn::tensor::{Device, Distribution, Tensor};
+use hd_painter_core::{Filter, Footprint, Image, Mask};
+use hd_painter_models::{AutoencoderKl, DefaultAttention, Unet2DConditionModel};
+use hd_painter_sampling::{HdPainter, InpaintOptions, Inpainter, NoiseSchedule, TextConditioning};
+use hd_painter_sr::{SrError, SrOutput, SrSettings, TwoStage, Upscaler};
+
+fn model(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/models")
+        .join(name)
+}
+
+fn device() -> Device {
+    hd_painter_core::BackendKind::Flex.device().unwrap()
+}
+
+fn text(device: &Device) -> TextConditioning {
+    let t = || Tensor::<3>::random([1, 77, 32], Distribution::Normal(0.0, 1.0), device);
+    TextConditioning {
+        positive: t(),
+        negative: t(),
+        prompt_tokens: vec![1, 2],
+    }
+}
+
+fn photo(width: u32, height: u32) -> Image {
+    let rgb = (0..width * height * 3)
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
+    Image::from_rgb8(width, height, rgb).unwrap()
+}
+
+fn hole(width: u32, height: u32) -> Mask {
+    let v = (0..width * height)
+        .map(|i| {
+            let (x, y) = (i % width, i / width);
+            if (30..50).contains(&x) && (15..35).contains(&y) {
+                255
+            } else {
+                0
+            }
+        })
+        .collect();
+    Mask::from_luma8(width, height, v).unwrap()
+}
+
+/// A short run at a small long side, so the tiny models stay fast.
+fn settings() -> SrSettings {
+    SrSettings {
+        steps: 2,
+        long_side: 96,
+        hole_dilation: 3,
+        ..SrSettings::default()
+    }
+}
+
+struct X4 {
+    unet: Unet2DConditionModel,
+    vae: AutoencoderKl,
+    schedule: NoiseSchedule,
+}
+
+fn x4() -> X4 {
+    let device = device();
+    X4 {
+        unet: Unet2DConditionModel::load(model("unet_x4"), None, &device).unwrap(),
+        vae: AutoencoderKl::load(model("vae_x4"), None, &device).unwrap(),
+        schedule: NoiseSchedule::x4_upscaler(),
+    }
+}
+
+fn upscale(
+    up: &Upscaler<'_>,
+    low: &Image,
+    image: &Image,
+    mask: &Mask,
+    s: &SrSettings,
+) -> Result<Image, SrError> {
+    up.upscale(
+        low,
+        image,
+        mask,
+        &text(&device()),
+        s,
+        &mut DefaultAttention::default(),
+        &mut |_| ControlFlow::Continue(()),
+    )
+}
+
+/// Pixels outside the bounding box of the hole dilated by the blend's 48 x 48 box are the
+/// original's, exactly.
+fn assert_kept_far_from_the_hole(original: &Image, out: &Image, mask: &Mask) {
+    let near = mask
+        .dilate(Footprint::Box {
+            width: 48,
+            height: 48,
+        })
+        .unwrap();
+    let (w, h) = (mask.width() as usize, mask.height() as usize);
+    let n = near.raster().as_slice();
+    let (mut x0, mut y0, mut x1, mut y1) = (w, h, 0, 0);
+    for y in 0..h {
+        for x in 0..w {
+            if n[y * w + x] != 0 {
+                (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
+            }
+        }
+    }
+    let (a, b) = (original.raster().as_slice(), out.raster().as_slice());
+    for y in 0..h {
+        for x in 0..w {
+            if x < x0 || x > x1 || y < y0 || y > y1 {
+                assert_eq!(
+                    a[(y * w + x) * 3..][..3],
+                    b[(y * w + x) * 3..][..3],
+                    "pixel ({x}, {y})"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn upscaling_keeps_the_input_size_and_the_far_known_region() {
+    let m = x4();
+    let up = Upscaler {
+        unet: &m.unet,
+        vae: &m.vae,
+        schedule: &m.schedule,
+    };
+    // 160x120 -> long side 96 (96x72), the low-res stage at 24x18.
+    let (image, mask) = (photo(160, 120), hole(160, 120));
+    let low = image.resize(24, 18, Filter::Bicubic).unwrap();
+    let out = upscale(&up, &low, &image, &mask, &settings()).unwrap();
+    assert_eq!((out.width(), out.height()), (160, 120));
+    assert_kept_far_from_the_hole(&image, &out, &mask);
+    assert!(out != image, "the hole was generated");
+
+    let reference = SrSettings {
+        output: SrOutput::LongSide,
+        ..settings()
+    };
+    let out = upscale(&up, &low, &image, &mask, &reference).unwrap();
+    assert_eq!((out.width(), out.height()), (96, 72));
+}
+
+#[test]
+fn a_run_over_the_memory_budget_fails_before_any_work() {
+    let m = x4();
+    let up = Upscaler {
+        unet: &m.unet,
+        vae: &m.vae,
+        schedule: &m.schedule,
+    };
+    let (image, mask) = (photo(3000, 2000), hole(3000, 2000));
+    let s = SrSettings {
+        memory_budget: Some(1 << 30),
+        ..SrSettings::default()
+    };
+    let estimate = up.memory_estimate((3000, 2000), &s);
+    assert!(estimate.peak() > 1 << 30, "{estimate:?}");
+    let low = image.resize(512, 341, Filter::Nearest).unwrap();
+    let start = Instant::now();
+    let err = upscale(&up, &low, &image, &mask, &s).unwrap_err();
+    assert!(
+        matches!(err, SrError::MemoryBudget { budget, needed, .. } if budget == 1 << 30 && needed == estimate.peak()),
+        "{err}"
+    );
+    assert!(err.to_string().contains("GiB"), "{err}");
+    assert!(start.elapsed().as_secs_f64() < 5.0, "refused early");
+}
+
+#[test]
+fn mismatched_inputs_are_typed_errors() {
+    let m = x4();
+    let up = Upscaler {
+        unet: &m.unet,
+        vae: &m.vae,
+        schedule: &m.schedule,
+    };
+    let image = photo(160, 120);
+    let low = image.resize(24, 18, Filter::Bicubic).unwrap();
+    let err = upscale(&up, &low, &image, &hole(150, 120), &settings()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SrError::SizeMismatch {
+                expected: (160, 120),
+                found: (150, 120),
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let wrong_low = image.resize(30, 18, Filter::Bicubic).unwrap();
+    let err = upscale(&up, &wrong_low, &image, &hole(160, 120), &settings()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            SrError::SizeMismatch {
+                expected: (24, 18),
+                found: (30, 18),
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn two_stages_end_to_end() {
+    let device = device();
+    let m = x4();
+    let unet = Unet2DConditionModel::load(model("unet_hd_painter"), None, &device).unwrap();
+    let vae = AutoencoderKl::load(model("vae_sd"), None, &device).unwrap();
+    let schedule = NoiseSchedule::stable_diffusion();
+    let pipeline = TwoStage {
+        inpainter: Inpainter {
+            unet: &unet,
+            vae: &vae,
+            schedule: &schedule,
+        },
+        upscaler: Upscaler {
+            unet: &m.unet,
+            vae: &m.vae,
+            schedule: &m.schedule,
+        },
+    };
+    let (image, mask) = (photo(160, 120), hole(160, 120));
+    let mut options = InpaintOptions::hd_painter(HdPainter::full());
+    options.ddim.steps = 2;
+    options.seeds = vec![3, 4];
+    let mut steps = 0;
+    let out = pipeline
+        .run(
+            &image,
+            &mask,
+            &text(&device),
+            &options,
+            &text(&device),
+            &settings(),
+            &mut DefaultAttention::default(),
+            &mut |_| {
+                steps += 1;
+                ControlFlow::Continue(())
+            },
+        )
+        .unwrap();
+    assert_eq!(out.len(), 2);
+    // The first stage runs both seeds as one batch; the SR stage one image at a time.
+    assert_eq!(steps, 2 + 2 * 2, "both stages report their steps");
+    for img in &out {
+        assert_eq!((img.width(), img.height()), (160, 120));
+        assert_kept_far_from_the_hole(&image, img, &mask);
+    }
+    assert!(out[0] != out[1], "one result per seed");
+}
