@@ -37,6 +37,6 @@ pub use processor::{
 };
 pub use tokenizer::{BOS_TOKEN, ClipTokenizer, EOS_TOKEN, MAX_LENGTH};
 pub use unet::{Unet2DConditionModel, UnetConfig};
-pub use vae::{AutoencoderKl, DiagonalGaussian, VaeConfig};
+pub use vae::{AutoencoderKl, DiagonalGaussian, VaeConfig, VaeTiling};
 
 pub use hd_painter_core;

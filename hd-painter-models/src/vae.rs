@@ -7,7 +7,7 @@ use burn::module::Module;
 use burn::nn::GroupNorm;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::tensor::activation::silu;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Tensor, TensorData};
 use serde_json::Value;
 
 use crate::blocks::{Downsample, ResnetBlock, ResnetSpec, Upsample, VaeMidBlock, conv, group_norm};
@@ -298,12 +298,63 @@ impl AutoencoderKl {
     /// The posterior of images `[batch, 3, H, W]` in `[-1, 1]` (H and W multiples of
     /// [`downscale`](Self::downscale)); latents are unscaled.
     pub fn encode(&self, images: Tensor<4>) -> Result<DiagonalGaussian> {
+        self.check_images(&images)?;
+        Ok(DiagonalGaussian::from_moments(self.moments(images)))
+    }
+
+    /// [`encode`](Self::encode) in tiles (see [`VaeTiling`]), as diffusers' `enable_tiling()`
+    /// encodes: plain when the images fit in one tile.
+    pub fn encode_tiled(&self, images: Tensor<4>, tiling: VaeTiling) -> Result<DiagonalGaussian> {
+        self.check_images(&images)?;
+        let tile = tiling.checked(self.downscale)?;
+        let [_, _, h, w] = images.dims();
+        let moments = if h.max(w) > tile {
+            tiled(images, tile, tile / self.downscale, |t| self.moments(t))
+        } else {
+            self.moments(images)
+        };
+        Ok(DiagonalGaussian::from_moments(moments))
+    }
+
+    /// Images `[batch, 3, H, W]` (nominally in `[-1, 1]`) from unscaled latents.
+    pub fn decode(&self, latents: Tensor<4>) -> Result<Tensor<4>> {
+        self.check_latents(&latents)?;
+        Ok(self.decoded(latents))
+    }
+
+    /// [`decode`](Self::decode) in tiles (see [`VaeTiling`]), as diffusers' `enable_tiling()`
+    /// decodes: plain when the latents fit in one tile.
+    pub fn decode_tiled(&self, latents: Tensor<4>, tiling: VaeTiling) -> Result<Tensor<4>> {
+        self.check_latents(&latents)?;
+        let tile = tiling.checked(self.downscale)? / self.downscale;
+        let [_, _, h, w] = latents.dims();
+        Ok(if h.max(w) > tile {
+            tiled(latents, tile, tile * self.downscale, |t| self.decoded(t))
+        } else {
+            self.decoded(latents)
+        })
+    }
+
+    fn check_images(&self, images: &Tensor<4>) -> Result<()> {
         check_input(
-            &images,
+            images,
             self.encoder.conv_in.weight.dims()[1],
             self.downscale,
             "VAE encoder images",
-        )?;
+        )
+    }
+
+    fn check_latents(&self, latents: &Tensor<4>) -> Result<()> {
+        check_input(
+            latents,
+            self.post_quant_conv.weight.dims()[1],
+            1,
+            "VAE decoder latents",
+        )
+    }
+
+    /// The encoder and `quant_conv`: mean and log-variance, concatenated on the channels.
+    fn moments(&self, images: Tensor<4>) -> Tensor<4> {
         let e = &self.encoder;
         let mut x = e.conv_in.forward(images);
         for level in &e.down_blocks {
@@ -316,23 +367,11 @@ impl AutoencoderKl {
         }
         x = e.mid_block.forward(x);
         x = e.conv_out.forward(silu(e.conv_norm_out.forward(x)));
-        let moments = self.quant_conv.forward(x);
-        let [b, c2, h, w] = moments.dims();
-        let c = c2 / 2;
-        Ok(DiagonalGaussian {
-            mean: moments.clone().slice([0..b, 0..c, 0..h, 0..w]),
-            logvar: moments.slice([0..b, c..c2, 0..h, 0..w]).clamp(-30.0, 20.0),
-        })
+        self.quant_conv.forward(x)
     }
 
-    /// Images `[batch, 3, H, W]` (nominally in `[-1, 1]`) from unscaled latents.
-    pub fn decode(&self, latents: Tensor<4>) -> Result<Tensor<4>> {
-        check_input(
-            &latents,
-            self.post_quant_conv.weight.dims()[1],
-            1,
-            "VAE decoder latents",
-        )?;
+    /// `post_quant_conv` and the decoder.
+    fn decoded(&self, latents: Tensor<4>) -> Tensor<4> {
         let d = &self.decoder;
         let mut x = d.conv_in.forward(self.post_quant_conv.forward(latents));
         x = d.mid_block.forward(x);
@@ -344,8 +383,124 @@ impl AutoencoderKl {
                 x = u.forward(x);
             }
         }
-        Ok(d.conv_out.forward(silu(d.conv_norm_out.forward(x))))
+        d.conv_out.forward(silu(d.conv_norm_out.forward(x)))
     }
+}
+
+impl DiagonalGaussian {
+    /// The posterior from the encoder's moments (mean and log-variance on the channels; the
+    /// log-variance clamped to [-30, 20] as diffusers does).
+    fn from_moments(moments: Tensor<4>) -> Self {
+        let [b, c2, h, w] = moments.dims();
+        let c = c2 / 2;
+        Self {
+            mean: moments.clone().slice([0..b, 0..c, 0..h, 0..w]),
+            logvar: moments.slice([0..b, c..c2, 0..h, 0..w]).clamp(-30.0, 20.0),
+        }
+    }
+}
+
+/// diffusers' VAE tiling (`enable_tiling()`): the input is cut into square tiles of `tile`
+/// pixels (`tile / downscale` latents) that start every 75% of a tile; each tile runs alone (so
+/// its mid-block attention sees only the tile), and each output tile is blended linearly with
+/// the one above and the one to the left over 25% of a tile. Memory is bounded by the tile size;
+/// results differ from the untiled ones near the seams and through the attention's smaller
+/// context, exactly as diffusers' do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VaeTiling {
+    /// Tile side in pixels (diffusers' `tile_sample_min_size`: the VAE config's `sample_size`,
+    /// 512 for SD, 256 for the x4 upscaler's VAE).
+    pub tile: usize,
+}
+
+/// The share of a tile that overlaps its neighbour (diffusers' `tile_overlap_factor`).
+const TILE_OVERLAP: f64 = 0.25;
+
+impl VaeTiling {
+    /// The tile size, if the tile, its stride and its overlap are whole numbers of latents (a
+    /// positive multiple of `4 * downscale`).
+    fn checked(self, downscale: usize) -> Result<usize> {
+        if self.tile == 0 || !self.tile.is_multiple_of(4 * downscale) {
+            return Err(ModelsError::Core(
+                hd_painter_core::CoreError::InvalidParameter {
+                    name: "VAE tile size (px)",
+                    value: self.tile.to_string(),
+                    expected: "a positive multiple of 4 x the VAE's downscale (32 for SD, 16 for x4)",
+                },
+            ));
+        }
+        Ok(self.tile)
+    }
+}
+
+/// diffusers' tiling around `run`: `in_tile` input tiles every 75% of a tile, `out_tile` output
+/// tiles blended over 25% with the (already blended) tile above and to the left, each cropped to
+/// 75% and concatenated.
+fn tiled(
+    input: Tensor<4>,
+    in_tile: usize,
+    out_tile: usize,
+    run: impl Fn(Tensor<4>) -> Tensor<4>,
+) -> Tensor<4> {
+    let stride = (in_tile as f64 * (1.0 - TILE_OVERLAP)) as usize;
+    let blend = (out_tile as f64 * TILE_OVERLAP) as usize;
+    let keep = out_tile - blend;
+    let [b, c, h, w] = input.dims();
+    let mut rows: Vec<Vec<Tensor<4>>> = (0..h)
+        .step_by(stride)
+        .map(|i| {
+            (0..w)
+                .step_by(stride)
+                .map(|j| {
+                    run(input.clone().slice([
+                        0..b,
+                        0..c,
+                        i..(i + in_tile).min(h),
+                        j..(j + in_tile).min(w),
+                    ]))
+                })
+                .collect()
+        })
+        .collect();
+    for i in 0..rows.len() {
+        for j in 0..rows[i].len() {
+            if i > 0 {
+                rows[i][j] = blend_edge(&rows[i - 1][j], rows[i][j].clone(), blend, 2);
+            }
+            if j > 0 {
+                rows[i][j] = blend_edge(&rows[i][j - 1], rows[i][j].clone(), blend, 3);
+            }
+        }
+    }
+    let crop = |t: &Tensor<4>| {
+        let [b, c, h, w] = t.dims();
+        t.clone()
+            .slice([0..b, 0..c, 0..h.min(keep), 0..w.min(keep)])
+    };
+    let strips = rows
+        .iter()
+        .map(|row| Tensor::cat(row.iter().map(crop).collect(), 3))
+        .collect();
+    Tensor::cat(strips, 2)
+}
+
+/// diffusers' `blend_v` (`dim` 2) / `blend_h` (`dim` 3): the first `extent` rows (columns) of
+/// `b` fade in from the last ones of `a`, `a (1 - y / extent) + b (y / extent)`.
+fn blend_edge(a: &Tensor<4>, b: Tensor<4>, extent: usize, dim: usize) -> Tensor<4> {
+    let extent = extent.min(a.dims()[dim]).min(b.dims()[dim]);
+    if extent == 0 {
+        return b;
+    }
+    let (la, lb) = (a.dims()[dim], b.dims()[dim]);
+    let ramp: Vec<f32> = (0..extent).map(|y| y as f32 / extent as f32).collect();
+    let mut shape = [1, 1, 1, 1];
+    shape[dim] = extent;
+    let weight =
+        Tensor::<1>::from_data(TensorData::new(ramp, [extent]), &b.device()).reshape(shape);
+    let from_a = a.clone().narrow(dim, la - extent, extent);
+    let head = b.clone().narrow(dim, 0, extent);
+    let blended = from_a * (weight.clone().neg() + 1.0) + head * weight;
+    Tensor::cat(vec![blended, b.narrow(dim, extent, lb - extent)], dim)
 }
 
 /// A typed error unless `x` is `[batch, channels, h, w]` with non-zero sides divisible by

@@ -3,6 +3,15 @@
 //! HD-Painter's inpainting-specialised x4 super-resolution stage (x0 blending with the known
 //! region, Poisson blending) up to 2048 px.
 //!
+//! - [`Upscaler::upscale`]: the official `sr.run` from a first-stage result to a 2K image blended
+//!   into the original, at the input's exact size or the reference's long side ([`SrOutput`]);
+//!   [`SrSettings`] holds HD-Painter's defaults, an optional VAE tiling and a memory budget
+//!   checked against [`Upscaler::memory_estimate`] before any model call.
+//! - [`TwoStage`]: the 512 px HD-Painter stage ([`hd_painter_sampling::Inpainter`]) then the SR
+//!   stage, one result per seed.
+//! - [`UpscaleLatents`]: the x4 upscaler's latent strategy (noised low-res image, noise-level
+//!   class label, x0 blending) for [`hd_painter_sampling::sample_ddim`].
+//!
 //! [`poisson_blend`] is HD-Painter's final blend of a generated image into the original, on
 //! [`seamless_clone`] (OpenCV's `NORMAL_CLONE` semantics, solved exactly with sine
 //! transforms); both work on their own, e.g. on a 512 px result:

@@ -29,8 +29,9 @@ impl MemoryEstimate {
         self.weights + self.vae_encode.max(self.unet_step).max(self.vae_decode)
     }
 
-    /// The estimate for an x4 run at a padded original of `image` and a `latent` size (width,
-    /// height), with attention scores chunked under `score_budget` elements.
+    /// The estimate for an x4 run whose VAE sees `image` pixels at once (the padded original, or
+    /// a tile) at a `latent` size (width, height), with attention scores chunked under
+    /// `score_budget` elements.
     pub(crate) fn for_upscale(
         unet: &Unet2DConditionModel,
         vae: &AutoencoderKl,
@@ -51,10 +52,16 @@ impl MemoryEstimate {
                 .max()
                 .unwrap_or(0)
         };
-        // Scores and their softmax, chunked.
-        let attention = 2 * score_budget as u64 * F32;
-        let vae_maps = LIVE_MAPS * widest(vae.block_out_channels(), image) * F32 + attention;
-        let unet_maps = 2 * LIVE_MAPS * widest(unet.block_out_channels(), latent) * F32 + attention;
+        // Scores and their softmax: the whole matrix of the lowest level's tokens, or a chunk.
+        let attention = |size: (u32, u32), levels: usize| {
+            let tokens = pixels(size, levels.saturating_sub(1));
+            2 * tokens.saturating_mul(tokens).min(score_budget as u64) * F32
+        };
+        let (vae_channels, unet_channels) = (vae.block_out_channels(), unet.block_out_channels());
+        let vae_maps =
+            LIVE_MAPS * widest(vae_channels, image) * F32 + attention(image, vae_channels.len());
+        let unet_maps = 2 * LIVE_MAPS * widest(unet_channels, latent) * F32
+            + attention(latent, unet_channels.len());
         Self {
             weights: (unet.num_params() + vae.num_params()) as u64 * F32,
             vae_encode: vae_maps,

@@ -10,7 +10,7 @@ use hd_painter_core::{
     Filter, Footprint, GaussianKernel, Image, Mask, PadMode, Quantize, seeded_noise,
 };
 use hd_painter_models::{
-    AttentionProcessor, AutoencoderKl, DEFAULT_SCORE_BUDGET, Unet2DConditionModel,
+    AttentionProcessor, AutoencoderKl, DEFAULT_SCORE_BUDGET, Unet2DConditionModel, VaeTiling,
 };
 use hd_painter_sampling::{
     DdimSettings, InpaintOptions, Inpainter, NoiseSchedule, Prediction, Spacing, StepView,
@@ -59,6 +59,10 @@ pub struct SrSettings {
     pub seed: u64,
     /// Refuse, before any heavy work, a run whose estimated peak memory exceeds this many bytes.
     pub memory_budget: Option<u64>,
+    /// Encode and decode in tiles (diffusers' VAE tiling) to bound the VAE's memory by the tile
+    /// size; `None` (the reference) runs the VAE on the whole image, its mid-block attention in
+    /// query chunks.
+    pub vae_tiling: Option<VaeTiling>,
 }
 
 impl Default for SrSettings {
@@ -75,6 +79,7 @@ impl Default for SrSettings {
             output: SrOutput::InputSize,
             seed: 1,
             memory_budget: None,
+            vae_tiling: None,
         }
     }
 }
@@ -122,10 +127,18 @@ impl Upscaler<'_> {
     /// The estimated peak memory of upscaling an original of `original` (width, height) size.
     pub fn memory_estimate(&self, original: (u32, u32), settings: &SrSettings) -> MemoryEstimate {
         let g = self.geometry(original, settings.long_side);
+        // Tiles bound what the VAE sees at once.
+        let vae_image = match settings.vae_tiling {
+            Some(t) => (
+                g.hr_padded.0.min(t.tile as u32),
+                g.hr_padded.1.min(t.tile as u32),
+            ),
+            None => g.hr_padded,
+        };
         MemoryEstimate::for_upscale(
             self.unet,
             self.vae,
-            g.hr_padded,
+            vae_image,
             g.latent,
             DEFAULT_SCORE_BUDGET,
         )
@@ -234,8 +247,12 @@ impl Upscaler<'_> {
                 g.hr_padded.1,
                 PadMode::Reflect,
             )?)?;
-            let known =
-                self.vae.encode(hr_padded.to_tensor(&device))?.mean * self.vae.scaling_factor();
+            let pixels = hr_padded.to_tensor(&device);
+            let posterior = match settings.vae_tiling {
+                Some(tiling) => self.vae.encode_tiled(pixels, tiling)?,
+                None => self.vae.encode(pixels)?,
+            };
+            let known = posterior.mean * self.vae.scaling_factor();
             strategy = strategy.with_known_region(mask, known);
         }
         let ddim = DdimSettings {
@@ -263,9 +280,11 @@ impl Upscaler<'_> {
             None,
             on_step,
         )?;
-        let decoded = self
-            .vae
-            .decode(sampled.last_x0 / self.vae.scaling_factor())?;
+        let latents = sampled.last_x0 / self.vae.scaling_factor();
+        let decoded = match settings.vae_tiling {
+            Some(tiling) => self.vae.decode_tiled(latents, tiling)?,
+            None => self.vae.decode(latents)?,
+        };
         // HD-Painter converts with (255 * x).to(uint8): truncation.
         let upscaled =
             Image::from_tensor(decoded, Quantize::Truncate)?.crop(0, 0, g.hr.0, g.hr.1)?;

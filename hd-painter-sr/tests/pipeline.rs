@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use burn::tensor::{Device, Distribution, Tensor};
 use hd_painter_core::{Filter, Footprint, Image, Mask};
-use hd_painter_models::{AutoencoderKl, DefaultAttention, Unet2DConditionModel};
+use hd_painter_models::{AutoencoderKl, DefaultAttention, Unet2DConditionModel, VaeTiling};
 use hd_painter_sampling::{HdPainter, InpaintOptions, Inpainter, NoiseSchedule, TextConditioning};
 use hd_painter_sr::{SrError, SrOutput, SrSettings, TwoStage, Upscaler};
 
@@ -262,4 +262,35 @@ fn two_stages_end_to_end() {
         assert_kept_far_from_the_hole(&image, img, &mask);
     }
     assert!(out[0] != out[1], "one result per seed");
+}
+
+#[test]
+fn vae_tiling_runs_and_lowers_the_estimate() {
+    let m = x4();
+    let up = Upscaler {
+        unet: &m.unet,
+        vae: &m.vae,
+        schedule: &m.schedule,
+    };
+    let whole = up.memory_estimate((4000, 3000), &SrSettings::default());
+    let tiled_settings = SrSettings {
+        vae_tiling: Some(VaeTiling { tile: 256 }),
+        ..SrSettings::default()
+    };
+    let tiled = up.memory_estimate((4000, 3000), &tiled_settings);
+    assert!(
+        tiled.vae_decode < whole.vae_decode / 5,
+        "{tiled:?} vs {whole:?}"
+    );
+    assert_eq!(tiled.unet_step, whole.unet_step);
+
+    let (image, mask) = (photo(160, 120), hole(160, 120));
+    let low = image.resize(24, 18, Filter::Bicubic).unwrap();
+    let s = SrSettings {
+        vae_tiling: Some(VaeTiling { tile: 64 }),
+        ..settings()
+    };
+    let out = upscale(&up, &low, &image, &mask, &s).unwrap();
+    assert_eq!((out.width(), out.height()), (160, 120));
+    assert_kept_far_from_the_hole(&image, &out, &mask);
 }

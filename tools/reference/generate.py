@@ -958,7 +958,28 @@ def gen_sr(out, rng):
     }, group="sr")
 
 
-GROUPS = {"resize": gen_resize, "blur": gen_blur, "dilate": gen_dilate, "pad": gen_pad, "tensor": gen_tensor, "files": gen_files, "tokenizer": gen_tokenizer, "clip": gen_clip, "vae": gen_vae, "unet": gen_unet, "pipeline": gen_pipeline, "schedulers": gen_schedulers, "stable_inpaint": gen_stable_inpaint, "blended": gen_blended, "repaint": gen_repaint, "hd_painter": gen_hd_painter, "poisson": gen_poisson, "sr": gen_sr}
+def gen_vae_tiled(out, rng):
+    """diffusers' VAE tiling (`enable_tiling()`, overlap 0.25) on the tiny f=4 VAE with 32 px
+    tiles: the posterior of a 72x104 image and the decoding of 18x26 latents, both several tiles
+    each way with partial tiles at the edges."""
+    import torch
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL.from_pretrained(out / "models" / "vae_x4")
+    vae.enable_tiling()
+    vae.tile_sample_min_size, vae.tile_latent_min_size = 32, 8
+    image = torch.from_numpy(rng.uniform(-1, 1, (1, 3, 72, 104)).astype(np.float32))
+    latents = torch.from_numpy(rng.standard_normal((1, 4, 18, 26)).astype(np.float32))
+    with torch.no_grad():
+        posterior = vae.encode(image).latent_dist
+        decoded = vae.decode(latents).sample
+    save(out, "vae_tiled", {
+        "image": image.numpy(), "mean": posterior.mean.numpy(), "logvar": posterior.logvar.numpy(),
+        "latents": latents.numpy(), "decoded": decoded.numpy(),
+    }, group="sr")
+
+
+GROUPS = {"resize": gen_resize, "blur": gen_blur, "dilate": gen_dilate, "pad": gen_pad, "tensor": gen_tensor, "files": gen_files, "tokenizer": gen_tokenizer, "clip": gen_clip, "vae": gen_vae, "unet": gen_unet, "pipeline": gen_pipeline, "schedulers": gen_schedulers, "stable_inpaint": gen_stable_inpaint, "blended": gen_blended, "repaint": gen_repaint, "hd_painter": gen_hd_painter, "poisson": gen_poisson, "sr": gen_sr, "vae_tiled": gen_vae_tiled}
 
 
 def generate(out):

@@ -1,0 +1,118 @@
+//! The SR stage at a 2048 px output on the full-size x4 upscaler UNet and f=4 VAE (random
+//! weights written by `tools/reference/full_size_sr.py`, which also times PyTorch's calls): one
+//! `Upscaler::upscale` run with 2 steps, timed per phase through the step callback (VAE encode +
+//! first step, one step, decode + Poisson blend), the memory estimate against the measured peak
+//! RSS, and the projected 20-step wall time.
+//!
+//! Each call takes minutes, so this is a plain timed run: criterion's minimum of 10 samples would
+//! take an hour.
+//!
+//! ```text
+//! ~/.cache/hd-painter/venv/bin/python tools/reference/full_size_sr.py
+//! cargo bench -p hd-painter-benches --features ndarray --bench sr_full
+//! ```
+
+use std::ops::ControlFlow;
+use std::time::Instant;
+
+use hd_painter_benches::{full_dir, peak_rss_gib, randn};
+use hd_painter_core::{BackendKind, Filter, Image, Mask};
+use hd_painter_models::{AutoencoderKl, DefaultAttention, Unet2DConditionModel};
+use hd_painter_sampling::{NoiseSchedule, TextConditioning};
+use hd_painter_sr::{SrSettings, Upscaler};
+
+const GIB: f64 = (1u64 << 30) as f64;
+
+fn main() {
+    let dir = full_dir();
+    if !dir.join("unet_x4").exists() {
+        eprintln!(
+            "skipping: no {}/unet_x4; run tools/reference/full_size_sr.py first",
+            dir.display()
+        );
+        return;
+    }
+    let device = BackendKind::Flex.device().expect("flex");
+    let start = Instant::now();
+    let unet = Unet2DConditionModel::load(dir.join("unet_x4"), None, &device).expect("UNet");
+    let vae = AutoencoderKl::load(dir.join("vae_x4"), None, &device).expect("VAE");
+    println!(
+        "load: {:.1} s, peak RSS {:.2} GiB",
+        start.elapsed().as_secs_f64(),
+        peak_rss_gib()
+    );
+    let schedule = NoiseSchedule::x4_upscaler();
+    let upscaler = Upscaler {
+        unet: &unet,
+        vae: &vae,
+        schedule: &schedule,
+    };
+
+    let n = 2048u32;
+    let rgb = (0..n * n * 3)
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
+    let original = Image::from_rgb8(n, n, rgb).expect("image");
+    let hole = Mask::from_luma8(
+        n,
+        n,
+        (0..n * n)
+            .map(|i| {
+                let (x, y) = (i % n, i / n);
+                if (700..1400).contains(&x) && (600..1500).contains(&y) {
+                    255
+                } else {
+                    0
+                }
+            })
+            .collect(),
+    )
+    .expect("mask");
+    let low = original.resize(512, 512, Filter::Bicubic).expect("low-res");
+    let text = TextConditioning {
+        positive: randn([1, 77, 1024], &device),
+        negative: randn([1, 77, 1024], &device),
+        prompt_tokens: vec![1],
+    };
+    let settings = SrSettings {
+        steps: 2,
+        ..SrSettings::default()
+    };
+    let estimate = upscaler.memory_estimate((n, n), &settings);
+    println!(
+        "memory estimate: {:.2} GiB peak (weights {:.2}, VAE encode {:.2}, UNet step {:.2}, decode {:.2})",
+        estimate.peak() as f64 / GIB,
+        estimate.weights as f64 / GIB,
+        estimate.vae_encode as f64 / GIB,
+        estimate.unet_step as f64 / GIB,
+        estimate.vae_decode as f64 / GIB
+    );
+
+    let start = Instant::now();
+    let mut marks = Vec::new();
+    let out = upscaler
+        .upscale(
+            &low,
+            &original,
+            &hole,
+            &text,
+            &settings,
+            &mut DefaultAttention::default(),
+            &mut |_| {
+                marks.push(start.elapsed().as_secs_f64());
+                ControlFlow::Continue(())
+            },
+        )
+        .expect("upscale");
+    let total = start.elapsed().as_secs_f64();
+    let step = marks[1] - marks[0];
+    println!(
+        "output {}x{}: {total:.1} s for 2 steps; VAE encode + set-up {:.1} s, one guided step (batch 2, 512x512 latent) {step:.1} s, decode + Poisson blend {:.1} s",
+        out.width(),
+        out.height(),
+        marks[0] - step,
+        total - marks[1]
+    );
+    println!("projected 20-step wall time: {:.0} s", total + 18.0 * step);
+    println!("peak RSS: {:.2} GiB", peak_rss_gib());
+}
