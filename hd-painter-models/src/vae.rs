@@ -500,6 +500,9 @@ fn blend_edge(a: &Tensor<4>, b: Tensor<4>, extent: usize, dim: usize) -> Tensor<
     let from_a = a.clone().narrow(dim, la - extent, extent);
     let head = b.clone().narrow(dim, 0, extent);
     let blended = from_a * (weight.clone().neg() + 1.0) + head * weight;
+    if extent == lb {
+        return blended;
+    }
     Tensor::cat(vec![blended, b.narrow(dim, extent, lb - extent)], dim)
 }
 
