@@ -4,8 +4,9 @@
 //! first step, one step, decode + Poisson blend), the memory estimate against the measured peak
 //! RSS, and the projected 20-step wall time.
 //!
-//! Each call takes minutes, so this is a plain timed run: criterion's minimum of 10 samples would
-//! take an hour.
+//! Each call takes minutes (the VAE's mid-block attends over 262,144 tokens at 2048 px: about
+//! 140 TFLOP per encode or decode), so this is a plain timed run: criterion's minimum of 10
+//! samples would take many hours. `HD_PAINTER_SR_TILE=256` runs the VAE in diffusers' tiles.
 //!
 //! ```text
 //! ~/.cache/hd-painter/venv/bin/python tools/reference/full_size_sr.py
@@ -17,7 +18,7 @@ use std::time::Instant;
 
 use hd_painter_benches::{full_dir, peak_rss_gib, randn};
 use hd_painter_core::{BackendKind, Filter, Image, Mask};
-use hd_painter_models::{AutoencoderKl, DefaultAttention, Unet2DConditionModel};
+use hd_painter_models::{AutoencoderKl, DefaultAttention, Unet2DConditionModel, VaeTiling};
 use hd_painter_sampling::{NoiseSchedule, TextConditioning};
 use hd_painter_sr::{SrSettings, Upscaler};
 
@@ -74,8 +75,14 @@ fn main() {
         negative: randn([1, 77, 1024], &device),
         prompt_tokens: vec![1],
     };
+    let vae_tiling = std::env::var("HD_PAINTER_SR_TILE")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .map(|tile| VaeTiling { tile });
+    println!("VAE tiling: {vae_tiling:?}");
     let settings = SrSettings {
         steps: 2,
+        vae_tiling,
         ..SrSettings::default()
     };
     let estimate = upscaler.memory_estimate((n, n), &settings);
@@ -100,6 +107,11 @@ fn main() {
             &mut DefaultAttention::default(),
             &mut |_| {
                 marks.push(start.elapsed().as_secs_f64());
+                println!(
+                    "step {} done at {:.1} s",
+                    marks.len(),
+                    start.elapsed().as_secs_f64()
+                );
                 ControlFlow::Continue(())
             },
         )

@@ -199,6 +199,13 @@ impl Upscaler<'_> {
         } else {
             original.clone()
         };
+        // Nothing to upscale into: the original, at the size asked for.
+        if hole.is_empty() {
+            return Ok(match settings.output {
+                SrOutput::InputSize => original.clone(),
+                SrOutput::LongSide => hr_original,
+            });
+        }
         let hr_hole = if resized(g.hr) {
             hole.resize(g.hr.0, g.hr.1, Filter::Bicubic)?
         } else {

@@ -144,6 +144,10 @@ fn upscaling_keeps_the_input_size_and_the_far_known_region() {
     assert_kept_far_from_the_hole(&image, &out, &mask);
     assert!(out != image, "the hole was generated");
 
+    let empty = Mask::from_luma8(160, 120, vec![0; 160 * 120]).unwrap();
+    let unchanged = upscale(&up, &low, &image, &empty, &settings()).unwrap();
+    assert!(unchanged == image, "no hole, the original back");
+
     let reference = SrSettings {
         output: SrOutput::LongSide,
         ..settings()
