@@ -37,7 +37,7 @@ pub struct Painta<'a> {
     pub reductions: Vec<usize>,
     /// PAIntA runs while the timestep is above this (500 in the reference).
     pub until_timestep: f32,
-    /// Score-matrix elements computed at once (PAIntA's and the plain attention's).
+X
     pub score_budget: usize,
     scales: Option<Vec<PaintaScale>>,
 }
