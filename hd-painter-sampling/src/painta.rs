@@ -37,7 +37,8 @@ pub struct Painta<'a> {
     pub reductions: Vec<usize>,
     /// PAIntA runs while the timestep is above this (500 in the reference).
     pub until_timestep: f32,
-X
+    /// Score-matrix elements PAIntA's rescaled attention computes at once (the inner processor
+    /// keeps its own budget).
     pub score_budget: usize,
     scales: Option<Vec<PaintaScale>>,
 }
