@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 
-use burn::tensor::{Device, Tensor, TensorData};
+use std::ops::Range;
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use hd_painter_core::{Filter, Mask};
 use hd_painter_models::ClipTokenizer;
 
@@ -49,6 +51,12 @@ pub fn prompt_token_indices(
     let mut indices: Vec<usize> = (1..end_of_text(prompt)).collect();
     indices.push(end_of_text(full_prompt));
     indices
+}
+
+/// The batch rows of the conditional images: the second half of a classifier-free-guidance
+/// batch `[negative..., positive...]` when `guided`, else the whole batch.
+pub(crate) fn conditional_rows(batch: usize, guided: bool) -> Range<usize> {
+    if guided { batch / 2..batch } else { 0..batch }
 }
 
 /// The prompt's token positions and the hole at every attention grid of the UNet: what PAIntA
@@ -105,6 +113,19 @@ impl PromptFocus {
     /// The token positions.
     pub fn tokens(&self) -> &[usize] {
         &self.tokens
+    }
+
+    /// The prompt's columns of text-attention maps: `[images, queries, text tokens]` ->
+    /// `[images, queries, prompt tokens]`.
+    pub fn prompt_columns(&self, maps: Tensor<3>) -> Tensor<3> {
+        let picked = Tensor::<1, Int>::from_data(
+            TensorData::new(
+                self.tokens.iter().map(|&t| t as i64).collect(),
+                [self.tokens.len()],
+            ),
+            &maps.device(),
+        );
+        maps.select(2, picked)
     }
 
     /// The latent grid `[height, width]`.

@@ -30,14 +30,24 @@ impl StableInpainting {
 impl LatentStrategy for StableInpainting {
     fn model_input(&self, latents: Tensor<4>) -> Tensor<4> {
         let n = latents.dims()[0];
-        let fit = |t: &Tensor<4>| {
-            if t.dims()[0] == n {
-                t.clone()
-            } else {
-                t.clone().repeat_dim(0, n)
-            }
-        };
-        Tensor::cat(vec![latents, fit(&self.mask), fit(&self.masked_latents)], 1)
+        Tensor::cat(
+            vec![
+                latents,
+                to_batch(&self.mask, n),
+                to_batch(&self.masked_latents, n),
+            ],
+            1,
+        )
+    }
+}
+
+/// A strategy's per-image tensor for a batch of `n`: as is when it has `n` rows, its single row
+/// repeated otherwise.
+pub fn to_batch(t: &Tensor<4>, n: usize) -> Tensor<4> {
+    if t.dims()[0] == n {
+        t.clone()
+    } else {
+        t.clone().repeat_dim(0, n)
     }
 }
 
@@ -97,17 +107,10 @@ impl LatentStrategy for BlendedLatents {
     ) -> DdimStep {
         let latents = step.prev_sample;
         let n = latents.dims()[0];
-        let fit = |x: &Tensor<4>| {
-            if x.dims()[0] == n {
-                x.clone()
-            } else {
-                x.clone().repeat_dim(0, n)
-            }
-        };
         let a = schedule.alpha_cumprod(t as isize);
         let z = (self.noise)(index, &latents);
-        let noised = fit(&self.source) * a.sqrt() + z * (1.0 - a).sqrt();
-        let m = fit(&self.mask);
+        let noised = to_batch(&self.source, n) * a.sqrt() + z * (1.0 - a).sqrt();
+        let m = to_batch(&self.mask, n);
         let keep = m.clone().neg() + 1.0;
         step.prev_sample = latents * m + noised * keep;
         step

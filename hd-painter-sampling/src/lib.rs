@@ -78,7 +78,7 @@ pub use focus::{
     HD_PAINTER_NEGATIVE_PROMPT, HD_PAINTER_POSITIVE_PROMPT, PromptFocus, full_prompt,
     prompt_token_indices,
 };
-pub use inpaint::{BlendedLatents, StableInpainting, StepNoise};
+pub use inpaint::{BlendedLatents, StableInpainting, StepNoise, to_batch};
 pub use painta::{Painta, PaintaScale};
 pub use pipeline::{
     HdPainter, InpaintOptions, Inpainter, Method, PasteBack, encode_hd_painter_prompts,

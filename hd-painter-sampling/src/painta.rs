@@ -4,13 +4,13 @@
 use burn::tensor::activation::softmax;
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 use hd_painter_models::{
     AttentionKind, AttentionProcessor, AttentionSite, DEFAULT_SCORE_BUDGET,
     TransformerBlockContext, query_chunk,
 };
 
-use crate::focus::PromptFocus;
+use crate::focus::{PromptFocus, conditional_rows};
 
 /// The official smoothing of the prompt similarity: Attend-and-Excite's 3x3 "Gaussian" with
 /// sigma 0.5 in its `exp(-((x - mean) / (2 sigma))^2)` form, i.e. the outer product of
@@ -111,7 +111,7 @@ impl<'a> Painta<'a> {
         [h, w]: [usize; 2],
     ) -> Tensor<2> {
         let [b, n, c] = y.dims();
-        let rows = if self.guided { b / 2..b } else { 0..b };
+        let rows = conditional_rows(b, self.guided);
         let images = rows.len();
         let x = block.input().slice([rows.clone(), 0..n, 0..c]);
         let q = block.cross_queries(x + y.slice([rows.clone(), 0..n, 0..c]));
@@ -120,17 +120,9 @@ impl<'a> Painta<'a> {
         let k = k.slice([rows, 0..heads, 0..tokens, 0..d]);
         let probs = softmax(q.matmul(k.swap_dims(2, 3)) / (d as f64).sqrt(), 3);
         let device = probs.device();
-        let picked = Tensor::<1, Int>::from_data(
-            TensorData::new(
-                self.focus.tokens().iter().map(|&t| t as i64).collect(),
-                [self.focus.tokens().len()],
-            ),
-            &device,
-        );
-        let s = probs
-            .mean_dim(1)
-            .reshape([images, n, tokens])
-            .select(2, picked)
+        let s = self
+            .focus
+            .prompt_columns(probs.mean_dim(1).reshape([images, n, tokens]))
             .sum_dim(2)
             .reshape([images, 1, h, w]);
         let taps = smoothing_taps();

@@ -1,11 +1,11 @@
 //! RASG, HD-Painter's reweighting attention score guidance: each DDIM step adds the normalised
 //! gradient, with respect to x_t, of how well the prompt's cross-attention matches the hole.
 
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::Tensor;
 use hd_painter_models::{AttentionKind, AttentionProcessor, AttentionSite, Unet2DConditionModel};
 
 use crate::error::{Result, SamplingError};
-use crate::focus::PromptFocus;
+use crate::focus::{PromptFocus, conditional_rows};
 use crate::sampler::{LatentStrategy, TextConditioning, guided_output};
 use crate::schedule::NoiseSchedule;
 
@@ -133,7 +133,7 @@ impl Rasg {
             .focus
             .hole_at(grid, &maps.device())
             .expect("the grid was checked above");
-        let grads = score(maps, hole, self.focus.tokens()).backward();
+        let grads = score(maps, hole, &self.focus).backward();
         let g = x
             .grad(&grads)
             .ok_or_else(|| SamplingError::InvalidInput("RASG: no gradient reached x_t".into()))?;
@@ -155,13 +155,9 @@ fn normalise(g: Tensor<4>, [n, len]: [usize; 2]) -> Tensor<4> {
 /// tokens `k`, summed over images. `maps` `[images, pixels, text tokens]`, `hole` `[pixels]`.
 /// Ascending it (RASG adds `+ eta sigma g`) pulls the prompt's attention into the hole and out of
 /// the known region.
-fn score(maps: Tensor<3>, hole: Tensor<1>, tokens: &[usize]) -> Tensor<1> {
+fn score(maps: Tensor<3>, hole: Tensor<1>, focus: &PromptFocus) -> Tensor<1> {
     let [_, pixels, _] = maps.dims();
-    let picked = Tensor::<1, Int>::from_data(
-        TensorData::new(tokens.iter().map(|&t| t as i64).collect(), [tokens.len()]),
-        &maps.device(),
-    );
-    let a = maps.select(2, picked) - 1.0;
+    let a = focus.prompt_columns(maps) - 1.0;
     let m = hole.reshape([1, pixels, 1]);
     // Stable BCE with logits: max(a, 0) - a m + log(1 + exp(-|a|)).
     let bce = a.clone().clamp_min(0.0) - a.clone() * m + a.abs().neg().exp().log1p();
@@ -214,7 +210,7 @@ impl AttentionProcessor for ScoreRecorder<'_> {
         {
             let [b, heads, n, d] = q.dims();
             let tokens = k.dims()[2];
-            let rows = if self.guided { b / 2..b } else { 0..b };
+            let rows = conditional_rows(b, self.guided);
             let images = rows.len();
             let qc = q.clone().slice([rows.clone(), 0..heads, 0..n, 0..d]);
             let kc = k.clone().slice([rows, 0..heads, 0..tokens, 0..d]);

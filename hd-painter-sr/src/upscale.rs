@@ -1,7 +1,7 @@
 //! The x4 upscaler's sampling with HD-Painter's known-region x0 blending (METHODS.md section 5).
 
 use burn::tensor::Tensor;
-use hd_painter_sampling::{DdimStep, LatentStrategy, NoiseSchedule};
+use hd_painter_sampling::{DdimStep, LatentStrategy, NoiseSchedule, to_batch};
 
 /// HD-Painter's SR positive prompt, appended to the user's prompt after `", "`.
 pub const SR_POSITIVE_PROMPT: &str = "high resolution professional photo";
@@ -60,19 +60,10 @@ impl UpscaleLatents {
     }
 }
 
-/// `t` repeated along the batch to `n` rows when it has one.
-fn fit(t: &Tensor<4>, n: usize) -> Tensor<4> {
-    if t.dims()[0] == n {
-        t.clone()
-    } else {
-        t.clone().repeat_dim(0, n)
-    }
-}
-
 impl LatentStrategy for UpscaleLatents {
     fn model_input(&self, latents: Tensor<4>) -> Tensor<4> {
         let n = latents.dims()[0];
-        Tensor::cat(vec![latents, fit(&self.noised_low_res, n)], 1)
+        Tensor::cat(vec![latents, to_batch(&self.noised_low_res, n)], 1)
     }
 
     fn class_label(&self) -> Option<i64> {
@@ -91,9 +82,9 @@ impl LatentStrategy for UpscaleLatents {
             return step;
         };
         let n = step.pred_x0.dims()[0];
-        let m = fit(&known.mask, n);
+        let m = to_batch(&known.mask, n);
         let keep = m.clone().neg() + 1.0;
-        let blended = step.pred_x0.clone() * m + fit(&known.latents, n) * keep;
+        let blended = step.pred_x0.clone() * m + to_batch(&known.latents, n) * keep;
         // x' = sqrt(a') x0 + (the rest): swapping x0 moves x' by sqrt(a') (x0_b - x0).
         let a_prev = schedule.alpha_cumprod(t_prev);
         step.prev_sample = step.prev_sample + (blended.clone() - step.pred_x0) * a_prev.sqrt();

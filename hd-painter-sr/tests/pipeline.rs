@@ -2,25 +2,17 @@
 //! size, or the reference's long side), the original kept outside the Poisson-blended region,
 //! the memory budget refused before any heavy work, and mismatched inputs.
 
+mod common;
+
 use std::ops::ControlFlow;
-use std::path::PathBuf;
 use std::time::Instant;
 
 use burn::tensor::{Device, Distribution, Tensor};
+use common::{device, model};
 use hd_painter_core::{Filter, Footprint, Image, Mask};
 use hd_painter_models::{AutoencoderKl, DefaultAttention, Unet2DConditionModel, VaeTiling};
 use hd_painter_sampling::{HdPainter, InpaintOptions, Inpainter, NoiseSchedule, TextConditioning};
 use hd_painter_sr::{SrError, SrOutput, SrSettings, TwoStage, Upscaler};
-
-fn model(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures/models")
-        .join(name)
-}
-
-fn device() -> Device {
-    hd_painter_core::BackendKind::Flex.device().unwrap()
-}
 
 fn text(device: &Device) -> TextConditioning {
     let t = || Tensor::<3>::random([1, 77, 32], Distribution::Normal(0.0, 1.0), device);
@@ -66,6 +58,16 @@ struct X4 {
     unet: Unet2DConditionModel,
     vae: AutoencoderKl,
     schedule: NoiseSchedule,
+}
+
+impl X4 {
+    fn upscaler(&self) -> Upscaler<'_> {
+        Upscaler {
+            unet: &self.unet,
+            vae: &self.vae,
+            schedule: &self.schedule,
+        }
+    }
 }
 
 fn x4() -> X4 {
@@ -131,11 +133,7 @@ fn assert_kept_far_from_the_hole(original: &Image, out: &Image, mask: &Mask) {
 #[test]
 fn upscaling_keeps_the_input_size_and_the_far_known_region() {
     let m = x4();
-    let up = Upscaler {
-        unet: &m.unet,
-        vae: &m.vae,
-        schedule: &m.schedule,
-    };
+    let up = m.upscaler();
     // 160x120 -> long side 96 (96x72), the low-res stage at 24x18.
     let (image, mask) = (photo(160, 120), hole(160, 120));
     let low = image.resize(24, 18, Filter::Bicubic).unwrap();
@@ -159,11 +157,7 @@ fn upscaling_keeps_the_input_size_and_the_far_known_region() {
 #[test]
 fn a_run_over_the_memory_budget_fails_before_any_work() {
     let m = x4();
-    let up = Upscaler {
-        unet: &m.unet,
-        vae: &m.vae,
-        schedule: &m.schedule,
-    };
+    let up = m.upscaler();
     let (image, mask) = (photo(3000, 2000), hole(3000, 2000));
     let s = SrSettings {
         memory_budget: Some(1 << 30),
@@ -185,11 +179,7 @@ fn a_run_over_the_memory_budget_fails_before_any_work() {
 #[test]
 fn mismatched_inputs_are_typed_errors() {
     let m = x4();
-    let up = Upscaler {
-        unet: &m.unet,
-        vae: &m.vae,
-        schedule: &m.schedule,
-    };
+    let up = m.upscaler();
     let image = photo(160, 120);
     let low = image.resize(24, 18, Filter::Bicubic).unwrap();
     let err = upscale(&up, &low, &image, &hole(150, 120), &settings()).unwrap_err();
@@ -232,11 +222,7 @@ fn two_stages_end_to_end() {
             vae: &vae,
             schedule: &schedule,
         },
-        upscaler: Upscaler {
-            unet: &m.unet,
-            vae: &m.vae,
-            schedule: &m.schedule,
-        },
+        upscaler: m.upscaler(),
     };
     let (image, mask) = (photo(160, 120), hole(160, 120));
     let mut options = InpaintOptions::hd_painter(HdPainter::full());
@@ -271,11 +257,7 @@ fn two_stages_end_to_end() {
 #[test]
 fn vae_tiling_runs_and_lowers_the_estimate() {
     let m = x4();
-    let up = Upscaler {
-        unet: &m.unet,
-        vae: &m.vae,
-        schedule: &m.schedule,
-    };
+    let up = m.upscaler();
     let whole = up.memory_estimate((4000, 3000), &SrSettings::default());
     let tiled_settings = SrSettings {
         vae_tiling: Some(VaeTiling { tile: 256 }),

@@ -3,37 +3,11 @@
 //! mask inside the image and one touching the border (`tools/reference/generate.py`): mean
 //! |diff| <= 1/255 and max |diff| <= 4/255 of the 8-bit output. Also sizes that do not match.
 
-use std::path::PathBuf;
+mod common;
 
+use common::Golden;
 use hd_painter_core::{Image, Mask};
 use hd_painter_sr::{SrError, mask_centre, poisson_blend, seamless_clone};
-use safetensors::SafeTensors;
-
-struct Golden(Vec<u8>);
-
-impl Golden {
-    fn open() -> Self {
-        let path =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/sr/poisson.safetensors");
-        Self(std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
-    }
-
-    fn bytes(&self, key: &str) -> (Vec<usize>, Vec<u8>) {
-        let st = SafeTensors::deserialize(&self.0).unwrap();
-        let t = st.tensor(key).unwrap();
-        (t.shape().to_vec(), t.data().to_vec())
-    }
-
-    fn image(&self, key: &str) -> Image {
-        let (shape, data) = self.bytes(key);
-        Image::from_rgb8(shape[1] as u32, shape[0] as u32, data).unwrap()
-    }
-
-    fn mask(&self, key: &str) -> Mask {
-        let (shape, data) = self.bytes(key);
-        Mask::from_luma8(shape[1] as u32, shape[0] as u32, data).unwrap()
-    }
-}
 
 /// Mean and max absolute difference, in 8-bit levels.
 fn differences(got: &Image, want: &Image) -> (f64, u8) {
@@ -59,7 +33,7 @@ fn check(got: &Image, want: &Image, what: &str) {
 
 #[test]
 fn seamless_clone_matches_opencv() {
-    let g = Golden::open();
+    let g = Golden::open("poisson");
     let (original, generated) = (g.image("original"), g.image("generated"));
     for name in ["inside", "border"] {
         let mask = g.mask(&format!("mask_{name}"));
@@ -80,7 +54,7 @@ fn seamless_clone_matches_opencv() {
 
 #[test]
 fn poisson_blend_matches_hd_painters() {
-    let g = Golden::open();
+    let g = Golden::open("poisson");
     let (original, generated) = (g.image("original"), g.image("generated"));
     for name in ["inside", "border"] {
         let out = poisson_blend(&original, &generated, &g.mask(&format!("mask_{name}"))).unwrap();
@@ -94,7 +68,7 @@ fn poisson_blend_matches_hd_painters() {
 
 #[test]
 fn empty_masks_and_mismatched_sizes() {
-    let g = Golden::open();
+    let g = Golden::open("poisson");
     let (original, generated) = (g.image("original"), g.image("generated"));
     let empty = Mask::from_luma8(128, 96, vec![0; 128 * 96]).unwrap();
     assert_eq!(mask_centre(&empty), None);

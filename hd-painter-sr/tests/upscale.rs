@@ -5,70 +5,23 @@
 //! Per step, latents and blended x0 within 1e-3 * max(1, max|ref|); the original's latents from
 //! our VAE within 1e-4; the noised low-res image within 1e-6.
 
-use std::ops::ControlFlow;
-use std::path::PathBuf;
+mod common;
 
-use burn::tensor::{Device, Tensor, TensorData};
+use std::ops::ControlFlow;
+
+use common::{Golden, assert_close, device, model};
 use hd_painter_models::{AutoencoderKl, DefaultAttention, Unet2DConditionModel, VaeTiling};
 use hd_painter_sampling::{
     DdimSettings, NoiseSchedule, Prediction, Spacing, StepView, TextConditioning, sample_ddim,
 };
 use hd_painter_sr::{UpscaleLatents, noise_low_res};
-use safetensors::SafeTensors;
-
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
-}
-
-struct Golden(Vec<u8>);
-
-impl Golden {
-    fn values(&self, key: &str) -> (Vec<usize>, Vec<f32>) {
-        let st = SafeTensors::deserialize(&self.0).unwrap();
-        let t = st.tensor(key).unwrap_or_else(|e| panic!("{key}: {e}"));
-        let v = t
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-            .collect();
-        (t.shape().to_vec(), v)
-    }
-
-    fn tensor<const D: usize>(&self, key: &str, device: &Device) -> Tensor<D> {
-        let (shape, v) = self.values(key);
-        Tensor::from_data(TensorData::new(v, shape), device)
-    }
-
-    /// The `k`-th of a stack.
-    fn part(&self, key: &str, k: usize) -> Vec<f32> {
-        let (shape, v) = self.values(key);
-        let per = v.len() / shape[0];
-        v[k * per..(k + 1) * per].to_vec()
-    }
-}
-
-fn assert_close<const D: usize>(got: &Tensor<D>, want: &[f32], tolerance: f32, what: &str) {
-    let got: Vec<f32> = got.clone().into_data().try_into_vec_as().unwrap();
-    assert_eq!(got.len(), want.len(), "{what}: size");
-    let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
-    let err = got
-        .iter()
-        .zip(want)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f32::max);
-    assert!(
-        err <= tolerance * scale,
-        "{what}: max |diff| {err:e} (scale {scale})"
-    );
-}
 
 #[test]
 fn upscaler_loop_with_x0_blending_matches_the_reference() {
-    let device = hd_painter_core::BackendKind::Flex.device().unwrap();
-    let g = Golden(std::fs::read(fixtures().join("sr/sr_loop.safetensors")).unwrap());
-    let unet =
-        Unet2DConditionModel::load(fixtures().join("models/unet_x4"), None, &device).unwrap();
-    let vae = AutoencoderKl::load(fixtures().join("models/vae_x4"), None, &device).unwrap();
+    let device = device();
+    let g = Golden::open("sr_loop");
+    let unet = Unet2DConditionModel::load(model("unet_x4"), None, &device).unwrap();
+    let vae = AutoencoderKl::load(model("vae_x4"), None, &device).unwrap();
     let schedule = NoiseSchedule::x4_upscaler();
 
     let hr_z0 = vae.encode(g.tensor("hr", &device)).unwrap().mean * vae.scaling_factor();
@@ -137,9 +90,9 @@ fn upscaler_loop_with_x0_blending_matches_the_reference() {
 /// 32 px tiles, partial tiles at the edges: posterior and decode within 1e-4.
 #[test]
 fn tiled_vae_matches_diffusers_tiling() {
-    let device = hd_painter_core::BackendKind::Flex.device().unwrap();
-    let g = Golden(std::fs::read(fixtures().join("sr/vae_tiled.safetensors")).unwrap());
-    let vae = AutoencoderKl::load(fixtures().join("models/vae_x4"), None, &device).unwrap();
+    let device = device();
+    let g = Golden::open("vae_tiled");
+    let vae = AutoencoderKl::load(model("vae_x4"), None, &device).unwrap();
     let tiling = VaeTiling { tile: 32 };
     let posterior = vae
         .encode_tiled(g.tensor("image", &device), tiling)

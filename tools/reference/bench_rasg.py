@@ -13,7 +13,6 @@ RSS after each phase.
 import pathlib
 import resource
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
@@ -22,17 +21,9 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import hd_painter_ref as ref
+from full_size import median_time
 
 TOKENS = [1, 2, 3, 4, 17]  # as benches/benches/rasg_full.rs
-
-
-def median_time(fn, runs=3):
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
 
 
 def rss_gib():
@@ -86,9 +77,9 @@ def main():
         (g,) = torch.autograd.grad(score, z)
         return u + 7.5 * (c - u), g / g.std()
 
-    plain_s = median_time(plain)
+    plain_s = median_time(plain, 3)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads: plain CFG step (batch 2) {plain_s:.2f} s, peak RSS {rss_gib():.2f} GiB")
-    rasg_s = median_time(rasg)
+    rasg_s = median_time(rasg, 3)
     print(f"RASG step (forward + backward, batch 2) {rasg_s:.2f} s ({rasg_s / plain_s:.2f}x plain), peak RSS {rss_gib():.2f} GiB")
 
 
