@@ -26,15 +26,9 @@ pub fn settle<const D: usize>(t: Tensor<D>) -> f32 {
         .expect("f32 data")[0]
 }
 
-/// The process's peak resident set size so far, in GiB (`VmHWM` of `/proc/self/status`; 0
-/// where that file does not exist).
+/// The process's peak resident set size so far, in GiB (0 where the platform does not report it).
 pub fn peak_rss_gib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / (1024.0 * 1024.0))
+    hd_painter_core::peak_rss_bytes().map_or(0.0, |b| b as f64 / (1u64 << 30) as f64)
 }
 
 /// The folder of the full-size random-weight models (`tools/reference/full_size.py`):

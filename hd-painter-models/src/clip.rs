@@ -14,7 +14,7 @@ use burn::tensor::{Device, Int, Tensor};
 
 use crate::config::ConfigFile;
 use crate::error::{ModelsError, Result};
-use crate::weights::{load_safetensors, weights_file};
+use crate::weights::{WeightSource, load_safetensors, weights_file};
 
 /// The activation of the feed-forward layers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -179,12 +179,21 @@ impl ClipTextModel {
         let dir = dir.as_ref();
         let config = ClipTextConfig::from_file(dir.join("config.json"))?;
         let weights = weights_file(dir, &["model"], variant)?;
+        Self::from_weights(&config, weights, device)
+    }
+
+    /// Builds the model for `config` and loads transformers-layout weights into it.
+    pub(crate) fn from_weights(
+        config: &ClipTextConfig,
+        weights: WeightSource,
+        device: &Device,
+    ) -> Result<Self> {
         // Published SD checkpoints (transformers 4) prefix every key with `text_model.`;
         // transformers 5 saves without it. `position_ids` is a buffer older exports carry; the
         // text projection belongs to `CLIPTextModelWithProjection`.
         let remaps = [(r"^text_model\.", "")];
         let ignored = [r"embeddings\.position_ids$", r"^text_projection\."];
-        load_safetensors(Self::new(&config, device), &weights, &remaps, &ignored)
+        load_safetensors(Self::new(config, device), weights, &remaps, &ignored)
     }
 
     /// The number of token ids it embeds.

@@ -15,6 +15,15 @@ pub enum ModelsError {
         #[source]
         source: std::io::Error,
     },
+    /// A hub model that cannot be resolved (not cached while offline, download failed, or a
+    /// build without the `hub` feature).
+    #[error("hub model {id}: {reason}")]
+    Hub {
+        /// `org/name@revision`.
+        id: String,
+        /// What went wrong.
+        reason: String,
+    },
     /// A file is readable but its content is not what it should be.
     #[error("malformed {path}: {reason}")]
     Malformed {

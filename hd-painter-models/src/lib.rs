@@ -23,6 +23,8 @@ mod config;
 mod error;
 mod pipeline;
 mod processor;
+mod single_file;
+mod source;
 mod tokenizer;
 mod unet;
 mod vae;
@@ -35,6 +37,7 @@ pub use pipeline::StableDiffusionModels;
 pub use processor::{
     AttentionKind, AttentionProcessor, AttentionSite, DefaultAttention, TransformerBlockContext,
 };
+pub use source::{HubModel, ModelSource};
 pub use tokenizer::{BOS_TOKEN, ClipTokenizer, EOS_TOKEN, MAX_LENGTH};
 pub use unet::{Unet2DConditionModel, UnetConfig};
 pub use vae::{AutoencoderKl, DiagonalGaussian, VaeConfig, VaeTiling};

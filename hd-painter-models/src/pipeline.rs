@@ -6,12 +6,14 @@ use std::path::Path;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use serde_json::Value;
 
-use crate::clip::ClipTextModel;
+use crate::clip::{ClipTextConfig, ClipTextModel};
 use crate::config::ConfigFile;
 use crate::error::{ModelsError, Result};
+use crate::single_file::{Checkpoint, UNET_PREFIX};
+use crate::source::ModelSource;
 use crate::tokenizer::ClipTokenizer;
-use crate::unet::Unet2DConditionModel;
-use crate::vae::AutoencoderKl;
+use crate::unet::{Unet2DConditionModel, UnetConfig};
+use crate::vae::{AutoencoderKl, VaeConfig};
 
 /// The pipelines whose folders hold the components below.
 const PIPELINES: [&str; 3] = [
@@ -41,52 +43,114 @@ impl StableDiffusionModels {
     /// the components fit together.
     pub fn load(dir: impl AsRef<Path>, variant: Option<&str>, device: &Device) -> Result<Self> {
         let dir = dir.as_ref();
-        let index = ConfigFile::open(&dir.join("model_index.json"))?;
-        let pipeline = index.one_of("_class_name", &PIPELINES)?.to_string();
-        for (key, library, class) in [
-            ("tokenizer", "transformers", "CLIPTokenizer"),
-            ("text_encoder", "transformers", "CLIPTextModel"),
-            ("unet", "diffusers", "UNet2DConditionModel"),
-            ("vae", "diffusers", "AutoencoderKL"),
-        ] {
-            let expected = Value::from(vec![library, class]);
-            if index.get(key) != Some(&expected) {
-                return Err(index.unsupported(key, &expected.to_string()));
-            }
-        }
-        let models = Self {
+        let pipeline = read_index(dir)?;
+        Self {
             tokenizer: ClipTokenizer::from_dir(dir.join("tokenizer"))?,
             text_encoder: ClipTextModel::load(dir.join("text_encoder"), variant, device)?,
             unet: Unet2DConditionModel::load(dir.join("unet"), variant, device)?,
             vae: AutoencoderKl::load(dir.join("vae"), variant, device)?,
             pipeline,
+        }
+        .checked(dir)
+    }
+
+    /// Loads an original-layout single-file checkpoint (`.safetensors` as published for SD 1.5
+    /// and SD 2 inpainting: `model.diffusion_model.*`, `first_stage_model.*`,
+    /// `cond_stage_model.*`), renaming its keys to the diffusers layout as diffusers'
+    /// `from_single_file` does. `config` is a diffusers folder of the same family holding
+    /// `model_index.json`, the tokenizer and each component's `config.json` (no weights needed),
+    /// as diffusers' `from_single_file(..., config=...)` takes offline. The UNet's input channels
+    /// come from the checkpoint (4 or 9), so a text-to-image config serves an inpainting file
+    /// and the reverse.
+    pub fn load_single_file(
+        checkpoint: impl AsRef<Path>,
+        config: impl AsRef<Path>,
+        device: &Device,
+    ) -> Result<Self> {
+        let (file, config) = (checkpoint.as_ref(), config.as_ref());
+        let pipeline = read_index(config)?;
+        let ckpt = Checkpoint::open(file)?;
+        let conv_in = format!("{UNET_PREFIX}input_blocks.0.0.weight");
+        let mut unet_config = UnetConfig::from_file(config.join("unet").join("config.json"))?;
+        unet_config.in_channels = match ckpt.shape(&conv_in)?.as_deref() {
+            Some([_, channels, _, _]) => *channels,
+            _ => return Err(ckpt.not_found(&format!("4-d `{conv_in}`"))),
         };
-        let (vocab, embeddings) = (
-            models.tokenizer.vocab_size(),
-            models.text_encoder.vocab_size(),
-        );
+        let vae_config = VaeConfig::from_file(config.join("vae").join("config.json"))?;
+        let text_config =
+            ClipTextConfig::from_file(config.join("text_encoder").join("config.json"))?;
+        let unet_weights = ckpt.unet(unet_config.layers_per_block)?;
+        let vae_weights = ckpt.vae(vae_config.block_out_channels.len())?;
+        let text_weights = ckpt.text_encoder(ckpt.text_layout()?, text_config.num_hidden_layers)?;
+        Self {
+            tokenizer: ClipTokenizer::from_dir(config.join("tokenizer"))?,
+            text_encoder: ClipTextModel::from_weights(&text_config, text_weights, device)?,
+            unet: Unet2DConditionModel::from_weights(&unet_config, unet_weights, device)?,
+            vae: AutoencoderKl::from_weights(&vae_config, vae_weights, device)?,
+            pipeline,
+        }
+        .checked(ckpt.path())
+    }
+
+    /// Loads the models from any [`ModelSource`] (`variant` applies to folders and the hub).
+    pub fn from_source(
+        source: &ModelSource,
+        variant: Option<&str>,
+        device: &Device,
+    ) -> Result<Self> {
+        match source {
+            ModelSource::Folder(dir) => Self::load(dir, variant, device),
+            ModelSource::SingleFile { checkpoint, config } => {
+                Self::load_single_file(checkpoint, config, device)
+            }
+            ModelSource::Hub(hub) => Self::load(hub.resolve(variant)?, variant, device),
+        }
+    }
+
+    /// Checks that the components fit together; `origin` names the source in errors.
+    fn checked(self, origin: &Path) -> Result<Self> {
+        let (vocab, embeddings) = (self.tokenizer.vocab_size(), self.text_encoder.vocab_size());
         if vocab > embeddings {
             return Err(ModelsError::Malformed {
-                path: dir.join("model_index.json"),
+                path: origin.to_path_buf(),
                 reason: format!(
                     "the tokenizer has {vocab} tokens but the text encoder embeds only {embeddings}"
                 ),
             });
         }
         let (text, cross) = (
-            models.text_encoder.hidden_size(),
-            models.unet.cross_attention_dim(),
+            self.text_encoder.hidden_size(),
+            self.unet.cross_attention_dim(),
         );
         if text != cross {
             return Err(ModelsError::Malformed {
-                path: dir.join("model_index.json"),
+                path: origin.to_path_buf(),
                 reason: format!(
                     "the text encoder's width {text} differs from the UNet's cross_attention_dim {cross}"
                 ),
             });
         }
-        Ok(models)
+        Ok(self)
     }
+}
+
+/// `model_index.json`'s pipeline class, checked to be one hd-painter runs, with the component
+/// classes it implements.
+fn read_index(dir: &Path) -> Result<String> {
+    let index = ConfigFile::open(&dir.join("model_index.json"))?;
+    let pipeline = index.one_of("_class_name", &PIPELINES)?.to_string();
+    for (key, library, class) in [
+        ("tokenizer", "transformers", "CLIPTokenizer"),
+        ("text_encoder", "transformers", "CLIPTextModel"),
+        ("unet", "diffusers", "UNet2DConditionModel"),
+        ("vae", "diffusers", "AutoencoderKL"),
+    ] {
+        let expected = Value::from(vec![library, class]);
+        if index.get(key) != Some(&expected) {
+            return Err(index.unsupported(key, &expected.to_string()));
+        }
+    }
+    Ok(pipeline)
 }
 
 impl StableDiffusionModels {

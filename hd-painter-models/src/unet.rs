@@ -20,7 +20,7 @@ use crate::blocks::{Downsample, ResnetBlock, ResnetSpec, conv, group_norm};
 use crate::config::ConfigFile;
 use crate::error::{ModelsError, Result};
 use crate::processor::{AttentionKind, AttentionProcessor, AttentionSite, TransformerBlockContext};
-use crate::weights::{load_safetensors, weights_file};
+use crate::weights::{WeightSource, load_safetensors, weights_file};
 
 /// The epsilon of the transformers' group norm, fixed in diffusers.
 const TRANSFORMER_NORM_EPS: f64 = 1e-6;
@@ -657,6 +657,15 @@ impl Unet2DConditionModel {
         let dir = dir.as_ref();
         let config = UnetConfig::from_file(dir.join("config.json"))?;
         let weights = weights_file(dir, &["diffusion_pytorch_model"], variant)?;
+        Self::from_weights(&config, weights, device)
+    }
+
+    /// Builds the model for `config` and loads diffusers-layout weights into it.
+    pub(crate) fn from_weights(
+        config: &UnetConfig,
+        weights: WeightSource,
+        device: &Device,
+    ) -> Result<Self> {
         let remaps = [
             (r"\.to_out\.0\.", ".to_out."),
             (r"\.ff\.net\.0\.proj\.", ".ff.proj."),
@@ -667,7 +676,7 @@ impl Unet2DConditionModel {
                 "$1.proj_$2.PROJ.$3",
             ),
         ];
-        let model = Self::new(&config, device);
+        let model = Self::new(config, device);
         let projection = if config.use_linear_projection {
             "Linear"
         } else {
@@ -678,7 +687,7 @@ impl Unet2DConditionModel {
             .map(|(p, r)| (*p, r.replace("PROJ", projection)))
             .collect();
         let remaps: Vec<(&str, &str)> = remaps.iter().map(|(p, r)| (*p, r.as_str())).collect();
-        load_safetensors(model, &weights, &remaps, &[])
+        load_safetensors(model, weights, &remaps, &[])
     }
 
     /// The number of input channels (4, 7 or 9).

@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::blocks::{Downsample, ResnetBlock, ResnetSpec, Upsample, VaeMidBlock, conv, group_norm};
 use crate::config::ConfigFile;
 use crate::error::{ModelsError, Result};
-use crate::weights::{load_safetensors, weights_file};
+use crate::weights::{WeightSource, load_safetensors, weights_file};
 
 /// diffusers' fixed epsilon of the VAE's group norms.
 const VAE_NORM_EPS: f64 = 1e-6;
@@ -258,8 +258,17 @@ impl AutoencoderKl {
         let dir = dir.as_ref();
         let config = VaeConfig::from_file(dir.join("config.json"))?;
         let weights = weights_file(dir, &["diffusion_pytorch_model"], variant)?;
+        Self::from_weights(&config, weights, device)
+    }
+
+    /// Builds the model for `config` and loads diffusers-layout weights into it.
+    pub(crate) fn from_weights(
+        config: &VaeConfig,
+        weights: WeightSource,
+        device: &Device,
+    ) -> Result<Self> {
         let remaps = [(r"\.to_out\.0\.", ".to_out.")];
-        load_safetensors(Self::new(&config, device), &weights, &remaps, &[])
+        load_safetensors(Self::new(config, device), weights, &remaps, &[])
     }
 
     /// Bounds the attention score matrix of both mid-blocks to `budget` elements at a time

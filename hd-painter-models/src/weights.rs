@@ -15,7 +15,11 @@ use crate::error::{ModelsError, Result, TensorMismatch};
 /// The weights file of a component folder: `{stem}.safetensors`, or `{stem}.{variant}.safetensors`
 /// for a published variant such as `fp16`. `stems` are tried in order (`model` for transformers
 /// components, `diffusion_pytorch_model` for diffusers ones).
-pub(crate) fn weights_file(dir: &Path, stems: &[&str], variant: Option<&str>) -> Result<PathBuf> {
+pub(crate) fn weights_file(
+    dir: &Path,
+    stems: &[&str],
+    variant: Option<&str>,
+) -> Result<WeightSource> {
     let name = |stem: &str| match variant {
         Some(v) => format!("{stem}.{v}.safetensors"),
         None => format!("{stem}.safetensors"),
@@ -24,6 +28,7 @@ pub(crate) fn weights_file(dir: &Path, stems: &[&str], variant: Option<&str>) ->
         .iter()
         .map(|stem| dir.join(name(stem)))
         .find(|p| p.is_file())
+        .map(WeightSource::File)
         .ok_or_else(|| ModelsError::Io {
             path: dir.join(name(stems[0])),
             source: std::io::Error::new(
@@ -33,22 +38,54 @@ pub(crate) fn weights_file(dir: &Path, stems: &[&str], variant: Option<&str>) ->
         })
 }
 
-/// Loads `path` into `module`: PyTorch layouts converted (linear weights transposed, norm
+/// Where a component's tensors come from: a diffusers / transformers safetensors file, or a
+/// safetensors image built in memory (a converted single-file checkpoint), named by the file it
+/// came from for errors.
+#[derive(Debug)]
+pub(crate) enum WeightSource {
+    /// A file on disk (memory-mapped by the store).
+    File(PathBuf),
+    /// Serialized safetensors bytes and the file they were converted from.
+    Converted {
+        /// The safetensors image.
+        bytes: Vec<u8>,
+        /// The original checkpoint.
+        origin: PathBuf,
+    },
+}
+
+impl WeightSource {
+    fn path(&self) -> &Path {
+        match self {
+            WeightSource::File(path) => path,
+            WeightSource::Converted { origin, .. } => origin,
+        }
+    }
+}
+
+/// Loads `source` into `module`: PyTorch layouts converted (linear weights transposed, norm
 /// weight/bias to gamma/beta), every float cast to `f32` whatever the file stores (f32, f16,
 /// bf16), `remaps` (regex, replacement) applied to the file's keys, and keys matching `ignored`
 /// (buffers such as `position_ids`) tolerated. Anything else that does not fit is an error.
 pub(crate) fn load_safetensors<M: Module + ModuleSnapshot>(
     mut module: M,
-    path: &Path,
+    source: WeightSource,
     remaps: &[(&str, &str)],
     ignored: &[&str],
 ) -> Result<M> {
-    // The store would report a missing file as a generic I/O failure; name it ourselves.
-    std::fs::metadata(path).map_err(|source| ModelsError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let mut store = SafetensorsStore::from_file(path)
+    let path = source.path().to_path_buf();
+    let store = match source {
+        WeightSource::File(path) => {
+            // The store would report a missing file as a generic I/O failure; name it ourselves.
+            std::fs::metadata(&path).map_err(|source| ModelsError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            SafetensorsStore::from_file(path)
+        }
+        WeightSource::Converted { bytes, .. } => SafetensorsStore::from_bytes(Some(bytes)),
+    };
+    let mut store = store
         .with_from_adapter(ChainAdapter::new(
             PyTorchToBurnAdapter,
             FloatCastAdapter::to(DType::F32),
@@ -61,7 +98,7 @@ pub(crate) fn load_safetensors<M: Module + ModuleSnapshot>(
     let result = module
         .load_from(&mut store)
         .map_err(|e| ModelsError::Malformed {
-            path: path.to_path_buf(),
+            path: path.clone(),
             reason: e.to_string(),
         })?;
     let ignored: Vec<regex::Regex> = ignored
@@ -79,7 +116,7 @@ pub(crate) fn load_safetensors<M: Module + ModuleSnapshot>(
         Ok(module)
     } else {
         Err(ModelsError::Weights {
-            path: path.to_path_buf(),
+            path,
             missing,
             unexpected,
             mismatched,

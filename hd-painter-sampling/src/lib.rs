@@ -63,6 +63,7 @@ mod error;
 mod focus;
 mod inpaint;
 mod painta;
+mod painter;
 mod pipeline;
 mod rasg;
 mod repaint;
@@ -80,6 +81,7 @@ pub use focus::{
 };
 pub use inpaint::{BlendedLatents, StableInpainting, StepNoise, to_batch};
 pub use painta::{Painta, PaintaScale};
+pub use painter::{InpaintRequest, Painter};
 pub use pipeline::{
     HdPainter, InpaintOptions, Inpainter, Method, PasteBack, encode_hd_painter_prompts,
     encode_prompts, encode_prompts_with_positive,

@@ -38,6 +38,17 @@ pub enum Method {
     Repaint(RepaintSettings),
 }
 
+impl Method {
+    /// The method's name, for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Method::StableInpainting => "Stable Inpainting",
+            Method::Blended => "Blended Latent Diffusion",
+            Method::Repaint(_) => "RePaint",
+        }
+    }
+}
+
 /// Pasting the original back outside the hole: the hole is dilated by `dilate` pixels (square),
 /// then blurred with a `feather`-tap Gaussian (`feather` odd; 1 = hard edge), and the result is
 /// `orig + alpha (generated - orig)`. Where alpha is 0, the output equals the input exactly.
@@ -247,9 +258,14 @@ impl Inpainter<'_> {
         };
         if self.unet.in_channels() != needs {
             return Err(SamplingError::InvalidInput(format!(
-                "{:?} needs a {needs}-channel UNet; this one takes {} channels",
-                options.method,
-                self.unet.in_channels()
+                "{} needs a {needs}-channel UNet; this one takes {} channels{}",
+                options.method.name(),
+                self.unet.in_channels(),
+                if needs == 9 {
+                    " (use Method::Blended or Method::Repaint with a 4-channel model)"
+                } else {
+                    " (use Method::StableInpainting with a 9-channel inpainting model)"
+                }
             )));
         }
         let (width, height) = (image.width(), image.height());

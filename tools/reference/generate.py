@@ -559,6 +559,65 @@ def gen_pipeline(out, rng):
             shutil.copyfile(tmp / rel, dest / rel)
 
 
+def gen_demo_pipelines(out, rng):
+    """Complete pipeline folders over the tiny components, for the `inpaint` example and the
+    folder tests: `model_index.json` and the scheduler configs from diffusers' `save_pretrained`,
+    the components as relative symlinks to their fixture folders (no weights stored twice).
+    `pipeline_inpaint` (9-channel, 2 levels), `pipeline_hd_painter` (9-channel with
+    cross-attention at latent/4, so RASG runs), `pipeline_sd` (4-channel, for Blended and
+    RePaint) and `pipeline_x4` (the x4 upscaler)."""
+    import os
+    import shutil
+    import tempfile
+
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, StableDiffusionInpaintPipeline, StableDiffusionPipeline, StableDiffusionUpscalePipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    models = out / "models"
+    tok_dir = models / "pipeline_inpaint" / "tokenizer"
+    text_encoder = CLIPTextModel.from_pretrained(models / "clip_gelu", dtype=torch.float32)
+    tokenizer = CLIPTokenizer(vocab=str(tok_dir / "vocab.json"), merges=str(tok_dir / "merges.txt"), pad_token="!")
+    sd_scheduler = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+    hd = StableDiffusionInpaintPipeline(
+        vae=AutoencoderKL.from_pretrained(models / "vae_sd"), text_encoder=text_encoder, tokenizer=tokenizer,
+        unet=UNet2DConditionModel.from_pretrained(models / "unet_hd_painter"), scheduler=sd_scheduler,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    sd = StableDiffusionPipeline(
+        vae=AutoencoderKL.from_pretrained(models / "vae_sd"), text_encoder=text_encoder, tokenizer=tokenizer,
+        unet=UNet2DConditionModel.from_pretrained(models / "unet_sd2"), scheduler=sd_scheduler,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    x4 = StableDiffusionUpscalePipeline(
+        vae=AutoencoderKL.from_pretrained(models / "vae_x4"), text_encoder=text_encoder, tokenizer=tokenizer,
+        unet=UNet2DConditionModel.from_pretrained(models / "unet_x4"),
+        low_res_scheduler=DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.0001, beta_end=0.02),
+        scheduler=DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.0001, beta_end=0.02, prediction_type="v_prediction", clip_sample=False, set_alpha_to_one=False, steps_offset=1),
+        max_noise_level=350,
+    )
+    links = {
+        "pipeline_inpaint": {"unet": "unet_sd15_inpaint", "vae": "vae_sd", "text_encoder": "clip_gelu"},
+        "pipeline_hd_painter": {"unet": "unet_hd_painter", "vae": "vae_sd", "text_encoder": "clip_gelu", "tokenizer": "pipeline_inpaint/tokenizer"},
+        "pipeline_sd": {"unet": "unet_sd2", "vae": "vae_sd", "text_encoder": "clip_gelu", "tokenizer": "pipeline_inpaint/tokenizer"},
+        "pipeline_x4": {"unet": "unet_x4", "vae": "vae_x4", "text_encoder": "clip_gelu", "tokenizer": "pipeline_inpaint/tokenizer"},
+    }
+    for name, pipe in [("pipeline_hd_painter", hd), ("pipeline_sd", sd), ("pipeline_x4", x4)]:
+        dest = models / name
+        with tempfile.TemporaryDirectory() as tmp:
+            pipe.save_pretrained(tmp, safe_serialization=True)
+            tmp = pathlib.Path(tmp)
+            for rel in ["model_index.json", *(str(p.relative_to(tmp)) for p in tmp.glob("*scheduler/scheduler_config.json"))]:
+                (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(tmp / rel, dest / rel)
+    for name, components in links.items():
+        for component, target in components.items():
+            link = models / name / component
+            if link.is_symlink():
+                link.unlink()
+            os.symlink(os.path.relpath(models / target, link.parent), link, target_is_directory=True)
+
+
 # ---------------------------------------------------------------------------------------------
 # Schedulers: diffusers' DDIMScheduler (SD's scaled-linear schedule; the x4 upscaler's with
 # v-prediction) and RePaintScheduler; HD-Painter's float64 schedule (src/smplfusion/scheduler.py).
@@ -979,7 +1038,7 @@ def gen_vae_tiled(out, rng):
     }, group="sr")
 
 
-GROUPS = {"resize": gen_resize, "blur": gen_blur, "dilate": gen_dilate, "pad": gen_pad, "tensor": gen_tensor, "files": gen_files, "tokenizer": gen_tokenizer, "clip": gen_clip, "vae": gen_vae, "unet": gen_unet, "pipeline": gen_pipeline, "schedulers": gen_schedulers, "stable_inpaint": gen_stable_inpaint, "blended": gen_blended, "repaint": gen_repaint, "hd_painter": gen_hd_painter, "poisson": gen_poisson, "sr": gen_sr, "vae_tiled": gen_vae_tiled}
+GROUPS = {"resize": gen_resize, "blur": gen_blur, "dilate": gen_dilate, "pad": gen_pad, "tensor": gen_tensor, "files": gen_files, "tokenizer": gen_tokenizer, "clip": gen_clip, "vae": gen_vae, "unet": gen_unet, "pipeline": gen_pipeline, "demo_pipelines": gen_demo_pipelines, "schedulers": gen_schedulers, "stable_inpaint": gen_stable_inpaint, "blended": gen_blended, "repaint": gen_repaint, "hd_painter": gen_hd_painter, "poisson": gen_poisson, "sr": gen_sr, "vae_tiled": gen_vae_tiled}
 
 
 def generate(out):

@@ -1,0 +1,439 @@
+//! Fills the masked region of a photo from a text prompt.
+//!
+//! ```text
+//! cargo run --release --example inpaint -- photo.jpg mask.png "a red leather sofa" out.png \
+//!     --model stable-diffusion-2-inpainting [--method hd-painter] [--sr --sr-model stable-diffusion-x4-upscaler]
+//! ```
+//!
+//! The mask is white where the image is to be filled. `--help` lists every option. A progress
+//! bar covers every stage; Ctrl-C stops after the current step (a second Ctrl-C exits at once).
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use burn::tensor::Tensor;
+use clap::{Parser, ValueEnum};
+use hd_painter_core::{BackendKind, Image, Mask, Quantize, peak_rss_bytes};
+use hd_painter_models::{AutoencoderKl, DefaultAttention, ModelSource, StableDiffusionModels};
+use hd_painter_sampling::{
+    HdPainter, InpaintOptions, Method, NoiseSchedule, Painter, RepaintSettings, SamplingError,
+    StepView, encode_prompts_with_positive,
+};
+use hd_painter_sr::{SR_POSITIVE_PROMPT, SrError, SrOutput, SrSettings, TwoStage, Upscaler};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// The methods, as named on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum MethodArg {
+    /// HD-Painter: PAIntA + RASG with its reference settings.
+    HdPainter,
+    /// HD-Painter with PAIntA only.
+    Painta,
+    /// HD-Painter with RASG only.
+    Rasg,
+    /// Stable Inpainting (9-channel model), diffusers' defaults.
+    Stable,
+    /// Blended Latent Diffusion (4-channel model).
+    Blended,
+    /// RePaint (4-channel model).
+    Repaint,
+}
+
+/// The SR stage's output size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum SrSize {
+    /// The input's exact size.
+    Input,
+    /// The long side given by `--sr-long-side` (the reference: 2048).
+    LongSide,
+}
+
+/// Text-guided inpainting with HD-Painter, Stable Inpainting, Blended Latent Diffusion or
+/// RePaint, optionally followed by HD-Painter's x4 super-resolution stage.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// The photo (PNG, JPEG or WebP).
+    image: PathBuf,
+    /// The mask: white (>= 128) where the photo is to be filled, same size as the photo.
+    mask: PathBuf,
+    /// What to paint into the hole.
+    prompt: String,
+    /// Where to write the result (PNG, JPEG or WebP by extension); with several images,
+    /// `-{i}` is added before the extension.
+    output: PathBuf,
+    /// The inpainting model: a diffusers pipeline folder, an original-layout single-file
+    /// checkpoint (`.safetensors`, with `--config`), or `hub:ORG/NAME` (feature `hub`).
+    #[arg(long)]
+    model: String,
+    /// For a single-file checkpoint: a diffusers folder with the component configs and the
+    /// tokenizer (no weights needed).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Load the `{name}.{variant}.safetensors` weights of a folder (e.g. `fp16`).
+    #[arg(long)]
+    variant: Option<String>,
+    /// The method.
+    #[arg(long, value_enum, default_value_t = MethodArg::HdPainter)]
+    method: MethodArg,
+    /// Run HD-Painter's x4 super-resolution stage after the first one.
+    #[arg(long)]
+    sr: bool,
+    /// The x4 upscaler (same forms as `--model`); required with `--sr`.
+    #[arg(long)]
+    sr_model: Option<String>,
+    /// The SR stage's output size.
+    #[arg(long, value_enum, default_value_t = SrSize::Input)]
+    sr_size: SrSize,
+    /// The SR stage's working long side (the reference's 2048).
+    #[arg(long, default_value_t = 2048)]
+    sr_long_side: u32,
+    /// The SR stage's steps.
+    #[arg(long, default_value_t = 20)]
+    sr_steps: usize,
+    /// The first image's seed (random when not given); image `i` uses `seed + i`.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// How many images to make.
+    #[arg(long, default_value_t = 1)]
+    num_images: usize,
+    /// Denoising steps (the method's default when not given: 50; RePaint 250).
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Classifier-free guidance scale (7.5 when not given; 1 turns guidance off).
+    #[arg(long)]
+    guidance: Option<f64>,
+    /// RASG's eta with RASG on (0.1), DDIM's eta otherwise (0).
+    #[arg(long)]
+    eta: Option<f64>,
+    /// The negative prompt (HD-Painter's by default for its methods, empty otherwise).
+    #[arg(long)]
+    negative_prompt: Option<String>,
+    /// Text appended to the prompt (HD-Painter's "Full HD, 4K, ..." by default for its methods).
+    #[arg(long)]
+    positive_prompt: Option<String>,
+    /// The backend: flex (CPU, default), or ndarray / wgpu / cuda when compiled in.
+    #[arg(long, default_value_t = BackendKind::Flex)]
+    backend: BackendKind,
+    /// Write a preview of the predicted image every K steps (`{output}-preview-...png`).
+    #[arg(long, value_name = "K")]
+    preview_every: Option<usize>,
+}
+
+/// What can end a run early.
+#[derive(Debug, thiserror::Error)]
+enum RunError {
+    #[error(transparent)]
+    Core(#[from] hd_painter_core::CoreError),
+    #[error(transparent)]
+    Models(#[from] hd_painter_models::ModelsError),
+    #[error(transparent)]
+    Sampling(#[from] SamplingError),
+    #[error(transparent)]
+    Sr(#[from] SrError),
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl RunError {
+    fn cancelled(&self) -> bool {
+        matches!(
+            self,
+            RunError::Sampling(SamplingError::Cancelled { .. })
+                | RunError::Sr(SrError::Sampling(SamplingError::Cancelled { .. }))
+        )
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let cancel = Arc::new(AtomicBool::new(false));
+    let flag = cancel.clone();
+    let handler = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            eprintln!("\ninterrupted again: exiting now");
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupt: stopping after the current step (Ctrl-C again to exit now)");
+    });
+    if let Err(e) = handler {
+        eprintln!("warning: Ctrl-C will not cancel cleanly: {e}");
+    }
+    match run(&args, &cancel) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.cancelled() => {
+            eprintln!("{e}; nothing written");
+            ExitCode::from(130)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The model source named by a `--model` / `--sr-model` value.
+fn source(spec: &str, config: Option<&Path>) -> Result<ModelSource, RunError> {
+    ModelSource::parse(spec, config).map_err(RunError::from)
+}
+
+fn run(args: &Args, cancel: &AtomicBool) -> Result<(), RunError> {
+    let started = Instant::now();
+    if args.num_images == 0 {
+        return Err(RunError::Usage("--num-images must be at least 1".into()));
+    }
+    if args.sr && args.sr_model.is_none() {
+        return Err(RunError::Usage("--sr needs --sr-model".into()));
+    }
+    let image = Image::open(&args.image)?;
+    let mask = Mask::open(&args.mask)?;
+    mask.ensure_matches(
+        &image,
+        &format!(
+            "mask {} vs image {}",
+            args.mask.display(),
+            args.image.display()
+        ),
+    )?;
+    if mask.threshold(127).is_empty() {
+        eprintln!(
+            "warning: {} marks no hole (no pixel >= 128); the output is the input unchanged",
+            args.mask.display()
+        );
+    }
+
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} {msg:<24} [{bar:30}] {pos}/{len} steps, {elapsed} elapsed, ETA {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(250));
+    let device = args.backend.device()?;
+    bar.set_message("loading the model");
+    let painter = Painter::new(StableDiffusionModels::from_source(
+        &source(&args.model, args.config.as_deref())?,
+        args.variant.as_deref(),
+        &device,
+    )?);
+    let upscaler_models = match (&args.sr, &args.sr_model) {
+        (true, Some(spec)) => {
+            bar.set_message("loading the upscaler");
+            Some(StableDiffusionModels::from_source(
+                &source(spec, None)?,
+                args.variant.as_deref(),
+                &device,
+            )?)
+        }
+        _ => None,
+    };
+
+    let first_seed = args.seed.unwrap_or_else(random_seed);
+    let seeds: Vec<u64> = (0..args.num_images as u64)
+        .map(|i| first_seed.wrapping_add(i))
+        .collect();
+    let request = configure(painter.request(&image, &mask, &args.prompt), args, &painter)
+        .seeds(seeds.clone());
+    let options = request.settings();
+    bar.set_message("encoding the prompt");
+    let text = request.encode()?;
+    let sr_schedule = NoiseSchedule::x4_upscaler();
+    let sr_text = upscaler_models
+        .as_ref()
+        .map(|x4| encode_prompts_with_positive(x4, &args.prompt, SR_POSITIVE_PROMPT, ""))
+        .transpose()?;
+    let sr_settings = SrSettings {
+        steps: args.sr_steps,
+        long_side: args.sr_long_side,
+        output: match args.sr_size {
+            SrSize::Input => SrOutput::InputSize,
+            SrSize::LongSide => SrOutput::LongSide,
+        },
+        ..SrSettings::default()
+    };
+
+    // The whole run's steps: the first stage's as the loop reports them, then each image's SR.
+    let sr_steps = upscaler_models
+        .as_ref()
+        .map_or(0, |_| args.sr_steps * seeds.len());
+    let mut stage = 0usize;
+    let mut stage_start = 0u64;
+    let vaes: Vec<&AutoencoderKl> = std::iter::once(&painter.models.vae)
+        .chain(upscaler_models.iter().map(|m| &m.vae))
+        .collect();
+    let mut on_step = |view: &StepView<'_>| {
+        if view.step == 1 {
+            stage += 1;
+            stage_start = bar.position();
+            if stage == 1 {
+                bar.set_length(view.total as u64 + sr_steps as u64);
+                bar.reset_eta();
+            }
+            bar.set_message(if stage == 1 {
+                "inpainting".to_string()
+            } else {
+                format!("super-resolution {}/{}", stage - 1, seeds.len())
+            });
+        }
+        bar.set_position(stage_start + view.step as u64);
+        if let Some(k) = args.preview_every.filter(|&k| k > 0)
+            && (view.step % k == 0 || view.step == view.total)
+        {
+            let vae = vaes[(stage - 1).min(vaes.len() - 1)];
+            let path = preview_path(&args.output, stage, view.step);
+            match write_preview(vae, view.pred_x0, &path) {
+                Ok(()) => bar.println(format!("preview: {}", path.display())),
+                Err(e) => bar.println(format!("warning: no preview at step {}: {e}", view.step)),
+            }
+        }
+        if cancel.load(Ordering::SeqCst) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    };
+
+    let mut attention = DefaultAttention::default();
+    let images = match (&upscaler_models, &sr_text) {
+        (Some(x4), Some(sr_text)) => TwoStage {
+            inpainter: painter.inpainter(),
+            upscaler: Upscaler {
+                unet: &x4.unet,
+                vae: &x4.vae,
+                schedule: &sr_schedule,
+            },
+        }
+        .run(
+            &image,
+            &mask,
+            &text,
+            &options,
+            sr_text,
+            &sr_settings,
+            &mut attention,
+            &mut on_step,
+        )?,
+        _ => painter.inpainter().inpaint(
+            &image,
+            &mask,
+            &text,
+            &options,
+            &mut attention,
+            &mut on_step,
+        )?,
+    };
+    bar.finish_and_clear();
+
+    let mut written = Vec::new();
+    for (i, (out, seed)) in images.iter().zip(&seeds).enumerate() {
+        let path = numbered(&args.output, i, images.len());
+        out.save(&path)?;
+        println!("seed {seed}: {}", path.display());
+        written.push(path);
+    }
+    let peak = peak_rss_bytes().map_or("n/a".to_string(), |b| {
+        format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64)
+    });
+    println!(
+        "done: {} image(s) in {:.1} s, peak memory {peak}, seed {first_seed}, method {:?}{}",
+        written.len(),
+        started.elapsed().as_secs_f64(),
+        args.method,
+        if upscaler_models.is_some() {
+            " + SR"
+        } else {
+            ""
+        },
+    );
+    Ok(())
+}
+
+/// The request with the method and the command line's overrides.
+fn configure<'a>(
+    request: hd_painter_sampling::InpaintRequest<'a>,
+    args: &Args,
+    painter: &Painter,
+) -> hd_painter_sampling::InpaintRequest<'a> {
+    let channels_method = if painter.models.unet.in_channels() == 4 {
+        Method::Blended
+    } else {
+        Method::StableInpainting
+    };
+    let hd = |variant: HdPainter| InpaintOptions {
+        method: channels_method,
+        ..InpaintOptions::hd_painter(variant)
+    };
+    let plain = |method: Method| InpaintOptions {
+        method,
+        ..InpaintOptions::default()
+    };
+    let mut request = request.options(match args.method {
+        MethodArg::HdPainter => hd(HdPainter::full()),
+        MethodArg::Painta => hd(HdPainter::painta_only()),
+        MethodArg::Rasg => hd(HdPainter::rasg_only()),
+        MethodArg::Stable => plain(Method::StableInpainting),
+        MethodArg::Blended => plain(Method::Blended),
+        MethodArg::Repaint => plain(Method::Repaint(RepaintSettings::default())),
+    });
+    if let Some(steps) = args.steps {
+        request = request.steps(steps);
+    }
+    if let Some(g) = args.guidance {
+        request = request.guidance_scale(g);
+    }
+    if let Some(eta) = args.eta {
+        request = request.eta(eta);
+    }
+    if let Some(n) = &args.negative_prompt {
+        request = request.negative_prompt(n);
+    }
+    if let Some(p) = &args.positive_prompt {
+        request = request.positive_prompt(p);
+    }
+    request
+}
+
+/// A seed from the clock, for runs that give none (printed, so the run can be repeated).
+fn random_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64 % 1_000_000_007)
+}
+
+/// `out.png` for one image; `out-0.png`, `out-1.png`, ... for several.
+fn numbered(output: &Path, i: usize, n: usize) -> PathBuf {
+    if n == 1 {
+        return output.to_path_buf();
+    }
+    with_suffix(output, &format!("-{i}"))
+}
+
+/// `out-preview-s{stage}-{step:03}.png` next to the output.
+fn preview_path(output: &Path, stage: usize, step: usize) -> PathBuf {
+    let mut p = with_suffix(output, &format!("-preview-s{stage}-{step:03}"));
+    p.set_extension("png");
+    p
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}{suffix}.{}", ext.to_string_lossy()),
+        None => format!("{stem}{suffix}"),
+    };
+    path.with_file_name(name)
+}
+
+/// Decodes the first image of an x0 prediction and writes it.
+fn write_preview(vae: &AutoencoderKl, pred_x0: &Tensor<4>, path: &Path) -> Result<(), RunError> {
+    let first = pred_x0.clone().slice(0..1);
+    let decoded = vae.decode(first / vae.scaling_factor())?;
+    Image::from_tensor(decoded, Quantize::Round)?.save(path)?;
+    Ok(())
+}
