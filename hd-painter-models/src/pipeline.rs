@@ -83,10 +83,10 @@ impl StableDiffusionModels {
         let vae_weights = ckpt.vae(vae_config.block_out_channels.len())?;
         let text_weights = ckpt.text_encoder(ckpt.text_layout()?, text_config.num_hidden_layers)?;
         Self {
-            tokenizer: ClipTokenizer::from_dir(config.join("tokenizer"))?,
-            text_encoder: ClipTextModel::from_weights(&text_config, text_weights, device)?,
             unet: Unet2DConditionModel::from_weights(&unet_config, unet_weights, device)?,
             vae: AutoencoderKl::from_weights(&vae_config, vae_weights, device)?,
+            text_encoder: ClipTextModel::from_weights(&text_config, text_weights, device)?,
+            tokenizer: ClipTokenizer::from_dir(config.join("tokenizer"))?,
             pipeline,
         }
         .checked(ckpt.path())

@@ -618,6 +618,171 @@ def gen_demo_pipelines(out, rng):
             os.symlink(os.path.relpath(models / target, link.parent), link, target_is_directory=True)
 
 
+def ldm_unet_state(unet):
+    """A diffusers UNet's weights under the original (CompVis) key names."""
+    lpb = unet.config.layers_per_block
+    per = lpb + 1
+    resnet = [("norm1.", "in_layers.0."), ("conv1.", "in_layers.2."), ("time_emb_proj.", "emb_layers.1."),
+              ("norm2.", "out_layers.0."), ("conv2.", "out_layers.3."), ("conv_shortcut.", "skip_connection.")]
+
+    def res(rest):
+        for new, old in resnet:
+            if rest.startswith(new):
+                return old + rest[len(new):]
+        return rest
+
+    top = {"conv_in.": "input_blocks.0.0.", "time_embedding.linear_1.": "time_embed.0.", "time_embedding.linear_2.": "time_embed.2.",
+           "conv_norm_out.": "out.0.", "conv_out.": "out.2.", "class_embedding.": "label_emb."}
+    has_attn = {i for i, b in enumerate(unet.up_blocks) if hasattr(b, "attentions")}
+    out = {}
+    for key, v in unet.state_dict().items():
+        p = key.split(".")
+        new = next((o + key[len(n):] for n, o in top.items() if key.startswith(n)), None)
+        if new is None and p[0] == "down_blocks":
+            b = int(p[1])
+            rest = ".".join(p[4:])
+            if p[2] == "resnets":
+                new = f"input_blocks.{1 + b * per + int(p[3])}.0.{res(rest)}"
+            elif p[2] == "attentions":
+                new = f"input_blocks.{1 + b * per + int(p[3])}.1.{rest}"
+            else:
+                new = f"input_blocks.{1 + b * per + lpb}.0.op.{'.'.join(p[5:])}"
+        elif new is None and p[0] == "mid_block":
+            rest = ".".join(p[3:])
+            new = f"middle_block.1.{rest}" if p[1] == "attentions" else f"middle_block.{2 * int(p[2])}.{res(rest)}"
+        elif new is None and p[0] == "up_blocks":
+            b = int(p[1])
+            rest = ".".join(p[4:])
+            if p[2] == "resnets":
+                new = f"output_blocks.{b * per + int(p[3])}.0.{res(rest)}"
+            elif p[2] == "attentions":
+                new = f"output_blocks.{b * per + int(p[3])}.1.{rest}"
+            else:
+                new = f"output_blocks.{b * per + lpb}.{2 if b in has_attn else 1}.{'.'.join(p[4:])}"
+        out["model.diffusion_model." + new] = v
+    return out
+
+
+def ldm_vae_state(vae):
+    """A diffusers AutoencoderKL's weights under the original key names (1x1 conv attention)."""
+    n = len(vae.config.block_out_channels)
+    mid = {"resnets.0.": "block_1.", "resnets.1.": "block_2.", "attentions.0.group_norm.": "attn_1.norm.",
+           "attentions.0.to_q.": "attn_1.q.", "attentions.0.to_k.": "attn_1.k.", "attentions.0.to_v.": "attn_1.v.",
+           "attentions.0.to_out.0.": "attn_1.proj_out."}
+    out = {}
+    for key, v in vae.state_dict().items():
+        half, rest = key.split(".", 1)
+        if rest.startswith("conv_norm_out."):
+            rest = "norm_out." + rest[len("conv_norm_out."):]
+        elif rest.startswith("mid_block."):
+            inner = rest[len("mid_block."):]
+            o, nn_ = next((o, nn_) for nn_, o in mid.items() if inner.startswith(nn_))
+            rest = "mid." + o + inner[len(nn_):]
+            if ".attn_1." in "." + rest and rest.endswith("weight") and v.ndim == 2:
+                v = v[:, :, None, None]
+        elif rest.startswith(("down_blocks.", "up_blocks.")):
+            blocks, i, kind, j, *tail = rest.split(".")
+            level = int(i) if blocks == "down_blocks" else n - 1 - int(i)
+            name = "down" if blocks == "down_blocks" else "up"
+            if kind == "resnets":
+                rest = f"{name}.{level}.block.{j}." + ".".join(tail).replace("conv_shortcut.", "nin_shortcut.")
+            else:
+                rest = f"{name}.{level}.{'downsample' if name == 'down' else 'upsample'}." + ".".join(tail)
+        out["first_stage_model." + (f"{half}.{rest}" if half in ("encoder", "decoder") else key)] = v
+    return out
+
+
+def open_clip_state(text_encoder, extra_layer, torch):
+    """A CLIPTextModel's weights in OpenCLIP's layout (fused q/k/v), plus the parts SD 2
+    checkpoints carry that the pipeline does not use: one more transformer layer, the text
+    projection and logit_scale."""
+    sd = {k.removeprefix("text_model."): v for k, v in text_encoder.state_dict().items() if "position_ids" not in k}
+    out = {"token_embedding.weight": sd["embeddings.token_embedding.weight"],
+           "positional_embedding": sd["embeddings.position_embedding.weight"],
+           "ln_final.weight": sd["final_layer_norm.weight"], "ln_final.bias": sd["final_layer_norm.bias"]}
+    layers = text_encoder.config.num_hidden_layers
+    names = [("layer_norm1", "ln_1"), ("layer_norm2", "ln_2"), ("self_attn.out_proj", "attn.out_proj"), ("mlp.fc1", "mlp.c_fc"), ("mlp.fc2", "mlp.c_proj")]
+    for i in range(layers + 1):
+        src = {k[len(f"encoder.layers.{i}."):]: v for k, v in sd.items() if k.startswith(f"encoder.layers.{i}.")} if i < layers else {
+            k[len("encoder.layers.0."):]: torch.randn_like(v) for k, v in sd.items() if k.startswith("encoder.layers.0.")}
+        for new, old in names:
+            for w in ("weight", "bias"):
+                out[f"transformer.resblocks.{i}.{old}.{w}"] = src[f"{new}.{w}"]
+        for w in ("weight", "bias"):
+            out[f"transformer.resblocks.{i}.attn.in_proj_{w}"] = torch.cat([src[f"self_attn.{q}_proj.{w}"] for q in "qkv"])
+    d = text_encoder.config.hidden_size
+    out["text_projection"] = torch.randn(d, d)
+    out["logit_scale"] = torch.tensor(4.6)
+    return {"cond_stage_model.model." + k: v for k, v in out.items()}
+
+
+def gen_single_file(out, rng):
+    """Original-layout single-file checkpoints built from the tiny components, each proven by
+    diffusers' own converters (`single_file_utils`) to map back exactly onto the diffusers
+    weights; stored in fp16 as published checkpoints are. `sd2_inpainting`: the 9-channel UNet,
+    the VAE and an OpenCLIP text encoder with one extra layer (SD 2's unused last one);
+    `sd15_4ch`: a 4-channel UNet of the same config, the VAE, CLIP's transformers layout. Plus
+    noise keys real files carry (`alphas_cumprod`, `model_ema.decay`). The goldens are diffusers
+    models built from the converted fp16 weights, on fixed inputs."""
+    import torch
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers.loaders.single_file_utils import convert_ldm_clip_checkpoint, convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint, convert_open_clip_checkpoint
+    from safetensors.torch import save_file
+    from transformers import CLIPTextModel
+
+    models = out / "models"
+    torch.manual_seed(int(rng.integers(0, 2**31)))
+    vae = AutoencoderKL.from_pretrained(models / "vae_sd").eval()
+    text = CLIPTextModel.from_pretrained(models / "clip_gelu", dtype=torch.float32).eval()
+    unet9 = UNet2DConditionModel.from_pretrained(models / "unet_sd15_inpaint").eval()
+    unet4 = UNet2DConditionModel(**{**unet9.config, "in_channels": 4}).eval()
+    randomize_norms(unet4, torch)
+    noise = {"alphas_cumprod": torch.linspace(0.999, 0.01, 1000), "model_ema.decay": torch.tensor(0.9999)}
+    half = lambda sd: {k: v.detach().to(torch.float16).contiguous() for k, v in sd.items()}
+    f32 = lambda sd: {k: v.float() for k, v in sd.items()}
+    ids = torch.from_numpy(rng.integers(0, 512, (1, 77))).long()
+    sample9 = torch.from_numpy(rng.standard_normal((1, 9, 16, 16)).astype(np.float32))
+    ehs = torch.from_numpy(rng.standard_normal((1, 77, 32)).astype(np.float32))
+    z = torch.from_numpy(rng.standard_normal((1, 4, 8, 8)).astype(np.float32))
+    t = {"ids": ids.numpy(), "sample9": sample9.numpy(), "sample4": sample9[:, :4].numpy().copy(), "encoder_hidden_states": ehs.numpy(), "z": z.numpy()}
+    for name, unet, text_layout in [("sd2_inpainting", unet9, "open_clip"), ("sd15_4ch", unet4, "clip")]:
+        if text_layout == "open_clip":
+            text_ldm = open_clip_state(text, True, torch)
+        else:
+            text_ldm = {"cond_stage_model.transformer." + k: v for k, v in text.state_dict().items()}
+        ckpt = half({**ldm_unet_state(unet), **ldm_vae_state(vae), **text_ldm, **noise})
+        # diffusers' converters must give back exactly the diffusers weights.
+        unet_sd = convert_ldm_unet_checkpoint(ckpt, dict(unet.config))
+        vae_sd = convert_ldm_vae_checkpoint(ckpt, dict(vae.config))
+        if text_layout == "open_clip":
+            text_sd = convert_open_clip_checkpoint(text, ckpt)
+            # diffusers drops SD 2's unused last layer by name (resblocks.23); here it is layer 3.
+            text_sd = {k: v for k, v in text_sd.items() if not k.startswith(f"text_model.encoder.layers.{text.config.num_hidden_layers}.") and k != "text_projection.weight"}
+        else:
+            text_sd = convert_ldm_clip_checkpoint(ckpt)
+        # transformers 5 names the text model's keys without the `text_model.` prefix.
+        text_sd = {k.removeprefix("text_model."): v for k, v in text_sd.items() if "position_ids" not in k}
+        for what, got, ref in [("unet", unet_sd, unet.state_dict()), ("vae", vae_sd, vae.state_dict()), ("text", text_sd, text.state_dict())]:
+            ref = {k: v for k, v in ref.items() if "position_ids" not in k}
+            assert set(got) == set(ref), (name, what, sorted(set(got) ^ set(ref))[:8])
+            for k in ref:
+                assert torch.equal(got[k].float(), ref[k].to(torch.float16).float()), (name, what, k)
+        (models / "single_file").mkdir(parents=True, exist_ok=True)
+        save_file(ckpt, str(models / "single_file" / f"{name}.safetensors"))
+        u = UNet2DConditionModel(**unet.config).eval()
+        u.load_state_dict(f32(unet_sd))
+        v = AutoencoderKL(**vae.config).eval()
+        v.load_state_dict(f32(vae_sd))
+        c = CLIPTextModel(text.config).eval()
+        c.load_state_dict(f32(text_sd))
+        with torch.no_grad():
+            sample = sample9 if unet.config.in_channels == 9 else sample9[:, :4]
+            t[f"{name}.unet"] = u(sample, 500, encoder_hidden_states=ehs).sample.numpy()
+            t[f"{name}.decoded"] = v.decode(z).sample.numpy()
+            t[f"{name}.text"] = c(ids).last_hidden_state.numpy()
+    save(out, "outputs", t, group="models/single_file")
+
+
 # ---------------------------------------------------------------------------------------------
 # Schedulers: diffusers' DDIMScheduler (SD's scaled-linear schedule; the x4 upscaler's with
 # v-prediction) and RePaintScheduler; HD-Painter's float64 schedule (src/smplfusion/scheduler.py).
@@ -1038,7 +1203,7 @@ def gen_vae_tiled(out, rng):
     }, group="sr")
 
 
-GROUPS = {"resize": gen_resize, "blur": gen_blur, "dilate": gen_dilate, "pad": gen_pad, "tensor": gen_tensor, "files": gen_files, "tokenizer": gen_tokenizer, "clip": gen_clip, "vae": gen_vae, "unet": gen_unet, "pipeline": gen_pipeline, "demo_pipelines": gen_demo_pipelines, "schedulers": gen_schedulers, "stable_inpaint": gen_stable_inpaint, "blended": gen_blended, "repaint": gen_repaint, "hd_painter": gen_hd_painter, "poisson": gen_poisson, "sr": gen_sr, "vae_tiled": gen_vae_tiled}
+GROUPS = {"resize": gen_resize, "blur": gen_blur, "dilate": gen_dilate, "pad": gen_pad, "tensor": gen_tensor, "files": gen_files, "tokenizer": gen_tokenizer, "clip": gen_clip, "vae": gen_vae, "unet": gen_unet, "pipeline": gen_pipeline, "demo_pipelines": gen_demo_pipelines, "single_file": gen_single_file, "schedulers": gen_schedulers, "stable_inpaint": gen_stable_inpaint, "blended": gen_blended, "repaint": gen_repaint, "hd_painter": gen_hd_painter, "poisson": gen_poisson, "sr": gen_sr, "vae_tiled": gen_vae_tiled}
 
 
 def generate(out):
