@@ -42,6 +42,18 @@ pub enum CoreError {
         /// The height found.
         height: u32,
     },
+    /// An image file larger than the configured maximum.
+    #[error("{what} is {width}x{height}; the largest side accepted is {max_side} px")]
+    TooLarge {
+        /// The file.
+        what: String,
+        /// Its width.
+        width: u32,
+        /// Its height.
+        height: u32,
+        /// The bound (see `Image::open_limited`, `MaskOptions::max_side`).
+        max_side: u32,
+    },
     /// A pixel buffer whose length does not match its declared size.
     #[error(
         "pixel buffer of {what} has {found} values; expected {expected} ({width}x{height}x{channels})"

@@ -39,9 +39,16 @@ impl Image {
 
     /// Reads a PNG, JPEG or WebP file (the format is sniffed from the content). Grey images are
     /// replicated to RGB, an alpha channel is dropped (as Pillow's `convert("RGB")` does), CMYK
-    /// JPEGs are converted, and 16-bit samples are scaled to 8 bits.
+    /// JPEGs are converted, and 16-bit samples are scaled to 8 bits (rounded; Pillow truncates,
+    /// so values can differ by one level). Files with a side over [`DEFAULT_MAX_SIDE`] are
+    /// refused ([`CoreError::TooLarge`]) before their pixels are decoded.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
-        let decoded = decode(path.as_ref())?;
+        Self::open_limited(path, DEFAULT_MAX_SIDE)
+    }
+
+    /// [`Image::open`] with another bound on the width and height.
+    pub fn open_limited(path: impl AsRef<Path>, max_side: u32) -> Result<Self> {
+        let decoded = decode(path.as_ref(), max_side)?;
         let rgb = decoded.into_rgb8();
         Self::from_rgb8(rgb.width(), rgb.height(), rgb.into_raw())
     }
@@ -125,18 +132,43 @@ impl Quantize {
     }
 }
 
-/// Reads and decodes an image file, mapping every failure to a typed error that names it.
-pub(crate) fn decode(path: &Path) -> Result<image::DynamicImage> {
-    let reader = image::ImageReader::open(path)
-        .map_err(|source| CoreError::Io {
+/// The largest width or height [`Image::open`] and [`Mask::open`](crate::Mask::open) accept by
+/// default: 16384 px, 8x the 2K output, far beyond what the models take, and small enough that a
+/// crafted header cannot make the decoder allocate gigabytes.
+pub const DEFAULT_MAX_SIDE: u32 = 16384;
+
+/// Reads and decodes an image file, mapping every failure to a typed error that names it; files
+/// with a side over `max_side` are refused from their header.
+pub(crate) fn decode(path: &Path, max_side: u32) -> Result<image::DynamicImage> {
+    let reader = || -> Result<_> {
+        let io = |source| CoreError::Io {
             path: path.to_path_buf(),
             source,
-        })?
-        .with_guessed_format()
-        .map_err(|source| CoreError::Io {
+        };
+        image::ImageReader::open(path)
+            .map_err(io)?
+            .with_guessed_format()
+            .map_err(io)
+    };
+    let (width, height) = reader()?
+        .into_dimensions()
+        .map_err(|source| CoreError::Decode {
             path: path.to_path_buf(),
             source,
         })?;
+    if width > max_side || height > max_side {
+        return Err(CoreError::TooLarge {
+            what: path.display().to_string(),
+            width,
+            height,
+            max_side,
+        });
+    }
+    let mut reader = reader()?;
+    // The decoder's own allocation cap, sized to the accepted dimensions (RGBA, 16 bits).
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(u64::from(max_side).pow(2) * 8);
+    reader.limits(limits);
     let decoded = reader.decode().map_err(|source| CoreError::Decode {
         path: path.to_path_buf(),
         source,

@@ -29,12 +29,26 @@ pub enum MaskChannel {
 }
 
 /// How [`Mask::open_with`] reads a file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MaskOptions {
     /// The channel that marks the hole.
     pub channel: MaskChannel,
     /// Swap hole and known region after reading (`255 - v`).
     pub invert: bool,
+    /// Files wider or taller than this are refused before decoding
+    /// ([`DEFAULT_MAX_SIDE`](crate::DEFAULT_MAX_SIDE)).
+    pub max_side: u32,
+}
+
+impl Default for MaskOptions {
+    /// Grey level, white = hole, up to [`DEFAULT_MAX_SIDE`](crate::DEFAULT_MAX_SIDE).
+    fn default() -> Self {
+        Self {
+            channel: MaskChannel::default(),
+            invert: false,
+            max_side: crate::image::DEFAULT_MAX_SIDE,
+        }
+    }
 }
 
 impl Mask {
@@ -57,7 +71,7 @@ impl Mask {
 
     /// Reads a PNG, JPEG or WebP mask, choosing the channel and the polarity.
     pub fn open_with(path: impl AsRef<Path>, options: MaskOptions) -> Result<Self> {
-        let decoded = decode(path.as_ref())?;
+        let decoded = decode(path.as_ref(), options.max_side)?;
         let (width, height) = (decoded.width(), decoded.height());
         let values = match options.channel {
             MaskChannel::Luma if decoded.color().has_color() => decoded

@@ -49,8 +49,9 @@ fn truncated_png_is_a_decode_error_naming_it() {
     assert!(matches!(Image::open(&path), Err(CoreError::Decode { .. })));
 }
 
-/// A syntactically complete PNG whose header declares 0 x 0 pixels.
-fn zero_size_png() -> Vec<u8> {
+/// A syntactically complete PNG whose header declares `width` x `height` RGB pixels and whose
+/// pixel data is empty.
+fn header_only_png(width: u32, height: u32) -> Vec<u8> {
     fn crc32(bytes: &[u8]) -> u32 {
         let mut crc = !0u32;
         for &b in bytes {
@@ -74,8 +75,16 @@ fn zero_size_png() -> Vec<u8> {
         out.extend(crc.to_be_bytes());
     }
     let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    // width 0, height 0, bit depth 8, colour type 2 (RGB), compression, filter, interlace.
-    chunk(&mut png, b"IHDR", &[0, 0, 0, 0, 0, 0, 0, 0, 8, 2, 0, 0, 0]);
+    // width, height, bit depth 8, colour type 2 (RGB), compression, filter, interlace.
+    let mut ihdr = [width.to_be_bytes(), height.to_be_bytes()].concat();
+    ihdr.extend([8, 2, 0, 0, 0]);
+    chunk(&mut png, b"IHDR", &ihdr);
+    // An empty zlib stream: the pixel data stops at once.
+    chunk(
+        &mut png,
+        b"IDAT",
+        &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+    );
     chunk(&mut png, b"IEND", &[]);
     png
 }
@@ -83,7 +92,7 @@ fn zero_size_png() -> Vec<u8> {
 #[test]
 fn zero_size_image_is_rejected() {
     let path = scratch("empty.png");
-    std::fs::write(&path, zero_size_png()).unwrap();
+    std::fs::write(&path, header_only_png(0, 0)).unwrap();
     let err = Image::open(&path).unwrap_err();
     assert!(
         matches!(err, CoreError::Decode { .. } | CoreError::Empty { .. }),
@@ -199,4 +208,55 @@ fn images_and_masks_survive_a_save_and_load() {
             .all(|&v| v == 0 || v == 255)
     );
     assert_eq!(binary.invert().invert(), binary);
+}
+
+#[test]
+fn images_over_the_maximum_are_refused_from_their_header() {
+    // A 100000 x 100000 PNG (30 GB of pixels once decoded) that is 60 bytes on disk.
+    let path = scratch("bomb.png");
+    std::fs::write(&path, header_only_png(100_000, 100_000)).unwrap();
+    for err in [
+        Image::open(&path).unwrap_err(),
+        Mask::open(&path).unwrap_err(),
+    ] {
+        assert!(
+            matches!(
+                &err,
+                CoreError::TooLarge {
+                    width: 100_000,
+                    height: 100_000,
+                    max_side: hd_painter_core::DEFAULT_MAX_SIDE,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("bomb.png"), "{err}");
+    }
+    // A caller's own bound, below a real file's size.
+    let err = Image::open_limited(fixtures::path("rgb.png"), 40).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            CoreError::TooLarge {
+                width: 44,
+                height: 30,
+                max_side: 40,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(Image::open_limited(fixtures::path("rgb.png"), 44).is_ok());
+}
+
+#[test]
+fn a_folder_given_as_an_image_is_an_io_error() {
+    let dir = scratch("a-folder.png");
+    std::fs::create_dir_all(&dir).unwrap();
+    let err = Image::open(&dir).unwrap_err();
+    assert!(
+        matches!(&err, CoreError::Io { path, .. } | CoreError::Decode { path, .. } if *path == dir),
+        "{err}"
+    );
 }

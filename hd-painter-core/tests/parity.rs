@@ -213,7 +213,7 @@ fn file_decoding_matches_pillow() {
     }
     let alpha = MaskOptions {
         channel: MaskChannel::Alpha,
-        invert: false,
+        ..MaskOptions::default()
     };
     let got = Mask::open_with(fixtures::path("rgba.png"), alpha).unwrap();
     assert_eq!(max_abs_diff(got.raster(), &mask), 0.0, "rgba.png alpha");
@@ -233,4 +233,26 @@ fn file_decoding_matches_pillow() {
         0.0,
         "rgb.png as L"
     );
+}
+
+/// The less common files users hand in, against what Pillow's `convert("RGB")` makes of them:
+/// an 8-bit grey PNG (replicated, exact), a 16-bit RGB PNG (we round to 8 bits, Pillow keeps the
+/// high byte: at most one level apart) and a CMYK JPEG (within 2 levels, the JPEG decoders'
+/// difference already seen on RGB JPEGs).
+#[test]
+fn grey_16_bit_and_cmyk_files_decode_as_pillow_does() {
+    let f = Fixture::open("odd_files");
+    let cases = [
+        ("gray8.png", "gray8_rgb", 0.0),
+        ("rgb16.png", "rgb16_rgb", 1.0),
+        ("cmyk.jpg", "cmyk_rgb", 2.0),
+    ];
+    for (file, key, tolerance) in cases {
+        let got = Image::open(fixtures::path(file)).unwrap();
+        let err = max_abs_diff(got.raster(), &f.raster_u8(key));
+        assert!(err <= tolerance, "{file}: max |diff| = {err} > {tolerance}");
+        // As masks they read as one grey channel of the same size.
+        let mask = Mask::open(fixtures::path(file)).unwrap();
+        assert_eq!((mask.width(), mask.height()), (got.width(), got.height()));
+    }
 }

@@ -178,6 +178,39 @@ def gen_files(out, rng):
     save(out, "files", t)
 
 
+def gen_odd_files(out, rng):
+    """Image files in the less common forms users hand in, with what Pillow decodes from them:
+    a CMYK JPEG (as print workflows save), a 16-bit RGB PNG, an 8-bit grey PNG."""
+    from PIL import Image
+
+    d = out / "core"
+    rgb = synthetic_rgb(rng, 30, 44)
+    Image.fromarray(rgb).convert("CMYK").save(d / "cmyk.jpg", quality=95, subsampling=0)
+    with Image.open(d / "cmyk.jpg") as im:
+        assert im.mode == "CMYK"
+        cmyk_rgb = np.asarray(im.convert("RGB"))
+    rgb16 = rgb.astype(np.uint16) * 257 + rng.integers(0, 200, rgb.shape).astype(np.uint16)
+    # Pillow cannot write 16-bit RGB; a minimal PNG writer does (colour type 2, bit depth 16).
+    write_png16(d / "rgb16.png", rgb16)
+    with Image.open(d / "rgb16.png") as im:
+        rgb16_rgb = np.asarray(im.convert("RGB"))
+    Image.fromarray(rgb[..., 1]).save(d / "gray8.png")
+    with Image.open(d / "gray8.png") as im:
+        gray8_rgb = np.asarray(im.convert("RGB"))
+    save(out, "odd_files", {"cmyk_rgb": cmyk_rgb, "rgb16_rgb": rgb16_rgb, "gray8_rgb": gray8_rgb})
+
+
+def write_png16(path, rgb16):
+    import struct
+    import zlib
+
+    h, w, _ = rgb16.shape
+    raw = b"".join(b"\x00" + rgb16[y].astype(">u2").tobytes() for y in range(h))
+    chunk = lambda kind, data: struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    path.write_bytes(png)
+
+
 # ---------------------------------------------------------------------------------------------
 # Tokenizer: the real CLIP BPE vocabulary (open_clip's bpe_simple_vocab_16e6.txt.gz, the file the
 # published SD tokenizer folders were made from), written as a diffusers `tokenizer/` folder, and
@@ -1203,7 +1236,7 @@ def gen_vae_tiled(out, rng):
     }, group="sr")
 
 
-GROUPS = {"resize": gen_resize, "blur": gen_blur, "dilate": gen_dilate, "pad": gen_pad, "tensor": gen_tensor, "files": gen_files, "tokenizer": gen_tokenizer, "clip": gen_clip, "vae": gen_vae, "unet": gen_unet, "pipeline": gen_pipeline, "demo_pipelines": gen_demo_pipelines, "single_file": gen_single_file, "schedulers": gen_schedulers, "stable_inpaint": gen_stable_inpaint, "blended": gen_blended, "repaint": gen_repaint, "hd_painter": gen_hd_painter, "poisson": gen_poisson, "sr": gen_sr, "vae_tiled": gen_vae_tiled}
+GROUPS = {"resize": gen_resize, "blur": gen_blur, "dilate": gen_dilate, "pad": gen_pad, "tensor": gen_tensor, "files": gen_files, "odd_files": gen_odd_files, "tokenizer": gen_tokenizer, "clip": gen_clip, "vae": gen_vae, "unet": gen_unet, "pipeline": gen_pipeline, "demo_pipelines": gen_demo_pipelines, "single_file": gen_single_file, "schedulers": gen_schedulers, "stable_inpaint": gen_stable_inpaint, "blended": gen_blended, "repaint": gen_repaint, "hd_painter": gen_hd_painter, "poisson": gen_poisson, "sr": gen_sr, "vae_tiled": gen_vae_tiled}
 
 
 def generate(out):
