@@ -283,7 +283,7 @@ fn run(args: &Args, cancel: &AtomicBool) -> Result<(), RunError> {
         }
         bar.set_position(stage_start + view.step as u64);
         if let Some(k) = args.preview_every.filter(|&k| k > 0)
-            && (view.step % k == 0 || view.step == view.total)
+            && (view.step.is_multiple_of(k) || view.step == view.total)
         {
             let vae = vaes[(stage - 1).min(vaes.len() - 1)];
             let path = preview_path(&args.output, stage, view.step);

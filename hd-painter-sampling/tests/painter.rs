@@ -1,0 +1,98 @@
+//! The one-call entry point is the composable parts with HD-Painter's reference settings: the
+//! same images as `Inpainter::inpaint` with `InpaintOptions::hd_painter(HdPainter::full())` and
+//! `encode_hd_painter_prompts`, and each override lands where the method keeps it.
+
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+
+use hd_painter_core::{BackendKind, Image, Mask};
+use hd_painter_models::{DefaultAttention, StableDiffusionModels};
+use hd_painter_sampling::{
+    HdPainter, InpaintOptions, Method, Painter, RepaintSettings, encode_hd_painter_prompts,
+};
+
+fn painter() -> Painter {
+    let dir =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/models/pipeline_hd_painter");
+    Painter::new(
+        StableDiffusionModels::load(dir, None, &BackendKind::Flex.device().unwrap()).unwrap(),
+    )
+}
+
+fn inputs() -> (Image, Mask) {
+    let image = Image::from_rgb8(
+        24,
+        20,
+        (0..24 * 20 * 3).map(|i| (i * 7 % 251) as u8).collect(),
+    )
+    .unwrap();
+    let mask = Mask::from_luma8(
+        24,
+        20,
+        (0..24 * 20)
+            .map(|i| if (8..16).contains(&(i % 24)) { 255 } else { 0 })
+            .collect(),
+    )
+    .unwrap();
+    (image, mask)
+}
+
+#[test]
+fn the_default_request_is_hd_painters_reference_run() {
+    let p = painter();
+    let (image, mask) = inputs();
+    let request = p.request(&image, &mask, "a red sofa").steps(3);
+    let mut expected = InpaintOptions::hd_painter(HdPainter::full());
+    expected.ddim.steps = 3;
+    assert_eq!(format!("{:?}", request.settings()), format!("{expected:?}"));
+    let text = encode_hd_painter_prompts(&p.models, "a red sofa").unwrap();
+    let direct = p
+        .inpainter()
+        .inpaint(
+            &image,
+            &mask,
+            &text,
+            &expected,
+            &mut DefaultAttention::default(),
+            &mut |_| ControlFlow::Continue(()),
+        )
+        .unwrap();
+    assert_eq!(request.run().unwrap(), direct);
+}
+
+#[test]
+fn overrides_land_where_the_method_keeps_them() {
+    let p = painter();
+    let (image, mask) = inputs();
+    let base = || {
+        p.request(&image, &mask, "x")
+            .steps(7)
+            .guidance_scale(3.0)
+            .eta(0.5)
+    };
+    // RASG on: eta is RASG's, DDIM's stays 0.
+    let s = base().settings();
+    assert_eq!(
+        (s.ddim.steps, s.ddim.guidance_scale, s.ddim.eta),
+        (7, 3.0, 0.0)
+    );
+    assert_eq!(s.hd_painter.unwrap().rasg.unwrap().eta, 0.5);
+    // No RASG: DDIM's eta.
+    let s = base().hd_painter(Some(HdPainter::painta_only())).settings();
+    assert_eq!(s.ddim.eta, 0.5);
+    // RePaint keeps its own steps, guidance and eta, whatever the order of the calls.
+    let s = base()
+        .method(Method::Repaint(RepaintSettings::default()))
+        .hd_painter(None)
+        .settings();
+    match s.method {
+        Method::Repaint(r) => assert_eq!((r.steps, r.guidance_scale, r.eta), (7, 3.0, 0.5)),
+        other => panic!("{other:?}"),
+    }
+    // Plain methods encode empty positive and negative prompts unless given.
+    let plain = base().hd_painter(None);
+    let text = plain.encode().unwrap();
+    let empty = p.models.encode_prompt("").unwrap();
+    let diff: f32 = (text.negative - empty).abs().max().into_scalar();
+    assert_eq!(diff, 0.0);
+}
