@@ -6,6 +6,11 @@ use serde_json::Value;
 
 use crate::error::{ModelsError, Result, read_text};
 
+/// The largest integer a config may hold (widths, layer counts, vocabulary sizes): far above
+/// every published model (SDXL's widest layer is 2048, CLIP's vocabulary 49408), and low enough
+/// that a corrupt config is reported instead of sizing a model beyond any memory.
+const MAX_CONFIG_INT: u64 = 1 << 20;
+
 /// A parsed `config.json`.
 pub(crate) struct ConfigFile {
     path: PathBuf,
@@ -37,14 +42,12 @@ impl ConfigFile {
         }
     }
 
-    /// A required positive integer.
+    /// A required positive integer (at most [`MAX_CONFIG_INT`]).
     pub(crate) fn usize(&self, key: &str) -> Result<usize> {
         self.json
             .get(key)
-            .and_then(Value::as_u64)
-            .filter(|&v| v > 0)
-            .map(|v| v as usize)
-            .ok_or_else(|| self.unsupported(key, "a positive integer"))
+            .and_then(positive)
+            .ok_or_else(|| self.unsupported(key, "a positive integer up to 2^20"))
     }
 
     /// An optional number, `default` when absent.
@@ -80,11 +83,11 @@ impl ConfigFile {
         let list = self.json.get(key).and_then(Value::as_array);
         list.filter(|l| !l.is_empty())
             .and_then(|l| {
-                l.iter()
-                    .map(|v| v.as_u64().filter(|&v| v > 0).map(|v| v as usize))
-                    .collect::<Option<Vec<_>>>()
+                l.iter().map(positive).collect::<Option<Vec<_>>>()
             })
-            .ok_or_else(|| self.unsupported(key, "a non-empty list of positive integers"))
+            .ok_or_else(|| {
+                self.unsupported(key, "a non-empty list of positive integers up to 2^20")
+            })
     }
 
     /// A required non-empty list of strings, each one of `allowed`.
@@ -160,4 +163,11 @@ impl ConfigFile {
     pub(crate) fn get(&self, key: &str) -> Option<&Value> {
         self.json.get(key)
     }
+}
+
+/// `v` as an integer in `1..=MAX_CONFIG_INT`.
+fn positive(v: &Value) -> Option<usize> {
+    v.as_u64()
+        .filter(|v| (1..=MAX_CONFIG_INT).contains(v))
+        .map(|v| v as usize)
 }
