@@ -16,7 +16,14 @@ fn cases() -> u32 {
 }
 
 const FILES: [&str; 8] = [
-    "rgb.png", "rgba.png", "mask.png", "gray16.png", "rgb16.png", "rgb.jpg", "cmyk.jpg", "rgb.webp",
+    "rgb.png",
+    "rgba.png",
+    "mask.png",
+    "gray16.png",
+    "rgb16.png",
+    "rgb.jpg",
+    "cmyk.jpg",
+    "rgb.webp",
 ];
 
 /// One edit of a file: overwrite bytes, truncate, or duplicate a range.

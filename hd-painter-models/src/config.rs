@@ -82,9 +82,7 @@ impl ConfigFile {
     pub(crate) fn usize_list(&self, key: &str) -> Result<Vec<usize>> {
         let list = self.json.get(key).and_then(Value::as_array);
         list.filter(|l| !l.is_empty())
-            .and_then(|l| {
-                l.iter().map(positive).collect::<Option<Vec<_>>>()
-            })
+            .and_then(|l| l.iter().map(positive).collect::<Option<Vec<_>>>())
             .ok_or_else(|| {
                 self.unsupported(key, "a non-empty list of positive integers up to 2^20")
             })

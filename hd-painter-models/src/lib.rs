@@ -1,8 +1,10 @@
 //! # hd-painter-models
 //!
-//! The model stack of hd-painter: the CLIP BPE tokenizer and the CLIP / OpenCLIP text encoder
-//! loaded from diffusers-format safetensors (f32, f16, bf16 files) today; UNet2DConditionModel,
-//! AutoencoderKL and pluggable attention processors (PAIntA among them) as they land.
+//! The model stack of hd-painter: the CLIP BPE tokenizer, the CLIP / OpenCLIP text encoder,
+//! `UNet2DConditionModel` with pluggable attention processors, and `AutoencoderKL`, loaded from
+//! diffusers-format safetensors (f32, f16, bf16 files). [`StableDiffusionModels`] loads a whole
+//! pipeline from any [`ModelSource`]: a diffusers folder, an original-layout single-file
+//! checkpoint (converted at load time), or a Hugging Face Hub id (feature `hub`).
 //!
 //! ```no_run
 //! use hd_painter_models::ClipTokenizer;
@@ -15,6 +17,33 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! ```no_run
+//! use hd_painter_core::BackendKind;
+//! use hd_painter_models::{ModelSource, StableDiffusionModels};
+//!
+//! # fn main() -> hd_painter_models::Result<()> {
+//! let device = BackendKind::default().device()?;
+//! let folder = StableDiffusionModels::load("stable-diffusion-2-inpainting", Some("fp16"), &device)?;
+//! // The published single file, with a diffusers folder of configs and tokenizer beside it.
+//! let single = StableDiffusionModels::load_single_file(
+//!     "512-inpainting-ema.safetensors",
+//!     "stable-diffusion-2-inpainting",
+//!     &device,
+//! )?;
+//! // `hub:` ids need the `hub` feature; `HF_HUB_OFFLINE=1` uses only the local cache.
+//! let hub = ModelSource::parse("hub:stabilityai/stable-diffusion-2-inpainting", None)?;
+//! let from_hub = StableDiffusionModels::from_source(&hub, Some("fp16"), &device)?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Cargo features
+//! | feature | effect |
+//! |---|---|
+//! | (none) | the burn-flex CPU backend; folders and single-file checkpoints |
+//! | `wgpu`, `cuda` | burn's GPU backends, forwarded to `hd-painter-core` |
+//! | `hub` | [`ModelSource::Hub`]: model ids fetched with `hf-hub` into the standard Hugging Face cache (`$HF_HOME/hub`), offline with `HF_HUB_OFFLINE=1` |
 
 mod attention;
 mod blocks;

@@ -33,7 +33,10 @@ fn config() -> ProptestConfig {
 
 /// A fresh scratch folder for one case.
 fn scratch(tag: &str, case: u64) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("hd-painter-fuzz-{}-{tag}-{case}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "hd-painter-fuzz-{}-{tag}-{case}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -41,10 +44,19 @@ fn scratch(tag: &str, case: u64) -> PathBuf {
 
 /// Byte edits: `(position, bytes)` overwrites, then an optional truncation; positions below
 /// `focus` are chosen half of the time (headers are where parsers go wrong).
-fn edit_bytes(mut bytes: Vec<u8>, edits: &[(usize, Vec<u8>)], truncate: Option<usize>, focus: usize) -> Vec<u8> {
+fn edit_bytes(
+    mut bytes: Vec<u8>,
+    edits: &[(usize, Vec<u8>)],
+    truncate: Option<usize>,
+    focus: usize,
+) -> Vec<u8> {
     let n = bytes.len().max(1);
     for (at, b) in edits {
-        let at = if at % 2 == 0 { at % focus.clamp(1, n) } else { at % n };
+        let at = if at % 2 == 0 {
+            at % focus.clamp(1, n)
+        } else {
+            at % n
+        };
         for (i, &v) in b.iter().enumerate() {
             if let Some(slot) = bytes.get_mut(at + i) {
                 *slot = v;
@@ -61,10 +73,37 @@ fn json_value() -> impl Strategy<Value = Value> {
     prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::from),
-        prop_oneof![Just(0i64), Just(-1), Just(1), Just(3), Just(1 << 20), Just((1 << 20) + 1), Just(i64::MAX), any::<i64>()].prop_map(Value::from),
-        prop_oneof![Just(0.0f64), Just(-0.5), Just(1e300), Just(f64::MIN_POSITIVE), any::<f64>()].prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        prop_oneof![
+            Just(0i64),
+            Just(-1),
+            Just(1),
+            Just(3),
+            Just(1 << 20),
+            Just((1 << 20) + 1),
+            Just(i64::MAX),
+            any::<i64>()
+        ]
+        .prop_map(Value::from),
+        prop_oneof![
+            Just(0.0f64),
+            Just(-0.5),
+            Just(1e300),
+            Just(f64::MIN_POSITIVE),
+            any::<f64>()
+        ]
+        .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
         "[a-zA-Z0-9]{0,12}".prop_map(Value::from),
-        prop::collection::vec(prop_oneof![Just(Value::from(0)), Just(Value::from(4)), Just(Value::from(8)), Just(Value::from("CrossAttnDownBlock2D")), Just(Value::Null)], 0..6).prop_map(Value::from),
+        prop::collection::vec(
+            prop_oneof![
+                Just(Value::from(0)),
+                Just(Value::from(4)),
+                Just(Value::from(8)),
+                Just(Value::from("CrossAttnDownBlock2D")),
+                Just(Value::Null)
+            ],
+            0..6
+        )
+        .prop_map(Value::from),
     ]
 }
 
@@ -87,7 +126,14 @@ fn edit_json(text: &str, edits: &[(usize, Option<Value>)]) -> String {
     json.to_string()
 }
 
-const CONFIGS: [&str; 6] = ["unet_sd2", "unet_x4", "unet_hd_painter", "vae_sd", "vae_x4", "clip_gelu"];
+const CONFIGS: [&str; 6] = [
+    "unet_sd2",
+    "unet_x4",
+    "unet_hd_painter",
+    "vae_sd",
+    "vae_x4",
+    "clip_gelu",
+];
 
 /// Parses a config with the parser of its kind; any outcome but a panic is fine.
 fn parse_config(kind: &str, path: &Path) -> bool {

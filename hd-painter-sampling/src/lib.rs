@@ -9,6 +9,46 @@
 //! RASG ([`Rasg`], a gradient term in the DDIM step through burn's autodiff), switched together
 //! by [`HdPainter`] in the image-level [`Inpainter`].
 //!
+//! ## Quick start
+//!
+//! [`Painter`] is the one-call entry point: a pipeline folder, an image, a mask (white = hole)
+//! and a prompt; HD-Painter's reference settings unless told otherwise. (This example runs on
+//! the repository's tiny random-weight fixture models; give it a real folder such as
+//! `stable-diffusion-2-inpainting` for real pictures.)
+//!
+//! ```
+//! use hd_painter_core::{BackendKind, Image, Mask};
+//! use hd_painter_models::{ModelSource, StableDiffusionModels};
+//! use hd_painter_sampling::{HdPainter, Painter};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures");
+//! # let model = format!("{fixtures}/models/pipeline_hd_painter");
+//! # let (photo, hole) = (format!("{fixtures}/core/rgb.png"), format!("{fixtures}/core/mask.png"));
+//! let device = BackendKind::default().device()?; // flex CPU; wgpu / cuda with their features
+//! // A diffusers folder; `ModelSource::parse` also takes single-file checkpoints and hub ids.
+//! let painter = Painter::new(StableDiffusionModels::from_source(
+//!     &ModelSource::parse(&model, None)?,
+//!     None,
+//!     &device,
+//! )?);
+//! let (image, mask) = (Image::open(&photo)?, Mask::open(&hole)?);
+//! let images = painter
+//!     .request(&image, &mask, "a red leather sofa")
+//!     .hd_painter(Some(HdPainter::painta_only())) // default: PAIntA + RASG
+//!     .seeds(vec![1, 2])
+//!     .steps(4) // default 50
+//!     .run()?;
+//! assert_eq!((images[0].width(), images[0].height()), (image.width(), image.height()));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Everything the request does is also available piece by piece: [`Inpainter::inpaint`] with
+//! [`InpaintOptions`] and prompts from [`encode_prompts`] / [`encode_hd_painter_prompts`], an
+//! [`AttentionProcessor`](hd_painter_models::AttentionProcessor) and a step callback that sees
+//! each step's x0 prediction and can cancel:
+//!
 //! ```no_run
 //! use std::ops::ControlFlow;
 //!
@@ -57,6 +97,12 @@
 //! let grid = timesteps(Spacing::HdPainter, schedule.len(), 50);
 //! assert_eq!((grid[0], grid[1], grid[49]), (999, 979, 19));
 //! ```
+//! ## Cargo features
+//! | feature | effect |
+//! |---|---|
+//! | (none) | the burn-flex CPU backend |
+//! | `wgpu`, `cuda` | burn's GPU backends, forwarded to `hd-painter-core` |
+//! | `hub` | Hugging Face Hub model ids, forwarded to `hd-painter-models` |
 
 mod ddim;
 mod error;

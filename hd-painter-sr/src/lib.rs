@@ -25,6 +25,13 @@
 //! let blended = hd_painter_sr::poisson_blend(&original, &generated, &hole).unwrap();
 //! blended.save("blended.png").unwrap();
 //! ```
+//!
+//! ## Cargo features
+//! | feature | effect |
+//! |---|---|
+//! | (none) | the burn-flex CPU backend |
+//! | `wgpu`, `cuda` | burn's GPU backends, forwarded to `hd-painter-core` |
+//! | `hub` | Hugging Face Hub model ids, forwarded to `hd-painter-models` |
 
 mod error;
 mod memory;
