@@ -176,11 +176,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// The model source named by a `--model` / `--sr-model` value.
-fn source(spec: &str, config: Option<&Path>) -> Result<ModelSource, RunError> {
-    ModelSource::parse(spec, config).map_err(RunError::from)
-}
-
 fn run(args: &Args, cancel: &AtomicBool) -> Result<(), RunError> {
     let started = Instant::now();
     if args.num_images == 0 {
@@ -218,7 +213,7 @@ fn run(args: &Args, cancel: &AtomicBool) -> Result<(), RunError> {
     let device = args.backend.device()?;
     bar.set_message("loading the model");
     let painter = Painter::new(StableDiffusionModels::from_source(
-        &source(&args.model, args.config.as_deref())?,
+        &ModelSource::parse(&args.model, args.config.as_deref())?,
         args.variant.as_deref(),
         &device,
     )?);
@@ -226,7 +221,7 @@ fn run(args: &Args, cancel: &AtomicBool) -> Result<(), RunError> {
         (true, Some(spec)) => {
             bar.set_message("loading the upscaler");
             Some(StableDiffusionModels::from_source(
-                &source(spec, None)?,
+                &ModelSource::parse(spec, None)?,
                 args.variant.as_deref(),
                 &device,
             )?)
@@ -360,13 +355,8 @@ fn configure<'a>(
     args: &Args,
     painter: &Painter,
 ) -> hd_painter_sampling::InpaintRequest<'a> {
-    let channels_method = if painter.models.unet.in_channels() == 4 {
-        Method::Blended
-    } else {
-        Method::StableInpainting
-    };
     let hd = |variant: HdPainter| InpaintOptions {
-        method: channels_method,
+        method: painter.fitting_method(),
         ..InpaintOptions::hd_painter(variant)
     };
     let plain = |method: Method| InpaintOptions {

@@ -79,14 +79,22 @@ impl StableDiffusionModels {
         let vae_config = VaeConfig::from_file(config.join("vae").join("config.json"))?;
         let text_config =
             ClipTextConfig::from_file(config.join("text_encoder").join("config.json"))?;
-        let unet_weights = ckpt.unet(unet_config.layers_per_block)?;
-        let vae_weights = ckpt.vae(vae_config.block_out_channels.len())?;
-        let text_weights = ckpt.text_encoder(ckpt.text_layout()?, text_config.num_hidden_layers)?;
+        let (text_layout, tokenizer) = (
+            ckpt.text_layout()?,
+            ClipTokenizer::from_dir(config.join("tokenizer"))?,
+        );
+        // One component converted at a time: at most one re-serialised copy in memory.
+        let unet = ckpt.unet(unet_config.layers_per_block)?;
+        let unet = Unet2DConditionModel::from_weights(&unet_config, unet, device)?;
+        let vae = ckpt.vae(vae_config.block_out_channels.len())?;
+        let vae = AutoencoderKl::from_weights(&vae_config, vae, device)?;
+        let text = ckpt.text_encoder(text_layout, text_config.num_hidden_layers)?;
+        let text_encoder = ClipTextModel::from_weights(&text_config, text, device)?;
         Self {
-            unet: Unet2DConditionModel::from_weights(&unet_config, unet_weights, device)?,
-            vae: AutoencoderKl::from_weights(&vae_config, vae_weights, device)?,
-            text_encoder: ClipTextModel::from_weights(&text_config, text_weights, device)?,
-            tokenizer: ClipTokenizer::from_dir(config.join("tokenizer"))?,
+            tokenizer,
+            text_encoder,
+            unet,
+            vae,
             pipeline,
         }
         .checked(ckpt.path())

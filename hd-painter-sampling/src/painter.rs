@@ -43,21 +43,32 @@ impl Painter {
         }
     }
 
+    /// The DDIM method the UNet runs: Stable Inpainting for a 9-channel inpainting UNet,
+    /// Blended Latent Diffusion for a 4-channel one.
+    pub fn fitting_method(&self) -> Method {
+        if self.models.unet.in_channels() == 4 {
+            Method::Blended
+        } else {
+            Method::StableInpainting
+        }
+    }
+
     /// A request to fill the hole of `mask` (white = hole) in `image` from `prompt`, with
     /// HD-Painter's reference settings (PAIntA + RASG, 50 steps, CFG 7.5, its positive and
     /// negative prompts, seed 1). The method follows the UNet: Stable Inpainting for a 9-channel
-    /// inpainting UNet, Blended Latent Diffusion for a 4-channel one (the automatic fallback;
-    /// ask for [`Method::StableInpainting`] explicitly to get an error instead).
+    /// inpainting UNet, Blended Latent Diffusion for a 4-channel one ([`Painter::fitting_method`],
+    /// the automatic fallback; ask for [`Method::StableInpainting`] explicitly to get an error
+    /// instead).
     pub fn request<'a>(
         &'a self,
         image: &'a Image,
         mask: &'a Mask,
         prompt: &str,
     ) -> InpaintRequest<'a> {
-        let mut options = InpaintOptions::hd_painter(HdPainter::full());
-        if self.models.unet.in_channels() == 4 {
-            options.method = Method::Blended;
-        }
+        let options = InpaintOptions {
+            method: self.fitting_method(),
+            ..InpaintOptions::hd_painter(HdPainter::full())
+        };
         InpaintRequest {
             painter: self,
             image,
