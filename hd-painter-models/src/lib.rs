@@ -47,6 +47,7 @@
 
 mod attention;
 mod blocks;
+mod brushnet;
 mod clip;
 mod config;
 mod error;
@@ -60,6 +61,7 @@ mod vae;
 mod weights;
 
 pub use attention::{DEFAULT_SCORE_BUDGET, chunked_attention, query_chunk};
+pub use brushnet::{BrushNetConfig, BrushNetModel};
 pub use clip::{ClipActivation, ClipTextConfig, ClipTextModel, ClipTextOutput};
 pub use error::{ModelsError, Result, TensorMismatch};
 pub use pipeline::StableDiffusionModels;
@@ -68,7 +70,7 @@ pub use processor::{
 };
 pub use source::{HubModel, ModelSource};
 pub use tokenizer::{BOS_TOKEN, ClipTokenizer, EOS_TOKEN, MAX_LENGTH};
-pub use unet::{Unet2DConditionModel, UnetConfig};
+pub use unet::{Unet2DConditionModel, UnetConfig, UnetResiduals};
 pub use vae::{AutoencoderKl, DiagonalGaussian, VaeConfig, VaeTiling};
 
 pub use hd_painter_core;

@@ -60,6 +60,9 @@ pub struct UnetConfig {
     pub num_class_embeds: Option<usize>,
     /// Padding of the downsampling convolutions (1).
     pub downsample_padding: usize,
+    /// Whether the mid block has its transformer (`UNetMidBlock2DCrossAttn`, every SD UNet);
+    /// without, it is two resnets (BrushNet's `MidBlock2D`).
+    pub mid_block_attention: bool,
 }
 
 impl UnetConfig {
@@ -144,6 +147,7 @@ impl UnetConfig {
                 Some(f.usize("num_class_embeds")?)
             },
             downsample_padding: f.usize_or("downsample_padding", 1)?,
+            mid_block_attention: true,
             block_out_channels,
         };
         if config.downsample_padding != 1 {
@@ -244,6 +248,60 @@ impl Attention {
 
 /// The hidden state and the pending skip connections without autodiff when the processor asks
 /// to stop recording gradients after `block` (the values are unchanged).
+/// The kinds of injection points of BrushNet's residuals, in the order the walk meets them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Site {
+    /// The `conv_in` output, each down resnet (with its transformer), each downsampler.
+    Down,
+    /// The mid block's output.
+    Mid,
+    /// Each up resnet (with its transformer), each upsampler.
+    Up,
+}
+
+/// Features added inside a UNet at BrushNet's injection points (see
+/// [`Unet2DConditionModel::forward_with_residuals`]): for SD's four levels with two resnets,
+/// 12 down, 1 mid and 15 up.
+#[derive(Clone, Debug)]
+pub struct UnetResiduals {
+    /// At the `conv_in` output, then after each down resnet and downsampler.
+    pub down: Vec<Tensor<4>>,
+    /// After the mid block.
+    pub mid: Tensor<4>,
+    /// After each up resnet and upsampler.
+    pub up: Vec<Tensor<4>>,
+}
+
+impl UnetResiduals {
+    /// Every residual with its batch repeated `times` (for a classifier-free guidance batch).
+    pub fn repeat_batch(&self, times: usize) -> Self {
+        let rep = |t: &Tensor<4>| t.clone().repeat_dim(0, times);
+        Self {
+            down: self.down.iter().map(rep).collect(),
+            mid: rep(&self.mid),
+            up: self.up.iter().map(rep).collect(),
+        }
+    }
+
+    /// Every residual times `scale`.
+    pub fn scaled(self, scale: f64) -> Self {
+        Self {
+            down: self.down.into_iter().map(|t| t * scale).collect(),
+            mid: self.mid * scale,
+            up: self.up.into_iter().map(|t| t * scale).collect(),
+        }
+    }
+}
+
+/// A residual missing (`found` None) or of another shape than the activation it is added to.
+fn residual_error(what: String, expected: [usize; 4], found: Option<[usize; 4]>) -> ModelsError {
+    ModelsError::Core(hd_painter_core::CoreError::TensorShape {
+        what,
+        expected: format!("{expected:?}"),
+        found: found.map_or_else(Vec::new, |f| f.to_vec()),
+    })
+}
+
 fn stop_gradient_if(
     processor: &mut dyn AttentionProcessor,
     block: &str,
@@ -501,8 +559,9 @@ pub struct Unet2DConditionModel {
     down_blocks: Vec<DownLevel>,
     mid_block: MidBlock,
     up_blocks: Vec<UpLevel>,
-    conv_norm_out: GroupNorm,
-    conv_out: Conv2d,
+    /// The output head; absent in BrushNet's branch, which hands out its features instead.
+    conv_norm_out: Option<GroupNorm>,
+    conv_out: Option<Conv2d>,
     in_channels: usize,
     cross_attention_dim: usize,
     block_out_channels: Vec<usize>,
@@ -570,14 +629,18 @@ impl Unet2DConditionModel {
         let last = ch[levels - 1];
         let mid_block = MidBlock {
             resnets: vec![resnet(last, last), resnet(last, last)],
-            attentions: vec![SpatialTransformer::new(
-                last,
-                cfg.heads[levels - 1],
-                cfg,
-                false,
-                "mid_block.attentions.0",
-                device,
-            )],
+            attentions: if cfg.mid_block_attention {
+                vec![SpatialTransformer::new(
+                    last,
+                    cfg.heads[levels - 1],
+                    cfg,
+                    false,
+                    "mid_block.attentions.0",
+                    device,
+                )]
+            } else {
+                vec![]
+            },
         };
 
         let reversed: Vec<usize> = ch.iter().rev().copied().collect();
@@ -640,8 +703,8 @@ impl Unet2DConditionModel {
             down_blocks,
             mid_block,
             up_blocks,
-            conv_norm_out: group_norm(cfg.norm_num_groups, ch[0], cfg.norm_eps, device),
-            conv_out: conv(ch[0], cfg.out_channels, 3, device),
+            conv_norm_out: Some(group_norm(cfg.norm_num_groups, ch[0], cfg.norm_eps, device)),
+            conv_out: Some(conv(ch[0], cfg.out_channels, 3, device)),
             in_channels: cfg.in_channels,
             cross_attention_dim: cfg.cross_attention_dim,
             block_out_channels: cfg.block_out_channels.clone(),
@@ -690,6 +753,87 @@ impl Unet2DConditionModel {
         load_safetensors(model, weights, &remaps, &[])
     }
 
+    /// The attention-free copy of this UNet that BrushNet's `from_unet` makes, without output
+    /// head: the time embedding, every resnet and sampler shared, no transformer, and a
+    /// `conv_in` taking `extra` more channels, whose weights are this `conv_in`'s for the
+    /// latents, again for the next `in_channels` channels (the masked image's latents), and
+    /// zero for the rest (the mask).
+    pub(crate) fn attention_free_copy(&self, extra: usize) -> Self {
+        let weight = self.conv_in.weight.val();
+        let [cout, cin, k, _] = weight.dims();
+        let mut parts = vec![weight.clone()];
+        let mut left = extra;
+        while left > 0 {
+            let take = left.min(cin);
+            parts.push(if take == cin {
+                weight.clone()
+            } else {
+                Tensor::zeros([cout, take, k, k], &weight.device())
+            });
+            left -= take;
+        }
+        let mut conv_in = self.conv_in.clone();
+        conv_in.weight = burn::module::Param::from_tensor(Tensor::cat(parts, 1));
+        let level = |resnets: &[ResnetBlock]| resnets.to_vec();
+        Self {
+            conv_in,
+            time_embedding: self.time_embedding.clone(),
+            class_embedding: self.class_embedding.clone(),
+            down_blocks: self
+                .down_blocks
+                .iter()
+                .map(|l| DownLevel {
+                    resnets: level(&l.resnets),
+                    attentions: vec![],
+                    downsamplers: l.downsamplers.clone(),
+                })
+                .collect(),
+            mid_block: MidBlock {
+                resnets: level(&self.mid_block.resnets),
+                attentions: vec![],
+            },
+            up_blocks: self
+                .up_blocks
+                .iter()
+                .map(|l| UpLevel {
+                    resnets: level(&l.resnets),
+                    attentions: vec![],
+                    upsamplers: l.upsamplers.clone(),
+                })
+                .collect(),
+            conv_norm_out: None,
+            conv_out: None,
+            in_channels: self.in_channels + extra,
+            cross_attention_dim: self.cross_attention_dim,
+            block_out_channels: self.block_out_channels.clone(),
+            time_channels: self.time_channels,
+            flip_sin_to_cos: self.flip_sin_to_cos,
+            freq_shift: self.freq_shift,
+        }
+    }
+
+    /// The channels of the activations at BrushNet's injection points: down (the `conv_in`
+    /// output, then every down resnet and downsampler), mid, up (every up resnet and upsampler).
+    pub(crate) fn injection_channels(&self) -> (Vec<usize>, usize, Vec<usize>) {
+        let ch = &self.block_out_channels;
+        let mut down = vec![ch[0]];
+        for (level, &c) in self.down_blocks.iter().zip(ch) {
+            down.extend(vec![c; level.resnets.len() + level.downsamplers.len()]);
+        }
+        let mut up = vec![];
+        for (level, &c) in self.up_blocks.iter().zip(ch.iter().rev()) {
+            up.extend(vec![c; level.resnets.len() + level.upsamplers.len()]);
+        }
+        (down, ch[ch.len() - 1], up)
+    }
+
+    /// The same model without its output head (BrushNet's branch).
+    pub(crate) fn without_head(mut self) -> Self {
+        self.conv_norm_out = None;
+        self.conv_out = None;
+        self
+    }
+
     /// The number of input channels (4, 7 or 9).
     pub fn in_channels(&self) -> usize {
         self.in_channels
@@ -727,6 +871,94 @@ impl Unet2DConditionModel {
         context: &Tensor<3>,
         class_labels: Option<&[i64]>,
         processor: &mut dyn AttentionProcessor,
+    ) -> Result<Tensor<4>> {
+        let x = self.walk(
+            sample,
+            timesteps,
+            context,
+            class_labels,
+            processor,
+            &mut |_, x| Ok(x),
+        )?;
+        self.head(x)
+    }
+
+    /// [`forward`](Self::forward) with BrushNet's residuals added inside (its
+    /// `down_block_add_samples`, `mid_block_add_sample`, `up_block_add_samples`): the first down
+    /// residual to the `conv_in` output that continues down (its skip connection keeps the
+    /// output as is), the next ones after every down resnet (with its transformer) and
+    /// downsampler, before they become skips; the mid residual after the mid block; the up ones
+    /// after every up resnet (with its transformer) and upsampler. Their batch must be the
+    /// sample's; a residual of the wrong count or shape is a typed error.
+    pub fn forward_with_residuals(
+        &self,
+        sample: Tensor<4>,
+        timesteps: &[f32],
+        context: &Tensor<3>,
+        class_labels: Option<&[i64]>,
+        processor: &mut dyn AttentionProcessor,
+        residuals: &UnetResiduals,
+    ) -> Result<Tensor<4>> {
+        let mut next = [0usize; 3];
+        let mut add = |site: Site, x: Tensor<4>| -> Result<Tensor<4>> {
+            let (list, kind): (&[Tensor<4>], usize) = match site {
+                Site::Down => (&residuals.down, 0),
+                Site::Mid => (std::slice::from_ref(&residuals.mid), 1),
+                Site::Up => (&residuals.up, 2),
+            };
+            let i = next[kind];
+            next[kind] += 1;
+            let what = || format!("{site:?} residual {i}");
+            let r = list
+                .get(i)
+                .ok_or_else(|| residual_error(what(), x.dims(), None))?;
+            if r.dims() != x.dims() {
+                return Err(residual_error(what(), x.dims(), Some(r.dims())));
+            }
+            Ok(x + r.clone())
+        };
+        let x = self.walk(
+            sample,
+            timesteps,
+            context,
+            class_labels,
+            processor,
+            &mut add,
+        )?;
+        let expected = [residuals.down.len(), 1, residuals.up.len()];
+        if next != expected {
+            return Err(ModelsError::Malformed {
+                path: "BrushNet residuals".into(),
+                reason: format!(
+                    "{expected:?} (down, mid, up) residuals for a UNet with {next:?} injection points"
+                ),
+            });
+        }
+        self.head(x)
+    }
+
+    /// The output head: group norm, SiLU, `conv_out`.
+    fn head(&self, x: Tensor<4>) -> Result<Tensor<4>> {
+        match (&self.conv_norm_out, &self.conv_out) {
+            (Some(norm), Some(conv)) => Ok(conv.forward(silu(norm.forward(x)))),
+            _ => Err(ModelsError::Malformed {
+                path: "UNet".into(),
+                reason: "a branch without output head has no noise prediction".into(),
+            }),
+        }
+    }
+
+    /// Everything up to the output head, handing the activation at each of BrushNet's
+    /// injection points to `tap`, which returns what continues (the activation itself, or with
+    /// a residual added). The `conv_in` output's skip connection is taken before its tap.
+    pub(crate) fn walk(
+        &self,
+        sample: Tensor<4>,
+        timesteps: &[f32],
+        context: &Tensor<3>,
+        class_labels: Option<&[i64]>,
+        processor: &mut dyn AttentionProcessor,
+        tap: &mut dyn FnMut(Site, Tensor<4>) -> Result<Tensor<4>>,
     ) -> Result<Tensor<4>> {
         let [b, c, h, w] = sample.dims();
         let shape_error = |what: &str, expected: String, found: Vec<usize>| {
@@ -784,26 +1016,31 @@ impl Unet2DConditionModel {
             (None, _) => {}
         }
 
-        let mut x = self.conv_in.forward(sample);
+        let x = self.conv_in.forward(sample);
         let mut skips = vec![x.clone()];
+        let mut x = tap(Site::Down, x)?;
         for (i, level) in self.down_blocks.iter().enumerate() {
             for (j, resnet) in level.resnets.iter().enumerate() {
                 x = resnet.forward(x, Some(&emb));
                 if let Some(t) = level.attentions.get(j) {
                     x = t.forward(x, context, &step, processor);
                 }
+                x = tap(Site::Down, x)?;
                 skips.push(x.clone());
             }
             for d in &level.downsamplers {
-                x = d.forward(x);
+                x = tap(Site::Down, d.forward(x))?;
                 skips.push(x.clone());
             }
             x = stop_gradient_if(&mut *processor, &format!("down_blocks.{i}"), x, &mut skips);
         }
 
         x = self.mid_block.resnets[0].forward(x, Some(&emb));
-        x = self.mid_block.attentions[0].forward(x, context, &step, processor);
+        if let Some(t) = self.mid_block.attentions.first() {
+            x = t.forward(x, context, &step, processor);
+        }
         x = self.mid_block.resnets[1].forward(x, Some(&emb));
+        x = tap(Site::Mid, x)?;
         x = stop_gradient_if(&mut *processor, "mid_block", x, &mut skips);
 
         for (i, level) in self.up_blocks.iter().enumerate() {
@@ -813,17 +1050,18 @@ impl Unet2DConditionModel {
                 if let Some(t) = level.attentions.get(j) {
                     x = t.forward(x, context, &step, processor);
                 }
+                x = tap(Site::Up, x)?;
             }
             for u in &level.upsamplers {
                 let [_, _, th, tw] = skips.last().expect("a skip below every upsampler").dims();
                 let options = InterpolateOptions::new(InterpolateMode::Nearest)
                     .with_align_corners(false)
                     .with_output_size([th, tw]);
-                x = u.conv.forward(interpolate(x, options));
+                x = tap(Site::Up, u.conv.forward(interpolate(x, options)))?;
             }
             x = stop_gradient_if(&mut *processor, &format!("up_blocks.{i}"), x, &mut skips);
         }
-        Ok(self.conv_out.forward(silu(self.conv_norm_out.forward(x))))
+        Ok(x)
     }
 
     /// diffusers' sinusoidal `get_timestep_embedding`, computed in f32 as torch does.

@@ -1236,7 +1236,103 @@ def gen_vae_tiled(out, rng):
     }, group="sr")
 
 
-GROUPS = {"resize": gen_resize, "blur": gen_blur, "dilate": gen_dilate, "pad": gen_pad, "tensor": gen_tensor, "files": gen_files, "odd_files": gen_odd_files, "tokenizer": gen_tokenizer, "clip": gen_clip, "vae": gen_vae, "unet": gen_unet, "pipeline": gen_pipeline, "demo_pipelines": gen_demo_pipelines, "single_file": gen_single_file, "schedulers": gen_schedulers, "stable_inpaint": gen_stable_inpaint, "blended": gen_blended, "repaint": gen_repaint, "hd_painter": gen_hd_painter, "poisson": gen_poisson, "sr": gen_sr, "vae_tiled": gen_vae_tiled}
+def gen_brushnet(out, rng):
+    """BrushNet (tools/reference/brushnet_ref.py, following the official fork) on the tiny
+    4-channel SD UNet: `from_unet`'s branch features; a branch with trained-like (random) zero
+    convolutions and mask channel saved in the published key layout with the official config
+    keys; its residuals at conditioning scale 0.8 and the base UNet's noise prediction with them;
+    3 DDIM steps with CFG 7.5 (diffusers' DDIMScheduler) and the control window 0 - 0.7 (the last
+    step runs without the branch), the branch run on both guidance halves as the official
+    pipeline does; the official output blend (OpenCV 21x21 Gaussian of the hole,
+    m = 1 - (1 - M)(1 - b), truncated)."""
+    import json
+
+    import cv2
+    import torch
+    from diffusers import DDIMScheduler, UNet2DConditionModel
+    from safetensors.torch import save_file
+
+    import brushnet_ref as ref
+
+    models = out / "models"
+    torch.manual_seed(int(rng.integers(0, 2**31)))
+    unet = UNet2DConditionModel.from_pretrained(models / "unet_sd2").eval()
+    f = lambda a: torch.from_numpy(np.asarray(a, dtype=np.float32))
+    h, w = 8, 12
+    sample = f(rng.standard_normal((1, 4, h, w)))
+    masked = f(rng.standard_normal((1, 4, h, w)))
+    known = f((rng.random((1, 1, h, w)) > 0.4).astype(np.float32))
+    cond = torch.cat([masked, known], 1)
+    ehs = f(rng.standard_normal((1, 77, 32)))
+    neg = f(rng.standard_normal((1, 77, 32)))
+    t = {"sample": sample.numpy(), "condition": cond.numpy(), "encoder_hidden_states": ehs.numpy(), "negative": neg.numpy()}
+    with torch.no_grad():
+        # The walk of the base UNet without added samples is diffusers' own forward.
+        plain = ref.unet_forward(unet, sample, 500, ehs)
+        assert torch.allclose(plain, unet(sample, 500, encoder_hidden_states=ehs).sample, atol=1e-5)
+        bn = ref.BrushNet.from_unet(unet).eval()
+        down, mid, up = bn.features(sample, 500, cond)
+        t.update({f"from_unet.down.{i}": d.numpy() for i, d in enumerate(down)})
+        t.update({f"from_unet.up.{i}": u.numpy() for i, u in enumerate(up)})
+        t["from_unet.mid"] = mid.numpy()
+        # Trained BrushNets have non-zero 1x1 convolutions and a mask channel.
+        for m in [bn.brushnet_mid_block, *bn.brushnet_down_blocks, *bn.brushnet_up_blocks]:
+            m.weight.normal_(0, 0.3)
+            m.bias.normal_(0, 0.1)
+        bn.conv_in_condition.weight[:, 8].normal_(0, 0.3)
+        d = models / "brushnet"
+        d.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in bn.state_dict().items()}, str(d / "diffusion_pytorch_model.safetensors"))
+        c = unet.config
+        config = {"_class_name": "BrushNetModel", "_diffusers_version": "0.27.0.dev0", "act_fn": "silu", "addition_embed_type": None,
+                  "addition_embed_type_num_heads": 64, "addition_time_embed_dim": None, "attention_head_dim": list(c.attention_head_dim),
+                  "block_out_channels": list(c.block_out_channels), "brushnet_conditioning_channel_order": "rgb", "class_embed_type": None,
+                  "conditioning_channels": 5, "conditioning_embedding_out_channels": [16, 32, 96, 256], "cross_attention_dim": c.cross_attention_dim,
+                  "down_block_types": ["DownBlock2D"] * len(c.block_out_channels), "downsample_padding": 1, "encoder_hid_dim": None,
+                  "encoder_hid_dim_type": None, "flip_sin_to_cos": c.flip_sin_to_cos, "freq_shift": c.freq_shift, "global_pool_conditions": False,
+                  "in_channels": 4, "layers_per_block": c.layers_per_block, "mid_block_scale_factor": 1, "mid_block_type": "MidBlock2D",
+                  "norm_eps": c.norm_eps, "norm_num_groups": c.norm_num_groups, "num_attention_heads": None, "num_class_embeds": None,
+                  "only_cross_attention": False, "projection_class_embeddings_input_dim": None, "resnet_time_scale_shift": "default",
+                  "transformer_layers_per_block": 1, "up_block_types": ["UpBlock2D"] * len(c.block_out_channels), "upcast_attention": False,
+                  "use_linear_projection": c.use_linear_projection}
+        with open(d / "config.json", "w") as fh:
+            json.dump(config, fh, indent=2, sort_keys=True)
+        down, mid, up = bn(sample, 500, cond, 0.8)
+        t.update({f"residuals.down.{i}": x.numpy() for i, x in enumerate(down)})
+        t.update({f"residuals.up.{i}": x.numpy() for i, x in enumerate(up)})
+        t["residuals.mid"] = mid.numpy()
+        t["eps"] = ref.unet_forward(unet, sample, 500, ehs, down, mid, up).numpy()
+
+        scheduler = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+        scheduler.set_timesteps(3)
+        steps = len(scheduler.timesteps)
+        start, end, scale, g = 0.0, 0.7, 1.0, 7.5
+        latents = f(rng.standard_normal((1, 4, h, w)))
+        t["loop.initial"] = latents.numpy()
+        context = torch.cat([neg, ehs])
+        for i, ts in enumerate(scheduler.timesteps):
+            keep = 1.0 - float(i / steps < start or (i + 1) / steps > end)
+            x2 = torch.cat([latents] * 2)
+            down, mid, up = bn(x2, int(ts), torch.cat([cond] * 2), scale * keep)
+            eps = ref.unet_forward(unet, x2, int(ts), context, down, mid, up)
+            u, cnd = eps.chunk(2)
+            latents = scheduler.step(u + g * (cnd - u), ts, latents).prev_sample
+            t[f"loop.latents.{i}"] = latents.numpy()
+
+    # The official output blend (BrushNet's examples/brushnet/test_brushnet.py).
+    hh, ww = 37, 53
+    init = rng.integers(0, 256, (hh, ww, 3)).astype(np.uint8)
+    gen = rng.integers(0, 256, (hh, ww, 3)).astype(np.uint8)
+    yy, xx = np.mgrid[0:hh, 0:ww]
+    hole = (((yy - 15) ** 2 + (xx - 30) ** 2) < 120).astype(np.float64)[:, :, None]
+    blurred = cv2.GaussianBlur(hole * 255, (21, 21), 0) / 255
+    m = 1 - (1 - hole) * (1 - blurred[:, :, None])
+    t.update({"blend.init": init, "blend.generated": gen, "blend.hole": (hole[:, :, 0] * 255).astype(np.uint8),
+              "blend.out": (init * (1 - m) + gen * m).astype(np.uint8)})
+    save(out, "brushnet", t, group="models/brushnet")
+
+
+GROUPS = {"resize": gen_resize, "blur": gen_blur, "dilate": gen_dilate, "pad": gen_pad, "tensor": gen_tensor, "files": gen_files, "odd_files": gen_odd_files, "tokenizer": gen_tokenizer, "clip": gen_clip, "vae": gen_vae, "unet": gen_unet, "pipeline": gen_pipeline, "demo_pipelines": gen_demo_pipelines, "single_file": gen_single_file, "schedulers": gen_schedulers, "stable_inpaint": gen_stable_inpaint, "blended": gen_blended, "repaint": gen_repaint, "hd_painter": gen_hd_painter, "poisson": gen_poisson, "sr": gen_sr, "vae_tiled": gen_vae_tiled, "brushnet": gen_brushnet}
 
 
 def generate(out):
