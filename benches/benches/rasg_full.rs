@@ -81,6 +81,7 @@ fn rasg_step(c: &mut Criterion) {
                 &text,
                 7.5,
                 None,
+                None,
                 &mut DefaultAttention::default(),
             )
             .expect("step");

@@ -43,7 +43,7 @@ impl LatentStrategy for StableInpainting {
 
 /// A strategy's per-image tensor for a batch of `n`: as is when it has `n` rows, its single row
 /// repeated otherwise.
-pub fn to_batch(t: &Tensor<4>, n: usize) -> Tensor<4> {
+pub fn to_batch<const D: usize>(t: &Tensor<D>, n: usize) -> Tensor<D> {
     if t.dims()[0] == n {
         t.clone()
     } else {

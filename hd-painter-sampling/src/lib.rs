@@ -62,7 +62,7 @@
 //!     let (image, mask) = (Image::open("photo.jpg")?, Mask::open("mask.png")?);
 //!     let text = encode_prompts(&sd, "a red leather sofa", "blurry, low quality")?;
 //!     let schedule = NoiseSchedule::stable_diffusion();
-//!     let inpainter = Inpainter { unet: &sd.unet, vae: &sd.vae, schedule: &schedule };
+//!     let inpainter = Inpainter::new(&sd.unet, &sd.vae, &schedule);
 //!     let options = InpaintOptions { method: Method::StableInpainting, seeds: vec![1, 2], ..Default::default() };
 //!     let images = inpainter.inpaint(&image, &mask, &text, &options, &mut DefaultAttention::default(), &mut |step| {
 //!         eprintln!("step {}/{} (t = {})", step.step, step.total, step.timestep);
@@ -104,6 +104,7 @@
 //! | `wgpu`, `cuda` | burn's GPU backends, forwarded to `hd-painter-core` |
 //! | `hub` | Hugging Face Hub model ids, forwarded to `hd-painter-models` |
 
+mod brushnet;
 mod ddim;
 mod error;
 mod focus;
@@ -117,6 +118,7 @@ mod sampler;
 mod schedule;
 mod scheduler;
 
+pub use brushnet::{BrushNetLatents, BrushNetSettings, brushnet_blend};
 pub use ddim::{
     DdimStep, Prediction, ddim_sigma, ddim_step, ddpm_step, predict, repaint_step, undo_steps,
 };

@@ -36,11 +36,7 @@ impl Painter {
 
     /// The image-level pipeline over these models.
     pub fn inpainter(&self) -> Inpainter<'_> {
-        Inpainter {
-            unet: &self.models.unet,
-            vae: &self.models.vae,
-            schedule: &self.schedule,
-        }
+        Inpainter::new(&self.models.unet, &self.models.vae, &self.schedule)
     }
 
     /// The DDIM method the UNet runs: Stable Inpainting for a 9-channel inpainting UNet,

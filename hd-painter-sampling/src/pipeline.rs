@@ -10,9 +10,10 @@ use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use hd_painter_core::{Filter, Footprint, GaussianKernel, Image, Mask, PadMode, Quantize, Raster};
 use hd_painter_models::{
-    AttentionProcessor, AutoencoderKl, StableDiffusionModels, Unet2DConditionModel,
+    AttentionProcessor, AutoencoderKl, BrushNetModel, StableDiffusionModels, Unet2DConditionModel,
 };
 
+use crate::brushnet::{BrushNetLatents, BrushNetSettings, brushnet_blend};
 use crate::error::{Result, SamplingError};
 use crate::focus::{
     HD_PAINTER_NEGATIVE_PROMPT, HD_PAINTER_POSITIVE_PROMPT, PromptFocus, full_prompt,
@@ -36,6 +37,8 @@ pub enum Method {
     Blended,
     /// RePaint with any 4-channel UNet.
     Repaint(RepaintSettings),
+    /// BrushNet: a 4-channel UNet with a BrushNet branch ([`Inpainter::with_brushnet`]).
+    BrushNet(BrushNetSettings),
 }
 
 impl Method {
@@ -45,25 +48,33 @@ impl Method {
             Method::StableInpainting => "Stable Inpainting",
             Method::Blended => "Blended Latent Diffusion",
             Method::Repaint(_) => "RePaint",
+            Method::BrushNet(_) => "BrushNet",
         }
     }
 }
 
-/// Pasting the original back outside the hole: the hole is dilated by `dilate` pixels (square),
-/// then blurred with a `feather`-tap Gaussian (`feather` odd; 1 = hard edge), and the result is
-/// `orig + alpha (generated - orig)`. Where alpha is 0, the output equals the input exactly.
+/// Blending the generated image into the original outside the hole.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PasteBack {
-    /// Dilation of the hole, in pixels.
-    pub dilate: u32,
-    /// Gaussian kernel size of the feathering.
-    pub feather: usize,
+pub enum PasteBack {
+    /// The hole is dilated by `dilate` pixels (square), then blurred with a `feather`-tap
+    /// Gaussian (`feather` odd; 1 = hard edge), and the result is
+    /// `orig + alpha (generated - orig)`, rounded. Where alpha is 0, the output equals the input
+    /// exactly.
+    Feathered {
+        /// Dilation of the hole, in pixels.
+        dilate: u32,
+        /// Gaussian kernel size of the feathering.
+        feather: usize,
+    },
+    /// BrushNet's official blend ([`brushnet_blend`](crate::brushnet_blend)): the hole kept
+    /// whole, a 21x21 Gaussian fade outside it, truncated.
+    BrushNet,
 }
 
 impl Default for PasteBack {
     /// Dilation 4 and a 9-tap feather: the hole itself stays fully generated.
     fn default() -> Self {
-        Self {
+        PasteBack::Feathered {
             dilate: 4,
             feather: 9,
         }
@@ -181,6 +192,30 @@ pub struct Inpainter<'a> {
     pub vae: &'a AutoencoderKl,
     /// The noise schedule the UNet was trained with.
     pub schedule: &'a NoiseSchedule,
+    /// BrushNet's branch, for [`Method::BrushNet`].
+    pub brushnet: Option<&'a BrushNetModel>,
+}
+
+impl<'a> Inpainter<'a> {
+    /// The models of a run without BrushNet.
+    pub fn new(
+        unet: &'a Unet2DConditionModel,
+        vae: &'a AutoencoderKl,
+        schedule: &'a NoiseSchedule,
+    ) -> Self {
+        Self {
+            unet,
+            vae,
+            schedule,
+            brushnet: None,
+        }
+    }
+
+    /// The same with BrushNet's branch for [`Method::BrushNet`].
+    pub fn with_brushnet(mut self, branch: &'a BrushNetModel) -> Self {
+        self.brushnet = Some(branch);
+        self
+    }
 }
 
 /// The guidance pair for `prompt` and `negative`, encoded with the folder's tokenizer and text
@@ -245,17 +280,31 @@ impl Inpainter<'_> {
         if hole.is_empty() {
             return Ok(vec![image.clone(); options.seeds.len()]);
         }
-        if options.hd_painter.is_some_and(|h| h.rasg.is_some())
-            && matches!(options.method, Method::Repaint(_))
-        {
-            return Err(SamplingError::InvalidInput(
-                "RASG guides DDIM steps; RePaint's resampling walk is not one".into(),
-            ));
+        if options.hd_painter.is_some_and(|h| h.rasg.is_some()) {
+            match options.method {
+                Method::Repaint(_) => {
+                    return Err(SamplingError::InvalidInput(
+                        "RASG guides DDIM steps; RePaint's resampling walk is not one".into(),
+                    ));
+                }
+                Method::BrushNet(_) => {
+                    return Err(SamplingError::InvalidInput(
+                        "RASG differentiates the UNet alone; it does not compose with BrushNet"
+                            .into(),
+                    ));
+                }
+                _ => {}
+            }
         }
         let needs = match options.method {
             Method::StableInpainting => 9,
-            Method::Blended | Method::Repaint(_) => 4,
+            Method::Blended | Method::Repaint(_) | Method::BrushNet(_) => 4,
         };
+        if matches!(options.method, Method::BrushNet(_)) && self.brushnet.is_none() {
+            return Err(SamplingError::InvalidInput(
+                "Method::BrushNet needs a branch: Inpainter::with_brushnet".into(),
+            ));
+        }
         if self.unet.in_channels() != needs {
             return Err(SamplingError::InvalidInput(format!(
                 "{} needs a {needs}-channel UNet; this one takes {} channels{}",
@@ -350,18 +399,31 @@ impl Inpainter<'_> {
                     on_step,
                 )?
             }
-            Method::StableInpainting | Method::Blended => {
-                let mut strategy: Box<dyn LatentStrategy> = if options.method == Method::Blended {
-                    let source = self.vae.encode(pixels.clone())?.mean * sf;
-                    Box::new(BlendedLatents::new(
-                        latent_hole,
-                        source,
-                        options.seeds.clone(),
-                    ))
-                } else {
-                    let keep = hole_px.neg() + 1.0;
-                    let masked = self.vae.encode(pixels.clone() * keep)?.mean * sf;
-                    Box::new(StableInpainting::new(latent_hole, masked))
+            Method::StableInpainting | Method::Blended | Method::BrushNet(_) => {
+                let mut strategy: Box<dyn LatentStrategy> = match options.method {
+                    Method::Blended => {
+                        let source = self.vae.encode(pixels.clone())?.mean * sf;
+                        Box::new(BlendedLatents::new(
+                            latent_hole,
+                            source,
+                            options.seeds.clone(),
+                        ))
+                    }
+                    Method::BrushNet(settings) => {
+                        let branch = self.brushnet.expect("checked above");
+                        // BrushNet's masked image has black holes (-1), its mask 1 = known.
+                        let keep = hole_px.clone().neg() + 1.0;
+                        let masked = pixels.clone() * keep.clone() - hole_px.clone();
+                        let masked = self.vae.encode(masked)?.mean * sf;
+                        let known = latent_hole.neg() + 1.0;
+                        let condition = Tensor::cat(vec![masked, known], 1);
+                        Box::new(BrushNetLatents::new(branch, condition, settings)?)
+                    }
+                    _ => {
+                        let keep = hole_px.neg() + 1.0;
+                        let masked = self.vae.encode(pixels.clone() * keep)?.mean * sf;
+                        Box::new(StableInpainting::new(latent_hole, masked))
+                    }
                 };
                 self.run_ddim(
                     pixels,
@@ -388,7 +450,10 @@ impl Inpainter<'_> {
             .map(|generated| {
                 let generated = generated.crop(0, 0, width, height)?;
                 match options.paste_back {
-                    Some(p) => paste_back(image, &generated, &hole, p),
+                    Some(PasteBack::Feathered { dilate, feather }) => {
+                        paste_back(image, &generated, &hole, dilate, feather)
+                    }
+                    Some(PasteBack::BrushNet) => brushnet_blend(image, &generated, &hole),
                     None => Ok(generated),
                 }
             })
@@ -444,10 +509,16 @@ impl Inpainter<'_> {
 }
 
 /// `orig + alpha (generated - orig)` with alpha the dilated, feathered hole.
-fn paste_back(original: &Image, generated: &Image, hole: &Mask, p: PasteBack) -> Result<Image> {
-    let mut alpha = hole.dilate(Footprint::square(p.dilate))?;
-    if p.feather > 1 {
-        alpha = alpha.gaussian_blur(&GaussianKernel::opencv(p.feather, 0.0)?)?;
+fn paste_back(
+    original: &Image,
+    generated: &Image,
+    hole: &Mask,
+    dilate: u32,
+    feather: usize,
+) -> Result<Image> {
+    let mut alpha = hole.dilate(Footprint::square(dilate))?;
+    if feather > 1 {
+        alpha = alpha.gaussian_blur(&GaussianKernel::opencv(feather, 0.0)?)?;
     }
     let (o, g, a) = (original.raster(), generated.raster(), alpha.raster());
     let blended = Raster::from_vec(

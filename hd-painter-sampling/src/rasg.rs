@@ -109,6 +109,7 @@ impl Rasg {
                 text,
                 guidance_scale,
                 strategy.class_label(),
+                None,
                 processor,
             )?;
             return Ok((out, None));
@@ -122,6 +123,7 @@ impl Rasg {
             text,
             guidance_scale,
             strategy.class_label(),
+            None,
             &mut recorder,
         )?;
         let maps = recorder.mean_logits().ok_or_else(|| {

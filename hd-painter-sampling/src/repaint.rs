@@ -123,6 +123,7 @@ pub fn sample_repaint(
                 text,
                 settings.guidance_scale,
                 None,
+                None,
                 processor,
             )?;
             let step = match settings.known_region {

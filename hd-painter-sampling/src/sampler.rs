@@ -6,7 +6,7 @@ use std::ops::ControlFlow;
 
 use burn::tensor::Tensor;
 use hd_painter_core::seeded_noise;
-use hd_painter_models::{AttentionProcessor, Unet2DConditionModel};
+use hd_painter_models::{AttentionProcessor, Unet2DConditionModel, UnetResiduals};
 
 use crate::ddim::{DdimStep, Prediction, ddim_step};
 use crate::error::{Result, SamplingError};
@@ -38,6 +38,19 @@ pub trait LatentStrategy {
     /// its UNet has a class embedding.
     fn class_label(&self) -> Option<i64> {
         None
+    }
+
+    /// Features to add inside the UNet at this step (BrushNet's branch residuals), one row per
+    /// image, for latents `x_t` at step `step` of `total` (from 0) and timestep `t`.
+    fn unet_residuals(
+        &self,
+        _latents: &Tensor<4>,
+        _step: usize,
+        _total: usize,
+        _t: usize,
+        _text: &TextConditioning,
+    ) -> Result<Option<UnetResiduals>> {
+        Ok(None)
     }
 
     /// The step to continue from after the update from `t` to `t_prev` (e.g. with the known
@@ -189,7 +202,9 @@ pub(crate) fn step_seed(seed: u64, step: usize) -> u64 {
 
 /// The model output with classifier-free guidance: `u + g (c - u)` from one batch
 /// `[negative, positive]`, or the positive pass alone when `g = 1`; `class_label` goes to every
-/// row (UNets with a class embedding).
+/// row (UNets with a class embedding); `residuals` (one row per image) are added inside the UNet
+/// for both halves, as BrushNet's pipeline does.
+#[allow(clippy::too_many_arguments)] // one UNet call's inputs
 pub fn guided_output(
     unet: &Unet2DConditionModel,
     input: Tensor<4>,
@@ -197,6 +212,7 @@ pub fn guided_output(
     text: &TextConditioning,
     guidance_scale: f64,
     class_label: Option<i64>,
+    residuals: Option<&UnetResiduals>,
     processor: &mut dyn AttentionProcessor,
 ) -> Result<Tensor<4>> {
     let n = input.dims()[0];
@@ -211,21 +227,28 @@ pub fn guided_output(
         }
     };
     let positive = expand(&text.positive)?;
+    let call = |input: Tensor<4>,
+                context: &Tensor<3>,
+                rows: usize,
+                p: &mut dyn AttentionProcessor| {
+        let timesteps = vec![t as f32; rows];
+        let labels = labels(rows);
+        match residuals {
+            None => unet.forward(input, &timesteps, context, labels.as_deref(), p),
+            Some(r) => {
+                let r = r.repeat_batch(rows / n);
+                unet.forward_with_residuals(input, &timesteps, context, labels.as_deref(), p, &r)
+            }
+        }
+    };
     if guidance_scale == 1.0 {
-        return Ok(unet.forward(
-            input,
-            &vec![t as f32; n],
-            &positive,
-            labels(n).as_deref(),
-            processor,
-        )?);
+        return Ok(call(input, &positive, n, processor)?);
     }
     let context = Tensor::cat(vec![expand(&text.negative)?, positive], 0);
-    let out = unet.forward(
+    let out = call(
         Tensor::cat(vec![input.clone(), input], 0),
-        &vec![t as f32; 2 * n],
         &context,
-        labels(2 * n).as_deref(),
+        2 * n,
         processor,
     )?;
     let [_, c, h, w] = out.dims();
@@ -279,7 +302,14 @@ pub fn sample_ddim(
     let scheduler = settings.scheduler();
     for (i, &t) in grid.iter().enumerate().skip(settings.first_step) {
         let t_prev = t as isize - dt;
+        let residuals =
+            strategy.unet_residuals(&latents, i - settings.first_step, total, t, text)?;
         let (step, gradient) = match rasg {
+            Some(_) if residuals.is_some() => {
+                return Err(SamplingError::InvalidInput(
+                    "RASG differentiates the UNet alone; it does not compose with BrushNet".into(),
+                ));
+            }
             Some(rasg) => {
                 let (output, gradient) = rasg.output_and_gradient(
                     unet,
@@ -312,6 +342,7 @@ pub fn sample_ddim(
                     text,
                     settings.guidance_scale,
                     strategy.class_label(),
+                    residuals.as_ref(),
                     processor,
                 )?;
                 let noise = scheduler.is_stochastic().then(|| {

@@ -112,11 +112,7 @@ fn assert_kept_outside(input: &Image, output: &Image, mask: &Mask, reach: u32) {
 #[test]
 fn blended_keeps_the_exact_odd_size_and_the_known_pixels() {
     let (unet, vae, schedule) = models("unet_sd2", "vae_x4");
-    let inpainter = Inpainter {
-        unet: &unet,
-        vae: &vae,
-        schedule: &schedule,
-    };
+    let inpainter = Inpainter::new(&unet, &vae, &schedule);
     let (image, mask) = (photo(427, 640), hole(427, 640, 100..300, 200..420));
     let out = run(&inpainter, &image, &mask, &options(Method::Blended, 2)).unwrap();
     assert_eq!(out.len(), 1);
@@ -129,11 +125,7 @@ fn blended_keeps_the_exact_odd_size_and_the_known_pixels() {
 fn stable_inpainting_runs_end_to_end_with_seeds_strength_and_cancel() {
     let device = device();
     let (unet, vae, schedule) = models("unet_sd15_inpaint", "vae_sd");
-    let inpainter = Inpainter {
-        unet: &unet,
-        vae: &vae,
-        schedule: &schedule,
-    };
+    let inpainter = Inpainter::new(&unet, &vae, &schedule);
     let (image, mask) = (photo(45, 37), hole(45, 37, 10..30, 5..25));
     let mut o = options(Method::StableInpainting, 3);
     o.seeds = vec![1, 2];
@@ -189,11 +181,7 @@ fn stable_inpainting_runs_end_to_end_with_seeds_strength_and_cancel() {
 #[test]
 fn repaint_runs_and_misuse_is_reported() {
     let (unet4, vae, schedule) = models("unet_sd2", "vae_sd");
-    let inpainter = Inpainter {
-        unet: &unet4,
-        vae: &vae,
-        schedule: &schedule,
-    };
+    let inpainter = Inpainter::new(&unet4, &vae, &schedule);
     let (image, mask) = (photo(33, 20), hole(33, 20, 5..20, 4..12));
     let settings = RepaintSettings {
         steps: 4,
@@ -248,11 +236,7 @@ fn repaint_runs_and_misuse_is_reported() {
 #[test]
 fn hd_painter_variants_run_end_to_end_and_compose_with_blended() {
     let (unet, vae, schedule) = models("unet_hd_painter", "vae_sd");
-    let inpainter = Inpainter {
-        unet: &unet,
-        vae: &vae,
-        schedule: &schedule,
-    };
+    let inpainter = Inpainter::new(&unet, &vae, &schedule);
     // Padded to 80x64: a 40x32 latent, 10x8 at the RASG score grid.
     let (image, mask) = (photo(70, 56), hole(70, 56, 20..55, 10..40));
     let variants = [
@@ -276,11 +260,7 @@ fn hd_painter_variants_run_end_to_end_and_compose_with_blended() {
     }
 
     let (unet4, vae4, _) = models("unet_sd2", "vae_sd");
-    let inpainter4 = Inpainter {
-        unet: &unet4,
-        vae: &vae4,
-        schedule: &schedule,
-    };
+    let inpainter4 = Inpainter::new(&unet4, &vae4, &schedule);
     let blended = |variant| {
         let mut o = InpaintOptions::hd_painter(variant);
         o.method = Method::Blended;
@@ -295,11 +275,7 @@ fn hd_painter_variants_run_end_to_end_and_compose_with_blended() {
     // Two levels (a 36x28 latent here): no cross-attention at latent/4. RASG says so instead of
     // guessing.
     let (unet2, vae2, _) = models("unet_sd15_inpaint", "vae_sd");
-    let two_levels = Inpainter {
-        unet: &unet2,
-        vae: &vae2,
-        schedule: &schedule,
-    };
+    let two_levels = Inpainter::new(&unet2, &vae2, &schedule);
     let mut o = InpaintOptions::hd_painter(HdPainter::rasg_only());
     o.ddim.steps = 1;
     let err = run(&two_levels, &image, &mask, &o).unwrap_err();

@@ -217,11 +217,7 @@ fn two_stages_end_to_end() {
     let vae = AutoencoderKl::load(model("vae_sd"), None, &device).unwrap();
     let schedule = NoiseSchedule::stable_diffusion();
     let pipeline = TwoStage {
-        inpainter: Inpainter {
-            unet: &unet,
-            vae: &vae,
-            schedule: &schedule,
-        },
+        inpainter: Inpainter::new(&unet, &vae, &schedule),
         upscaler: m.upscaler(),
     };
     let (image, mask) = (photo(160, 120), hole(160, 120));

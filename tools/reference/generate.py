@@ -1241,7 +1241,7 @@ def gen_brushnet(out, rng):
     4-channel SD UNet: `from_unet`'s branch features; a branch with trained-like (random) zero
     convolutions and mask channel saved in the published key layout with the official config
     keys; its residuals at conditioning scale 0.8 and the base UNet's noise prediction with them;
-    3 DDIM steps with CFG 7.5 (diffusers' DDIMScheduler) and the control window 0 - 0.7 (the last
+    3 DDIM steps with CFG 7.5 (diffusers' DDIMScheduler) and the control window 0.3 - 1 (the first
     step runs without the branch), the branch run on both guidance halves as the official
     pipeline does; the official output blend (OpenCV 21x21 Gaussian of the hole,
     m = 1 - (1 - M)(1 - b), truncated)."""
@@ -1306,7 +1306,7 @@ def gen_brushnet(out, rng):
         scheduler = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False, set_alpha_to_one=False, steps_offset=1)
         scheduler.set_timesteps(3)
         steps = len(scheduler.timesteps)
-        start, end, scale, g = 0.0, 0.7, 1.0, 7.5
+        start, end, scale, g = 0.3, 1.0, 1.0, 7.5
         latents = f(rng.standard_normal((1, 4, h, w)))
         t["loop.initial"] = latents.numpy()
         context = torch.cat([neg, ehs])

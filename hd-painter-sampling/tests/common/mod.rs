@@ -21,9 +21,12 @@ pub struct Golden(Vec<u8>);
 impl Golden {
     /// `fixtures/sampling/{name}.safetensors`.
     pub fn open(name: &str) -> Self {
-        let path = fixtures()
-            .join("sampling")
-            .join(format!("{name}.safetensors"));
+        Self::at(&format!("sampling/{name}.safetensors"))
+    }
+
+    /// `fixtures/{path}`.
+    pub fn at(path: &str) -> Self {
+        let path = fixtures().join(path);
         Self(std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
     }
 
