@@ -18,10 +18,12 @@ use std::time::{Duration, Instant};
 use burn::tensor::Tensor;
 use clap::{Parser, ValueEnum};
 use hd_painter_core::{BackendKind, Image, Mask, Quantize, peak_rss_bytes};
-use hd_painter_models::{AutoencoderKl, DefaultAttention, ModelSource, StableDiffusionModels};
+use hd_painter_models::{
+    AutoencoderKl, BrushNetModel, DefaultAttention, ModelSource, StableDiffusionModels,
+};
 use hd_painter_sampling::{
-    HdPainter, InpaintOptions, Method, NoiseSchedule, Painter, RepaintSettings, SamplingError,
-    StepView, encode_prompts_with_positive,
+    BrushNetSettings, HdPainter, InpaintOptions, Method, NoiseSchedule, Painter, PasteBack,
+    RepaintSettings, SamplingError, StepView, encode_prompts_with_positive,
 };
 use hd_painter_sr::{SR_POSITIVE_PROMPT, SrError, SrOutput, SrSettings, TwoStage, Upscaler};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -41,6 +43,8 @@ enum MethodArg {
     Blended,
     /// RePaint (4-channel model).
     Repaint,
+    /// BrushNet (4-channel model with `--brushnet`).
+    Brushnet,
 }
 
 /// The SR stage's output size.
@@ -52,8 +56,8 @@ enum SrSize {
     LongSide,
 }
 
-/// Text-guided inpainting with HD-Painter, Stable Inpainting, Blended Latent Diffusion or
-/// RePaint, optionally followed by HD-Painter's x4 super-resolution stage.
+/// Text-guided inpainting with HD-Painter, Stable Inpainting, Blended Latent Diffusion, RePaint
+/// or BrushNet, optionally followed by HD-Painter's x4 super-resolution stage.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
@@ -80,6 +84,13 @@ struct Args {
     /// The method.
     #[arg(long, value_enum, default_value_t = MethodArg::HdPainter)]
     method: MethodArg,
+    /// A BrushNet branch folder (`config.json`, `diffusion_pytorch_model.safetensors`) for
+    /// `--method brushnet` with a 4-channel `--model`.
+    #[arg(long, value_name = "DIR")]
+    brushnet: Option<PathBuf>,
+    /// BrushNet's conditioning scale.
+    #[arg(long, default_value_t = 1.0)]
+    brushnet_scale: f64,
     /// Run HD-Painter's x4 super-resolution stage after the first one.
     #[arg(long)]
     sr: bool,
@@ -184,6 +195,11 @@ fn run(args: &Args, cancel: &AtomicBool) -> Result<(), RunError> {
     if args.sr && args.sr_model.is_none() {
         return Err(RunError::Usage("--sr needs --sr-model".into()));
     }
+    if (args.method == MethodArg::Brushnet) != args.brushnet.is_some() {
+        return Err(RunError::Usage(
+            "--method brushnet and --brushnet DIR go together".into(),
+        ));
+    }
     let image = Image::open(&args.image)?;
     let mask = Mask::open(&args.mask)?;
     mask.ensure_matches(
@@ -212,11 +228,16 @@ fn run(args: &Args, cancel: &AtomicBool) -> Result<(), RunError> {
     bar.enable_steady_tick(Duration::from_millis(250));
     let device = args.backend.device()?;
     bar.set_message("loading the model");
-    let painter = Painter::new(StableDiffusionModels::from_source(
+    let mut painter = Painter::new(StableDiffusionModels::from_source(
         &ModelSource::parse(&args.model, args.config.as_deref())?,
         args.variant.as_deref(),
         &device,
     )?);
+    if let Some(dir) = &args.brushnet {
+        bar.set_message("loading BrushNet");
+        let branch = BrushNetModel::load(dir, args.variant.as_deref(), &device)?;
+        painter = painter.with_brushnet(branch);
+    }
     let upscaler_models = match (&args.sr, &args.sr_model) {
         (true, Some(spec)) => {
             bar.set_message("loading the upscaler");
@@ -370,6 +391,13 @@ fn configure<'a>(
         MethodArg::Stable => plain(Method::StableInpainting),
         MethodArg::Blended => plain(Method::Blended),
         MethodArg::Repaint => plain(Method::Repaint(RepaintSettings::default())),
+        MethodArg::Brushnet => InpaintOptions {
+            paste_back: Some(PasteBack::BrushNet),
+            ..plain(Method::BrushNet(BrushNetSettings {
+                conditioning_scale: args.brushnet_scale,
+                ..BrushNetSettings::default()
+            }))
+        },
     });
     if let Some(steps) = args.steps {
         request = request.steps(steps);

@@ -6,11 +6,16 @@
 use std::ops::ControlFlow;
 
 use hd_painter_core::{Image, Mask};
-use hd_painter_models::{AttentionProcessor, DefaultAttention, StableDiffusionModels};
+use hd_painter_models::{
+    AttentionProcessor, BrushNetModel, DefaultAttention, StableDiffusionModels,
+};
 
+use crate::brushnet::BrushNetSettings;
 use crate::error::Result;
 use crate::focus::{HD_PAINTER_NEGATIVE_PROMPT, HD_PAINTER_POSITIVE_PROMPT};
-use crate::pipeline::{HdPainter, InpaintOptions, Inpainter, Method, encode_prompts_with_positive};
+use crate::pipeline::{
+    HdPainter, InpaintOptions, Inpainter, Method, PasteBack, encode_prompts_with_positive,
+};
 use crate::sampler::{StepView, TextConditioning};
 use crate::schedule::NoiseSchedule;
 
@@ -22,6 +27,8 @@ pub struct Painter {
     pub models: StableDiffusionModels,
     /// Its noise schedule (Stable Diffusion's scaled-linear 0.00085 - 0.012).
     pub schedule: NoiseSchedule,
+    /// A BrushNet branch for the 4-channel UNet ([`Painter::with_brushnet`]).
+    pub brushnet: Option<BrushNetModel>,
 }
 
 impl Painter {
@@ -31,21 +38,33 @@ impl Painter {
         Self {
             models,
             schedule: NoiseSchedule::stable_diffusion(),
+            brushnet: None,
         }
+    }
+
+    /// The same with a BrushNet branch: requests then run [`Method::BrushNet`] with BrushNet's
+    /// blend as paste-back (the reference's defaults), unless told otherwise.
+    pub fn with_brushnet(mut self, branch: BrushNetModel) -> Self {
+        self.brushnet = Some(branch);
+        self
     }
 
     /// The image-level pipeline over these models.
     pub fn inpainter(&self) -> Inpainter<'_> {
-        Inpainter::new(&self.models.unet, &self.models.vae, &self.schedule)
+        let inpainter = Inpainter::new(&self.models.unet, &self.models.vae, &self.schedule);
+        match &self.brushnet {
+            Some(branch) => inpainter.with_brushnet(branch),
+            None => inpainter,
+        }
     }
 
-    /// The DDIM method the UNet runs: Stable Inpainting for a 9-channel inpainting UNet,
-    /// Blended Latent Diffusion for a 4-channel one.
+    /// The DDIM method the models run: BrushNet with a branch, otherwise Stable Inpainting for
+    /// a 9-channel inpainting UNet and Blended Latent Diffusion for a 4-channel one.
     pub fn fitting_method(&self) -> Method {
-        if self.models.unet.in_channels() == 4 {
-            Method::Blended
-        } else {
-            Method::StableInpainting
+        match (&self.brushnet, self.models.unet.in_channels()) {
+            (Some(_), _) => Method::BrushNet(BrushNetSettings::default()),
+            (None, 4) => Method::Blended,
+            (None, _) => Method::StableInpainting,
         }
     }
 
@@ -54,16 +73,25 @@ impl Painter {
     /// negative prompts, seed 1). The method follows the UNet: Stable Inpainting for a 9-channel
     /// inpainting UNet, Blended Latent Diffusion for a 4-channel one ([`Painter::fitting_method`],
     /// the automatic fallback; ask for [`Method::StableInpainting`] explicitly to get an error
-    /// instead).
+    /// instead). With a BrushNet branch: BrushNet's pipeline defaults (50 steps, CFG 7.5, its
+    /// blend) and no HD-Painter parts.
     pub fn request<'a>(
         &'a self,
         image: &'a Image,
         mask: &'a Mask,
         prompt: &str,
     ) -> InpaintRequest<'a> {
-        let options = InpaintOptions {
-            method: self.fitting_method(),
-            ..InpaintOptions::hd_painter(HdPainter::full())
+        let options = match self.fitting_method() {
+            // BrushNet's reference run: its own pipeline defaults and blend.
+            method @ Method::BrushNet(_) => InpaintOptions {
+                method,
+                paste_back: Some(PasteBack::BrushNet),
+                ..InpaintOptions::default()
+            },
+            method => InpaintOptions {
+                method,
+                ..InpaintOptions::hd_painter(HdPainter::full())
+            },
         };
         InpaintRequest {
             painter: self,

@@ -96,3 +96,24 @@ fn overrides_land_where_the_method_keeps_them() {
     let diff: f32 = (text.negative - empty).abs().max().into_scalar();
     assert_eq!(diff, 0.0);
 }
+
+#[test]
+fn a_painter_with_a_brushnet_branch_runs_brushnets_reference_settings() {
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/models");
+    let device = BackendKind::Flex.device().unwrap();
+    let models = StableDiffusionModels::load(fixtures.join("pipeline_sd"), None, &device).unwrap();
+    let branch =
+        hd_painter_models::BrushNetModel::load(fixtures.join("brushnet"), None, &device).unwrap();
+    let p = Painter::new(models).with_brushnet(branch);
+    let (image, mask) = inputs();
+    let request = p.request(&image, &mask, "a red sofa").steps(2);
+    let s = request.settings();
+    assert!(matches!(s.method, Method::BrushNet(_)), "{:?}", s.method);
+    assert_eq!(s.paste_back, Some(hd_painter_sampling::PasteBack::BrushNet));
+    assert!(s.hd_painter.is_none());
+    let out = request.run().unwrap();
+    assert_eq!(
+        (out[0].width(), out[0].height()),
+        (image.width(), image.height())
+    );
+}
