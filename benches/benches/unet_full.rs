@@ -1,6 +1,7 @@
 //! The full-size SD2-inpainting UNet (random weights written by
 //! `tools/reference/full_size.py`, which also times PyTorch the same way): load time, parity with
-//! PyTorch's output on the same weights, one guided step (batch 2 at a 64x64 latent) and peak RSS.
+//! PyTorch's output on the same weights, one guided step (batch 2 at a 64x64 latent), one
+//! unguided step (batch 1) and peak RSS.
 //!
 //! ```text
 //! ~/.cache/hd-painter/venv/bin/python tools/reference/full_size.py
@@ -12,6 +13,7 @@
 
 use std::time::Instant;
 
+use burn::tensor::Tensor;
 use criterion::{Criterion, criterion_group, criterion_main};
 use hd_painter_benches::{full_dir, peak_rss_gib, read_f32};
 use hd_painter_core::BackendKind;
@@ -43,16 +45,19 @@ fn unet_step(c: &mut Criterion) {
     let context = read_f32::<3>(&io, "context", &device);
     let expected = read_f32::<4>(&io, "output", &device);
     let timesteps = [999.0f32, 999.0];
-    let step = || {
+    let run = |sample: Tensor<4>, context: &Tensor<3>| {
+        let n = sample.dims()[0];
         unet.forward(
-            sample.clone(),
-            &timesteps,
-            &context,
+            sample,
+            &timesteps[..n],
+            context,
             None,
             &mut DefaultAttention::default(),
         )
         .expect("forward")
     };
+    let step = || run(sample.clone(), &context);
+    let (sample1, context1) = (sample.clone().slice(0..1), context.clone().slice(0..1));
     let out = step();
     let scale: f32 = expected.clone().abs().max().into_scalar();
     let err: f32 = (out - expected).abs().max().into_scalar();
@@ -64,6 +69,9 @@ fn unet_step(c: &mut Criterion) {
     let mut group = c.benchmark_group("unet_sd2_inpainting_64x64");
     group.sample_size(10);
     group.bench_function("batch2", |b| b.iter(|| hd_painter_benches::settle(step())));
+    group.bench_function("batch1", |b| {
+        b.iter(|| hd_painter_benches::settle(run(sample1.clone(), &context1)))
+    });
     group.finish();
     println!("peak RSS after the steps: {:.2} GiB", peak_rss_gib());
 }

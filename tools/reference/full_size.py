@@ -59,13 +59,15 @@ def main():
     timesteps = np.array([999.0, 999.0], dtype=np.float32)
     args = (torch.from_numpy(sample), torch.from_numpy(timesteps))
     ctx = torch.from_numpy(context)
+    one = (args[0][:1], args[1][:1])
     with torch.no_grad():
         output = unet(*args, encoder_hidden_states=ctx).sample.numpy()
         seconds = median_time(lambda: unet(*args, encoder_hidden_states=ctx), 3)
+        seconds1 = median_time(lambda: unet(*one, encoder_hidden_states=ctx[:1]), 3)
     save_file({"sample": sample, "context": context, "timesteps": timesteps, "output": output}, str(out / "unet_io.safetensors"))
     rss_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"torch {torch.__version__} {torch.get_num_threads()} threads: UNet SD2-inpainting 64x64 batch 2: "
-          f"{seconds:.2f} s (median of 3), peak RSS {rss_gib:.2f} GiB (model creation included)")
+          f"{seconds:.2f} s, batch 1: {seconds1:.2f} s (medians of 3), peak RSS {rss_gib:.2f} GiB (model creation included)")
 
 
 if __name__ == "__main__":
