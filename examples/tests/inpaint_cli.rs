@@ -1,0 +1,131 @@
+//! The `inpaint` example program end to end on the tiny fixture pipelines: a result file and the
+//! summary line, Ctrl-C (SIGINT) stopping after the current step with nothing written, and
+//! usage errors. Cargo builds the examples before it runs the tests.
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `target/<profile>/examples/inpaint`, next to this test's `deps/` folder.
+fn program() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile = exe.parent().unwrap().parent().unwrap();
+    profile
+        .join("examples")
+        .join(format!("inpaint{}", std::env::consts::EXE_SUFFIX))
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("hd-painter-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn inpaint(output: &PathBuf, extra: &[&str]) -> Command {
+    let r = repo();
+    let mut cmd = Command::new(program());
+    cmd.arg(r.join("fixtures/core/rgb.png"))
+        .arg(r.join("fixtures/core/mask.png"))
+        .arg("a red sofa")
+        .arg(output)
+        .arg("--model")
+        .arg(r.join("fixtures/models/pipeline_hd_painter"))
+        .args(extra);
+    cmd
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn a_run_writes_its_images_and_a_summary() {
+    let output = scratch("run.png");
+    let out = inpaint(
+        &output,
+        &["--steps", "3", "--num-images", "2", "--seed", "7"],
+    )
+    .output()
+    .unwrap();
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("seed 7:") && log.contains("seed 8:"), "{log}");
+    assert!(
+        log.contains("done: 2 image(s) in") && log.contains("peak memory"),
+        "{log}"
+    );
+    for i in 0..2 {
+        let image = hd_painter_core::Image::open(scratch(&format!("run-{i}.png"))).unwrap();
+        assert_eq!((image.width(), image.height()), (44, 30));
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn sigint_stops_after_the_current_step_and_writes_nothing() {
+    let output = scratch("cancelled.png");
+    let child = inpaint(&output, &["--steps", "100000", "--seed", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let log = text(&out);
+    assert_eq!(out.status.code(), Some(130), "{log}");
+    assert!(log.contains("cancelled by the caller after step"), "{log}");
+    assert!(!output.exists());
+}
+
+#[test]
+fn usage_errors_are_reported_without_a_run() {
+    let output = scratch("usage.png");
+    for (args, message) in [
+        (&["--sr"][..], "--sr needs --sr-model"),
+        (
+            &["--method", "brushnet"][..],
+            "--method brushnet and --brushnet DIR go together",
+        ),
+        (
+            &["--num-images", "0"][..],
+            "--num-images must be at least 1",
+        ),
+    ] {
+        let out = inpaint(&output, args).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(text(&out).contains(message), "{args:?}: {}", text(&out));
+    }
+    // A mask of another size than the image.
+    let small = scratch("small-mask.png");
+    hd_painter_core::Mask::from_luma8(40, 30, vec![255; 40 * 30])
+        .unwrap()
+        .save(&small)
+        .unwrap();
+    let r = repo();
+    let out = Command::new(program())
+        .arg(r.join("fixtures/core/rgb.png"))
+        .arg(&small)
+        .args(["x", output.to_str().unwrap(), "--model"])
+        .arg(r.join("fixtures/models/pipeline_hd_painter"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("expected 44x30, found 40x30"),
+        "{}",
+        text(&out)
+    );
+}
