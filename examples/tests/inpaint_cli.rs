@@ -128,4 +128,25 @@ fn usage_errors_are_reported_without_a_run() {
         "{}",
         text(&out)
     );
+
+    // A mask without hole: a warning, and the input written unchanged.
+    let empty = scratch("empty-mask.png");
+    hd_painter_core::Mask::from_luma8(44, 30, vec![0; 44 * 30])
+        .unwrap()
+        .save(&empty)
+        .unwrap();
+    let unchanged = scratch("unchanged.png");
+    let out = Command::new(program())
+        .arg(r.join("fixtures/core/rgb.png"))
+        .arg(&empty)
+        .args(["x", unchanged.to_str().unwrap(), "--steps", "2", "--model"])
+        .arg(r.join("fixtures/models/pipeline_hd_painter"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("marks no hole"), "{}", text(&out));
+    assert_eq!(
+        hd_painter_core::Image::open(&unchanged).unwrap(),
+        hd_painter_core::Image::open(r.join("fixtures/core/rgb.png")).unwrap()
+    );
 }
