@@ -88,7 +88,7 @@ def text(out, rng):
             shutil.copyfile(TOKENIZER / f, d / f)
         # SD 2 pads with "!", as its tokenizer folder says.
         (d / "tokenizer_config.json").write_text('{"pad_token": "!"}\n')
-    tokenizer = CLIPTokenizer(vocab_file=str(TOKENIZER / "vocab.json"), merges_file=str(TOKENIZER / "merges.txt"), pad_token="!")
+    tokenizer = CLIPTokenizer(vocab=str(TOKENIZER / "vocab.json"), merges=str(TOKENIZER / "merges.txt"), pad_token="!")
 
     def encode():
         ids = tokenizer(PROMPT, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
