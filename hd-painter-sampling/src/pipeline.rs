@@ -216,6 +216,15 @@ impl<'a> Inpainter<'a> {
         self.brushnet = Some(branch);
         self
     }
+
+    /// The BrushNet branch, which [`Method::BrushNet`] needs.
+    fn branch(&self) -> Result<&'a BrushNetModel> {
+        self.brushnet.ok_or_else(|| {
+            SamplingError::InvalidInput(
+                "Method::BrushNet needs a branch: Inpainter::with_brushnet".into(),
+            )
+        })
+    }
 }
 
 /// The guidance pair for `prompt` and `negative`, encoded with the folder's tokenizer and text
@@ -300,10 +309,8 @@ impl Inpainter<'_> {
             Method::StableInpainting => 9,
             Method::Blended | Method::Repaint(_) | Method::BrushNet(_) => 4,
         };
-        if matches!(options.method, Method::BrushNet(_)) && self.brushnet.is_none() {
-            return Err(SamplingError::InvalidInput(
-                "Method::BrushNet needs a branch: Inpainter::with_brushnet".into(),
-            ));
+        if matches!(options.method, Method::BrushNet(_)) {
+            self.branch()?;
         }
         if self.unet.in_channels() != needs {
             return Err(SamplingError::InvalidInput(format!(
@@ -410,14 +417,13 @@ impl Inpainter<'_> {
                         ))
                     }
                     Method::BrushNet(settings) => {
-                        let branch = self.brushnet.expect("checked above");
                         // BrushNet's masked image has black holes (-1), its mask 1 = known.
                         let keep = hole_px.clone().neg() + 1.0;
-                        let masked = pixels.clone() * keep.clone() - hole_px.clone();
+                        let masked = pixels.clone() * keep - hole_px.clone();
                         let masked = self.vae.encode(masked)?.mean * sf;
                         let known = latent_hole.neg() + 1.0;
                         let condition = Tensor::cat(vec![masked, known], 1);
-                        Box::new(BrushNetLatents::new(branch, condition, settings)?)
+                        Box::new(BrushNetLatents::new(self.branch()?, condition, settings)?)
                     }
                     _ => {
                         let keep = hole_px.neg() + 1.0;
