@@ -16,10 +16,14 @@ mkdir -p target
 mapfile -t bins < <(cargo test -p hd-painter-core -p hd-painter-models --test fuzz_files --test fuzz_parsers \
     --no-run --message-format=json 2>/dev/null |
     sed -n 's/.*"executable":"\([^"]*\)".*/\1/p')
+targets=0
+for bin in "${bins[@]}"; do
+    targets=$((targets + $("$bin" --list 2>/dev/null | grep -c ': test$')))
+done
 end=$(( $(date +%s) + 60 * minutes ))
 round=0
 total=0
-echo "fuzz: ${#bins[@]} harnesses, ${minutes} min, ${cases} cases per target per round" | tee "$log"
+echo "fuzz: ${#bins[@]} harnesses, $targets targets, ${minutes} min, ${cases} cases per target per round" | tee "$log"
 while [ "$(date +%s)" -lt "$end" ]; do
     round=$((round + 1))
     for bin in "${bins[@]}"; do
@@ -28,7 +32,6 @@ while [ "$(date +%s)" -lt "$end" ]; do
             exit 1
         }
     done
-    targets=$(( ${#bins[@]} == 2 ? 5 : ${#bins[@]} ))
     total=$((total + cases * targets))
     echo "fuzz: round $round done at $(date +%T), $total cases so far" | tee -a "$log"
 done
