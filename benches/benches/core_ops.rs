@@ -8,6 +8,7 @@
 //! ```
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use hd_painter_benches as _; // the benchmarks' allocator
 use hd_painter_core::{Filter, Footprint, GaussianKernel, Raster};
 
 fn pattern(width: u32, height: u32, channels: usize) -> Raster<u8> {

@@ -1,4 +1,10 @@
-//! Shared set-up of hd-painter's criterion benchmarks.
+//! Shared set-up of hd-painter's criterion benchmarks, and their allocator.
+
+/// Every benchmark linking this crate runs on mimalloc, as the `inpaint` example does. mimalloc
+/// keeps freed pages for reuse: the models allocate and free large activations at every layer,
+/// and the system allocator hands them back to the kernel and faults them in again.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use burn::tensor::{Device, Distribution, Tensor};
 use hd_painter_core::BackendKind;

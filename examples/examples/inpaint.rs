@@ -8,6 +8,11 @@
 //! The mask is white where the image is to be filled. `--help` lists every option. A progress
 //! bar covers every stage; Ctrl-C stops after the current step (a second Ctrl-C exits at once).
 
+/// mimalloc keeps freed pages for reuse: the models allocate and free large activations at every
+/// layer, and the system allocator hands them back to the kernel and faults them in again.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
