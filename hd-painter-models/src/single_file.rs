@@ -127,6 +127,11 @@ impl Checkpoint {
     /// The VAE's tensors in the diffusers layout (`levels` resolution levels).
     pub(crate) fn vae(&self, levels: usize) -> Result<WeightSource> {
         self.convert(VAE_PREFIX, |key, shape| {
+            // Training checkpoints carry the autoencoder's loss (LPIPS, discriminator), which
+            // diffusers' converter ignores too.
+            if key.starts_with("loss.") {
+                return Vec::new();
+            }
             let new = vae_key(key, levels);
             // The mid-block attention's 1x1 convolutions are linear layers in diffusers.
             let linear = new.contains(".mid_block.attentions.")

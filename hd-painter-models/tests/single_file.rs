@@ -197,3 +197,30 @@ fn broken_checkpoints_are_typed_errors_naming_the_file() {
         other => panic!("{other}"),
     }
 }
+
+#[test]
+fn training_leftovers_in_a_checkpoint_are_ignored() {
+    // EMA weights, schedule buffers and the autoencoder's loss, as training checkpoints carry.
+    let bytes = std::fs::read(checkpoint("sd2_inpainting")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let zeros = vec![0u8; 2 * 4];
+    let mut views: Vec<(String, safetensors::tensor::TensorView<'_>)> = st.tensors();
+    for key in [
+        "first_stage_model.loss.logvar",
+        "model_ema.num_updates",
+        "betas",
+    ] {
+        let view =
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F16, vec![4], &zeros).unwrap();
+        views.push((key.to_string(), view));
+    }
+    let path = std::env::temp_dir().join(format!(
+        "hd-painter-single-{}-leftovers.safetensors",
+        std::process::id()
+    ));
+    std::fs::write(&path, safetensors::serialize(views, None).unwrap()).unwrap();
+    let models =
+        StableDiffusionModels::load_single_file(&path, model_dir("pipeline_inpaint"), &device())
+            .unwrap();
+    assert_eq!(models.unet.in_channels(), 9);
+}
