@@ -27,8 +27,8 @@ use hd_painter_models::{
     AutoencoderKl, BrushNetModel, DefaultAttention, ModelSource, StableDiffusionModels,
 };
 use hd_painter_sampling::{
-    BrushNetSettings, HdPainter, InpaintOptions, Method, NoiseSchedule, Painter, PasteBack,
-    RepaintSettings, SamplingError, StepView, encode_prompts_with_positive,
+    BrushNetSettings, HdPainter, InpaintOptions, Method, NoiseSchedule, Painter, RepaintSettings,
+    SamplingError, StepView, encode_prompts_with_positive,
 };
 use hd_painter_sr::{SR_POSITIVE_PROMPT, SrError, SrOutput, SrSettings, TwoStage, Upscaler};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -396,13 +396,10 @@ fn configure<'a>(
         MethodArg::Stable => plain(Method::StableInpainting),
         MethodArg::Blended => plain(Method::Blended),
         MethodArg::Repaint => plain(Method::Repaint(RepaintSettings::default())),
-        MethodArg::Brushnet => InpaintOptions {
-            paste_back: Some(PasteBack::BrushNet),
-            ..plain(Method::BrushNet(BrushNetSettings {
-                conditioning_scale: args.brushnet_scale,
-                ..BrushNetSettings::default()
-            }))
-        },
+        MethodArg::Brushnet => InpaintOptions::brushnet(BrushNetSettings {
+            conditioning_scale: args.brushnet_scale,
+            ..BrushNetSettings::default()
+        }),
     });
     if let Some(steps) = args.steps {
         request = request.steps(steps);

@@ -51,14 +51,8 @@ impl BrushNetConfig {
         ] {
             f.require_default(key, &default)?;
         }
-        let block_out_channels = f.usize_list("block_out_channels")?;
+        let block_out_channels = f.levels(down.len(), up.len())?;
         let levels = block_out_channels.len();
-        if down.len() != levels || up.len() != levels {
-            return Err(f.unsupported(
-                "down_block_types",
-                "one down and one up block per block_out_channels entry",
-            ));
-        }
         let unet = UnetConfig {
             in_channels: f.usize("in_channels")?,
             out_channels: 4,
@@ -69,7 +63,7 @@ impl BrushNetConfig {
             cross_attention_dim: f.usize("cross_attention_dim")?,
             use_linear_projection: false,
             only_cross_attention: vec![false; levels],
-            norm_num_groups: f.usize("norm_num_groups")?,
+            norm_num_groups: f.groups_dividing(&block_out_channels)?,
             norm_eps: f.f64_or("norm_eps", 1e-5)?,
             flip_sin_to_cos: f.bool_or("flip_sin_to_cos", true)?,
             freq_shift: f.f64_or("freq_shift", 0.0)?,
@@ -78,16 +72,6 @@ impl BrushNetConfig {
             mid_block_attention: false,
             block_out_channels,
         };
-        if unet
-            .block_out_channels
-            .iter()
-            .any(|c| c % unet.norm_num_groups != 0)
-        {
-            return Err(f.unsupported(
-                "norm_num_groups",
-                "a divisor of every block_out_channels entry",
-            ));
-        }
         Ok(Self {
             unet,
             conditioning_channels: f.usize("conditioning_channels")?,

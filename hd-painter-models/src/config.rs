@@ -88,6 +88,30 @@ impl ConfigFile {
             })
     }
 
+    /// `block_out_channels`, with one down and one up block type per entry.
+    pub(crate) fn levels(&self, down: usize, up: usize) -> Result<Vec<usize>> {
+        let block_out_channels = self.usize_list("block_out_channels")?;
+        if down != block_out_channels.len() || up != block_out_channels.len() {
+            return Err(self.unsupported(
+                "down_block_types",
+                "one down and one up block per block_out_channels entry",
+            ));
+        }
+        Ok(block_out_channels)
+    }
+
+    /// `norm_num_groups`, which must divide every one of `widths`.
+    pub(crate) fn groups_dividing(&self, widths: &[usize]) -> Result<usize> {
+        let groups = self.usize("norm_num_groups")?;
+        if widths.iter().any(|c| c % groups != 0) {
+            return Err(self.unsupported(
+                "norm_num_groups",
+                "a divisor of every block_out_channels entry",
+            ));
+        }
+        Ok(groups)
+    }
+
     /// A required non-empty list of strings, each one of `allowed`.
     pub(crate) fn str_list<'a>(&self, key: &str, allowed: &[&'a str]) -> Result<Vec<&'a str>> {
         let list = self.json.get(key).and_then(Value::as_array);

@@ -71,14 +71,8 @@ impl UnetConfig {
         let f = ConfigFile::open(path.as_ref())?;
         let down = f.str_list("down_block_types", &["CrossAttnDownBlock2D", "DownBlock2D"])?;
         let up = f.str_list("up_block_types", &["CrossAttnUpBlock2D", "UpBlock2D"])?;
-        let block_out_channels = f.usize_list("block_out_channels")?;
+        let block_out_channels = f.levels(down.len(), up.len())?;
         let levels = block_out_channels.len();
-        if down.len() != levels || up.len() != levels {
-            return Err(f.unsupported(
-                "down_block_types",
-                "one down and one up block per block_out_channels entry",
-            ));
-        }
         f.one_of("act_fn", &["silu"])?;
         f.one_of("mid_block_type", &["UNetMidBlock2DCrossAttn"])
             .or_else(|e| {
@@ -772,44 +766,17 @@ impl Unet2DConditionModel {
             });
             left -= take;
         }
-        let mut conv_in = self.conv_in.clone();
-        conv_in.weight = burn::module::Param::from_tensor(Tensor::cat(parts, 1));
-        let level = |resnets: &[ResnetBlock]| resnets.to_vec();
-        Self {
-            conv_in,
-            time_embedding: self.time_embedding.clone(),
-            class_embedding: self.class_embedding.clone(),
-            down_blocks: self
-                .down_blocks
-                .iter()
-                .map(|l| DownLevel {
-                    resnets: level(&l.resnets),
-                    attentions: vec![],
-                    downsamplers: l.downsamplers.clone(),
-                })
-                .collect(),
-            mid_block: MidBlock {
-                resnets: level(&self.mid_block.resnets),
-                attentions: vec![],
-            },
-            up_blocks: self
-                .up_blocks
-                .iter()
-                .map(|l| UpLevel {
-                    resnets: level(&l.resnets),
-                    attentions: vec![],
-                    upsamplers: l.upsamplers.clone(),
-                })
-                .collect(),
-            conv_norm_out: None,
-            conv_out: None,
-            in_channels: self.in_channels + extra,
-            cross_attention_dim: self.cross_attention_dim,
-            block_out_channels: self.block_out_channels.clone(),
-            time_channels: self.time_channels,
-            flip_sin_to_cos: self.flip_sin_to_cos,
-            freq_shift: self.freq_shift,
+        let mut copy = self.clone().without_head();
+        copy.conv_in.weight = burn::module::Param::from_tensor(Tensor::cat(parts, 1));
+        copy.in_channels += extra;
+        copy.mid_block.attentions.clear();
+        for level in &mut copy.down_blocks {
+            level.attentions.clear();
         }
+        for level in &mut copy.up_blocks {
+            level.attentions.clear();
+        }
+        copy
     }
 
     /// The channels of the activations at BrushNet's injection points: down (the `conv_in`

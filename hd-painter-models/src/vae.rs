@@ -43,7 +43,7 @@ impl VaeConfig {
     /// Reads a diffusers `vae/config.json`.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let f = ConfigFile::open(path.as_ref())?;
-        f.str_list("down_block_types", &["DownEncoderBlock2D"])?;
+        let down = f.str_list("down_block_types", &["DownEncoderBlock2D"])?;
         f.str_list("up_block_types", &["UpDecoderBlock2D"])?;
         f.one_of("act_fn", &["silu"])?;
         // Variants hd-painter does not implement must not load as something else.
@@ -52,31 +52,20 @@ impl VaeConfig {
         f.require_default("latents_std", &Value::Null)?;
         f.require_default("use_quant_conv", &Value::Bool(true))?;
         f.require_default("use_post_quant_conv", &Value::Bool(true))?;
-        let config = Self {
-            in_channels: f.usize("in_channels")?,
-            out_channels: f.usize("out_channels")?,
-            block_out_channels: f.usize_list("block_out_channels")?,
-            layers_per_block: f.usize("layers_per_block")?,
-            latent_channels: f.usize("latent_channels")?,
-            norm_num_groups: f.usize("norm_num_groups")?,
-            scaling_factor: f.f64_or("scaling_factor", 0.18215)?,
-            mid_block_add_attention: f.bool_or("mid_block_add_attention", true)?,
-        };
-        let types = f.str_list("down_block_types", &["DownEncoderBlock2D"])?;
-        if types.len() != config.block_out_channels.len() {
+        let block_out_channels = f.usize_list("block_out_channels")?;
+        if down.len() != block_out_channels.len() {
             return Err(f.unsupported("down_block_types", "one entry per block_out_channels entry"));
         }
-        if config
-            .block_out_channels
-            .iter()
-            .any(|c| c % config.norm_num_groups != 0)
-        {
-            return Err(f.unsupported(
-                "norm_num_groups",
-                "a divisor of every block_out_channels entry",
-            ));
-        }
-        Ok(config)
+        Ok(Self {
+            in_channels: f.usize("in_channels")?,
+            out_channels: f.usize("out_channels")?,
+            norm_num_groups: f.groups_dividing(&block_out_channels)?,
+            block_out_channels,
+            layers_per_block: f.usize("layers_per_block")?,
+            latent_channels: f.usize("latent_channels")?,
+            scaling_factor: f.f64_or("scaling_factor", 0.18215)?,
+            mid_block_add_attention: f.bool_or("mid_block_add_attention", true)?,
+        })
     }
 
     /// How many times the image is downsampled per side (8 for SD, 4 for the x4 upscaler).

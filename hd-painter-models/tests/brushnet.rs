@@ -33,6 +33,21 @@ fn setup() -> Setup {
     }
 }
 
+impl Setup {
+    /// The branch's residuals for the golden inputs at timestep 500.
+    fn residuals(&self, branch: &BrushNetModel, scale: f64) -> UnetResiduals {
+        branch
+            .forward(
+                self.sample.clone(),
+                &[500.0],
+                &self.context,
+                self.condition.clone(),
+                scale,
+            )
+            .unwrap()
+    }
+}
+
 fn assert_residuals(g: &Golden, r: UnetResiduals, prefix: &str) {
     assert_eq!(
         (r.down.len(), r.up.len()),
@@ -57,15 +72,7 @@ fn from_unet_copies_the_base_levels_and_leaves_its_output_unchanged() {
         .unwrap();
     assert_residuals(&s.g, features, "from_unet");
     // Zero 1x1 convolutions: the base UNet's prediction is exactly its own.
-    let residuals = branch
-        .forward(
-            s.sample.clone(),
-            &[500.0],
-            &s.context,
-            s.condition.clone(),
-            1.0,
-        )
-        .unwrap();
+    let residuals = s.residuals(&branch, 1.0);
     let mut p = DefaultAttention::default();
     let with = s
         .unet
@@ -91,15 +98,7 @@ fn a_published_layout_branch_matches_the_reference_residuals_and_prediction() {
     let s = setup();
     let branch = BrushNetModel::load(model_dir("brushnet"), None, &device()).unwrap();
     assert_eq!(branch.conditioning_channels(), 5);
-    let residuals = branch
-        .forward(
-            s.sample.clone(),
-            &[500.0],
-            &s.context,
-            s.condition.clone(),
-            0.8,
-        )
-        .unwrap();
+    let residuals = s.residuals(&branch, 0.8);
     assert_residuals(&s.g, residuals.clone(), "residuals");
     let eps = s
         .unet
@@ -127,15 +126,7 @@ fn misuse_is_reported() {
     ));
     // Residuals of the wrong count or shape.
     let branch = BrushNetModel::load(model_dir("brushnet"), None, &device).unwrap();
-    let good = branch
-        .forward(
-            s.sample.clone(),
-            &[500.0],
-            &s.context,
-            s.condition.clone(),
-            1.0,
-        )
-        .unwrap();
+    let good = s.residuals(&branch, 1.0);
     let mut p = DefaultAttention::default();
     let mut short = good.clone();
     short.up.pop();

@@ -13,9 +13,7 @@ use hd_painter_models::{
 use crate::brushnet::BrushNetSettings;
 use crate::error::Result;
 use crate::focus::{HD_PAINTER_NEGATIVE_PROMPT, HD_PAINTER_POSITIVE_PROMPT};
-use crate::pipeline::{
-    HdPainter, InpaintOptions, Inpainter, Method, PasteBack, encode_prompts_with_positive,
-};
+use crate::pipeline::{HdPainter, InpaintOptions, Inpainter, Method, encode_prompts_with_positive};
 use crate::sampler::{StepView, TextConditioning};
 use crate::schedule::NoiseSchedule;
 
@@ -83,11 +81,7 @@ impl Painter {
     ) -> InpaintRequest<'a> {
         let options = match self.fitting_method() {
             // BrushNet's reference run: its own pipeline defaults and blend.
-            method @ Method::BrushNet(_) => InpaintOptions {
-                method,
-                paste_back: Some(PasteBack::BrushNet),
-                ..InpaintOptions::default()
-            },
+            Method::BrushNet(settings) => InpaintOptions::brushnet(settings),
             method => InpaintOptions {
                 method,
                 ..InpaintOptions::hd_painter(HdPainter::full())

@@ -170,6 +170,18 @@ impl InpaintOptions {
     }
 }
 
+impl InpaintOptions {
+    /// BrushNet's reference settings with `settings`: diffusers' DDIM defaults (50 steps, CFG
+    /// 7.5), no HD-Painter parts, BrushNet's blend as paste-back.
+    pub fn brushnet(settings: BrushNetSettings) -> Self {
+        Self {
+            method: Method::BrushNet(settings),
+            paste_back: Some(PasteBack::BrushNet),
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for InpaintOptions {
     fn default() -> Self {
         Self {
