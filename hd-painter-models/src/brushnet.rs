@@ -8,7 +8,7 @@ use std::path::Path;
 
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, FloatDType, Tensor};
 use serde_json::Value;
 
 use crate::blocks::conv;
@@ -16,7 +16,7 @@ use crate::config::ConfigFile;
 use crate::error::{ModelsError, Result};
 use crate::processor::DefaultAttention;
 use crate::unet::{Site, Unet2DConditionModel, UnetConfig, UnetResiduals};
-use crate::weights::{load_safetensors, weights_file};
+use crate::weights::{cast_params, load_safetensors, weights_file};
 
 /// The architecture of a `BrushNetModel` (the keys of its `config.json` the published
 /// checkpoints use).
@@ -153,6 +153,12 @@ impl BrushNetModel {
             ),
         ];
         load_safetensors(Self::new(&config, device), weights, &remaps, &[])
+    }
+
+    /// This branch with its weights in `dtype` (see [`Unet2DConditionModel::with_dtype`]); its
+    /// residuals come out in that dtype and the base UNet adds them in its own.
+    pub fn with_dtype(self, dtype: FloatDType) -> Self {
+        cast_params(self, dtype)
     }
 
     /// Channels of the conditioning after the latents (the masked image's latents and the mask).

@@ -10,11 +10,11 @@ use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, L
 use burn::tensor::activation::{gelu, sigmoid};
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-use burn::tensor::{Device, Int, Tensor};
+use burn::tensor::{Device, FloatDType, Int, Tensor};
 
 use crate::config::ConfigFile;
 use crate::error::{ModelsError, Result};
-use crate::weights::{WeightSource, load_safetensors, weights_file};
+use crate::weights::{WeightSource, cast_params, load_safetensors, weights_file};
 
 /// The activation of the feed-forward layers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -196,6 +196,17 @@ impl ClipTextModel {
         load_safetensors(Self::new(config, device), weights, &remaps, &ignored)
     }
 
+    /// This model with its weights in `dtype` (f16 / bf16 halve their memory); the hidden
+    /// states come out in f32. The f32 weights of a loaded model are the reference path.
+    pub fn with_dtype(self, dtype: FloatDType) -> Self {
+        cast_params(self, dtype)
+    }
+
+    /// The dtype of the weights (f32 unless [`with_dtype`](Self::with_dtype) changed it).
+    pub fn dtype(&self) -> FloatDType {
+        self.final_layer_norm.gamma.val().dtype().into()
+    }
+
     /// The number of token ids it embeds.
     pub fn vocab_size(&self) -> usize {
         self.embeddings.token_embedding.weight.dims()[0]
@@ -245,7 +256,9 @@ impl ClipTextModel {
             penultimate = x.clone();
             x = layer.forward(x);
         }
-        let last = t.final_layer_norm.forward(x);
+        let f32 = |x: Tensor<3>| x.cast(FloatDType::F32);
+        let last = f32(t.final_layer_norm.forward(x));
+        let penultimate = f32(penultimate);
         // transformers pools at the first end-of-text token of each sequence, or, for configs
         // that still say `eos_token_id = 2` (SD 1.x), at the first largest id.
         let pooled = (0..batch)

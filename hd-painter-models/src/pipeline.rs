@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, FloatDType, Int, Tensor, TensorData};
 use serde_json::Value;
 
 use crate::clip::{ClipTextConfig, ClipTextModel};
@@ -162,6 +162,18 @@ fn read_index(dir: &Path) -> Result<String> {
 }
 
 impl StableDiffusionModels {
+    /// These models with the weights of the text encoder, UNet and VAE in `dtype`: f16 or bf16
+    /// halve their memory, inputs and outputs stay f32 (see
+    /// [`Unet2DConditionModel::with_dtype`]). The loaded f32 weights are the reference path.
+    pub fn with_dtype(self, dtype: FloatDType) -> Self {
+        Self {
+            text_encoder: self.text_encoder.with_dtype(dtype),
+            unet: self.unet.with_dtype(dtype),
+            vae: self.vae.with_dtype(dtype),
+            ..self
+        }
+    }
+
     /// The text encoder's last hidden state `[1, 77, dim]` for `prompt`, tokenized as the UNet
     /// expects (padded and truncated to the context length).
     pub fn encode_prompt(&self, prompt: &str) -> Result<Tensor<3>> {

@@ -13,14 +13,14 @@ use burn::nn::{
 use burn::tensor::activation::{gelu, silu};
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, FloatDType, Int, Tensor, TensorData};
 use serde_json::Value;
 
 use crate::blocks::{Downsample, ResnetBlock, ResnetSpec, conv, group_norm};
 use crate::config::ConfigFile;
 use crate::error::{ModelsError, Result};
 use crate::processor::{AttentionKind, AttentionProcessor, AttentionSite, TransformerBlockContext};
-use crate::weights::{WeightSource, load_safetensors, weights_file};
+use crate::weights::{WeightSource, cast_params, load_safetensors, weights_file};
 
 /// The epsilon of the transformers' group norm, fixed in diffusers.
 const TRANSFORMER_NORM_EPS: f64 = 1e-6;
@@ -811,6 +811,18 @@ impl Unet2DConditionModel {
         self.conv_in.weight.device()
     }
 
+    /// This model with its weights in `dtype` (f16 / bf16 halve their memory). Inputs are cast
+    /// to it on the way in and the noise prediction back to f32, so callers are unchanged; the
+    /// f32 weights of a loaded model are the reference path.
+    pub fn with_dtype(self, dtype: FloatDType) -> Self {
+        cast_params(self, dtype)
+    }
+
+    /// The dtype of the weights (f32 unless [`with_dtype`](Self::with_dtype) changed it).
+    pub fn dtype(&self) -> FloatDType {
+        self.conv_in.weight.val().dtype().into()
+    }
+
     /// How many times the latent is halved on the way down (`2^(levels - 1)`): latent sides that
     /// are multiples of it need no resizing to the skip connections.
     pub fn downscale(&self) -> usize {
@@ -882,7 +894,8 @@ impl Unet2DConditionModel {
             if r.dims() != x.dims() {
                 return Err(residual_error(what(), x.dims(), Some(r.dims())));
             }
-            Ok(x + r.clone())
+            let dtype = x.dtype();
+            Ok(x + r.clone().cast(dtype))
         };
         let x = self.walk(
             sample,
@@ -904,10 +917,12 @@ impl Unet2DConditionModel {
         self.head(x)
     }
 
-    /// The output head: group norm, SiLU, `conv_out`.
+    /// The output head: group norm, SiLU, `conv_out`; the prediction in f32.
     fn head(&self, x: Tensor<4>) -> Result<Tensor<4>> {
         match (&self.conv_norm_out, &self.conv_out) {
-            (Some(norm), Some(conv)) => Ok(conv.forward(silu(norm.forward(x)))),
+            (Some(norm), Some(conv)) => {
+                Ok(conv.forward(silu(norm.forward(x))).cast(FloatDType::F32))
+            }
             _ => Err(ModelsError::Malformed {
                 path: "UNet".into(),
                 reason: "a branch without output head has no noise prediction".into(),
@@ -958,11 +973,15 @@ impl Unet2DConditionModel {
         }
         let device = sample.device();
         let step = Step { timesteps };
+        // Everything runs in the weights' dtype (a no-op for f32 weights).
+        let dtype = self.dtype();
+        let sample = sample.cast(dtype);
+        let context = &context.clone().cast(dtype);
 
         let mut emb = self.time_embedding.linear_2.forward(silu(
             self.time_embedding
                 .linear_1
-                .forward(self.timestep_features(timesteps, &device)),
+                .forward(self.timestep_features(timesteps, &device).cast(dtype)),
         ));
         match (&self.class_embedding, class_labels) {
             (Some(embedding), Some(labels)) if labels.len() == b => {

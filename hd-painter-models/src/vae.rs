@@ -7,13 +7,13 @@ use burn::module::Module;
 use burn::nn::GroupNorm;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::tensor::activation::silu;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, FloatDType, Tensor, TensorData};
 use serde_json::Value;
 
 use crate::blocks::{Downsample, ResnetBlock, ResnetSpec, Upsample, VaeMidBlock, conv, group_norm};
 use crate::config::ConfigFile;
 use crate::error::{ModelsError, Result};
-use crate::weights::{WeightSource, load_safetensors, weights_file};
+use crate::weights::{WeightSource, cast_params, load_safetensors, weights_file};
 
 /// diffusers' fixed epsilon of the VAE's group norms.
 const VAE_NORM_EPS: f64 = 1e-6;
@@ -272,6 +272,18 @@ impl AutoencoderKl {
         self
     }
 
+    /// This model with its weights in `dtype` (f16 / bf16 halve their memory). Images and
+    /// latents are cast to it on the way in and the results back to f32; the f32 weights of a
+    /// loaded model are the reference path.
+    pub fn with_dtype(self, dtype: FloatDType) -> Self {
+        cast_params(self, dtype)
+    }
+
+    /// The dtype of the weights (f32 unless [`with_dtype`](Self::with_dtype) changed it).
+    pub fn dtype(&self) -> FloatDType {
+        self.post_quant_conv.weight.val().dtype().into()
+    }
+
     /// The factor pipelines multiply latents by.
     pub fn scaling_factor(&self) -> f64 {
         self.scaling_factor
@@ -354,7 +366,7 @@ impl AutoencoderKl {
     /// The encoder and `quant_conv`: mean and log-variance, concatenated on the channels.
     fn moments(&self, images: Tensor<4>) -> Tensor<4> {
         let e = &self.encoder;
-        let mut x = e.conv_in.forward(images);
+        let mut x = e.conv_in.forward(images.cast(self.dtype()));
         for level in &e.down_blocks {
             for r in &level.resnets {
                 x = r.forward(x, None);
@@ -365,12 +377,13 @@ impl AutoencoderKl {
         }
         x = e.mid_block.forward(x);
         x = e.conv_out.forward(silu(e.conv_norm_out.forward(x)));
-        self.quant_conv.forward(x)
+        self.quant_conv.forward(x).cast(FloatDType::F32)
     }
 
     /// `post_quant_conv` and the decoder.
     fn decoded(&self, latents: Tensor<4>) -> Tensor<4> {
         let d = &self.decoder;
+        let latents = latents.cast(self.dtype());
         let mut x = d.conv_in.forward(self.post_quant_conv.forward(latents));
         x = d.mid_block.forward(x);
         for level in &d.up_blocks {
@@ -381,7 +394,9 @@ impl AutoencoderKl {
                 x = u.forward(x);
             }
         }
-        d.conv_out.forward(silu(d.conv_norm_out.forward(x)))
+        d.conv_out
+            .forward(silu(d.conv_norm_out.forward(x)))
+            .cast(FloatDType::F32)
     }
 }
 

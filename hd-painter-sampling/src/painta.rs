@@ -130,7 +130,9 @@ impl<'a> Painta<'a> {
             .iter()
             .flat_map(|a| taps.iter().map(move |b| a * b))
             .collect();
-        let kernel = Tensor::<4>::from_data(TensorData::new(kernel, [1, 1, 3, 3]), &device);
+        // In the model's dtype, as every tensor PAIntA builds (f16 / bf16 weights).
+        let kernel =
+            Tensor::<4>::from_data(TensorData::new(kernel, [1, 1, 3, 3]), &device).cast(s.dtype());
         let s = conv2d(s, kernel, None, ConvOptions::new([1, 1], [1, 1], [1, 1], 1))
             .reshape([images, n]);
         // torch.median: the lower of the two middle values.
@@ -208,6 +210,7 @@ impl AttentionProcessor for Painta<'_> {
         let Some(hole) = self.focus.hole_at(grid, &q.device()) else {
             return plain;
         };
+        let hole = hole.cast(q.dtype());
         let s = self.prompt_similarity(block, block.project_self_output(plain.clone()), grid);
         if let Some(scales) = self.scales.as_mut() {
             scales.push(PaintaScale {

@@ -1,7 +1,7 @@
 //! RASG, HD-Painter's reweighting attention score guidance: each DDIM step adds the normalised
 //! gradient, with respect to x_t, of how well the prompt's cross-attention matches the hole.
 
-use burn::tensor::Tensor;
+use burn::tensor::{FloatDType, Tensor};
 use hd_painter_models::{AttentionKind, AttentionProcessor, AttentionSite, Unet2DConditionModel};
 
 use crate::error::{Result, SamplingError};
@@ -216,9 +216,11 @@ impl AttentionProcessor for ScoreRecorder<'_> {
             let images = rows.len();
             let qc = q.clone().slice([rows.clone(), 0..heads, 0..n, 0..d]);
             let kc = k.clone().slice([rows, 0..heads, 0..tokens, 0..d]);
+            // The score is computed in f32 whatever the UNet's weights are.
             let logits = (qc.matmul(kc.swap_dims(2, 3)) / (d as f64).sqrt())
                 .mean_dim(1)
-                .reshape([images, n, tokens]);
+                .reshape([images, n, tokens])
+                .cast(FloatDType::F32);
             self.sum = Some(match self.sum.take() {
                 Some(s) => s + logits,
                 None => logits,
