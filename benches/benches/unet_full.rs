@@ -1,7 +1,8 @@
 //! The full-size SD2-inpainting UNet (random weights written by
 //! `tools/reference/full_size.py`, which also times PyTorch the same way): load time, parity with
 //! PyTorch's output on the same weights, one guided step (batch 2 at a 64x64 latent), one
-//! unguided step (batch 1) and peak RSS.
+//! unguided step (batch 1) and peak RSS; then batch 1 again with the weights in f16 and bf16
+//! (`with_dtype`), each with its parity against PyTorch's f32 output.
 //!
 //! ```text
 //! ~/.cache/hd-painter/venv/bin/python tools/reference/full_size.py
@@ -13,7 +14,7 @@
 
 use std::time::Instant;
 
-use burn::tensor::Tensor;
+use burn::tensor::{FloatDType, Tensor};
 use criterion::{Criterion, criterion_group, criterion_main};
 use hd_painter_benches::{full_dir, peak_rss_gib, read_f32};
 use hd_painter_core::BackendKind;
@@ -45,7 +46,7 @@ fn unet_step(c: &mut Criterion) {
     let context = read_f32::<3>(&io, "context", &device);
     let expected = read_f32::<4>(&io, "output", &device);
     let timesteps = [999.0f32, 999.0];
-    let run = |sample: Tensor<4>, context: &Tensor<3>| {
+    let run_on = |unet: &Unet2DConditionModel, sample: Tensor<4>, context: &Tensor<3>| {
         let n = sample.dims()[0];
         unet.forward(
             sample,
@@ -56,15 +57,19 @@ fn unet_step(c: &mut Criterion) {
         )
         .expect("forward")
     };
+    let run = |sample: Tensor<4>, context: &Tensor<3>| run_on(&unet, sample, context);
     let step = || run(sample.clone(), &context);
     let (sample1, context1) = (sample.clone().slice(0..1), context.clone().slice(0..1));
-    let out = step();
     let scale: f32 = expected.clone().abs().max().into_scalar();
-    let err: f32 = (out - expected).abs().max().into_scalar();
-    println!(
-        "parity with PyTorch: max |diff| = {err:.3e} (max |ref| {scale:.3}, relative {:.3e})",
-        err / scale.max(1.0)
-    );
+    let parity = |what: &str, out: Tensor<4>| {
+        let err: f32 = (out - expected.clone()).abs().max().into_scalar();
+        println!(
+            "{what} parity with PyTorch f32: max |diff| = {err:.3e} (max |ref| {scale:.3}, \
+             relative {:.3e})",
+            err / scale.max(1.0)
+        );
+    };
+    parity("f32", step());
 
     let mut group = c.benchmark_group("unet_sd2_inpainting_64x64");
     group.sample_size(10);
@@ -72,8 +77,15 @@ fn unet_step(c: &mut Criterion) {
     group.bench_function("batch1", |b| {
         b.iter(|| hd_painter_benches::settle(run(sample1.clone(), &context1)))
     });
+    println!("peak RSS after the f32 steps: {:.2} GiB", peak_rss_gib());
+    for (name, dtype) in [("f16", FloatDType::F16), ("bf16", FloatDType::BF16)] {
+        let reduced = unet.clone().with_dtype(dtype);
+        parity(name, run_on(&reduced, sample.clone(), &context));
+        group.bench_function(format!("batch1_{name}"), |b| {
+            b.iter(|| hd_painter_benches::settle(run_on(&reduced, sample1.clone(), &context1)))
+        });
+    }
     group.finish();
-    println!("peak RSS after the steps: {:.2} GiB", peak_rss_gib());
 }
 
 criterion_group!(benches, unet_step);

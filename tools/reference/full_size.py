@@ -3,11 +3,15 @@
 writes the model in the diffusers layout plus inputs and PyTorch's output, and times PyTorch
 fp32 on this machine the way benches/benches/unet_full.rs times ours.
 
-    ~/.cache/hd-painter/venv/bin/python tools/reference/full_size.py [OUT_DIR]
+    ~/.cache/hd-painter/venv/bin/python tools/reference/full_size.py [OUT_DIR] [--half]
 
-OUT_DIR defaults to ~/.cache/hd-painter/full; the benchmark reads HD_PAINTER_FULL_DIR.
+OUT_DIR defaults to ~/.cache/hd-painter/full; the benchmark reads HD_PAINTER_FULL_DIR. With
+--half it also times batch 1 with the model in bfloat16 and float16 (one run each) and prints
+their distance to the f32 output, as the benchmark does for `with_dtype` (float16 last: on this
+CPU PyTorch's float16 step did not finish in 10 minutes).
 """
 
+import copy
 import pathlib
 import resource
 import sys
@@ -47,7 +51,8 @@ def median_time(fn, runs):
 
 
 def main():
-    out = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else pathlib.Path.home() / ".cache/hd-painter/full")
+    argv = [a for a in sys.argv[1:] if a != "--half"]
+    out = pathlib.Path(argv[0] if argv else pathlib.Path.home() / ".cache/hd-painter/full")
     unet_dir = out / "unet_sd2_inpainting"
     torch.manual_seed(0)
     unet = UNet2DConditionModel(**SD2_INPAINTING).eval()
@@ -68,6 +73,16 @@ def main():
     rss_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"torch {torch.__version__} {torch.get_num_threads()} threads: UNet SD2-inpainting 64x64 batch 2: "
           f"{seconds:.2f} s, batch 1: {seconds1:.2f} s (medians of 3), peak RSS {rss_gib:.2f} GiB (model creation included)")
+    if "--half" in sys.argv[1:]:
+        scale = np.abs(output[:1]).max()
+        for dtype in (torch.bfloat16, torch.float16):
+            half = copy.deepcopy(unet).to(dtype)
+            with torch.no_grad():
+                start = time.perf_counter()
+                got = half(one[0].to(dtype), one[1], encoder_hidden_states=ctx[:1].to(dtype)).sample
+                elapsed = time.perf_counter() - start
+            err = np.abs(got.float().numpy() - output[:1]).max()
+            print(f"  {dtype}: batch 1 {elapsed:.2f} s (one run), max |diff| to f32 {err:.3e} (relative {err / max(scale, 1.0):.3e})")
 
 
 if __name__ == "__main__":
