@@ -6,13 +6,17 @@ use burn::tensor::Tensor;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
+use crate::flex_attention::flex_attention;
+
 /// Score-matrix elements (batch x heads x queries x keys) computed at once by default: 2^26
 /// floats, 256 MiB.
 pub const DEFAULT_SCORE_BUDGET: usize = 1 << 26;
 
 /// `softmax(q k^T / sqrt(d)) v` for `q`, `k`, `v` of shape `[batch, heads, tokens, dim]`,
 /// splitting the queries so that at most `score_budget` scores exist at a time. Each chunk is
-/// exact (every query sees every key), so chunking changes no value.
+/// exact (every query sees every key), so chunking changes no value. f32 tensors on flex outside
+/// autodiff run hd-painter's native kernel (`flex_attention`), everything else burn's
+/// `attention`.
 pub fn chunked_attention(
     q: Tensor<4>,
     k: Tensor<4>,
@@ -22,25 +26,26 @@ pub fn chunked_attention(
     let n_q = q.dims()[2];
     let chunk = query_chunk(q.dims(), k.dims()[2], score_budget);
     if chunk >= n_q {
-        return attention(q, k, v, None, None, AttentionModuleOptions::default());
+        return exact_attention(q, k, v);
     }
     let [b, h, _, _] = q.dims();
     let parts = (0..n_q)
         .step_by(chunk)
         .map(|start| {
             let end = (start + chunk).min(n_q);
-            let q = q.clone().slice([0..b, 0..h, start..end]);
-            attention(
-                q,
+            exact_attention(
+                q.clone().slice([0..b, 0..h, start..end]),
                 k.clone(),
                 v.clone(),
-                None,
-                None,
-                AttentionModuleOptions::default(),
             )
         })
         .collect();
     Tensor::cat(parts, 2)
+}
+
+fn exact_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+    flex_attention(&q, &k, &v)
+        .unwrap_or_else(|| attention(q, k, v, None, None, AttentionModuleOptions::default()))
 }
 
 /// How many queries of `q` (`[batch, heads, queries, dim]`) fit the score budget at once against

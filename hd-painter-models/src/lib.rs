@@ -51,6 +51,7 @@ mod brushnet;
 mod clip;
 mod config;
 mod error;
+mod flex_attention;
 mod pipeline;
 mod processor;
 mod single_file;
