@@ -82,58 +82,24 @@ fn attention_f32(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor) -> FlexTensor {
                         let rows = block_out.len() / value_dim;
                         let first = block * QUERY_BLOCK;
                         let mut scores = vec![0f32; rows * keys];
-                        // SAFETY: every pointer and stride below addresses the tensors' own
+                        // SAFETY (both products): the operands address the tensors' own
                         // elements (rows `first..first + rows` of the queries, all keys and
-                        // values of the head) or the two local buffers of the sizes given.
+                        // values of the head) and the outputs the two buffers of the sizes given.
                         unsafe {
-                            gemm::gemm(
-                                rows,
-                                keys,
-                                dim,
-                                scores.as_mut_ptr(),
-                                1,
-                                keys as isize,
-                                false,
-                                qv.row(b, h, first),
-                                qv.strides[3],
-                                qv.strides[2],
-                                kv.row(b, h, 0),
-                                kv.strides[2],
-                                kv.strides[3],
-                                0.0,
-                                1.0,
-                                false,
-                                false,
-                                false,
-                                gemm::Parallelism::None,
-                            );
+                            // keys^T: element (i, j) is dimension i of key j.
+                            let keys_t = Operand(kv.row(b, h, 0), kv.strides[3], kv.strides[2]);
+                            let queries =
+                                Operand(qv.row(b, h, first), qv.strides[2], qv.strides[3]);
+                            product([rows, keys, dim], &mut scores, queries, keys_t);
                         }
                         let sums: Vec<f32> = scores
                             .chunks_exact_mut(keys)
                             .map(|row| softmax_numerators(row, scale))
                             .collect();
                         unsafe {
-                            gemm::gemm(
-                                rows,
-                                value_dim,
-                                keys,
-                                block_out.as_mut_ptr(),
-                                1,
-                                value_dim as isize,
-                                false,
-                                scores.as_ptr(),
-                                1,
-                                keys as isize,
-                                vv.row(b, h, 0),
-                                vv.strides[3],
-                                vv.strides[2],
-                                0.0,
-                                1.0,
-                                false,
-                                false,
-                                false,
-                                gemm::Parallelism::None,
-                            );
+                            let numerators = Operand(scores.as_ptr(), keys as isize, 1);
+                            let values = Operand(vv.row(b, h, 0), vv.strides[2], vv.strides[3]);
+                            product([rows, value_dim, keys], block_out, numerators, values);
                         }
                         for (row, sum) in block_out.chunks_exact_mut(value_dim).zip(sums) {
                             let inverse = 1.0 / sum;
@@ -143,6 +109,43 @@ fn attention_f32(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor) -> FlexTensor {
             });
     }
     FlexTensor::from_data(TensorData::new(out, [batch, heads, queries, value_dim]))
+}
+
+/// A matrix operand: its first element, row stride and column stride (in elements).
+#[derive(Clone, Copy)]
+struct Operand(*const f32, isize, isize);
+
+/// `dst = lhs rhs` for `[m, n, k]`: `dst` row-major `m x n`, `lhs` `m x k`, `rhs` `k x n`, on the
+/// calling thread (the callers already run in parallel).
+///
+/// # Safety
+/// `dst` holds `m * n` elements; `lhs` and `rhs` address `m x k` and `k x n` valid elements.
+unsafe fn product([m, n, k]: [usize; 3], dst: &mut [f32], lhs: Operand, rhs: Operand) {
+    debug_assert_eq!(dst.len(), m * n);
+    // SAFETY: the caller's promise; gemm reads `lhs` and `rhs` and writes `dst` only.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            lhs.0,
+            lhs.2,
+            lhs.1,
+            rhs.0,
+            rhs.2,
+            rhs.1,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
 }
 
 /// Replaces the raw scores `row` by `exp(scale * (s - max))` and returns their sum: the
