@@ -57,7 +57,7 @@ enum MethodArg {
 enum DTypeArg {
     /// f32, the reference path.
     F32,
-    /// bfloat16 weights: half the memory, within 1e-2 of f32.
+    /// bfloat16 weights: half the memory, about 2% from f32.
     Bf16,
     /// float16 weights: half the memory, within 1e-2 of f32.
     F16,
