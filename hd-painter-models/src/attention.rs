@@ -6,7 +6,7 @@ use burn::tensor::Tensor;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
-use crate::flex_attention::flex_attention;
+use crate::native::flex_attention;
 
 /// Score-matrix elements (batch x heads x queries x keys) computed at once by default: 2^26
 /// floats, 256 MiB.

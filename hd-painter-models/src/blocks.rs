@@ -11,6 +11,7 @@ use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, Tensor};
 
 use crate::attention::{DEFAULT_SCORE_BUDGET, chunked_attention};
+use crate::native;
 
 /// A `k x k` convolution with "same" padding (k odd).
 pub(crate) fn conv(cin: usize, cout: usize, k: usize, device: &Device) -> Conv2d {
@@ -61,14 +62,14 @@ impl ResnetBlock {
 
     /// `temb` is the SiLU-free timestep embedding `[batch, temb]` (or `None` in the VAE).
     pub(crate) fn forward(&self, x: Tensor<4>, temb: Option<&Tensor<2>>) -> Tensor<4> {
-        let mut h = self.conv1.forward(silu(self.norm1.forward(x.clone())));
+        let mut h = native::conv(&self.conv1, native::group_norm_silu(&self.norm1, x.clone()));
         if let (Some(proj), Some(t)) = (&self.time_emb_proj, temb) {
             let t = proj.forward(silu(t.clone()));
             h = h + t.unsqueeze_dims(&[2, 3]);
         }
-        let h = self.conv2.forward(silu(self.norm2.forward(h)));
+        let h = native::conv(&self.conv2, native::group_norm_silu(&self.norm2, h));
         let shortcut = match &self.conv_shortcut {
-            Some(c) => c.forward(x),
+            Some(c) => native::conv(c, x),
             None => x,
         };
         shortcut + h
@@ -98,7 +99,7 @@ impl Downsample {
     }
 
     pub(crate) fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.conv.forward(x)
+        native::conv(&self.conv, x)
     }
 }
 
@@ -120,7 +121,7 @@ impl Upsample {
         let options = InterpolateOptions::new(InterpolateMode::Nearest)
             .with_align_corners(false)
             .with_output_size([2 * h, 2 * w]);
-        self.conv.forward(interpolate(x, options))
+        native::conv(&self.conv, interpolate(x, options))
     }
 }
 
@@ -152,9 +153,7 @@ impl SpatialSelfAttention {
 
     pub(crate) fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let [b, c, h, w] = x.dims();
-        let tokens = self
-            .group_norm
-            .forward(x.clone())
+        let tokens = native::group_norm(&self.group_norm, x.clone())
             .reshape([b, c, h * w])
             .swap_dims(1, 2);
         let heads = |t: Tensor<3>| t.unsqueeze_dim::<4>(1);

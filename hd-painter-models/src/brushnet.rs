@@ -14,6 +14,7 @@ use serde_json::Value;
 use crate::blocks::conv;
 use crate::config::ConfigFile;
 use crate::error::{ModelsError, Result};
+use crate::native;
 use crate::processor::DefaultAttention;
 use crate::unet::{Site, Unet2DConditionModel, UnetConfig, UnetResiduals};
 use crate::weights::{cast_params, load_safetensors, weights_file};
@@ -215,11 +216,15 @@ impl BrushNetModel {
     ) -> Result<UnetResiduals> {
         let f = self.features(sample, timesteps, context, condition)?;
         let apply = |convs: &[Conv2d], xs: Vec<Tensor<4>>| -> Vec<Tensor<4>> {
-            convs.iter().zip(xs).map(|(c, x)| c.forward(x)).collect()
+            convs
+                .iter()
+                .zip(xs)
+                .map(|(c, x)| native::conv(c, x))
+                .collect()
         };
         Ok(UnetResiduals {
             down: apply(&self.brushnet_down_blocks, f.down),
-            mid: self.brushnet_mid_block.forward(f.mid),
+            mid: native::conv(&self.brushnet_mid_block, f.mid),
             up: apply(&self.brushnet_up_blocks, f.up),
         }
         .scaled(conditioning_scale))

@@ -51,7 +51,7 @@ mod brushnet;
 mod clip;
 mod config;
 mod error;
-mod flex_attention;
+mod native;
 mod pipeline;
 mod processor;
 mod single_file;

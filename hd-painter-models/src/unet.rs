@@ -19,6 +19,7 @@ use serde_json::Value;
 use crate::blocks::{Downsample, ResnetBlock, ResnetSpec, conv, group_norm};
 use crate::config::ConfigFile;
 use crate::error::{ModelsError, Result};
+use crate::native;
 use crate::processor::{AttentionKind, AttentionProcessor, AttentionSite, TransformerBlockContext};
 use crate::weights::{WeightSource, cast_params, load_safetensors, weights_file};
 
@@ -435,7 +436,7 @@ impl Projection {
         let [b, c, h, w] = x.dims();
         let tokens = |x: Tensor<4>| x.reshape([b, c, h * w]).swap_dims(1, 2);
         match self {
-            Projection::Conv(conv) => tokens(conv.forward(x)),
+            Projection::Conv(conv) => tokens(native::conv(conv, x)),
             Projection::Linear(l) => l.forward(tokens(x)),
         }
     }
@@ -443,7 +444,7 @@ impl Projection {
     fn tokens_out(&self, t: Tensor<3>, [b, c, h, w]: [usize; 4]) -> Tensor<4> {
         let grid = |t: Tensor<3>| t.swap_dims(1, 2).reshape([b, c, h, w]);
         match self {
-            Projection::Conv(conv) => conv.forward(grid(t)),
+            Projection::Conv(conv) => native::conv(conv, grid(t)),
             Projection::Linear(l) => grid(l.forward(t)),
         }
     }
@@ -499,7 +500,9 @@ impl SpatialTransformer {
         p: &mut dyn AttentionProcessor,
     ) -> Tensor<4> {
         let dims = x.dims();
-        let mut t = self.proj_in.tokens_in(self.norm.forward(x.clone()));
+        let mut t = self
+            .proj_in
+            .tokens_in(native::group_norm(&self.norm, x.clone()));
         for block in &self.transformer_blocks {
             t = block.forward(t, context, [dims[2], dims[3]], step, p);
         }
@@ -921,7 +924,7 @@ impl Unet2DConditionModel {
     fn head(&self, x: Tensor<4>) -> Result<Tensor<4>> {
         match (&self.conv_norm_out, &self.conv_out) {
             (Some(norm), Some(conv)) => {
-                Ok(conv.forward(silu(norm.forward(x))).cast(FloatDType::F32))
+                Ok(native::conv(conv, native::group_norm_silu(norm, x)).cast(FloatDType::F32))
             }
             _ => Err(ModelsError::Malformed {
                 path: "UNet".into(),
@@ -1002,7 +1005,7 @@ impl Unet2DConditionModel {
             (None, _) => {}
         }
 
-        let x = self.conv_in.forward(sample);
+        let x = native::conv(&self.conv_in, sample);
         let mut skips = vec![x.clone()];
         let mut x = tap(Site::Down, x)?;
         for (i, level) in self.down_blocks.iter().enumerate() {
@@ -1043,7 +1046,7 @@ impl Unet2DConditionModel {
                 let options = InterpolateOptions::new(InterpolateMode::Nearest)
                     .with_align_corners(false)
                     .with_output_size([th, tw]);
-                x = tap(Site::Up, u.conv.forward(interpolate(x, options)))?;
+                x = tap(Site::Up, native::conv(&u.conv, interpolate(x, options)))?;
             }
             x = stop_gradient_if(&mut *processor, &format!("up_blocks.{i}"), x, &mut skips);
         }

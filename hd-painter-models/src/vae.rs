@@ -6,13 +6,13 @@ use std::path::Path;
 use burn::module::Module;
 use burn::nn::GroupNorm;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::tensor::activation::silu;
 use burn::tensor::{Device, FloatDType, Tensor, TensorData};
 use serde_json::Value;
 
 use crate::blocks::{Downsample, ResnetBlock, ResnetSpec, Upsample, VaeMidBlock, conv, group_norm};
 use crate::config::ConfigFile;
 use crate::error::{ModelsError, Result};
+use crate::native;
 use crate::weights::{WeightSource, cast_params, load_safetensors, weights_file};
 
 /// diffusers' fixed epsilon of the VAE's group norms.
@@ -366,7 +366,7 @@ impl AutoencoderKl {
     /// The encoder and `quant_conv`: mean and log-variance, concatenated on the channels.
     fn moments(&self, images: Tensor<4>) -> Tensor<4> {
         let e = &self.encoder;
-        let mut x = e.conv_in.forward(images.cast(self.dtype()));
+        let mut x = native::conv(&e.conv_in, images.cast(self.dtype()));
         for level in &e.down_blocks {
             for r in &level.resnets {
                 x = r.forward(x, None);
@@ -376,15 +376,15 @@ impl AutoencoderKl {
             }
         }
         x = e.mid_block.forward(x);
-        x = e.conv_out.forward(silu(e.conv_norm_out.forward(x)));
-        self.quant_conv.forward(x).cast(FloatDType::F32)
+        x = native::conv(&e.conv_out, native::group_norm_silu(&e.conv_norm_out, x));
+        native::conv(&self.quant_conv, x).cast(FloatDType::F32)
     }
 
     /// `post_quant_conv` and the decoder.
     fn decoded(&self, latents: Tensor<4>) -> Tensor<4> {
         let d = &self.decoder;
         let latents = latents.cast(self.dtype());
-        let mut x = d.conv_in.forward(self.post_quant_conv.forward(latents));
+        let mut x = native::conv(&d.conv_in, native::conv(&self.post_quant_conv, latents));
         x = d.mid_block.forward(x);
         for level in &d.up_blocks {
             for r in &level.resnets {
@@ -394,8 +394,7 @@ impl AutoencoderKl {
                 x = u.forward(x);
             }
         }
-        d.conv_out
-            .forward(silu(d.conv_norm_out.forward(x)))
+        native::conv(&d.conv_out, native::group_norm_silu(&d.conv_norm_out, x))
             .cast(FloatDType::F32)
     }
 }

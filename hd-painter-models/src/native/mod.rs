@@ -1,0 +1,228 @@
+//! hd-painter's own kernels for burn's flex CPU backend, reached through burn's
+//! backend-extension API (`Tensor::try_into_primitive::<Flex>`): attention, 2-d convolution and
+//! GroupNorm (with the SiLU that follows it fused in). Each runs for f32 tensors on a flex device
+//! outside autodiff; everywhere else (autodiff, f16 / bf16, the GPU backends, layer settings a
+//! kernel does not cover) the layer functions here call burn's own operation, so the results
+//! never depend on which path ran beyond rounding.
+
+mod attention;
+mod conv;
+mod norm;
+
+pub(crate) use attention::flex_attention;
+
+use burn::backend::flex::FlexTensor;
+use burn::backend::{DispatchDevice, Flex};
+use burn::nn::conv::Conv2d;
+use burn::nn::{GroupNorm, PaddingConfig2d};
+use burn::tensor::activation::silu;
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{DType, Tensor};
+
+/// `layer.forward(x)`, through the native convolution where it applies.
+pub(crate) fn conv(layer: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let padding = match layer.padding {
+        PaddingConfig2d::Explicit(top, left, bottom, right) => [(top, bottom), (left, right)],
+        PaddingConfig2d::Valid => [(0, 0), (0, 0)],
+        PaddingConfig2d::Same => return layer.forward(x),
+    };
+    let options =
+        ConvOptions::new_with_padding(layer.stride, padding, layer.dilation, layer.groups);
+    let bias = layer.bias.as_ref().map(|b| b.val());
+    conv::conv2d(&x, &layer.weight.val(), bias.as_ref(), &options)
+        .unwrap_or_else(|| layer.forward(x))
+}
+
+/// `layer.forward(x)` for a GroupNorm, natively where it applies.
+pub(crate) fn group_norm(layer: &GroupNorm, x: Tensor<4>) -> Tensor<4> {
+    norm::group_norm(layer, &x, false).unwrap_or_else(|| layer.forward(x))
+}
+
+/// `silu(layer.forward(x))` in one pass over the activations, natively where it applies.
+pub(crate) fn group_norm_silu(layer: &GroupNorm, x: Tensor<4>) -> Tensor<4> {
+    norm::group_norm(layer, &x, true).unwrap_or_else(|| silu(layer.forward(x)))
+}
+
+/// The flex tensors behind `tensors` when all of them are f32 on a flex device without
+/// autodiff: the case the native kernels cover.
+fn flex_f32<const D: usize, const N: usize>(tensors: [&Tensor<D>; N]) -> Option<[FlexTensor; N]> {
+    let native = tensors.iter().all(|t| {
+        let device = t.device();
+        !device.is_autodiff()
+            && matches!(device.as_dispatch(), DispatchDevice::Flex(_))
+            && t.dtype() == DType::F32
+    });
+    if !native {
+        return None;
+    }
+    let primitives: Vec<FlexTensor> = tensors
+        .iter()
+        .map(|t| (*t).clone().try_into_primitive::<Flex>().ok())
+        .collect::<Option<_>>()?;
+    primitives.try_into().ok()
+}
+
+/// A contiguous f32 flex tensor's elements in row-major order.
+fn elements(t: &FlexTensor) -> &[f32] {
+    t.as_slice::<f32>()
+        .expect("an f32 tensor made contiguous has a contiguous f32 slice")
+}
+
+/// A matrix operand: its first element, row stride and column stride (in elements).
+#[derive(Clone, Copy)]
+struct Operand(*const f32, isize, isize);
+
+/// A product's destination: its first element, its row stride (columns are adjacent) and
+/// whether the product is added to what it holds (`true`) or overwrites it.
+#[derive(Clone, Copy)]
+struct Output(*mut f32, isize, bool);
+
+/// `dst (+)= lhs rhs` for `[m, n, k]`: `dst` `m x n`, `lhs` `m x k`, `rhs` `k x n`. Called from
+/// inside rayon's pool (the callers' blocks already run in parallel) it stays on the calling
+/// thread; called from outside with enough work it spreads over the pool.
+///
+/// # Safety
+/// `dst`, `lhs` and `rhs` address `m x n`, `m x k` and `k x n` valid elements, and no other
+/// thread touches the destination's elements meanwhile.
+unsafe fn product([m, n, k]: [usize; 3], dst: Output, lhs: Operand, rhs: Operand) {
+    const PARALLEL_WORK: usize = 1 << 21;
+    let parallelism = if rayon::current_thread_index().is_none() && m * n * k >= PARALLEL_WORK {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the caller's promise; gemm reads `lhs`, `rhs` (and `dst` when accumulating) and
+    // writes `dst` only.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.0,
+            1,
+            dst.1,
+            dst.2,
+            lhs.0,
+            lhs.2,
+            lhs.1,
+            rhs.0,
+            rhs.2,
+            rhs.1,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+/// A raw pointer that the parallel tasks writing disjoint parts of one buffer may share.
+#[derive(Clone, Copy)]
+struct SharedMut(*mut f32);
+
+impl SharedMut {
+    /// The element `offset` places on. (A method, so that closures capture the whole
+    /// `SharedMut` rather than its raw pointer field.)
+    ///
+    /// # Safety
+    /// As `pointer::add`: the result lies inside the buffer.
+    unsafe fn add(self, offset: usize) -> *mut f32 {
+        // SAFETY: the caller's promise.
+        unsafe { self.0.add(offset) }
+    }
+}
+
+// SAFETY: every user writes a part of the buffer no other task writes (see each use).
+unsafe impl Send for SharedMut {}
+// SAFETY: as above.
+unsafe impl Sync for SharedMut {}
+
+/// Runs `kernel` compiled for the widest vector unit the CPU has (AVX-512, else AVX2 + FMA,
+/// checked at run time): the kernels are written as plain loops that the compiler vectorises
+/// for the target features of the function they are inlined into.
+#[inline(always)]
+fn vectorised<R>(kernel: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has the features the function is compiled for.
+            return unsafe { avx512(kernel) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: as above.
+            return unsafe { avx2(kernel) };
+        }
+    }
+    kernel()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn avx512<R>(kernel: impl FnOnce() -> R) -> R {
+    kernel()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn avx2<R>(kernel: impl FnOnce() -> R) -> R {
+    kernel()
+}
+
+/// `e^x` within 2 ulp of libm's `expf` over `[-87, 88]`, branch-free so that it vectorises:
+/// `x = n ln 2 + r` with `|r| <= ln 2 / 2` (Cody-Waite, two-part `ln 2`), `e^r` by its degree-7
+/// Taylor polynomial, times `2^n` put together in the exponent bits. Arguments are clamped to
+/// that range: below it `e^-87` (1.6e-38) stands for 0 next to the values it is added to (a
+/// softmax's maximum gives `e^0 = 1`, SiLU's denominator is at least 1), above it `e^88`
+/// (1.7e38) makes SiLU's `x / (1 + e^-x)` 0 within 1e-36. NaN stays NaN, so poisoned input
+/// poisons the output.
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    const LOG2_E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    // Adding and subtracting 1.5 * 2^23 rounds to the nearest integer in the FPU.
+    const ROUND: f32 = 12_582_912.0;
+    let clamped = x.clamp(-87.0, 88.0);
+    let n = (clamped * LOG2_E + ROUND) - ROUND;
+    let r = (clamped - n * LN2_HI) - n * LN2_LO;
+    let mut p = 1.0 / 5040.0;
+    for c in [
+        1.0 / 720.0,
+        1.0 / 120.0,
+        1.0 / 24.0,
+        1.0 / 6.0,
+        0.5,
+        1.0,
+        1.0,
+    ] {
+        p = p * r + c;
+    }
+    let two_n = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    if x.is_nan() { x } else { p * two_n }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_is_within_2_ulp_of_libm_on_its_range() {
+        let mut worst = 0u32;
+        for i in 0..=2_000_000 {
+            let x = -87.0 + 175.0 * i as f32 / 2_000_000.0;
+            let (got, want) = (exp(x), x.exp());
+            worst = worst.max(got.to_bits().abs_diff(want.to_bits()));
+        }
+        assert!(worst <= 2, "{worst} ulp");
+        assert_eq!(exp(0.0), 1.0);
+        assert_eq!(exp(-1000.0), exp(-87.0));
+        assert_eq!(exp(f32::NEG_INFINITY), exp(-87.0));
+        assert_eq!(exp(f32::INFINITY), exp(88.0));
+        assert!(exp(-87.0) < 2e-38);
+        assert!(exp(88.0).is_finite());
+        assert!(exp(f32::NAN).is_nan());
+    }
+}
