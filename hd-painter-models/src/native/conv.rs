@@ -11,13 +11,17 @@
 use std::cell::Cell;
 use std::ops::Range;
 
-use burn::backend::Flex;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
+use burn::backend::{Autodiff, Flex};
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
 
-use super::{Operand, Output, SharedMut, elements, flex_f32, product};
+use super::{Operand, Output, SharedMut, elements, flex_f32, flex_f32_untracked, product};
 
 /// Output positions per band (whole rows, at least one): enough columns for the GEMM to reuse
 /// each packed block of weights many times, few enough that the bands of a 64x64 latent keep
@@ -51,6 +55,113 @@ pub(crate) fn conv2d(
         &geometry,
     );
     Some(Tensor::from_primitive::<Flex>(out))
+}
+
+/// The same convolution on an autodiff device (flex, f32), recording a backward that gives the
+/// input's gradient: RASG differentiates with respect to the latent only. `None` where the
+/// weights or the bias are tracked themselves, or for a stride other than 1 (burn's operation
+/// then records its own backward).
+pub(crate) fn conv2d_tracked(
+    x: &Tensor<4>,
+    weight: &Tensor<4>,
+    bias: Option<&Tensor<1>>,
+    options: &ConvOptions<2>,
+) -> Option<Tensor<4>> {
+    let x_ad = x.clone().try_into_primitive::<Autodiff<Flex>>().ok()?;
+    let weight_t = flex_f32_untracked(weight)?.to_contiguous();
+    let bias = match bias {
+        Some(b) => Some(flex_f32_untracked(b)?.to_contiguous()),
+        None => None,
+    };
+    let geometry = Geometry::new(x.dims(), weight.dims(), options)?;
+    let gradient_options = InputGradient::options(options, geometry.kernel)?;
+    if x_ad.primitive().dtype() != burn::tensor::DType::F32 {
+        return None;
+    }
+    let out = conv2d_f32(
+        &x_ad.primitive().to_contiguous(),
+        &weight_t,
+        bias.as_ref().map(elements),
+        &geometry,
+    );
+    let out = match InputGradient
+        .prepare::<NoCheckpointing>([x_ad.node()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish((weight_t, gradient_options), out),
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    };
+    Some(Tensor::from_primitive::<Autodiff<Flex>>(out))
+}
+
+/// The backward of a unit-stride convolution with respect to its input: the convolution of the
+/// output's gradient with the weights flipped in space and with input and output channels
+/// swapped, padded so that it gives back the input's size.
+#[derive(Debug)]
+struct InputGradient;
+
+impl InputGradient {
+    /// The options of the gradient's convolution for a forward one with `options` and
+    /// `kernel`; `None` unless the stride is 1 and the padding at most the kernel's reach.
+    fn options(options: &ConvOptions<2>, kernel: [usize; 2]) -> Option<ConvOptions<2>> {
+        if options.stride != [1, 1] {
+            return None;
+        }
+        let reach = |axis: usize| options.dilation[axis] * (kernel[axis] - 1);
+        let flip = |axis: usize| {
+            let (before, after) = options.padding[axis];
+            Some((
+                reach(axis).checked_sub(before)?,
+                reach(axis).checked_sub(after)?,
+            ))
+        };
+        Some(ConvOptions::new_with_padding(
+            [1, 1],
+            [flip(0)?, flip(1)?],
+            options.dilation,
+            1,
+        ))
+    }
+
+    /// `weight` `[out, in, kh, kw]` as `[in, out, kh, kw]`, each kernel turned by 180 degrees.
+    fn flipped(weight: &FlexTensor) -> FlexTensor {
+        let [outputs, inputs, kh, kw] = dims(weight);
+        let source = elements(weight);
+        let taps = kh * kw;
+        let mut flipped = vec![0f32; source.len()];
+        for (i, row) in flipped.chunks_exact_mut(outputs * taps).enumerate() {
+            for (o, kernel) in row.chunks_exact_mut(taps).enumerate() {
+                let original = &source[(o * inputs + i) * taps..][..taps];
+                kernel
+                    .iter_mut()
+                    .zip(original.iter().rev())
+                    .for_each(|(d, s)| *d = *s);
+            }
+        }
+        FlexTensor::from_data(TensorData::new(flipped, [inputs, outputs, kh, kw]))
+    }
+}
+
+impl Backward<Flex, 1> for InputGradient {
+    type State = (FlexTensor, ConvOptions<2>);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        let Some(node) = node else { return };
+        let (weight, options) = ops.state;
+        let flipped = Self::flipped(&weight);
+        let geometry = Geometry::new(dims(&grad), dims(&flipped), &options)
+            .expect("the gradient's convolution is valid where the forward one was");
+        let input_grad = conv2d_f32(&grad.to_contiguous(), &flipped, None, &geometry);
+        grads.register::<Flex>(node.id, input_grad);
+    }
+}
+
+fn dims(t: &FlexTensor) -> [usize; 4] {
+    let s = t.layout().shape();
+    [s[0], s[1], s[2], s[3]]
 }
 
 /// Sizes and steps of one convolution.
@@ -300,6 +411,64 @@ mod tests {
             assert_eq!(got.dims(), want.dims(), "{x_dims:?} {w_dims:?}");
             let diff: f32 = (got - want).abs().max().into_scalar();
             assert!(diff < 1e-4, "{x_dims:?} {w_dims:?}: {diff}");
+        }
+    }
+
+    /// The recorded backward against burn's on the autodiff device, with the weights on the plain
+    /// device as `valid()` leaves them: "same" 3x3, 1x1, one-sided padding and dilation.
+    #[test]
+    fn input_gradient_matches_burns() {
+        let device = hd_painter_core::BackendKind::Flex.device().unwrap();
+        let ad = device.clone().autodiff();
+        let normal = Distribution::Normal(0.0, 1.0);
+        let cases = [
+            (
+                [2, 3, 7, 6],
+                [4, 3, 3, 3],
+                ConvOptions::new([1, 1], [1, 1], [1, 1], 1),
+            ),
+            (
+                [1, 5, 4, 9],
+                [2, 5, 1, 1],
+                ConvOptions::new([1, 1], [0, 0], [1, 1], 1),
+            ),
+            (
+                [1, 2, 6, 5],
+                [3, 2, 3, 3],
+                ConvOptions::new_with_padding([1, 1], [(0, 1), (1, 0)], [1, 1], 1),
+            ),
+            (
+                [1, 2, 9, 9],
+                [2, 2, 3, 3],
+                ConvOptions::new([1, 1], [2, 1], [2, 2], 1),
+            ),
+        ];
+        for (x_dims, w_dims, options) in cases {
+            let weight = Tensor::<4>::random(w_dims, normal, &device);
+            let bias = Tensor::<1>::random([w_dims[0]], normal, &device);
+            let x = Tensor::<4>::random(x_dims, normal, &ad);
+            let out_dims = burn_conv2d(x.clone(), weight.clone(), None, options.clone()).dims();
+            let upstream = Tensor::<4>::random(out_dims, normal, &ad);
+            let gradient = |native: bool| {
+                let x = x.clone().require_grad();
+                let out = if native {
+                    conv2d_tracked(&x, &weight, Some(&bias), &options).expect("native")
+                } else {
+                    burn_conv2d(
+                        x.clone(),
+                        weight.clone(),
+                        Some(bias.clone()),
+                        options.clone(),
+                    )
+                };
+                let grads = (out.clone() * upstream.clone()).sum().backward();
+                (out.inner(), x.grad(&grads).expect("a gradient"))
+            };
+            let ((out, grad), (want_out, want_grad)) = (gradient(true), gradient(false));
+            let diff = |a: Tensor<4>, b: Tensor<4>| -> f32 { (a - b).abs().max().into_scalar() };
+            assert!(diff(out, want_out) < 1e-4, "{x_dims:?} {w_dims:?}");
+            let grad_diff = diff(grad, want_grad);
+            assert!(grad_diff < 1e-4, "{x_dims:?} {w_dims:?}: {grad_diff}");
         }
     }
 

@@ -12,7 +12,7 @@ mod norm;
 pub(crate) use attention::flex_attention;
 
 use burn::backend::flex::FlexTensor;
-use burn::backend::{DispatchDevice, Flex};
+use burn::backend::{Autodiff, DispatchDevice, Flex};
 use burn::nn::conv::Conv2d;
 use burn::nn::{GroupNorm, PaddingConfig2d};
 use burn::tensor::activation::silu;
@@ -29,18 +29,31 @@ pub(crate) fn conv(layer: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let options =
         ConvOptions::new_with_padding(layer.stride, padding, layer.dilation, layer.groups);
     let bias = layer.bias.as_ref().map(|b| b.val());
-    conv::conv2d(&x, &layer.weight.val(), bias.as_ref(), &options)
-        .unwrap_or_else(|| layer.forward(x))
+    let weight = layer.weight.val();
+    let native = if x.device().is_autodiff() {
+        conv::conv2d_tracked(&x, &weight, bias.as_ref(), &options)
+    } else {
+        conv::conv2d(&x, &weight, bias.as_ref(), &options)
+    };
+    native.unwrap_or_else(|| layer.forward(x))
 }
 
 /// `layer.forward(x)` for a GroupNorm, natively where it applies.
 pub(crate) fn group_norm(layer: &GroupNorm, x: Tensor<4>) -> Tensor<4> {
-    norm::group_norm(layer, &x, false).unwrap_or_else(|| layer.forward(x))
+    native_norm(layer, &x, false).unwrap_or_else(|| layer.forward(x))
 }
 
 /// `silu(layer.forward(x))` in one pass over the activations, natively where it applies.
 pub(crate) fn group_norm_silu(layer: &GroupNorm, x: Tensor<4>) -> Tensor<4> {
-    norm::group_norm(layer, &x, true).unwrap_or_else(|| silu(layer.forward(x)))
+    native_norm(layer, &x, true).unwrap_or_else(|| silu(layer.forward(x)))
+}
+
+fn native_norm(layer: &GroupNorm, x: &Tensor<4>, silu: bool) -> Option<Tensor<4>> {
+    if x.device().is_autodiff() {
+        norm::group_norm_tracked(layer, x, silu)
+    } else {
+        norm::group_norm(layer, x, silu)
+    }
 }
 
 /// The flex tensors behind `tensors` when all of them are f32 on a flex device without
@@ -60,6 +73,18 @@ fn flex_f32<const D: usize, const N: usize>(tensors: [&Tensor<D>; N]) -> Option<
         .map(|t| (*t).clone().try_into_primitive::<Flex>().ok())
         .collect::<Option<_>>()?;
     primitives.try_into().ok()
+}
+
+/// The flex tensor behind `t` when it is f32 on flex and not tracked by autodiff: either on a
+/// plain flex device, or on an autodiff one without a gradient to record (the weights of a
+/// model differentiated with respect to its input only).
+fn flex_f32_untracked<const D: usize>(t: &Tensor<D>) -> Option<FlexTensor> {
+    if let Some([plain]) = flex_f32([t]) {
+        return Some(plain);
+    }
+    let tracked = t.clone().try_into_primitive::<Autodiff<Flex>>().ok()?;
+    (!tracked.is_tracked() && tracked.primitive().dtype() == DType::F32)
+        .then(|| tracked.into_primitive())
 }
 
 /// A contiguous f32 flex tensor's elements in row-major order.

@@ -7,96 +7,195 @@
 
 use std::mem::MaybeUninit;
 
-use burn::backend::Flex;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
+use burn::backend::{Autodiff, Flex};
 use burn::nn::GroupNorm;
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
-use super::{elements, exp, flex_f32, vectorised};
+use super::{elements, exp, flex_f32, flex_f32_untracked, vectorised};
 
 /// `layer.forward(x)`, followed by SiLU when `silu`, with the native kernel when `x` and the
 /// layer's parameters are f32 on flex without autodiff and the channels split into the layer's
 /// groups; `None` otherwise.
 pub(crate) fn group_norm(layer: &GroupNorm, x: &Tensor<4>, silu: bool) -> Option<Tensor<4>> {
-    let [batch, channels, height, width] = x.dims();
-    let groups = layer.num_groups;
-    if channels != layer.num_channels || groups == 0 || channels % groups != 0 {
-        return None;
-    }
     let [x_t] = flex_f32([x])?;
-    let affine = match (&layer.gamma, &layer.beta) {
-        (Some(gamma), Some(beta)) if layer.affine => {
-            let [gamma, beta] = flex_f32([&gamma.val(), &beta.val()])?;
-            Some([gamma.to_contiguous(), beta.to_contiguous()])
-        }
-        _ if !layer.affine => None,
-        // An affine layer without its parameters: burn's forward reports it.
-        _ => return None,
-    };
-    let x_t = x_t.to_contiguous();
-    let shape = Shape {
-        groups,
-        channels_per_group: channels / groups,
-        plane: height * width,
-        epsilon: layer.epsilon as f32,
-        silu,
-    };
-    let affine = affine.as_ref().map(|[g, b]| [elements(g), elements(b)]);
-    let out = shape.normalise(elements(&x_t), affine);
-    let out = FlexTensor::from_data(TensorData::new(out, [batch, channels, height, width]));
+    let state = NormState::new(layer, x_t.to_contiguous(), x.dims(), silu)?;
+    let out = state.forward();
     Some(Tensor::from_primitive::<Flex>(out))
 }
 
-struct Shape {
+/// The same on an autodiff device, recording a backward that gives the input's gradient (the
+/// layer's parameters must not be tracked themselves: RASG differentiates with respect to the
+/// latent only); `None` where that does not hold.
+pub(crate) fn group_norm_tracked(
+    layer: &GroupNorm,
+    x: &Tensor<4>,
+    silu: bool,
+) -> Option<Tensor<4>> {
+    let x_ad = x.clone().try_into_primitive::<Autodiff<Flex>>().ok()?;
+    if x_ad.primitive().dtype() != DType::F32 {
+        return None;
+    }
+    let state = NormState::new(layer, x_ad.primitive().to_contiguous(), x.dims(), silu)?;
+    let out = state.forward();
+    let out = match InputGradient
+        .prepare::<NoCheckpointing>([x_ad.node()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish(state, out),
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    };
+    Some(Tensor::from_primitive::<Autodiff<Flex>>(out))
+}
+
+/// One GroupNorm call: its input and parameters, which the backward keeps.
+#[derive(Clone, Debug)]
+struct NormState {
+    x: FlexTensor,
+    /// gamma and beta, absent for a layer without the affine.
+    affine: Option<[FlexTensor; 2]>,
+    dims: [usize; 4],
     groups: usize,
-    channels_per_group: usize,
-    /// Elements per channel.
-    plane: usize,
     epsilon: f32,
     silu: bool,
 }
 
-impl Shape {
-    fn normalise(&self, input: &[f32], affine: Option<[&[f32]; 2]>) -> Vec<f32> {
-        let group_len = self.channels_per_group * self.plane;
+impl NormState {
+    /// `None` where the layer and `x` do not fit (burn's forward then reports it) or the
+    /// parameters are not f32 flex tensors outside autodiff's tracking.
+    fn new(layer: &GroupNorm, x: FlexTensor, dims: [usize; 4], silu: bool) -> Option<Self> {
+        let groups = layer.num_groups;
+        if dims[1] != layer.num_channels || groups == 0 || dims[1] % groups != 0 {
+            return None;
+        }
+        let affine = match (&layer.gamma, &layer.beta) {
+            (Some(gamma), Some(beta)) if layer.affine => Some([
+                flex_f32_untracked(&gamma.val())?.to_contiguous(),
+                flex_f32_untracked(&beta.val())?.to_contiguous(),
+            ]),
+            _ if !layer.affine => None,
+            _ => return None,
+        };
+        Some(Self {
+            x,
+            affine,
+            dims,
+            groups,
+            epsilon: layer.epsilon as f32,
+            silu,
+        })
+    }
+
+    fn forward(&self) -> FlexTensor {
+        self.per_group(None, |norm, src, _, dst| norm.normalise(src, dst))
+    }
+
+    /// The input's gradient for the output's gradient `upstream`.
+    fn backward(&self, upstream: &FlexTensor) -> FlexTensor {
+        let upstream = upstream.to_contiguous();
+        self.per_group(Some(elements(&upstream)), |norm, src, upstream, dst| {
+            norm.gradient(src, upstream, dst)
+        })
+    }
+
+    /// A tensor of the input's shape, each group of it written by `kernel` from the group's
+    /// input and (when given) the same group of `other`, all groups in parallel.
+    fn per_group(
+        &self,
+        other: Option<&[f32]>,
+        kernel: impl Fn(&Group, &[f32], &[f32], &mut [MaybeUninit<f32>]) + Sync,
+    ) -> FlexTensor {
+        let input = elements(&self.x);
+        let [batch, channels, height, width] = self.dims;
+        let per_group = channels / self.groups;
+        let group_len = (per_group * height * width).max(1);
+        let affine = self
+            .affine
+            .as_ref()
+            .map(|[g, b]| [elements(g), elements(b)]);
         let mut out = Vec::with_capacity(input.len());
         out.spare_capacity_mut()[..input.len()]
-            .par_chunks_mut(group_len.max(1))
-            .zip(input.par_chunks(group_len.max(1)))
+            .par_chunks_mut(group_len)
             .enumerate()
-            .for_each(|(index, (dst, src))| {
-                let first_channel = index % self.groups * self.channels_per_group;
-                vectorised(|| self.normalise_group(src, dst, first_channel, affine));
+            .for_each(|(index, dst)| {
+                let range = index * group_len..(index + 1) * group_len;
+                let first = index % self.groups * per_group;
+                let group = Group {
+                    plane: height * width,
+                    epsilon: self.epsilon,
+                    silu: self.silu,
+                    affine: affine
+                        .map(|[g, b]| [&g[first..][..per_group], &b[first..][..per_group]]),
+                };
+                let other = other.map_or(&[][..], |o| &o[range.clone()]);
+                vectorised(|| kernel(&group, &input[range], other, dst));
             });
-        // SAFETY: the groups cover the input, and `normalise_group` writes every element of its
-        // group.
+        // SAFETY: the groups cover the tensor, and each kernel writes every element of its group.
         unsafe { out.set_len(input.len()) };
-        out
+        FlexTensor::from_data(TensorData::new(out, [batch, channels, height, width]))
+    }
+}
+
+/// The backward of [`group_norm_tracked`].
+#[derive(Debug)]
+struct InputGradient;
+
+impl Backward<Flex, 1> for InputGradient {
+    type State = NormState;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node] = ops.parents;
+        let upstream = grads.consume::<Flex>(&ops.node);
+        if let Some(node) = node {
+            grads.register::<Flex>(node.id, ops.state.backward(&upstream));
+        }
+    }
+}
+
+/// One (image, group) slab of channels.
+struct Group<'a> {
+    /// Elements per channel.
+    plane: usize,
+    epsilon: f32,
+    silu: bool,
+    /// The group's gamma and beta.
+    affine: Option<[&'a [f32]; 2]>,
+}
+
+impl Group<'_> {
+    /// The group's mean and `1 / sqrt(variance + epsilon)`, the variance from a second pass
+    /// around the mean (exact for activations far from 0).
+    #[inline(always)]
+    fn statistics(&self, src: &[f32]) -> (f32, f32) {
+        let count = src.len() as f64;
+        let mean = (sum(src, src, |v, _| v) / count) as f32;
+        let variance = (sum(src, src, |v, _| (v - mean) * (v - mean)) / count) as f32;
+        (mean, 1.0 / (variance + self.epsilon).sqrt())
+    }
+
+    /// `(x - mean) * inverse_std * gamma + beta` for channel `c` as `x * scale + shift`, and
+    /// gamma.
+    #[inline(always)]
+    fn channel(&self, c: usize, mean: f32, inverse_std: f32) -> (f32, f32, f32) {
+        let (gamma, beta) = self.affine.map_or((1.0, 0.0), |[g, b]| (g[c], b[c]));
+        let scale = inverse_std * gamma;
+        (scale, beta - mean * scale, gamma)
     }
 
     #[inline(always)]
-    fn normalise_group(
-        &self,
-        src: &[f32],
-        dst: &mut [MaybeUninit<f32>],
-        first_channel: usize,
-        affine: Option<[&[f32]; 2]>,
-    ) {
-        let count = src.len() as f64;
-        let mean = (sum(src, |v| v) / count) as f32;
-        let variance = (sum(src, |v| (v - mean) * (v - mean)) / count) as f32;
-        let inverse_std = 1.0 / (variance + self.epsilon).sqrt();
+    fn normalise(&self, src: &[f32], dst: &mut [MaybeUninit<f32>]) {
+        let (mean, inverse_std) = self.statistics(src);
         let channels = src
             .chunks_exact(self.plane)
             .zip(dst.chunks_exact_mut(self.plane));
         for (c, (src, dst)) in channels.enumerate() {
-            let (gamma, beta) = affine.map_or((1.0, 0.0), |[g, b]| {
-                (g[first_channel + c], b[first_channel + c])
-            });
-            // y = (x - mean) / std * gamma + beta = x * scale + shift
-            let scale = inverse_std * gamma;
-            let shift = beta - mean * scale;
+            let (scale, shift, _) = self.channel(c, mean, inverse_std);
             if self.silu {
                 for (d, &s) in dst.iter_mut().zip(src) {
                     let y = s * scale + shift;
@@ -109,25 +208,72 @@ impl Shape {
             }
         }
     }
+
+    /// The gradient with respect to the normalised value `x_hat` for the output gradient `dy`
+    /// at pre-activation `z = x * scale + shift`: through SiLU (`s (1 + z (1 - s))` with `s` the
+    /// sigmoid of `z`) when fused, then times gamma.
+    #[inline(always)]
+    fn normalised_gradient(&self, dy: f32, z: f32, gamma: f32) -> f32 {
+        let dz = if self.silu {
+            let s = 1.0 / (1.0 + exp(-z));
+            dy * s * (1.0 + z * (1.0 - s))
+        } else {
+            dy
+        };
+        dz * gamma
+    }
+
+    /// `dx = inverse_std * (g - mean(g) - x_hat * mean(g * x_hat))` with `g` the gradient
+    /// with respect to `x_hat`, the means over the group.
+    #[inline(always)]
+    fn gradient(&self, src: &[f32], upstream: &[f32], dst: &mut [MaybeUninit<f32>]) {
+        let (mean, inverse_std) = self.statistics(src);
+        let count = src.len() as f64;
+        let (mut g_total, mut gx_total) = (0f64, 0f64);
+        let planes = || {
+            src.chunks_exact(self.plane)
+                .zip(upstream.chunks_exact(self.plane))
+        };
+        for (c, (src, up)) in planes().enumerate() {
+            let (scale, shift, gamma) = self.channel(c, mean, inverse_std);
+            let g = |x: f32, dy: f32| self.normalised_gradient(dy, x * scale + shift, gamma);
+            g_total += sum(src, up, g);
+            gx_total += sum(src, up, |x, dy| g(x, dy) * (x - mean) * inverse_std);
+        }
+        let (g_mean, gx_mean) = ((g_total / count) as f32, (gx_total / count) as f32);
+        for (c, ((src, up), dst)) in planes().zip(dst.chunks_exact_mut(self.plane)).enumerate() {
+            let (scale, shift, gamma) = self.channel(c, mean, inverse_std);
+            for ((d, &x), &dy) in dst.iter_mut().zip(src).zip(up) {
+                let g = self.normalised_gradient(dy, x * scale + shift, gamma);
+                let x_hat = (x - mean) * inverse_std;
+                d.write(inverse_std * (g - g_mean - x_hat * gx_mean));
+            }
+        }
+    }
 }
 
-/// The sum of `term(v)` over `values` in f64, over f32 partial sums of 16 lanes (which
-/// vectorise) flushed every 4096 values, so that neither the order nor the length costs
-/// precision.
+/// The sum of `term(a_i, b_i)` over the pairs of `a` and `b` in f64, over f32 partial sums of
+/// 16 lanes (which vectorise) flushed every 4096 values, so that neither the order nor the
+/// length costs precision.
 #[inline(always)]
-fn sum(values: &[f32], term: impl Fn(f32) -> f32) -> f64 {
+fn sum(a: &[f32], b: &[f32], term: impl Fn(f32, f32) -> f32) -> f64 {
     const LANES: usize = 16;
     const FLUSH: usize = 4096;
     let mut total = 0f64;
-    for block in values.chunks(FLUSH) {
+    for (a, b) in a.chunks(FLUSH).zip(b.chunks(FLUSH)) {
         let mut lanes = [0f32; LANES];
-        let mut whole = block.chunks_exact(LANES);
-        for chunk in &mut whole {
-            for (lane, &v) in lanes.iter_mut().zip(chunk) {
-                *lane += term(v);
+        let (mut a_whole, mut b_whole) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+        for (a, b) in (&mut a_whole).zip(&mut b_whole) {
+            for ((lane, &a), &b) in lanes.iter_mut().zip(a).zip(b) {
+                *lane += term(a, b);
             }
         }
-        let rest: f32 = whole.remainder().iter().map(|&v| term(v)).sum();
+        let rest: f32 = a_whole
+            .remainder()
+            .iter()
+            .zip(b_whole.remainder())
+            .map(|(&a, &b)| term(a, b))
+            .sum();
         total += lanes.iter().map(|&l| l as f64).sum::<f64>() + rest as f64;
     }
     total
@@ -178,6 +324,39 @@ mod tests {
         }
     }
 
+    /// The recorded backward against burn's composed GroupNorm (and SiLU) on the autodiff
+    /// device, with the layer's parameters on the plain device as `valid()` leaves them.
+    #[test]
+    fn input_gradient_matches_burns() {
+        let device = hd_painter_core::BackendKind::Flex.device().unwrap();
+        let ad = device.clone().autodiff();
+        for (dims, groups, affine) in [([2, 6, 5, 4], 3, true), ([1, 4, 3, 7], 2, false)] {
+            let layer = layer(groups, dims[1], affine);
+            let x = Tensor::<4>::random(dims, Distribution::Normal(1.0, 2.0), &ad);
+            let upstream = Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), &ad);
+            for fused_silu in [false, true] {
+                let gradient = |native: bool| {
+                    let x = x.clone().require_grad();
+                    let out = if native {
+                        group_norm_tracked(&layer, &x, fused_silu).expect("native")
+                    } else if fused_silu {
+                        silu(layer.forward(x.clone()))
+                    } else {
+                        layer.forward(x.clone())
+                    };
+                    let grads = (out.clone() * upstream.clone()).sum().backward();
+                    (out.inner(), x.grad(&grads).expect("a gradient"))
+                };
+                let ((out, grad), (want_out, want_grad)) = (gradient(true), gradient(false));
+                let diff =
+                    |a: Tensor<4>, b: Tensor<4>| -> f32 { (a - b).abs().max().into_scalar() };
+                assert!(diff(out, want_out) < 1e-5, "{dims:?} silu {fused_silu}");
+                let grad_diff = diff(grad, want_grad);
+                assert!(grad_diff < 1e-4, "{dims:?} silu {fused_silu}: {grad_diff}");
+            }
+        }
+    }
+
     #[test]
     fn long_sums_keep_their_precision() {
         let values: Vec<f32> = (0..1_000_003)
@@ -185,7 +364,7 @@ mod tests {
             .collect();
         let want: f64 = values.iter().map(|&v| v as f64).sum();
         // A running f32 sum would be off by about 1e-4 here.
-        assert!((sum(&values, |v| v) - want).abs() / want < 1e-6);
+        assert!((sum(&values, &values, |v, _| v) - want).abs() / want < 1e-6);
     }
 
     #[test]
