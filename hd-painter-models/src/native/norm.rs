@@ -71,7 +71,7 @@ impl NormState {
     /// parameters are not f32 flex tensors outside autodiff's tracking.
     fn new(layer: &GroupNorm, x: FlexTensor, dims: [usize; 4], silu: bool) -> Option<Self> {
         let groups = layer.num_groups;
-        if dims[1] != layer.num_channels || groups == 0 || dims[1] % groups != 0 {
+        if dims[1] != layer.num_channels || groups == 0 || !dims[1].is_multiple_of(groups) {
             return None;
         }
         let affine = match (&layer.gamma, &layer.beta) {
