@@ -6,7 +6,7 @@ use burn::tensor::Tensor;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
-use crate::native::flex_attention;
+use crate::native::{flex_attention, flex_attention_tracked};
 
 /// Score-matrix elements (batch x heads x queries x keys) computed at once by default: 2^26
 /// floats, 256 MiB.
@@ -44,8 +44,12 @@ pub fn chunked_attention(
 }
 
 fn exact_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
-    flex_attention(&q, &k, &v)
-        .unwrap_or_else(|| attention(q, k, v, None, None, AttentionModuleOptions::default()))
+    let native = if q.device().is_autodiff() {
+        flex_attention_tracked(&q, &k, &v)
+    } else {
+        flex_attention(&q, &k, &v)
+    };
+    native.unwrap_or_else(|| attention(q, k, v, None, None, AttentionModuleOptions::default()))
 }
 
 /// How many queries of `q` (`[batch, heads, queries, dim]`) fit the score budget at once against

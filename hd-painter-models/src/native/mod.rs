@@ -9,7 +9,7 @@ mod attention;
 mod conv;
 mod norm;
 
-pub(crate) use attention::flex_attention;
+pub(crate) use attention::{flex_attention, flex_attention_tracked};
 
 use burn::backend::flex::FlexTensor;
 use burn::backend::{Autodiff, DispatchDevice, Flex};
