@@ -14,9 +14,8 @@ pub const DEFAULT_SCORE_BUDGET: usize = 1 << 26;
 
 /// `softmax(q k^T / sqrt(d)) v` for `q`, `k`, `v` of shape `[batch, heads, tokens, dim]`,
 /// splitting the queries so that at most `score_budget` scores exist at a time. Each chunk is
-/// exact (every query sees every key), so chunking changes no value. f32 tensors on flex outside
-/// autodiff run hd-painter's native kernel (`flex_attention`), everything else burn's
-/// `attention`.
+/// exact (every query sees every key), so chunking changes no value. f32 tensors on flex (with
+/// or without autodiff) run hd-painter's native kernel, everything else burn's `attention`.
 pub fn chunked_attention(
     q: Tensor<4>,
     k: Tensor<4>,

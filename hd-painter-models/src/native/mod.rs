@@ -1,9 +1,12 @@
 //! hd-painter's own kernels for burn's flex CPU backend, reached through burn's
 //! backend-extension API (`Tensor::try_into_primitive::<Flex>`): attention, 2-d convolution and
-//! GroupNorm (with the SiLU that follows it fused in). Each runs for f32 tensors on a flex device
-//! outside autodiff; everywhere else (autodiff, f16 / bf16, the GPU backends, layer settings a
-//! kernel does not cover) the layer functions here call burn's own operation, so the results
-//! never depend on which path ran beyond rounding.
+//! GroupNorm (with the SiLU that follows it fused in). Each runs for f32 tensors on flex, both
+//! outside autodiff and on `Autodiff<Flex>`, where it records its own backward through
+//! burn-autodiff's `Backward` trait. Those backwards give the gradient with respect to the
+//! activations only (RASG differentiates with respect to the latent, the weights stay
+//! untracked); with tracked weights, and everywhere else (f16 / bf16, the GPU backends, layer
+//! settings a kernel does not cover), the layer functions here call burn's own operation, so
+//! the results never depend on which path ran beyond rounding.
 
 mod attention;
 mod conv;
