@@ -281,6 +281,7 @@ fn softmax_numerators(row: &mut [f32], scale: f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::native::max_difference;
     use burn::tensor::Distribution;
     use burn::tensor::activation::softmax;
 
@@ -298,7 +299,7 @@ mod tests {
             let got = flex_attention(&q, &k, &v).expect("f32 on flex");
             let scores = q.matmul(k.swap_dims(2, 3)) / 4.0;
             let want = softmax(scores, 3).matmul(v);
-            let diff: f32 = (got - want).abs().max().into_scalar();
+            let diff = max_difference(got, want);
             assert!(diff < 1e-5, "{queries} x {keys}: {diff}");
         }
     }
@@ -332,7 +333,7 @@ mod tests {
                 .iter()
                 .zip(got.into_iter().zip(want))
             {
-                let diff: f32 = (got - want).abs().max().into_scalar();
+                let diff = max_difference(got, want);
                 assert!(diff < 1e-5, "{queries} x {keys} {name}: {diff}");
             }
         }

@@ -347,6 +347,7 @@ fn conv2d_f32(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::native::max_difference;
     use burn::tensor::Distribution;
     use burn::tensor::module::conv2d as burn_conv2d;
 
@@ -409,7 +410,7 @@ mod tests {
             let got = conv2d(&x, &weight, bias.as_ref(), &options).expect("f32 on flex");
             let want = burn_conv2d(x, weight, bias, options);
             assert_eq!(got.dims(), want.dims(), "{x_dims:?} {w_dims:?}");
-            let diff: f32 = (got - want).abs().max().into_scalar();
+            let diff = max_difference(got, want);
             assert!(diff < 1e-4, "{x_dims:?} {w_dims:?}: {diff}");
         }
     }
@@ -465,9 +466,11 @@ mod tests {
                 (out.inner(), x.grad(&grads).expect("a gradient"))
             };
             let ((out, grad), (want_out, want_grad)) = (gradient(true), gradient(false));
-            let diff = |a: Tensor<4>, b: Tensor<4>| -> f32 { (a - b).abs().max().into_scalar() };
-            assert!(diff(out, want_out) < 1e-4, "{x_dims:?} {w_dims:?}");
-            let grad_diff = diff(grad, want_grad);
+            assert!(
+                max_difference(out, want_out) < 1e-4,
+                "{x_dims:?} {w_dims:?}"
+            );
+            let grad_diff = max_difference(grad, want_grad);
             assert!(grad_diff < 1e-4, "{x_dims:?} {w_dims:?}: {grad_diff}");
         }
     }
@@ -481,7 +484,7 @@ mod tests {
         let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
         let got = conv2d(&x, &weight, None, &options).expect("f32 on flex");
         let want = burn_conv2d(x, weight, None, options);
-        let diff: f32 = (got - want).abs().max().into_scalar();
+        let diff = max_difference(got, want);
         assert!(diff < 1e-5, "{diff}");
     }
 

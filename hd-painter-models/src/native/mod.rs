@@ -232,6 +232,12 @@ fn exp(x: f32) -> f32 {
     if x.is_nan() { x } else { p * two_n }
 }
 
+/// The largest absolute difference between two tensors of one shape (for the kernels' tests).
+#[cfg(test)]
+fn max_difference(a: Tensor<4>, b: Tensor<4>) -> f32 {
+    (a - b).abs().max().into_scalar()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

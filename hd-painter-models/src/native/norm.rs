@@ -282,6 +282,7 @@ fn sum(a: &[f32], b: &[f32], term: impl Fn(f32, f32) -> f32) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::native::max_difference;
     use burn::nn::GroupNormConfig;
     use burn::tensor::Distribution;
     use burn::tensor::activation::silu;
@@ -318,7 +319,7 @@ mod tests {
                 let got = group_norm(&layer, &x, fused_silu).expect("f32 on flex");
                 let norm = layer.forward(x.clone());
                 let want = if fused_silu { silu(norm) } else { norm };
-                let diff: f32 = (got - want).abs().max().into_scalar();
+                let diff = max_difference(got, want);
                 assert!(diff < 1e-5, "{dims:?} silu {fused_silu}: {diff}");
             }
         }
@@ -348,10 +349,11 @@ mod tests {
                     (out.inner(), x.grad(&grads).expect("a gradient"))
                 };
                 let ((out, grad), (want_out, want_grad)) = (gradient(true), gradient(false));
-                let diff =
-                    |a: Tensor<4>, b: Tensor<4>| -> f32 { (a - b).abs().max().into_scalar() };
-                assert!(diff(out, want_out) < 1e-5, "{dims:?} silu {fused_silu}");
-                let grad_diff = diff(grad, want_grad);
+                assert!(
+                    max_difference(out, want_out) < 1e-5,
+                    "{dims:?} silu {fused_silu}"
+                );
+                let grad_diff = max_difference(grad, want_grad);
                 assert!(grad_diff < 1e-4, "{dims:?} silu {fused_silu}: {grad_diff}");
             }
         }
