@@ -7,7 +7,7 @@ use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Tensor, TensorData};
 use hd_painter_models::{
     AttentionKind, AttentionProcessor, AttentionSite, DEFAULT_SCORE_BUDGET,
-    TransformerBlockContext, query_chunk,
+    TransformerBlockContext, chunked_attention,
 };
 
 use crate::focus::{PromptFocus, conditional_rows};
@@ -144,44 +144,32 @@ impl<'a> Painta<'a> {
         ((s - median) / max).clamp(0.0, 1.0)
     }
 
-    /// `softmax(S') v` with `S'_ij = s_j S_ij` for a hole query `i` and a known key `j`, in
-    /// query chunks.
+    /// `softmax(S') v` with `S'_ij = s_j S_ij` for a hole query `i` and a known key `j`. Since the
+    /// hole is 0 / 1, a hole query's logits are its plain logits against the keys scaled by
+    /// `c_j = 1 - (1 - s_j)(1 - hole_j)`, so its rows are exact attention over `c ⊙ k` (the
+    /// native kernel where it runs, with its own backward under RASG, and no score matrix kept),
+    /// and a known query's rows are `plain`'s.
     fn rescaled_attention(
         &self,
-        q: Tensor<4>,
-        k: Tensor<4>,
-        v: Tensor<4>,
+        plain: Tensor<4>,
+        [q, k, v]: [Tensor<4>; 3],
         s: Tensor<2>,
         hole: Tensor<1>,
     ) -> Tensor<4> {
-        let [b, heads, n, d] = q.dims();
+        let [b, _, n, _] = q.dims();
         let n_k = k.dims()[2];
-        // (1 - hole_j)(1 - s_j): how much a key's logits shrink for a hole query.
         let known = hole.clone().neg() + 1.0;
         let s_rows = if self.guided && s.dims()[0] * 2 == b {
             Tensor::cat(vec![s.clone(), s], 0)
         } else {
             s
         };
+        // (1 - s_j)(1 - hole_j): how much a key's logits shrink for a hole query.
         let shrink = (s_rows.neg() + 1.0) * known.reshape([1, n_k]);
-        let shrink = shrink.reshape([b, 1, 1, n_k]);
-        let kt = k.swap_dims(2, 3);
-        let chunk = query_chunk([b, heads, n, d], n_k, self.score_budget);
-        let parts = (0..n)
-            .step_by(chunk)
-            .map(|start| {
-                let end = (start + chunk).min(n);
-                let qc = q.clone().slice([0..b, 0..heads, start..end]);
-                let logits = qc.matmul(kt.clone()) / (d as f64).sqrt();
-                let hole_q = hole
-                    .clone()
-                    .slice(start..end)
-                    .reshape([1, 1, end - start, 1]);
-                let factor = (hole_q * shrink.clone()).neg() + 1.0;
-                softmax(logits * factor, 3).matmul(v.clone())
-            })
-            .collect();
-        Tensor::cat(parts, 2)
+        let key_scale = (shrink.neg() + 1.0).reshape([b, 1, n_k, 1]);
+        let rescaled = chunked_attention(q, k * key_scale, v, self.score_budget);
+        let hole_queries = hole.reshape([1, 1, n, 1]);
+        rescaled * hole_queries.clone() + plain * (hole_queries.neg() + 1.0)
     }
 }
 
@@ -219,7 +207,7 @@ impl AttentionProcessor for Painta<'_> {
                 scale: s.clone(),
             });
         }
-        self.rescaled_attention(q, k, v, s, hole)
+        self.rescaled_attention(plain, [q, k, v], s, hole)
     }
 
     fn stop_gradient_after(&mut self, block: &str) -> bool {
