@@ -7,15 +7,14 @@
 //! heads split off the projections are not copied.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
-use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, Ops};
 use burn::backend::flex::{FlexTensor, Layout};
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
-use super::{Operand, Output, exp, flex_f32, product, vectorised};
+use super::{Operand, Output, dims, exp, flex_f32, product, record, vectorised};
 
 /// Queries per block: a block's score rows (`64 x keys` floats, 1 MiB at 4096 keys) stay close to
 /// the L2 cache, and the blocks of all heads give the threads enough work.
@@ -48,18 +47,10 @@ pub(crate) fn flex_attention_tracked(
         return None;
     }
     let out = attention_f32(q.primitive(), k.primitive(), v.primitive());
-    let out = match Gradient
-        .prepare::<NoCheckpointing>([q.node(), k.node(), v.node()])
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => {
-            let state = [q.primitive(), k.primitive(), v.primitive(), &out].map(Clone::clone);
-            prep.finish(state, out)
-        }
-        OpsKind::UnTracked(prep) => prep.finish(out),
-    };
-    Some(Tensor::from_primitive::<Autodiff<Flex>>(out))
+    let inputs = [q.node(), k.node(), v.node()];
+    Some(record(Gradient, inputs, out, |out| {
+        [q.primitive(), k.primitive(), v.primitive(), out].map(Clone::clone)
+    }))
 }
 
 /// The backward of [`flex_attention_tracked`].
@@ -181,11 +172,6 @@ fn attention_gradients(
         tensor(dk, keys, dim),
         tensor(dv, keys, value_dim),
     ]
-}
-
-fn dims(t: &FlexTensor) -> [usize; 4] {
-    let s = t.layout().shape();
-    [s[0], s[1], s[2], s[3]]
 }
 
 /// A 4-d strided view of a flex tensor's f32 storage.

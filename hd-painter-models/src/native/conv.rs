@@ -12,16 +12,17 @@ use std::cell::Cell;
 use std::ops::Range;
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
-use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, Ops};
 use burn::backend::flex::FlexTensor;
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
 
-use super::{Operand, Output, SharedMut, elements, flex_f32, flex_f32_untracked, product};
+use super::{
+    Operand, Output, SharedMut, dims, elements, flex_f32, flex_f32_untracked, product, record,
+};
 
 /// Output positions per band (whole rows, at least one): enough columns for the GEMM to reuse
 /// each packed block of weights many times, few enough that the bands of a 64x64 latent keep
@@ -84,15 +85,9 @@ pub(crate) fn conv2d_tracked(
         bias.as_ref().map(elements),
         &geometry,
     );
-    let out = match InputGradient
-        .prepare::<NoCheckpointing>([x_ad.node()])
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => prep.finish((weight_t, gradient_options), out),
-        OpsKind::UnTracked(prep) => prep.finish(out),
-    };
-    Some(Tensor::from_primitive::<Autodiff<Flex>>(out))
+    Some(record(InputGradient, [x_ad.node()], out, |_| {
+        (weight_t, gradient_options)
+    }))
 }
 
 /// The backward of a unit-stride convolution with respect to its input: the convolution of the
@@ -157,11 +152,6 @@ impl Backward<Flex, 1> for InputGradient {
         let input_grad = conv2d_f32(&grad.to_contiguous(), &flipped, None, &geometry);
         grads.register::<Flex>(node.id, input_grad);
     }
-}
-
-fn dims(t: &FlexTensor) -> [usize; 4] {
-    let s = t.layout().shape();
-    [s[0], s[1], s[2], s[3]]
 }
 
 /// Sizes and steps of one convolution.

@@ -14,6 +14,8 @@ mod norm;
 
 pub(crate) use attention::{flex_attention, flex_attention_tracked};
 
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::ops::{Backward, NodeGuard, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::{Autodiff, DispatchDevice, Flex};
 use burn::nn::conv::Conv2d;
@@ -88,6 +90,34 @@ fn flex_f32_untracked<const D: usize>(t: &Tensor<D>) -> Option<FlexTensor> {
     let tracked = t.clone().try_into_primitive::<Autodiff<Flex>>().ok()?;
     (!tracked.is_tracked() && tracked.primitive().dtype() == DType::F32)
         .then(|| tracked.into_primitive())
+}
+
+/// Wraps `out`, computed by a native kernel from autodiff inputs, as a tensor on the autodiff
+/// device, recording `backward` with the state `state` builds from `out`, which is built only
+/// when some input is tracked.
+fn record<B: Backward<Flex, N>, const N: usize>(
+    backward: B,
+    inputs: [NodeGuard; N],
+    out: FlexTensor,
+    state: impl FnOnce(&FlexTensor) -> B::State,
+) -> Tensor<4> {
+    let out = match backward
+        .prepare::<NoCheckpointing>(inputs)
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => {
+            let state = state(&out);
+            prep.finish(state, out)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    };
+    Tensor::from_primitive::<Autodiff<Flex>>(out)
+}
+
+fn dims(t: &FlexTensor) -> [usize; 4] {
+    let s = t.layout().shape();
+    [s[0], s[1], s[2], s[3]]
 }
 
 /// A contiguous f32 flex tensor's elements in row-major order.

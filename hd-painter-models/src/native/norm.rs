@@ -8,16 +8,15 @@
 use std::mem::MaybeUninit;
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
-use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, Ops};
 use burn::backend::flex::FlexTensor;
 use burn::backend::{Autodiff, Flex};
 use burn::nn::GroupNorm;
 use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
-use super::{elements, exp, flex_f32, flex_f32_untracked, vectorised};
+use super::{elements, exp, flex_f32, flex_f32_untracked, record, vectorised};
 
 /// `layer.forward(x)`, followed by SiLU when `silu`, with the native kernel when `x` and the
 /// layer's parameters are f32 on flex without autodiff and the channels split into the layer's
@@ -43,15 +42,7 @@ pub(crate) fn group_norm_tracked(
     }
     let state = NormState::new(layer, x_ad.primitive().to_contiguous(), x.dims(), silu)?;
     let out = state.forward();
-    let out = match InputGradient
-        .prepare::<NoCheckpointing>([x_ad.node()])
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => prep.finish(state, out),
-        OpsKind::UnTracked(prep) => prep.finish(out),
-    };
-    Some(Tensor::from_primitive::<Autodiff<Flex>>(out))
+    Some(record(InputGradient, [x_ad.node()], out, |_| state))
 }
 
 /// One GroupNorm call: its input and parameters, which the backward keeps.
