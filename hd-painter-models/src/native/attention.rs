@@ -14,7 +14,7 @@ use burn::backend::{Autodiff, Flex};
 use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
-use super::{Operand, Output, dims, exp, flex_f32, product, record, vectorised};
+use super::{Operand, Output, dims, exp, flex_f32, lane_fold, product, record, vectorised};
 
 /// Queries per block: a block's score rows (`64 x keys` floats, 1 MiB at 4096 keys) stay close to
 /// the L2 cache, and the blocks of all heads give the threads enough work.
@@ -255,13 +255,16 @@ fn attention_f32(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor) -> FlexTensor {
 /// Replaces the raw scores `row` by `exp(scale * (s - max))` and returns their sum: the
 /// numerators of the row's softmax and its denominator.
 fn softmax_numerators(row: &mut [f32], scale: f32) -> f32 {
-    vectorised(|| {
-        let max = row.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
-        for s in row.iter_mut() {
-            *s = exp((*s - max) * scale);
-        }
-        row.iter().sum()
-    })
+    vectorised(
+        #[inline(always)]
+        || {
+            let max = lane_fold(row, f32::NEG_INFINITY, f32::max);
+            for s in row.iter_mut() {
+                *s = exp((*s - max) * scale);
+            }
+            lane_fold(row, 0.0, |a, b| a + b)
+        },
+    )
 }
 
 #[cfg(test)]

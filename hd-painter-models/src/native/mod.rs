@@ -229,6 +229,27 @@ fn avx2<R>(kernel: impl FnOnce() -> R) -> R {
     kernel()
 }
 
+/// `values` folded by `op` (associative and commutative: `+`, `max`) into 16 independent lanes
+/// and then the lanes into one. A plain fold over floats is one chain of dependent operations,
+/// which the compiler may not reorder, so it runs one element per operation latency; the lanes
+/// vectorise.
+#[inline(always)]
+fn lane_fold(values: &[f32], identity: f32, op: impl Fn(f32, f32) -> f32) -> f32 {
+    const LANES: usize = 16;
+    let mut lanes = [identity; LANES];
+    let whole = values.chunks_exact(LANES);
+    let rest = whole.remainder();
+    for chunk in whole {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane = op(*lane, v);
+        }
+    }
+    lanes
+        .into_iter()
+        .chain(rest.iter().copied())
+        .fold(identity, op)
+}
+
 /// `e^x` within 2 ulp of libm's `expf` over `[-87, 88]`, branch-free so that it vectorises:
 /// `x = n ln 2 + r` with `|r| <= ln 2 / 2` (Cody-Waite, two-part `ln 2`), `e^r` by its degree-7
 /// Taylor polynomial, times `2^n` put together in the exponent bits. Arguments are clamped to
@@ -244,7 +265,8 @@ fn exp(x: f32) -> f32 {
     // Adding and subtracting 1.5 * 2^23 rounds to the nearest integer in the FPU.
     const ROUND: f32 = 12_582_912.0;
     let clamped = x.clamp(-87.0, 88.0);
-    let n = (clamped * LOG2_E + ROUND) - ROUND;
+    let shifted = clamped * LOG2_E + ROUND;
+    let n = shifted - ROUND;
     let r = (clamped - n * LN2_HI) - n * LN2_LO;
     let mut p = 1.0 / 5040.0;
     for c in [
@@ -258,7 +280,10 @@ fn exp(x: f32) -> f32 {
     ] {
         p = p * r + c;
     }
-    let two_n = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // `shifted`'s low mantissa bits hold `n` (in [-126, 127]) as an integer: adding the bias 127
+    // and shifting them into the exponent field builds `2^n` without a float-to-int conversion,
+    // whose saturating semantics would keep the loop from vectorising.
+    let two_n = f32::from_bits(shifted.to_bits().wrapping_add(127) << 23);
     if x.is_nan() { x } else { p * two_n }
 }
 
@@ -271,6 +296,28 @@ fn max_difference(a: Tensor<4>, b: Tensor<4>) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every length around the lane count, with the maximum in the remainder and in a lane.
+    #[test]
+    fn lane_fold_folds_every_element() {
+        for len in [0usize, 1, 15, 16, 17, 40] {
+            let values: Vec<f32> = (0..len).map(|i| ((i * 7) % 11) as f32 - 3.0).collect();
+            let sum: f32 = values.iter().sum();
+            assert_eq!(lane_fold(&values, 0.0, |a, b| a + b), sum, "{len}");
+            for at in [0, len.saturating_sub(1)] {
+                let mut peaked = values.clone();
+                if let Some(v) = peaked.get_mut(at) {
+                    *v = 100.0;
+                }
+                let max = peaked.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+                assert_eq!(
+                    lane_fold(&peaked, f32::NEG_INFINITY, f32::max),
+                    max,
+                    "{len}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn exp_is_within_2_ulp_of_libm_on_its_range() {

@@ -84,15 +84,21 @@ impl NormState {
     }
 
     fn forward(&self) -> FlexTensor {
-        self.per_group(None, |norm, src, _, dst| norm.normalise(src, dst))
+        self.per_group(
+            None,
+            #[inline(always)]
+            |norm, src, _, dst| norm.normalise(src, dst),
+        )
     }
 
     /// The input's gradient for the output's gradient `upstream`.
     fn backward(&self, upstream: &FlexTensor) -> FlexTensor {
         let upstream = upstream.to_contiguous();
-        self.per_group(Some(elements(&upstream)), |norm, src, upstream, dst| {
-            norm.gradient(src, upstream, dst)
-        })
+        self.per_group(
+            Some(elements(&upstream)),
+            #[inline(always)]
+            |norm, src, upstream, dst| norm.gradient(src, upstream, dst),
+        )
     }
 
     /// A tensor of the input's shape, each group of it written by `kernel` from the group's
@@ -125,7 +131,10 @@ impl NormState {
                         .map(|[g, b]| [&g[first..][..per_group], &b[first..][..per_group]]),
                 };
                 let other = other.map_or(&[][..], |o| &o[range.clone()]);
-                vectorised(|| kernel(&group, &input[range], other, dst));
+                vectorised(
+                    #[inline(always)]
+                    || kernel(&group, &input[range], other, dst),
+                );
             });
         // SAFETY: the groups cover the tensor, and each kernel writes every element of its group.
         unsafe { out.set_len(input.len()) };
