@@ -157,11 +157,13 @@ impl SpatialSelfAttention {
             .reshape([b, c, h * w])
             .swap_dims(1, 2);
         let heads = |t: Tensor<3>| t.unsqueeze_dim::<4>(1);
-        let q = heads(self.to_q.forward(tokens.clone()));
-        let k = heads(self.to_k.forward(tokens.clone()));
-        let v = heads(self.to_v.forward(tokens));
+        let q = heads(native::linear(&self.to_q, tokens.clone()));
+        let k = heads(native::linear(&self.to_k, tokens.clone()));
+        let v = heads(native::linear(&self.to_v, tokens));
         let o = chunked_attention(q, k, v, self.score_budget).squeeze_dim::<3>(1);
-        let o = self.to_out.forward(o).swap_dims(1, 2).reshape([b, c, h, w]);
+        let o = native::linear(&self.to_out, o)
+            .swap_dims(1, 2)
+            .reshape([b, c, h, w]);
         o + x
     }
 }

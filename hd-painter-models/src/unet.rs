@@ -10,7 +10,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{
     Embedding, EmbeddingConfig, GroupNorm, LayerNorm, LayerNormConfig, Linear, LinearConfig,
 };
-use burn::tensor::activation::{gelu, silu};
+use burn::tensor::activation::silu;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, FloatDType, Int, Tensor, TensorData};
@@ -208,9 +208,9 @@ impl Attention {
         } else {
             x.clone()
         };
-        let q = self.split_heads(self.to_q.forward(x));
-        let k = self.split_heads(self.to_k.forward(source.clone()));
-        let v = self.split_heads(self.to_v.forward(source));
+        let q = self.split_heads(native::linear(&self.to_q, x));
+        let k = self.split_heads(native::linear(&self.to_k, source.clone()));
+        let v = self.split_heads(native::linear(&self.to_v, source));
         let site = AttentionSite {
             path: &self.path,
             kind: if self.kind_is_cross {
@@ -236,8 +236,7 @@ impl Attention {
     /// The output projection of a head output `[batch, heads, tokens, dim]`.
     fn merge_heads(&self, o: Tensor<4>) -> Tensor<3> {
         let [b, h, n, d] = o.dims();
-        self.to_out
-            .forward(o.swap_dims(1, 2).reshape([b, n, h * d]))
+        native::linear(&self.to_out, o.swap_dims(1, 2).reshape([b, n, h * d]))
     }
 }
 
@@ -330,12 +329,15 @@ impl TransformerBlockContext for BlockView<'_> {
 
     fn cross_queries(&self, residual: Tensor<3>) -> Tensor<4> {
         let attn2 = &self.block.attn2;
-        attn2.split_heads(attn2.to_q.forward(self.block.norm2.forward(residual)))
+        attn2.split_heads(native::linear(
+            &attn2.to_q,
+            self.block.norm2.forward(residual),
+        ))
     }
 
     fn cross_keys(&self) -> Tensor<4> {
         let attn2 = &self.block.attn2;
-        attn2.split_heads(attn2.to_k.forward(self.context.clone()))
+        attn2.split_heads(native::linear(&attn2.to_k, self.context.clone()))
     }
 }
 
@@ -395,12 +397,8 @@ impl TransformerBlock {
             None,
             p,
         ) + x;
-        let h = self.ff.proj.forward(self.norm3.forward(x.clone()));
-        let half = h.dims()[2] / 2;
-        let [b, n, _] = h.dims();
-        let hidden = h.clone().slice([0..b, 0..n, 0..half]);
-        let gate = h.slice([0..b, 0..n, half..2 * half]);
-        self.ff.out.forward(hidden * gelu(gate)) + x
+        let h = native::linear(&self.ff.proj, self.norm3.forward(x.clone()));
+        native::linear(&self.ff.out, native::geglu(h)) + x
     }
 }
 
@@ -437,7 +435,7 @@ impl Projection {
         let tokens = |x: Tensor<4>| x.reshape([b, c, h * w]).swap_dims(1, 2);
         match self {
             Projection::Conv(conv) => tokens(native::conv(conv, x)),
-            Projection::Linear(l) => l.forward(tokens(x)),
+            Projection::Linear(l) => native::linear(l, tokens(x)),
         }
     }
 
@@ -445,7 +443,7 @@ impl Projection {
         let grid = |t: Tensor<3>| t.swap_dims(1, 2).reshape([b, c, h, w]);
         match self {
             Projection::Conv(conv) => native::conv(conv, grid(t)),
-            Projection::Linear(l) => grid(l.forward(t)),
+            Projection::Linear(l) => grid(native::linear(l, t)),
         }
     }
 }

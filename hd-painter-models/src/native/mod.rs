@@ -1,6 +1,6 @@
 //! hd-painter's own kernels for burn's flex CPU backend, reached through burn's
-//! backend-extension API (`Tensor::try_into_primitive::<Flex>`): attention, 2-d convolution and
-//! GroupNorm (with the SiLU that follows it fused in). Each runs for f32 tensors on flex, both
+//! backend-extension API (`Tensor::try_into_primitive::<Flex>`): attention, 2-d convolution,
+//! GroupNorm (with the SiLU that follows it fused in), linear layers and GEGLU. Each runs for f32 tensors on flex, both
 //! outside autodiff and on `Autodiff<Flex>`, where it records its own backward through
 //! burn-autodiff's `Backward` trait. Those backwards give the gradient with respect to the
 //! activations only (RASG differentiates with respect to the latent, the weights stay
@@ -10,6 +10,8 @@
 
 mod attention;
 mod conv;
+mod geglu;
+mod linear;
 mod norm;
 
 pub(crate) use attention::{flex_attention, flex_attention_tracked};
@@ -19,8 +21,8 @@ use burn::backend::autodiff::ops::{Backward, NodeGuard, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::{Autodiff, DispatchDevice, Flex};
 use burn::nn::conv::Conv2d;
-use burn::nn::{GroupNorm, PaddingConfig2d};
-use burn::tensor::activation::silu;
+use burn::nn::{GroupNorm, Linear, PaddingConfig2d};
+use burn::tensor::activation::{gelu, silu};
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{DType, Tensor};
 
@@ -35,12 +37,12 @@ pub(crate) fn conv(layer: &Conv2d, x: Tensor<4>) -> Tensor<4> {
         ConvOptions::new_with_padding(layer.stride, padding, layer.dilation, layer.groups);
     let bias = layer.bias.as_ref().map(|b| b.val());
     let weight = layer.weight.val();
-    let native = if x.device().is_autodiff() {
-        conv::conv2d_tracked(&x, &weight, bias.as_ref(), &options)
-    } else {
-        conv::conv2d(&x, &weight, bias.as_ref(), &options)
-    };
-    native.unwrap_or_else(|| layer.forward(x))
+    native(
+        &x,
+        || conv::conv2d(&x, &weight, bias.as_ref(), &options),
+        || conv::conv2d_tracked(&x, &weight, bias.as_ref(), &options),
+    )
+    .unwrap_or_else(|| layer.forward(x))
 }
 
 /// `layer.forward(x)` for a GroupNorm, natively where it applies.
@@ -54,10 +56,45 @@ pub(crate) fn group_norm_silu(layer: &GroupNorm, x: Tensor<4>) -> Tensor<4> {
 }
 
 fn native_norm(layer: &GroupNorm, x: &Tensor<4>, silu: bool) -> Option<Tensor<4>> {
+    native(
+        x,
+        || norm::group_norm(layer, x, silu),
+        || norm::group_norm_tracked(layer, x, silu),
+    )
+}
+
+/// `layer.forward(x)` for a linear layer, natively where it applies.
+pub(crate) fn linear(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
+    native(
+        &x,
+        || linear::linear(layer, &x),
+        || linear::linear_tracked(layer, &x),
+    )
+    .unwrap_or_else(|| layer.forward(x))
+}
+
+/// GEGLU's gate, `a * gelu(g)` for `h = [a, g]` split in two along its last axis, natively
+/// where it applies.
+pub(crate) fn geglu(h: Tensor<3>) -> Tensor<3> {
+    native(&h, || geglu::geglu(&h), || geglu::geglu_tracked(&h)).unwrap_or_else(|| {
+        let [b, n, width] = h.dims();
+        let half = width / 2;
+        let a = h.clone().slice([0..b, 0..n, 0..half]);
+        a * gelu(h.slice([0..b, 0..n, half..2 * half]))
+    })
+}
+
+/// The kernel for `x`'s device: `tracked` on an autodiff device (it records its own backward),
+/// `plain` elsewhere. Each returns `None` where it does not apply.
+fn native<const D: usize, T>(
+    x: &Tensor<D>,
+    plain: impl FnOnce() -> Option<T>,
+    tracked: impl FnOnce() -> Option<T>,
+) -> Option<T> {
     if x.device().is_autodiff() {
-        norm::group_norm_tracked(layer, x, silu)
+        tracked()
     } else {
-        norm::group_norm(layer, x, silu)
+        plain()
     }
 }
 
@@ -95,12 +132,12 @@ fn flex_f32_untracked<const D: usize>(t: &Tensor<D>) -> Option<FlexTensor> {
 /// Wraps `out`, computed by a native kernel from autodiff inputs, as a tensor on the autodiff
 /// device, recording `backward` with the state `state` builds from `out`, which is built only
 /// when some input is tracked.
-fn record<B: Backward<Flex, N>, const N: usize>(
+fn record<B: Backward<Flex, N>, const N: usize, const D: usize>(
     backward: B,
     inputs: [NodeGuard; N],
     out: FlexTensor,
     state: impl FnOnce(&FlexTensor) -> B::State,
-) -> Tensor<4> {
+) -> Tensor<D> {
     let out = match backward
         .prepare::<NoCheckpointing>(inputs)
         .compute_bound()
@@ -289,7 +326,7 @@ fn exp(x: f32) -> f32 {
 
 /// The largest absolute difference between two tensors of one shape (for the kernels' tests).
 #[cfg(test)]
-fn max_difference(a: Tensor<4>, b: Tensor<4>) -> f32 {
+fn max_difference<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
     (a - b).abs().max().into_scalar()
 }
 

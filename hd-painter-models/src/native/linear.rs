@@ -1,0 +1,221 @@
+//! Linear layers, `x W + b`, as one GEMM that starts from the bias. burn's `Linear` is a matmul
+//! followed by a broadcast bias add, a second pass over the output on one thread; on the GEGLU
+//! projection of a 64x64 latent that output is 84 MB. The input is read through its strides,
+//! so the token view of an NCHW activation (`[b, c, h*w]` with its last two axes swapped) is
+//! multiplied in place.
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops};
+use burn::backend::flex::FlexTensor;
+use burn::backend::{Autodiff, Flex};
+use burn::nn::Linear;
+use burn::tensor::{DType, Tensor, TensorData};
+use rayon::prelude::*;
+
+use super::{Operand, Output, elements, flex_f32, flex_f32_untracked, product, record};
+
+/// `layer.forward(x)` for `x` `[batch, tokens, in]` with the native kernel, when `x` and the
+/// layer's parameters are f32 on flex without autodiff; `None` otherwise.
+pub(crate) fn linear(layer: &Linear, x: &Tensor<3>) -> Option<Tensor<3>> {
+    let [x_t] = flex_f32([x])?;
+    let params = Params::new(layer, x)?;
+    Some(Tensor::from_primitive::<Flex>(params.apply(&x_t)))
+}
+
+/// The same on an autodiff device, recording a backward that gives the input's gradient (the
+/// parameters must not be tracked themselves); `None` where that does not hold.
+pub(crate) fn linear_tracked(layer: &Linear, x: &Tensor<3>) -> Option<Tensor<3>> {
+    let x_ad = x.clone().try_into_primitive::<Autodiff<Flex>>().ok()?;
+    if x_ad.primitive().dtype() != DType::F32 {
+        return None;
+    }
+    let params = Params::new(layer, x)?;
+    let out = params.apply(x_ad.primitive());
+    Some(record(InputGradient, [x_ad.node()], out, |_| params.weight))
+}
+
+/// A layer's weight `[in, out]` (contiguous) and bias `[out]`.
+struct Params {
+    weight: FlexTensor,
+    bias: Option<FlexTensor>,
+}
+
+impl Params {
+    /// `None` unless the parameters are untracked f32 flex tensors and `x`'s last axis is the
+    /// layer's input size (burn's forward reports a mismatch).
+    fn new(layer: &Linear, x: &Tensor<3>) -> Option<Self> {
+        let weight = flex_f32_untracked(&layer.weight.val())?.to_contiguous();
+        let bias = match &layer.bias {
+            Some(b) => Some(flex_f32_untracked(&b.val())?.to_contiguous()),
+            None => None,
+        };
+        (weight.layout().shape()[0] == x.dims()[2]).then_some(Self { weight, bias })
+    }
+
+    fn apply(&self, x: &FlexTensor) -> FlexTensor {
+        let shape = self.weight.layout().shape();
+        let [inputs, outputs] = [shape[0], shape[1]];
+        let weight = Matrix {
+            data: elements(&self.weight),
+            size: [inputs, outputs],
+            strides: [outputs as isize, 1],
+        };
+        multiply(x, &weight, self.bias.as_ref().map(elements))
+    }
+}
+
+/// A matrix in a contiguous buffer, read through its strides.
+struct Matrix<'a> {
+    data: &'a [f32],
+    /// Rows, columns.
+    size: [usize; 2],
+    /// Row stride, column stride.
+    strides: [isize; 2],
+}
+
+/// `x m + bias` for `x` `[batch, tokens, k]` (read through its strides) and `m` `k x n`: a
+/// contiguous `[batch, tokens, n]`, filled with the bias rows in parallel and then multiplied
+/// into, so the GEMM adds to them and no further pass is needed.
+fn multiply(x: &FlexTensor, m: &Matrix<'_>, bias: Option<&[f32]>) -> FlexTensor {
+    let [k, n] = m.size;
+    let shape = x.layout().shape();
+    let [batch, tokens] = [shape[0], shape[1]];
+    debug_assert_eq!(shape[2], k);
+    let mut out = vec![0f32; batch * tokens * n];
+    if let Some(bias) = bias {
+        out.par_chunks_mut(n.max(1))
+            .for_each(|row| row.copy_from_slice(bias));
+    }
+    let layout = x.layout();
+    let strides = layout.strides();
+    let data = x.storage::<f32>();
+    for b in 0..batch {
+        let first = layout.start_offset() as isize + b as isize * strides[0];
+        // SAFETY: the operands address image `b`'s `tokens x k` elements of `x` through its
+        // strides and the `k x n` matrix through its own; the destination is this image's rows
+        // of `out`, which nothing else touches.
+        unsafe {
+            let x_op = Operand(data.as_ptr().offset(first), strides[1], strides[2]);
+            let m_op = Operand(m.data.as_ptr(), m.strides[0], m.strides[1]);
+            let dst = Output(
+                out[b * tokens * n..].as_mut_ptr(),
+                n as isize,
+                bias.is_some(),
+            );
+            product([tokens, n, k], dst, x_op, m_op);
+        }
+    }
+    FlexTensor::from_data(TensorData::new(out, [batch, tokens, n]))
+}
+
+/// The backward of [`linear_tracked`]: `dx = d_out W^T`.
+#[derive(Debug)]
+struct InputGradient;
+
+impl Backward<Flex, 1> for InputGradient {
+    /// The weight `[in, out]`, contiguous.
+    type State = FlexTensor;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        let Some(node) = node else { return };
+        let shape = ops.state.layout().shape();
+        let [inputs, outputs] = [shape[0], shape[1]];
+        let transposed = Matrix {
+            data: elements(&ops.state),
+            size: [outputs, inputs],
+            strides: [1, outputs as isize],
+        };
+        grads.register::<Flex>(node.id, multiply(&grad, &transposed, None));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::native::max_difference;
+    use burn::nn::LinearConfig;
+    use burn::tensor::Distribution;
+
+    fn layer(inputs: usize, outputs: usize, bias: bool) -> Linear {
+        let device = hd_painter_core::BackendKind::Flex.device().unwrap();
+        let mut layer = LinearConfig::new(inputs, outputs)
+            .with_bias(bias)
+            .init(&device);
+        let normal = Distribution::Normal(0.5, 1.0);
+        layer.bias = layer
+            .bias
+            .map(|b| b.map(|_| Tensor::<1>::random([outputs], normal, &device)));
+        layer
+    }
+
+    /// Against burn's `Linear`, with and without a bias, on a contiguous input and on the token
+    /// view of an NCHW activation (its last two axes swapped), as the transformers read it.
+    #[test]
+    fn matches_burns_linear() {
+        let device = hd_painter_core::BackendKind::Flex.device().unwrap();
+        let tokens_view = |[b, c, n]: [usize; 3]| {
+            Tensor::<3>::random([b, c, n], Distribution::Normal(0.0, 2.0), &device).swap_dims(1, 2)
+        };
+        let contiguous = Tensor::<3>::random([2, 5, 7], Distribution::Normal(0.0, 2.0), &device);
+        for (x, outputs, bias) in [
+            (contiguous.clone(), 3, true),
+            (contiguous, 9, false),
+            (tokens_view([2, 6, 35]), 4, true),
+        ] {
+            let layer = layer(x.dims()[2], outputs, bias);
+            let got = linear(&layer, &x).expect("f32 on flex");
+            let diff = max_difference(got, layer.forward(x.clone()));
+            assert!(
+                diff < 1e-5,
+                "{:?} -> {outputs}, bias {bias}: {diff}",
+                x.dims()
+            );
+        }
+    }
+
+    /// The recorded backward against burn's on the autodiff device, for a strided input, with
+    /// the layer on the plain device as `valid()` leaves it.
+    #[test]
+    fn input_gradient_matches_burns() {
+        let device = hd_painter_core::BackendKind::Flex.device().unwrap();
+        let ad = device.autodiff();
+        let layer = layer(6, 4, true);
+        let x =
+            Tensor::<3>::random([2, 6, 11], Distribution::Normal(0.0, 1.0), &ad).swap_dims(1, 2);
+        let upstream = Tensor::<3>::random([2, 11, 4], Distribution::Normal(0.0, 1.0), &ad);
+        let gradient = |native: bool| {
+            let x = x.clone().require_grad();
+            let out = if native {
+                linear_tracked(&layer, &x).expect("native")
+            } else {
+                layer.forward(x.clone())
+            };
+            let grads = (out.clone() * upstream.clone()).sum().backward();
+            (out.inner(), x.grad(&grads).expect("a gradient"))
+        };
+        let ((out, grad), (want_out, want_grad)) = (gradient(true), gradient(false));
+        assert!(max_difference(out, want_out) < 1e-5);
+        let diff = max_difference(grad, want_grad);
+        assert!(diff < 1e-5, "{diff}");
+    }
+
+    #[test]
+    fn autodiff_other_dtypes_and_wrong_sizes_are_left_to_burn() {
+        let device = hd_painter_core::BackendKind::Flex.device().unwrap();
+        let layer = layer(4, 3, true);
+        let x = Tensor::<3>::zeros([1, 2, 4], &device);
+        assert!(
+            linear(
+                &layer,
+                &Tensor::zeros([1, 2, 4], &device.clone().autodiff())
+            )
+            .is_none()
+        );
+        assert!(linear(&layer, &x.clone().cast(burn::tensor::FloatDType::F16)).is_none());
+        assert!(linear(&layer, &Tensor::zeros([1, 2, 5], &device)).is_none());
+        assert!(linear(&layer, &x).is_some());
+    }
+}
