@@ -46,8 +46,7 @@ pub(crate) fn geglu_tracked(h: &Tensor<3>) -> Option<Tensor<3>> {
 fn forward(h: &FlexTensor) -> FlexTensor {
     let ([batch, tokens, width], inner) = halves(h);
     let mut out = vec![0f32; batch * tokens * inner];
-    if inner > 0 {
-        let rows = (TASK_ELEMENTS / inner).max(1);
+    if let Some(rows) = rows_per_task(inner) {
         out.par_chunks_mut(rows * inner)
             .zip(elements(h).par_chunks(rows * width))
             .for_each(|(out, h)| {
@@ -65,6 +64,11 @@ fn forward(h: &FlexTensor) -> FlexTensor {
             });
     }
     FlexTensor::from_data(TensorData::new(out, [batch, tokens, inner]))
+}
+
+/// Rows of `inner` outputs per parallel task; `None` when a row is empty.
+fn rows_per_task(inner: usize) -> Option<usize> {
+    TASK_ELEMENTS.checked_div(inner).map(|rows| rows.max(1))
 }
 
 /// `h`'s shape and the width of each half.
@@ -89,8 +93,7 @@ impl Backward<Flex, 1> for Gradient {
         let h = &ops.state;
         let ([batch, tokens, width], inner) = halves(h);
         let mut dh = vec![0f32; batch * tokens * width];
-        if inner > 0 {
-            let rows = (TASK_ELEMENTS / inner).max(1);
+        if let Some(rows) = rows_per_task(inner) {
             dh.par_chunks_mut(rows * width)
                 .zip(elements(h).par_chunks(rows * width))
                 .zip(elements(&upstream).par_chunks(rows * inner))
