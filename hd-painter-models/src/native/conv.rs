@@ -22,6 +22,7 @@ use rayon::prelude::*;
 
 use super::{
     Operand, Output, SharedMut, dims, elements, flex_f32, flex_f32_untracked, product, record,
+    register_input_gradient,
 };
 
 /// Output positions per band (whole rows, at least one): enough columns for the GEMM to reuse
@@ -142,15 +143,12 @@ impl Backward<Flex, 1> for InputGradient {
     type State = (FlexTensor, ConvOptions<2>);
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [node] = ops.parents;
-        let grad = grads.consume::<Flex>(&ops.node);
-        let Some(node) = node else { return };
-        let (weight, options) = ops.state;
-        let flipped = Self::flipped(&weight);
-        let geometry = Geometry::new(dims(&grad), dims(&flipped), &options)
-            .expect("the gradient's convolution is valid where the forward one was");
-        let input_grad = conv2d_f32(&grad.to_contiguous(), &flipped, None, &geometry);
-        grads.register::<Flex>(node.id, input_grad);
+        register_input_gradient(ops, grads, |(weight, options), grad| {
+            let flipped = Self::flipped(&weight);
+            let geometry = Geometry::new(dims(&grad), dims(&flipped), &options)
+                .expect("the gradient's convolution is valid where the forward one was");
+            conv2d_f32(&grad.to_contiguous(), &flipped, None, &geometry)
+        });
     }
 }
 

@@ -16,7 +16,7 @@ use burn::backend::{Autodiff, Flex};
 use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
-use super::{elements, exp, flex_f32, record, vectorised};
+use super::{elements, exp, flex_f32, record, register_input_gradient, vectorised};
 
 /// Elements per parallel task: enough to cover rayon's cost of a task many times over.
 const TASK_ELEMENTS: usize = 1 << 14;
@@ -87,38 +87,40 @@ impl Backward<Flex, 1> for Gradient {
     type State = FlexTensor;
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [node] = ops.parents;
-        let upstream = grads.consume::<Flex>(&ops.node).to_contiguous();
-        let Some(node) = node else { return };
-        let h = &ops.state;
-        let ([batch, tokens, width], inner) = halves(h);
-        let mut dh = vec![0f32; batch * tokens * width];
-        if let Some(rows) = rows_per_task(inner) {
-            dh.par_chunks_mut(rows * width)
-                .zip(elements(h).par_chunks(rows * width))
-                .zip(elements(&upstream).par_chunks(rows * inner))
-                .for_each(|((dh, h), u)| {
-                    vectorised(
-                        #[inline(always)]
-                        || {
-                            let rows = dh.chunks_exact_mut(width).zip(h.chunks_exact(width));
-                            for ((dh, h), u) in rows.zip(u.chunks_exact(inner)) {
-                                let (a, g) = h.split_at(inner);
-                                let (da, dg) = dh.split_at_mut(inner);
-                                let pairs = da.iter_mut().zip(dg).zip(a.iter().zip(g));
-                                for (((da, dg), (&a, &g)), &u) in pairs.zip(u) {
-                                    let cdf = normal_cdf(g);
-                                    *da = u * g * cdf;
-                                    *dg = u * a * (cdf + g * normal_pdf(g));
-                                }
-                            }
-                        },
-                    )
-                });
-        }
-        let dh = FlexTensor::from_data(TensorData::new(dh, [batch, tokens, width]));
-        grads.register::<Flex>(node.id, dh);
+        register_input_gradient(ops, grads, |h, upstream| {
+            gradient(&h, &upstream.to_contiguous())
+        });
     }
+}
+
+/// `h`'s gradient for the output's gradient `upstream` (both contiguous).
+fn gradient(h: &FlexTensor, upstream: &FlexTensor) -> FlexTensor {
+    let ([batch, tokens, width], inner) = halves(h);
+    let mut dh = vec![0f32; batch * tokens * width];
+    if let Some(rows) = rows_per_task(inner) {
+        dh.par_chunks_mut(rows * width)
+            .zip(elements(h).par_chunks(rows * width))
+            .zip(elements(upstream).par_chunks(rows * inner))
+            .for_each(|((dh, h), u)| {
+                vectorised(
+                    #[inline(always)]
+                    || {
+                        let rows = dh.chunks_exact_mut(width).zip(h.chunks_exact(width));
+                        for ((dh, h), u) in rows.zip(u.chunks_exact(inner)) {
+                            let (a, g) = h.split_at(inner);
+                            let (da, dg) = dh.split_at_mut(inner);
+                            let pairs = da.iter_mut().zip(dg).zip(a.iter().zip(g));
+                            for (((da, dg), (&a, &g)), &u) in pairs.zip(u) {
+                                let cdf = normal_cdf(g);
+                                *da = u * g * cdf;
+                                *dg = u * a * (cdf + g * normal_pdf(g));
+                            }
+                        }
+                    },
+                )
+            });
+    }
+    FlexTensor::from_data(TensorData::new(dh, [batch, tokens, width]))
 }
 
 /// `Phi(x) = (1 + erf(x / sqrt 2)) / 2`, as `erfc(|x| / sqrt 2) / 2` (or one minus that for

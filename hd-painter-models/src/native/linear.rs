@@ -13,7 +13,10 @@ use burn::nn::Linear;
 use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
-use super::{Operand, Output, elements, flex_f32, flex_f32_untracked, product, record};
+use super::{
+    Operand, Output, elements, flex_f32, flex_f32_untracked, product, record,
+    register_input_gradient,
+};
 
 /// `layer.forward(x)` for `x` `[batch, tokens, in]` with the native kernel, when `x` and the
 /// layer's parameters are f32 on flex without autodiff; `None` otherwise.
@@ -118,17 +121,16 @@ impl Backward<Flex, 1> for InputGradient {
     type State = FlexTensor;
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [node] = ops.parents;
-        let grad = grads.consume::<Flex>(&ops.node);
-        let Some(node) = node else { return };
-        let shape = ops.state.layout().shape();
-        let [inputs, outputs] = [shape[0], shape[1]];
-        let transposed = Matrix {
-            data: elements(&ops.state),
-            size: [outputs, inputs],
-            strides: [1, outputs as isize],
-        };
-        grads.register::<Flex>(node.id, multiply(&grad, &transposed, None));
+        register_input_gradient(ops, grads, |weight, grad| {
+            let shape = weight.layout().shape();
+            let [inputs, outputs] = [shape[0], shape[1]];
+            let transposed = Matrix {
+                data: elements(&weight),
+                size: [outputs, inputs],
+                strides: [1, outputs as isize],
+            };
+            multiply(&grad, &transposed, None)
+        });
     }
 }
 

@@ -17,7 +17,8 @@ mod norm;
 pub(crate) use attention::{flex_attention, flex_attention_tracked};
 
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
-use burn::backend::autodiff::ops::{Backward, NodeGuard, OpsKind};
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, NodeGuard, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
 use burn::backend::{Autodiff, DispatchDevice, Flex};
 use burn::nn::conv::Conv2d;
@@ -150,6 +151,20 @@ fn record<B: Backward<Flex, N>, const N: usize, const D: usize>(
         OpsKind::UnTracked(prep) => prep.finish(out),
     };
     Tensor::from_primitive::<Autodiff<Flex>>(out)
+}
+
+/// The body of a one-input backward: consumes the output's gradient and, when the input is
+/// tracked, registers `gradient(state, output's gradient)` as the input's.
+fn register_input_gradient<S>(
+    ops: Ops<S, 1>,
+    grads: &mut Gradients,
+    gradient: impl FnOnce(S, FlexTensor) -> FlexTensor,
+) {
+    let [input] = ops.parents;
+    let upstream = grads.consume::<Flex>(&ops.node);
+    if let Some(input) = input {
+        grads.register::<Flex>(input.id, gradient(ops.state, upstream));
+    }
 }
 
 fn dims(t: &FlexTensor) -> [usize; 4] {

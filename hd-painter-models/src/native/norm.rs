@@ -16,7 +16,9 @@ use burn::nn::GroupNorm;
 use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
-use super::{elements, exp, flex_f32, flex_f32_untracked, record, vectorised};
+use super::{
+    elements, exp, flex_f32, flex_f32_untracked, record, register_input_gradient, vectorised,
+};
 
 /// `layer.forward(x)`, followed by SiLU when `silu`, with the native kernel when `x` and the
 /// layer's parameters are f32 on flex without autodiff and the channels split into the layer's
@@ -150,11 +152,7 @@ impl Backward<Flex, 1> for InputGradient {
     type State = NormState;
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [node] = ops.parents;
-        let upstream = grads.consume::<Flex>(&ops.node);
-        if let Some(node) = node {
-            grads.register::<Flex>(node.id, ops.state.backward(&upstream));
-        }
+        register_input_gradient(ops, grads, |state, upstream| state.backward(&upstream));
     }
 }
 
