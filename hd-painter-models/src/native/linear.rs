@@ -45,15 +45,20 @@ struct Params {
 }
 
 impl Params {
-    /// `None` unless the parameters are untracked f32 flex tensors and `x`'s last axis is the
-    /// layer's input size (burn's forward reports a mismatch).
+    /// `None` unless the parameters are untracked f32 flex tensors, `x`'s last axis is the
+    /// layer's input size and the bias its output size (burn's forward reports a mismatch).
     fn new(layer: &Linear, x: &Tensor<3>) -> Option<Self> {
+        let [inputs, outputs] = layer.weight.dims();
+        let bias_fits = layer.bias.as_ref().is_none_or(|b| b.dims() == [outputs]);
+        if inputs != x.dims()[2] || !bias_fits {
+            return None;
+        }
         let weight = flex_f32_untracked(&layer.weight.val())?.to_contiguous();
         let bias = match &layer.bias {
             Some(b) => Some(flex_f32_untracked(&b.val())?.to_contiguous()),
             None => None,
         };
-        (weight.layout().shape()[0] == x.dims()[2]).then_some(Self { weight, bias })
+        Some(Self { weight, bias })
     }
 
     fn apply(&self, x: &FlexTensor) -> FlexTensor {
@@ -219,5 +224,11 @@ mod tests {
         assert!(linear(&layer, &x.clone().cast(burn::tensor::FloatDType::F16)).is_none());
         assert!(linear(&layer, &Tensor::zeros([1, 2, 5], &device)).is_none());
         assert!(linear(&layer, &x).is_some());
+        let mut wrong_bias = layer.clone();
+        wrong_bias.bias = Some(burn::module::Param::from_tensor(Tensor::zeros(
+            [5],
+            &device,
+        )));
+        assert!(linear(&wrong_bias, &x).is_none());
     }
 }

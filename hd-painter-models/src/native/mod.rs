@@ -1,10 +1,10 @@
 //! hd-painter's own kernels for burn's flex CPU backend, reached through burn's
 //! backend-extension API (`Tensor::try_into_primitive::<Flex>`): attention, 2-d convolution,
-//! GroupNorm (with the SiLU that follows it fused in), linear layers and GEGLU. Each runs for f32 tensors on flex, both
-//! outside autodiff and on `Autodiff<Flex>`, where it records its own backward through
-//! burn-autodiff's `Backward` trait. Those backwards give the gradient with respect to the
-//! activations only (RASG differentiates with respect to the latent, the weights stay
-//! untracked); with tracked weights, and everywhere else (f16 / bf16, the GPU backends, layer
+//! GroupNorm (with the SiLU that follows it fused in), linear layers and GEGLU. Each runs for
+//! f32 tensors on flex, both outside autodiff and on `Autodiff<Flex>`, where it records its own
+//! backward through burn-autodiff's `Backward` trait. Those backwards give the gradient with
+//! respect to the activations only (RASG differentiates with respect to the latent, the weights
+//! stay untracked); with tracked weights, and everywhere else (f16 / bf16, the GPU backends, layer
 //! settings a kernel does not cover), the layer functions here call burn's own operation, so
 //! the results never depend on which path ran beyond rounding.
 
@@ -251,7 +251,9 @@ unsafe impl Sync for SharedMut {}
 
 /// Runs `kernel` compiled for the widest vector unit the CPU has (AVX-512, else AVX2 + FMA,
 /// checked at run time): the kernels are written as plain loops that the compiler vectorises
-/// for the target features of the function they are inlined into.
+/// for the target features of the function they are inlined into. Pass `kernel` as an
+/// `#[inline(always)]` closure: one the compiler leaves out of line is compiled for the baseline
+/// target (SSE2), as the softmax once was.
 #[inline(always)]
 fn vectorised<R>(kernel: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
