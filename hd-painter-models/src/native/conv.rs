@@ -335,7 +335,7 @@ fn conv2d_f32(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::native::max_difference;
+    use crate::native::{max_difference, output_and_gradient};
     use burn::tensor::Distribution;
     use burn::tensor::module::conv2d as burn_conv2d;
 
@@ -438,22 +438,17 @@ mod tests {
             let x = Tensor::<4>::random(x_dims, normal, &ad);
             let out_dims = burn_conv2d(x.clone(), weight.clone(), None, options.clone()).dims();
             let upstream = Tensor::<4>::random(out_dims, normal, &ad);
-            let gradient = |native: bool| {
-                let x = x.clone().require_grad();
-                let out = if native {
-                    conv2d_tracked(&x, &weight, Some(&bias), &options).expect("native")
-                } else {
-                    burn_conv2d(
-                        x.clone(),
-                        weight.clone(),
-                        Some(bias.clone()),
-                        options.clone(),
-                    )
-                };
-                let grads = (out.clone() * upstream.clone()).sum().backward();
-                (out.inner(), x.grad(&grads).expect("a gradient"))
-            };
-            let ((out, grad), (want_out, want_grad)) = (gradient(true), gradient(false));
+            let (out, grad) = output_and_gradient(&x, &upstream, |x| {
+                conv2d_tracked(x, &weight, Some(&bias), &options).expect("native")
+            });
+            let (want_out, want_grad) = output_and_gradient(&x, &upstream, |x| {
+                burn_conv2d(
+                    x.clone(),
+                    weight.clone(),
+                    Some(bias.clone()),
+                    options.clone(),
+                )
+            });
             assert!(
                 max_difference(out, want_out) < 1e-4,
                 "{x_dims:?} {w_dims:?}"

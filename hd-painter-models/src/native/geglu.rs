@@ -161,7 +161,7 @@ fn normal_pdf(x: f32) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::native::max_difference;
+    use crate::native::{max_difference, output_and_gradient};
     use burn::tensor::Distribution;
     use burn::tensor::activation::gelu;
 
@@ -211,17 +211,8 @@ mod tests {
         let ad = device.autodiff();
         let h = Tensor::<3>::random([2, 70, 2 * 40], Distribution::Normal(0.0, 3.0), &ad);
         let upstream = Tensor::<3>::random([2, 70, 40], Distribution::Normal(0.0, 1.0), &ad);
-        let gradient = |native: bool| {
-            let h = h.clone().require_grad();
-            let out = if native {
-                geglu_tracked(&h).expect("native")
-            } else {
-                composed(h.clone())
-            };
-            let grads = (out.clone() * upstream.clone()).sum().backward();
-            (out.inner(), h.grad(&grads).expect("a gradient"))
-        };
-        let ((out, grad), (want_out, want_grad)) = (gradient(true), gradient(false));
+        let (out, grad) = output_and_gradient(&h, &upstream, |h| geglu_tracked(h).expect("native"));
+        let (want_out, want_grad) = output_and_gradient(&h, &upstream, |h| composed(h.clone()));
         assert!(max_difference(out, want_out) < 1e-5);
         let diff = max_difference(grad, want_grad);
         assert!(diff < 1e-5, "{diff}");

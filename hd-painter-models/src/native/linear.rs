@@ -142,7 +142,7 @@ impl Backward<Flex, 1> for InputGradient {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::native::max_difference;
+    use crate::native::{max_difference, output_and_gradient};
     use burn::nn::LinearConfig;
     use burn::tensor::Distribution;
 
@@ -193,17 +193,11 @@ mod tests {
         let x =
             Tensor::<3>::random([2, 6, 11], Distribution::Normal(0.0, 1.0), &ad).swap_dims(1, 2);
         let upstream = Tensor::<3>::random([2, 11, 4], Distribution::Normal(0.0, 1.0), &ad);
-        let gradient = |native: bool| {
-            let x = x.clone().require_grad();
-            let out = if native {
-                linear_tracked(&layer, &x).expect("native")
-            } else {
-                layer.forward(x.clone())
-            };
-            let grads = (out.clone() * upstream.clone()).sum().backward();
-            (out.inner(), x.grad(&grads).expect("a gradient"))
-        };
-        let ((out, grad), (want_out, want_grad)) = (gradient(true), gradient(false));
+        let (out, grad) = output_and_gradient(&x, &upstream, |x| {
+            linear_tracked(&layer, x).expect("native")
+        });
+        let (want_out, want_grad) =
+            output_and_gradient(&x, &upstream, |x| layer.forward(x.clone()));
         assert!(max_difference(out, want_out) < 1e-5);
         let diff = max_difference(grad, want_grad);
         assert!(diff < 1e-5, "{diff}");

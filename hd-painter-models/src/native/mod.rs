@@ -341,6 +341,20 @@ fn exp(x: f32) -> f32 {
     if x.is_nan() { x } else { p * two_n }
 }
 
+/// The output of `op` on an autodiff device and the gradient of `sum(out * upstream)` with
+/// respect to `x` (for the backwards' tests).
+#[cfg(test)]
+fn output_and_gradient<const D: usize, const E: usize>(
+    x: &Tensor<D>,
+    upstream: &Tensor<E>,
+    op: impl FnOnce(&Tensor<D>) -> Tensor<E>,
+) -> (Tensor<E>, Tensor<D>) {
+    let x = x.clone().require_grad();
+    let out = op(&x);
+    let grads = (out.clone() * upstream.clone()).sum().backward();
+    (out.inner(), x.grad(&grads).expect("a gradient"))
+}
+
 /// The largest absolute difference between two tensors of one shape (for the kernels' tests).
 #[cfg(test)]
 fn max_difference<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {

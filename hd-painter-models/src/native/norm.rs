@@ -280,7 +280,7 @@ fn sum(a: &[f32], b: &[f32], term: impl Fn(f32, f32) -> f32) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::native::max_difference;
+    use crate::native::{max_difference, output_and_gradient};
     use burn::nn::GroupNormConfig;
     use burn::tensor::Distribution;
     use burn::tensor::activation::silu;
@@ -334,19 +334,13 @@ mod tests {
             let x = Tensor::<4>::random(dims, Distribution::Normal(1.0, 2.0), &ad);
             let upstream = Tensor::<4>::random(dims, Distribution::Normal(0.0, 1.0), &ad);
             for fused_silu in [false, true] {
-                let gradient = |native: bool| {
-                    let x = x.clone().require_grad();
-                    let out = if native {
-                        group_norm_tracked(&layer, &x, fused_silu).expect("native")
-                    } else if fused_silu {
-                        silu(layer.forward(x.clone()))
-                    } else {
-                        layer.forward(x.clone())
-                    };
-                    let grads = (out.clone() * upstream.clone()).sum().backward();
-                    (out.inner(), x.grad(&grads).expect("a gradient"))
-                };
-                let ((out, grad), (want_out, want_grad)) = (gradient(true), gradient(false));
+                let (out, grad) = output_and_gradient(&x, &upstream, |x| {
+                    group_norm_tracked(&layer, x, fused_silu).expect("native")
+                });
+                let (want_out, want_grad) = output_and_gradient(&x, &upstream, |x| {
+                    let norm = layer.forward(x.clone());
+                    if fused_silu { silu(norm) } else { norm }
+                });
                 assert!(
                     max_difference(out, want_out) < 1e-5,
                     "{dims:?} silu {fused_silu}"
