@@ -165,11 +165,11 @@ impl<'a> Painta<'a> {
             s
         };
         // (1 - s_j)(1 - hole_j): how much a key's logits shrink for a hole query.
-        let shrink = (s_rows.neg() + 1.0) * known.reshape([1, n_k]);
+        let shrink = (s_rows.neg() + 1.0) * known.clone().reshape([1, n_k]);
         let key_scale = (shrink.neg() + 1.0).reshape([b, 1, n_k, 1]);
         let rescaled = chunked_attention(q, k * key_scale, v, self.score_budget);
-        let hole_queries = hole.reshape([1, 1, n, 1]);
-        rescaled * hole_queries.clone() + plain * (hole_queries.neg() + 1.0)
+        // Self-attention: the queries are the keys' tokens, so `known` marks the known queries.
+        rescaled * hole.reshape([1, 1, n, 1]) + plain * known.reshape([1, 1, n, 1])
     }
 }
 
