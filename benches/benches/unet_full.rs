@@ -1,8 +1,10 @@
 //! The full-size SD2-inpainting UNet (random weights written by
 //! `tools/reference/full_size.py`, which also times PyTorch the same way): load time, parity with
 //! PyTorch's output on the same weights, one guided step (batch 2 at a 64x64 latent), one
-//! unguided step (batch 1) and peak RSS; then batch 1 again with the weights in f16 and bf16
-//! (`with_dtype`), each with its parity against PyTorch's f32 output.
+//! unguided step (batch 1) and peak RSS; then batch 1 again with the weights and activations in
+//! f16 and bf16 (`with_dtype`, `batch1_f16`, `batch1_bf16`) and with the weights stored in them,
+//! computing in f32 (`with_weight_dtype`, `batch1_f16_weights`, `batch1_bf16_weights`), each with
+//! its parity against PyTorch's f32 output.
 //!
 //! ```text
 //! ~/.cache/hd-painter/venv/bin/python tools/reference/full_size.py
@@ -78,8 +80,17 @@ fn unet_step(c: &mut Criterion) {
         b.iter(|| hd_painter_benches::settle(run(sample1.clone(), &context1)))
     });
     println!("peak RSS after the f32 steps: {:.2} GiB", peak_rss_gib());
-    for (name, dtype) in [("f16", FloatDType::F16), ("bf16", FloatDType::BF16)] {
-        let reduced = unet.clone().with_dtype(dtype);
+    for (name, dtype, half_activations) in [
+        ("f16", FloatDType::F16, true),
+        ("bf16", FloatDType::BF16, true),
+        ("f16_weights", FloatDType::F16, false),
+        ("bf16_weights", FloatDType::BF16, false),
+    ] {
+        let reduced = if half_activations {
+            unet.clone().with_dtype(dtype)
+        } else {
+            unet.clone().with_weight_dtype(dtype)
+        };
         parity(name, run_on(&reduced, sample.clone(), &context));
         group.bench_function(format!("batch1_{name}"), |b| {
             b.iter(|| hd_painter_benches::settle(run_on(&reduced, sample1.clone(), &context1)))

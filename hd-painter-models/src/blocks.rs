@@ -64,7 +64,7 @@ impl ResnetBlock {
     pub(crate) fn forward(&self, x: Tensor<4>, temb: Option<&Tensor<2>>) -> Tensor<4> {
         let mut h = native::conv(&self.conv1, native::group_norm_silu(&self.norm1, x.clone()));
         if let (Some(proj), Some(t)) = (&self.time_emb_proj, temb) {
-            let t = proj.forward(silu(t.clone()));
+            let t = native::params_in(proj, t.dtype()).forward(silu(t.clone()));
             h = h + t.unsqueeze_dims(&[2, 3]);
         }
         let h = native::conv(&self.conv2, native::group_norm_silu(&self.norm2, h));

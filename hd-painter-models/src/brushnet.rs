@@ -17,7 +17,7 @@ use crate::error::{ModelsError, Result};
 use crate::native;
 use crate::processor::DefaultAttention;
 use crate::unet::{Site, Unet2DConditionModel, UnetConfig, UnetResiduals};
-use crate::weights::{cast_params, load_safetensors, weights_file};
+use crate::weights::{load_safetensors, weights_file};
 
 /// The architecture of a `BrushNetModel` (the keys of its `config.json` the published
 /// checkpoints use).
@@ -156,10 +156,25 @@ impl BrushNetModel {
         load_safetensors(Self::new(&config, device), weights, &remaps, &[])
     }
 
-    /// This branch with its weights in `dtype` (see [`Unet2DConditionModel::with_dtype`]); its
-    /// residuals come out in that dtype and the base UNet adds them in its own.
+    /// This branch with its weights and activations in `dtype` (see
+    /// [`Unet2DConditionModel::with_dtype`]); its residuals come out in that dtype and the base
+    /// UNet adds them in its own.
     pub fn with_dtype(self, dtype: FloatDType) -> Self {
-        cast_params(self, dtype)
+        let cast = native::cast_params(self, dtype);
+        Self {
+            trunk: cast.trunk.with_dtype(dtype),
+            ..cast
+        }
+    }
+
+    /// This branch with its weights stored in `dtype` and computing in f32 (see
+    /// [`Unet2DConditionModel::with_weight_dtype`]).
+    pub fn with_weight_dtype(self, dtype: FloatDType) -> Self {
+        let cast = native::cast_params(self, dtype);
+        Self {
+            trunk: cast.trunk.with_weight_dtype(dtype),
+            ..cast
+        }
     }
 
     /// Channels of the conditioning after the latents (the masked image's latents and the mask).

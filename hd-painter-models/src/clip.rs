@@ -14,7 +14,8 @@ use burn::tensor::{Device, FloatDType, Int, Tensor};
 
 use crate::config::ConfigFile;
 use crate::error::{ModelsError, Result};
-use crate::weights::{WeightSource, cast_params, load_safetensors, weights_file};
+use crate::native;
+use crate::weights::{WeightSource, load_safetensors, weights_file};
 
 /// The activation of the feed-forward layers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,6 +97,9 @@ pub struct ClipTextModel {
     encoder: Encoder,
     final_layer_norm: LayerNorm,
     eos_token_id: u32,
+    /// What the hidden states are computed in (see [`crate::Unet2DConditionModel::compute_dtype`]).
+    #[module(skip)]
+    compute_dtype: FloatDType,
 }
 
 #[derive(Module, Debug)]
@@ -170,6 +174,7 @@ impl ClipTextModel {
             encoder: Encoder { layers },
             final_layer_norm: norm(),
             eos_token_id: config.eos_token_id,
+            compute_dtype: FloatDType::F32,
         }
     }
 
@@ -196,15 +201,35 @@ impl ClipTextModel {
         load_safetensors(Self::new(config, device), weights, &remaps, &ignored)
     }
 
-    /// This model with its weights in `dtype` (f16 / bf16 halve their memory); the hidden
-    /// states come out in f32. The f32 weights of a loaded model are the reference path.
+    /// This model with its weights and activations in `dtype` (see
+    /// [`Unet2DConditionModel::with_dtype`](crate::Unet2DConditionModel::with_dtype)); the
+    /// hidden states come out in f32.
     pub fn with_dtype(self, dtype: FloatDType) -> Self {
-        cast_params(self, dtype)
+        Self {
+            compute_dtype: dtype,
+            ..native::cast_params(self, dtype)
+        }
     }
 
-    /// The dtype of the weights (f32 unless [`with_dtype`](Self::with_dtype) changed it).
+    /// This model with its weights stored in `dtype` and computing in f32 (see
+    /// [`Unet2DConditionModel::with_weight_dtype`](crate::Unet2DConditionModel::with_weight_dtype)).
+    pub fn with_weight_dtype(self, dtype: FloatDType) -> Self {
+        Self {
+            compute_dtype: FloatDType::F32,
+            ..native::cast_params(self, dtype)
+        }
+    }
+
+    /// The dtype of the weights (f32 unless [`with_dtype`](Self::with_dtype) or
+    /// [`with_weight_dtype`](Self::with_weight_dtype) changed it).
     pub fn dtype(&self) -> FloatDType {
         self.final_layer_norm.gamma.val().dtype().into()
+    }
+
+    /// The dtype the hidden states are computed in (f32 unless
+    /// [`with_dtype`](Self::with_dtype) changed it).
+    pub fn compute_dtype(&self) -> FloatDType {
+        self.compute_dtype
     }
 
     /// The number of token ids it embeds.
@@ -249,15 +274,18 @@ impl ClipTextModel {
             ));
         }
         let positions = Tensor::<1, Int>::arange(0..seq as i64, &device).reshape([1, seq]);
-        let mut x = t.embeddings.token_embedding.forward(ids)
-            + t.embeddings.position_embedding.forward(positions);
+        // The looked-up rows are cast rather than the tables (the same values, without
+        // converting the whole vocabulary at every call).
+        let dtype = self.compute_dtype;
+        let mut x = native::cast(t.embeddings.token_embedding.forward(ids), dtype)
+            + native::cast(t.embeddings.position_embedding.forward(positions), dtype);
         let mut penultimate = x.clone();
         for layer in &t.encoder.layers {
             penultimate = x.clone();
-            x = layer.forward(x);
+            x = native::params_in(layer, dtype.into()).forward(x);
         }
         let f32 = |x: Tensor<3>| x.cast(FloatDType::F32);
-        let last = f32(t.final_layer_norm.forward(x));
+        let last = f32(native::params_in(&t.final_layer_norm, dtype.into()).forward(x));
         let penultimate = f32(penultimate);
         // transformers pools at the first end-of-text token of each sequence, or, for configs
         // that still say `eos_token_id = 2` (SD 1.x), at the first largest id.

@@ -23,7 +23,7 @@ const PIPELINES: [&str; 3] = [
 ];
 
 /// The model components of a Stable Diffusion pipeline folder.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct StableDiffusionModels {
     /// `model_index.json`'s `_class_name`, e.g. `StableDiffusionInpaintPipeline`.
     pub pipeline: String,
@@ -162,14 +162,25 @@ fn read_index(dir: &Path) -> Result<String> {
 }
 
 impl StableDiffusionModels {
-    /// These models with the weights of the text encoder, UNet and VAE in `dtype`: f16 or bf16
-    /// halve their memory, inputs and outputs stay f32 (see
+    /// These models with the weights and activations of the text encoder, UNet and VAE in
+    /// `dtype`: f16 or bf16 halve their memory, inputs and outputs stay f32 (see
     /// [`Unet2DConditionModel::with_dtype`]). The loaded f32 weights are the reference path.
     pub fn with_dtype(self, dtype: FloatDType) -> Self {
         Self {
             text_encoder: self.text_encoder.with_dtype(dtype),
             unet: self.unet.with_dtype(dtype),
             vae: self.vae.with_dtype(dtype),
+            ..self
+        }
+    }
+
+    /// These models with their weights stored in `dtype` and computing in f32 (see
+    /// [`Unet2DConditionModel::with_weight_dtype`]): the half-precision path for the CPU.
+    pub fn with_weight_dtype(self, dtype: FloatDType) -> Self {
+        Self {
+            text_encoder: self.text_encoder.with_weight_dtype(dtype),
+            unet: self.unet.with_weight_dtype(dtype),
+            vae: self.vae.with_weight_dtype(dtype),
             ..self
         }
     }

@@ -21,7 +21,7 @@ use crate::config::ConfigFile;
 use crate::error::{ModelsError, Result};
 use crate::native;
 use crate::processor::{AttentionKind, AttentionProcessor, AttentionSite, TransformerBlockContext};
-use crate::weights::{WeightSource, cast_params, load_safetensors, weights_file};
+use crate::weights::{WeightSource, load_safetensors, weights_file};
 
 /// The epsilon of the transformers' group norm, fixed in diffusers.
 const TRANSFORMER_NORM_EPS: f64 = 1e-6;
@@ -374,14 +374,17 @@ impl TransformerBlock {
         step: &Step<'_>,
         p: &mut dyn AttentionProcessor,
     ) -> Tensor<3> {
+        // The whole block's weights in the activations' dtype at once: its layer norms and
+        // the projections the attention processors call through the block view included.
+        let block = &*native::params_in(self, x.dtype());
         let view = BlockView {
-            block: self,
+            block,
             input: &x,
             context,
         };
-        let around = (!self.attn1.kind_is_cross).then_some(&view as &dyn TransformerBlockContext);
-        let y = self.attn1.forward(
-            self.norm1.forward(x.clone()),
+        let around = (!block.attn1.kind_is_cross).then_some(&view as &dyn TransformerBlockContext);
+        let y = block.attn1.forward(
+            block.norm1.forward(x.clone()),
             Some(context),
             grid,
             step,
@@ -389,16 +392,16 @@ impl TransformerBlock {
             p,
         );
         let x = y + x;
-        let x = self.attn2.forward(
-            self.norm2.forward(x.clone()),
+        let x = block.attn2.forward(
+            block.norm2.forward(x.clone()),
             Some(context),
             grid,
             step,
             None,
             p,
         ) + x;
-        let h = native::linear(&self.ff.proj, self.norm3.forward(x.clone()));
-        native::linear(&self.ff.out, native::geglu(h)) + x
+        let h = native::linear(&block.ff.proj, block.norm3.forward(x.clone()));
+        native::linear(&block.ff.out, native::geglu(h)) + x
     }
 }
 
@@ -563,6 +566,10 @@ pub struct Unet2DConditionModel {
     time_channels: usize,
     flip_sin_to_cos: bool,
     freq_shift: f64,
+    /// What the activations are computed in (the weights' dtype unless
+    /// [`with_weight_dtype`](Self::with_weight_dtype) keeps them in f32).
+    #[module(skip)]
+    compute_dtype: FloatDType,
 }
 
 impl Unet2DConditionModel {
@@ -706,6 +713,7 @@ impl Unet2DConditionModel {
             time_channels: ch[0],
             flip_sin_to_cos: cfg.flip_sin_to_cos,
             freq_shift: cfg.freq_shift,
+            compute_dtype: FloatDType::F32,
         }
     }
 
@@ -812,16 +820,40 @@ impl Unet2DConditionModel {
         self.conv_in.weight.device()
     }
 
-    /// This model with its weights in `dtype` (f16 / bf16 halve their memory). Inputs are cast
-    /// to it on the way in and the noise prediction back to f32, so callers are unchanged; the
-    /// f32 weights of a loaded model are the reference path.
+    /// This model with its weights and activations in `dtype` (f16 / bf16 halve the memory of
+    /// both): inputs are cast to it on the way in and the noise prediction back to f32, so
+    /// callers are unchanged. Fast where the device computes in half precision (GPUs); on the
+    /// CPU [`with_weight_dtype`](Self::with_weight_dtype) is faster and more precise. The f32
+    /// weights of a loaded model are the reference path.
     pub fn with_dtype(self, dtype: FloatDType) -> Self {
-        cast_params(self, dtype)
+        Self {
+            compute_dtype: dtype,
+            ..native::cast_params(self, dtype)
+        }
     }
 
-    /// The dtype of the weights (f32 unless [`with_dtype`](Self::with_dtype) changed it).
+    /// This model with its weights stored in `dtype` (f16 / bf16 halve their memory) and
+    /// everything computed in f32: each layer's weights are widened as it runs. The result
+    /// differs from the f32 model's by the weights' rounding only; on the CPU this is the
+    /// faster half-precision path (the f32 kernels run, where half-precision arithmetic would
+    /// fall back to slower generic code).
+    pub fn with_weight_dtype(self, dtype: FloatDType) -> Self {
+        Self {
+            compute_dtype: FloatDType::F32,
+            ..native::cast_params(self, dtype)
+        }
+    }
+
+    /// The dtype of the weights (f32 unless [`with_dtype`](Self::with_dtype) or
+    /// [`with_weight_dtype`](Self::with_weight_dtype) changed it).
     pub fn dtype(&self) -> FloatDType {
         self.conv_in.weight.val().dtype().into()
+    }
+
+    /// The dtype the activations are computed in (f32 unless [`with_dtype`](Self::with_dtype)
+    /// changed it).
+    pub fn compute_dtype(&self) -> FloatDType {
+        self.compute_dtype
     }
 
     /// How many times the latent is halved on the way down (`2^(levels - 1)`): latent sides that
@@ -974,14 +1006,15 @@ impl Unet2DConditionModel {
         }
         let device = sample.device();
         let step = Step { timesteps };
-        // Everything runs in the weights' dtype (a no-op for f32 weights).
-        let dtype = self.dtype();
+        // Everything runs in the compute dtype (a no-op for the f32 model); layers whose
+        // weights are stored in another dtype cast them as they run.
+        let dtype = self.compute_dtype;
         let sample = sample.cast(dtype);
         let context = &context.clone().cast(dtype);
 
-        let mut emb = self.time_embedding.linear_2.forward(silu(
-            self.time_embedding
-                .linear_1
+        let time = native::params_in(&self.time_embedding, dtype.into());
+        let mut emb = time.linear_2.forward(silu(
+            time.linear_1
                 .forward(self.timestep_features(timesteps, &device).cast(dtype)),
         ));
         match (&self.class_embedding, class_labels) {
@@ -989,7 +1022,7 @@ impl Unet2DConditionModel {
                 let labels =
                     Tensor::<2, Int>::from_data(TensorData::new(labels.to_vec(), [b, 1]), &device);
                 emb = emb
-                    + embedding
+                    + native::params_in(embedding, dtype.into())
                         .forward(labels)
                         .reshape([b, self.time_channels * 4]);
             }

@@ -13,7 +13,7 @@ use crate::blocks::{Downsample, ResnetBlock, ResnetSpec, Upsample, VaeMidBlock, 
 use crate::config::ConfigFile;
 use crate::error::{ModelsError, Result};
 use crate::native;
-use crate::weights::{WeightSource, cast_params, load_safetensors, weights_file};
+use crate::weights::{WeightSource, load_safetensors, weights_file};
 
 /// diffusers' fixed epsilon of the VAE's group norms.
 const VAE_NORM_EPS: f64 = 1e-6;
@@ -122,6 +122,9 @@ pub struct AutoencoderKl {
     scaling_factor: f64,
     downscale: usize,
     block_out_channels: Vec<usize>,
+    /// What the activations are computed in (see [`Unet2DConditionModel::compute_dtype`]).
+    #[module(skip)]
+    compute_dtype: FloatDType,
 }
 
 #[derive(Module, Debug)]
@@ -238,6 +241,7 @@ impl AutoencoderKl {
             scaling_factor: c.scaling_factor,
             downscale: c.downscale(),
             block_out_channels: c.block_out_channels.clone(),
+            compute_dtype: FloatDType::F32,
         }
     }
 
@@ -272,16 +276,35 @@ impl AutoencoderKl {
         self
     }
 
-    /// This model with its weights in `dtype` (f16 / bf16 halve their memory). Images and
-    /// latents are cast to it on the way in and the results back to f32; the f32 weights of a
-    /// loaded model are the reference path.
+    /// This model with its weights and activations in `dtype` (see
+    /// [`Unet2DConditionModel::with_dtype`]). Images and latents are cast to it on the way in
+    /// and the results back to f32.
     pub fn with_dtype(self, dtype: FloatDType) -> Self {
-        cast_params(self, dtype)
+        Self {
+            compute_dtype: dtype,
+            ..native::cast_params(self, dtype)
+        }
     }
 
-    /// The dtype of the weights (f32 unless [`with_dtype`](Self::with_dtype) changed it).
+    /// This model with its weights stored in `dtype` and computing in f32 (see
+    /// [`Unet2DConditionModel::with_weight_dtype`]).
+    pub fn with_weight_dtype(self, dtype: FloatDType) -> Self {
+        Self {
+            compute_dtype: FloatDType::F32,
+            ..native::cast_params(self, dtype)
+        }
+    }
+
+    /// The dtype of the weights (f32 unless [`with_dtype`](Self::with_dtype) or
+    /// [`with_weight_dtype`](Self::with_weight_dtype) changed it).
     pub fn dtype(&self) -> FloatDType {
         self.post_quant_conv.weight.val().dtype().into()
+    }
+
+    /// The dtype the activations are computed in (f32 unless [`with_dtype`](Self::with_dtype)
+    /// changed it).
+    pub fn compute_dtype(&self) -> FloatDType {
+        self.compute_dtype
     }
 
     /// The factor pipelines multiply latents by.
@@ -366,7 +389,7 @@ impl AutoencoderKl {
     /// The encoder and `quant_conv`: mean and log-variance, concatenated on the channels.
     fn moments(&self, images: Tensor<4>) -> Tensor<4> {
         let e = &self.encoder;
-        let mut x = native::conv(&e.conv_in, images.cast(self.dtype()));
+        let mut x = native::conv(&e.conv_in, images.cast(self.compute_dtype));
         for level in &e.down_blocks {
             for r in &level.resnets {
                 x = r.forward(x, None);
@@ -383,7 +406,7 @@ impl AutoencoderKl {
     /// `post_quant_conv` and the decoder.
     fn decoded(&self, latents: Tensor<4>) -> Tensor<4> {
         let d = &self.decoder;
-        let latents = latents.cast(self.dtype());
+        let latents = latents.cast(self.compute_dtype);
         let mut x = native::conv(&d.conv_in, native::conv(&self.post_quant_conv, latents));
         x = d.mid_block.forward(x);
         for level in &d.up_blocks {

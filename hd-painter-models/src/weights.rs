@@ -3,12 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::module::{Module, ModuleMapper, Param};
+use burn::module::Module;
 use burn::store::{
     ApplyError, ChainAdapter, FloatCastAdapter, ModuleSnapshot, PyTorchToBurnAdapter,
     SafetensorsStore,
 };
-use burn::tensor::{DType, FloatDType, Tensor};
+use burn::tensor::DType;
 
 use crate::error::{ModelsError, Result, TensorMismatch};
 
@@ -151,18 +151,4 @@ fn mismatch(e: &ApplyError) -> TensorMismatch {
         }
     };
     TensorMismatch { key, detail }
-}
-
-/// `module` with every float parameter cast to `dtype`: the reduced-precision weight path
-/// (f16 / bf16 weights take half the memory of f32 ones). The models cast their inputs to
-/// their weights' dtype and their outputs back to f32, so callers keep working in f32.
-pub(crate) fn cast_params<M: Module>(module: M, dtype: FloatDType) -> M {
-    struct CastParams(FloatDType);
-    impl ModuleMapper for CastParams {
-        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-            let dtype = self.0;
-            param.map(|t| t.cast(dtype))
-        }
-    }
-    module.map(&mut CastParams(dtype))
 }

@@ -9,6 +9,7 @@
 //! the results never depend on which path ran beyond rounding.
 
 mod attention;
+mod cast;
 mod conv;
 mod geglu;
 mod linear;
@@ -20,15 +21,19 @@ use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, NodeGuard, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
+use std::borrow::Cow;
+
 use burn::backend::{Autodiff, DispatchDevice, Flex};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::nn::conv::Conv2d;
 use burn::nn::{GroupNorm, Linear, PaddingConfig2d};
 use burn::tensor::activation::{gelu, silu};
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{DType, Tensor};
+use burn::tensor::{DType, FloatDType, Tensor};
 
 /// `layer.forward(x)`, through the native convolution where it applies.
 pub(crate) fn conv(layer: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let layer = &*params_in(layer, x.dtype());
     let padding = match layer.padding {
         PaddingConfig2d::Explicit(top, left, bottom, right) => [(top, bottom), (left, right)],
         PaddingConfig2d::Valid => [(0, 0), (0, 0)],
@@ -48,11 +53,13 @@ pub(crate) fn conv(layer: &Conv2d, x: Tensor<4>) -> Tensor<4> {
 
 /// `layer.forward(x)` for a GroupNorm, natively where it applies.
 pub(crate) fn group_norm(layer: &GroupNorm, x: Tensor<4>) -> Tensor<4> {
+    let layer = &*params_in(layer, x.dtype());
     native_norm(layer, &x, false).unwrap_or_else(|| layer.forward(x))
 }
 
 /// `silu(layer.forward(x))` in one pass over the activations, natively where it applies.
 pub(crate) fn group_norm_silu(layer: &GroupNorm, x: Tensor<4>) -> Tensor<4> {
+    let layer = &*params_in(layer, x.dtype());
     native_norm(layer, &x, true).unwrap_or_else(|| silu(layer.forward(x)))
 }
 
@@ -66,6 +73,7 @@ fn native_norm(layer: &GroupNorm, x: &Tensor<4>, silu: bool) -> Option<Tensor<4>
 
 /// `layer.forward(x)` for a linear layer, natively where it applies.
 pub(crate) fn linear(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
+    let layer = &*params_in(layer, x.dtype());
     native(
         &x,
         || linear::linear(layer, &x),
@@ -86,6 +94,60 @@ fn burn_geglu(h: Tensor<3>) -> Tensor<3> {
     let half = width / 2;
     let a = h.clone().slice([0..b, 0..n, 0..half]);
     a * gelu(h.slice([0..b, 0..n, half..2 * half]))
+}
+
+/// `t` cast to `dtype`, converted by the native kernel between f32 and f16 / bf16 on flex
+/// (also on an autodiff device, for a tensor without a gradient to record, such as a weight).
+pub(crate) fn cast<const D: usize>(t: Tensor<D>, dtype: FloatDType) -> Tensor<D> {
+    let target = DType::from(dtype);
+    if t.dtype() == target {
+        return t;
+    }
+    let on_flex = |t: Tensor<D>| {
+        let flex = t.try_into_primitive::<Flex>().ok()?;
+        Some(Tensor::<D>::from_primitive::<Flex>(cast::cast(
+            &flex, target,
+        )?))
+    };
+    let native = if !t.is_autodiff() {
+        on_flex(t.clone())
+    } else if !t.is_tracked() {
+        on_flex(t.clone().inner()).map(Tensor::autodiff)
+    } else {
+        None
+    };
+    native.unwrap_or_else(|| t.cast(dtype))
+}
+
+/// `layer` with its float parameters in `dtype`: the layer itself where they already are, else
+/// a copy cast with [`cast`]. Layers compute in their input's dtype, so this is where weights
+/// stored in f16 / bf16 meet f32 activations, one layer at a time (`with_weight_dtype`).
+pub(crate) fn params_in<M: Module>(layer: &M, dtype: DType) -> Cow<'_, M> {
+    struct Differs(DType, bool);
+    impl ModuleVisitor for Differs {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.1 |= param.val().dtype() != self.0;
+        }
+    }
+    let mut differs = Differs(dtype, false);
+    layer.visit(&mut differs);
+    if differs.1 {
+        Cow::Owned(cast_params(layer.clone(), dtype.into()))
+    } else {
+        Cow::Borrowed(layer)
+    }
+}
+
+/// `module` with every float parameter cast to `dtype` by [`cast`].
+pub(crate) fn cast_params<M: Module>(module: M, dtype: FloatDType) -> M {
+    struct CastParams(FloatDType);
+    impl ModuleMapper for CastParams {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let dtype = self.0;
+            param.map(|t| cast(t, dtype))
+        }
+    }
+    module.map(&mut CastParams(dtype))
 }
 
 /// The kernel for `x`'s device: `tracked` on an autodiff device (it records its own backward),
