@@ -6,7 +6,9 @@
 //!
 //! Each call takes minutes (the VAE's mid-block attends over 262,144 tokens at 2048 px: about
 //! 140 TFLOP per encode or decode), so this is a plain timed run: criterion's minimum of 10
-//! samples would take many hours. `HD_PAINTER_SR_TILE=256` runs the VAE in diffusers' tiles.
+//! samples would take many hours. `HD_PAINTER_SR_TILE=256` runs the VAE in diffusers' tiles;
+//! `HD_PAINTER_SR_PART=unet` times one guided UNet step alone (with its peak RSS), the call
+//! `full_size_sr.py` times without `--vae`.
 //!
 //! ```text
 //! ~/.cache/hd-painter/venv/bin/python tools/reference/full_size_sr.py
@@ -36,6 +38,9 @@ fn main() {
     let device = BackendKind::Flex.device().expect("flex");
     let start = Instant::now();
     let unet = Unet2DConditionModel::load(dir.join("unet_x4"), None, &device).expect("UNet");
+    if std::env::var("HD_PAINTER_SR_PART").is_ok_and(|p| p == "unet") {
+        return unet_step(&unet, &device);
+    }
     let vae = AutoencoderKl::load(dir.join("vae_x4"), None, &device).expect("VAE");
     println!(
         "load: {:.1} s, peak RSS {:.2} GiB",
@@ -127,4 +132,27 @@ fn main() {
     );
     println!("projected 20-step wall time: {:.0} s", total + 18.0 * step);
     println!("peak RSS: {:.2} GiB", peak_rss_gib());
+}
+
+/// One guided step of the x4 UNet (batch 2 at the 512x512 latent of a 2048 px output, class
+/// label 20), timed alone like `full_size_sr.py`'s.
+fn unet_step(unet: &Unet2DConditionModel, device: &burn::tensor::Device) {
+    let sample = randn([2, 7, 512, 512], device);
+    let context = randn([2, 77, 1024], device);
+    let start = Instant::now();
+    let out = unet
+        .forward(
+            sample,
+            &[999.0, 999.0],
+            &context,
+            Some(&[20, 20]),
+            &mut DefaultAttention::default(),
+        )
+        .expect("UNet step");
+    hd_painter_benches::settle(out);
+    println!(
+        "UNet step, batch 2 at 512x512: {:.1} s, peak RSS {:.2} GiB",
+        start.elapsed().as_secs_f64(),
+        peak_rss_gib()
+    );
 }
