@@ -6,7 +6,9 @@
 //! respect to the activations only (RASG differentiates with respect to the latent, the weights
 //! stay untracked); with tracked weights, and everywhere else (f16 / bf16, the GPU backends, layer
 //! settings a kernel does not cover), the layer functions here call burn's own operation, so
-//! the results never depend on which path ran beyond rounding.
+//! the results never depend on which path ran beyond rounding. Each layer function first casts
+//! the layer's weights to its input's dtype ([`params_in`], with the parallel f32 <-> f16 / bf16
+//! conversion of `cast.rs`): how weights stored in half precision run in the f32 kernels.
 
 mod attention;
 mod cast;
@@ -17,12 +19,12 @@ mod norm;
 
 pub(crate) use attention::{flex_attention, flex_attention_tracked};
 
+use std::borrow::Cow;
+
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, NodeGuard, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
-use std::borrow::Cow;
-
 use burn::backend::{Autodiff, DispatchDevice, Flex};
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::nn::conv::Conv2d;
