@@ -122,7 +122,8 @@ pub struct AutoencoderKl {
     scaling_factor: f64,
     downscale: usize,
     block_out_channels: Vec<usize>,
-    /// What the activations are computed in (see [`Unet2DConditionModel::compute_dtype`]).
+    /// What the activations are computed in (see
+    /// [`Unet2DConditionModel::compute_dtype`](crate::Unet2DConditionModel::compute_dtype)).
     #[module(skip)]
     compute_dtype: FloatDType,
 }
@@ -277,8 +278,8 @@ impl AutoencoderKl {
     }
 
     /// This model with its weights and activations in `dtype` (see
-    /// [`Unet2DConditionModel::with_dtype`]). Images and latents are cast to it on the way in
-    /// and the results back to f32.
+    /// [`Unet2DConditionModel::with_dtype`](crate::Unet2DConditionModel::with_dtype)). Images
+    /// and latents are cast to it on the way in and the results back to f32.
     pub fn with_dtype(self, dtype: FloatDType) -> Self {
         Self {
             compute_dtype: dtype,
@@ -287,7 +288,7 @@ impl AutoencoderKl {
     }
 
     /// This model with its weights stored in `dtype` and computing in f32 (see
-    /// [`Unet2DConditionModel::with_weight_dtype`]).
+    /// [`Unet2DConditionModel::with_weight_dtype`](crate::Unet2DConditionModel::with_weight_dtype)).
     pub fn with_weight_dtype(self, dtype: FloatDType) -> Self {
         Self {
             compute_dtype: FloatDType::F32,
