@@ -160,21 +160,17 @@ impl BrushNetModel {
     /// [`Unet2DConditionModel::with_dtype`]); its residuals come out in that dtype and the base
     /// UNet adds them in its own.
     pub fn with_dtype(self, dtype: FloatDType) -> Self {
-        let cast = native::cast_params(self, dtype);
-        Self {
-            trunk: cast.trunk.with_dtype(dtype),
-            ..cast
-        }
+        let mut cast = native::cast_params(self, dtype);
+        cast.trunk.compute_dtype = dtype;
+        cast
     }
 
     /// This branch with its weights stored in `dtype` and computing in f32 (see
     /// [`Unet2DConditionModel::with_weight_dtype`]).
     pub fn with_weight_dtype(self, dtype: FloatDType) -> Self {
-        let cast = native::cast_params(self, dtype);
-        Self {
-            trunk: cast.trunk.with_weight_dtype(dtype),
-            ..cast
-        }
+        let mut cast = native::cast_params(self, dtype);
+        cast.trunk.compute_dtype = FloatDType::F32;
+        cast
     }
 
     /// Channels of the conditioning after the latents (the masked image's latents and the mask).

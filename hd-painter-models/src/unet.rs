@@ -569,7 +569,7 @@ pub struct Unet2DConditionModel {
     /// What the activations are computed in (the weights' dtype unless
     /// [`with_weight_dtype`](Self::with_weight_dtype) keeps them in f32).
     #[module(skip)]
-    compute_dtype: FloatDType,
+    pub(crate) compute_dtype: FloatDType,
 }
 
 impl Unet2DConditionModel {

@@ -91,5 +91,6 @@ def main():
         err = np.abs(got.float().numpy() - output[:1]).max()
         print(f"  {dtype}: batch 1 {timing}, max |diff| to f32 {err:.3e} (relative {err / max(scale, 1.0):.3e})")
 
+
 if __name__ == "__main__":
     main()

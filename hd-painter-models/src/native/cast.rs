@@ -52,6 +52,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::CHUNK;
+    use crate::native;
     use burn::tensor::{Distribution, FloatDType, Tensor, TensorData};
 
     fn bytes<const D: usize>(t: Tensor<D>) -> (Vec<usize>, burn::tensor::DType, Vec<u8>) {
@@ -98,13 +99,13 @@ mod tests {
             "the native path runs"
         );
         for dtype in [FloatDType::F16, FloatDType::BF16] {
-            let narrow = super::super::cast(t.clone(), dtype);
+            let narrow = native::cast(t.clone(), dtype);
             assert_eq!(
                 bytes(narrow.clone()),
                 bytes(t.clone().cast(dtype)),
                 "{dtype:?}"
             );
-            let wide = super::super::cast(narrow.clone(), FloatDType::F32);
+            let wide = native::cast(narrow.clone(), FloatDType::F32);
             assert_eq!(
                 bytes(wide),
                 bytes(narrow.cast(FloatDType::F32)),
@@ -123,12 +124,12 @@ mod tests {
             .autodiff();
         let weight =
             Tensor::<2>::random([3, 5], Distribution::Default, &device).cast(FloatDType::BF16);
-        let widened = super::super::cast(weight.clone(), FloatDType::F32);
+        let widened = native::cast(weight.clone(), FloatDType::F32);
         assert!(widened.is_autodiff() && !widened.is_tracked());
         assert_eq!(bytes(widened), bytes(weight.cast(FloatDType::F32)));
 
         let x = Tensor::<2>::random([3, 5], Distribution::Default, &device).require_grad();
-        let y = super::super::cast(x.clone(), FloatDType::BF16);
+        let y = native::cast(x.clone(), FloatDType::BF16);
         let grads = (y.cast(FloatDType::F32) * 3.0).sum().backward();
         let grad: Vec<f32> = x
             .grad(&grads)
