@@ -173,6 +173,17 @@ impl BrushNetModel {
         cast
     }
 
+    /// The dtype its weights are stored in.
+    pub fn dtype(&self) -> FloatDType {
+        self.brushnet_mid_block.weight.val().dtype().into()
+    }
+
+    /// The dtype the activations are computed in (f32 unless [`with_dtype`](Self::with_dtype)
+    /// changed it), and the dtype of the residuals.
+    pub fn compute_dtype(&self) -> FloatDType {
+        self.trunk.compute_dtype()
+    }
+
     /// Channels of the conditioning after the latents (the masked image's latents and the mask).
     pub fn conditioning_channels(&self) -> usize {
         self.conditioning_channels

@@ -1,19 +1,21 @@
-//! The reduced-precision paths: the tiny UNet, VAE and text encoder with their weights cast to
-//! f16 and bf16, computing in it (`with_dtype`) or in f32 (`with_weight_dtype`), against
-//! diffusers' / transformers' f32 outputs, relative to the largest reference value. Computing in
-//! f16 stays within 1e-2; in bf16, whose 8-bit mantissa rounds every activation to about 0.4%,
-//! within 5e-2 (measured: 1.1% to 2.8%). With f32 activations only the weights' rounding is
-//! left: f16 within 5e-3 (measured 0.07% to 0.16%), bf16 within 3e-2 (0.34% to 1.5%, the tiny
-//! random VAE's decoder amplifying most). Each check also proves the weights really changed
-//! precision: the result differs from the f32 model's, and the model reports both dtypes. And
-//! f32 activations on rounded weights are exactly the f32 model on those weights widened.
+//! The reduced-precision paths: the tiny UNet, VAE, text encoder and BrushNet branch with their
+//! weights cast to f16 and bf16, computing in it (`with_dtype`) or in f32 (`with_weight_dtype`),
+//! against the references' f32 outputs (diffusers, transformers, BrushNet's), relative to the
+//! largest reference value. Computing in f16 stays within 1e-2; in bf16, whose 8-bit mantissa
+//! rounds every activation to about 0.4%, within 5e-2 (measured: 0.6% to 2.8%). With f32
+//! activations only the weights' rounding is left: f16 within 5e-3 (measured 0.03% to 0.16%), bf16
+//! within 3e-2 (0.17% to 1.5%, the tiny random VAE's decoder amplifying most). Each check also
+//! proves the weights really changed precision: the result differs from the f32 model's, and the
+//! model reports both dtypes. And f32 activations on rounded weights are exactly the f32 model on
+//! those weights widened.
 
 mod common;
 
 use burn::tensor::{FloatDType, Tensor};
 use common::{Golden, device, model_dir};
 use hd_painter_models::{
-    AutoencoderKl, ClipTextModel, DefaultAttention, StableDiffusionModels, Unet2DConditionModel,
+    AutoencoderKl, BrushNetModel, ClipTextModel, DefaultAttention, StableDiffusionModels,
+    Unet2DConditionModel,
 };
 
 /// A reduced-precision path: the weights' dtype, and whether the activations are computed in
@@ -173,6 +175,72 @@ fn text_encoder_with_reduced_weights_matches_transformers() {
     }
 }
 
+/// The BrushNet golden's inputs and the f32 base UNet that takes the branch's residuals.
+struct BrushNetCase {
+    g: Golden,
+    unet: Unet2DConditionModel,
+    branch: BrushNetModel,
+    sample: Tensor<4>,
+    condition: Tensor<4>,
+    context: Tensor<3>,
+}
+
+impl BrushNetCase {
+    fn load() -> Self {
+        let device = device();
+        let g = Golden::open("brushnet", "brushnet.safetensors");
+        Self {
+            unet: Unet2DConditionModel::load(model_dir("unet_sd2"), None, &device).unwrap(),
+            branch: BrushNetModel::load(model_dir("brushnet"), None, &device).unwrap(),
+            sample: g.tensor("sample", &device),
+            condition: g.tensor("condition", &device),
+            context: g.tensor("encoder_hidden_states", &device),
+            g,
+        }
+    }
+
+    /// `branch`'s mid residual (in f32) and the base UNet's prediction with its residuals, at
+    /// the reference's timestep 500 and scale 0.8.
+    fn run(&self, branch: &BrushNetModel) -> (Tensor<4>, Tensor<4>) {
+        let residuals = branch
+            .forward(
+                self.sample.clone(),
+                &[500.0],
+                &self.context,
+                self.condition.clone(),
+                0.8,
+            )
+            .unwrap();
+        assert_eq!(residuals.mid.dtype(), branch.compute_dtype().into());
+        let eps = self
+            .unet
+            .forward_with_residuals(
+                self.sample.clone(),
+                &[500.0],
+                &self.context,
+                None,
+                &mut DefaultAttention::default(),
+                &residuals,
+            )
+            .unwrap();
+        (residuals.mid.cast(FloatDType::F32), eps)
+    }
+}
+
+#[test]
+fn brushnet_with_reduced_weights_matches_the_reference() {
+    let case = BrushNetCase::load();
+    assert_eq!(case.branch.dtype(), FloatDType::F32);
+    let (full_mid, full_eps) = case.run(&case.branch);
+    for path in PATHS {
+        let (mid, eps) = case.run(&reduced!(case.branch.clone(), path));
+        let what = format!("brushnet {path:?}");
+        for (key, got, full) in [("residuals.mid", mid, &full_mid), ("eps", eps, &full_eps)] {
+            check(&case.g, key, (got, full.clone()), path.tolerance, &what);
+        }
+    }
+}
+
 /// `model` with its weights rounded to bf16 and widened back to f32: what `with_weight_dtype`
 /// must compute, exactly.
 macro_rules! rounded {
@@ -219,6 +287,11 @@ fn weights_stored_in_bf16_compute_the_f32_model_on_their_values() {
     let run = |clip: ClipTextModel| clip.forward(ids.clone()).unwrap().last_hidden_state;
     let stored = run(clip.clone().with_weight_dtype(FloatDType::BF16));
     assert_identical(stored, run(rounded!(clip)), "text encoder");
+
+    let case = BrushNetCase::load();
+    let run = |branch: BrushNetModel| case.run(&branch).1;
+    let stored = run(case.branch.clone().with_weight_dtype(FloatDType::BF16));
+    assert_identical(stored, run(rounded!(case.branch.clone())), "BrushNet");
 }
 
 #[test]
