@@ -8,7 +8,8 @@
 //! 140 TFLOP per encode or decode), so this is a plain timed run: criterion's minimum of 10
 //! samples would take many hours. `HD_PAINTER_SR_TILE=256` runs the VAE in diffusers' tiles;
 //! `HD_PAINTER_SR_PART=unet` times one guided UNet step alone (with its peak RSS), the call
-//! `full_size_sr.py` times without `--vae`.
+//! `full_size_sr.py` times without `--vae`; `HD_PAINTER_SR_PART=vae` the VAE encode of a 2048 x
+//! 2048 image and the decode of its latents alone, the calls `--vae` adds.
 //!
 //! ```text
 //! ~/.cache/hd-painter/venv/bin/python tools/reference/full_size_sr.py
@@ -18,6 +19,7 @@
 use std::ops::ControlFlow;
 use std::time::Instant;
 
+use burn::tensor::{Distribution, Tensor};
 use hd_painter_benches::{full_dir, peak_rss_gib, randn};
 use hd_painter_core::{BackendKind, Filter, Image, Mask};
 use hd_painter_models::{AutoencoderKl, DefaultAttention, Unet2DConditionModel, VaeTiling};
@@ -42,6 +44,9 @@ fn main() {
         return unet_step(&unet, &device);
     }
     let vae = AutoencoderKl::load(dir.join("vae_x4"), None, &device).expect("VAE");
+    if std::env::var("HD_PAINTER_SR_PART").is_ok_and(|p| p == "vae") {
+        return vae_calls(&vae, &device);
+    }
     println!(
         "load: {:.1} s, peak RSS {:.2} GiB",
         start.elapsed().as_secs_f64(),
@@ -152,6 +157,27 @@ fn unet_step(unet: &Unet2DConditionModel, device: &burn::tensor::Device) {
     hd_painter_benches::settle(out);
     println!(
         "UNet step, batch 2 at 512x512: {:.1} s, peak RSS {:.2} GiB",
+        start.elapsed().as_secs_f64(),
+        peak_rss_gib()
+    );
+}
+
+/// The whole-image VAE encode of a 2048 x 2048 image and the decode of its latents, timed alone
+/// like `full_size_sr.py --vae`'s (the UNet stays loaded, as there).
+fn vae_calls(vae: &AutoencoderKl, device: &burn::tensor::Device) {
+    let image = Tensor::random([1, 3, 2048, 2048], Distribution::Uniform(-1.0, 1.0), device);
+    let start = Instant::now();
+    let latents = vae.encode(image).expect("VAE encode").mean;
+    hd_painter_benches::settle(latents.clone());
+    println!(
+        "VAE encode 2048x2048: {:.1} s, peak RSS {:.2} GiB",
+        start.elapsed().as_secs_f64(),
+        peak_rss_gib()
+    );
+    let start = Instant::now();
+    hd_painter_benches::settle(vae.decode(latents).expect("VAE decode"));
+    println!(
+        "VAE decode to 2048x2048: {:.1} s, peak RSS {:.2} GiB",
         start.elapsed().as_secs_f64(),
         peak_rss_gib()
     );
