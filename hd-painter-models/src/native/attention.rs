@@ -1,10 +1,9 @@
 //! Exact attention as a native burn-flex kernel, reached through burn's backend-extension API
 //! (`Tensor::try_into_primitive::<Flex>`). flex's own fused attention tiles the keys by 64 and
 //! computes its online softmax one score at a time with libm's `expf`; on the SD UNet that
-//! softmax alone was a fifth of a step. Here each block of queries gets its score rows from one
-//! GEMM per tile of keys (all of the UNet's keys are one tile), a softmax whose exponential the
-//! compiler vectorises (with AVX-512 or AVX2 where the CPU has them), and one GEMM against the
-//! values. Inputs are read through their strides, so the
+//! softmax alone was a fifth of a step. Here each block of queries gets its whole score row from
+//! one GEMM, a softmax whose exponential the compiler vectorises (with AVX-512 or AVX2 where the
+//! CPU has them), and one GEMM against the values. Inputs are read through their strides, so the
 //! heads split off the projections are not copied.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -21,22 +20,13 @@ use super::{Operand, Output, dims, exp, flex_f32, lane_fold, product, record, ve
 /// the L2 cache, and the blocks of all heads give the threads enough work.
 const QUERY_BLOCK: usize = 64;
 
-/// Keys per tile. A longer sequence (the x4 VAE's mid-block at 2048 px attends over 262,144
-/// tokens) goes tile by tile with an online softmax, every query block through one tile before
-/// the next: the tile's keys and values (16 MiB at 512 channels) are read from memory once and
-/// stay in the L3 cache, and a block's scores (1 MiB) in the L2. The UNet's sequences (4096
-/// tokens at a 64x64 latent) are one tile.
-const KEY_TILE: usize = 4096;
-
 /// `softmax(q k^T / sqrt(dim)) v` for `q` `[batch, heads, queries, dim]`, `k` `[batch, heads,
 /// keys, dim]` and `v` `[batch, heads, keys, value dim]` with the native kernel, when all three
 /// are f32 tensors on a flex device without autodiff; `None` elsewhere (the caller then uses
 /// burn's attention).
 pub(crate) fn flex_attention(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>) -> Option<Tensor<4>> {
     let [q, k, v] = flex_f32([q, k, v])?;
-    Some(Tensor::from_primitive::<Flex>(attention_f32(
-        &q, &k, &v, KEY_TILE,
-    )))
+    Some(Tensor::from_primitive::<Flex>(attention_f32(&q, &k, &v)))
 }
 
 /// The same on an autodiff device, recording a backward that recomputes each block's
@@ -56,7 +46,7 @@ pub(crate) fn flex_attention_tracked(
     {
         return None;
     }
-    let out = attention_f32(q.primitive(), k.primitive(), v.primitive(), KEY_TILE);
+    let out = attention_f32(q.primitive(), k.primitive(), v.primitive());
     let inputs = [q.node(), k.node(), v.node()];
     Some(record(Gradient, inputs, out, |out| {
         [q.primitive(), k.primitive(), v.primitive(), out].map(Clone::clone)
@@ -130,7 +120,7 @@ fn attention_gradients(
                         product([rows, keys, dim], p_out, q_block, keys_t);
                     }
                     for row in p.chunks_exact_mut(keys) {
-                        let (_, sum) = softmax_numerators(row, scale, f32::NEG_INFINITY);
+                        let sum = softmax_numerators(row, scale);
                         let inverse = 1.0 / sum;
                         row.iter_mut().for_each(|x| *x *= inverse);
                     }
@@ -213,88 +203,66 @@ impl<'a> View<'a> {
     }
 }
 
-fn attention_f32(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, key_tile: usize) -> FlexTensor {
+fn attention_f32(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor) -> FlexTensor {
     let ([batch, heads, queries, dim], keys, value_dim) = (dims(q), dims(k)[2], dims(v)[3]);
     let (qv, kv, vv) = (View::new(q), View::new(k), View::new(v));
     let scale = 1.0 / (dim as f32).sqrt();
     let mut out = vec![0f32; batch * heads * queries * value_dim];
-    // Per query row: the largest raw score so far and the sum of its softmax numerators.
-    let mut rows_state = vec![(f32::NEG_INFINITY, 0f32); batch * heads * queries];
-    if out.is_empty() || keys == 0 {
-        return FlexTensor::from_data(TensorData::new(out, [batch, heads, queries, value_dim]));
-    }
-    for tile in (0..keys).step_by(key_tile) {
-        let tile_keys = key_tile.min(keys - tile);
+    if !out.is_empty() && keys > 0 {
         out.par_chunks_mut(queries * value_dim)
-            .zip(rows_state.par_chunks_mut(queries))
             .enumerate()
-            .for_each(|(bh, (head_out, head_state))| {
+            .for_each(|(bh, head_out)| {
                 let (b, h) = (bh / heads, bh % heads);
                 head_out
                     .par_chunks_mut(QUERY_BLOCK * value_dim)
-                    .zip(head_state.par_chunks_mut(QUERY_BLOCK))
                     .enumerate()
-                    .for_each(|(block, (block_out, block_state))| {
-                        let rows = block_state.len();
+                    .for_each(|(block, block_out)| {
+                        let rows = block_out.len() / value_dim;
                         let first = block * QUERY_BLOCK;
-                        let mut scores = vec![0f32; rows * tile_keys];
+                        let mut scores = vec![0f32; rows * keys];
                         // SAFETY (both products): the operands address the tensors' own
-                        // elements (rows `first..first + rows` of the queries, the tile's keys
-                        // and values of the head) and the outputs the two buffers of the sizes
-                        // given.
+                        // elements (rows `first..first + rows` of the queries, all keys and
+                        // values of the head) and the outputs the two buffers of the sizes given.
                         unsafe {
-                            // keys^T: element (i, j) is dimension i of key `tile + j`.
-                            let keys_t = Operand(kv.row(b, h, tile), kv.strides[3], kv.strides[2]);
+                            // keys^T: element (i, j) is dimension i of key j.
+                            let keys_t = Operand(kv.row(b, h, 0), kv.strides[3], kv.strides[2]);
                             let queries =
                                 Operand(qv.row(b, h, first), qv.strides[2], qv.strides[3]);
-                            let scores = Output(scores.as_mut_ptr(), tile_keys as isize, false);
-                            product([rows, tile_keys, dim], scores, queries, keys_t);
+                            let scores = Output(scores.as_mut_ptr(), keys as isize, false);
+                            product([rows, keys, dim], scores, queries, keys_t);
                         }
-                        let rows_out = block_out.chunks_exact_mut(value_dim);
-                        let rows_scores = scores.chunks_exact_mut(tile_keys);
-                        for ((row, row_out), (max, sum)) in
-                            rows_scores.zip(rows_out).zip(block_state.iter_mut())
-                        {
-                            let (tile_max, tile_sum) = softmax_numerators(row, scale, *max);
-                            if tile > 0 {
-                                // The earlier tiles' numerators, rebased to the new maximum.
-                                let rebase = ((*max - tile_max) * scale).exp();
-                                row_out.iter_mut().for_each(|o| *o *= rebase);
-                                *sum *= rebase;
-                            }
-                            (*max, *sum) = (tile_max, *sum + tile_sum);
-                        }
+                        let sums: Vec<f32> = scores
+                            .chunks_exact_mut(keys)
+                            .map(|row| softmax_numerators(row, scale))
+                            .collect();
                         unsafe {
-                            let numerators = Operand(scores.as_ptr(), tile_keys as isize, 1);
-                            let values = Operand(vv.row(b, h, tile), vv.strides[2], vv.strides[3]);
+                            let numerators = Operand(scores.as_ptr(), keys as isize, 1);
+                            let values = Operand(vv.row(b, h, 0), vv.strides[2], vv.strides[3]);
                             let block_out =
-                                Output(block_out.as_mut_ptr(), value_dim as isize, tile > 0);
-                            product([rows, value_dim, tile_keys], block_out, numerators, values);
+                                Output(block_out.as_mut_ptr(), value_dim as isize, false);
+                            product([rows, value_dim, keys], block_out, numerators, values);
+                        }
+                        for (row, sum) in block_out.chunks_exact_mut(value_dim).zip(sums) {
+                            let inverse = 1.0 / sum;
+                            row.iter_mut().for_each(|o| *o *= inverse);
                         }
                     });
             });
     }
-    out.par_chunks_mut(value_dim)
-        .zip(rows_state.par_iter())
-        .for_each(|(row, (_, sum))| {
-            let inverse = 1.0 / sum;
-            row.iter_mut().for_each(|o| *o *= inverse);
-        });
     FlexTensor::from_data(TensorData::new(out, [batch, heads, queries, value_dim]))
 }
 
-/// Replaces the raw scores `row` by `exp(scale * (s - max))` and returns `max` and their sum:
-/// the numerators of the row's softmax and its denominator. `max` is the row's largest score,
-/// or `running_max` (an earlier tile's) where that is larger.
-fn softmax_numerators(row: &mut [f32], scale: f32, running_max: f32) -> (f32, f32) {
+/// Replaces the raw scores `row` by `exp(scale * (s - max))` and returns their sum: the
+/// numerators of the row's softmax and its denominator.
+fn softmax_numerators(row: &mut [f32], scale: f32) -> f32 {
     vectorised(
         #[inline(always)]
         || {
-            let max = lane_fold(row, f32::NEG_INFINITY, f32::max).max(running_max);
+            let max = lane_fold(row, f32::NEG_INFINITY, f32::max);
             for s in row.iter_mut() {
                 *s = exp((*s - max) * scale);
             }
-            (max, lane_fold(row, 0.0, |a, b| a + b))
+            lane_fold(row, 0.0, |a, b| a + b)
         },
     )
 }
@@ -323,22 +291,6 @@ mod tests {
             let diff = max_difference(got, want);
             assert!(diff < 1e-5, "{queries} x {keys}: {diff}");
         }
-    }
-
-    /// Tile by tile (an online softmax over three tiles, the last one short) gives the attention
-    /// of whole rows; the scores spread enough that each tile has its own maximum.
-    #[test]
-    fn key_tiles_match_whole_rows() {
-        let device = hd_painter_core::BackendKind::Flex.device().unwrap();
-        let t = |n: usize, d: usize| {
-            Tensor::<4>::random([1, 2, n, d], Distribution::Normal(0.0, 2.0), &device)
-        };
-        let [q, k, v] = flex_f32([&t(100, 16), &t(200, 16), &t(200, 8)]).unwrap();
-        let tiled = attention_f32(&q, &k, &v, 80);
-        let whole = attention_f32(&q, &k, &v, 200);
-        let as_tensor = |t| Tensor::<4>::from_primitive::<Flex>(t);
-        let diff = max_difference(as_tensor(tiled), as_tensor(whole));
-        assert!(diff < 1e-5, "{diff}");
     }
 
     /// The recorded backward against softmax and matmuls composed from burn's ops on the
