@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::blocks::conv;
 use crate::config::ConfigFile;
 use crate::error::{ModelsError, Result};
-use crate::native;
+use crate::native::{self, Precision};
 use crate::processor::DefaultAttention;
 use crate::unet::{Site, Unet2DConditionModel, UnetConfig, UnetResiduals};
 use crate::weights::{load_safetensors, weights_file};
@@ -160,17 +160,13 @@ impl BrushNetModel {
     /// [`Unet2DConditionModel::with_dtype`]); its residuals come out in that dtype and the base
     /// UNet adds them in its own.
     pub fn with_dtype(self, dtype: FloatDType) -> Self {
-        let mut cast = native::cast_params(self, dtype);
-        cast.trunk.compute_dtype = dtype;
-        cast
+        self.with_precision(dtype, dtype)
     }
 
     /// This branch with its weights stored in `dtype` and computing in f32 (see
     /// [`Unet2DConditionModel::with_weight_dtype`]).
     pub fn with_weight_dtype(self, dtype: FloatDType) -> Self {
-        let mut cast = native::cast_params(self, dtype);
-        cast.trunk.compute_dtype = FloatDType::F32;
-        cast
+        self.with_precision(dtype, FloatDType::F32)
     }
 
     /// The dtype its weights are stored in.
@@ -259,4 +255,10 @@ fn zero_conv(c: usize, device: &Device) -> Conv2d {
     z.weight = burn::module::Param::from_tensor(Tensor::zeros([c, c, 1, 1], device));
     z.bias = Some(burn::module::Param::from_tensor(Tensor::zeros([c], device)));
     z
+}
+
+impl Precision for BrushNetModel {
+    fn compute_dtype_mut(&mut self) -> &mut FloatDType {
+        &mut self.trunk.compute_dtype
+    }
 }

@@ -14,7 +14,7 @@ use burn::tensor::{Device, FloatDType, Int, Tensor};
 
 use crate::config::ConfigFile;
 use crate::error::{ModelsError, Result};
-use crate::native;
+use crate::native::{self, Precision};
 use crate::weights::{WeightSource, load_safetensors, weights_file};
 
 /// The activation of the feed-forward layers.
@@ -205,19 +205,13 @@ impl ClipTextModel {
     /// [`Unet2DConditionModel::with_dtype`](crate::Unet2DConditionModel::with_dtype)); the
     /// hidden states come out in f32.
     pub fn with_dtype(self, dtype: FloatDType) -> Self {
-        Self {
-            compute_dtype: dtype,
-            ..native::cast_params(self, dtype)
-        }
+        self.with_precision(dtype, dtype)
     }
 
     /// This model with its weights stored in `dtype` and computing in f32 (see
     /// [`Unet2DConditionModel::with_weight_dtype`](crate::Unet2DConditionModel::with_weight_dtype)).
     pub fn with_weight_dtype(self, dtype: FloatDType) -> Self {
-        Self {
-            compute_dtype: FloatDType::F32,
-            ..native::cast_params(self, dtype)
-        }
+        self.with_precision(dtype, FloatDType::F32)
     }
 
     /// The dtype of the weights (f32 unless [`with_dtype`](Self::with_dtype) or
@@ -356,5 +350,11 @@ impl Mlp {
             gelu(h)
         };
         self.fc2.forward(h)
+    }
+}
+
+impl Precision for ClipTextModel {
+    fn compute_dtype_mut(&mut self) -> &mut FloatDType {
+        &mut self.compute_dtype
     }
 }

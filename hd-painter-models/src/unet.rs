@@ -19,7 +19,7 @@ use serde_json::Value;
 use crate::blocks::{Downsample, ResnetBlock, ResnetSpec, conv, group_norm};
 use crate::config::ConfigFile;
 use crate::error::{ModelsError, Result};
-use crate::native;
+use crate::native::{self, Precision};
 use crate::processor::{AttentionKind, AttentionProcessor, AttentionSite, TransformerBlockContext};
 use crate::weights::{WeightSource, load_safetensors, weights_file};
 
@@ -826,10 +826,7 @@ impl Unet2DConditionModel {
     /// CPU [`with_weight_dtype`](Self::with_weight_dtype) is faster and more precise. The f32
     /// weights of a loaded model are the reference path.
     pub fn with_dtype(self, dtype: FloatDType) -> Self {
-        Self {
-            compute_dtype: dtype,
-            ..native::cast_params(self, dtype)
-        }
+        self.with_precision(dtype, dtype)
     }
 
     /// This model with its weights stored in `dtype` (f16 / bf16 halve their memory) and
@@ -838,10 +835,7 @@ impl Unet2DConditionModel {
     /// faster half-precision path (the f32 kernels run, where half-precision arithmetic would
     /// fall back to slower generic code).
     pub fn with_weight_dtype(self, dtype: FloatDType) -> Self {
-        Self {
-            compute_dtype: FloatDType::F32,
-            ..native::cast_params(self, dtype)
-        }
+        self.with_precision(dtype, FloatDType::F32)
     }
 
     /// The dtype of the weights (f32 unless [`with_dtype`](Self::with_dtype) or
@@ -1101,5 +1095,11 @@ impl Unet2DConditionModel {
             }
         }
         Tensor::from_data(TensorData::new(data, [timesteps.len(), 2 * half]), device)
+    }
+}
+
+impl Precision for Unet2DConditionModel {
+    fn compute_dtype_mut(&mut self) -> &mut FloatDType {
+        &mut self.compute_dtype
     }
 }

@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::blocks::{Downsample, ResnetBlock, ResnetSpec, Upsample, VaeMidBlock, conv, group_norm};
 use crate::config::ConfigFile;
 use crate::error::{ModelsError, Result};
-use crate::native;
+use crate::native::{self, Precision};
 use crate::weights::{WeightSource, load_safetensors, weights_file};
 
 /// diffusers' fixed epsilon of the VAE's group norms.
@@ -281,19 +281,13 @@ impl AutoencoderKl {
     /// [`Unet2DConditionModel::with_dtype`](crate::Unet2DConditionModel::with_dtype)). Images
     /// and latents are cast to it on the way in and the results back to f32.
     pub fn with_dtype(self, dtype: FloatDType) -> Self {
-        Self {
-            compute_dtype: dtype,
-            ..native::cast_params(self, dtype)
-        }
+        self.with_precision(dtype, dtype)
     }
 
     /// This model with its weights stored in `dtype` and computing in f32 (see
     /// [`Unet2DConditionModel::with_weight_dtype`](crate::Unet2DConditionModel::with_weight_dtype)).
     pub fn with_weight_dtype(self, dtype: FloatDType) -> Self {
-        Self {
-            compute_dtype: FloatDType::F32,
-            ..native::cast_params(self, dtype)
-        }
+        self.with_precision(dtype, FloatDType::F32)
     }
 
     /// The dtype of the weights (f32 unless [`with_dtype`](Self::with_dtype) or
@@ -556,4 +550,10 @@ fn check_input(x: &Tensor<4>, channels: usize, multiple: usize, what: &str) -> R
         }));
     }
     Ok(())
+}
+
+impl Precision for AutoencoderKl {
+    fn compute_dtype_mut(&mut self) -> &mut FloatDType {
+        &mut self.compute_dtype
+    }
 }

@@ -141,7 +141,7 @@ pub(crate) fn params_in<M: Module>(layer: &M, dtype: DType) -> Cow<'_, M> {
 }
 
 /// `module` with every float parameter cast to `dtype` by [`cast`].
-pub(crate) fn cast_params<M: Module>(module: M, dtype: FloatDType) -> M {
+fn cast_params<M: Module>(module: M, dtype: FloatDType) -> M {
     struct CastParams(FloatDType);
     impl ModuleMapper for CastParams {
         fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
@@ -150,6 +150,20 @@ pub(crate) fn cast_params<M: Module>(module: M, dtype: FloatDType) -> M {
         }
     }
     module.map(&mut CastParams(dtype))
+}
+
+/// A model whose weights are stored in one dtype and whose activations are computed in another:
+/// the one body behind every model's `with_dtype` and `with_weight_dtype`.
+pub(crate) trait Precision: Module + Sized {
+    /// The model's record of the dtype its activations are computed in.
+    fn compute_dtype_mut(&mut self) -> &mut FloatDType;
+
+    /// This model with its weights cast to `weights`, computing in `compute`.
+    fn with_precision(self, weights: FloatDType, compute: FloatDType) -> Self {
+        let mut model = cast_params(self, weights);
+        *model.compute_dtype_mut() = compute;
+        model
+    }
 }
 
 /// The kernel for `x`'s device: `tracked` on an autodiff device (it records its own backward),
