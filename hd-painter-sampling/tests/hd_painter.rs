@@ -221,12 +221,7 @@ fn painta_with_rasg_matches_the_reference() {
 #[test]
 fn painta_and_rasg_on_f16_weights_stay_within_1e_2() {
     let s = setup_with(|unet| unet.with_dtype(FloatDType::F16));
-    check_within(&s, "painta", true, None, [1e-2; 2]);
-    let official = RasgSettings {
-        eta: 0.1,
-        sigma: RasgSigma::Official,
-    };
-    check_within(&s, "rasg", false, Some(official), [1e-2, 5e-2]);
+    check_reduced_precision(&s, 5e-2);
 }
 
 /// The same on bf16 weights computing in f32 (`with_weight_dtype`): the weights are widened as
@@ -235,12 +230,18 @@ fn painta_and_rasg_on_f16_weights_stay_within_1e_2() {
 #[test]
 fn painta_and_rasg_on_bf16_stored_weights_stay_within_1e_2() {
     let s = setup_with(|unet| unet.with_weight_dtype(FloatDType::BF16));
-    check_within(&s, "painta", true, None, [1e-2; 2]);
+    check_reduced_precision(&s, 2e-2);
+}
+
+/// PAIntA alone and PAIntA + RASG (the official sigma) on a reduced-precision UNet: latents and
+/// x0 within 1e-2 of the f32 reference, RASG's normalised gradient within `gradient`.
+fn check_reduced_precision(s: &Setup, gradient: f32) {
+    check_within(s, "painta", true, None, [1e-2; 2]);
     let official = RasgSettings {
         eta: 0.1,
         sigma: RasgSigma::Official,
     };
-    check_within(&s, "rasg", false, Some(official), [1e-2, 2e-2]);
+    check_within(s, "rasg", false, Some(official), [1e-2, gradient]);
 }
 
 /// A hole that vanishes at the latent/2 and latent/4 grids: PAIntA rescales nothing and RASG
