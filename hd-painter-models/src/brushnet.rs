@@ -33,7 +33,7 @@ impl BrushNetConfig {
     /// Reads a BrushNet `config.json`; settings the published checkpoints do not use must hold
     /// their defaults.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
-        let f = ConfigFile::open(path.as_ref())?;
+        let f = Self::config_file(path.as_ref())?;
         f.one_of("_class_name", &["BrushNetModel"])?;
         let down = f.str_list("down_block_types", &["DownBlock2D"])?;
         let up = f.str_list("up_block_types", &["UpBlock2D"])?;
@@ -77,6 +77,27 @@ impl BrushNetConfig {
             unet,
             conditioning_channels: f.usize("conditioning_channels")?,
         })
+    }
+
+    /// `config.json` with the official fork's `BrushNetModel` defaults for the keys it lacks
+    /// (its default mid block, `UNetMidBlock2D`, is not the released checkpoints' and stays an
+    /// error).
+    pub(crate) fn config_file(path: &Path) -> Result<ConfigFile> {
+        let defaults = serde_json::json!({
+            "_class_name": "BrushNetModel",
+            "in_channels": 4,
+            "conditioning_channels": 5,
+            "down_block_types": ["DownBlock2D", "DownBlock2D", "DownBlock2D", "DownBlock2D"],
+            "mid_block_type": "UNetMidBlock2D",
+            "up_block_types": ["UpBlock2D", "UpBlock2D", "UpBlock2D", "UpBlock2D"],
+            "block_out_channels": [320, 640, 1280, 1280],
+            "layers_per_block": 2,
+            "act_fn": "silu",
+            "norm_num_groups": 32,
+            "cross_attention_dim": 1280,
+            "brushnet_conditioning_channel_order": "rgb",
+        });
+        Ok(ConfigFile::open(path)?.with_defaults(&defaults))
     }
 }
 

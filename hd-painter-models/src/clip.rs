@@ -14,6 +14,7 @@ use burn::tensor::{Device, FloatDType, Int, Tensor};
 
 use crate::config::ConfigFile;
 use crate::error::{ModelsError, Result};
+use crate::layout;
 use crate::native::{self, Precision};
 use crate::weights::{WeightSource, load_safetensors, weights_file};
 
@@ -50,9 +51,11 @@ pub struct ClipTextConfig {
 }
 
 impl ClipTextConfig {
-    /// Reads a transformers `config.json` (`CLIPTextConfig`).
+    /// Reads a transformers `config.json`: a `CLIPTextConfig`, or a whole `CLIPConfig` whose
+    /// `text_config` it takes as transformers does; keys the file lacks take
+    /// `CLIPTextConfig`'s defaults.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
-        let file = ConfigFile::open(path.as_ref())?;
+        let file = Self::config_file(path.as_ref())?;
         let config = Self {
             vocab_size: file.usize("vocab_size")?,
             hidden_size: file.usize("hidden_size")?,
@@ -74,6 +77,30 @@ impl ClipTextConfig {
             return Err(file.unsupported("num_attention_heads", "a divisor of hidden_size"));
         }
         Ok(config)
+    }
+
+    /// `config.json` (its `text_config` for a `CLIPConfig`) with transformers'
+    /// `CLIPTextConfig` defaults for the keys it lacks.
+    pub(crate) fn config_file(path: &Path) -> Result<ConfigFile> {
+        let file = ConfigFile::open(path)?;
+        let file = match file.get("model_type").and_then(|v| v.as_str()) {
+            Some("clip") => file
+                .section("text_config")
+                .ok_or_else(|| file.unsupported("text_config", "the text model's config"))?,
+            _ => file,
+        };
+        let defaults = serde_json::json!({
+            "vocab_size": 49408,
+            "hidden_size": 512,
+            "intermediate_size": 2048,
+            "num_hidden_layers": 12,
+            "num_attention_heads": 8,
+            "max_position_embeddings": 77,
+            "hidden_act": "quick_gelu",
+            "layer_norm_eps": 1e-5,
+            "eos_token_id": 49407,
+        });
+        Ok(file.with_defaults(&defaults))
     }
 }
 
@@ -193,11 +220,10 @@ impl ClipTextModel {
         weights: WeightSource,
         device: &Device,
     ) -> Result<Self> {
-        // Published SD checkpoints (transformers 4) prefix every key with `text_model.`;
-        // transformers 5 saves without it. `position_ids` is a buffer older exports carry; the
-        // text projection belongs to `CLIPTextModelWithProjection`.
-        let remaps = [(r"^text_model\.", "")];
-        let ignored = [r"embeddings\.position_ids$", r"^text_projection\."];
+        let (remaps, ignored) = (
+            layout::remaps(&layout::CLIP),
+            layout::ignored(&layout::CLIP),
+        );
         load_safetensors(Self::new(config, device), weights, &remaps, &ignored)
     }
 

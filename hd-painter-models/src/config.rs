@@ -15,17 +15,57 @@ const MAX_CONFIG_INT: u64 = 1 << 20;
 pub(crate) struct ConfigFile {
     path: PathBuf,
     json: Value,
+    /// The keys absent from the file that [`with_defaults`](Self::with_defaults) filled in.
+    defaulted: Vec<String>,
 }
 
 impl ConfigFile {
     pub(crate) fn open(path: &Path) -> Result<Self> {
-        let json = serde_json::from_str(&read_text(path)?).map_err(|e| ModelsError::Malformed {
+        let json: Value = serde_json::from_str(&read_text(path)?).map_err(|e| ModelsError::Malformed {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
+        if !json.is_object() {
+            return Err(ModelsError::Malformed {
+                path: path.to_path_buf(),
+                reason: "a config must be a JSON object".into(),
+            });
+        }
         Ok(Self {
             path: path.to_path_buf(),
             json,
+            defaulted: Vec::new(),
+        })
+    }
+
+    /// This config with every key of `defaults` that the file lacks set to its default value:
+    /// configs written by early diffusers and transformers versions omit most keys, which the
+    /// libraries then take from the class's constructor. Keys present (`null` included) stay
+    /// as written and are checked as usual.
+    pub(crate) fn with_defaults(mut self, defaults: &Value) -> Self {
+        let (Some(json), Some(defaults)) = (self.json.as_object_mut(), defaults.as_object()) else {
+            return self;
+        };
+        for (key, value) in defaults {
+            if !json.contains_key(key) {
+                json.insert(key.clone(), value.clone());
+                self.defaulted.push(key.clone());
+            }
+        }
+        self
+    }
+
+    /// The keys [`with_defaults`](Self::with_defaults) filled in.
+    pub(crate) fn defaulted(&self) -> &[String] {
+        &self.defaulted
+    }
+
+    /// The object under `key` as a config of its own (same file), if `key` holds one.
+    pub(crate) fn section(&self, key: &str) -> Option<Self> {
+        self.json.get(key).filter(|v| v.is_object()).map(|json| Self {
+            path: self.path.clone(),
+            json: json.clone(),
+            defaulted: Vec::new(),
         })
     }
 
@@ -40,6 +80,35 @@ impl ConfigFile {
                 .map_or_else(|| "missing".to_string(), Value::to_string),
             expected: expected.to_string(),
         }
+    }
+
+    /// An error for `key` holding `found` where one of `allowed` was expected (a value given
+    /// outside the file, such as `model_index.json`'s class for a component's config).
+    pub(crate) fn unsupported_value(&self, key: &str, found: &str, allowed: &[&str]) -> ModelsError {
+        ModelsError::UnsupportedConfig {
+            path: self.path.clone(),
+            key: key.to_string(),
+            value: format!("{found:?}"),
+            expected: format!("one of {allowed:?}"),
+        }
+    }
+
+    /// The keys the file sets.
+    pub(crate) fn keys(&self) -> Vec<String> {
+        self.json
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// A required non-negative integer (at most [`MAX_CONFIG_INT`]).
+    pub(crate) fn count(&self, key: &str) -> Result<usize> {
+        self.json
+            .get(key)
+            .and_then(Value::as_u64)
+            .filter(|v| *v <= MAX_CONFIG_INT)
+            .map(|v| v as usize)
+            .ok_or_else(|| self.unsupported(key, "an integer from 0 to 2^20"))
     }
 
     /// A required positive integer (at most [`MAX_CONFIG_INT`]).

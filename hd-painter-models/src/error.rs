@@ -24,6 +24,16 @@ pub enum ModelsError {
         /// What went wrong.
         reason: String,
     },
+    /// Weights stored as a pickle (`.bin`, `.ckpt`, `.pt`), which hd-painter never reads.
+    #[error(
+        "{path} holds pickled PyTorch weights, which hd-painter never reads (unpickling can run \
+         code): convert them to safetensors first, e.g. `python tools/convert_to_safetensors.py \
+         {path}` from the hd-painter repository writes the `.safetensors` file beside it"
+    )]
+    Pickle {
+        /// The pickled file.
+        path: PathBuf,
+    },
     /// A file is readable but its content is not what it should be.
     #[error("malformed {path}: {reason}")]
     Malformed {

@@ -51,9 +51,11 @@ mod brushnet;
 mod clip;
 mod config;
 mod error;
+mod layout;
 mod native;
 mod pipeline;
 mod processor;
+mod scheduler_config;
 mod single_file;
 mod source;
 mod tokenizer;
@@ -69,6 +71,7 @@ pub use pipeline::StableDiffusionModels;
 pub use processor::{
     AttentionKind, AttentionProcessor, AttentionSite, DefaultAttention, TransformerBlockContext,
 };
+pub use scheduler_config::SchedulerConfig;
 pub use source::{HubModel, ModelSource};
 pub use tokenizer::{BOS_TOKEN, ClipTokenizer, EOS_TOKEN, MAX_LENGTH};
 pub use unet::{Unet2DConditionModel, UnetConfig, UnetResiduals};

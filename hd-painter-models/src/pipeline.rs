@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::clip::{ClipTextConfig, ClipTextModel};
 use crate::config::ConfigFile;
 use crate::error::{ModelsError, Result};
+use crate::scheduler_config::SchedulerConfig;
 use crate::single_file::{Checkpoint, UNET_PREFIX};
 use crate::source::ModelSource;
 use crate::tokenizer::ClipTokenizer;
@@ -35,6 +36,12 @@ pub struct StableDiffusionModels {
     pub unet: Unet2DConditionModel,
     /// `vae/`.
     pub vae: AutoencoderKl,
+    /// The scheduler components `model_index.json` names (`scheduler`, and the x4 upscaler's
+    /// `low_res_scheduler`), each with its checked `scheduler_config.json`.
+    pub schedulers: Vec<(String, SchedulerConfig)>,
+    /// The entries of `model_index.json` hd-painter does not use (`safety_checker`,
+    /// `feature_extractor`, `requires_safety_checker`, ...), as `name = value`.
+    pub ignored: Vec<String>,
 }
 
 impl StableDiffusionModels {
@@ -43,13 +50,15 @@ impl StableDiffusionModels {
     /// the components fit together.
     pub fn load(dir: impl AsRef<Path>, variant: Option<&str>, device: &Device) -> Result<Self> {
         let dir = dir.as_ref();
-        let pipeline = read_index(dir)?;
+        let index = read_index(dir)?;
         Self {
             tokenizer: ClipTokenizer::from_dir(dir.join("tokenizer"))?,
             text_encoder: ClipTextModel::load(dir.join("text_encoder"), variant, device)?,
             unet: Unet2DConditionModel::load(dir.join("unet"), variant, device)?,
             vae: AutoencoderKl::load(dir.join("vae"), variant, device)?,
-            pipeline,
+            pipeline: index.pipeline,
+            schedulers: index.schedulers,
+            ignored: index.ignored,
         }
         .checked(dir)
     }
@@ -68,7 +77,7 @@ impl StableDiffusionModels {
         device: &Device,
     ) -> Result<Self> {
         let (file, config) = (checkpoint.as_ref(), config.as_ref());
-        let pipeline = read_index(config)?;
+        let index = read_index(config)?;
         let ckpt = Checkpoint::open(file)?;
         let conv_in = format!("{UNET_PREFIX}input_blocks.0.0.weight");
         let mut unet_config = UnetConfig::from_file(config.join("unet").join("config.json"))?;
@@ -95,7 +104,9 @@ impl StableDiffusionModels {
             text_encoder,
             unet,
             vae,
-            pipeline,
+            pipeline: index.pipeline,
+            schedulers: index.schedulers,
+            ignored: index.ignored,
         }
         .checked(ckpt.path())
     }
@@ -142,23 +153,71 @@ impl StableDiffusionModels {
     }
 }
 
-/// `model_index.json`'s pipeline class, checked to be one hd-painter runs, with the component
-/// classes it implements.
-fn read_index(dir: &Path) -> Result<String> {
+/// What `model_index.json` says, checked: the pipeline class, the schedulers, and the entries
+/// that are not used.
+pub(crate) struct PipelineIndex {
+    pub(crate) pipeline: String,
+    pub(crate) schedulers: Vec<(String, SchedulerConfig)>,
+    pub(crate) ignored: Vec<String>,
+}
+
+/// The components hd-painter loads, with the classes it accepts for each.
+const COMPONENTS: [(&str, &str, &[&str]); 4] = [
+    ("tokenizer", "transformers", &["CLIPTokenizer", "CLIPTokenizerFast"]),
+    ("text_encoder", "transformers", &["CLIPTextModel"]),
+    ("unet", "diffusers", &["UNet2DConditionModel"]),
+    ("vae", "diffusers", &["AutoencoderKL"]),
+];
+
+/// The scheduler components of the pipelines above.
+const SCHEDULERS: [&str; 2] = ["scheduler", "low_res_scheduler"];
+
+/// Reads `dir/model_index.json`: the pipeline class must be one hd-painter runs and each loaded
+/// component of a class it implements; each scheduler's config is read and checked; anything
+/// else (safety checker, feature extractor, watermarker, flags) is listed as ignored.
+pub(crate) fn read_index(dir: &Path) -> Result<PipelineIndex> {
     let index = ConfigFile::open(&dir.join("model_index.json"))?;
     let pipeline = index.one_of("_class_name", &PIPELINES)?.to_string();
-    for (key, library, class) in [
-        ("tokenizer", "transformers", "CLIPTokenizer"),
-        ("text_encoder", "transformers", "CLIPTextModel"),
-        ("unet", "diffusers", "UNet2DConditionModel"),
-        ("vae", "diffusers", "AutoencoderKL"),
-    ] {
-        let expected = Value::from(vec![library, class]);
-        if index.get(key) != Some(&expected) {
-            return Err(index.unsupported(key, &expected.to_string()));
+    for (key, library, classes) in COMPONENTS {
+        let class = component(&index, key).filter(|(l, _)| *l == library);
+        if !class.is_some_and(|(_, c)| classes.contains(&c)) {
+            let expected: Vec<String> = classes.iter().map(|c| format!("[\"{library}\", \"{c}\"]")).collect();
+            return Err(index.unsupported(key, &expected.join(" or ")));
         }
     }
-    Ok(pipeline)
+    let mut schedulers = Vec::new();
+    let mut ignored = Vec::new();
+    for key in index.keys() {
+        if key.starts_with('_') || COMPONENTS.iter().any(|c| c.0 == key) {
+            continue;
+        }
+        match (SCHEDULERS.contains(&key.as_str()), component(&index, &key)) {
+            (true, Some(("diffusers", class))) => {
+                let path = dir.join(&key).join("scheduler_config.json");
+                schedulers.push((key.clone(), SchedulerConfig::from_file(path, Some(class))?));
+            }
+            (true, _) => {
+                return Err(index.unsupported(&key, "a diffusers scheduler class"));
+            }
+            (false, _) => {
+                let value = index.get(&key).map(Value::to_string).unwrap_or_default();
+                ignored.push(format!("{key} = {value}"));
+            }
+        }
+    }
+    Ok(PipelineIndex {
+        pipeline,
+        schedulers,
+        ignored,
+    })
+}
+
+/// A `[library, class]` entry of `model_index.json`.
+fn component<'a>(index: &'a ConfigFile, key: &str) -> Option<(&'a str, &'a str)> {
+    match index.get(key)?.as_array()?.as_slice() {
+        [library, class] => Some((library.as_str()?, class.as_str()?)),
+        _ => None,
+    }
 }
 
 impl StableDiffusionModels {

@@ -50,12 +50,15 @@ pub(crate) enum TextLayout {
 impl Checkpoint {
     /// Maps `path`; only `.safetensors` files are read (pickled `.ckpt` files can run code).
     pub(crate) fn open(path: &Path) -> Result<Self> {
+        if crate::weights::is_pickle(path) {
+            return Err(ModelsError::Pickle {
+                path: path.to_path_buf(),
+            });
+        }
         if path.extension().and_then(|e| e.to_str()) != Some("safetensors") {
             return Err(ModelsError::Malformed {
                 path: path.to_path_buf(),
-                reason: "single-file checkpoints are read from .safetensors only (pickled .ckpt \
-                         files can execute code; convert them first)"
-                    .into(),
+                reason: "single-file checkpoints are read from .safetensors only".into(),
             });
         }
         let file = std::fs::File::open(path).map_err(|source| ModelsError::Io {

@@ -67,23 +67,39 @@ pub struct UnetConfig {
 }
 
 impl UnetConfig {
-    /// Reads a diffusers `unet/config.json`; keys SD does not use must hold their defaults.
+    /// `config.json` with `UNet2DConditionModel`'s constructor defaults for the keys it lacks.
+    pub(crate) fn config_file(path: &Path) -> Result<ConfigFile> {
+        let defaults = serde_json::json!({
+            "in_channels": 4,
+            "out_channels": 4,
+            "down_block_types": [
+                "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"
+            ],
+            "mid_block_type": "UNetMidBlock2DCrossAttn",
+            "up_block_types": [
+                "UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"
+            ],
+            "block_out_channels": [320, 640, 1280, 1280],
+            "layers_per_block": 2,
+            "act_fn": "silu",
+            "norm_num_groups": 32,
+            "cross_attention_dim": 1280,
+            "attention_head_dim": 8,
+        });
+        Ok(ConfigFile::open(path)?.with_defaults(&defaults))
+    }
+
+    /// Reads a diffusers `unet/config.json`; keys SD does not use must hold their defaults, and
+    /// keys the file lacks (early diffusers wrote few) take `UNet2DConditionModel`'s defaults.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
-        let f = ConfigFile::open(path.as_ref())?;
+        let f = Self::config_file(path.as_ref())?;
         let down = f.str_list("down_block_types", &["CrossAttnDownBlock2D", "DownBlock2D"])?;
         let up = f.str_list("up_block_types", &["CrossAttnUpBlock2D", "UpBlock2D"])?;
         let block_out_channels = f.levels(down.len(), up.len())?;
         let levels = block_out_channels.len();
         f.one_of("act_fn", &["silu"])?;
-        f.one_of("mid_block_type", &["UNetMidBlock2DCrossAttn"])
-            .or_else(|e| {
-                // Older configs omit the key; the default is the cross-attention mid-block.
-                if f.is_absent("mid_block_type") {
-                    Ok("UNetMidBlock2DCrossAttn")
-                } else {
-                    Err(e)
-                }
-            })?;
+        // `null` is the mid-block-free variant, which SD never uses.
+        f.one_of("mid_block_type", &["UNetMidBlock2DCrossAttn"])?;
         for (key, default) in [
             ("center_input_sample", Value::Bool(false)),
             ("dual_cross_attention", Value::Bool(false)),

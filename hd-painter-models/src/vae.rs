@@ -12,6 +12,7 @@ use serde_json::Value;
 use crate::blocks::{Downsample, ResnetBlock, ResnetSpec, Upsample, VaeMidBlock, conv, group_norm};
 use crate::config::ConfigFile;
 use crate::error::{ModelsError, Result};
+use crate::layout;
 use crate::native::{self, Precision};
 use crate::weights::{WeightSource, load_safetensors, weights_file};
 
@@ -40,9 +41,10 @@ pub struct VaeConfig {
 }
 
 impl VaeConfig {
-    /// Reads a diffusers `vae/config.json`.
+    /// Reads a diffusers `vae/config.json`; keys the file lacks (SD 1.x's 2022 configs have no
+    /// `scaling_factor`) take `AutoencoderKL`'s defaults.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
-        let f = ConfigFile::open(path.as_ref())?;
+        let f = Self::config_file(path.as_ref())?;
         let down = f.str_list("down_block_types", &["DownEncoderBlock2D"])?;
         f.str_list("up_block_types", &["UpDecoderBlock2D"])?;
         f.one_of("act_fn", &["silu"])?;
@@ -66,6 +68,23 @@ impl VaeConfig {
             scaling_factor: f.f64_or("scaling_factor", 0.18215)?,
             mid_block_add_attention: f.bool_or("mid_block_add_attention", true)?,
         })
+    }
+
+    /// `config.json` with `AutoencoderKL`'s constructor defaults for the keys it lacks.
+    pub(crate) fn config_file(path: &Path) -> Result<ConfigFile> {
+        let defaults = serde_json::json!({
+            "in_channels": 3,
+            "out_channels": 3,
+            "down_block_types": ["DownEncoderBlock2D"],
+            "up_block_types": ["UpDecoderBlock2D"],
+            "block_out_channels": [64],
+            "layers_per_block": 1,
+            "act_fn": "silu",
+            "latent_channels": 4,
+            "norm_num_groups": 32,
+            "scaling_factor": 0.18215,
+        });
+        Ok(ConfigFile::open(path)?.with_defaults(&defaults))
     }
 
     /// How many times the image is downsampled per side (8 for SD, 4 for the x4 upscaler).
@@ -261,7 +280,8 @@ impl AutoencoderKl {
         weights: WeightSource,
         device: &Device,
     ) -> Result<Self> {
-        let remaps = [(r"\.to_out\.0\.", ".to_out.")];
+        let mut remaps = vec![(r"\.to_out\.0\.", ".to_out.")];
+        remaps.extend(layout::remaps(&layout::VAE));
         load_safetensors(Self::new(config, device), weights, &remaps, &[])
     }
 

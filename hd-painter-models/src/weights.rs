@@ -24,18 +24,32 @@ pub(crate) fn weights_file(
         Some(v) => format!("{stem}.{v}.safetensors"),
         None => format!("{stem}.safetensors"),
     };
-    stems
+    if let Some(file) = stems
         .iter()
         .map(|stem| dir.join(name(stem)))
         .find(|p| p.is_file())
-        .map(WeightSource::File)
-        .ok_or_else(|| ModelsError::Io {
-            path: dir.join(name(stems[0])),
-            source: std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "no weights file in the folder",
-            ),
-        })
+    {
+        return Ok(WeightSource::File(file));
+    }
+    // Folders published before safetensors hold only `{stem}[.variant].bin` pickles.
+    let pickle = |stem: &str| dir.join(name(stem).replace(".safetensors", ".bin"));
+    if let Some(path) = stems.iter().map(|s| pickle(s)).find(|p| p.is_file()) {
+        return Err(ModelsError::Pickle { path });
+    }
+    Err(ModelsError::Io {
+        path: dir.join(name(stems[0])),
+        source: std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no weights file in the folder",
+        ),
+    })
+}
+
+/// Whether `path` names a pickled PyTorch file by its extension.
+pub(crate) fn is_pickle(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| ["bin", "ckpt", "pt", "pth"].contains(&e))
 }
 
 /// Where a component's tensors come from: a diffusers / transformers safetensors file, or a
