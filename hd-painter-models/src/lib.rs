@@ -51,6 +51,7 @@ mod brushnet;
 mod clip;
 mod config;
 mod error;
+mod inspect;
 mod layout;
 mod native;
 mod pipeline;
@@ -67,6 +68,7 @@ pub use attention::{DEFAULT_SCORE_BUDGET, chunked_attention, query_chunk};
 pub use brushnet::{BrushNetConfig, BrushNetModel};
 pub use clip::{ClipActivation, ClipTextConfig, ClipTextModel, ClipTextOutput};
 pub use error::{ModelsError, Result, TensorMismatch};
+pub use inspect::{ComponentReport, Inspection, inspect};
 pub use pipeline::StableDiffusionModels;
 pub use processor::{
     AttentionKind, AttentionProcessor, AttentionSite, DefaultAttention, TransformerBlockContext,
