@@ -150,3 +150,56 @@ fn usage_errors_are_reported_without_a_run() {
         hd_painter_core::Image::open(r.join("fixtures/core/rgb.png")).unwrap()
     );
 }
+
+#[test]
+fn a_2022_layout_folder_gives_its_modern_twins_images() {
+    let r = repo();
+    let run = |model: &str, name: &str| {
+        let output = scratch(name);
+        let out = Command::new(program())
+            .arg(r.join("fixtures/core/rgb.png"))
+            .arg(r.join("fixtures/core/mask.png"))
+            .arg("a red sofa")
+            .arg(&output)
+            .arg("--model")
+            .arg(r.join("fixtures/models").join(model))
+            .args(["--method", "stable", "--steps", "2", "--seed", "3"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{model}: {}", text(&out));
+        std::fs::read(&output).unwrap()
+    };
+    let published = run("published/sd2_inpainting_2022", "published.png");
+    assert_eq!(published, run("pipeline_hd_painter", "modern.png"));
+}
+
+/// `inspect` next to `inpaint`.
+fn inspect_program() -> PathBuf {
+    program().with_file_name(format!("inspect{}", std::env::consts::EXE_SUFFIX))
+}
+
+#[test]
+fn inspect_prints_a_folders_layouts_and_fails_like_loading() {
+    let r = repo();
+    let out = Command::new(inspect_program())
+        .arg(r.join("fixtures/models/published/x4_upscaler_2022"))
+        .output()
+        .unwrap();
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    for expected in [
+        "StableDiffusionUpscalePipeline",
+        "pre-0.17 VAE attention names",
+        "low_res_scheduler: DDPMScheduler",
+        "ignored: max_noise_level = 350",
+        "UNet input channels: 7",
+    ] {
+        assert!(log.contains(expected), "{expected:?} missing:\n{log}");
+    }
+    let out = Command::new(inspect_program())
+        .arg(r.join("fixtures/models/unet_sd2"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out).contains("model_index.json"), "{}", text(&out));
+}

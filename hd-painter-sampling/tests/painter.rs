@@ -117,3 +117,28 @@ fn a_painter_with_a_brushnet_branch_runs_brushnets_reference_settings() {
         (image.width(), image.height())
     );
 }
+
+#[test]
+fn a_2022_layout_sd2_inpainting_folder_paints_what_its_modern_twin_paints() {
+    let device = BackendKind::Flex.device().unwrap();
+    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/models");
+    let published = Painter::new(
+        StableDiffusionModels::load(
+            fixtures.join("published/sd2_inpainting_2022"),
+            None,
+            &device,
+        )
+        .unwrap(),
+    );
+    let (image, mask) = inputs();
+    let run = |p: &Painter| {
+        p.request(&image, &mask, "a red sofa")
+            .method(Method::StableInpainting)
+            .steps(3)
+            .guidance_scale(7.5)
+            .seeds(vec![11])
+            .run()
+            .unwrap()
+    };
+    assert_eq!(run(&published), run(&painter()));
+}
