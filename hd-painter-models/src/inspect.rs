@@ -130,10 +130,14 @@ fn folder_reports(dir: &Path, variant: Option<&str>) -> Result<Vec<ComponentRepo
 /// The components of an original-layout checkpoint, by key prefix.
 fn single_file_reports(checkpoint: &Path, config: &Path) -> Result<Vec<ComponentReport>> {
     let header = Header::read(checkpoint)?;
+    let vae = match header.keys.iter().any(|k| k.starts_with("first_stage_model.")) {
+        true => "first_stage_model.",
+        false => "vae.",
+    };
     let parts = [
         ("text_encoder", "cond_stage_model.", "text_encoder"),
         ("unet", "model.diffusion_model.", "unet"),
-        ("vae", "first_stage_model.", "vae"),
+        ("vae", vae, "vae"),
     ];
     parts
         .iter()

@@ -17,8 +17,9 @@ use crate::weights::WeightSource;
 
 /// The UNet's key prefix.
 pub(crate) const UNET_PREFIX: &str = "model.diffusion_model.";
-/// The VAE's key prefix.
-const VAE_PREFIX: &str = "first_stage_model.";
+/// The VAE's key prefixes in whole checkpoints (diffusers' `LDM_VAE_KEYS`); a VAE-only file
+/// has none.
+const VAE_PREFIXES: [&str; 2] = ["first_stage_model.", "vae."];
 /// SD 1.x's text encoder (transformers' CLIP layout under this prefix).
 const CLIP_PREFIX: &str = "cond_stage_model.transformer.";
 /// SD 2.x's text encoder (OpenCLIP's layout under this prefix).
@@ -127,19 +128,27 @@ impl Checkpoint {
         })
     }
 
-    /// The VAE's tensors in the diffusers layout (`levels` resolution levels).
+    /// The VAE's tensors in the diffusers layout (`levels` resolution levels): those under the
+    /// first of [`VAE_PREFIXES`] the file uses, or every tensor of a VAE-only file, as
+    /// diffusers' `convert_ldm_vae_checkpoint` takes them.
     pub(crate) fn vae(&self, levels: usize) -> Result<WeightSource> {
-        self.convert(VAE_PREFIX, |key, shape| {
+        let names = self.tensors()?.names().into_iter().map(String::from).collect::<Vec<_>>();
+        let prefix = VAE_PREFIXES
+            .into_iter()
+            .find(|p| names.iter().any(|k| k.starts_with(p)))
+            .unwrap_or("");
+        self.convert(prefix, |key, shape| {
             // Training checkpoints carry the autoencoder's loss (LPIPS, discriminator), which
             // diffusers' converter ignores too.
             if key.starts_with("loss.") {
                 return Vec::new();
             }
             let new = vae_key(key, levels);
-            // The mid-block attention's 1x1 convolutions are linear layers in diffusers.
+            // The mid-block attention's 1x1 convolutions (2-d, or 1-d in some exports) are
+            // linear layers in diffusers.
             let linear = new.contains(".mid_block.attentions.")
                 && new.ends_with(".weight")
-                && shape.len() == 4;
+                && shape.len() > 2;
             vec![(new, linear.then(|| vec![shape[0], shape[1]]))]
         })
     }

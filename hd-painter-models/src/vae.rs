@@ -274,6 +274,23 @@ impl AutoencoderKl {
         Self::from_weights(&config, weights, device)
     }
 
+    /// Loads an original-layout VAE from one `.safetensors` file, as diffusers'
+    /// `AutoencoderKL.from_single_file` reads it: a VAE-only file (`encoder.*`, `decoder.*`,
+    /// `quant_conv.*`, ..., as the published `vae-ft-mse-840000-ema-pruned` is laid out) or the
+    /// `first_stage_model.` / `vae.` part of a whole checkpoint. `config_dir` is a diffusers
+    /// `vae/` folder holding the `config.json` (no weights needed). Swap it into a pipeline
+    /// through [`StableDiffusionModels::vae`](crate::StableDiffusionModels::vae).
+    pub fn load_single_file(
+        checkpoint: impl AsRef<Path>,
+        config_dir: impl AsRef<Path>,
+        device: &Device,
+    ) -> Result<Self> {
+        let config = VaeConfig::from_file(config_dir.as_ref().join("config.json"))?;
+        let ckpt = crate::single_file::Checkpoint::open(checkpoint.as_ref())?;
+        let weights = ckpt.vae(config.block_out_channels.len())?;
+        Self::from_weights(&config, weights, device)
+    }
+
     /// Builds the model for `config` and loads diffusers-layout weights into it.
     pub(crate) fn from_weights(
         config: &VaeConfig,

@@ -220,6 +220,50 @@ fn sd15_inpaintings_original_single_file_matches_its_twin() {
 }
 
 #[test]
+fn the_x4_upscalers_original_single_file_matches_its_twin() {
+    let device = device();
+    let models = StableDiffusionModels::load_single_file(
+        published("single/x4_upscaler.safetensors"),
+        published("x4_upscaler_2022"),
+        &device,
+    )
+    .unwrap();
+    assert_eq!(models.unet.in_channels(), 7);
+    assert_same(
+        of(&models),
+        twin("unet_x4", "vae_x4", "clip_gelu", Some(FloatDType::F16)),
+        "x4 single file",
+    );
+}
+
+#[test]
+fn a_vae_only_single_file_and_a_whole_checkpoints_vae_match_their_twin() {
+    let device = device();
+    let config = model_dir("vae_sd");
+    let twin = AutoencoderKl::load(&config, None, &device)
+        .unwrap()
+        .with_weight_dtype(FloatDType::F16)
+        .with_weight_dtype(FloatDType::F32);
+    let z = seeded_noise(&[3], [4, 8, 8], &device);
+    let want = twin.decode(z.clone()).unwrap().into_data();
+    for file in [
+        "single/vae_ft_mse.safetensors",
+        "single/sd15_inpainting_2022.safetensors",
+    ] {
+        let vae = AutoencoderKl::load_single_file(published(file), &config, &device).unwrap();
+        assert_eq!(vae.decode(z.clone()).unwrap().into_data(), want, "{file}");
+    }
+    // A UNet-only file has no VAE: every tensor is named as unexpected.
+    let err = AutoencoderKl::load_single_file(
+        model_dir("unet_sd2/diffusion_pytorch_model.safetensors"),
+        &config,
+        &device,
+    )
+    .unwrap_err();
+    assert!(matches!(&err, ModelsError::Weights { unexpected, .. } if !unexpected.is_empty()), "{err}");
+}
+
+#[test]
 fn early_configs_take_the_classes_defaults_and_present_keys_stay_strict() {
     let dir = std::env::temp_dir().join(format!("hd-painter-early-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

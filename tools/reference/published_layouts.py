@@ -25,6 +25,9 @@ Run it after generate.py (it reads the modern fixtures). What each family reprod
 - single/sd15_inpainting_2022.safetensors: the original single file of SD 1.5 inpainting
   (CompVis keys, `cond_stage_model.transformer.text_model.*` with its position_ids, EMA and
   schedule buffers), fp16. Twin: unet_sd15_inpaint, vae_sd, clip_quick_gelu.
+- single/vae_ft_mse.safetensors: a VAE-only file (CompVis keys without prefix), fp16. Twin: vae_sd.
+- single/x4_upscaler.safetensors: the x4 upscaler's original single file (noise-level label_emb,
+  OpenCLIP text tower, low_scale_model buffers), fp16. Twin: pipeline_x4.
 Weights that a layout leaves unchanged are relative symlinks to the modern files.
 """
 
@@ -261,12 +264,34 @@ def write_single(torch):
                  "model_ema.decay": torch.tensor(0.9999), "model_ema.num_updates": torch.tensor(1000, dtype=torch.int32),
                  "model_ema.diffusion_modelout2bias": torch.zeros(4)})
     save(OUT / "single" / "sd15_inpainting_2022.safetensors", half({k: v.detach() for k, v in ckpt.items()}, torch.float16))
+    # A VAE-only file as the fine-tuned SD VAEs were published (vae-ft-mse-840000-ema-pruned):
+    # the CompVis keys without a prefix.
+    vae_only = {k.removeprefix("first_stage_model."): v.detach() for k, v in ldm_vae_state(vae).items()}
+    save(OUT / "single" / "vae_ft_mse.safetensors", half(vae_only, torch.float16))
+
+
+def write_single_x4(torch):
+    """The x4 upscaler's original single file: its UNet (noise-level `label_emb`), 3-level VAE,
+    OpenCLIP text tower with the unused last layer, and the low-res noise schedule buffers."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    from generate import ldm_unet_state, ldm_vae_state, open_clip_state
+
+    torch.manual_seed(4)
+    unet = UNet2DConditionModel.from_pretrained(MODELS / "unet_x4")
+    vae = AutoencoderKL.from_pretrained(MODELS / "vae_x4")
+    text = CLIPTextModel.from_pretrained(MODELS / "clip_gelu", dtype=torch.float32)
+    ckpt = {**ldm_unet_state(unet), **ldm_vae_state(vae), **open_clip_state(text, True, torch)}
+    ckpt.update({"low_scale_model.alphas_cumprod": torch.linspace(0.999, 0.01, 1000), "low_scale_model.betas": torch.linspace(1e-4, 2e-2, 1000),
+                 "alphas_cumprod": torch.linspace(0.999, 0.01, 1000)})
+    save(OUT / "single" / "x4_upscaler.safetensors", half({k: v.detach() for k, v in ckpt.items()}, torch.float16))
 
 
 def verify(torch):
     """diffusers and transformers load every published layout to exactly the twin's weights."""
     from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, DEISMultistepScheduler, PNDMScheduler, UNet2DConditionModel
-    from diffusers.loaders.single_file_utils import convert_ldm_clip_checkpoint, convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint
+    from diffusers.loaders.single_file_utils import convert_ldm_clip_checkpoint, convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint, convert_open_clip_checkpoint
     from safetensors.torch import load_file
     from transformers import CLIPTextModel, CLIPTokenizer
 
@@ -321,6 +346,19 @@ def verify(torch):
     text = convert_ldm_clip_checkpoint(ckpt)
     same("single text", {k.removeprefix("text_model."): v for k, v in text.items()},
          CLIPTextModel.from_pretrained(MODELS / "clip_quick_gelu", dtype=torch.float32).state_dict(), torch.float16)
+    vae_only = load_file(str(OUT / "single" / "vae_ft_mse.safetensors"))
+    same("vae-only single file", convert_ldm_vae_checkpoint(vae_only, dict(vae.config)), vae.state_dict(), torch.float16)
+    x4 = load_file(str(OUT / "single" / "x4_upscaler.safetensors"))
+    unet = UNet2DConditionModel.from_pretrained(MODELS / "unet_x4")
+    vae = AutoencoderKL.from_pretrained(MODELS / "vae_x4")
+    same("x4 single unet", convert_ldm_unet_checkpoint(x4, dict(unet.config)), unet.state_dict(), torch.float16)
+    same("x4 single vae", convert_ldm_vae_checkpoint(x4, dict(vae.config)), vae.state_dict(), torch.float16)
+    text = CLIPTextModel.from_pretrained(MODELS / "clip_gelu", dtype=torch.float32)
+    text_sd = convert_open_clip_checkpoint(text, x4)
+    layers = text.config.num_hidden_layers
+    text_sd = {k.removeprefix("text_model."): v for k, v in text_sd.items()
+               if not k.startswith(f"text_model.encoder.layers.{layers}.") and k != "text_projection.weight"}
+    same("x4 single text", text_sd, text.state_dict(), torch.float16)
     print("published layouts: every family loads to its twin's weights in diffusers / transformers")
 
 
@@ -337,6 +375,7 @@ def main():
         write_dreamshaper(torch)
         write_brushnet()
         write_single(torch)
+        write_single_x4(torch)
     verify(torch)
     return 0
 
