@@ -17,14 +17,14 @@ use crate::scheduler_config::SchedulerConfig;
 use crate::source::ModelSource;
 use crate::unet::UnetConfig;
 use crate::vae::VaeConfig;
-use crate::weights::{WeightSource, weights_file};
+use crate::weights::weights_file;
 
 /// One component's weights as a file stores them.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ComponentReport {
     /// `unet`, `vae`, `text_encoder`.
     pub name: String,
-    /// The weights file (the single file for a checkpoint).
+    /// The weights file (a sharded checkpoint's index; the single file for a checkpoint).
     pub file: PathBuf,
     /// Tensors per stored dtype (`F16: 686`).
     pub dtypes: BTreeMap<String, usize>,
@@ -111,10 +111,14 @@ fn folder_reports(dir: &Path, variant: Option<&str>) -> Result<Vec<ComponentRepo
         .iter()
         .map(|(name, stems, rules, config)| {
             let folder = dir.join(name);
-            let WeightSource::File(file) = weights_file(&folder, stems, variant)? else {
-                unreachable!("a folder's weights are a file");
-            };
-            let header = Header::read(&file)?;
+            let weights = weights_file(&folder, stems, variant)?;
+            let entries = weights
+                .files()
+                .iter()
+                .map(|f| Header::read(f).map(|h| h.entries))
+                .collect::<Result<Vec<_>>>()?;
+            let header = Header::from_entries(entries.concat());
+            let file = weights.path().to_path_buf();
             Ok(ComponentReport {
                 name: name.to_string(),
                 conversions: layout::applied(rules, header.keys.iter().map(String::as_str)),

@@ -89,7 +89,8 @@ impl HubModel {
     }
 
     /// The files of a diffusers pipeline folder, relative to the repository root: the index,
-    /// the tokenizer files, each component's config and `variant` weights.
+    /// the scheduler configs, the tokenizer files, each component's config and `variant`
+    /// weights.
     fn pipeline_files(variant: Option<&str>) -> Vec<(String, bool)> {
         let weights = |stem: &str| match variant {
             Some(v) => format!("{stem}.{v}.safetensors"),
@@ -97,6 +98,7 @@ impl HubModel {
         };
         let required = [
             "model_index.json".to_string(),
+            "scheduler/scheduler_config.json".into(),
             "tokenizer/vocab.json".into(),
             "tokenizer/merges.txt".into(),
             "text_encoder/config.json".into(),
@@ -109,6 +111,7 @@ impl HubModel {
         let optional = [
             "tokenizer/tokenizer_config.json",
             "tokenizer/special_tokens_map.json",
+            "low_res_scheduler/scheduler_config.json",
         ];
         required
             .into_iter()

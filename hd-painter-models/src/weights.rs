@@ -10,11 +10,13 @@ use burn::store::{
 };
 use burn::tensor::DType;
 
-use crate::error::{ModelsError, Result, TensorMismatch};
+use crate::error::{ModelsError, Result, TensorMismatch, read_text};
 
-/// The weights file of a component folder: `{stem}.safetensors`, or `{stem}.{variant}.safetensors`
-/// for a published variant such as `fp16`. `stems` are tried in order (`model` for transformers
-/// components, `diffusion_pytorch_model` for diffusers ones).
+/// The weights of a component folder: `{stem}.safetensors`, or `{stem}.{variant}.safetensors`
+/// for a published variant such as `fp16`, or a sharded checkpoint's index
+/// (`{stem}.safetensors.index.json`, `{stem}.safetensors.index.{variant}.json`) and its shards.
+/// `stems` are tried in order (`model` for transformers components, `diffusion_pytorch_model`
+/// for diffusers ones).
 pub(crate) fn weights_file(
     dir: &Path,
     stems: &[&str],
@@ -24,12 +26,19 @@ pub(crate) fn weights_file(
         Some(v) => format!("{stem}.{v}.safetensors"),
         None => format!("{stem}.safetensors"),
     };
-    if let Some(file) = stems
-        .iter()
-        .map(|stem| dir.join(name(stem)))
-        .find(|p| p.is_file())
-    {
-        return Ok(WeightSource::File(file));
+    let index = |stem: &str| match variant {
+        Some(v) => format!("{stem}.safetensors.index.{v}.json"),
+        None => format!("{stem}.safetensors.index.json"),
+    };
+    for stem in stems {
+        let file = dir.join(name(stem));
+        if file.is_file() {
+            return Ok(WeightSource::File(file));
+        }
+        let index = dir.join(index(stem));
+        if index.is_file() {
+            return shards(&index);
+        }
     }
     // Folders published before safetensors hold only `{stem}[.variant].bin` pickles.
     let pickle = |stem: &str| dir.join(name(stem).replace(".safetensors", ".bin"));
@@ -45,6 +54,36 @@ pub(crate) fn weights_file(
     })
 }
 
+/// The shards a `*.safetensors.index.json` names in its `weight_map`, each a file beside it.
+fn shards(index: &Path) -> Result<WeightSource> {
+    let malformed = |reason: String| ModelsError::Malformed {
+        path: index.to_path_buf(),
+        reason,
+    };
+    let json: serde_json::Value = serde_json::from_str(&read_text(index)?)
+        .map_err(|e| malformed(e.to_string()))?;
+    let map = json
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| malformed("no `weight_map` of tensor names to shard files".into()))?;
+    let mut files: Vec<PathBuf> = Vec::new();
+    for (key, shard) in map {
+        let name = shard
+            .as_str()
+            .filter(|n| !n.is_empty() && Path::new(n).file_name() == Some(n.as_ref()))
+            .ok_or_else(|| malformed(format!("`weight_map.{key}` = {shard}: expected a file name beside the index")))?;
+        let file = index.with_file_name(name);
+        if !files.contains(&file) {
+            files.push(file);
+        }
+    }
+    Ok(WeightSource::Shards {
+        index: index.to_path_buf(),
+        files,
+    })
+}
+
 /// Whether `path` names a pickled PyTorch file by its extension.
 pub(crate) fn is_pickle(path: &Path) -> bool {
     path.extension()
@@ -52,13 +91,20 @@ pub(crate) fn is_pickle(path: &Path) -> bool {
         .is_some_and(|e| ["bin", "ckpt", "pt", "pth"].contains(&e))
 }
 
-/// Where a component's tensors come from: a diffusers / transformers safetensors file, or a
-/// safetensors image built in memory (a converted single-file checkpoint), named by the file it
-/// came from for errors.
+/// Where a component's tensors come from: a diffusers / transformers safetensors file, a
+/// sharded checkpoint, or a safetensors image built in memory (a converted single-file
+/// checkpoint), named by the file it came from for errors.
 #[derive(Debug)]
 pub(crate) enum WeightSource {
     /// A file on disk (memory-mapped by the store).
     File(PathBuf),
+    /// A sharded checkpoint: its index and the shard files it names.
+    Shards {
+        /// `*.safetensors.index.json`.
+        index: PathBuf,
+        /// The shards, in the index's order.
+        files: Vec<PathBuf>,
+    },
     /// Serialized safetensors bytes and the file they were converted from.
     Converted {
         /// The safetensors image.
@@ -69,18 +115,40 @@ pub(crate) enum WeightSource {
 }
 
 impl WeightSource {
-    fn path(&self) -> &Path {
+    /// The file errors name: the weights file, the shards' index or the original checkpoint.
+    pub(crate) fn path(&self) -> &Path {
         match self {
             WeightSource::File(path) => path,
+            WeightSource::Shards { index, .. } => index,
             WeightSource::Converted { origin, .. } => origin,
         }
     }
+
+    /// The safetensors files on disk (none for a converted checkpoint).
+    pub(crate) fn files(&self) -> Vec<PathBuf> {
+        match self {
+            WeightSource::File(path) => vec![path.clone()],
+            WeightSource::Shards { files, .. } => files.clone(),
+            WeightSource::Converted { .. } => Vec::new(),
+        }
+    }
+}
+
+/// A store over one file, named in errors; a missing file is reported as such (the store would
+/// report a generic I/O failure).
+fn file_store(path: &Path) -> Result<SafetensorsStore> {
+    std::fs::metadata(path).map_err(|source| ModelsError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(SafetensorsStore::from_file(path))
 }
 
 /// Loads `source` into `module`: PyTorch layouts converted (linear weights transposed, norm
 /// weight/bias to gamma/beta), every float cast to `f32` whatever the file stores (f32, f16,
 /// bf16), `remaps` (regex, replacement) applied to the file's keys, and keys matching `ignored`
-/// (buffers such as `position_ids`) tolerated. Anything else that does not fit is an error.
+/// (buffers such as `position_ids`) tolerated. Anything else that does not fit is an error; for
+/// shards, a tensor is missing when no shard holds it.
 pub(crate) fn load_safetensors<M: Module + ModuleSnapshot>(
     mut module: M,
     source: WeightSource,
@@ -88,44 +156,52 @@ pub(crate) fn load_safetensors<M: Module + ModuleSnapshot>(
     ignored: &[&str],
 ) -> Result<M> {
     let path = source.path().to_path_buf();
-    let store = match source {
-        WeightSource::File(path) => {
-            // The store would report a missing file as a generic I/O failure; name it ourselves.
-            std::fs::metadata(&path).map_err(|source| ModelsError::Io {
-                path: path.clone(),
-                source,
-            })?;
-            SafetensorsStore::from_file(path)
+    let stores = match source {
+        WeightSource::Converted { bytes, .. } => {
+            vec![(path.clone(), SafetensorsStore::from_bytes(Some(bytes)))]
         }
-        WeightSource::Converted { bytes, .. } => SafetensorsStore::from_bytes(Some(bytes)),
+        files => files
+            .files()
+            .into_iter()
+            .map(|f| Ok((f.clone(), file_store(&f)?)))
+            .collect::<Result<Vec<_>>>()?,
     };
-    let mut store = store
-        .with_from_adapter(ChainAdapter::new(
-            PyTorchToBurnAdapter,
-            FloatCastAdapter::to(DType::F32),
-        ))
-        .validate(false)
-        .allow_partial(true);
-    for (pattern, replacement) in remaps {
-        store = store.with_key_remapping(*pattern, *replacement);
-    }
-    let result = module
-        .load_from(&mut store)
-        .map_err(|e| ModelsError::Malformed {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
     let ignored: Vec<regex::Regex> = ignored
         .iter()
         .map(|p| regex::Regex::new(p).expect("valid ignore pattern"))
         .collect();
-    let unexpected: Vec<String> = result
-        .unused
-        .into_iter()
-        .filter(|k| !ignored.iter().any(|r| r.is_match(k)))
-        .collect();
-    let missing: Vec<String> = result.missing.into_iter().map(|(k, _)| k).collect();
-    let mismatched: Vec<TensorMismatch> = result.errors.iter().map(mismatch).collect();
+    let (mut missing, mut unexpected, mut mismatched) = (None::<Vec<String>>, Vec::new(), Vec::new());
+    for (file, store) in stores {
+        let mut store = store
+            .with_from_adapter(ChainAdapter::new(
+                PyTorchToBurnAdapter,
+                FloatCastAdapter::to(DType::F32),
+            ))
+            .validate(false)
+            .allow_partial(true);
+        for (pattern, replacement) in remaps {
+            store = store.with_key_remapping(*pattern, *replacement);
+        }
+        let result = module
+            .load_from(&mut store)
+            .map_err(|e| ModelsError::Malformed {
+                path: file,
+                reason: e.to_string(),
+            })?;
+        let absent: Vec<String> = result.missing.into_iter().map(|(k, _)| k).collect();
+        missing = Some(match missing {
+            None => absent,
+            Some(before) => before.into_iter().filter(|k| absent.contains(k)).collect(),
+        });
+        unexpected.extend(
+            result
+                .unused
+                .into_iter()
+                .filter(|k| !ignored.iter().any(|r| r.is_match(k))),
+        );
+        mismatched.extend(result.errors.iter().map(mismatch));
+    }
+    let missing = missing.unwrap_or_default();
     if missing.is_empty() && unexpected.is_empty() && mismatched.is_empty() {
         Ok(module)
     } else {

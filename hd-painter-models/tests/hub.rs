@@ -23,6 +23,7 @@ fn cache(tag: &str, skip: &[&str]) -> PathBuf {
     let pipeline = model_dir("pipeline_inpaint");
     let files = [
         "model_index.json",
+        "scheduler/scheduler_config.json",
         "tokenizer/vocab.json",
         "tokenizer/merges.txt",
         "tokenizer/tokenizer_config.json",

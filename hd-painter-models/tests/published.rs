@@ -264,6 +264,39 @@ fn a_vae_only_single_file_and_a_whole_checkpoints_vae_match_their_twin() {
 }
 
 #[test]
+fn sharded_checkpoints_load_whole_and_a_missing_shard_is_named() {
+    let device = device();
+    let dir = published("sharded");
+    let (unet, text) = (
+        Unet2DConditionModel::load(dir.join("unet"), Some("fp16"), &device).unwrap(),
+        ClipTextModel::load(dir.join("text_encoder"), None, &device).unwrap(),
+    );
+    let vae = AutoencoderKl::load(model_dir("vae_sd"), None, &device).unwrap();
+    let [eps, _, _] = outputs(&unet, &vae, &text);
+    let [want, _, _] = twin("unet_hd_painter", "vae_sd", "clip_gelu", Some(FloatDType::F16));
+    assert_eq!(eps, want, "sharded fp16 UNet");
+    let [_, _, hidden] = outputs(&unet, &vae, &text);
+    let [_, _, want] = twin("unet_hd_painter", "vae_sd", "clip_gelu", None);
+    assert_eq!(hidden, want, "sharded text encoder");
+
+    // One shard gone: the loader names it; a weight map pointing outside the folder is refused.
+    let broken = std::env::temp_dir().join(format!("hd-painter-shards-{}", std::process::id()));
+    std::fs::create_dir_all(&broken).unwrap();
+    for f in ["config.json", "model.safetensors.index.json", "model-00001-of-00003.safetensors"] {
+        std::fs::copy(dir.join("text_encoder").join(f), broken.join(f)).unwrap();
+    }
+    let err = ClipTextModel::load(&broken, None, &device).unwrap_err();
+    assert!(
+        matches!(&err, ModelsError::Io { path, .. } if path.ends_with("model-00002-of-00003.safetensors")),
+        "{err}"
+    );
+    let index = broken.join("model.safetensors.index.json");
+    std::fs::write(&index, r#"{"weight_map": {"a": "../../etc/passwd"}}"#).unwrap();
+    let err = ClipTextModel::load(&broken, None, &device).unwrap_err();
+    assert!(matches!(&err, ModelsError::Malformed { path, .. } if *path == index), "{err}");
+}
+
+#[test]
 fn early_configs_take_the_classes_defaults_and_present_keys_stay_strict() {
     let dir = std::env::temp_dir().join(format!("hd-painter-early-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

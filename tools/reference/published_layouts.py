@@ -28,6 +28,8 @@ Run it after generate.py (it reads the modern fixtures). What each family reprod
 - single/vae_ft_mse.safetensors: a VAE-only file (CompVis keys without prefix), fp16. Twin: vae_sd.
 - single/x4_upscaler.safetensors: the x4 upscaler's original single file (noise-level label_emb,
   OpenCLIP text tower, low_scale_model buffers), fp16. Twin: pipeline_x4.
+- sharded: a UNet (fp16 variant) and a text encoder saved in shards by diffusers' and
+  transformers' save_pretrained(max_shard_size=...). Twins: unet_hd_painter, clip_gelu.
 Weights that a layout leaves unchanged are relative symlinks to the modern files.
 """
 
@@ -288,6 +290,21 @@ def write_single_x4(torch):
     save(OUT / "single" / "x4_upscaler.safetensors", half({k: v.detach() for k, v in ckpt.items()}, torch.float16))
 
 
+def write_sharded(torch):
+    """A UNet and a text encoder saved in shards by diffusers' and transformers' own
+    `save_pretrained(max_shard_size=...)`, the UNet as an fp16 variant."""
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    d = OUT / "sharded"
+    if d.exists():
+        shutil.rmtree(d)
+    unet = UNet2DConditionModel.from_pretrained(MODELS / "unet_hd_painter").to(torch.float16)
+    unet.save_pretrained(d / "unet", variant="fp16", max_shard_size="120KB")
+    text = CLIPTextModel.from_pretrained(MODELS / "clip_gelu", dtype=torch.float32)
+    text.save_pretrained(d / "text_encoder", max_shard_size="60KB")
+
+
 def verify(torch):
     """diffusers and transformers load every published layout to exactly the twin's weights."""
     from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, DEISMultistepScheduler, PNDMScheduler, UNet2DConditionModel
@@ -359,6 +376,10 @@ def verify(torch):
     text_sd = {k.removeprefix("text_model."): v for k, v in text_sd.items()
                if not k.startswith(f"text_model.encoder.layers.{layers}.") and k != "text_projection.weight"}
     same("x4 single text", text_sd, text.state_dict(), torch.float16)
+    same("sharded unet", UNet2DConditionModel.from_pretrained(OUT / "sharded" / "unet", variant="fp16").state_dict(),
+         UNet2DConditionModel.from_pretrained(MODELS / "unet_hd_painter").state_dict(), torch.float16)
+    same("sharded text", CLIPTextModel.from_pretrained(OUT / "sharded" / "text_encoder", dtype=torch.float32).state_dict(),
+         CLIPTextModel.from_pretrained(MODELS / "clip_gelu", dtype=torch.float32).state_dict())
     print("published layouts: every family loads to its twin's weights in diffusers / transformers")
 
 
@@ -376,6 +397,7 @@ def main():
         write_brushnet()
         write_single(torch)
         write_single_x4(torch)
+        write_sharded(torch)
     verify(torch)
     return 0
 
