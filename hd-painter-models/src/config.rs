@@ -21,10 +21,11 @@ pub(crate) struct ConfigFile {
 
 impl ConfigFile {
     pub(crate) fn open(path: &Path) -> Result<Self> {
-        let json: Value = serde_json::from_str(&read_text(path)?).map_err(|e| ModelsError::Malformed {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+        let json: Value =
+            serde_json::from_str(&read_text(path)?).map_err(|e| ModelsError::Malformed {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
         if !json.is_object() {
             return Err(ModelsError::Malformed {
                 path: path.to_path_buf(),
@@ -62,11 +63,14 @@ impl ConfigFile {
 
     /// The object under `key` as a config of its own (same file), if `key` holds one.
     pub(crate) fn section(&self, key: &str) -> Option<Self> {
-        self.json.get(key).filter(|v| v.is_object()).map(|json| Self {
-            path: self.path.clone(),
-            json: json.clone(),
-            defaulted: Vec::new(),
-        })
+        self.json
+            .get(key)
+            .filter(|v| v.is_object())
+            .map(|json| Self {
+                path: self.path.clone(),
+                json: json.clone(),
+                defaulted: Vec::new(),
+            })
     }
 
     /// An error for `key` holding something other than `expected`.
@@ -84,7 +88,12 @@ impl ConfigFile {
 
     /// An error for `key` holding `found` where one of `allowed` was expected (a value given
     /// outside the file, such as `model_index.json`'s class for a component's config).
-    pub(crate) fn unsupported_value(&self, key: &str, found: &str, allowed: &[&str]) -> ModelsError {
+    pub(crate) fn unsupported_value(
+        &self,
+        key: &str,
+        found: &str,
+        allowed: &[&str],
+    ) -> ModelsError {
         ModelsError::UnsupportedConfig {
             path: self.path.clone(),
             key: key.to_string(),

@@ -103,9 +103,24 @@ pub fn inspect(source: &ModelSource, variant: Option<&str>, device: &Device) -> 
 fn folder_reports(dir: &Path, variant: Option<&str>) -> Result<Vec<ComponentReport>> {
     type Config = fn(&Path) -> Result<ConfigFile>;
     let parts: [(&str, &[&str], &[KeyRule], Config); 3] = [
-        ("text_encoder", &["model"], &layout::CLIP, ClipTextConfig::config_file),
-        ("unet", &["diffusion_pytorch_model"], &[], UnetConfig::config_file),
-        ("vae", &["diffusion_pytorch_model"], &layout::VAE, VaeConfig::config_file),
+        (
+            "text_encoder",
+            &["model"],
+            &layout::CLIP,
+            ClipTextConfig::config_file,
+        ),
+        (
+            "unet",
+            &["diffusion_pytorch_model"],
+            &[],
+            UnetConfig::config_file,
+        ),
+        (
+            "vae",
+            &["diffusion_pytorch_model"],
+            &layout::VAE,
+            VaeConfig::config_file,
+        ),
     ];
     parts
         .iter()
@@ -134,7 +149,11 @@ fn folder_reports(dir: &Path, variant: Option<&str>) -> Result<Vec<ComponentRepo
 /// The components of an original-layout checkpoint, by key prefix.
 fn single_file_reports(checkpoint: &Path, config: &Path) -> Result<Vec<ComponentReport>> {
     let header = Header::read(checkpoint)?;
-    let vae = match header.keys.iter().any(|k| k.starts_with("first_stage_model.")) {
+    let vae = match header
+        .keys
+        .iter()
+        .any(|k| k.starts_with("first_stage_model."))
+    {
         true => "first_stage_model.",
         false => "vae.",
     };
@@ -186,12 +205,11 @@ impl Header {
             path: path.to_path_buf(),
             source,
         })?;
-        let (_, metadata) = safetensors::SafeTensors::read_metadata(&map).map_err(|e| {
-            ModelsError::Malformed {
+        let (_, metadata) =
+            safetensors::SafeTensors::read_metadata(&map).map_err(|e| ModelsError::Malformed {
                 path: path.to_path_buf(),
                 reason: format!("not a safetensors file: {e}"),
-            }
-        })?;
+            })?;
         let entries = metadata
             .tensors()
             .into_iter()

@@ -102,7 +102,10 @@ pub(crate) fn ignored(rules: &[KeyRule]) -> Vec<&'static str> {
 }
 
 /// What the rules that match at least one of `keys` handle, each named once.
-pub(crate) fn applied<'k>(rules: &[KeyRule], keys: impl IntoIterator<Item = &'k str>) -> Vec<&'static str> {
+pub(crate) fn applied<'k>(
+    rules: &[KeyRule],
+    keys: impl IntoIterator<Item = &'k str>,
+) -> Vec<&'static str> {
     let compiled: Vec<(Regex, &'static str)> = rules
         .iter()
         .map(|r| (Regex::new(r.pattern).expect("valid layout pattern"), r.what))
@@ -179,8 +182,15 @@ mod tests {
             "logit_scale",
         ];
         assert_eq!(applied(&CLIP, keys).len(), 3);
-        let ignored: Vec<Regex> = ignored(&CLIP).iter().map(|p| Regex::new(p).unwrap()).collect();
-        for key in ["embeddings.position_ids", "visual_projection.weight", "logit_scale"] {
+        let ignored: Vec<Regex> = ignored(&CLIP)
+            .iter()
+            .map(|p| Regex::new(p).unwrap())
+            .collect();
+        for key in [
+            "embeddings.position_ids",
+            "visual_projection.weight",
+            "logit_scale",
+        ] {
             assert!(ignored.iter().any(|r| r.is_match(key)), "{key}");
         }
         assert!(!ignored.iter().any(|r| r.is_match("logit_scale_extra")));

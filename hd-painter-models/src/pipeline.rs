@@ -155,15 +155,19 @@ impl StableDiffusionModels {
 
 /// What `model_index.json` says, checked: the pipeline class, the schedulers, and the entries
 /// that are not used.
-pub(crate) struct PipelineIndex {
-    pub(crate) pipeline: String,
-    pub(crate) schedulers: Vec<(String, SchedulerConfig)>,
-    pub(crate) ignored: Vec<String>,
+struct PipelineIndex {
+    pipeline: String,
+    schedulers: Vec<(String, SchedulerConfig)>,
+    ignored: Vec<String>,
 }
 
 /// The components hd-painter loads, with the classes it accepts for each.
 const COMPONENTS: [(&str, &str, &[&str]); 4] = [
-    ("tokenizer", "transformers", &["CLIPTokenizer", "CLIPTokenizerFast"]),
+    (
+        "tokenizer",
+        "transformers",
+        &["CLIPTokenizer", "CLIPTokenizerFast"],
+    ),
     ("text_encoder", "transformers", &["CLIPTextModel"]),
     ("unet", "diffusers", &["UNet2DConditionModel"]),
     ("vae", "diffusers", &["AutoencoderKL"]),
@@ -175,13 +179,16 @@ const SCHEDULERS: [&str; 2] = ["scheduler", "low_res_scheduler"];
 /// Reads `dir/model_index.json`: the pipeline class must be one hd-painter runs and each loaded
 /// component of a class it implements; each scheduler's config is read and checked; anything
 /// else (safety checker, feature extractor, watermarker, flags) is listed as ignored.
-pub(crate) fn read_index(dir: &Path) -> Result<PipelineIndex> {
+fn read_index(dir: &Path) -> Result<PipelineIndex> {
     let index = ConfigFile::open(&dir.join("model_index.json"))?;
     let pipeline = index.one_of("_class_name", &PIPELINES)?.to_string();
     for (key, library, classes) in COMPONENTS {
         let class = component(&index, key).filter(|(l, _)| *l == library);
         if !class.is_some_and(|(_, c)| classes.contains(&c)) {
-            let expected: Vec<String> = classes.iter().map(|c| format!("[\"{library}\", \"{c}\"]")).collect();
+            let expected: Vec<String> = classes
+                .iter()
+                .map(|c| format!("[\"{library}\", \"{c}\"]"))
+                .collect();
             return Err(index.unsupported(key, &expected.join(" or ")));
         }
     }
@@ -191,18 +198,18 @@ pub(crate) fn read_index(dir: &Path) -> Result<PipelineIndex> {
         if key.starts_with('_') || COMPONENTS.iter().any(|c| c.0 == key) {
             continue;
         }
+        let value = index.get(&key).map(Value::to_string).unwrap_or_default();
         match (SCHEDULERS.contains(&key.as_str()), component(&index, &key)) {
             (true, Some(("diffusers", class))) => {
                 let path = dir.join(&key).join("scheduler_config.json");
                 schedulers.push((key.clone(), SchedulerConfig::from_file(path, Some(class))?));
             }
+            // A pipeline saved without that component, as diffusers loads it.
+            (true, _) if value == "[null,null]" => ignored.push(format!("{key} = {value}")),
             (true, _) => {
                 return Err(index.unsupported(&key, "a diffusers scheduler class"));
             }
-            (false, _) => {
-                let value = index.get(&key).map(Value::to_string).unwrap_or_default();
-                ignored.push(format!("{key} = {value}"));
-            }
+            (false, _) => ignored.push(format!("{key} = {value}")),
         }
     }
     Ok(PipelineIndex {

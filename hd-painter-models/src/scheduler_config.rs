@@ -17,15 +17,63 @@ const CLASSES: [(&str, &str, f64, f64, &str); 18] = [
     ("PNDMScheduler", "leading", 0.0001, 0.02, "linear"),
     ("LMSDiscreteScheduler", "linspace", 0.0001, 0.02, "linear"),
     ("EulerDiscreteScheduler", "linspace", 0.0001, 0.02, "linear"),
-    ("EulerAncestralDiscreteScheduler", "linspace", 0.0001, 0.02, "linear"),
-    ("HeunDiscreteScheduler", "linspace", 0.00085, 0.012, "linear"),
-    ("DPMSolverMultistepScheduler", "linspace", 0.0001, 0.02, "linear"),
-    ("DPMSolverSinglestepScheduler", "linspace", 0.0001, 0.02, "linear"),
-    ("DPMSolverSDEScheduler", "linspace", 0.00085, 0.012, "linear"),
-    ("KDPM2DiscreteScheduler", "linspace", 0.00085, 0.012, "linear"),
-    ("KDPM2AncestralDiscreteScheduler", "linspace", 0.00085, 0.012, "linear"),
+    (
+        "EulerAncestralDiscreteScheduler",
+        "linspace",
+        0.0001,
+        0.02,
+        "linear",
+    ),
+    (
+        "HeunDiscreteScheduler",
+        "linspace",
+        0.00085,
+        0.012,
+        "linear",
+    ),
+    (
+        "DPMSolverMultistepScheduler",
+        "linspace",
+        0.0001,
+        0.02,
+        "linear",
+    ),
+    (
+        "DPMSolverSinglestepScheduler",
+        "linspace",
+        0.0001,
+        0.02,
+        "linear",
+    ),
+    (
+        "DPMSolverSDEScheduler",
+        "linspace",
+        0.00085,
+        0.012,
+        "linear",
+    ),
+    (
+        "KDPM2DiscreteScheduler",
+        "linspace",
+        0.00085,
+        0.012,
+        "linear",
+    ),
+    (
+        "KDPM2AncestralDiscreteScheduler",
+        "linspace",
+        0.00085,
+        0.012,
+        "linear",
+    ),
     ("DEISMultistepScheduler", "linspace", 0.0001, 0.02, "linear"),
-    ("UniPCMultistepScheduler", "linspace", 0.0001, 0.02, "linear"),
+    (
+        "UniPCMultistepScheduler",
+        "linspace",
+        0.0001,
+        0.02,
+        "linear",
+    ),
     ("LCMScheduler", "leading", 0.00085, 0.012, "scaled_linear"),
     ("TCDScheduler", "leading", 0.00085, 0.012, "scaled_linear"),
     ("RePaintScheduler", "leading", 0.0001, 0.02, "linear"),
@@ -74,8 +122,11 @@ impl SchedulerConfig {
                 .ok_or_else(|| file.unsupported_value("_class_name", name, &names))?,
             None => file.one_of("_class_name", &names)?,
         };
-        let (_, spacing, start, end, schedule) =
-            CLASSES.iter().find(|c| c.0 == class).copied().expect("listed");
+        let (_, spacing, start, end, schedule) = CLASSES
+            .iter()
+            .find(|c| c.0 == class)
+            .copied()
+            .expect("listed");
         let file = file.with_defaults(&serde_json::json!({
             "num_train_timesteps": 1000,
             "beta_start": start,
@@ -153,7 +204,11 @@ mod tests {
 
     #[test]
     fn absent_keys_take_the_class_defaults() {
-        let c = parse(r#"{"_class_name": "PNDMScheduler", "skip_prk_steps": true}"#, None).unwrap();
+        let c = parse(
+            r#"{"_class_name": "PNDMScheduler", "skip_prk_steps": true}"#,
+            None,
+        )
+        .unwrap();
         assert_eq!(c.class_name, "PNDMScheduler");
         assert_eq!((c.beta_start, c.beta_end), (0.0001, 0.02));
         assert_eq!(c.timestep_spacing, "leading");
@@ -170,9 +225,21 @@ mod tests {
             (r#"{"_class_name": "FooScheduler"}"#, None, "_class_name"),
             ("{}", Some("FlowMatchEulerDiscreteScheduler"), "_class_name"),
             (r#"{"beta_start": 2}"#, Some("DDIMScheduler"), "beta_start"),
-            (r#"{"prediction_type": "x0"}"#, Some("DDIMScheduler"), "prediction_type"),
-            (r#"{"steps_offset": -1}"#, Some("DDIMScheduler"), "steps_offset"),
-            (r#"{"trained_betas": [0.1]}"#, Some("DDIMScheduler"), "trained_betas"),
+            (
+                r#"{"prediction_type": "x0"}"#,
+                Some("DDIMScheduler"),
+                "prediction_type",
+            ),
+            (
+                r#"{"steps_offset": -1}"#,
+                Some("DDIMScheduler"),
+                "steps_offset",
+            ),
+            (
+                r#"{"trained_betas": [0.1]}"#,
+                Some("DDIMScheduler"),
+                "trained_betas",
+            ),
         ] {
             let err = parse(json, class).unwrap_err();
             assert!(

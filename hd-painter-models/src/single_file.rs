@@ -132,7 +132,12 @@ impl Checkpoint {
     /// first of [`VAE_PREFIXES`] the file uses, or every tensor of a VAE-only file, as
     /// diffusers' `convert_ldm_vae_checkpoint` takes them.
     pub(crate) fn vae(&self, levels: usize) -> Result<WeightSource> {
-        let names = self.tensors()?.names().into_iter().map(String::from).collect::<Vec<_>>();
+        let names = self
+            .tensors()?
+            .names()
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>();
         let prefix = VAE_PREFIXES
             .into_iter()
             .find(|p| names.iter().any(|k| k.starts_with(p)))

@@ -60,8 +60,8 @@ fn shards(index: &Path) -> Result<WeightSource> {
         path: index.to_path_buf(),
         reason,
     };
-    let json: serde_json::Value = serde_json::from_str(&read_text(index)?)
-        .map_err(|e| malformed(e.to_string()))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&read_text(index)?).map_err(|e| malformed(e.to_string()))?;
     let map = json
         .get("weight_map")
         .and_then(|m| m.as_object())
@@ -72,7 +72,11 @@ fn shards(index: &Path) -> Result<WeightSource> {
         let name = shard
             .as_str()
             .filter(|n| !n.is_empty() && Path::new(n).file_name() == Some(n.as_ref()))
-            .ok_or_else(|| malformed(format!("`weight_map.{key}` = {shard}: expected a file name beside the index")))?;
+            .ok_or_else(|| {
+                malformed(format!(
+                    "`weight_map.{key}` = {shard}: expected a file name beside the index"
+                ))
+            })?;
         let file = index.with_file_name(name);
         if !files.contains(&file) {
             files.push(file);
@@ -170,7 +174,8 @@ pub(crate) fn load_safetensors<M: Module + ModuleSnapshot>(
         .iter()
         .map(|p| regex::Regex::new(p).expect("valid ignore pattern"))
         .collect();
-    let (mut missing, mut unexpected, mut mismatched) = (None::<Vec<String>>, Vec::new(), Vec::new());
+    let (mut missing, mut unexpected, mut mismatched) =
+        (None::<Vec<String>>, Vec::new(), Vec::new());
     for (file, store) in stores {
         let mut store = store
             .with_from_adapter(ChainAdapter::new(

@@ -29,13 +29,22 @@ fn outputs(
 ) -> [TensorData; 3] {
     let device = device();
     let sample = seeded_noise(&[1], [unet.in_channels(), 16, 16], &device);
-    let context = seeded_noise(&[2], [77, unet.cross_attention_dim(), 1], &device)
-        .reshape([1, 77, unet.cross_attention_dim()]);
+    let context = seeded_noise(&[2], [77, unet.cross_attention_dim(), 1], &device).reshape([
+        1,
+        77,
+        unet.cross_attention_dim(),
+    ]);
     // The x4 upscaler's UNet takes the noise level as a class label.
     let labels: &[i64] = &[20];
     let labels = (unet.in_channels() == 7).then_some(labels);
     let eps = unet
-        .forward(sample, &[500.0], &context, labels, &mut DefaultAttention::default())
+        .forward(
+            sample,
+            &[500.0],
+            &context,
+            labels,
+            &mut DefaultAttention::default(),
+        )
         .unwrap();
     let decoded = vae
         .decode(seeded_noise(&[3], [vae.latent_channels(), 8, 8], &device))
@@ -92,13 +101,26 @@ fn sd2_inpainting_2022_matches_its_twin_in_both_of_its_layouts() {
     let dir = published("sd2_inpainting_2022");
     let models = load_everywhere(&dir, None);
     assert_eq!(models.pipeline, "StableDiffusionInpaintPipeline");
-    assert_eq!(models.vae.scaling_factor(), 0.18215, "the 2022 VAE config's default");
-    assert_eq!(models.tokenizer.pad_id(), 0, "AddedToken objects in the 2022 tokenizer config");
+    assert_eq!(
+        models.vae.scaling_factor(),
+        0.18215,
+        "the 2022 VAE config's default"
+    );
+    assert_eq!(
+        models.tokenizer.pad_id(),
+        0,
+        "the 2022 tokenizer config (AddedToken objects beside plain strings)"
+    );
     let twin_f32 = twin("unet_hd_painter", "vae_sd", "clip_gelu", None);
     assert_same(of(&models), twin_f32, "sd2 f32 (old VAE names)");
     // The fp16 files are in the current names, beside fp32 ones in the old (a mixed layout).
     let fp16 = load_everywhere(&dir, Some("fp16"));
-    let twin_f16 = twin("unet_hd_painter", "vae_sd", "clip_gelu", Some(FloatDType::F16));
+    let twin_f16 = twin(
+        "unet_hd_painter",
+        "vae_sd",
+        "clip_gelu",
+        Some(FloatDType::F16),
+    );
     assert_same(of(&fp16), twin_f16, "sd2 fp16 variant");
 
     let (scheduler, config) = &models.schedulers[0];
@@ -173,7 +195,12 @@ fn a_community_fine_tune_in_diffusers_0_21_format_matches_its_twin() {
     let fp16 = load_everywhere(&dir, Some("fp16"));
     assert_same(
         of(&fp16),
-        twin("unet_sd15_inpaint", "vae_sd", "clip_quick_gelu", Some(FloatDType::F16)),
+        twin(
+            "unet_sd15_inpaint",
+            "vae_sd",
+            "clip_quick_gelu",
+            Some(FloatDType::F16),
+        ),
         "dreamshaper fp16",
     );
 }
@@ -260,7 +287,10 @@ fn a_vae_only_single_file_and_a_whole_checkpoints_vae_match_their_twin() {
         &device,
     )
     .unwrap_err();
-    assert!(matches!(&err, ModelsError::Weights { unexpected, .. } if !unexpected.is_empty()), "{err}");
+    assert!(
+        matches!(&err, ModelsError::Weights { unexpected, .. } if !unexpected.is_empty()),
+        "{err}"
+    );
 }
 
 #[test]
@@ -273,7 +303,12 @@ fn sharded_checkpoints_load_whole_and_a_missing_shard_is_named() {
     );
     let vae = AutoencoderKl::load(model_dir("vae_sd"), None, &device).unwrap();
     let [eps, _, _] = outputs(&unet, &vae, &text);
-    let [want, _, _] = twin("unet_hd_painter", "vae_sd", "clip_gelu", Some(FloatDType::F16));
+    let [want, _, _] = twin(
+        "unet_hd_painter",
+        "vae_sd",
+        "clip_gelu",
+        Some(FloatDType::F16),
+    );
     assert_eq!(eps, want, "sharded fp16 UNet");
     let [_, _, hidden] = outputs(&unet, &vae, &text);
     let [_, _, want] = twin("unet_hd_painter", "vae_sd", "clip_gelu", None);
@@ -282,7 +317,11 @@ fn sharded_checkpoints_load_whole_and_a_missing_shard_is_named() {
     // One shard gone: the loader names it; a weight map pointing outside the folder is refused.
     let broken = std::env::temp_dir().join(format!("hd-painter-shards-{}", std::process::id()));
     std::fs::create_dir_all(&broken).unwrap();
-    for f in ["config.json", "model.safetensors.index.json", "model-00001-of-00003.safetensors"] {
+    for f in [
+        "config.json",
+        "model.safetensors.index.json",
+        "model-00001-of-00003.safetensors",
+    ] {
         std::fs::copy(dir.join("text_encoder").join(f), broken.join(f)).unwrap();
     }
     let err = ClipTextModel::load(&broken, None, &device).unwrap_err();
@@ -293,7 +332,10 @@ fn sharded_checkpoints_load_whole_and_a_missing_shard_is_named() {
     let index = broken.join("model.safetensors.index.json");
     std::fs::write(&index, r#"{"weight_map": {"a": "../../etc/passwd"}}"#).unwrap();
     let err = ClipTextModel::load(&broken, None, &device).unwrap_err();
-    assert!(matches!(&err, ModelsError::Malformed { path, .. } if *path == index), "{err}");
+    assert!(
+        matches!(&err, ModelsError::Malformed { path, .. } if *path == index),
+        "{err}"
+    );
 }
 
 #[test]
@@ -312,7 +354,10 @@ fn early_configs_take_the_classes_defaults_and_present_keys_stay_strict() {
     assert_eq!(unet.heads, [8; 4]);
     assert_eq!(unet.down_cross_attention, [true, true, true, false]);
     let vae = VaeConfig::from_file(write("vae.json", "{}")).unwrap();
-    assert_eq!((vae.block_out_channels.clone(), vae.scaling_factor), (vec![64], 0.18215));
+    assert_eq!(
+        (vae.block_out_channels.clone(), vae.scaling_factor),
+        (vec![64], 0.18215)
+    );
     let clip = ClipTextConfig::from_file(write("clip.json", "{}")).unwrap();
     assert_eq!((clip.hidden_size, clip.eos_token_id), (512, 49407));
     // A whole CLIPConfig: transformers reads its `text_config`.
@@ -324,7 +369,11 @@ fn early_configs_take_the_classes_defaults_and_present_keys_stay_strict() {
     // Present keys are checked as before.
     for (name, json, key) in [
         ("bad-unet.json", r#"{"in_channels": "nine"}"#, "in_channels"),
-        ("bad-mid.json", r#"{"mid_block_type": null}"#, "mid_block_type"),
+        (
+            "bad-mid.json",
+            r#"{"mid_block_type": null}"#,
+            "mid_block_type",
+        ),
         ("bad-vae.json", r#"{"act_fn": "gelu"}"#, "act_fn"),
     ] {
         let path = write(name, json);
@@ -356,10 +405,16 @@ fn pickled_weights_and_unused_components_are_reported_not_read() {
         matches!(&err, ModelsError::Pickle { path } if *path == unet.join("diffusion_pytorch_model.bin")),
         "{err}"
     );
-    assert!(err.to_string().contains("tools/convert_to_safetensors.py"), "{err}");
+    assert!(
+        err.to_string().contains("tools/convert_to_safetensors.py"),
+        "{err}"
+    );
     std::fs::write(unet.join("diffusion_pytorch_model.fp16.bin"), b"PK").unwrap();
     let err = Unet2DConditionModel::load(&unet, Some("fp16"), &device).unwrap_err();
-    assert!(matches!(&err, ModelsError::Pickle { path } if path.ends_with("diffusion_pytorch_model.fp16.bin")), "{err}");
+    assert!(
+        matches!(&err, ModelsError::Pickle { path } if path.ends_with("diffusion_pytorch_model.fp16.bin")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -377,13 +432,19 @@ fn inspect_reports_the_layouts_schedulers_and_fits() {
         "ignored: safety_checker = [null,null]",
         "UNet input channels: 9",
     ] {
-        assert!(text.contains(expected), "{expected:?} missing from:\n{text}");
+        assert!(
+            text.contains(expected),
+            "{expected:?} missing from:\n{text}"
+        );
     }
     let vae = report.components.iter().find(|c| c.name == "vae").unwrap();
     assert_eq!(vae.dtypes.keys().collect::<Vec<_>>(), ["F32"]);
     let fp16 = inspect(&ModelSource::Folder(dir.clone()), Some("fp16"), &device).unwrap();
     let vae = fp16.components.iter().find(|c| c.name == "vae").unwrap();
-    assert!(vae.conversions.is_empty(), "the fp16 VAE is in the current names");
+    assert!(
+        vae.conversions.is_empty(),
+        "the fp16 VAE is in the current names"
+    );
     assert!(vae.dtypes.contains_key("F16"));
 
     let single = ModelSource::SingleFile {

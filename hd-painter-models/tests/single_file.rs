@@ -130,7 +130,10 @@ fn broken_checkpoints_are_typed_errors_naming_the_file() {
     let ckpt = std::env::temp_dir().join("model.ckpt");
     let err = load(&ckpt).unwrap_err();
     assert!(err.to_string().contains("convert_to_safetensors"), "{err}");
-    assert!(matches!(&err, ModelsError::Pickle { path } if *path == ckpt), "{err}");
+    assert!(
+        matches!(&err, ModelsError::Pickle { path } if *path == ckpt),
+        "{err}"
+    );
     let other = std::env::temp_dir().join("model.onnx");
     let err = load(&other).unwrap_err();
     assert!(err.to_string().contains(".safetensors only"), "{err}");
