@@ -151,26 +151,88 @@ fn usage_errors_are_reported_without_a_run() {
     );
 }
 
+/// One short run with `--model` in `fixtures/models` and `extra`; the image's bytes.
+fn run_model(model: &str, extra: &[&str], name: &str) -> Vec<u8> {
+    let r = repo();
+    let output = scratch(name);
+    let out = Command::new(program())
+        .arg(r.join("fixtures/core/rgb.png"))
+        .arg(r.join("fixtures/core/mask.png"))
+        .arg("a red sofa")
+        .arg(&output)
+        .arg("--model")
+        .arg(r.join("fixtures/models").join(model))
+        .args(["--steps", "2", "--seed", "3"])
+        .current_dir(r.join("fixtures/models"))
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{model} {extra:?}: {}", text(&out));
+    std::fs::read(&output).unwrap()
+}
+
 #[test]
 fn a_2022_layout_folder_gives_its_modern_twins_images() {
-    let r = repo();
-    let run = |model: &str, name: &str| {
-        let output = scratch(name);
-        let out = Command::new(program())
-            .arg(r.join("fixtures/core/rgb.png"))
-            .arg(r.join("fixtures/core/mask.png"))
-            .arg("a red sofa")
-            .arg(&output)
-            .arg("--model")
-            .arg(r.join("fixtures/models").join(model))
-            .args(["--method", "stable", "--steps", "2", "--seed", "3"])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{model}: {}", text(&out));
-        std::fs::read(&output).unwrap()
+    let stable = ["--method", "stable"];
+    let published = run_model("published/sd2_inpainting_2022", &stable, "published.png");
+    assert_eq!(
+        published,
+        run_model("pipeline_hd_painter", &stable, "modern.png")
+    );
+}
+
+#[test]
+fn every_published_family_runs_through_the_example() {
+    let stable = ["--method", "stable"];
+    // Two families over the same f32 weights paint the same image.
+    let sd15 = run_model("published/sd15_inpainting_2022", &stable, "sd15.png");
+    let dreamshaper = run_model("published/dreamshaper8_inpainting", &stable, "ds.png");
+    assert_eq!(sd15, dreamshaper);
+    run_model(
+        "published/dreamshaper8_inpainting",
+        &["--method", "stable", "--variant", "fp16"],
+        "ds16.png",
+    );
+    let single = [
+        "--method",
+        "stable",
+        "--config",
+        "published/sd15_inpainting_2022",
+    ];
+    run_model(
+        "published/single/sd15_inpainting_2022.safetensors",
+        &single,
+        "single.png",
+    );
+    // The x4 upscaler and BrushNet's release, each against its modern twin.
+    let sr = |x4: &'static str| {
+        [
+            "--sr",
+            "--sr-model",
+            x4,
+            "--sr-long-side",
+            "64",
+            "--sr-steps",
+            "1",
+        ]
     };
-    let published = run("published/sd2_inpainting_2022", "published.png");
-    assert_eq!(published, run("pipeline_hd_painter", "modern.png"));
+    assert_eq!(
+        run_model(
+            "pipeline_hd_painter",
+            &sr("published/x4_upscaler_2022"),
+            "x4-published.png"
+        ),
+        run_model("pipeline_hd_painter", &sr("pipeline_x4"), "x4-modern.png")
+    );
+    let brushnet = |dir: &'static str| ["--method", "brushnet", "--brushnet", dir];
+    assert_eq!(
+        run_model(
+            "pipeline_sd",
+            &brushnet("published/brushnet_release/segmentation_mask_brushnet_ckpt"),
+            "brushnet-published.png"
+        ),
+        run_model("pipeline_sd", &brushnet("brushnet"), "brushnet-modern.png")
+    );
 }
 
 /// `inspect` next to `inpaint`.
