@@ -136,7 +136,7 @@ fn folder_reports(dir: &Path, variant: Option<&str>) -> Result<Vec<ComponentRepo
             let file = weights.path().to_path_buf();
             Ok(ComponentReport {
                 name: name.to_string(),
-                conversions: layout::applied(rules, header.keys.iter().map(String::as_str)),
+                conversions: layout::applied(rules, header.entries.iter().map(|e| e.0.as_str())),
                 defaulted: config(&folder.join("config.json"))?.defaulted().to_vec(),
                 dtypes: header.dtypes,
                 parameters: header.parameters,
@@ -150,9 +150,9 @@ fn folder_reports(dir: &Path, variant: Option<&str>) -> Result<Vec<ComponentRepo
 fn single_file_reports(checkpoint: &Path, config: &Path) -> Result<Vec<ComponentReport>> {
     let header = Header::read(checkpoint)?;
     let vae = match header
-        .keys
+        .entries
         .iter()
-        .any(|k| k.starts_with("first_stage_model."))
+        .any(|e| e.0.starts_with("first_stage_model."))
     {
         true => "first_stage_model.",
         false => "vae.",
@@ -186,9 +186,9 @@ fn single_file_reports(checkpoint: &Path, config: &Path) -> Result<Vec<Component
         .collect()
 }
 
-/// A safetensors file's tensor names, dtypes and sizes (the header alone is parsed).
+/// A safetensors file's tensors (name, dtype, elements) and their totals; only the header is
+/// parsed.
 struct Header {
-    keys: Vec<String>,
     dtypes: BTreeMap<String, usize>,
     parameters: usize,
     entries: Vec<(String, String, usize)>,
@@ -196,15 +196,7 @@ struct Header {
 
 impl Header {
     fn read(path: &Path) -> Result<Self> {
-        let file = std::fs::File::open(path).map_err(|source| ModelsError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        // SAFETY: read-only map of a file the loader has just read whole; see `Checkpoint`.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| ModelsError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let map = crate::single_file::map_file(path)?;
         let (_, metadata) =
             safetensors::SafeTensors::read_metadata(&map).map_err(|e| ModelsError::Malformed {
                 path: path.to_path_buf(),
@@ -227,7 +219,6 @@ impl Header {
             *dtypes.entry(dtype.clone()).or_insert(0) += 1;
         }
         Self {
-            keys: entries.iter().map(|e| e.0.clone()).collect(),
             parameters: entries.iter().map(|e| e.2).sum(),
             dtypes,
             entries,

@@ -10,11 +10,11 @@ use crate::clip::{ClipTextConfig, ClipTextModel};
 use crate::config::ConfigFile;
 use crate::error::{ModelsError, Result};
 use crate::scheduler_config::SchedulerConfig;
-use crate::single_file::{Checkpoint, UNET_PREFIX};
+use crate::single_file::Checkpoint;
 use crate::source::ModelSource;
 use crate::tokenizer::ClipTokenizer;
-use crate::unet::{Unet2DConditionModel, UnetConfig};
-use crate::vae::{AutoencoderKl, VaeConfig};
+use crate::unet::Unet2DConditionModel;
+use crate::vae::AutoencoderKl;
 
 /// The pipelines whose folders hold the components below.
 const PIPELINES: [&str; 3] = [
@@ -79,24 +79,15 @@ impl StableDiffusionModels {
         let (file, config) = (checkpoint.as_ref(), config.as_ref());
         let index = read_index(config)?;
         let ckpt = Checkpoint::open(file)?;
-        let conv_in = format!("{UNET_PREFIX}input_blocks.0.0.weight");
-        let mut unet_config = UnetConfig::from_file(config.join("unet").join("config.json"))?;
-        unet_config.in_channels = match ckpt.shape(&conv_in)?.as_deref() {
-            Some([_, channels, _, _]) => *channels,
-            _ => return Err(ckpt.not_found(&format!("4-d `{conv_in}`"))),
-        };
-        let vae_config = VaeConfig::from_file(config.join("vae").join("config.json"))?;
+        // One component converted at a time: at most one re-serialised copy in memory.
+        let unet = Unet2DConditionModel::from_checkpoint(&ckpt, &config.join("unet"), device)?;
         let text_config =
             ClipTextConfig::from_file(config.join("text_encoder").join("config.json"))?;
         let (text_layout, tokenizer) = (
             ckpt.text_layout()?,
             ClipTokenizer::from_dir(config.join("tokenizer"))?,
         );
-        // One component converted at a time: at most one re-serialised copy in memory.
-        let unet = ckpt.unet(unet_config.layers_per_block)?;
-        let unet = Unet2DConditionModel::from_weights(&unet_config, unet, device)?;
-        let vae = ckpt.vae(vae_config.block_out_channels.len())?;
-        let vae = AutoencoderKl::from_weights(&vae_config, vae, device)?;
+        let vae = AutoencoderKl::from_checkpoint(&ckpt, &config.join("vae"), device)?;
         let text = ckpt.text_encoder(text_layout, text_config.num_hidden_layers)?;
         let text_encoder = ClipTextModel::from_weights(&text_config, text, device)?;
         Self {

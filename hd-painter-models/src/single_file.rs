@@ -62,20 +62,9 @@ impl Checkpoint {
                 reason: "single-file checkpoints are read from .safetensors only".into(),
             });
         }
-        let file = std::fs::File::open(path).map_err(|source| ModelsError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        // SAFETY: the map is read-only and lives as long as `Checkpoint`; like every
-        // memory-mapped loader (burn-store's included), it assumes the file is not truncated
-        // while it is being read.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|source| ModelsError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
         let checkpoint = Self {
             path: path.to_path_buf(),
-            map,
+            map: map_file(path)?,
         };
         checkpoint.tensors()?;
         Ok(checkpoint)
@@ -221,6 +210,20 @@ impl Checkpoint {
             origin: self.path.clone(),
         })
     }
+}
+
+/// `path` memory-mapped read-only, named in errors.
+pub(crate) fn map_file(path: &Path) -> Result<memmap2::Mmap> {
+    let file = std::fs::File::open(path).map_err(|source| ModelsError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    // SAFETY: the map is read-only and lives as long as its owner; like every memory-mapped
+    // loader (burn-store's included), it assumes the file is not truncated while it is read.
+    unsafe { memmap2::Mmap::map(&file) }.map_err(|source| ModelsError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// `input_blocks.4.1.proj_in.weight` -> `down_blocks.1.attentions.0.proj_in.weight`, and so on

@@ -21,6 +21,7 @@ use crate::config::ConfigFile;
 use crate::error::{ModelsError, Result};
 use crate::native::{self, Precision};
 use crate::processor::{AttentionKind, AttentionProcessor, AttentionSite, TransformerBlockContext};
+use crate::single_file::{Checkpoint, UNET_PREFIX};
 use crate::weights::{WeightSource, load_safetensors, weights_file};
 
 /// The epsilon of the transformers' group norm, fixed in diffusers.
@@ -739,6 +740,37 @@ impl Unet2DConditionModel {
         let dir = dir.as_ref();
         let config = UnetConfig::from_file(dir.join("config.json"))?;
         let weights = weights_file(dir, &["diffusion_pytorch_model"], variant)?;
+        Self::from_weights(&config, weights, device)
+    }
+
+    /// Loads the UNet of an original-layout single-file checkpoint (`model.diffusion_model.*`,
+    /// a whole checkpoint or a UNet-only file), as diffusers'
+    /// `UNet2DConditionModel.from_single_file` converts it. `config_dir` is a diffusers `unet/`
+    /// folder holding the `config.json` (no weights needed); the input channels (4, 7 or 9) are
+    /// taken from the checkpoint.
+    pub fn load_single_file(
+        checkpoint: impl AsRef<Path>,
+        config_dir: impl AsRef<Path>,
+        device: &Device,
+    ) -> Result<Self> {
+        let ckpt = Checkpoint::open(checkpoint.as_ref())?;
+        Self::from_checkpoint(&ckpt, config_dir.as_ref(), device)
+    }
+
+    /// The UNet of an opened original-layout checkpoint, with the `config.json` of
+    /// `config_dir` and the checkpoint's input channels.
+    pub(crate) fn from_checkpoint(
+        ckpt: &Checkpoint,
+        config_dir: &Path,
+        device: &Device,
+    ) -> Result<Self> {
+        let mut config = UnetConfig::from_file(config_dir.join("config.json"))?;
+        let conv_in = format!("{UNET_PREFIX}input_blocks.0.0.weight");
+        config.in_channels = match ckpt.shape(&conv_in)?.as_deref() {
+            Some([_, channels, _, _]) => *channels,
+            _ => return Err(ckpt.not_found(&format!("4-d `{conv_in}`"))),
+        };
+        let weights = ckpt.unet(config.layers_per_block)?;
         Self::from_weights(&config, weights, device)
     }
 

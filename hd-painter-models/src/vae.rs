@@ -14,6 +14,7 @@ use crate::config::ConfigFile;
 use crate::error::{ModelsError, Result};
 use crate::layout;
 use crate::native::{self, Precision};
+use crate::single_file::Checkpoint;
 use crate::weights::{WeightSource, load_safetensors, weights_file};
 
 /// diffusers' fixed epsilon of the VAE's group norms.
@@ -285,8 +286,17 @@ impl AutoencoderKl {
         config_dir: impl AsRef<Path>,
         device: &Device,
     ) -> Result<Self> {
-        let config = VaeConfig::from_file(config_dir.as_ref().join("config.json"))?;
-        let ckpt = crate::single_file::Checkpoint::open(checkpoint.as_ref())?;
+        let ckpt = Checkpoint::open(checkpoint.as_ref())?;
+        Self::from_checkpoint(&ckpt, config_dir.as_ref(), device)
+    }
+
+    /// The VAE of an opened original-layout checkpoint, with the `config.json` of `config_dir`.
+    pub(crate) fn from_checkpoint(
+        ckpt: &Checkpoint,
+        config_dir: &Path,
+        device: &Device,
+    ) -> Result<Self> {
+        let config = VaeConfig::from_file(config_dir.join("config.json"))?;
         let weights = ckpt.vae(config.block_out_channels.len())?;
         Self::from_weights(&config, weights, device)
     }

@@ -264,7 +264,7 @@ fn the_x4_upscalers_original_single_file_matches_its_twin() {
 }
 
 #[test]
-fn a_vae_only_single_file_and_a_whole_checkpoints_vae_match_their_twin() {
+fn single_file_vaes_and_unets_load_alone_and_match_their_twins() {
     let device = device();
     let config = model_dir("vae_sd");
     let twin = AutoencoderKl::load(&config, None, &device)
@@ -280,6 +280,23 @@ fn a_vae_only_single_file_and_a_whole_checkpoints_vae_match_their_twin() {
         let vae = AutoencoderKl::load_single_file(published(file), &config, &device).unwrap();
         assert_eq!(vae.decode(z.clone()).unwrap().into_data(), want, "{file}");
     }
+    // The UNet alone, as `UNet2DConditionModel.from_single_file` reads it.
+    let unet = Unet2DConditionModel::load_single_file(
+        published("single/sd15_inpainting_2022.safetensors"),
+        published("sd15_inpainting_2022/unet"),
+        &device,
+    )
+    .unwrap();
+    let twin_unet = Unet2DConditionModel::load(model_dir("unet_sd15_inpaint"), None, &device)
+        .unwrap()
+        .with_weight_dtype(FloatDType::F16)
+        .with_weight_dtype(FloatDType::F32);
+    let text = ClipTextModel::load(model_dir("clip_quick_gelu"), None, &device).unwrap();
+    assert_eq!(
+        outputs(&unet, &twin, &text)[0],
+        outputs(&twin_unet, &twin, &text)[0],
+        "the UNet of a single file"
+    );
     // A UNet-only file has no VAE: every tensor is named as unexpected.
     let err = AutoencoderKl::load_single_file(
         model_dir("unet_sd2/diffusion_pytorch_model.safetensors"),
