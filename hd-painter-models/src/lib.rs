@@ -4,7 +4,10 @@
 //! `UNet2DConditionModel` with pluggable attention processors, and `AutoencoderKL`, loaded from
 //! diffusers-format safetensors (f32, f16, bf16 files). [`StableDiffusionModels`] loads a whole
 //! pipeline from any [`ModelSource`]: a diffusers folder, an original-layout single-file
-//! checkpoint (converted at load time), or a Hugging Face Hub id (feature `hub`).
+//! checkpoint (converted at load time), or a Hugging Face Hub id (feature `hub`). Files in the
+//! layouts the models were first published in (pre-0.17 VAE attention names, early configs,
+//! transformers 4 text encoders, sharded files) load as diffusers and transformers load them;
+//! [`inspect`] reports what a model holds and which of those conversions it needs.
 //!
 //! ```no_run
 //! use hd_painter_models::ClipTokenizer;
