@@ -88,25 +88,19 @@ impl HubModel {
         self
     }
 
-    /// The files of a diffusers pipeline folder, relative to the repository root: the index,
-    /// the scheduler configs, the tokenizer files, each component's config and `variant`
-    /// weights.
-    fn pipeline_files(variant: Option<&str>) -> Vec<(String, bool)> {
-        let weights = |stem: &str| match variant {
-            Some(v) => format!("{stem}.{v}.safetensors"),
-            None => format!("{stem}.safetensors"),
-        };
+    /// The files of a diffusers pipeline folder besides the weights, relative to the
+    /// repository root, and whether each is required: the index, the scheduler configs, the
+    /// tokenizer files and each component's config.
+    #[cfg(feature = "hub")]
+    fn pipeline_files() -> Vec<(String, bool)> {
         let required = [
-            "model_index.json".to_string(),
-            "scheduler/scheduler_config.json".into(),
-            "tokenizer/vocab.json".into(),
-            "tokenizer/merges.txt".into(),
-            "text_encoder/config.json".into(),
-            format!("text_encoder/{}", weights("model")),
-            "unet/config.json".into(),
-            format!("unet/{}", weights("diffusion_pytorch_model")),
-            "vae/config.json".into(),
-            format!("vae/{}", weights("diffusion_pytorch_model")),
+            "model_index.json",
+            "scheduler/scheduler_config.json",
+            "tokenizer/vocab.json",
+            "tokenizer/merges.txt",
+            "text_encoder/config.json",
+            "unet/config.json",
+            "vae/config.json",
         ];
         let optional = [
             "tokenizer/tokenizer_config.json",
@@ -115,19 +109,21 @@ impl HubModel {
         ];
         required
             .into_iter()
-            .map(|f| (f, true))
+            .map(|f| (f.to_string(), true))
             .chain(optional.into_iter().map(|f| (f.to_string(), false)))
             .collect()
     }
 
     /// The local snapshot folder of the pipeline, downloading what the cache lacks unless
-    /// offline. Every required file must be there afterwards.
+    /// offline. Each component's `variant` weights are resolved as the folder loader reads
+    /// them: the safetensors file, else a sharded index and every shard it names, else a
+    /// pickle (which loading then refuses with [`ModelsError::Pickle`]).
     pub fn resolve(&self, variant: Option<&str>) -> Result<PathBuf> {
-        self.resolve_files(&Self::pipeline_files(variant))
+        self.resolve_files(variant)
     }
 
     #[cfg(feature = "hub")]
-    fn resolve_files(&self, files: &[(String, bool)]) -> Result<PathBuf> {
+    fn resolve_files(&self, variant: Option<&str>) -> Result<PathBuf> {
         use hf_hub::{Cache, Repo, RepoType};
 
         let cache = match &self.cache_dir {
@@ -146,36 +142,71 @@ impl HubModel {
             )
         };
         let cached = cache.repo(repo);
+        let missing = |file: &str, why: Option<String>| match why {
+            Some(e) => self.error(&format!("cannot download {file}: {e}")),
+            None => self.error(&format!(
+                "{file} is not in the cache {} and offline mode is on",
+                cache.path().display()
+            )),
+        };
+        // The cached path of `file`, downloading it when online; `Err` names why it is absent.
+        let get = |file: &str| -> std::result::Result<PathBuf, Option<String>> {
+            match (cached.get(file), &api) {
+                (Some(path), _) => Ok(path),
+                (None, Some(api)) => api.get(file).map_err(|e| Some(e.to_string())),
+                (None, None) => Err(None),
+            }
+        };
         let mut snapshot = None;
-        for (file, required) in files {
-            let path = match (cached.get(file), &api) {
-                (Some(path), _) => Some(path),
-                (None, Some(api)) => match api.get(file) {
-                    Ok(path) => Some(path),
-                    Err(e) if *required => {
-                        return Err(self.error(&format!("cannot download {file}: {e}")));
-                    }
-                    Err(_) => None,
-                },
-                (None, None) if *required => {
-                    return Err(self.error(&format!(
-                        "{file} is not in the cache {} and offline mode is on",
-                        cache.path().display()
-                    )));
+        for (file, required) in Self::pipeline_files() {
+            match get(&file) {
+                Ok(path) if snapshot.is_none() => {
+                    // `snapshots/<commit>/<file>`: the folder is the pipeline root.
+                    let depth = Path::new(&file).components().count();
+                    snapshot = path.ancestors().nth(depth).map(Path::to_path_buf);
                 }
-                (None, None) => None,
+                Ok(_) => {}
+                Err(why) if required => return Err(missing(&file, why)),
+                Err(_) => {}
+            }
+        }
+        for (folder, stem) in [
+            ("text_encoder", "model"),
+            ("unet", "diffusion_pytorch_model"),
+            ("vae", "diffusion_pytorch_model"),
+        ] {
+            let (file, index, pickle) = match variant {
+                Some(v) => (
+                    format!("{folder}/{stem}.{v}.safetensors"),
+                    format!("{folder}/{stem}.safetensors.index.{v}.json"),
+                    format!("{folder}/{stem}.{v}.bin"),
+                ),
+                None => (
+                    format!("{folder}/{stem}.safetensors"),
+                    format!("{folder}/{stem}.safetensors.index.json"),
+                    format!("{folder}/{stem}.bin"),
+                ),
             };
-            if let (Some(path), None) = (path, &snapshot) {
-                // `snapshots/<commit>/<file>`: the folder is the pipeline root.
-                let depth = Path::new(file).components().count();
-                snapshot = path.ancestors().nth(depth).map(Path::to_path_buf);
+            let why = match get(&file) {
+                Ok(_) => continue,
+                Err(why) => why,
+            };
+            if let Ok(index) = get(&index) {
+                for shard in crate::weights::shard_names(&index)? {
+                    let shard = format!("{folder}/{shard}");
+                    get(&shard).map_err(|why| missing(&shard, why))?;
+                }
+                continue;
+            }
+            if get(&pickle).is_err() {
+                return Err(missing(&file, why));
             }
         }
         snapshot.ok_or_else(|| self.error("no file resolved"))
     }
 
     #[cfg(not(feature = "hub"))]
-    fn resolve_files(&self, _files: &[(String, bool)]) -> Result<PathBuf> {
+    fn resolve_files(&self, _variant: Option<&str>) -> Result<PathBuf> {
         Err(self.error("this build lacks the `hub` cargo feature of hd-painter-models"))
     }
 

@@ -56,6 +56,19 @@ pub(crate) fn weights_file(
 
 /// The shards a `*.safetensors.index.json` names in its `weight_map`, each a file beside it.
 fn shards(index: &Path) -> Result<WeightSource> {
+    let files = shard_names(index)?
+        .into_iter()
+        .map(|name| index.with_file_name(name))
+        .collect();
+    Ok(WeightSource::Shards {
+        index: index.to_path_buf(),
+        files,
+    })
+}
+
+/// The file names a sharded checkpoint's index lists in its `weight_map`, each once, in order;
+/// a name with a folder in it (a shard outside the index's folder) is malformed.
+pub(crate) fn shard_names(index: &Path) -> Result<Vec<String>> {
     let malformed = |reason: String| ModelsError::Malformed {
         path: index.to_path_buf(),
         reason,
@@ -67,7 +80,7 @@ fn shards(index: &Path) -> Result<WeightSource> {
         .and_then(|m| m.as_object())
         .filter(|m| !m.is_empty())
         .ok_or_else(|| malformed("no `weight_map` of tensor names to shard files".into()))?;
-    let mut files: Vec<PathBuf> = Vec::new();
+    let mut names: Vec<String> = Vec::new();
     for (key, shard) in map {
         let name = shard
             .as_str()
@@ -77,15 +90,11 @@ fn shards(index: &Path) -> Result<WeightSource> {
                     "`weight_map.{key}` = {shard}: expected a file name beside the index"
                 ))
             })?;
-        let file = index.with_file_name(name);
-        if !files.contains(&file) {
-            files.push(file);
+        if !names.iter().any(|n| n == name) {
+            names.push(name.to_string());
         }
     }
-    Ok(WeightSource::Shards {
-        index: index.to_path_buf(),
-        files,
-    })
+    Ok(names)
 }
 
 /// Whether `path` names a pickled PyTorch file by its extension.

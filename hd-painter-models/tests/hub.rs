@@ -15,6 +15,11 @@ const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 
 /// A hub cache holding the tiny inpainting pipeline as `tiny/sd-inpaint`, without `skip`.
 fn cache(tag: &str, skip: &[&str]) -> PathBuf {
+    cache_with(tag, skip, &[])
+}
+
+/// [`cache`] with `extra` files (repository path, source file) added.
+fn cache_with(tag: &str, skip: &[&str], extra: &[(String, PathBuf)]) -> PathBuf {
     let root = std::env::temp_dir().join(format!("hd-painter-hub-{}-{tag}", std::process::id()));
     let repo = root.join("models--tiny--sd-inpaint");
     let _ = std::fs::remove_dir_all(&root);
@@ -34,13 +39,18 @@ fn cache(tag: &str, skip: &[&str]) -> PathBuf {
         "vae/config.json",
         "vae/diffusion_pytorch_model.safetensors",
     ];
-    for (i, file) in files.iter().filter(|f| !skip.contains(f)).enumerate() {
+    let files = files
+        .iter()
+        .filter(|f| !skip.contains(f))
+        .map(|f| (f.to_string(), pipeline.join(f)))
+        .chain(extra.iter().cloned());
+    for (i, (file, source)) in files.enumerate() {
         let blob = repo.join("blobs").join(format!("blob{i}"));
         std::fs::create_dir_all(blob.parent().unwrap()).unwrap();
-        std::fs::copy(pipeline.join(file), &blob).unwrap();
-        let link = repo.join("snapshots").join(COMMIT).join(file);
+        std::fs::copy(source, &blob).unwrap();
+        let link = repo.join("snapshots").join(COMMIT).join(&file);
         std::fs::create_dir_all(link.parent().unwrap()).unwrap();
-        let depth = Path::new(file).components().count();
+        let depth = Path::new(&file).components().count();
         let target = Path::new(&"../".repeat(depth + 1))
             .join("blobs")
             .join(format!("blob{i}"));
@@ -88,6 +98,54 @@ fn a_file_missing_from_the_cache_offline_is_a_typed_error_naming_it() {
     let source = hub(cache("variant", &[]));
     let err = StableDiffusionModels::from_source(&source, Some("fp16"), &device()).unwrap_err();
     assert!(err.to_string().contains("model.fp16.safetensors"), "{err}");
+}
+
+#[cfg(feature = "hub")]
+#[test]
+fn sharded_weights_resolve_and_pickled_ones_are_refused_by_the_loader() {
+    let sharded = model_dir("published/sharded/text_encoder");
+    let extra: Vec<(String, PathBuf)> = [
+        "model.safetensors.index.json",
+        "model-00001-of-00003.safetensors",
+        "model-00002-of-00003.safetensors",
+        "model-00003-of-00003.safetensors",
+    ]
+    .iter()
+    .map(|f| (format!("text_encoder/{f}"), sharded.join(f)))
+    .collect();
+    let skip = ["text_encoder/model.safetensors"];
+    let models = StableDiffusionModels::from_source(
+        &hub(cache_with("sharded", &skip, &extra)),
+        None,
+        &device(),
+    )
+    .unwrap();
+    assert_eq!(models.text_encoder.hidden_size(), 32);
+
+    // One shard missing from the cache: named.
+    let err = StableDiffusionModels::from_source(
+        &hub(cache_with("shard-gone", &skip, &extra[..3])),
+        None,
+        &device(),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("model-00003-of-00003.safetensors"),
+        "{err}"
+    );
+
+    // A repository with a pickled UNet only: resolved, then refused unread.
+    let pickle = std::env::temp_dir().join(format!("hd-painter-hub-pickle-{}", std::process::id()));
+    std::fs::write(&pickle, b"PK").unwrap();
+    let skip = ["unet/diffusion_pytorch_model.safetensors"];
+    let extra = [("unet/diffusion_pytorch_model.bin".to_string(), pickle)];
+    let err = StableDiffusionModels::from_source(
+        &hub(cache_with("pickle", &skip, &extra)),
+        None,
+        &device(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, ModelsError::Pickle { .. }), "{err}");
 }
 
 #[cfg(not(feature = "hub"))]
