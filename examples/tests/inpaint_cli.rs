@@ -91,6 +91,43 @@ fn sigint_stops_after_the_current_step_and_writes_nothing() {
 }
 
 #[test]
+fn unwritable_outputs_and_outputs_that_are_inputs_are_refused_before_loading() {
+    // A model path that does not exist: these errors must come before any loading.
+    let r = repo();
+    let photo = scratch("photo-kept.png");
+    std::fs::copy(r.join("fixtures/core/rgb.png"), &photo).unwrap();
+    let before = std::fs::read(&photo).unwrap();
+    let run = |output: &PathBuf, extra: &[&str]| {
+        Command::new(program())
+            .arg(&photo)
+            .arg(r.join("fixtures/core/mask.png"))
+            .arg("a red sofa")
+            .arg(output)
+            .args(["--model", "/no/such/model", "--steps", "1"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    for (output, message) in [
+        (scratch("out.bmp"), "out.bmp"),
+        (PathBuf::from("/no/such/folder/out.png"), "/no/such/folder"),
+        (photo.clone(), "is the input"),
+    ] {
+        let out = run(&output, &[]);
+        assert_eq!(out.status.code(), Some(1), "{output:?}");
+        let log = text(&out);
+        assert!(
+            log.contains(message) && !log.contains("/no/such/model"),
+            "{log}"
+        );
+    }
+    // With --overwrite the output may be the input: the run goes on (to the missing model).
+    let out = run(&photo, &["--overwrite"]);
+    assert!(text(&out).contains("/no/such/model"), "{}", text(&out));
+    assert_eq!(std::fs::read(&photo).unwrap(), before, "the photo is kept");
+}
+
+#[test]
 fn usage_errors_are_reported_without_a_run() {
     let output = scratch("usage.png");
     for (args, message) in [
@@ -102,6 +139,16 @@ fn usage_errors_are_reported_without_a_run() {
         (
             &["--num-images", "0"][..],
             "--num-images must be at least 1",
+        ),
+        (&["--steps", "0"][..], "--steps must be at least 1"),
+        (
+            &["--guidance", "NaN"][..],
+            "--guidance must be a finite number, found NaN",
+        ),
+        (&["--eta=-1"][..], "--eta must be a finite number >= 0"),
+        (
+            &["--preview-every", "0"][..],
+            "--preview-every must be at least 1",
         ),
     ] {
         let out = inpaint(&output, args).output().unwrap();

@@ -184,6 +184,33 @@ pub(crate) fn decode(path: &Path, max_side: u32) -> Result<image::DynamicImage> 
 }
 
 /// Encodes a raster by the path's extension.
+/// Checks, before any work, that an image can be written to `path`: its extension names a
+/// format this build encodes (PNG, JPEG, WebP, ...) and its folder exists. Nothing is written.
+pub fn check_output_path(path: impl AsRef<Path>) -> Result<()> {
+    let path = path.as_ref();
+    let encode = |reason: String| CoreError::Encode {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let format = image::ImageFormat::from_path(path).map_err(|e| encode(e.to_string()))?;
+    if !format.writing_enabled() {
+        return Err(encode(format!(
+            "this build does not encode {format:?}; use .png, .jpg or .webp"
+        )));
+    }
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !folder.is_dir() {
+        return Err(CoreError::Io {
+            path: folder.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such folder"),
+        });
+    }
+    Ok(())
+}
+
 pub(crate) fn save_buffer(
     path: &Path,
     raster: &Raster<u8>,

@@ -59,7 +59,7 @@ mod resize;
 pub use blur::GaussianKernel;
 pub use device::BackendKind;
 pub use error::{CoreError, Result};
-pub use image::{DEFAULT_MAX_SIDE, Image, Quantize};
+pub use image::{DEFAULT_MAX_SIDE, Image, Quantize, check_output_path};
 pub use mask::{Mask, MaskChannel, MaskOptions};
 pub use memory::peak_rss_bytes;
 pub use morphology::Footprint;

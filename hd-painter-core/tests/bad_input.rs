@@ -260,3 +260,27 @@ fn a_folder_given_as_an_image_is_an_io_error() {
         "{err}"
     );
 }
+
+#[test]
+fn output_paths_are_checked_before_any_work() {
+    let dir = std::env::temp_dir();
+    for ok in ["out.png", "out.jpg", "out.jpeg", "out.webp"] {
+        hd_painter_core::check_output_path(dir.join(ok)).unwrap();
+    }
+    hd_painter_core::check_output_path("relative.png").unwrap();
+    for bad in ["out.bmp", "out.tiff", "out", "out.txt"] {
+        let path = dir.join(bad);
+        let err = hd_painter_core::check_output_path(&path).unwrap_err();
+        assert!(
+            matches!(&err, hd_painter_core::CoreError::Encode { path: p, .. } if *p == path),
+            "{bad}: {err}"
+        );
+        assert!(!path.exists(), "{bad}: nothing is written");
+    }
+    let missing = dir.join("no-such-folder-hd-painter").join("out.png");
+    let err = hd_painter_core::check_output_path(&missing).unwrap_err();
+    assert!(
+        matches!(&err, hd_painter_core::CoreError::Io { path, .. } if path.ends_with("no-such-folder-hd-painter")),
+        "{err}"
+    );
+}

@@ -117,6 +117,7 @@ mod repaint;
 mod sampler;
 mod schedule;
 mod scheduler;
+mod validate;
 
 pub use brushnet::{BrushNetLatents, BrushNetSettings, brushnet_blend};
 pub use ddim::{

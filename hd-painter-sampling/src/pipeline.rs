@@ -291,12 +291,8 @@ impl Inpainter<'_> {
         processor: &mut dyn AttentionProcessor,
         on_step: &mut dyn FnMut(&StepView<'_>) -> ControlFlow<()>,
     ) -> Result<Vec<Image>> {
+        options.validate()?;
         mask.ensure_matches(image, "inpainting mask vs image")?;
-        if options.seeds.is_empty() {
-            return Err(SamplingError::InvalidInput(
-                "no seeds: one per output image".into(),
-            ));
-        }
         let hole = mask.threshold(127);
         if hole.is_empty() {
             return Ok(vec![image.clone(); options.seeds.len()]);

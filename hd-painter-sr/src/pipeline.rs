@@ -65,6 +65,54 @@ pub struct SrSettings {
     pub vae_tiling: Option<VaeTiling>,
 }
 
+impl SrSettings {
+    /// Checks the settings before any work, each a [`CoreError::InvalidParameter`] naming the
+    /// setting: steps at least 1, a finite guidance scale, a noise level below the x4 UNet's
+    /// 1000 noise-level classes, a long side of at least 64 px, a finite positive blur sigma.
+    /// [`Upscaler::upscale`] and [`TwoStage::run`] (before its first stage) call it.
+    ///
+    /// [`CoreError::InvalidParameter`]: hd_painter_core::CoreError::InvalidParameter
+    pub fn validate(&self) -> Result<()> {
+        let invalid = |name, value: String, expected| {
+            Err(hd_painter_core::CoreError::InvalidParameter {
+                name,
+                value,
+                expected,
+            }
+            .into())
+        };
+        if self.steps == 0 {
+            return invalid("SR steps", "0".into(), "at least 1");
+        }
+        if !self.guidance_scale.is_finite() {
+            return invalid(
+                "SR guidance scale",
+                self.guidance_scale.to_string(),
+                "a finite number",
+            );
+        }
+        if self.noise_level >= 1000 {
+            return invalid(
+                "SR noise level",
+                self.noise_level.to_string(),
+                "below 1000 (the x4 UNet's noise-level classes)",
+            );
+        }
+        if self.long_side < 64 {
+            return invalid("SR long side", self.long_side.to_string(), "at least 64 px");
+        }
+        let sigma = self.mask_blur.1;
+        if !(sigma.is_finite() && sigma > 0.0) {
+            return invalid(
+                "SR mask blur sigma",
+                sigma.to_string(),
+                "a finite number > 0",
+            );
+        }
+        Ok(())
+    }
+}
+
 impl Default for SrSettings {
     fn default() -> Self {
         Self {
@@ -158,6 +206,7 @@ impl Upscaler<'_> {
         processor: &mut dyn AttentionProcessor,
         on_step: &mut dyn FnMut(&StepView<'_>) -> ControlFlow<()>,
     ) -> Result<Image> {
+        settings.validate()?;
         let size = (original.width(), original.height());
         if (hole.width(), hole.height()) != size {
             return Err(SrError::SizeMismatch {
@@ -340,6 +389,8 @@ impl TwoStage<'_> {
         processor: &mut dyn AttentionProcessor,
         on_step: &mut dyn FnMut(&StepView<'_>) -> ControlFlow<()>,
     ) -> Result<Vec<Image>> {
+        sr.validate()?;
+        options.validate()?;
         let f = self.upscaler.vae.downscale() as u32;
         let low = sr.long_side / f;
         let (w, h) = (image.width(), image.height());

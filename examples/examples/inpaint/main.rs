@@ -33,6 +33,8 @@ use hd_painter_sampling::{
 use hd_painter_sr::{SR_POSITIVE_PROMPT, SrError, SrOutput, SrSettings, TwoStage, Upscaler};
 use indicatif::{ProgressBar, ProgressStyle};
 
+mod checks;
+
 /// The methods, as named on the command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum MethodArg {
@@ -167,6 +169,9 @@ struct Args {
     /// Write a preview of the predicted image every K steps (`{output}-preview-...png`).
     #[arg(long, value_name = "K")]
     preview_every: Option<usize>,
+    /// Allow the output to be one of the inputs (which it then replaces).
+    #[arg(long)]
+    overwrite: bool,
 }
 
 /// What can end a run early.
@@ -223,17 +228,7 @@ fn main() -> ExitCode {
 
 fn run(args: &Args, cancel: &AtomicBool) -> Result<(), RunError> {
     let started = Instant::now();
-    if args.num_images == 0 {
-        return Err(RunError::Usage("--num-images must be at least 1".into()));
-    }
-    if args.sr && args.sr_model.is_none() {
-        return Err(RunError::Usage("--sr needs --sr-model".into()));
-    }
-    if (args.method == MethodArg::Brushnet) != args.brushnet.is_some() {
-        return Err(RunError::Usage(
-            "--method brushnet and --brushnet DIR go together".into(),
-        ));
-    }
+    checks::check_before_loading(args)?;
     let image = Image::open(&args.image)?;
     let mask = Mask::open(&args.mask)?;
     mask.ensure_matches(
@@ -299,6 +294,7 @@ fn run(args: &Args, cancel: &AtomicBool) -> Result<(), RunError> {
     let request = configure(painter.request(&image, &mask, &args.prompt), args, &painter)
         .seeds(seeds.clone());
     let options = request.settings();
+    options.validate()?;
     bar.set_message("encoding the prompt");
     let text = request.encode()?;
     let sr_schedule = NoiseSchedule::x4_upscaler();
@@ -340,7 +336,7 @@ fn run(args: &Args, cancel: &AtomicBool) -> Result<(), RunError> {
             });
         }
         bar.set_position(stage_start + view.step as u64);
-        if let Some(k) = args.preview_every.filter(|&k| k > 0)
+        if let Some(k) = args.preview_every
             && (view.step.is_multiple_of(k) || view.step == view.total)
         {
             let vae = vaes[(stage - 1).min(vaes.len() - 1)];

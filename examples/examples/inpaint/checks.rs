@@ -1,0 +1,88 @@
+//! The command line checked before any model is loaded, so that a run on a real model (17
+//! minutes, or two hours with SR) is never thrown away on a setting or an output it could have
+//! refused at once.
+
+use std::path::Path;
+
+use crate::{Args, MethodArg, RunError, numbered};
+
+/// A usage error when `bad`.
+fn refuse(bad: bool, message: impl FnOnce() -> String) -> Result<(), RunError> {
+    if bad {
+        Err(RunError::Usage(message()))
+    } else {
+        Ok(())
+    }
+}
+
+/// The numeric settings and their combinations.
+fn check_settings(args: &Args) -> Result<(), RunError> {
+    refuse(args.num_images == 0, || {
+        "--num-images must be at least 1".into()
+    })?;
+    refuse(args.sr && args.sr_model.is_none(), || {
+        "--sr needs --sr-model".into()
+    })?;
+    refuse(
+        (args.method == MethodArg::Brushnet) != args.brushnet.is_some(),
+        || "--method brushnet and --brushnet DIR go together".into(),
+    )?;
+    refuse(args.steps == Some(0), || {
+        "--steps must be at least 1".into()
+    })?;
+    refuse(args.sr && args.sr_steps == 0, || {
+        "--sr-steps must be at least 1".into()
+    })?;
+    refuse(args.sr && args.sr_long_side < 64, || {
+        format!(
+            "--sr-long-side must be at least 64, found {}",
+            args.sr_long_side
+        )
+    })?;
+    refuse(args.preview_every == Some(0), || {
+        "--preview-every must be at least 1".into()
+    })?;
+    if let Some(g) = args.guidance {
+        refuse(!g.is_finite(), || {
+            format!("--guidance must be a finite number, found {g}")
+        })?;
+    }
+    if let Some(eta) = args.eta {
+        refuse(!(eta.is_finite() && eta >= 0.0), || {
+            format!("--eta must be a finite number >= 0, found {eta}")
+        })?;
+    }
+    let scale = args.brushnet_scale;
+    refuse(!scale.is_finite(), || {
+        format!("--brushnet-scale must be a finite number, found {scale}")
+    })
+}
+
+/// Whether `a` and `b` are the same existing file.
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// Everything that can be checked before loading: the settings, and each output path (a
+/// format that can be written, an existing folder, not one of the inputs unless
+/// `--overwrite`).
+pub(crate) fn check_before_loading(args: &Args) -> Result<(), RunError> {
+    check_settings(args)?;
+    for i in 0..args.num_images {
+        let output = numbered(&args.output, i, args.num_images);
+        hd_painter_core::check_output_path(&output)?;
+        for input in [&args.image, &args.mask] {
+            refuse(!args.overwrite && same_file(&output, input), || {
+                format!(
+                    "the output {} is the input {}: choose another path, or pass --overwrite",
+                    output.display(),
+                    input.display()
+                )
+            })?;
+        }
+    }
+    Ok(())
+}

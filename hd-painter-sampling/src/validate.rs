@@ -1,0 +1,197 @@
+//! The settings of a run checked at once, before any model is called: a step count of zero, a
+//! guidance scale that is not a number or a strength outside `(0, 1]` would otherwise surface
+//! only after the encoder ran (or as non-finite latents at step 1), or silently return the input.
+
+use hd_painter_core::CoreError;
+
+use crate::error::Result;
+use crate::pipeline::{InpaintOptions, Method};
+
+/// A typed error for `name` = `value` outside `expected`.
+fn invalid(name: &'static str, value: impl ToString, expected: &'static str) -> CoreError {
+    CoreError::InvalidParameter {
+        name,
+        value: value.to_string(),
+        expected,
+    }
+}
+
+/// `value` when `ok`, else the error naming it.
+fn require(ok: bool, name: &'static str, value: f64, expected: &'static str) -> Result<()> {
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(name, value, expected).into())
+    }
+}
+
+fn finite(name: &'static str, value: f64) -> Result<()> {
+    require(value.is_finite(), name, value, "a finite number")
+}
+
+fn non_negative(name: &'static str, value: f64) -> Result<()> {
+    require(
+        value.is_finite() && value >= 0.0,
+        name,
+        value,
+        "a finite number >= 0",
+    )
+}
+
+fn at_least_one(name: &'static str, value: usize) -> Result<()> {
+    if value >= 1 {
+        Ok(())
+    } else {
+        Err(invalid(name, value, "at least 1").into())
+    }
+}
+
+impl InpaintOptions {
+    /// Checks every setting the method uses, each a [`CoreError::InvalidParameter`] naming the
+    /// setting, the value and what is allowed: steps at least 1 (RePaint's jumps too), finite
+    /// guidance scales, etas finite and `>= 0`, `strength` in `(0, 1]`, BrushNet's scale
+    /// finite and its control window within `[0, 1]`, at least one seed.
+    /// [`Inpainter::inpaint`](crate::Inpainter::inpaint) calls it first; callers can call it
+    /// before loading anything.
+    pub fn validate(&self) -> Result<()> {
+        if self.seeds.is_empty() {
+            return Err(invalid("seeds", "[]", "one seed per output image").into());
+        }
+        require(
+            self.strength > 0.0 && self.strength <= 1.0,
+            "strength",
+            self.strength,
+            "a number in (0, 1]",
+        )?;
+        if let Some(rasg) = self.hd_painter.and_then(|h| h.rasg) {
+            non_negative("RASG eta", rasg.eta)?;
+        }
+        match &self.method {
+            Method::Repaint(r) => {
+                at_least_one("RePaint steps", r.steps)?;
+                at_least_one("RePaint jump_length", r.jump_length)?;
+                at_least_one("RePaint jump_n_sample", r.jump_n_sample)?;
+                finite("RePaint guidance scale", r.guidance_scale)?;
+                return non_negative("RePaint eta", r.eta);
+            }
+            Method::BrushNet(b) => {
+                finite("BrushNet conditioning scale", b.conditioning_scale)?;
+                require(
+                    (0.0..=1.0).contains(&b.control_start),
+                    "BrushNet control start",
+                    b.control_start,
+                    "a fraction in [0, 1], at most the control end",
+                )?;
+                require(
+                    (b.control_start..=1.0).contains(&b.control_end),
+                    "BrushNet control end",
+                    b.control_end,
+                    "a fraction in [0, 1], at least the control start",
+                )?;
+            }
+            Method::StableInpainting | Method::Blended => {}
+        }
+        at_least_one("steps", self.ddim.steps)?;
+        finite("guidance scale", self.ddim.guidance_scale)?;
+        non_negative("DDIM eta", self.ddim.eta)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{BrushNetSettings, HdPainter, RasgSettings, RepaintSettings, SamplingError};
+
+    fn name_of(options: &InpaintOptions) -> Option<&'static str> {
+        match options.validate() {
+            Ok(()) => None,
+            Err(SamplingError::Models(hd_painter_models::ModelsError::Core(
+                CoreError::InvalidParameter { name, .. },
+            ))) => Some(name),
+            Err(other) => panic!("{other}"),
+        }
+    }
+
+    #[test]
+    fn the_presets_are_valid() {
+        for options in [
+            InpaintOptions::default(),
+            InpaintOptions::hd_painter(HdPainter::full()),
+            InpaintOptions::brushnet(BrushNetSettings::default()),
+            InpaintOptions {
+                method: Method::Repaint(RepaintSettings::default()),
+                ..InpaintOptions::default()
+            },
+        ] {
+            assert_eq!(name_of(&options), None, "{options:?}");
+        }
+    }
+
+    #[test]
+    fn each_bad_setting_is_named() {
+        let base = InpaintOptions::default;
+        let mut cases: Vec<(InpaintOptions, &str)> = Vec::new();
+        let mut o = base();
+        o.ddim.steps = 0;
+        cases.push((o, "steps"));
+        let mut o = base();
+        o.ddim.guidance_scale = f64::NAN;
+        cases.push((o, "guidance scale"));
+        let mut o = base();
+        o.ddim.eta = -0.5;
+        cases.push((o, "DDIM eta"));
+        for strength in [0.0, 1.5, f64::NAN] {
+            let mut o = base();
+            o.strength = strength;
+            cases.push((o, "strength"));
+        }
+        let mut o = base();
+        o.seeds.clear();
+        cases.push((o, "seeds"));
+        let mut o = InpaintOptions::hd_painter(HdPainter {
+            painta: true,
+            rasg: Some(RasgSettings {
+                eta: f64::INFINITY,
+                ..RasgSettings::default()
+            }),
+        });
+        o.ddim.steps = 3;
+        cases.push((o, "RASG eta"));
+        let repaint = |r: RepaintSettings| InpaintOptions {
+            method: Method::Repaint(r),
+            ..base()
+        };
+        let r = RepaintSettings::default;
+        cases.push((
+            repaint(RepaintSettings { steps: 0, ..r() }),
+            "RePaint steps",
+        ));
+        cases.push((
+            repaint(RepaintSettings {
+                jump_length: 0,
+                ..r()
+            }),
+            "RePaint jump_length",
+        ));
+        let brushnet = |b: BrushNetSettings| InpaintOptions::brushnet(b);
+        let b = BrushNetSettings::default;
+        cases.push((
+            brushnet(BrushNetSettings {
+                conditioning_scale: f64::NAN,
+                ..b()
+            }),
+            "BrushNet conditioning scale",
+        ));
+        cases.push((
+            brushnet(BrushNetSettings {
+                control_start: 0.8,
+                control_end: 0.2,
+                ..b()
+            }),
+            "BrushNet control end",
+        ));
+        for (options, name) in cases {
+            assert_eq!(name_of(&options), Some(name), "{options:?}");
+        }
+    }
+}
