@@ -276,3 +276,51 @@ fn vae_tiling_runs_and_lowers_the_estimate() {
     assert_eq!((out.width(), out.height()), (160, 120));
     assert_kept_far_from_the_hole(&image, &out, &mask);
 }
+
+#[test]
+fn sr_settings_out_of_range_are_named_before_any_work() {
+    use hd_painter_core::CoreError;
+
+    assert!(SrSettings::default().validate().is_ok());
+    let base = SrSettings::default;
+    for (settings, name) in [
+        (SrSettings { steps: 0, ..base() }, "SR steps"),
+        (
+            SrSettings {
+                guidance_scale: f64::NAN,
+                ..base()
+            },
+            "SR guidance scale",
+        ),
+        (
+            SrSettings {
+                noise_level: 1000,
+                ..base()
+            },
+            "SR noise level",
+        ),
+        (
+            SrSettings {
+                long_side: 32,
+                ..base()
+            },
+            "SR long side",
+        ),
+        (
+            SrSettings {
+                mask_blur: (19, 0.0),
+                ..base()
+            },
+            "SR mask blur sigma",
+        ),
+    ] {
+        match settings.validate() {
+            Err(SrError::Sampling(hd_painter_sampling::SamplingError::Models(
+                hd_painter_models::ModelsError::Core(CoreError::InvalidParameter {
+                    name: n, ..
+                }),
+            ))) => assert_eq!(n, name),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+}
