@@ -1,21 +1,31 @@
-//! Prepares an image and a mask exactly as HD-Painter does before its 512 px inpainting stage,
-//! and writes what the UNet will see:
+//! Prepares an image and a mask exactly as the official HD-Painter code does before its 512 px
+//! inpainting stage (the same [`HdPainterInputs`] the pipeline runs), and writes what the UNet
+//! will see:
 //!
 //! ```text
 //! cargo run --example prepare -- photo.jpg mask.png out/
 //! ```
 //!
-//! Long side 512 (Pillow bicubic), zero padding to a multiple of 64, the hole dilated by a
-//! 3x3 cross and binarised, plus the latent-resolution mask (bicubic to H/8, then > 0).
+//! Long side 512 (Pillow bicubic, `hd_inpaint.py`'s size rule), zero padding to a multiple of
+//! 64; the hole is every non-zero pixel of the mask's blue channel (the official channel; the
+//! grey level of a grey mask), dilated by a 3x3 cross, then padded; plus the latent-resolution
+//! mask (bicubic to H/8, then > 0).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use hd_painter_core::{Filter, Footprint, Image, Mask, PadMode, Result};
+use hd_painter_core::{Filter, Image, Mask, MaskChannel, MaskOptions, SizeRule};
+use hd_painter_sampling::{HdPainterInputs, Result};
 
 fn run(image: PathBuf, mask: PathBuf, out: PathBuf) -> Result<()> {
     let photo = Image::open(&image)?;
-    let hole = Mask::open(&mask)?;
+    let hole = Mask::open_with(
+        &mask,
+        MaskOptions {
+            channel: MaskChannel::Blue,
+            ..MaskOptions::default()
+        },
+    )?;
     hole.ensure_matches(
         &photo,
         &format!("mask {} vs image {}", mask.display(), image.display()),
@@ -27,17 +37,14 @@ fn run(image: PathBuf, mask: PathBuf, out: PathBuf) -> Result<()> {
         );
     }
 
-    let photo = photo
-        .resize_long_side(512, Filter::Bicubic)?
-        .pad_to_multiple(64, PadMode::Zero)?;
-    let hole = hole
-        .resize_long_side(512, Filter::Bicubic)?
-        .dilate(Footprint::Cross { radius: 1 })?
-        .threshold(0)
-        .pad_to_multiple(64, PadMode::Zero)?;
-    let latent = hole
-        .resize(hole.width() / 8, hole.height() / 8, Filter::Bicubic)?
-        .threshold(0);
+    let stage = |m: &Mask| m.resize_long_side(512, SizeRule::Script, Filter::Bicubic);
+    let inputs = HdPainterInputs::prepare(
+        &photo.resize_long_side(512, SizeRule::Script, Filter::Bicubic)?,
+        &stage(&hole)?,
+        64,
+        8,
+    )?;
+    let (photo, hole, latent) = (inputs.image, inputs.hole, inputs.latent_hole);
 
     std::fs::create_dir_all(&out).map_err(|source| hd_painter_core::CoreError::Io {
         path: out.clone(),

@@ -6,7 +6,7 @@
 //! OpenCV dilation, numpy padding), their tensor forms, backend selection, and the error type.
 //!
 //! ```
-//! use hd_painter_core::{BackendKind, Filter, Footprint, Image, Mask, PadMode};
+//! use hd_painter_core::{BackendKind, Filter, Footprint, Image, Mask, PadMode, SizeRule};
 //!
 //! # fn main() -> hd_painter_core::Result<()> {
 //! // A 640x480 photo with a square hole (normally `Image::open` / `Mask::open`).
@@ -17,13 +17,16 @@
 //! let mask = Mask::from_luma8(640, 480, hole)?;
 //! mask.ensure_matches(&image, "mask vs photo")?;
 //!
-//! // HD-Painter's preprocessing: long side 512 (bicubic), pad to a multiple of 64, dilate
-//! // the hole by one pixel with a 3x3 cross and binarise.
-//! let image = image.resize_long_side(512, Filter::Bicubic)?.pad_to_multiple(64, PadMode::Zero)?;
+//! // HD-Painter's preprocessing (the official `hd_inpaint.py` and `src/methods/sd.py`): long
+//! // side 512 (bicubic, `hd_inpaint.py`'s size rule), pad to a multiple of 64; the hole is every
+//! // non-zero pixel, dilated by a 3x3 cross, then padded.
+//! let image = image
+//!     .resize_long_side(512, SizeRule::Script, Filter::Bicubic)?
+//!     .pad_to_multiple(64, PadMode::Zero)?;
 //! let mask = mask
-//!     .resize_long_side(512, Filter::Bicubic)?
-//!     .dilate(Footprint::Cross { radius: 1 })?
+//!     .resize_long_side(512, SizeRule::Script, Filter::Bicubic)?
 //!     .threshold(0)
+//!     .dilate(Footprint::Cross { radius: 1 })?
 //!     .pad_to_multiple(64, PadMode::Zero)?;
 //! assert_eq!((image.width(), image.height()), (512, 384));
 //!
@@ -65,7 +68,7 @@ pub use memory::peak_rss_bytes;
 pub use morphology::Footprint;
 pub use noise::seeded_noise;
 pub use raster::{PadMode, Raster, Sample};
-pub use resize::{Filter, long_side_size};
+pub use resize::{Filter, SizeRule};
 
 /// burn, re-exported so that downstream code uses the exact release hd-painter is built on.
 pub use burn;

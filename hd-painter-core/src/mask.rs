@@ -26,6 +26,10 @@ pub enum MaskChannel {
     /// The alpha channel: opaque = hole (combine with `invert` for "transparent = hole", as in
     /// masks painted by erasing). A file without alpha is fully opaque.
     Alpha,
+    /// The blue channel of the file converted to RGB (Pillow's `convert("RGB")`, alpha
+    /// dropped): the channel the official HD-Painter code reads (`IImage.alpha()`, the last
+    /// channel). For a grey file it is the grey level.
+    Blue,
 }
 
 /// How [`Mask::open_with`] reads a file.
@@ -81,6 +85,7 @@ impl Mask {
                 .collect(),
             MaskChannel::Luma => decoded.into_luma8().into_raw(),
             MaskChannel::Alpha => decoded.into_rgba8().pixels().map(|p| p.0[3]).collect(),
+            MaskChannel::Blue => decoded.into_rgb8().pixels().map(|p| p.0[2]).collect(),
         };
         let mask = Self::from_luma8(width, height, values)?;
         Ok(if options.invert { mask.invert() } else { mask })

@@ -7,7 +7,7 @@ use crate::image::Image;
 use crate::mask::Mask;
 use crate::morphology::Footprint;
 use crate::raster::PadMode;
-use crate::resize::Filter;
+use crate::resize::{Filter, SizeRule};
 
 macro_rules! forward_geometry {
     ($ty:ident) => {
@@ -28,9 +28,14 @@ macro_rules! forward_geometry {
             }
 
             /// Resizes so that the long side is `long_side` pixels, keeping the aspect ratio as
-            /// the HD-Painter reference does ([`long_side_size`](crate::long_side_size)).
-            pub fn resize_long_side(&self, long_side: u32, filter: Filter) -> Result<Self> {
-                Self::from_raster(self.raster().resize_long_side(long_side, filter)?)
+            /// `rule` computes it (the official HD-Painter code's two formulas).
+            pub fn resize_long_side(
+                &self,
+                long_side: u32,
+                rule: SizeRule,
+                filter: Filter,
+            ) -> Result<Self> {
+                Self::from_raster(self.raster().resize_long_side(long_side, rule, filter)?)
             }
 
             /// Pads on the right and bottom to the next multiple of `multiple` on both sides.

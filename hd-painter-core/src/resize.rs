@@ -43,15 +43,39 @@ impl Filter {
 
 const BICUBIC_A: f64 = -0.5;
 
-/// The output size that keeps the aspect ratio with the long side equal to `long_side`,
-/// computed exactly as the HD-Painter reference does (`int()` truncation of the short side,
-/// in `f64`).
-pub fn long_side_size(width: u32, height: u32, long_side: u32) -> (u32, u32) {
-    let aspect = f64::from(height) / f64::from(width);
-    let s = f64::from(long_side);
-    let new_height = long_side.min((s * aspect) as u32);
-    let new_width = long_side.min((s / aspect) as u32);
-    (new_width.max(1), new_height.max(1))
+/// How the short side is computed when an image is resized to a long side. The official
+/// HD-Painter code has two formulas, which differ by a pixel for some sizes (93 x 128 at 512:
+/// 372 x 512 by [`SizeRule::Script`], 371 x 512 by [`SizeRule::Demo`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SizeRule {
+    /// `src/utils.resize`, which `hd_inpaint.py` applies before the 512 px stage: with
+    /// `a = w / h`, `(min(L, int(L * a)), min(L, int(L / a)))`.
+    #[default]
+    Script,
+    /// `IImage.resize(L)`, which the demo applies before the 512 px stage and both apply before
+    /// the SR stage: with `a = h / w`, height `min(L, int(L * a))`, width `min(L, int(L / a))`.
+    Demo,
+}
+
+impl SizeRule {
+    /// The `(width, height)` of a `width x height` image resized to long side `long_side`, in
+    /// `f64` with `int()` truncation as the official code computes it. A side the formula
+    /// truncates to 0 (where the official code fails) is 1.
+    pub fn size(self, width: u32, height: u32, long_side: u32) -> (u32, u32) {
+        let (w, h, l) = (f64::from(width), f64::from(height), f64::from(long_side));
+        let (new_width, new_height) = match self {
+            SizeRule::Script => {
+                let a = w / h;
+                (l * a, l / a)
+            }
+            SizeRule::Demo => {
+                let a = h / w;
+                (l / a, l * a)
+            }
+        };
+        let side = |v: f64| long_side.min(v as u32).max(1);
+        (side(new_width), side(new_height))
+    }
 }
 
 /// Per-output-pixel filter windows along one axis (Pillow's `precompute_coeffs`).
@@ -179,10 +203,10 @@ impl<T: Sample> Raster<T> {
         Ok(out)
     }
 
-    /// Resizes so that the long side is `long_side`, keeping the aspect ratio as
-    /// [`long_side_size`] computes it.
-    pub fn resize_long_side(&self, long_side: u32, filter: Filter) -> Result<Self> {
-        let (w, h) = long_side_size(self.width(), self.height(), long_side);
+    /// Resizes so that the long side is `long_side`, keeping the aspect ratio as `rule`
+    /// computes it.
+    pub fn resize_long_side(&self, long_side: u32, rule: SizeRule, filter: Filter) -> Result<Self> {
+        let (w, h) = rule.size(self.width(), self.height(), long_side);
         self.resize(w, h, filter)
     }
 
@@ -213,11 +237,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn long_side_size_truncates_like_the_reference() {
-        assert_eq!(long_side_size(1024, 768, 512), (512, 384));
-        assert_eq!(long_side_size(1000, 333, 512), (512, 170));
-        assert_eq!(long_side_size(333, 1000, 512), (170, 512));
-        assert_eq!(long_side_size(700, 700, 512), (512, 512));
+    fn both_size_rules_truncate_like_the_official_code() {
+        for rule in [SizeRule::Script, SizeRule::Demo] {
+            assert_eq!(rule.size(1024, 768, 512), (512, 384));
+            assert_eq!(rule.size(1000, 333, 512), (512, 170));
+            assert_eq!(rule.size(333, 1000, 512), (170, 512));
+            assert_eq!(rule.size(700, 700, 512), (512, 512));
+            assert_eq!(
+                rule.size(1, 4096, 512),
+                (1, 512),
+                "a side truncated to 0 is 1"
+            );
+        }
+        assert_eq!(SizeRule::Script.size(93, 128, 512), (372, 512));
+        assert_eq!(SizeRule::Demo.size(93, 128, 512), (371, 512));
     }
 
     #[test]

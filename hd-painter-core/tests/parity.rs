@@ -7,7 +7,7 @@ mod fixtures;
 use fixtures::{Fixture, max_abs_diff};
 use hd_painter_core::{
     Filter, Footprint, GaussianKernel, Image, Mask, MaskChannel, MaskOptions, PadMode, Quantize,
-    long_side_size,
+    SizeRule,
 };
 
 const RESIZE_TARGETS: [(u32, u32); 5] = [(64, 20), (101, 77), (13, 11), (19, 64), (37, 41)];
@@ -49,13 +49,17 @@ fn resize_f32_matches_pillow_float_mode() {
     }
 }
 
-/// The reference's long-side rule (`int()` truncation): exact.
+/// `hd_inpaint.py`'s long-side rule (`int()` truncation): exact.
 #[test]
 fn long_side_sizes_match_the_reference_rule() {
     let (shape, cases) = Fixture::open("resize").i64("long_side_cases");
     for case in cases.chunks_exact(shape[1]) {
         let [w, h, side, ew, eh] = [0, 1, 2, 3, 4].map(|i| case[i] as u32);
-        assert_eq!(long_side_size(w, h, side), (ew, eh), "{w}x{h} -> {side}");
+        assert_eq!(
+            SizeRule::Script.size(w, h, side),
+            (ew, eh),
+            "{w}x{h} -> {side}"
+        );
     }
 }
 
@@ -226,6 +230,22 @@ fn file_decoding_matches_pillow() {
     )
     .unwrap();
     assert_eq!(inverted, got.invert());
+    // The official HD-Painter channel: blue of the RGB conversion (alpha dropped).
+    for file in ["rgb.png", "rgba.png", "mask.png"] {
+        let blue = MaskOptions {
+            channel: MaskChannel::Blue,
+            ..MaskOptions::default()
+        };
+        let got = Mask::open_with(fixtures::path(file), blue).unwrap();
+        let rgb = Image::open(fixtures::path(file)).unwrap();
+        let want: Vec<u8> = rgb
+            .raster()
+            .as_slice()
+            .chunks_exact(3)
+            .map(|p| p[2])
+            .collect();
+        assert_eq!(got.raster().as_slice(), &want[..], "{file} blue");
+    }
 
     let luma = Mask::open(fixtures::path("rgb.png")).unwrap();
     assert_eq!(

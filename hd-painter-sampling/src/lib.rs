@@ -117,6 +117,7 @@ mod repaint;
 mod sampler;
 mod schedule;
 mod scheduler;
+mod stage;
 mod validate;
 
 pub use brushnet::{BrushNetLatents, BrushNetSettings, brushnet_blend};
@@ -143,5 +144,6 @@ pub use sampler::{
 };
 pub use schedule::{NoiseSchedule, Spacing, repaint_walk, timesteps};
 pub use scheduler::{Ddim, Ddpm, Scheduler};
+pub use stage::{HdPainterInputs, SeedRule};
 
 pub use hd_painter_core;

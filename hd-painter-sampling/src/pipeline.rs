@@ -8,7 +8,7 @@ use std::ops::ControlFlow;
 use burn::tensor::Tensor;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
-use hd_painter_core::{Filter, Footprint, GaussianKernel, Image, Mask, PadMode, Quantize, Raster};
+use hd_painter_core::{Footprint, GaussianKernel, Image, Mask, PadMode, Quantize, Raster};
 use hd_painter_models::{
     AttentionProcessor, AutoencoderKl, BrushNetModel, StableDiffusionModels, Unet2DConditionModel,
 };
@@ -27,6 +27,7 @@ use crate::sampler::{
     DdimSettings, LatentStrategy, Sampled, StepView, TextConditioning, initial_latents, sample_ddim,
 };
 use crate::schedule::{NoiseSchedule, Spacing, timesteps};
+use crate::stage::HdPainterInputs;
 
 /// The inpainting method.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -293,7 +294,8 @@ impl Inpainter<'_> {
     ) -> Result<Vec<Image>> {
         options.validate()?;
         mask.ensure_matches(image, "inpainting mask vs image")?;
-        let hole = mask.threshold(127);
+        // HD-Painter: any non-zero value is hole, as the official dilation reads the mask.
+        let hole = mask.threshold(if options.hd_painter.is_some() { 0 } else { 127 });
         if hole.is_empty() {
             return Ok(vec![image.clone(); options.seeds.len()]);
         }
@@ -334,31 +336,34 @@ impl Inpainter<'_> {
         }
         let (width, height) = (image.width(), image.height());
         let multiple = (self.vae.downscale() * self.unet.downscale()) as u32;
-        let padded = image.pad_to_multiple(multiple, PadMode::Zero)?;
-        let mut padded_hole = hole.pad_to_multiple(multiple, PadMode::Zero)?;
-        if options.hd_painter.is_some() {
-            padded_hole = padded_hole.dilate(Footprint::Cross { radius: 1 })?;
-        }
-
         let device = self.unet.device();
+        let f = self.vae.downscale();
+        let (padded, padded_hole, latent_hole) = match options.hd_painter {
+            Some(_) => {
+                let inputs = HdPainterInputs::prepare(image, mask, multiple, f as u32)?;
+                let latent = inputs.latent_hole.to_tensor(&device);
+                (inputs.image, inputs.hole, latent)
+            }
+            None => {
+                let padded_hole = hole.pad_to_multiple(multiple, PadMode::Zero)?;
+                let [_, _, ph, pw] = padded_hole.to_tensor(&device).dims();
+                let latent = interpolate(
+                    padded_hole.to_tensor(&device),
+                    InterpolateOptions::new(InterpolateMode::Nearest)
+                        .with_align_corners(false)
+                        .with_output_size([ph / f, pw / f]),
+                );
+                (
+                    image.pad_to_multiple(multiple, PadMode::Zero)?,
+                    padded_hole,
+                    latent,
+                )
+            }
+        };
         let pixels = padded.to_tensor(&device);
         let hole_px = padded_hole.to_tensor(&device);
         let [_, _, ph, pw] = pixels.dims();
-        let f = self.vae.downscale();
         let (lh, lw) = (ph / f, pw / f);
-        let latent_hole = match options.hd_painter {
-            // HD-Painter: a bicubic resize of the dilated mask, any non-zero value is hole.
-            Some(_) => padded_hole
-                .resize(lw as u32, lh as u32, Filter::Bicubic)?
-                .threshold(0)
-                .to_tensor(&device),
-            None => interpolate(
-                hole_px.clone(),
-                InterpolateOptions::new(InterpolateMode::Nearest)
-                    .with_align_corners(false)
-                    .with_output_size([lh, lw]),
-            ),
-        };
         let focus = match options.hd_painter {
             Some(_) => Some(PromptFocus::new(
                 text.prompt_tokens.clone(),
@@ -457,7 +462,12 @@ impl Inpainter<'_> {
             None => sampled.latents,
         };
         let decoded = self.vae.decode(result / sf)?;
-        let images = Image::batch_from_tensor(decoded, Quantize::Round)?;
+        // The official HD-Painter code truncates (`IImage` of a tensor); diffusers rounds.
+        let quantize = match options.hd_painter {
+            Some(_) => Quantize::Truncate,
+            None => Quantize::Round,
+        };
+        let images = Image::batch_from_tensor(decoded, quantize)?;
         debug_assert_eq!(images.len(), n);
         images
             .into_iter()
@@ -497,11 +507,10 @@ impl Inpainter<'_> {
             )));
         }
         if options.strength < 1.0 {
-            let kept =
-                ((settings.steps as f64 * options.strength) as usize).clamp(1, settings.steps);
-            settings.first_step = settings.steps - kept;
-            let t = timesteps(settings.spacing, self.schedule.len(), settings.steps)
-                [settings.first_step];
+            let grid = timesteps(settings.spacing, self.schedule.len(), settings.steps);
+            let kept = ((grid.len() as f64 * options.strength) as usize).clamp(1, grid.len());
+            settings.first_step = grid.len() - kept;
+            let t = grid[settings.first_step];
             let a = self.schedule.alpha_cumprod(t as isize);
             let n = start.dims()[0];
             let z0 = (self.vae.encode(pixels)?.mean * self.vae.scaling_factor()).repeat_dim(0, n);

@@ -155,7 +155,9 @@ pub enum Spacing {
     Trailing,
     /// diffusers' "linspace": `round(linspace(0, T - 1, n))`, descending.
     Linspace,
-    /// HD-Painter's grid: `T - 1 - k * (T / n)` (999, 979, ..., 19 for 50 steps).
+    /// HD-Painter's grid, `range(T - 1, 0, -(T // n))`: 999, 979, ..., 19 for 50 steps. For an
+    /// `n` that does not divide `T` it has more than `n` steps, as the official loop runs them
+    /// (30 gives 31: 999, 966, ..., 9; 7 gives 8).
     HdPainter,
 }
 
@@ -196,7 +198,7 @@ pub fn timesteps(spacing: Spacing, train: usize, steps: usize) -> Vec<usize> {
         }
         Spacing::HdPainter => {
             let dt = train / steps;
-            (0..steps).map(|k| train - 1 - k * dt).collect()
+            (1..train).rev().step_by(dt).collect()
         }
     }
 }

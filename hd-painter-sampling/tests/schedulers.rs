@@ -41,6 +41,34 @@ fn timestep_grids_match_diffusers() {
     assert_eq!(timesteps(Spacing::HdPainter, 1000, 20)[19], 49); // the SR stage's 999 - 50k
 }
 
+/// HD-Painter's grid is the official `range(999, 0, -(1000 // n))` for every n, with the extra
+/// steps of an n that does not divide 1000 (30 gives 31 steps, 7 gives 8).
+#[test]
+fn hd_painter_grid_is_the_official_range_for_every_step_count() {
+    for n in 1..=1000usize {
+        let dt = 1000 / n;
+        let mut official = Vec::new();
+        let mut t = 999i64;
+        while t > 0 {
+            official.push(t as usize);
+            t -= dt as i64;
+        }
+        assert_eq!(
+            timesteps(Spacing::HdPainter, 1000, n),
+            official,
+            "{n} steps"
+        );
+    }
+    assert_eq!(timesteps(Spacing::HdPainter, 1000, 30).len(), 31);
+    assert_eq!(*timesteps(Spacing::HdPainter, 1000, 30).last().unwrap(), 9);
+    assert_eq!(timesteps(Spacing::HdPainter, 1000, 7).len(), 8);
+    assert_eq!(
+        timesteps(Spacing::HdPainter, 1000, 3).len(),
+        3,
+        "999, 666, 333"
+    );
+}
+
 /// a_bar to 1e-12: diffusers' f32 arithmetic exactly, HD-Painter's float64 schedule, the x4's.
 #[test]
 fn alphas_match_diffusers_and_hd_painter() {

@@ -7,7 +7,7 @@ use std::ops::ControlFlow;
 
 use burn::tensor::{Tensor, TensorData};
 use hd_painter_core::{
-    Filter, Footprint, GaussianKernel, Image, Mask, PadMode, Quantize, seeded_noise,
+    Filter, Footprint, GaussianKernel, Image, Mask, PadMode, Quantize, SizeRule, seeded_noise,
 };
 use hd_painter_models::{
     AttentionProcessor, AutoencoderKl, DEFAULT_SCORE_BUDGET, Unet2DConditionModel, VaeTiling,
@@ -43,8 +43,13 @@ pub struct SrSettings {
     pub guidance_scale: f64,
     /// The low-res image's noise level, also the UNet's class label (20).
     pub noise_level: u32,
-    /// The long side the original is resized to, the x4 output (2048).
+    /// The long side the original is resized to, the x4 output (2048), by the official
+    /// `IImage.resize` rule ([`SizeRule::Demo`]).
     pub long_side: u32,
+    /// How [`TwoStage`] sizes its first stage, the original at `long_side / 4`: the official
+    /// `hd_inpaint.py`'s rule ([`SizeRule::Script`], the default) or the demo's. The SR stage
+    /// takes a first-stage result of either size, reflect-padded as the official code pads it.
+    pub stage_size: SizeRule,
     /// The hole's dilation (3x3 cross steps) at the long-side size (19).
     pub hole_dilation: u32,
     /// The Gaussian blur of the low-res mask: taps and sigma (19, 3.2).
@@ -120,6 +125,7 @@ impl Default for SrSettings {
             guidance_scale: 7.5,
             noise_level: DEFAULT_NOISE_LEVEL,
             long_side: 2048,
+            stage_size: SizeRule::Script,
             hole_dilation: 19,
             mask_blur: (19, 3.2),
             blend_known: true,
@@ -162,7 +168,7 @@ impl Upscaler<'_> {
 
     fn geometry(&self, original: (u32, u32), long_side: u32) -> Geometry {
         let f = self.vae.downscale() as u32;
-        let hr = hd_painter_core::long_side_size(original.0, original.1, long_side);
+        let hr = SizeRule::Demo.size(original.0, original.1, long_side);
         let m = self.latent_multiple() * f;
         let hr_padded = (hr.0.div_ceil(m) * m, hr.1.div_ceil(m) * m);
         Geometry {
@@ -217,14 +223,18 @@ impl Upscaler<'_> {
         }
         let f = self.vae.downscale() as u32;
         let g = self.geometry(size, settings.long_side);
-        let expected_low_res = (g.hr.0 / f, g.hr.1 / f);
-        if (low_res.width(), low_res.height()) != expected_low_res {
+        // The official code pads the low-res image to a multiple of 64 and asserts that it then
+        // matches the latents: any first-stage size that pads to the latent size is accepted.
+        let pads_to = |low: u32, latent: u32| {
+            low <= latent && low.div_ceil(self.latent_multiple()) * self.latent_multiple() == latent
+        };
+        if !(pads_to(low_res.width(), g.latent.0) && pads_to(low_res.height(), g.latent.1)) {
             return Err(SrError::SizeMismatch {
                 what: format!(
                     "SR low-res image (the original at long side {})",
                     settings.long_side / f
                 ),
-                expected: expected_low_res,
+                expected: (g.hr.0 / f, g.hr.1 / f),
                 found: (low_res.width(), low_res.height()),
             });
         }
@@ -394,7 +404,7 @@ impl TwoStage<'_> {
         let f = self.upscaler.vae.downscale() as u32;
         let low = sr.long_side / f;
         let (w, h) = (image.width(), image.height());
-        let first_size = hd_painter_core::long_side_size(w, h, low);
+        let first_size = sr.stage_size.size(w, h, low);
         let (small_image, small_mask) = if first_size == (w, h) {
             (image.clone(), mask.clone())
         } else {
