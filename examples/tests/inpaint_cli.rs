@@ -57,7 +57,11 @@ fn a_run_writes_its_images_and_a_summary() {
     .unwrap();
     let log = text(&out);
     assert!(out.status.success(), "{log}");
-    assert!(log.contains("seed 7:") && log.contains("seed 8:"), "{log}");
+    // HD-Painter's official seeds for several samples: seed + 1000 i.
+    assert!(
+        log.contains("seed 7:") && log.contains("seed 1007:"),
+        "{log}"
+    );
     assert!(
         log.contains("done: 2 image(s) in") && log.contains("peak memory"),
         "{log}"
@@ -66,6 +70,71 @@ fn a_run_writes_its_images_and_a_summary() {
         let image = hd_painter_core::Image::open(scratch(&format!("run-{i}.png"))).unwrap();
         assert_eq!((image.width(), image.height()), (44, 30));
     }
+    let consecutive = scratch("consecutive.png");
+    let out = inpaint(
+        &consecutive,
+        &[
+            "--steps",
+            "2",
+            "--num-images",
+            "2",
+            "--seed",
+            "7",
+            "--seed-rule",
+            "consecutive",
+        ],
+    )
+    .output()
+    .unwrap();
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("seed 7:") && log.contains("seed 8:"), "{log}");
+}
+
+/// A red-only mask: no hole in the blue channel the HD-Painter methods read by default (as the
+/// official code), a hole in the grey level `--mask-channel luma` reads.
+#[test]
+fn hd_painter_methods_read_the_official_blue_channel() {
+    let r = repo();
+    let photo = hd_painter_core::Image::open(r.join("fixtures/core/rgb.png")).unwrap();
+    let (w, h) = (photo.width(), photo.height());
+    let red: Vec<u8> = (0..w * h)
+        .flat_map(|i| match (i % w > w / 3, i / w > h / 3) {
+            (true, true) => [255, 0, 0],
+            _ => [0, 0, 0],
+        })
+        .collect();
+    let mask = scratch("red-mask.png");
+    hd_painter_core::Image::from_rgb8(w, h, red)
+        .unwrap()
+        .save(&mask)
+        .unwrap();
+    let run = |name: &str, extra: &[&str]| {
+        let mut cmd = Command::new(program());
+        cmd.arg(r.join("fixtures/core/rgb.png"))
+            .arg(&mask)
+            .arg("a red sofa")
+            .arg(scratch(name))
+            .arg("--model")
+            .arg(r.join("fixtures/models/pipeline_hd_painter"))
+            .args(["--steps", "2", "--seed", "1"])
+            .args(extra);
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        (
+            text(&out),
+            hd_painter_core::Image::open(scratch(name)).unwrap(),
+        )
+    };
+    let (log, blue) = run("blue.png", &[]);
+    assert!(
+        log.contains("marks no hole") && log.contains("Blue"),
+        "{log}"
+    );
+    assert_eq!(blue, photo, "no hole: the input unchanged");
+    let (log, luma) = run("luma.png", &["--mask-channel", "luma"]);
+    assert!(!log.contains("marks no hole"), "{log}");
+    assert_ne!(luma, photo, "the red region inpainted");
 }
 
 #[cfg(unix)]

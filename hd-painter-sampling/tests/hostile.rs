@@ -72,16 +72,26 @@ fn a_mask_of_another_size_is_a_size_mismatch() {
 fn a_mask_without_hole_returns_the_input_unchanged() {
     let p = painter("pipeline_hd_painter");
     let image = photo(40, 30);
-    // Values below 128 are known region: a faint mask is no hole.
-    let faint = mask(40, 30, |x, _| (x * 3) as u8);
-    for hd in [Some(HdPainter::full()), None] {
-        let out = p
-            .request(&image, &faint, "x")
+    let run = |m: &Mask, hd: Option<HdPainter>| {
+        p.request(&image, m, "x")
             .hd_painter(hd)
             .seeds(vec![1, 2])
             .run()
-            .unwrap();
-        assert_eq!(out, vec![image.clone(), image.clone()], "{hd:?}");
+            .unwrap()
+    };
+    let unchanged = vec![image.clone(), image.clone()];
+    // Values below 128 are known region for the plain methods: a faint mask is no hole. For
+    // HD-Painter, as its official code, any non-zero value is hole; only an empty mask is none.
+    let faint = mask(40, 30, |x, _| (x * 3) as u8);
+    assert_eq!(run(&faint, None), unchanged, "plain, faint");
+    assert_ne!(
+        run(&faint, Some(HdPainter::full())),
+        unchanged,
+        "HD-Painter, faint"
+    );
+    let empty = mask(40, 30, |_, _| 0);
+    for hd in [Some(HdPainter::full()), None] {
+        assert_eq!(run(&empty, hd), unchanged, "{hd:?}, empty");
     }
 }
 

@@ -194,19 +194,24 @@ fn mismatched_inputs_are_typed_errors() {
         ),
         "{err}"
     );
-    let wrong_low = image.resize(30, 18, Filter::Bicubic).unwrap();
+    // The official code accepts any low-res size that pads (to 64) to the latents' size, as a
+    // first stage sized by the other long-side rule (a pixel off) does; larger is an error.
+    let wrong_low = image.resize(70, 18, Filter::Bicubic).unwrap();
     let err = upscale(&up, &wrong_low, &image, &hole(160, 120), &settings()).unwrap_err();
     assert!(
         matches!(
             err,
             SrError::SizeMismatch {
                 expected: (24, 18),
-                found: (30, 18),
+                found: (70, 18),
                 ..
             }
         ),
         "{err}"
     );
+    let a_pixel_off = image.resize(24, 17, Filter::Bicubic).unwrap();
+    let out = upscale(&up, &a_pixel_off, &image, &hole(160, 120), &settings()).unwrap();
+    assert_eq!((out.width(), out.height()), (160, 120));
 }
 
 #[test]

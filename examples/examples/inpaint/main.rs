@@ -22,13 +22,15 @@ use std::time::{Duration, Instant};
 
 use burn::tensor::{FloatDType, Tensor};
 use clap::{Parser, ValueEnum};
-use hd_painter_core::{BackendKind, Image, Mask, Quantize, peak_rss_bytes};
+use hd_painter_core::{
+    BackendKind, Image, Mask, MaskChannel, MaskOptions, Quantize, SizeRule, peak_rss_bytes,
+};
 use hd_painter_models::{
     AutoencoderKl, BrushNetModel, DefaultAttention, ModelSource, StableDiffusionModels,
 };
 use hd_painter_sampling::{
     BrushNetSettings, HdPainter, InpaintOptions, Method, NoiseSchedule, Painter, RepaintSettings,
-    SamplingError, StepView, encode_prompts_with_positive,
+    SamplingError, SeedRule, StepView, encode_prompts_with_positive,
 };
 use hd_painter_sr::{SR_POSITIVE_PROMPT, SrError, SrOutput, SrSettings, TwoStage, Upscaler};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -84,6 +86,35 @@ enum SrSize {
     LongSide,
 }
 
+/// The mask file's channel that marks the hole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum MaskChannelArg {
+    /// The grey level (Pillow's `convert("L")`).
+    Luma,
+    /// The blue channel of the RGB conversion: the official HD-Painter code's.
+    Blue,
+    /// The alpha channel (opaque = hole).
+    Alpha,
+}
+
+/// The long-side rule of the first stage's size with `--sr`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum SizeRuleArg {
+    /// `hd_inpaint.py`'s `src/utils.resize`.
+    Script,
+    /// The official demo's `IImage.resize`.
+    Demo,
+}
+
+/// How the seeds of several images follow from `--seed`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum SeedRuleArg {
+    /// `seed + 1000 i` (the official `hd_inpaint.py`).
+    HdPainter,
+    /// `seed + i`.
+    Consecutive,
+}
+
 /// Text-guided inpainting with HD-Painter, Stable Inpainting, Blended Latent Diffusion, RePaint
 /// or BrushNet, optionally followed by HD-Painter's x4 super-resolution stage.
 #[derive(Debug, Parser)]
@@ -91,7 +122,8 @@ enum SrSize {
 struct Args {
     /// The photo (PNG, JPEG or WebP).
     image: PathBuf,
-    /// The mask: white (>= 128) where the photo is to be filled, same size as the photo.
+    /// The mask, same size as the photo: white where the photo is to be filled (>= 128; with
+    /// the HD-Painter methods any non-zero value, as the official code reads it).
     mask: PathBuf,
     /// What to paint into the hole.
     prompt: String,
@@ -142,9 +174,21 @@ struct Args {
     /// The SR stage's steps.
     #[arg(long, default_value_t = 20)]
     sr_steps: usize,
-    /// The first image's seed (random when not given); image `i` uses `seed + i`.
+    /// The first image's seed (random when not given); see `--seed-rule` for the others.
     #[arg(long)]
     seed: Option<u64>,
+    /// The seeds of several images: `seed + 1000 i` (hd-painter, the default of the HD-Painter
+    /// methods, as the official code) or `seed + i` (consecutive, the others' default).
+    #[arg(long, value_enum)]
+    seed_rule: Option<SeedRuleArg>,
+    /// The mask's channel: blue (the official HD-Painter code's, the default of its methods;
+    /// the grey level of a grey mask), luma (the others' default) or alpha.
+    #[arg(long, value_enum)]
+    mask_channel: Option<MaskChannelArg>,
+    /// The first stage's size with `--sr` (the SR long side / 4): the official script's rule
+    /// or the demo's, which differ by a pixel for some sizes.
+    #[arg(long, value_enum, default_value_t = SizeRuleArg::Script)]
+    size_rule: SizeRuleArg,
     /// How many images to make.
     #[arg(long, default_value_t = 1)]
     num_images: usize,
@@ -230,7 +274,22 @@ fn run(args: &Args, cancel: &AtomicBool) -> Result<(), RunError> {
     let started = Instant::now();
     checks::check_before_loading(args)?;
     let image = Image::open(&args.image)?;
-    let mask = Mask::open(&args.mask)?;
+    let hd_painter = matches!(
+        args.method,
+        MethodArg::HdPainter | MethodArg::Painta | MethodArg::Rasg
+    );
+    let channel = match (args.mask_channel, hd_painter) {
+        (Some(MaskChannelArg::Luma), _) | (None, false) => MaskChannel::Luma,
+        (Some(MaskChannelArg::Blue), _) | (None, true) => MaskChannel::Blue,
+        (Some(MaskChannelArg::Alpha), _) => MaskChannel::Alpha,
+    };
+    let mask = Mask::open_with(
+        &args.mask,
+        MaskOptions {
+            channel,
+            ..MaskOptions::default()
+        },
+    )?;
     mask.ensure_matches(
         &image,
         &format!(
@@ -239,9 +298,14 @@ fn run(args: &Args, cancel: &AtomicBool) -> Result<(), RunError> {
             args.image.display()
         ),
     )?;
-    if mask.threshold(127).is_empty() {
+    let (level, marks) = match hd_painter {
+        true => (0, "no non-zero pixel"),
+        false => (127, "no pixel >= 128"),
+    };
+    if mask.threshold(level).is_empty() {
         eprintln!(
-            "warning: {} marks no hole (no pixel >= 128); the output is the input unchanged",
+            "warning: {} marks no hole ({marks} in its {channel:?} channel); the output is the \
+             input unchanged",
             args.mask.display()
         );
     }
@@ -288,9 +352,11 @@ fn run(args: &Args, cancel: &AtomicBool) -> Result<(), RunError> {
     };
 
     let first_seed = args.seed.unwrap_or_else(random_seed);
-    let seeds: Vec<u64> = (0..args.num_images as u64)
-        .map(|i| first_seed.wrapping_add(i))
-        .collect();
+    let seed_rule = match (args.seed_rule, hd_painter) {
+        (Some(SeedRuleArg::HdPainter), _) | (None, true) => SeedRule::HdPainter,
+        (Some(SeedRuleArg::Consecutive), _) | (None, false) => SeedRule::Consecutive,
+    };
+    let seeds = seed_rule.seeds(first_seed, args.num_images);
     let request = configure(painter.request(&image, &mask, &args.prompt), args, &painter)
         .seeds(seeds.clone());
     let options = request.settings();
@@ -305,6 +371,10 @@ fn run(args: &Args, cancel: &AtomicBool) -> Result<(), RunError> {
     let sr_settings = SrSettings {
         steps: args.sr_steps,
         long_side: args.sr_long_side,
+        stage_size: match args.size_rule {
+            SizeRuleArg::Script => SizeRule::Script,
+            SizeRuleArg::Demo => SizeRule::Demo,
+        },
         output: match args.sr_size {
             SrSize::Input => SrOutput::InputSize,
             SrSize::LongSide => SrOutput::LongSide,
