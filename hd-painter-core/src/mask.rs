@@ -30,6 +30,10 @@ pub enum MaskChannel {
     /// dropped): the channel the official HD-Painter code reads (`IImage.alpha()`, the last
     /// channel). For a grey file it is the grey level.
     Blue,
+    /// 255 where the channel sum of the RGB conversion is above 255, else 0: BrushNet's official
+    /// scripts (`cv2.imread(mask).sum(-1) > 255`), which make a pure red, green or blue mask no
+    /// hole.
+    RgbSum,
 }
 
 /// How [`Mask::open_with`] reads a file.
@@ -86,6 +90,14 @@ impl Mask {
             MaskChannel::Luma => decoded.into_luma8().into_raw(),
             MaskChannel::Alpha => decoded.into_rgba8().pixels().map(|p| p.0[3]).collect(),
             MaskChannel::Blue => decoded.into_rgb8().pixels().map(|p| p.0[2]).collect(),
+            MaskChannel::RgbSum => decoded
+                .into_rgb8()
+                .pixels()
+                .map(|p| {
+                    let sum: u32 = p.0.iter().map(|&v| u32::from(v)).sum();
+                    if sum > 255 { 255 } else { 0 }
+                })
+                .collect(),
         };
         let mask = Self::from_luma8(width, height, values)?;
         Ok(if options.invert { mask.invert() } else { mask })

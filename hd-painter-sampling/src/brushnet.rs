@@ -4,8 +4,10 @@
 //! the output is blended into the original with a blurred hole.
 
 use burn::tensor::Tensor;
+use burn::tensor::module::interpolate;
+use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use hd_painter_core::{GaussianKernel, Image, Mask, Raster};
-use hd_painter_models::{BrushNetModel, UnetResiduals};
+use hd_painter_models::{AutoencoderKl, BrushNetModel, UnetResiduals};
 
 use crate::error::{Result, SamplingError};
 use crate::inpaint::to_batch;
@@ -40,6 +42,29 @@ impl BrushNetSettings {
         let n = total as f64;
         !((i as f64) / n < self.control_start || (i as f64 + 1.0) / n > self.control_end)
     }
+}
+
+/// BrushNet's conditioning latents as its official pipeline builds them: `pixels` `[n, 3, H, W]`
+/// in `[-1, 1]` with the `hole` `[n, 1, H, W]` (1 = hole) painted black (-1), encoded and scaled,
+/// then the known region (1 = known) resized to the latent size (nearest). The official pipeline
+/// encodes to a posterior *sample* drawn from the global RNG, a different one for each guidance
+/// half; this takes the posterior mean, deterministic and the same for both.
+pub fn brushnet_condition(
+    vae: &AutoencoderKl,
+    pixels: Tensor<4>,
+    hole: Tensor<4>,
+) -> Result<Tensor<4>> {
+    let keep = hole.clone().neg() + 1.0;
+    let masked = pixels * keep.clone() - hole;
+    let latents = vae.encode(masked)?.mean * vae.scaling_factor();
+    let [_, _, h, w] = latents.dims();
+    let known = interpolate(
+        keep,
+        InterpolateOptions::new(InterpolateMode::Nearest)
+            .with_align_corners(false)
+            .with_output_size([h, w]),
+    );
+    Ok(Tensor::cat(vec![latents, known], 1))
 }
 
 /// BrushNet's latent strategy: the base UNet sees the 4-channel latents; the branch adds its

@@ -120,7 +120,7 @@ mod scheduler;
 mod stage;
 mod validate;
 
-pub use brushnet::{BrushNetLatents, BrushNetSettings, brushnet_blend};
+pub use brushnet::{BrushNetLatents, BrushNetSettings, brushnet_blend, brushnet_condition};
 pub use ddim::{
     DdimStep, Prediction, ddim_sigma, ddim_step, ddpm_step, predict, repaint_step, undo_steps,
 };

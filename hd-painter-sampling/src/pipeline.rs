@@ -13,7 +13,7 @@ use hd_painter_models::{
     AttentionProcessor, AutoencoderKl, BrushNetModel, StableDiffusionModels, Unet2DConditionModel,
 };
 
-use crate::brushnet::{BrushNetLatents, BrushNetSettings, brushnet_blend};
+use crate::brushnet::{BrushNetLatents, BrushNetSettings, brushnet_blend, brushnet_condition};
 use crate::error::{Result, SamplingError};
 use crate::focus::{
     HD_PAINTER_NEGATIVE_PROMPT, HD_PAINTER_POSITIVE_PROMPT, PromptFocus, full_prompt,
@@ -430,12 +430,8 @@ impl Inpainter<'_> {
                         ))
                     }
                     Method::BrushNet(settings) => {
-                        // BrushNet's masked image has black holes (-1), its mask 1 = known.
-                        let keep = hole_px.clone().neg() + 1.0;
-                        let masked = pixels.clone() * keep - hole_px.clone();
-                        let masked = self.vae.encode(masked)?.mean * sf;
-                        let known = latent_hole.neg() + 1.0;
-                        let condition = Tensor::cat(vec![masked, known], 1);
+                        let condition =
+                            brushnet_condition(self.vae, pixels.clone(), hole_px.clone())?;
                         Box::new(BrushNetLatents::new(self.branch()?, condition, settings)?)
                     }
                     _ => {

@@ -38,11 +38,13 @@ mod memory;
 mod pipeline;
 mod poisson;
 mod upscale;
+mod upscaler;
 
 pub use error::{Result, SrError};
 pub use memory::MemoryEstimate;
-pub use pipeline::{SrOutput, SrSettings, TwoStage, Upscaler};
+pub use pipeline::{SrOutput, SrSettings, TwoStage};
 pub use poisson::{mask_centre, poisson_blend, seamless_clone};
 pub use upscale::{DEFAULT_NOISE_LEVEL, SR_POSITIVE_PROMPT, UpscaleLatents, noise_low_res};
+pub use upscaler::{SrInputs, SrNoise, Upscaler};
 
 pub use hd_painter_core;

@@ -24,6 +24,12 @@ What it writes:
   PAIntA's scale `s` of every layer at t = 999, and the 8-bit output. Shared: the text context
   the stub encoder returned, the token indices, the resized image and mask, the prepared hole
   and the UNet condition.
+- `models/hd_painter_official/x4.safetensors` (+ `x4_unet/`, `x4_vae/` configs) and
+  `sr/sr_official.safetensors`: the official `src/methods/sr.run` (the inpainting-specialised SR
+  with its x0 blend and Poisson blend, 10 steps) on a 320 x 200 photo, a soft grey mask and a
+  64 x 40 first-stage result: the noise it drew (latents and the low-res noise), the noised
+  low-res condition, the blurred latent mask, the original's latents, the latents and blended
+  x0 after every step, the 8-bit result before and after the Poisson blend.
 - `core/hd_painter_masks.safetensors`: the official mask preparation
   (`IImage(resize(mask, L)).dilate(1).alpha().padx(64)`) of soft, coloured, edge-touching and
   one-pixel masks, `IImage(resize(image, L)).padx(64)`, and both long-side formulas over every
@@ -34,7 +40,9 @@ Lightning otherwise):
 - `xformers.ops.memory_efficient_attention`: plain softmax attention, scale `1/sqrt(d)`.
 - `pytorch_lightning`: `seed_everything(s)` is `torch.manual_seed(s)`, `LightningModule` is
   `torch.nn.Module`.
-- `segment_anything`: empty (only the SAM mask refinement, not run, imports it).
+- `segment_anything`: names only (only the SAM mask refinement, not run, uses it).
+- `IImage.resize(2048)` inside `src/methods/sr.py` resizes to `SR_LONG_SIDE` (256): the SR
+  stage's hard-coded long side, scaled down for the tiny models.
 - `.cuda()` on tensors, modules and `IImage` returns the object itself, on the CPU.
 - The text encoder: an object whose `encode([negative, prompt])` returns fixed random
   embeddings (written to the golden, so the Rust side gets the same). The official `tokenize`
@@ -79,6 +87,32 @@ VAE_DIFFUSERS = {
     "up_block_types": ["UpDecoderBlock2D"] * 4, "layers_per_block": 1, "norm_num_groups": 32,
     "scaling_factor": 0.18215, "sample_size": 128,
 }
+SR_UNET = dict(use_checkpoint=False, num_classes=1000, image_size=16, in_channels=7, out_channels=4, model_channels=32,
+               attention_resolutions=[2, 4], num_res_blocks=2, channel_mult=[1, 1, 1],
+               disable_self_attentions=[True, True, False], disable_middle_self_attn=False, num_heads=8,
+               use_spatial_transformer=True, transformer_depth=1, context_dim=CONTEXT_DIM, legacy=False,
+               use_linear_in_transformer=True)
+SR_VAE_DD = dict(double_z=True, z_channels=4, resolution=256, in_channels=3, out_ch=3, ch=32, ch_mult=[1, 1, 1],
+                 num_res_blocks=1, attn_resolutions=[], dropout=0.0)
+SR_UNET_DIFFUSERS = {
+    "_class_name": "UNet2DConditionModel", "sample_size": 16, "in_channels": 7, "out_channels": 4,
+    "block_out_channels": [32, 32, 32], "down_block_types": ["DownBlock2D"] + ["CrossAttnDownBlock2D"] * 2,
+    "up_block_types": ["CrossAttnUpBlock2D"] * 2 + ["UpBlock2D"], "layers_per_block": 2,
+    "attention_head_dim": 8, "cross_attention_dim": CONTEXT_DIM, "norm_num_groups": 32, "norm_eps": 1e-5,
+    "use_linear_projection": True, "only_cross_attention": [True, True, False], "num_class_embeds": 1000,
+}
+SR_VAE_DIFFUSERS = {
+    "_class_name": "AutoencoderKL", "in_channels": 3, "out_channels": 3, "latent_channels": 4,
+    "block_out_channels": [32, 32, 32], "down_block_types": ["DownEncoderBlock2D"] * 3,
+    "up_block_types": ["UpDecoderBlock2D"] * 3, "layers_per_block": 1, "norm_num_groups": 32,
+    "scaling_factor": 0.08333, "sample_size": 256,
+}
+# The SR stage's hard-coded 2048 px long side, scaled down for the tiny models (a stub of the
+# official `IImage.resize(2048)` calls in `src/methods/sr.py`); its first stage is a quarter.
+SR_LONG_SIDE = 256
+# 10 steps (`dt` 100) instead of the official 20: on random weights each step doubles the f32
+# rounding differences between two implementations, and 20 steps take them past 1e-3.
+SR_DT = 100
 # (method, steps, RASG eta): the baseline's 7 steps run the official grid's 8 (999 - 142 k > 0).
 VARIANTS = {"baseline": ("baseline", 7, 0.0), "painta": ("painta", 5, 0.0), "rasg": ("rasg", 5, 0.1),
             "painta_rasg": ("painta+rasg", 5, 1.0)}
@@ -98,8 +132,10 @@ def install_stubs(torch):
     lightning = types.ModuleType("pytorch_lightning")
     lightning.seed_everything = lambda seed, *a, **k: torch.manual_seed(seed)
     lightning.LightningModule = torch.nn.Module
+    sam = types.ModuleType("segment_anything")  # names only: the SAM refinement is never run
+    sam.sam_model_registry, sam.SamPredictor = {}, None
     sys.modules.update({"xformers": xformers, "xformers.ops": xformers.ops, "pytorch_lightning": lightning,
-                        "segment_anything": types.ModuleType("segment_anything")})
+                        "segment_anything": sam})
     torch.Tensor.cuda = lambda self, *a, **k: self
     torch.nn.Module.cuda = lambda self, *a, **k: self
 
@@ -298,6 +334,118 @@ def compare(fresh, committed):
     return 1 if bad else 0
 
 
+def trace_frame(code, on_line, on_return):
+    """Runs with a trace on frames of `code`: `on_line(frame)` at every line event, `on_return(frame)`
+    when it returns. Returns the function that installs it around a call."""
+
+    def local(frame, event, arg):
+        if event == "line":
+            on_line(frame)
+        elif event == "return":
+            on_return(frame)
+        return local
+
+    def tracer(frame, event, arg):
+        return local if frame.f_code is code else None
+
+    def call(fn, *args, **kwargs):
+        old = sys.gettrace()
+        sys.settrace(tracer)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            sys.settrace(old)
+
+    return call
+
+
+def generate_sr(official, out, rng, gen):
+    import inspect
+    import json
+
+    import torch
+    from omegaconf import OmegaConf
+    from PIL import Image
+    from safetensors.torch import save_file
+
+    from src.methods import sr
+    from src.models.sd2_sr import ImageConcatWithNoiseAugmentation, disabled_train
+    from src.smplfusion import DDIM
+    from src.smplfusion.models.unet import UNetModel
+    from src.smplfusion.models.vae import AutoencoderKL
+    from src.utils import resize
+    from src.utils.iimage import IImage
+
+    unet = UNetModel(**SR_UNET).eval()
+    vae = AutoencoderKL(ddconfig=SR_VAE_DD, lossconfig={"target": "torch.nn.Identity"}, embed_dim=4).eval()
+    randomize(unet, torch, gen)
+    randomize(vae, torch, gen)
+    unet.requires_grad_(False)
+    vae.requires_grad_(False)
+    models = out / "models" / "hd_painter_official"
+    for sub, config in (("x4_unet", SR_UNET_DIFFUSERS), ("x4_vae", SR_VAE_DIFFUSERS)):
+        (models / sub).mkdir(parents=True, exist_ok=True)
+        (models / sub / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    state = {f"model.diffusion_model.{k}": v for k, v in unet.state_dict().items()}
+    state.update({f"first_stage_model.{k}": v for k, v in vae.state_dict().items()})
+    save_file({k: v.half().contiguous() for k, v in state.items()}, str(models / "x4.safetensors"))
+
+    context = torch.from_numpy(rng.standard_normal((2, 77, CONTEXT_DIM)).astype(np.float32))
+    ddim = DDIM(OmegaConf.load(official / "config" / "ddpm" / "v2-upsample.yaml"), vae, FixedEncoder(context), unet)
+    # As src/models/sd2_sr.load_model builds it.
+    low_scale = ImageConcatWithNoiseAugmentation(
+        noise_schedule_config={"linear_start": 0.0001, "linear_end": 0.02}, max_noise_level=350).eval()
+    low_scale.train = disabled_train
+    ddim.low_scale_model = low_scale
+    rec = {"latents": [], "x0": []}
+    q_sample = low_scale.q_sample
+
+    def traced_q_sample(x_start, t, noise=None):
+        noise = torch.randn_like(x_start) if noise is None else noise  # as `default(noise, randn_like)`
+        rec["lr_noise"] = noise.clone()
+        return q_sample(x_start, t, noise)
+
+    low_scale.q_sample = traced_q_sample
+    lines, first = inspect.getsourcelines(sr.run)
+    line_of = lambda text: first + next(i for i, l in enumerate(lines) if text in l)
+    loop, blend = line_of("for index,t in enumerate"), line_of("if blend_output:")
+
+    def on_line(frame):
+        loc = frame.f_locals
+        if frame.f_lineno == loop:
+            if "z0" not in loc:
+                for k in ("zt", "unet_condition", "lr_mask", "hr_z0"):
+                    rec[k] = loc[k].detach().clone()
+            else:
+                rec["latents"].append(loc["zt"].detach().clone())
+                rec["x0"].append(loc["z0"].detach().clone())
+        elif frame.f_lineno == blend:
+            rec["generated"] = np.array(loc["hr_result"])
+
+    traced = trace_frame(sr.run.__code__, on_line, lambda frame: None)
+    resize_iimage = IImage.resize
+    IImage.resize = lambda self, size, *a, **k: resize_iimage(self, SR_LONG_SIDE if size == 2048 else size, *a, **k)
+    try:
+        photo = Image.fromarray(synthetic_rgb(rng, 200, 320))
+        mask = Image.fromarray(masks(200, 320)["soft"])
+        first_stage = resize(photo, SR_LONG_SIDE // 4)
+        arr = np.asarray(first_stage).astype(np.int16)
+        arr = np.clip(arr + rng.integers(-60, 60, arr.shape), 0, 255).astype(np.uint8)  # "inpainted"
+        first_stage = Image.fromarray(arr)
+        result = traced(sr.run, ddim, None, first_stage, photo, mask, prompt="a red leather sofa, high resolution professional photo",
+                        noise_level=20, blend_trick=True, blend_output=True, dt=SR_DT, negative_prompt="", seed=1,
+                        use_sam_mask=False)
+    finally:
+        IImage.resize = resize_iimage
+    t = {"photo": np.asarray(photo), "mask": np.asarray(mask), "first_stage": np.asarray(first_stage),
+         "context": context.numpy(), "noise": rec["zt"].numpy(), "lr_noise": rec["lr_noise"].numpy(),
+         "condition": rec["unet_condition"].numpy(), "lr_mask": rec["lr_mask"].numpy(), "hr_z0": rec["hr_z0"].numpy(),
+         "latents": torch.stack(rec["latents"]).numpy(), "x0": torch.stack(rec["x0"]).numpy(),
+         "generated": rec["generated"], "result": np.asarray(result)}
+    (out / "sr").mkdir(parents=True, exist_ok=True)
+    save_file({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in t.items()}, str(out / "sr" / "sr_official.safetensors"))
+
+
 def generate(official, out):
     import json
 
@@ -392,6 +540,7 @@ def generate(official, out):
         m[f"{name}_source"] = arr
     m["photo"] = np.asarray(photo)
     m.update(size_sweep(resize, IImage, Image, rng))
+    generate_sr(official, out, rng, gen)
     (out / "core").mkdir(parents=True, exist_ok=True)
     save_file({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in m.items()},
               str(out / "core" / "hd_painter_masks.safetensors"))
