@@ -16,7 +16,7 @@ mod common;
 use std::ops::ControlFlow;
 
 use burn::tensor::{Device, Tensor};
-use common::{Golden, assert_close, device, fixtures};
+use common::{Golden, assert_close, device, fixtures, worst_level};
 use hd_painter_core::{Image, Mask, MaskChannel, MaskOptions, Quantize};
 use hd_painter_models::{AutoencoderKl, BrushNetModel, DefaultAttention, Unet2DConditionModel};
 use hd_painter_sampling::{
@@ -26,30 +26,10 @@ use hd_painter_sampling::{
 
 const STEPS: usize = 4;
 
-fn image(g: &Golden, key: &str) -> Image {
-    let (shape, v) = g.get(key);
-    Image::from_rgb8(
-        shape[1] as u32,
-        shape[0] as u32,
-        v.into_iter().map(|x| x as u8).collect(),
-    )
-    .unwrap()
-}
-
-fn worst_level(got: &Image, want: &Image) -> u8 {
-    got.raster()
-        .as_slice()
-        .iter()
-        .zip(want.raster().as_slice())
-        .map(|(&a, &b)| a.abs_diff(b))
-        .max()
-        .unwrap()
-}
-
 /// The mask file as the official script reads it, through a file as users give it.
 fn official_hole(g: &Golden) -> Mask {
     let path = std::env::temp_dir().join(format!("brushnet-mask-{}.png", std::process::id()));
-    image(g, "mask_file").save(&path).unwrap();
+    g.image("mask_file").save(&path).unwrap();
     let options = MaskOptions {
         channel: MaskChannel::RgbSum,
         ..MaskOptions::default()
@@ -85,7 +65,7 @@ fn brushnet_matches_the_official_pipeline() {
         &want[..],
         "the script's channel-sum rule"
     );
-    let photo = image(&g, "photo");
+    let photo = g.image("photo");
     let condition =
         brushnet_condition(&vae, photo.to_tensor(&device), hole.to_tensor(&device)).unwrap();
     assert_close(
@@ -195,12 +175,12 @@ fn brushnet_matches_the_official_pipeline() {
     assert_eq!(seen, STEPS);
     let decoded = vae.decode(sampled.latents / vae.scaling_factor()).unwrap();
     let generated = Image::from_tensor(decoded, Quantize::Round).unwrap();
-    let worst = worst_level(&generated, &image(&g, "generated"));
+    let worst = worst_level(&generated, &g.image("generated"));
     assert!(
         worst <= 1,
         "decoded image: {worst} levels from the official one"
     );
-    let blended = brushnet_blend(&photo, &image(&g, "generated"), &hole).unwrap();
-    let worst = worst_level(&blended, &image(&g, "blended"));
+    let blended = brushnet_blend(&photo, &g.image("generated"), &hole).unwrap();
+    let worst = worst_level(&blended, &g.image("blended"));
     assert!(worst <= 1, "official blend: {worst} levels");
 }

@@ -12,7 +12,7 @@ mod common;
 use std::ops::ControlFlow;
 
 use burn::tensor::{Device, FloatDType, Tensor};
-use common::{Golden, assert_close, fixtures};
+use common::{Golden, assert_close, assert_first_scales, fixtures};
 use hd_painter_core::Mask;
 use hd_painter_models::{
     AttentionProcessor, ClipTokenizer, DefaultAttention, Unet2DConditionModel,
@@ -162,26 +162,7 @@ fn check_within(
         assert!(trace.grads.is_empty(), "{name}: no RASG, no gradient");
     }
     if painta {
-        let first: Vec<Tensor<2>> = with_painta
-            .take_scales()
-            .into_iter()
-            .filter(|scale| scale.timestep == 999.0)
-            .map(|scale| scale.scale)
-            .collect();
-        let sizes: Vec<usize> = first.iter().map(|t| t.dims()[1]).collect();
-        assert_eq!(
-            sizes,
-            s.golden.ints(&format!("{name}_scale_sizes")),
-            "{name}: PAIntA layers"
-        );
-        let got = Tensor::cat(first.into_iter().map(|t| t.reshape([-1])).collect(), 0);
-        let (_, want) = s.golden.f32s(&format!("{name}_scales"));
-        assert_close(
-            &got.reshape([1, 1, 1, -1]),
-            &want,
-            tolerance,
-            &format!("{name} PAIntA scales"),
-        );
+        assert_first_scales(with_painta.take_scales(), &s.golden, name, tolerance);
     }
 }
 

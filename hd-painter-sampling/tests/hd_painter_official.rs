@@ -17,7 +17,7 @@ mod common;
 use std::ops::ControlFlow;
 
 use burn::tensor::{Device, Tensor};
-use common::{Golden, assert_close, fixtures};
+use common::{Golden, assert_close, assert_first_scales, fixtures, worst_level};
 use hd_painter_core::{Filter, Image, Mask, Quantize, SizeRule};
 use hd_painter_models::{
     AttentionProcessor, AutoencoderKl, ClipTokenizer, DefaultAttention, Unet2DConditionModel,
@@ -48,7 +48,7 @@ fn setup() -> Setup {
     let unet = Unet2DConditionModel::load_single_file(&file, dir.join("unet"), &device).unwrap();
     let vae = AutoencoderKl::load_single_file(&file, dir.join("vae"), &device).unwrap();
     let golden = Golden::open("hd_painter_official");
-    let photo = rgb(&golden, "photo");
+    let photo = golden.image("photo");
     let mask = blue(&golden, "mask");
     let stage_size = SizeRule::Script.size(photo.width(), photo.height(), LONG_SIDE);
     let stage = |m: &Mask| m.resize(stage_size.0, stage_size.1, Filter::Bicubic);
@@ -71,16 +71,6 @@ fn setup() -> Setup {
     }
 }
 
-fn rgb(golden: &Golden, key: &str) -> Image {
-    let (shape, v) = golden.get(key);
-    Image::from_rgb8(
-        shape[1] as u32,
-        shape[0] as u32,
-        v.into_iter().map(|x| x as u8).collect(),
-    )
-    .unwrap()
-}
-
 /// The blue channel of an RGB array: what `MaskChannel::Blue` reads from a file.
 fn blue(golden: &Golden, key: &str) -> Mask {
     let (shape, v) = golden.get(key);
@@ -96,14 +86,14 @@ fn grey(golden: &Golden, key: &str) -> Vec<u8> {
 fn the_first_stage_inputs_are_the_official_ones() {
     let s = setup();
     let g = &s.golden;
-    let stage = rgb(g, "stage_photo");
+    let stage = g.image("stage_photo");
     assert_eq!(s.stage_size, (stage.width(), stage.height()), "size rule");
     assert_eq!(
         s.stage_size,
         (192, 117),
         "the script rule's 117, not the demo's 118"
     );
-    let photo = rgb(g, "photo");
+    let photo = g.image("photo");
     let resized = photo
         .resize(s.stage_size.0, s.stage_size.1, Filter::Bicubic)
         .unwrap();
@@ -226,26 +216,7 @@ fn check(name: &str, steps: usize, painta: bool, rasg_eta: Option<f64>) {
         assert!(trace.grads.is_empty(), "{name}: no RASG, no gradient");
     }
     if painta {
-        let first: Vec<Tensor<2>> = with_painta
-            .take_scales()
-            .into_iter()
-            .filter(|scale| scale.timestep == 999.0)
-            .map(|scale| scale.scale)
-            .collect();
-        let sizes: Vec<usize> = first.iter().map(|t| t.dims()[1]).collect();
-        assert_eq!(
-            sizes,
-            g.ints(&format!("{name}_scale_sizes")),
-            "{name}: PAIntA layers"
-        );
-        let got = Tensor::cat(first.into_iter().map(|t| t.reshape([-1])).collect(), 0);
-        let want = g.f32s(&format!("{name}_scales")).1;
-        assert_close(
-            &got.reshape([1, 1, 1, -1]),
-            &want,
-            TOLERANCE,
-            &format!("{name} PAIntA s"),
-        );
+        assert_first_scales(with_painta.take_scales(), g, name, TOLERANCE);
     }
 
     // The output: the last x0 decoded, truncated to 8 bits, cropped to the stage size.
@@ -257,15 +228,7 @@ fn check(name: &str, steps: usize, painta: bool, rasg_eta: Option<f64>) {
         .unwrap()
         .crop(0, 0, s.stage_size.0, s.stage_size.1)
         .unwrap();
-    let want = rgb(g, &format!("{name}_image"));
-    let worst = image
-        .raster()
-        .as_slice()
-        .iter()
-        .zip(want.raster().as_slice())
-        .map(|(&a, &b)| a.abs_diff(b))
-        .max()
-        .unwrap();
+    let worst = worst_level(&image, &g.image(&format!("{name}_image")));
     assert!(
         worst <= 1,
         "{name} image: {worst} levels from the official output"
@@ -299,7 +262,7 @@ fn painta_with_rasg_matches_the_official_code() {
 #[test]
 fn mask_preparation_matches_the_official_iimage_code() {
     let g = Golden::at("core/hd_painter_masks.safetensors");
-    let photo = rgb(&g, "photo");
+    let photo = g.image("photo");
     for long_side in [192, 512] {
         let size = SizeRule::Script.size(photo.width(), photo.height(), long_side);
         let small = |m: &Mask| m.resize(size.0, size.1, Filter::Bicubic).unwrap();

@@ -55,13 +55,6 @@ def main():
     generate(args.out)
 
 
-def synthetic_rgb(rng, height, width):
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
-    chans = [128 + 100 * np.sin(xx / (3.0 + c) + c) * np.cos(yy / (4.0 + 2 * c)) + rng.normal(0, 15, (height, width))
-             for c in range(3)]
-    return np.clip(np.rint(np.stack(chans, -1)), 0, 255).astype(np.uint8)
-
-
 def colour_mask(height, width):
     """An RGB mask whose channel sums straddle 255: a white ellipse, a red patch (sum 255: not
     hole), a yellow one (510: hole), soft grey edges."""
@@ -81,6 +74,8 @@ def generate(out):
     from diffusers import AutoencoderKL, BrushNetModel, DDIMScheduler, StableDiffusionBrushNetPipeline, UNet2DConditionModel
     from PIL import Image
     from safetensors.torch import save_file
+
+    from hd_painter_official import synthetic_rgb  # the same synthetic photo
 
     assert diffusers.__version__ == "0.27.0.dev0", f"not the fork: diffusers {diffusers.__version__}"
     torch.set_num_threads(2)

@@ -334,6 +334,35 @@ def compare(fresh, committed):
     return 1 if bad else 0
 
 
+def tiny_models(out, gen, name, unet_spec, vae_spec):
+    """A random UNet and VAE in the official modules, saved in the original single-file layout
+    (`models/hd_painter_official/{name}.safetensors`) with the diffusers configs of the same
+    architectures (`unet/`, `vae/`; `x4_unet/`, `x4_vae/` for the x4)."""
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+
+    from src.smplfusion.models.unet import UNetModel
+    from src.smplfusion.models.vae import AutoencoderKL
+
+    (unet_kwargs, unet_config), (ddconfig, vae_config) = unet_spec, vae_spec
+    unet = UNetModel(**unet_kwargs).eval()
+    vae = AutoencoderKL(ddconfig=ddconfig, lossconfig={"target": "torch.nn.Identity"}, embed_dim=4).eval()
+    for model in (unet, vae):
+        randomize(model, torch, gen)
+        model.requires_grad_(False)
+    models = out / "models" / "hd_painter_official"
+    prefix = "x4_" if name == "x4" else ""
+    for sub, config in ((f"{prefix}unet", unet_config), (f"{prefix}vae", vae_config)):
+        (models / sub).mkdir(parents=True, exist_ok=True)
+        (models / sub / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    state = {f"model.diffusion_model.{k}": v for k, v in unet.state_dict().items()}
+    state.update({f"first_stage_model.{k}": v for k, v in vae.state_dict().items()})
+    save_file({k: v.half().contiguous() for k, v in state.items()}, str(models / f"{name}.safetensors"))
+    return unet, vae
+
+
 def trace_frame(code, on_line, on_return):
     """Runs with a trace on frames of `code`: `on_line(frame)` at every line event, `on_return(frame)`
     when it returns. Returns the function that installs it around a call."""
@@ -361,7 +390,6 @@ def trace_frame(code, on_line, on_return):
 
 def generate_sr(official, out, rng, gen):
     import inspect
-    import json
 
     import torch
     from omegaconf import OmegaConf
@@ -371,24 +399,10 @@ def generate_sr(official, out, rng, gen):
     from src.methods import sr
     from src.models.sd2_sr import ImageConcatWithNoiseAugmentation, disabled_train
     from src.smplfusion import DDIM
-    from src.smplfusion.models.unet import UNetModel
-    from src.smplfusion.models.vae import AutoencoderKL
     from src.utils import resize
     from src.utils.iimage import IImage
 
-    unet = UNetModel(**SR_UNET).eval()
-    vae = AutoencoderKL(ddconfig=SR_VAE_DD, lossconfig={"target": "torch.nn.Identity"}, embed_dim=4).eval()
-    randomize(unet, torch, gen)
-    randomize(vae, torch, gen)
-    unet.requires_grad_(False)
-    vae.requires_grad_(False)
-    models = out / "models" / "hd_painter_official"
-    for sub, config in (("x4_unet", SR_UNET_DIFFUSERS), ("x4_vae", SR_VAE_DIFFUSERS)):
-        (models / sub).mkdir(parents=True, exist_ok=True)
-        (models / sub / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    state = {f"model.diffusion_model.{k}": v for k, v in unet.state_dict().items()}
-    state.update({f"first_stage_model.{k}": v for k, v in vae.state_dict().items()})
-    save_file({k: v.half().contiguous() for k, v in state.items()}, str(models / "x4.safetensors"))
+    unet, vae = tiny_models(out, gen, "x4", (SR_UNET, SR_UNET_DIFFUSERS), (SR_VAE_DD, SR_VAE_DIFFUSERS))
 
     context = torch.from_numpy(rng.standard_normal((2, 77, CONTEXT_DIM)).astype(np.float32))
     ddim = DDIM(OmegaConf.load(official / "config" / "ddpm" / "v2-upsample.yaml"), vae, FixedEncoder(context), unet)
@@ -447,7 +461,6 @@ def generate_sr(official, out, rng, gen):
 
 
 def generate(official, out):
-    import json
 
     import torch
     from PIL import Image
@@ -460,8 +473,6 @@ def generate(official, out):
 
     from src.methods import rasg, sd
     from src.smplfusion import DDIM, scheduler, share
-    from src.smplfusion.models.unet import UNetModel
-    from src.smplfusion.models.vae import AutoencoderKL
     from src.smplfusion.patches.attentionpatch import painta
     from src.utils import resize
     from src.utils.iimage import IImage
@@ -472,19 +483,7 @@ def generate(official, out):
     gen = torch.Generator().manual_seed(SEED)
 
     # The tiny models, in the official modules, saved in the original single-file layout.
-    unet = UNetModel(**UNET).eval()
-    vae = AutoencoderKL(ddconfig=VAE_DD, lossconfig={"target": "torch.nn.Identity"}, embed_dim=4).eval()
-    randomize(unet, torch, gen)
-    randomize(vae, torch, gen)
-    unet.requires_grad_(False)
-    vae.requires_grad_(False)
-    models = out / "models" / "hd_painter_official"
-    for sub, config in (("unet", UNET_DIFFUSERS), ("vae", VAE_DIFFUSERS)):
-        (models / sub).mkdir(parents=True, exist_ok=True)
-        (models / sub / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    state = {f"model.diffusion_model.{k}": v for k, v in unet.state_dict().items()}
-    state.update({f"first_stage_model.{k}": v for k, v in vae.state_dict().items()})
-    save_file({k: v.half().contiguous() for k, v in state.items()}, str(models / "inpainting.safetensors"))
+    unet, vae = tiny_models(out, gen, "inpainting", (UNET, UNET_DIFFUSERS), (VAE_DD, VAE_DIFFUSERS))
 
     context = torch.from_numpy(rng.standard_normal((2, 77, CONTEXT_DIM)).astype(np.float32))
     config = OmegaConf.load(official / "config" / "ddpm" / "v1.yaml")

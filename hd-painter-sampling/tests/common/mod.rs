@@ -79,6 +79,17 @@ impl Golden {
         v[k * per..(k + 1) * per].to_vec()
     }
 
+    /// An `[h, w, 3]` u8 array as an image.
+    pub fn image(&self, key: &str) -> hd_painter_core::Image {
+        let (shape, v) = self.get(key);
+        hd_painter_core::Image::from_rgb8(
+            shape[1] as u32,
+            shape[0] as u32,
+            v.into_iter().map(|x| x as u8).collect(),
+        )
+        .unwrap()
+    }
+
     /// The `k`-th of a stack of tensors (`[count, ...]`), as a tensor of the rest of the shape.
     pub fn slice<const D: usize>(&self, key: &str, k: usize, device: &Device) -> Tensor<D> {
         let (shape, v) = self.f32s(key);
@@ -103,5 +114,50 @@ pub fn assert_close(got: &Tensor<4>, expected: &[f32], tolerance: f32, what: &st
     assert!(
         err <= tolerance * scale,
         "{what}: max |diff| = {err:e} (scale {scale})"
+    );
+}
+
+/// The largest difference between two images' 8-bit values.
+pub fn worst_level(got: &hd_painter_core::Image, want: &hd_painter_core::Image) -> u8 {
+    assert_eq!(
+        (got.width(), got.height()),
+        (want.width(), want.height()),
+        "image size"
+    );
+    got.raster()
+        .as_slice()
+        .iter()
+        .zip(want.raster().as_slice())
+        .map(|(&a, &b)| a.abs_diff(b))
+        .max()
+        .unwrap()
+}
+
+/// PAIntA's scales `s` of every layer at t = 999 (the first step) against the golden's
+/// `{name}_scale_sizes` and `{name}_scales`.
+pub fn assert_first_scales(
+    scales: Vec<hd_painter_sampling::PaintaScale>,
+    golden: &Golden,
+    name: &str,
+    tolerance: f32,
+) {
+    let first: Vec<Tensor<2>> = scales
+        .into_iter()
+        .filter(|scale| scale.timestep == 999.0)
+        .map(|scale| scale.scale)
+        .collect();
+    let sizes: Vec<usize> = first.iter().map(|t| t.dims()[1]).collect();
+    assert_eq!(
+        sizes,
+        golden.ints(&format!("{name}_scale_sizes")),
+        "{name}: PAIntA layers"
+    );
+    let got = Tensor::cat(first.into_iter().map(|t| t.reshape([-1])).collect(), 0);
+    let (_, want) = golden.f32s(&format!("{name}_scales"));
+    assert_close(
+        &got.reshape([1, 1, 1, -1]),
+        &want,
+        tolerance,
+        &format!("{name} PAIntA scales"),
     );
 }
