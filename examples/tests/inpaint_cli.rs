@@ -91,6 +91,36 @@ fn a_run_writes_its_images_and_a_summary() {
     assert!(log.contains("seed 7:") && log.contains("seed 8:"), "{log}");
 }
 
+/// `--crop-to-mask`: the box around the hole inpainted at `--crop-size`, the image's own size
+/// back; a size that does not parse is a usage error.
+#[test]
+fn crop_to_mask_runs_the_box_at_the_crop_size() {
+    let output = scratch("crop.png");
+    let args = [
+        "--steps",
+        "2",
+        "--seed",
+        "1",
+        "--crop-to-mask",
+        "4",
+        "--crop-size",
+        "32x32",
+    ];
+    let out = inpaint(&output, &args).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let image = hd_painter_core::Image::open(&output).unwrap();
+    assert_eq!((image.width(), image.height()), (44, 30));
+    let out = inpaint(&output, &["--crop-to-mask", "4", "--crop-size", "big"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "clap's usage exit code");
+    assert!(
+        text(&out).contains("expected WIDTHxHEIGHT"),
+        "{}",
+        text(&out)
+    );
+}
+
 /// A red-only mask: no hole in the blue channel the HD-Painter methods read by default (as the
 /// official code), a hole in the grey level `--mask-channel luma` reads.
 #[test]
@@ -218,6 +248,14 @@ fn usage_errors_are_reported_without_a_run() {
         (
             &["--preview-every", "0"][..],
             "--preview-every must be at least 1",
+        ),
+        (
+            &["--crop-to-mask", "8", "--sr", "--sr-model", "x"][..],
+            "does not combine with --sr",
+        ),
+        (
+            &["--crop-to-mask", "8", "--crop-size", "4x512"][..],
+            "--crop-size must be at least 8x8, found 4x512",
         ),
     ] {
         let out = inpaint(&output, args).output().unwrap();

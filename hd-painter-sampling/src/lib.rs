@@ -105,6 +105,7 @@
 //! | `hub` | Hugging Face Hub model ids, forwarded to `hd-painter-models` |
 
 mod brushnet;
+mod crop;
 mod ddim;
 mod error;
 mod focus;
@@ -121,6 +122,7 @@ mod stage;
 mod validate;
 
 pub use brushnet::{BrushNetLatents, BrushNetSettings, brushnet_blend, brushnet_condition};
+pub use crop::{CropBox, CropSettings, crop_region};
 pub use ddim::{
     DdimStep, Prediction, ddim_sigma, ddim_step, ddpm_step, predict, repaint_step, undo_steps,
 };

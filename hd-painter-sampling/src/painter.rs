@@ -11,6 +11,7 @@ use hd_painter_models::{
 };
 
 use crate::brushnet::BrushNetSettings;
+use crate::crop::CropSettings;
 use crate::error::Result;
 use crate::focus::{HD_PAINTER_NEGATIVE_PROMPT, HD_PAINTER_POSITIVE_PROMPT};
 use crate::pipeline::{HdPainter, InpaintOptions, Inpainter, Method, encode_prompts_with_positive};
@@ -135,6 +136,13 @@ impl InpaintRequest<'_> {
     /// decoded, empty positive and negative prompts unless set).
     pub fn hd_painter(mut self, hd_painter: Option<HdPainter>) -> Self {
         self.options.hd_painter = hd_painter;
+        self
+    }
+
+    /// Inpaint only a box around the hole at `crop.size` and stitch it back
+    /// ([`InpaintOptions::crop_to_mask`]).
+    pub fn crop_to_mask(mut self, crop: CropSettings) -> Self {
+        self.options.crop_to_mask = Some(crop);
         self
     }
 

@@ -14,6 +14,7 @@ use hd_painter_models::{
 };
 
 use crate::brushnet::{BrushNetLatents, BrushNetSettings, brushnet_blend, brushnet_condition};
+use crate::crop::{CropSettings, crop_inputs, crop_region, stitch};
 use crate::error::{Result, SamplingError};
 use crate::focus::{
     HD_PAINTER_NEGATIVE_PROMPT, HD_PAINTER_POSITIVE_PROMPT, PromptFocus, full_prompt,
@@ -145,6 +146,9 @@ pub struct InpaintOptions {
     pub paste_back: Option<PasteBack>,
     /// HD-Painter's PAIntA / RASG / preprocessing / x0 output (`None`: plain method).
     pub hd_painter: Option<HdPainter>,
+    /// Inpaint only a box around the hole, resized to the model's size, and stitch it back
+    /// ([`CropSettings`]; `None`, the default: the whole image at its own size).
+    pub crop_to_mask: Option<CropSettings>,
 }
 
 impl InpaintOptions {
@@ -167,6 +171,7 @@ impl InpaintOptions {
             seeds: vec![1],
             paste_back: None,
             hd_painter: Some(variant),
+            crop_to_mask: None,
         }
     }
 }
@@ -192,6 +197,7 @@ impl Default for InpaintOptions {
             seeds: vec![0],
             paste_back: Some(PasteBack::default()),
             hd_painter: None,
+            crop_to_mask: None,
         }
     }
 }
@@ -298,6 +304,9 @@ impl Inpainter<'_> {
         let hole = mask.threshold(if options.hd_painter.is_some() { 0 } else { 127 });
         if hole.is_empty() {
             return Ok(vec![image.clone(); options.seeds.len()]);
+        }
+        if options.crop_to_mask.is_some() {
+            return self.inpaint_cropped(image, mask, &hole, text, options, processor, on_step);
         }
         if options.hd_painter.is_some_and(|h| h.rasg.is_some()) {
             match options.method {
@@ -475,6 +484,49 @@ impl Inpainter<'_> {
                     }
                     Some(PasteBack::BrushNet) => brushnet_blend(image, &generated, &hole),
                     None => Ok(generated),
+                }
+            })
+            .collect()
+    }
+
+    /// [`InpaintOptions::crop_to_mask`]: the box around the mask's non-zero pixels
+    /// ([`crop_region`]) cropped and resized to the settings' size, inpainted with the same
+    /// options, resized back and stitched into the original (outside the box the original
+    /// exactly), then pasted back over the whole image's `hole` as the options ask (without
+    /// paste-back, the whole box is the generated one).
+    #[allow(clippy::too_many_arguments)] // inpaint's own arguments and its hole
+    fn inpaint_cropped(
+        &self,
+        image: &Image,
+        mask: &Mask,
+        hole: &Mask,
+        text: &TextConditioning,
+        options: &InpaintOptions,
+        processor: &mut dyn AttentionProcessor,
+        on_step: &mut dyn FnMut(&StepView<'_>) -> ControlFlow<()>,
+    ) -> Result<Vec<Image>> {
+        let crop = options.crop_to_mask.unwrap_or_default();
+        let Some(b) = crop_region(&mask.threshold(0), crop.padding, crop.size) else {
+            return Ok(vec![image.clone(); options.seeds.len()]);
+        };
+        let (small_image, small_mask) = crop_inputs(image, mask, b, crop.size)?;
+        let inner = InpaintOptions {
+            crop_to_mask: None,
+            paste_back: None,
+            ..options.clone()
+        };
+        let generated =
+            self.inpaint(&small_image, &small_mask, text, &inner, processor, on_step)?;
+        generated
+            .iter()
+            .map(|g| {
+                let stitched = stitch(image, g, b)?;
+                match options.paste_back {
+                    Some(PasteBack::Feathered { dilate, feather }) => {
+                        paste_back(image, &stitched, hole, dilate, feather)
+                    }
+                    Some(PasteBack::BrushNet) => brushnet_blend(image, &stitched, hole),
+                    None => Ok(stitched),
                 }
             })
             .collect()

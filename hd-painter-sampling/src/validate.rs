@@ -50,7 +50,8 @@ impl InpaintOptions {
     /// Checks every setting the method uses, each a [`CoreError::InvalidParameter`] naming the
     /// setting, the value and what is allowed: steps at least 1 (RePaint's jumps too), finite
     /// guidance scales, etas finite and `>= 0`, `strength` in `(0, 1]`, BrushNet's scale
-    /// finite and its control window within `[0, 1]`, at least one seed.
+    /// finite and its control window within `[0, 1]`, at least one seed, a crop-to-mask size of
+    /// at least 8 x 8.
     /// [`Inpainter::inpaint`](crate::Inpainter::inpaint) calls it first; callers can call it
     /// before loading anything.
     pub fn validate(&self) -> Result<()> {
@@ -65,6 +66,13 @@ impl InpaintOptions {
         )?;
         if let Some(rasg) = self.hd_painter.and_then(|h| h.rasg) {
             non_negative("RASG eta", rasg.eta)?;
+        }
+        if let Some(crop) = self.crop_to_mask {
+            let (w, h) = crop.size;
+            if w < 8 || h < 8 {
+                let value = format!("{w}x{h}");
+                return Err(invalid("crop-to-mask size", value, "at least 8x8 px").into());
+            }
         }
         match &self.method {
             Method::Repaint(r) => {

@@ -1332,7 +1332,33 @@ def gen_brushnet(out, rng):
     save(out, "brushnet", t, group="models/brushnet")
 
 
-GROUPS = {"resize": gen_resize, "blur": gen_blur, "dilate": gen_dilate, "pad": gen_pad, "tensor": gen_tensor, "files": gen_files, "odd_files": gen_odd_files, "tokenizer": gen_tokenizer, "clip": gen_clip, "vae": gen_vae, "unet": gen_unet, "pipeline": gen_pipeline, "demo_pipelines": gen_demo_pipelines, "single_file": gen_single_file, "schedulers": gen_schedulers, "stable_inpaint": gen_stable_inpaint, "blended": gen_blended, "repaint": gen_repaint, "hd_painter": gen_hd_painter, "poisson": gen_poisson, "sr": gen_sr, "vae_tiled": gen_vae_tiled, "brushnet": gen_brushnet}
+def gen_crop(out, rng):
+    """diffusers' `VaeImageProcessor.get_crop_region` (the box `padding_mask_crop` inpaints) on
+    masks with one small hole, holes touching each border, several holes far apart, thin wide and
+    tall holes and faint pixels, for paddings and processing sizes of several aspects."""
+    from diffusers.image_processor import VaeImageProcessor
+    from PIL import Image
+
+    cases, masks = [], {}
+    shapes = [(100, 200), (240, 160), (97, 131), (40, 300)]
+    for k in range(24):
+        h, w = shapes[k % len(shapes)]
+        m = np.zeros((h, w), np.uint8)
+        for _ in range(1 + k % 3):
+            y, x = int(rng.integers(0, h)), int(rng.integers(0, w))
+            dy, dx = int(rng.integers(1, max(2, h // 3))), int(rng.integers(1, max(2, w // 2)))
+            m[y:y + dy, x:x + dx] = 255 if k % 5 else int(rng.integers(1, 40))
+        if k % 7 == 3:
+            m[:, -1] = 200  # touches the right border
+        masks[f"mask_{k}"] = m
+        for pad in (0, 8, 32, 300):
+            for size in ((512, 512), (768, 512), (512, 768), (64, 48)):
+                box = VaeImageProcessor.get_crop_region(Image.fromarray(m), size[0], size[1], pad=pad)
+                cases.append([k, pad, size[0], size[1], *box])
+    save(out, "crop", {"cases": np.array(cases, dtype=np.int64), **masks}, group="sampling")
+
+
+GROUPS = {"resize": gen_resize, "blur": gen_blur, "dilate": gen_dilate, "pad": gen_pad, "tensor": gen_tensor, "files": gen_files, "odd_files": gen_odd_files, "tokenizer": gen_tokenizer, "clip": gen_clip, "vae": gen_vae, "unet": gen_unet, "pipeline": gen_pipeline, "demo_pipelines": gen_demo_pipelines, "single_file": gen_single_file, "schedulers": gen_schedulers, "stable_inpaint": gen_stable_inpaint, "blended": gen_blended, "repaint": gen_repaint, "hd_painter": gen_hd_painter, "poisson": gen_poisson, "sr": gen_sr, "vae_tiled": gen_vae_tiled, "brushnet": gen_brushnet, "crop": gen_crop}
 
 
 def generate(out):

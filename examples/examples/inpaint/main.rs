@@ -29,8 +29,8 @@ use hd_painter_models::{
     AutoencoderKl, BrushNetModel, DefaultAttention, ModelSource, StableDiffusionModels,
 };
 use hd_painter_sampling::{
-    BrushNetSettings, HdPainter, InpaintOptions, Method, NoiseSchedule, Painter, RepaintSettings,
-    SamplingError, SeedRule, StepView, encode_prompts_with_positive,
+    BrushNetSettings, CropSettings, HdPainter, InpaintOptions, Method, NoiseSchedule, Painter,
+    RepaintSettings, SamplingError, SeedRule, StepView, encode_prompts_with_positive,
 };
 use hd_painter_sr::{SR_POSITIVE_PROMPT, SrError, SrOutput, SrSettings, TwoStage, Upscaler};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -185,6 +185,14 @@ struct Args {
     /// the grey level of a grey mask), luma (the others' default) or alpha.
     #[arg(long, value_enum)]
     mask_channel: Option<MaskChannelArg>,
+    /// Inpaint only a box around the hole, PAD pixels wider on each side and widened to
+    /// `--crop-size`'s aspect, at that size, then stitch it back (diffusers'
+    /// `padding_mask_crop`; not with `--sr`).
+    #[arg(long, value_name = "PAD")]
+    crop_to_mask: Option<u32>,
+    /// The size the `--crop-to-mask` box is inpainted at, `WIDTHxHEIGHT`.
+    #[arg(long, value_name = "WxH", default_value = "512x512", value_parser = parse_size)]
+    crop_size: (u32, u32),
     /// The first stage's size with `--sr` (the SR long side / 4): the official script's rule
     /// or the demo's, which differ by a pixel for some sizes.
     #[arg(long, value_enum, default_value_t = SizeRuleArg::Script)]
@@ -519,7 +527,25 @@ fn configure<'a>(
     if let Some(p) = &args.positive_prompt {
         request = request.positive_prompt(p);
     }
+    if let Some(padding) = args.crop_to_mask {
+        request = request.crop_to_mask(CropSettings {
+            padding,
+            size: args.crop_size,
+        });
+    }
     request
+}
+
+/// `WIDTHxHEIGHT`.
+fn parse_size(text: &str) -> Result<(u32, u32), String> {
+    let (w, h) = text
+        .split_once('x')
+        .ok_or_else(|| format!("{text:?}: expected WIDTHxHEIGHT, e.g. 512x512"))?;
+    let side = |v: &str| {
+        v.parse::<u32>()
+            .map_err(|e| format!("{text:?}: {v:?} is not a size in pixels ({e})"))
+    };
+    Ok((side(w)?, side(h)?))
 }
 
 /// A seed from the clock, for runs that give none (printed, so the run can be repeated).

@@ -1,0 +1,187 @@
+//! Inpainting only the area around the hole: the box against diffusers'
+//! `VaeImageProcessor.get_crop_region` (`tools/reference/generate.py`, group `crop`: single,
+//! border-touching, several and faint holes, paddings 0 to 300, four processing aspects), and
+//! the pipeline with `crop_to_mask` on the tiny fixture model: the sampling runs at the crop's
+//! processing size, the output keeps the input's size, and the original is kept exactly outside
+//! the box (and, with the default paste-back, outside the feathered hole).
+
+mod common;
+
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+
+use common::Golden;
+use hd_painter_core::{BackendKind, Image, Mask};
+use hd_painter_models::{DefaultAttention, StableDiffusionModels};
+use hd_painter_sampling::{
+    CropBox, CropSettings, HdPainter, InpaintOptions, Method, Painter, StepView, crop_region,
+};
+
+#[test]
+fn the_box_is_diffusers_get_crop_region() {
+    let g = Golden::open("crop");
+    let (shape, cases) = g.get("cases");
+    assert_eq!(shape[1], 8);
+    for case in cases.chunks_exact(8) {
+        let [k, pad, w, h, x1, y1, x2, y2] = std::array::from_fn(|i| case[i] as u32);
+        let (mshape, values) = g.get(&format!("mask_{k}"));
+        let mask = Mask::from_luma8(
+            mshape[1] as u32,
+            mshape[0] as u32,
+            values.into_iter().map(|v| v as u8).collect(),
+        )
+        .unwrap();
+        assert_eq!(
+            crop_region(&mask, pad, (w, h)),
+            Some(CropBox { x1, y1, x2, y2 }),
+            "mask {k}, padding {pad}, size {w}x{h}"
+        );
+    }
+    assert_eq!(cases.len() / 8, 24 * 16);
+    let empty = Mask::from_luma8(10, 10, vec![0; 100]).unwrap();
+    assert_eq!(crop_region(&empty, 8, (512, 512)), None);
+}
+
+fn painter() -> Painter {
+    let dir =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/models/pipeline_hd_painter");
+    Painter::new(
+        StableDiffusionModels::load(dir, None, &BackendKind::Flex.device().unwrap()).unwrap(),
+    )
+}
+
+fn photo(width: u32, height: u32) -> Image {
+    let rgb = (0..width * height * 3)
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
+    Image::from_rgb8(width, height, rgb).unwrap()
+}
+
+/// Two small holes in a 300 x 200 photo: one box holds both.
+fn holes(width: u32, height: u32) -> Mask {
+    let v = (0..width * height)
+        .map(|i| {
+            let (x, y) = (i % width, i / width);
+            let a = (100..116).contains(&x) && (60..72).contains(&y);
+            let b = (130..140).contains(&x) && (90..96).contains(&y);
+            if a || b { 255 } else { 0 }
+        })
+        .collect();
+    Mask::from_luma8(width, height, v).unwrap()
+}
+
+#[test]
+fn a_cropped_run_samples_the_box_at_the_model_size_and_keeps_the_rest() {
+    let p = painter();
+    let (image, mask) = (photo(300, 200), holes(300, 200));
+    let crop = CropSettings {
+        padding: 8,
+        size: (64, 48),
+    };
+    let b = crop_region(&mask, crop.padding, crop.size).unwrap();
+    assert_eq!(b.size(), (69, 52), "the box of both holes, widened to 4:3");
+    for (paste_back, hd) in [
+        (true, None),
+        (false, None),
+        (false, Some(HdPainter::full())),
+    ] {
+        let mut options = match hd {
+            Some(variant) => InpaintOptions::hd_painter(variant),
+            None => InpaintOptions {
+                method: Method::StableInpainting,
+                ..InpaintOptions::default()
+            },
+        };
+        options.crop_to_mask = Some(crop);
+        options.ddim.steps = 2;
+        if !paste_back {
+            options.paste_back = None;
+        }
+        let text = painter_text(&p);
+        let mut latent_sizes = Vec::new();
+        let out = p
+            .inpainter()
+            .inpaint(
+                &image,
+                &mask,
+                &text,
+                &options,
+                &mut DefaultAttention::default(),
+                &mut |view: &StepView<'_>| {
+                    let [_, _, h, w] = view.latents.dims();
+                    latent_sizes.push((w, h));
+                    ControlFlow::Continue(())
+                },
+            )
+            .unwrap();
+        let f = p.models.vae.downscale();
+        assert_eq!(
+            latent_sizes,
+            vec![(64 / f, 48 / f); 2],
+            "sampled at 64 x 48"
+        );
+        let out = &out[0];
+        assert_eq!((out.width(), out.height()), (300, 200));
+        let inside = |x: u32, y: u32| (b.x1..b.x2).contains(&x) && (b.y1..b.y2).contains(&y);
+        let (o, i) = (out.raster(), image.raster());
+        let mut changed = 0;
+        for y in 0..200 {
+            for x in 0..300 {
+                let same = (0..3).all(|c| o.get(x, y, c) == i.get(x, y, c));
+                if !inside(x as u32, y as u32) {
+                    assert!(same, "({x}, {y}) outside the box changed ({hd:?})");
+                } else if !same {
+                    changed += 1;
+                }
+                // With the default paste-back, only the dilated, feathered hole changes.
+                if paste_back && mask.raster().get(x, y, 0) == 0 {
+                    let near = (x as i64 - 108).abs() < 30 || (x as i64 - 135).abs() < 30;
+                    assert!(same || near, "({x}, {y}) far from the holes changed");
+                }
+            }
+        }
+        assert!(changed > 0, "the box was inpainted ({hd:?})");
+    }
+}
+
+fn painter_text(p: &Painter) -> hd_painter_sampling::TextConditioning {
+    let image = photo(8, 8);
+    let mask = Mask::from_luma8(8, 8, vec![255; 64]).unwrap();
+    p.request(&image, &mask, "a red sofa").encode().unwrap()
+}
+
+#[test]
+fn a_padding_larger_than_the_image_and_border_holes_are_clipped() {
+    let v = (0..80 * 50)
+        .map(|i| if i % 80 >= 75 { 255 } else { 0 })
+        .collect();
+    let border = Mask::from_luma8(80, 50, v).unwrap();
+    let b = crop_region(&border, 1000, (512, 512)).unwrap();
+    assert_eq!(
+        b,
+        CropBox {
+            x1: 0,
+            y1: 0,
+            x2: 80,
+            y2: 50
+        },
+        "the whole image"
+    );
+    let b = crop_region(&border, 2, (512, 512)).unwrap();
+    assert_eq!(
+        (b.x2, b.size().0, b.size().1),
+        (80, 50, 50),
+        "square, against the right border"
+    );
+    let grey = Mask::from_luma8(80, 50, vec![128; 80 * 50]).unwrap();
+    assert_eq!(crop_region(&grey, 0, (80, 50)).unwrap().size(), (80, 50));
+    let invalid = InpaintOptions {
+        crop_to_mask: Some(CropSettings {
+            padding: 0,
+            size: (4, 512),
+        }),
+        ..InpaintOptions::default()
+    };
+    let err = invalid.validate().unwrap_err();
+    assert!(err.to_string().contains("crop-to-mask size"), "{err}");
+}
