@@ -56,6 +56,7 @@ mod memory;
 mod morphology;
 mod noise;
 mod ops;
+mod pillow_blur;
 mod raster;
 mod resize;
 

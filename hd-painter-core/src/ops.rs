@@ -64,4 +64,28 @@ impl Mask {
     pub fn dilate(&self, footprint: Footprint) -> Result<Self> {
         Self::from_raster(self.raster().dilate(footprint)?)
     }
+
+    /// Erodes the hole (a min filter over `footprint`). Pixels outside the mask never
+    /// contribute, so a hole touching the border does not shrink from it: OpenCV's
+    /// `cv2.erode(mask, kernel)` with its default border.
+    pub fn erode(&self, footprint: Footprint) -> Result<Self> {
+        Ok(self.invert().dilate(footprint)?.invert())
+    }
+
+    /// The hole grown by `pixels` (dilated with the `2 pixels + 1` square, as
+    /// `cv2.dilate(mask, np.ones(..))`), or shrunk by `-pixels` (eroded likewise); 0 leaves it.
+    pub fn grow(&self, pixels: i32) -> Result<Self> {
+        let square = Footprint::square(pixels.unsigned_abs());
+        match pixels {
+            0 => Ok(self.clone()),
+            p if p > 0 => self.dilate(square),
+            _ => self.erode(square),
+        }
+    }
+
+    /// Pillow's `GaussianBlur(radius)`, which diffusers' `VaeImageProcessor.blur(mask,
+    /// blur_factor)` applies (bit-exact; see [`Raster::pillow_gaussian_blur`](crate::Raster::pillow_gaussian_blur)).
+    pub fn blur(&self, radius: f32) -> Self {
+        Self::from_raster(self.raster().pillow_gaussian_blur(radius)).expect("one channel kept")
+    }
 }

@@ -135,7 +135,7 @@ pub use inpaint::{BlendedLatents, StableInpainting, StepNoise, to_batch};
 pub use painta::{Painta, PaintaScale};
 pub use painter::{InpaintRequest, Painter};
 pub use pipeline::{
-    HdPainter, InpaintOptions, Inpainter, Method, PasteBack, encode_hd_painter_prompts,
+    HdPainter, InpaintOptions, Inpainter, MaskEdit, Method, PasteBack, encode_hd_painter_prompts,
     encode_prompts, encode_prompts_with_positive,
 };
 pub use rasg::{Rasg, RasgSettings, RasgSigma};

@@ -14,7 +14,9 @@ use crate::brushnet::BrushNetSettings;
 use crate::crop::CropSettings;
 use crate::error::Result;
 use crate::focus::{HD_PAINTER_NEGATIVE_PROMPT, HD_PAINTER_POSITIVE_PROMPT};
-use crate::pipeline::{HdPainter, InpaintOptions, Inpainter, Method, encode_prompts_with_positive};
+use crate::pipeline::{
+    HdPainter, InpaintOptions, Inpainter, MaskEdit, Method, encode_prompts_with_positive,
+};
 use crate::sampler::{StepView, TextConditioning};
 use crate::schedule::NoiseSchedule;
 
@@ -143,6 +145,12 @@ impl InpaintRequest<'_> {
     /// ([`InpaintOptions::crop_to_mask`]).
     pub fn crop_to_mask(mut self, crop: CropSettings) -> Self {
         self.options.crop_to_mask = Some(crop);
+        self
+    }
+
+    /// Grow / shrink and blur the mask first ([`InpaintOptions::mask_edit`]).
+    pub fn mask_edit(mut self, edit: MaskEdit) -> Self {
+        self.options.mask_edit = edit;
         self
     }
 

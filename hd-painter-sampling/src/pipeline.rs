@@ -149,6 +149,31 @@ pub struct InpaintOptions {
     /// Inpaint only a box around the hole, resized to the model's size, and stitch it back
     /// ([`CropSettings`]; `None`, the default: the whole image at its own size).
     pub crop_to_mask: Option<CropSettings>,
+    /// Grow / shrink and blur the mask before anything else (none by default).
+    pub mask_edit: MaskEdit,
+}
+
+/// The mask's edits before sampling: grown (or shrunk) first, then blurred.
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub struct MaskEdit {
+    /// Pixels to grow the hole by with a square (`cv2.dilate`); negative shrinks it
+    /// (`cv2.erode`). ComfyUI's `grow_mask_by`.
+    pub grow: i32,
+    /// Pillow's Gaussian blur radius (diffusers' `blur_factor`; 0: none). The blurred mask's
+    /// grey levels are then read as each method reads a soft mask (binarised at 128, or any
+    /// non-zero value for HD-Painter).
+    pub blur: f32,
+}
+
+impl MaskEdit {
+    /// `mask` with the edits applied.
+    pub fn apply(&self, mask: &Mask) -> Result<Mask> {
+        let grown = mask.grow(self.grow)?;
+        Ok(match self.blur > 0.0 {
+            true => grown.blur(self.blur),
+            false => grown,
+        })
+    }
 }
 
 impl InpaintOptions {
@@ -172,6 +197,7 @@ impl InpaintOptions {
             paste_back: None,
             hd_painter: Some(variant),
             crop_to_mask: None,
+            mask_edit: MaskEdit::default(),
         }
     }
 }
@@ -198,6 +224,7 @@ impl Default for InpaintOptions {
             paste_back: Some(PasteBack::default()),
             hd_painter: None,
             crop_to_mask: None,
+            mask_edit: MaskEdit::default(),
         }
     }
 }
@@ -300,6 +327,14 @@ impl Inpainter<'_> {
     ) -> Result<Vec<Image>> {
         options.validate()?;
         mask.ensure_matches(image, "inpainting mask vs image")?;
+        let edited;
+        let mask = match options.mask_edit == MaskEdit::default() {
+            true => mask,
+            false => {
+                edited = options.mask_edit.apply(mask)?;
+                &edited
+            }
+        };
         // HD-Painter: any non-zero value is hole, as the official dilation reads the mask.
         let hole = mask.threshold(if options.hd_painter.is_some() { 0 } else { 127 });
         if hole.is_empty() {
@@ -513,6 +548,7 @@ impl Inpainter<'_> {
         let inner = InpaintOptions {
             crop_to_mask: None,
             paste_back: None,
+            mask_edit: MaskEdit::default(),
             ..options.clone()
         };
         let generated =

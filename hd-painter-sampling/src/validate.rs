@@ -67,6 +67,8 @@ impl InpaintOptions {
         if let Some(rasg) = self.hd_painter.and_then(|h| h.rasg) {
             non_negative("RASG eta", rasg.eta)?;
         }
+        let blur = f64::from(self.mask_edit.blur);
+        non_negative("mask blur radius", blur)?;
         if let Some(crop) = self.crop_to_mask {
             let (w, h) = crop.size;
             if w < 8 || h < 8 {

@@ -1358,7 +1358,29 @@ def gen_crop(out, rng):
     save(out, "crop", {"cases": np.array(cases, dtype=np.int64), **masks}, group="sampling")
 
 
-GROUPS = {"resize": gen_resize, "blur": gen_blur, "dilate": gen_dilate, "pad": gen_pad, "tensor": gen_tensor, "files": gen_files, "odd_files": gen_odd_files, "tokenizer": gen_tokenizer, "clip": gen_clip, "vae": gen_vae, "unet": gen_unet, "pipeline": gen_pipeline, "demo_pipelines": gen_demo_pipelines, "single_file": gen_single_file, "schedulers": gen_schedulers, "stable_inpaint": gen_stable_inpaint, "blended": gen_blended, "repaint": gen_repaint, "hd_painter": gen_hd_painter, "poisson": gen_poisson, "sr": gen_sr, "vae_tiled": gen_vae_tiled, "brushnet": gen_brushnet, "crop": gen_crop}
+def gen_mask_ops(out, rng):
+    """The mask operations before sampling: Pillow's `ImageFilter.GaussianBlur(radius)` (what
+    diffusers' `VaeImageProcessor.blur` applies) on soft, binary, noisy and tiny masks for radii
+    from 0.3 to 40 (larger than the image), and OpenCV's `cv2.dilate` / `cv2.erode` with
+    `np.ones((2p + 1, 2p + 1))` (grow / shrink by p) on masks touching the border."""
+    import cv2
+    from PIL import Image, ImageFilter
+
+    masks = {"soft": synthetic_mask(45, 31, soft=True), "binary": synthetic_mask(40, 57, soft=False),
+             "noise": rng.integers(0, 256, (23, 29)).astype(np.uint8), "tiny": rng.integers(0, 256, (3, 7)).astype(np.uint8),
+             "dot": np.pad(np.full((1, 1), 255, np.uint8), ((4, 5), (6, 2)))}
+    t = {f"{name}": m for name, m in masks.items()}
+    for name, m in masks.items():
+        for r in (0.3, 1.0, 2.5, 4.0, 10.0, 40.0):
+            t[f"{name}_blur_{r}"] = np.asarray(Image.fromarray(m).filter(ImageFilter.GaussianBlur(r)))
+        for p in (1, 3, 8):
+            k = np.ones((2 * p + 1, 2 * p + 1), np.uint8)
+            t[f"{name}_grow_{p}"] = cv2.dilate(m, k)
+            t[f"{name}_shrink_{p}"] = cv2.erode(m, k)
+    save(out, "mask_ops", t)
+
+
+GROUPS = {"resize": gen_resize, "blur": gen_blur, "dilate": gen_dilate, "pad": gen_pad, "tensor": gen_tensor, "files": gen_files, "odd_files": gen_odd_files, "tokenizer": gen_tokenizer, "clip": gen_clip, "vae": gen_vae, "unet": gen_unet, "pipeline": gen_pipeline, "demo_pipelines": gen_demo_pipelines, "single_file": gen_single_file, "schedulers": gen_schedulers, "stable_inpaint": gen_stable_inpaint, "blended": gen_blended, "repaint": gen_repaint, "hd_painter": gen_hd_painter, "poisson": gen_poisson, "sr": gen_sr, "vae_tiled": gen_vae_tiled, "brushnet": gen_brushnet, "crop": gen_crop, "mask_ops": gen_mask_ops}
 
 
 def generate(out):

@@ -48,6 +48,15 @@ fn check_settings(args: &Args) -> Result<(), RunError> {
             args.crop_size.0, args.crop_size.1
         )
     })?;
+    refuse(
+        !(args.mask_blur.is_finite() && args.mask_blur >= 0.0),
+        || {
+            format!(
+                "--mask-blur must be a finite radius >= 0, found {}",
+                args.mask_blur
+            )
+        },
+    )?;
     refuse(args.preview_every == Some(0), || {
         "--preview-every must be at least 1".into()
     })?;

@@ -29,8 +29,8 @@ use hd_painter_models::{
     AutoencoderKl, BrushNetModel, DefaultAttention, ModelSource, StableDiffusionModels,
 };
 use hd_painter_sampling::{
-    BrushNetSettings, CropSettings, HdPainter, InpaintOptions, Method, NoiseSchedule, Painter,
-    RepaintSettings, SamplingError, SeedRule, StepView, encode_prompts_with_positive,
+    BrushNetSettings, CropSettings, HdPainter, InpaintOptions, MaskEdit, Method, NoiseSchedule,
+    Painter, RepaintSettings, SamplingError, SeedRule, StepView, encode_prompts_with_positive,
 };
 use hd_painter_sr::{SR_POSITIVE_PROMPT, SrError, SrOutput, SrSettings, TwoStage, Upscaler};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -190,6 +190,19 @@ struct Args {
     /// `padding_mask_crop`; not with `--sr`).
     #[arg(long, value_name = "PAD")]
     crop_to_mask: Option<u32>,
+    /// Grow the hole by PX pixels (a square dilation, as `cv2.dilate`) before anything else;
+    /// negative shrinks it (`--grow=-4`).
+    #[arg(
+        long,
+        value_name = "PX",
+        default_value_t = 0,
+        allow_hyphen_values = true
+    )]
+    grow: i32,
+    /// Blur the mask with Pillow's Gaussian blur of radius R after growing it (diffusers'
+    /// `blur_factor`); the blurred grey levels are read as each method reads soft masks.
+    #[arg(long, value_name = "R", default_value_t = 0.0)]
+    mask_blur: f32,
     /// The size the `--crop-to-mask` box is inpainted at, `WIDTHxHEIGHT`.
     #[arg(long, value_name = "WxH", default_value = "512x512", value_parser = parse_size)]
     crop_size: (u32, u32),
@@ -527,6 +540,10 @@ fn configure<'a>(
     if let Some(p) = &args.positive_prompt {
         request = request.positive_prompt(p);
     }
+    request = request.mask_edit(MaskEdit {
+        grow: args.grow,
+        blur: args.mask_blur,
+    });
     if let Some(padding) = args.crop_to_mask {
         request = request.crop_to_mask(CropSettings {
             padding,
