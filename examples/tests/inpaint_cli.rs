@@ -121,6 +121,92 @@ fn crop_to_mask_runs_the_box_at_the_crop_size() {
     );
 }
 
+/// `--batch`: a CSV (one row with a broken mask, one whose mask has another size) and a folder
+/// of photo / `_mask` pairs; the models load once, the good rows are written, the bad ones
+/// reported and skipped with exit code 1, an existing result is kept unless `--overwrite`.
+#[test]
+fn a_batch_runs_every_row_and_reports_the_failures() {
+    let r = repo();
+    let dir = scratch("batch-in");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out_dir = scratch("batch-out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    for name in ["a", "b"] {
+        std::fs::copy(
+            r.join("fixtures/core/rgb.png"),
+            dir.join(format!("{name}.png")),
+        )
+        .unwrap();
+        std::fs::copy(
+            r.join("fixtures/core/mask.png"),
+            dir.join(format!("{name}_mask.png")),
+        )
+        .unwrap();
+    }
+    std::fs::write(dir.join("broken_mask.png"), b"not a png").unwrap();
+    std::fs::copy(r.join("fixtures/core/rgb.jpg"), scratch("c.jpg")).unwrap();
+    std::fs::rename(scratch("c.jpg"), dir.join("c.jpg")).unwrap();
+    hd_painter_core::Mask::from_luma8(5, 5, vec![255; 25])
+        .unwrap()
+        .save(dir.join("small_mask.png"))
+        .unwrap();
+    let csv = dir.join("jobs.csv");
+    std::fs::write(
+        &csv,
+        "image,mask,prompt\na.png,a_mask.png,a red sofa, with cushions\nb.png,broken_mask.png,x\n\
+         # a comment\nc.jpg,small_mask.png,y\n",
+    )
+    .unwrap();
+    let batch = |source: &std::path::Path, extra: &[&str]| {
+        let out = Command::new(program())
+            .arg("--batch")
+            .arg(source)
+            .arg("--out-dir")
+            .arg(&out_dir)
+            .arg("--model")
+            .arg(r.join("fixtures/models/pipeline_hd_painter"))
+            .args(["--steps", "2", "--seed", "1"])
+            .args(extra)
+            .output()
+            .unwrap();
+        (out.status.code(), text(&out))
+    };
+    let (code, log) = batch(&csv, &[]);
+    assert_eq!(code, Some(1), "{log}");
+    assert!(
+        log.contains("batch: 1 of 3 done, 2 failed, 0 skipped"),
+        "{log}"
+    );
+    assert!(
+        log.contains("failed:") && log.contains("b.png") && log.contains("c.jpg"),
+        "{log}"
+    );
+    let a = hd_painter_core::Image::open(out_dir.join("a.png")).unwrap();
+    assert_eq!((a.width(), a.height()), (44, 30));
+    assert!(
+        !out_dir.join("b.png").exists(),
+        "nothing written for failed rows"
+    );
+
+    let (code, log) = batch(&dir, &["--batch-prompt", "a red sofa"]);
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        log.contains("batch: 1 of 2 done, 0 failed, 1 skipped"),
+        "{log}"
+    );
+    assert!(
+        log.contains("skipped:") && log.contains("a.png exists"),
+        "{log}"
+    );
+    assert!(out_dir.join("b.png").exists());
+    let (code, log) = batch(&dir, &["--batch-prompt", "x", "--overwrite"]);
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("batch: 2 of 2 done"), "{log}");
+    let (code, log) = batch(&dir, &[]);
+    assert_eq!(code, Some(1), "{log}");
+    assert!(log.contains("needs --batch-prompt"), "{log}");
+}
+
 /// A red-only mask: no hole in the blue channel the HD-Painter methods read by default (as the
 /// official code), a hole in the grey level `--mask-channel luma` reads.
 #[test]

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::{Args, MethodArg, RunError, numbered};
+use crate::{Args, Job, MethodArg, RunError, numbered};
 
 /// A usage error when `bad`.
 fn refuse(bad: bool, message: impl FnOnce() -> String) -> Result<(), RunError> {
@@ -87,19 +87,26 @@ fn same_file(a: &Path, b: &Path) -> bool {
 /// Everything that can be checked before loading: the settings, and each output path (a
 /// format that can be written, an existing folder, not one of the inputs unless
 /// `--overwrite`).
-pub(crate) fn check_before_loading(args: &Args) -> Result<(), RunError> {
+pub(crate) fn check_before_loading(args: &Args, jobs: &[Job]) -> Result<(), RunError> {
     check_settings(args)?;
-    for i in 0..args.num_images {
-        let output = numbered(&args.output, i, args.num_images);
-        hd_painter_core::check_output_path(&output)?;
-        for input in [&args.image, &args.mask] {
-            refuse(!args.overwrite && same_file(&output, input), || {
-                format!(
-                    "the output {} is the input {}: choose another path, or pass --overwrite",
-                    output.display(),
-                    input.display()
-                )
-            })?;
+    if let Some(dir) = &args.out_dir {
+        refuse(!dir.is_dir(), || {
+            format!("--out-dir {} is not a folder", dir.display())
+        })?;
+    }
+    for job in jobs {
+        for i in 0..args.num_images {
+            let output = numbered(&job.output, i, args.num_images);
+            hd_painter_core::check_output_path(&output)?;
+            for input in [&job.image, &job.mask] {
+                refuse(!args.overwrite && same_file(&output, input), || {
+                    format!(
+                        "the output {} is the input {}: choose another path, or pass --overwrite",
+                        output.display(),
+                        input.display()
+                    )
+                })?;
+            }
         }
     }
     Ok(())

@@ -35,7 +35,10 @@ use hd_painter_sampling::{
 use hd_painter_sr::{SR_POSITIVE_PROMPT, SrError, SrOutput, SrSettings, TwoStage, Upscaler};
 use indicatif::{ProgressBar, ProgressStyle};
 
+mod batch;
 mod checks;
+
+pub(crate) use batch::Job;
 
 /// The methods, as named on the command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -121,15 +124,31 @@ enum SeedRuleArg {
 #[command(version)]
 struct Args {
     /// The photo (PNG, JPEG or WebP).
-    image: PathBuf,
+    #[arg(required_unless_present = "batch")]
+    image: Option<PathBuf>,
     /// The mask, same size as the photo: white where the photo is to be filled (>= 128; with
     /// the HD-Painter methods any non-zero value, as the official code reads it).
-    mask: PathBuf,
+    #[arg(required_unless_present = "batch")]
+    mask: Option<PathBuf>,
     /// What to paint into the hole.
-    prompt: String,
+    #[arg(required_unless_present = "batch")]
+    prompt: Option<String>,
     /// Where to write the result (PNG, JPEG or WebP by extension); with several images,
     /// `-{i}` is added before the extension.
-    output: PathBuf,
+    #[arg(required_unless_present = "batch")]
+    output: Option<PathBuf>,
+    /// Run a batch instead of IMAGE MASK PROMPT OUTPUT, loading the models once: a CSV of
+    /// `image,mask,prompt` rows (paths relative to the CSV), or a folder of `NAME.EXT` photos
+    /// with `NAME_mask.EXT` masks (and `--batch-prompt`). Files that fail are reported and
+    /// skipped; the exit code is 1 if any failed.
+    #[arg(long, value_name = "CSV_OR_DIR", conflicts_with_all = ["image", "mask", "prompt", "output"])]
+    batch: Option<PathBuf>,
+    /// Where a batch writes `NAME.png` for each photo.
+    #[arg(long, value_name = "DIR", requires = "batch")]
+    out_dir: Option<PathBuf>,
+    /// The prompt of a batch folder's photos, and of CSV rows without one.
+    #[arg(long, value_name = "TEXT", requires = "batch")]
+    batch_prompt: Option<String>,
     /// The inpainting model: a diffusers pipeline folder, an original-layout single-file
     /// checkpoint (`.safetensors`, with `--config`), or `hub:ORG/NAME` (feature `hub`).
     #[arg(long)]
@@ -252,6 +271,8 @@ enum RunError {
     Sr(#[from] SrError),
     #[error("{0}")]
     Usage(String),
+    #[error("{failed} of {total} files failed (reported above)")]
+    Batch { failed: usize, total: usize },
 }
 
 impl RunError {
@@ -292,45 +313,55 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args, cancel: &AtomicBool) -> Result<(), RunError> {
-    let started = Instant::now();
-    checks::check_before_loading(args)?;
-    let image = Image::open(&args.image)?;
-    let hd_painter = matches!(
-        args.method,
-        MethodArg::HdPainter | MethodArg::Painta | MethodArg::Rasg
-    );
-    let channel = match (args.mask_channel, hd_painter) {
-        (Some(MaskChannelArg::Luma), _) | (None, false) => MaskChannel::Luma,
-        (Some(MaskChannelArg::Blue), _) | (None, true) => MaskChannel::Blue,
-        (Some(MaskChannelArg::Alpha), _) => MaskChannel::Alpha,
-    };
-    let mask = Mask::open_with(
-        &args.mask,
-        MaskOptions {
-            channel,
-            ..MaskOptions::default()
-        },
-    )?;
-    mask.ensure_matches(
-        &image,
-        &format!(
-            "mask {} vs image {}",
-            args.mask.display(),
-            args.image.display()
-        ),
-    )?;
-    let (level, marks) = match hd_painter {
-        true => (0, "no non-zero pixel"),
-        false => (127, "no pixel >= 128"),
-    };
-    if mask.threshold(level).is_empty() {
-        eprintln!(
-            "warning: {} marks no hole ({marks} in its {channel:?} channel); the output is the \
-             input unchanged",
-            args.mask.display()
+    let jobs = batch::jobs(args)?;
+    checks::check_before_loading(args, &jobs)?;
+    let models = load(args)?;
+    let (mut failed, mut skipped) = (0, 0);
+    for job in &jobs {
+        // A batch never replaces an earlier result unless asked.
+        if args.batch.is_some() && !args.overwrite && job.output.exists() {
+            eprintln!(
+                "skipped: {} exists (--overwrite replaces it)",
+                job.output.display()
+            );
+            skipped += 1;
+            continue;
+        }
+        match run_job(args, &models, job, cancel) {
+            Ok(()) => {}
+            // A batch goes on past a file it cannot do, and says so.
+            Err(e) if args.batch.is_some() && !e.cancelled() => {
+                eprintln!("failed: {}: {e}", job.image.display());
+                failed += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    if args.batch.is_some() {
+        println!(
+            "batch: {} of {} done, {failed} failed, {skipped} skipped",
+            jobs.len() - failed - skipped,
+            jobs.len()
         );
     }
+    match failed {
+        0 => Ok(()),
+        failed => Err(RunError::Batch {
+            failed,
+            total: jobs.len(),
+        }),
+    }
+}
 
+/// The models, loaded once for every job.
+struct Models {
+    painter: Painter,
+    upscaler: Option<StableDiffusionModels>,
+    sr_schedule: NoiseSchedule,
+}
+
+/// The progress bar of a run.
+fn progress_bar() -> ProgressBar {
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template(
@@ -340,6 +371,12 @@ fn run(args: &Args, cancel: &AtomicBool) -> Result<(), RunError> {
         .progress_chars("=> "),
     );
     bar.enable_steady_tick(Duration::from_millis(250));
+    bar
+}
+
+/// Loads the models the command line names.
+fn load(args: &Args) -> Result<Models, RunError> {
+    let bar = progress_bar();
     let device = args.backend.device()?;
     bar.set_message("loading the model");
     let dtype = FloatDType::from(args.dtype);
@@ -360,7 +397,7 @@ fn run(args: &Args, cancel: &AtomicBool) -> Result<(), RunError> {
             false => branch.with_weight_dtype(dtype),
         });
     }
-    let upscaler_models = match (&args.sr, &args.sr_model) {
+    let upscaler = match (&args.sr, &args.sr_model) {
         (true, Some(spec)) => {
             bar.set_message("loading the upscaler");
             Some(precision(StableDiffusionModels::from_source(
@@ -372,22 +409,81 @@ fn run(args: &Args, cancel: &AtomicBool) -> Result<(), RunError> {
         _ => None,
     };
 
+    bar.finish_and_clear();
+    Ok(Models {
+        painter,
+        upscaler,
+        sr_schedule: NoiseSchedule::x4_upscaler(),
+    })
+}
+
+/// The photo and mask of a job, the mask read with the channel the method expects.
+fn read_inputs(args: &Args, job: &Job) -> Result<(Image, Mask, bool), RunError> {
+    let image = Image::open(&job.image)?;
+    let hd_painter = matches!(
+        args.method,
+        MethodArg::HdPainter | MethodArg::Painta | MethodArg::Rasg
+    );
+    let channel = match (args.mask_channel, hd_painter) {
+        (Some(MaskChannelArg::Luma), _) | (None, false) => MaskChannel::Luma,
+        (Some(MaskChannelArg::Blue), _) | (None, true) => MaskChannel::Blue,
+        (Some(MaskChannelArg::Alpha), _) => MaskChannel::Alpha,
+    };
+    let mask = Mask::open_with(
+        &job.mask,
+        MaskOptions {
+            channel,
+            ..MaskOptions::default()
+        },
+    )?;
+    mask.ensure_matches(
+        &image,
+        &format!(
+            "mask {} vs image {}",
+            job.mask.display(),
+            job.image.display()
+        ),
+    )?;
+    let (level, marks) = match hd_painter {
+        true => (0, "no non-zero pixel"),
+        false => (127, "no pixel >= 128"),
+    };
+    if mask.threshold(level).is_empty() {
+        eprintln!(
+            "warning: {} marks no hole ({marks} in its {channel:?} channel); the output is the \
+             input unchanged",
+            job.mask.display()
+        );
+    }
+
+    Ok((image, mask, hd_painter))
+}
+
+/// One photo: its images written, a summary line.
+fn run_job(args: &Args, models: &Models, job: &Job, cancel: &AtomicBool) -> Result<(), RunError> {
+    let started = Instant::now();
+    let (image, mask, hd_painter) = read_inputs(args, job)?;
+    let bar = progress_bar();
     let first_seed = args.seed.unwrap_or_else(random_seed);
     let seed_rule = match (args.seed_rule, hd_painter) {
         (Some(SeedRuleArg::HdPainter), _) | (None, true) => SeedRule::HdPainter,
         (Some(SeedRuleArg::Consecutive), _) | (None, false) => SeedRule::Consecutive,
     };
     let seeds = seed_rule.seeds(first_seed, args.num_images);
-    let request = configure(painter.request(&image, &mask, &args.prompt), args, &painter)
-        .seeds(seeds.clone());
+    let request = configure(
+        models.painter.request(&image, &mask, &job.prompt),
+        args,
+        &models.painter,
+    )
+    .seeds(seeds.clone());
     let options = request.settings();
     options.validate()?;
     bar.set_message("encoding the prompt");
     let text = request.encode()?;
-    let sr_schedule = NoiseSchedule::x4_upscaler();
-    let sr_text = upscaler_models
+    let sr_text = models
+        .upscaler
         .as_ref()
-        .map(|x4| encode_prompts_with_positive(x4, &args.prompt, SR_POSITIVE_PROMPT, ""))
+        .map(|x4| encode_prompts_with_positive(x4, &job.prompt, SR_POSITIVE_PROMPT, ""))
         .transpose()?;
     let sr_settings = SrSettings {
         steps: args.sr_steps,
@@ -404,13 +500,14 @@ fn run(args: &Args, cancel: &AtomicBool) -> Result<(), RunError> {
     };
 
     // The whole run's steps: the first stage's as the loop reports them, then each image's SR.
-    let sr_steps = upscaler_models
+    let sr_steps = models
+        .upscaler
         .as_ref()
         .map_or(0, |_| args.sr_steps * seeds.len());
     let mut stage = 0usize;
     let mut stage_start = 0u64;
-    let vaes: Vec<&AutoencoderKl> = std::iter::once(&painter.models.vae)
-        .chain(upscaler_models.iter().map(|m| &m.vae))
+    let vaes: Vec<&AutoencoderKl> = std::iter::once(&models.painter.models.vae)
+        .chain(models.upscaler.iter().map(|m| &m.vae))
         .collect();
     let mut on_step = |view: &StepView<'_>| {
         if view.step == 1 {
@@ -431,7 +528,7 @@ fn run(args: &Args, cancel: &AtomicBool) -> Result<(), RunError> {
             && (view.step.is_multiple_of(k) || view.step == view.total)
         {
             let vae = vaes[(stage - 1).min(vaes.len() - 1)];
-            let path = preview_path(&args.output, stage, view.step);
+            let path = preview_path(&job.output, stage, view.step);
             match write_preview(vae, view.pred_x0, &path) {
                 Ok(()) => bar.println(format!("preview: {}", path.display())),
                 Err(e) => bar.println(format!("warning: no preview at step {}: {e}", view.step)),
@@ -445,13 +542,13 @@ fn run(args: &Args, cancel: &AtomicBool) -> Result<(), RunError> {
     };
 
     let mut attention = DefaultAttention::default();
-    let images = match (&upscaler_models, &sr_text) {
+    let images = match (&models.upscaler, &sr_text) {
         (Some(x4), Some(sr_text)) => TwoStage {
-            inpainter: painter.inpainter(),
+            inpainter: models.painter.inpainter(),
             upscaler: Upscaler {
                 unet: &x4.unet,
                 vae: &x4.vae,
-                schedule: &sr_schedule,
+                schedule: &models.sr_schedule,
             },
         }
         .run(
@@ -464,7 +561,7 @@ fn run(args: &Args, cancel: &AtomicBool) -> Result<(), RunError> {
             &mut attention,
             &mut on_step,
         )?,
-        _ => painter.inpainter().inpaint(
+        _ => models.painter.inpainter().inpaint(
             &image,
             &mask,
             &text,
@@ -477,7 +574,7 @@ fn run(args: &Args, cancel: &AtomicBool) -> Result<(), RunError> {
 
     let mut written = Vec::new();
     for (i, (out, seed)) in images.iter().zip(&seeds).enumerate() {
-        let path = numbered(&args.output, i, images.len());
+        let path = numbered(&job.output, i, images.len());
         out.save(&path)?;
         println!("seed {seed}: {}", path.display());
         written.push(path);
@@ -490,7 +587,7 @@ fn run(args: &Args, cancel: &AtomicBool) -> Result<(), RunError> {
         written.len(),
         started.elapsed().as_secs_f64(),
         args.method,
-        if upscaler_models.is_some() {
+        if models.upscaler.is_some() {
             " + SR"
         } else {
             ""
