@@ -107,6 +107,7 @@
 mod brushnet;
 mod crop;
 mod ddim;
+mod differential;
 mod error;
 mod focus;
 mod inpaint;
@@ -126,6 +127,7 @@ pub use crop::{CropBox, CropSettings, crop_region};
 pub use ddim::{
     DdimStep, Prediction, ddim_sigma, ddim_step, ddpm_step, predict, repaint_step, undo_steps,
 };
+pub use differential::DifferentialLatents;
 pub use error::{Result, SamplingError};
 pub use focus::{
     HD_PAINTER_NEGATIVE_PROMPT, HD_PAINTER_POSITIVE_PROMPT, PromptFocus, full_prompt,

@@ -154,6 +154,12 @@ impl InpaintRequest<'_> {
         self
     }
 
+    /// Read the mask's grey levels as per-pixel strength ([`InpaintOptions::soft_mask`]).
+    pub fn soft_mask(mut self, soft: bool) -> Self {
+        self.options.soft_mask = soft;
+        self
+    }
+
     /// One output image per seed.
     pub fn seeds(mut self, seeds: Vec<u64>) -> Self {
         self.options.seeds = seeds;

@@ -15,6 +15,7 @@ use hd_painter_models::{
 
 use crate::brushnet::{BrushNetLatents, BrushNetSettings, brushnet_blend, brushnet_condition};
 use crate::crop::{CropSettings, crop_inputs, crop_region, stitch};
+use crate::differential::DifferentialLatents;
 use crate::error::{Result, SamplingError};
 use crate::focus::{
     HD_PAINTER_NEGATIVE_PROMPT, HD_PAINTER_POSITIVE_PROMPT, PromptFocus, full_prompt,
@@ -151,6 +152,11 @@ pub struct InpaintOptions {
     pub crop_to_mask: Option<CropSettings>,
     /// Grow / shrink and blur the mask before anything else (none by default).
     pub mask_edit: MaskEdit,
+    /// Read the mask's grey levels as per-pixel strength (Differential Diffusion: a pixel is
+    /// generated from the step where its value passes `255 (1 - i / N)`), with Blended or Stable
+    /// Inpainting at strength 1, without HD-Painter's parts; the paste-back then blends with the
+    /// soft mask itself. Off by default (the mask binarised).
+    pub soft_mask: bool,
 }
 
 /// The mask's edits before sampling: grown (or shrunk) first, then blurred.
@@ -198,6 +204,7 @@ impl InpaintOptions {
             hd_painter: Some(variant),
             crop_to_mask: None,
             mask_edit: MaskEdit::default(),
+            soft_mask: false,
         }
     }
 }
@@ -225,6 +232,7 @@ impl Default for InpaintOptions {
             hd_painter: None,
             crop_to_mask: None,
             mask_edit: MaskEdit::default(),
+            soft_mask: false,
         }
     }
 }
@@ -335,9 +343,14 @@ impl Inpainter<'_> {
                 &edited
             }
         };
-        // HD-Painter: any non-zero value is hole, as the official dilation reads the mask.
-        let hole = mask.threshold(if options.hd_painter.is_some() { 0 } else { 127 });
-        if hole.is_empty() {
+        // HD-Painter: any non-zero value is hole, as the official dilation reads the mask; a
+        // soft mask keeps its grey levels.
+        let hole = match (options.soft_mask, options.hd_painter) {
+            (true, _) => mask.clone(),
+            (false, Some(_)) => mask.threshold(0),
+            (false, None) => mask.threshold(127),
+        };
+        if hole.threshold(0).is_empty() {
             return Ok(vec![image.clone(); options.seeds.len()]);
         }
         if options.crop_to_mask.is_some() {
@@ -464,7 +477,31 @@ impl Inpainter<'_> {
                 )?
             }
             Method::StableInpainting | Method::Blended | Method::BrushNet(_) => {
+                let mut start = noise.clone();
                 let mut strategy: Box<dyn LatentStrategy> = match options.method {
+                    Method::Blended | Method::StableInpainting if options.soft_mask => {
+                        let grid = timesteps(
+                            options.ddim.spacing,
+                            self.schedule.len(),
+                            options.ddim.steps,
+                        );
+                        let change = mask
+                            .pad_to_multiple(multiple, PadMode::Zero)?
+                            .to_tensor(&device);
+                        let source = self.vae.encode(pixels.clone())?.mean * sf;
+                        let mut soft =
+                            DifferentialLatents::new(change, source, noise.clone(), grid.len());
+                        start = soft.noised_source(self.schedule, grid[0] as isize);
+                        if options.method == Method::StableInpainting {
+                            // The inpainting UNet's own mask stays binary (at 128), as diffusers'.
+                            let binary = |m: Tensor<4>| m.greater_elem(0.5).float();
+                            let keep = binary(hole_px.clone()).neg() + 1.0;
+                            let masked = self.vae.encode(pixels.clone() * keep)?.mean * sf;
+                            let condition = StableInpainting::new(binary(latent_hole), masked);
+                            soft = soft.with_conditioning(condition);
+                        }
+                        Box::new(soft)
+                    }
                     Method::Blended => {
                         let source = self.vae.encode(pixels.clone())?.mean * sf;
                         Box::new(BlendedLatents::new(
@@ -488,7 +525,7 @@ impl Inpainter<'_> {
                     pixels,
                     strategy.as_mut(),
                     text,
-                    noise,
+                    start,
                     options,
                     processor,
                     rasg.as_ref(),

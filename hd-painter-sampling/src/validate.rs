@@ -67,6 +67,27 @@ impl InpaintOptions {
         if let Some(rasg) = self.hd_painter.and_then(|h| h.rasg) {
             non_negative("RASG eta", rasg.eta)?;
         }
+        if self.soft_mask {
+            let fits = matches!(self.method, Method::Blended | Method::StableInpainting);
+            if !fits || self.hd_painter.is_some() || self.strength != 1.0 {
+                let value = format!(
+                    "{} with strength {}{}",
+                    self.method.name(),
+                    self.strength,
+                    if self.hd_painter.is_some() {
+                        " and HD-Painter's parts"
+                    } else {
+                        ""
+                    }
+                );
+                return Err(invalid(
+                    "soft mask",
+                    value,
+                    "Blended or Stable Inpainting at strength 1, without HD-Painter's parts",
+                )
+                .into());
+            }
+        }
         let blur = f64::from(self.mask_edit.blur);
         non_negative("mask blur radius", blur)?;
         if let Some(crop) = self.crop_to_mask {

@@ -222,6 +222,10 @@ struct Args {
     /// `blur_factor`); the blurred grey levels are read as each method reads soft masks.
     #[arg(long, value_name = "R", default_value_t = 0.0)]
     mask_blur: f32,
+    /// Read the mask's grey levels as per-pixel strength (Differential Diffusion): grey is
+    /// generated part way, white from the start (`--method stable` or `blended`).
+    #[arg(long)]
+    soft_mask: bool,
     /// The size the `--crop-to-mask` box is inpainted at, `WIDTHxHEIGHT`.
     #[arg(long, value_name = "WxH", default_value = "512x512", value_parser = parse_size)]
     crop_size: (u32, u32),
@@ -637,7 +641,7 @@ fn configure<'a>(
     if let Some(p) = &args.positive_prompt {
         request = request.positive_prompt(p);
     }
-    request = request.mask_edit(MaskEdit {
+    request = request.soft_mask(args.soft_mask).mask_edit(MaskEdit {
         grow: args.grow,
         blur: args.mask_blur,
     });

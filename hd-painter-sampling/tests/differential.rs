@@ -1,0 +1,157 @@
+//! Soft masks (Differential Diffusion) against diffusers' community
+//! `StableDiffusionXLDifferentialImg2ImgPipeline`, its loop run as written on the tiny 4-channel
+//! SD UNet (`tools/reference/differential_reference.py`): the map resized to the latents, the
+//! source noised to the first timestep with the pipeline's noise, and the latents entering each
+//! of 6 DDIM steps (CFG 7.5) and leaving the last, within 1e-4 * max(1, max|ref|).
+
+mod common;
+
+use std::ops::ControlFlow;
+
+use burn::tensor::{Tensor, TensorData};
+use common::{Golden, assert_close, device, fixtures};
+use hd_painter_core::{BackendKind, Image, Mask};
+use hd_painter_models::{DefaultAttention, StableDiffusionModels, Unet2DConditionModel};
+use hd_painter_sampling::{
+    DdimSettings, DifferentialLatents, HdPainter, InpaintOptions, Method, NoiseSchedule, Painter,
+    RepaintSettings, TextConditioning, sample_ddim, timesteps,
+};
+
+#[test]
+fn differential_diffusion_matches_the_community_pipeline() {
+    let device = device();
+    let g = Golden::open("differential");
+    let unet =
+        Unet2DConditionModel::load(fixtures().join("models/unet_sd2"), None, &device).unwrap();
+    let schedule = NoiseSchedule::stable_diffusion();
+    let (shape, hole) = g.get("hole");
+    let change = Tensor::<4>::from_data(
+        TensorData::new(
+            hole.into_iter()
+                .map(|v| (v / 255.0) as f32)
+                .collect::<Vec<f32>>(),
+            [1, 1, shape[0], shape[1]],
+        ),
+        &device,
+    );
+    let steps = g.get("step_inputs").0[0];
+    let mut strategy = DifferentialLatents::new(
+        change,
+        g.tensor("z0", &device),
+        g.tensor("noise", &device),
+        steps,
+    );
+    assert_close(
+        strategy.map(),
+        &g.f32s("map_resized").1,
+        1e-6,
+        "map at the latent size",
+    );
+    let settings = DdimSettings {
+        steps,
+        guidance_scale: 7.5,
+        ..DdimSettings::default()
+    };
+    let grid = timesteps(settings.spacing, schedule.len(), steps);
+    let start = strategy.noised_source(&schedule, grid[0] as isize);
+    assert_close(
+        &start,
+        &g.part("step_inputs", 0),
+        1e-5,
+        "the first step's latents",
+    );
+    let text = TextConditioning {
+        positive: g.tensor("positive", &device),
+        negative: g.tensor("negative", &device),
+        prompt_tokens: vec![],
+    };
+    let mut seen = 0;
+    sample_ddim(
+        &unet,
+        &schedule,
+        &settings,
+        &text,
+        &mut strategy,
+        start,
+        &[0],
+        &mut DefaultAttention::default(),
+        None,
+        &mut |view| {
+            let (want, what) = match view.step < steps {
+                true => (
+                    g.part("step_inputs", view.step),
+                    format!("latents into step {}", view.step + 1),
+                ),
+                false => (g.f32s("final").1, "final latents".to_string()),
+            };
+            assert_close(view.latents, &want, 1e-4, &what);
+            seen += 1;
+            ControlFlow::Continue(())
+        },
+    )
+    .unwrap();
+    assert_eq!(seen, steps);
+}
+
+/// The image pipeline with `soft_mask`: Stable Inpainting (9-channel) and Blended (4-channel)
+/// keep the input's size; an all-black mask is no hole; an all-grey mask changes the image;
+/// the methods and settings it does not combine with are typed errors.
+#[test]
+fn soft_masks_run_in_the_pipeline_and_misuse_is_reported() {
+    let (w, h) = (40, 24);
+    let image =
+        Image::from_rgb8(w, h, (0..w * h * 3).map(|i| (i * 37 % 251) as u8).collect()).unwrap();
+    let ramp = Mask::from_luma8(
+        w,
+        h,
+        (0..w * h)
+            .map(|i| ((i % w) * 255 / (w - 1)) as u8)
+            .collect(),
+    )
+    .unwrap();
+    let grey = Mask::from_luma8(w, h, vec![128; (w * h) as usize]).unwrap();
+    let black = Mask::from_luma8(w, h, vec![0; (w * h) as usize]).unwrap();
+    for (folder, method) in [
+        ("pipeline_hd_painter", Method::StableInpainting),
+        ("pipeline_sd", Method::Blended),
+    ] {
+        let dir = fixtures().join("models").join(folder);
+        let p = Painter::new(
+            StableDiffusionModels::load(dir, None, &BackendKind::Flex.device().unwrap()).unwrap(),
+        );
+        let run = |mask: &Mask| {
+            p.request(&image, mask, "x")
+                .options(InpaintOptions {
+                    method,
+                    ..InpaintOptions::default()
+                })
+                .soft_mask(true)
+                .steps(3)
+                .run()
+                .unwrap()
+                .remove(0)
+        };
+        let out = run(&ramp);
+        assert_eq!((out.width(), out.height()), (w, h), "{method:?}");
+        assert_eq!(run(&black), image, "{method:?}: no hole");
+        assert_ne!(run(&grey), image, "{method:?}: grey changes");
+    }
+    let invalid = |options: InpaintOptions| {
+        let err = InpaintOptions {
+            soft_mask: true,
+            ..options
+        }
+        .validate()
+        .unwrap_err();
+        assert!(err.to_string().contains("soft mask"), "{err}");
+    };
+    invalid(InpaintOptions {
+        method: Method::Repaint(RepaintSettings::default()),
+        ..InpaintOptions::default()
+    });
+    invalid(InpaintOptions::hd_painter(HdPainter::full()));
+    invalid(InpaintOptions {
+        strength: 0.5,
+        ..InpaintOptions::default()
+    });
+}
