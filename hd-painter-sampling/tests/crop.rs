@@ -7,15 +7,13 @@
 
 mod common;
 
-use std::ops::ControlFlow;
-use std::path::PathBuf;
-
-use common::Golden;
-use hd_painter_core::{BackendKind, Image, Mask};
-use hd_painter_models::{DefaultAttention, StableDiffusionModels};
+use common::{Golden, painter, photo};
+use hd_painter_core::Mask;
+use hd_painter_models::DefaultAttention;
 use hd_painter_sampling::{
     CropBox, CropSettings, HdPainter, InpaintOptions, Method, Painter, StepView, crop_region,
 };
+use std::ops::ControlFlow;
 
 #[test]
 fn the_box_is_diffusers_get_crop_region() {
@@ -42,21 +40,6 @@ fn the_box_is_diffusers_get_crop_region() {
     assert_eq!(crop_region(&empty, 8, (512, 512)), None);
 }
 
-fn painter() -> Painter {
-    let dir =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/models/pipeline_hd_painter");
-    Painter::new(
-        StableDiffusionModels::load(dir, None, &BackendKind::Flex.device().unwrap()).unwrap(),
-    )
-}
-
-fn photo(width: u32, height: u32) -> Image {
-    let rgb = (0..width * height * 3)
-        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
-        .collect();
-    Image::from_rgb8(width, height, rgb).unwrap()
-}
-
 /// Two small holes in a 300 x 200 photo: one box holds both.
 fn holes(width: u32, height: u32) -> Mask {
     let v = (0..width * height)
@@ -72,7 +55,7 @@ fn holes(width: u32, height: u32) -> Mask {
 
 #[test]
 fn a_cropped_run_samples_the_box_at_the_model_size_and_keeps_the_rest() {
-    let p = painter();
+    let p = painter("pipeline_hd_painter");
     let (image, mask) = (photo(300, 200), holes(300, 200));
     let crop = CropSettings {
         padding: 8,

@@ -9,11 +9,11 @@ mod common;
 use std::ops::ControlFlow;
 
 use burn::tensor::{Tensor, TensorData};
-use common::{Golden, assert_close, device, fixtures};
-use hd_painter_core::{BackendKind, Image, Mask};
-use hd_painter_models::{DefaultAttention, StableDiffusionModels, Unet2DConditionModel};
+use common::{Golden, assert_close, device, fixtures, painter};
+use hd_painter_core::{Image, Mask};
+use hd_painter_models::{DefaultAttention, Unet2DConditionModel};
 use hd_painter_sampling::{
-    DdimSettings, DifferentialLatents, HdPainter, InpaintOptions, Method, NoiseSchedule, Painter,
+    DdimSettings, DifferentialLatents, HdPainter, InpaintOptions, Method, NoiseSchedule,
     RepaintSettings, TextConditioning, sample_ddim, timesteps,
 };
 
@@ -115,7 +115,7 @@ fn soft_masks_run_in_the_pipeline_and_misuse_is_reported() {
         ("pipeline_hd_painter", Method::StableInpainting),
         ("pipeline_sd", Method::Blended),
     ] {
-        let dir = fixtures().join("models").join(folder);
+        let p = painter(folder);
         let p = Painter::new(
             StableDiffusionModels::load(dir, None, &BackendKind::Flex.device().unwrap()).unwrap(),
         );

@@ -1,33 +1,18 @@
-//! Odd and hostile input through the one-call entry point ([`Painter`]) on the tiny pipeline
+//! Odd and hostile input through the one-call entry point (`Painter`) on the tiny pipeline
 //! folders: every case either produces an image of the input's exact size with finite pixels,
 //! or a typed error that says what is wrong.
 
+mod common;
+
 use std::ops::ControlFlow;
-use std::path::PathBuf;
 
 use burn::tensor::Tensor;
-use hd_painter_core::{BackendKind, CoreError, Image, Mask};
+use common::{painter, photo};
+use hd_painter_core::{CoreError, Image, Mask};
 use hd_painter_models::{
     AttentionKind, AttentionProcessor, AttentionSite, DefaultAttention, ModelsError,
-    StableDiffusionModels,
 };
-use hd_painter_sampling::{HdPainter, Method, Painter, SamplingError};
-
-fn painter(folder: &str) -> Painter {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures/models")
-        .join(folder);
-    Painter::new(
-        StableDiffusionModels::load(dir, None, &BackendKind::Flex.device().unwrap()).unwrap(),
-    )
-}
-
-fn photo(width: u32, height: u32) -> Image {
-    let rgb = (0..width * height * 3)
-        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
-        .collect();
-    Image::from_rgb8(width, height, rgb).unwrap()
-}
+use hd_painter_sampling::{HdPainter, Method, SamplingError};
 
 /// A mask from `value(x, y)`.
 fn mask(width: u32, height: u32, value: impl Fn(u32, u32) -> u8) -> Mask {

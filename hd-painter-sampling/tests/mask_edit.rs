@@ -3,19 +3,11 @@
 //! back unchanged); a blurred hole's faint tails stay known for the plain methods (binarised at
 //! 128) and become hole for HD-Painter (any non-zero value); a negative blur radius is refused.
 
-use std::path::PathBuf;
+mod common;
 
-use hd_painter_core::{BackendKind, Image, Mask};
-use hd_painter_models::StableDiffusionModels;
-use hd_painter_sampling::{HdPainter, InpaintOptions, MaskEdit, Painter};
-
-fn painter() -> Painter {
-    let dir =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/models/pipeline_hd_painter");
-    Painter::new(
-        StableDiffusionModels::load(dir, None, &BackendKind::Flex.device().unwrap()).unwrap(),
-    )
-}
+use common::painter;
+use hd_painter_core::{Image, Mask};
+use hd_painter_sampling::{HdPainter, InpaintOptions, MaskEdit};
 
 fn photo() -> Image {
     Image::from_rgb8(
@@ -37,7 +29,7 @@ fn changed(a: &Image, b: &Image) -> usize {
 
 #[test]
 fn mask_edits_run_before_sampling() {
-    let p = painter();
+    let p = painter("pipeline_hd_painter");
     let image = photo();
     let mut v = vec![0u8; 48 * 40];
     v[20 * 48 + 24] = 255;

@@ -161,3 +161,18 @@ pub fn assert_first_scales(
         &format!("{name} PAIntA scales"),
     );
 }
+
+/// The [`Painter`](hd_painter_sampling::Painter) of a fixture pipeline folder.
+pub fn painter(folder: &str) -> hd_painter_sampling::Painter {
+    let dir = fixtures().join("models").join(folder);
+    let models = hd_painter_models::StableDiffusionModels::load(dir, None, &device()).unwrap();
+    hd_painter_sampling::Painter::new(models)
+}
+
+/// A noisy `width x height` photo.
+pub fn photo(width: u32, height: u32) -> hd_painter_core::Image {
+    let rgb = (0..width * height * 3)
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
+    hd_painter_core::Image::from_rgb8(width, height, rgb).unwrap()
+}
