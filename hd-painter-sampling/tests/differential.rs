@@ -116,9 +116,6 @@ fn soft_masks_run_in_the_pipeline_and_misuse_is_reported() {
         ("pipeline_sd", Method::Blended),
     ] {
         let p = painter(folder);
-        let p = Painter::new(
-            StableDiffusionModels::load(dir, None, &BackendKind::Flex.device().unwrap()).unwrap(),
-        );
         let run = |mask: &Mask| {
             p.request(&image, mask, "x")
                 .options(InpaintOptions {
