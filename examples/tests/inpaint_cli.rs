@@ -336,10 +336,6 @@ fn usage_errors_are_reported_without_a_run() {
             "--preview-every must be at least 1",
         ),
         (
-            &["--crop-to-mask", "8", "--sr", "--sr-model", "x"][..],
-            "does not combine with --sr",
-        ),
-        (
             &["--crop-to-mask", "8", "--crop-size", "4x512"][..],
             "--crop-size must be at least 8x8, found 4x512",
         ),

@@ -133,7 +133,7 @@ pub(crate) fn crop_inputs(
 
 /// `generated` (the crop's result) resized back (bicubic) to `b`'s size and placed into a copy
 /// of `original`: outside the box the original exactly.
-pub(crate) fn stitch(original: &Image, generated: &Image, b: CropBox) -> Result<Image> {
+pub fn stitch(original: &Image, generated: &Image, b: CropBox) -> Result<Image> {
     let (w, h) = b.size();
     let back = if (generated.width(), generated.height()) == (w, h) {
         generated.clone()

@@ -5,7 +5,9 @@ use std::ops::ControlFlow;
 
 use hd_painter_core::{Filter, Image, Mask, SizeRule};
 use hd_painter_models::{AttentionProcessor, VaeTiling};
-use hd_painter_sampling::{InpaintOptions, Inpainter, StepView, TextConditioning};
+use hd_painter_sampling::{
+    InpaintOptions, Inpainter, StepView, TextConditioning, crop_region, stitch,
+};
 
 use crate::error::Result;
 use crate::upscale::DEFAULT_NOISE_LEVEL;
@@ -144,6 +146,12 @@ impl TwoStage<'_> {
     /// stage, `sr_text` (e.g. the prompt with [`SR_POSITIVE_PROMPT`](crate::SR_POSITIVE_PROMPT)
     /// and an empty negative prompt, encoded with the upscaler's text encoder) and `sr` for the
     /// second. `on_step` sees both stages' steps.
+    ///
+    /// With [`InpaintOptions::crop_to_mask`], only a box around the hole is worked on: a box no
+    /// larger than the first stage's size (`long_side / 4`) is inpainted by the first stage
+    /// alone at the crop settings' size (the SR stage would add nothing), a larger one goes
+    /// through both stages at its own size (the SR stage's result resized to the box); either
+    /// way the box is stitched back and the original is kept exactly outside it.
     #[allow(clippy::too_many_arguments)] // the parts of a two-stage run
     pub fn run(
         &self,
@@ -160,6 +168,40 @@ impl TwoStage<'_> {
         options.validate()?;
         let f = self.upscaler.vae.downscale() as u32;
         let low = sr.long_side / f;
+        if let Some(crop) = options.crop_to_mask {
+            let Some(b) = crop_region(&mask.threshold(0), crop.padding, crop.size) else {
+                return Ok(vec![image.clone(); options.seeds.len()]);
+            };
+            let (w, h) = b.size();
+            // A box the first stage already sees at full resolution needs no SR stage.
+            if w.max(h) <= low {
+                return Ok(self
+                    .inpainter
+                    .inpaint(image, mask, text, options, processor, on_step)?);
+            }
+            // Both stages on the box at its own size, stitched back.
+            let inner = InpaintOptions {
+                crop_to_mask: None,
+                ..options.clone()
+            };
+            let sr = SrSettings {
+                output: SrOutput::InputSize,
+                ..sr.clone()
+            };
+            let small = image.crop(b.x1, b.y1, w, h)?;
+            let small_mask = mask.crop(b.x1, b.y1, w, h)?;
+            let out = self.run(
+                &small,
+                &small_mask,
+                text,
+                &inner,
+                sr_text,
+                &sr,
+                processor,
+                on_step,
+            )?;
+            return out.iter().map(|g| Ok(stitch(image, g, b)?)).collect();
+        }
         let (w, h) = (image.width(), image.height());
         let first_size = sr.stage_size.size(w, h, low);
         let (small_image, small_mask) = if first_size == (w, h) {

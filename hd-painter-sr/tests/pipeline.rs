@@ -11,7 +11,10 @@ use burn::tensor::{Device, Distribution, Tensor};
 use common::{device, model};
 use hd_painter_core::{Filter, Footprint, Image, Mask};
 use hd_painter_models::{AutoencoderKl, DefaultAttention, Unet2DConditionModel, VaeTiling};
-use hd_painter_sampling::{HdPainter, InpaintOptions, Inpainter, NoiseSchedule, TextConditioning};
+use hd_painter_sampling::{
+    CropSettings, HdPainter, InpaintOptions, Inpainter, NoiseSchedule, TextConditioning,
+    crop_region,
+};
 use hd_painter_sr::{SrError, SrOutput, SrSettings, TwoStage, Upscaler};
 
 fn text(device: &Device) -> TextConditioning {
@@ -253,6 +256,80 @@ fn two_stages_end_to_end() {
         assert_kept_far_from_the_hole(&image, img, &mask);
     }
     assert!(out[0] != out[1], "one result per seed");
+}
+
+/// `crop_to_mask` in the two-stage run: a box larger than the first stage (long side 96 / 4 =
+/// 24) goes through both stages at its own size, a smaller one through the first stage alone;
+/// the original is kept exactly outside the box, and the output keeps the input's size.
+#[test]
+fn two_stages_on_the_box_around_the_hole() {
+    let device = device();
+    let m = x4();
+    let unet = Unet2DConditionModel::load(model("unet_hd_painter"), None, &device).unwrap();
+    let vae = AutoencoderKl::load(model("vae_sd"), None, &device).unwrap();
+    let schedule = NoiseSchedule::stable_diffusion();
+    let pipeline = TwoStage {
+        inpainter: Inpainter::new(&unet, &vae, &schedule),
+        upscaler: m.upscaler(),
+    };
+    let image = photo(160, 120);
+    let square = |x0: u32, y0: u32, side: u32| {
+        Mask::from_luma8(
+            160,
+            120,
+            (0..160 * 120)
+                .map(|i| {
+                    let (x, y) = (i % 160, i / 160);
+                    let inside = (x0..x0 + side).contains(&x) && (y0..y0 + side).contains(&y);
+                    if inside { 255 } else { 0 }
+                })
+                .collect(),
+        )
+        .unwrap()
+    };
+    for (mask, both_stages) in [(square(40, 30, 30), true), (square(100, 60, 6), false)] {
+        let mut options = InpaintOptions::hd_painter(HdPainter::full());
+        options.ddim.steps = 2;
+        options.crop_to_mask = Some(CropSettings {
+            padding: 4,
+            size: (32, 32),
+        });
+        let b = crop_region(&mask, 4, (32, 32)).unwrap();
+        let mut steps = 0;
+        let out = pipeline
+            .run(
+                &image,
+                &mask,
+                &text(&device),
+                &options,
+                &text(&device),
+                &settings(),
+                &mut DefaultAttention::default(),
+                &mut |_| {
+                    steps += 1;
+                    ControlFlow::Continue(())
+                },
+            )
+            .unwrap()
+            .remove(0);
+        assert_eq!((out.width(), out.height()), (160, 120));
+        let expected = if both_stages { 2 + 2 } else { 2 };
+        assert_eq!(steps, expected, "box {b:?}: both stages {both_stages}");
+        let (o, i) = (out.raster(), image.raster());
+        for y in 0..120usize {
+            for x in 0..160usize {
+                let inside = (b.x1 as usize..b.x2 as usize).contains(&x)
+                    && (b.y1 as usize..b.y2 as usize).contains(&y);
+                if !inside {
+                    assert!(
+                        (0..3).all(|c| o.get(x, y, c) == i.get(x, y, c)),
+                        "({x}, {y})"
+                    );
+                }
+            }
+        }
+        assert!(out != image, "the box was inpainted");
+    }
 }
 
 #[test]

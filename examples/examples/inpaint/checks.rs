@@ -39,9 +39,6 @@ fn check_settings(args: &Args) -> Result<(), RunError> {
             args.sr_long_side
         )
     })?;
-    refuse(args.sr && args.crop_to_mask.is_some(), || {
-        "--crop-to-mask runs the first stage on the box; it does not combine with --sr yet".into()
-    })?;
     refuse(args.crop_size.0 < 8 || args.crop_size.1 < 8, || {
         format!(
             "--crop-size must be at least 8x8, found {}x{}",

@@ -206,7 +206,8 @@ struct Args {
     mask_channel: Option<MaskChannelArg>,
     /// Inpaint only a box around the hole, PAD pixels wider on each side and widened to
     /// `--crop-size`'s aspect, at that size, then stitch it back (diffusers'
-    /// `padding_mask_crop`; not with `--sr`).
+    /// `padding_mask_crop`); with `--sr`, a box larger than the first stage goes through both
+    /// stages at its own size.
     #[arg(long, value_name = "PAD")]
     crop_to_mask: Option<u32>,
     /// Grow the hole by PX pixels (a square dilation, as `cv2.dilate`) before anything else;
