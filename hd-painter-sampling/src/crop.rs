@@ -17,6 +17,9 @@ pub struct CropSettings {
     /// The `(width, height)` the box is resized to and inpainted at: the model's native size
     /// (512 x 512 for SD 1.5 and 2 inpainting, diffusers' default), or any other.
     pub size: (u32, u32),
+    /// One box per hole (8-connected region of non-zero pixels), boxes that overlap merged,
+    /// each inpainted on its own; `false` (the default, diffusers'): one box around every hole.
+    pub each_hole: bool,
 }
 
 impl Default for CropSettings {
@@ -25,6 +28,7 @@ impl Default for CropSettings {
         Self {
             padding: 32,
             size: (512, 512),
+            each_hole: false,
         }
     }
 }
@@ -110,6 +114,82 @@ pub fn crop_region(hole: &Mask, padding: u32, size: (u32, u32)) -> Option<CropBo
         x2: x2 as u32,
         y2: y2 as u32,
     })
+}
+
+/// The boxes [`Inpainter::inpaint`](crate::Inpainter::inpaint) works on for `hole` (any
+/// non-zero pixel): one [`crop_region`] around all of it, or with `each_hole` one per
+/// 8-connected region, regions whose boxes overlap grouped until no two boxes overlap, in
+/// order of their first pixel (row by row).
+pub fn crop_regions(hole: &Mask, settings: &CropSettings) -> Vec<CropBox> {
+    let (padding, size) = (settings.padding, settings.size);
+    if !settings.each_hole {
+        return crop_region(hole, padding, size).into_iter().collect();
+    }
+    let (w, h) = (hole.width() as usize, hole.height() as usize);
+    let mut groups: Vec<Vec<usize>> = regions(hole.raster().as_slice(), w, h);
+    let group_box = |pixels: &[usize]| {
+        let mut v = vec![0u8; w * h];
+        for &p in pixels {
+            v[p] = 255;
+        }
+        let m = Mask::from_luma8(w as u32, h as u32, v).expect("same size");
+        crop_region(&m, padding, size).expect("a region is not empty")
+    };
+    let overlap =
+        |a: &CropBox, b: &CropBox| a.x1 < b.x2 && b.x1 < a.x2 && a.y1 < b.y2 && b.y1 < a.y2;
+    loop {
+        let boxes: Vec<CropBox> = groups.iter().map(|g| group_box(g)).collect();
+        let pair = (0..boxes.len())
+            .flat_map(|i| (i + 1..boxes.len()).map(move |j| (i, j)))
+            .find(|&(i, j)| overlap(&boxes[i], &boxes[j]));
+        match pair {
+            Some((i, j)) => {
+                let merged = groups.remove(j);
+                groups[i].extend(merged);
+            }
+            None => return boxes,
+        }
+    }
+}
+
+/// The 8-connected regions of non-zero values, each a list of pixel indices, in order of their
+/// first pixel.
+fn regions(values: &[u8], w: usize, h: usize) -> Vec<Vec<usize>> {
+    let mut seen = vec![false; values.len()];
+    let mut out = Vec::new();
+    for start in 0..values.len() {
+        if values[start] == 0 || seen[start] {
+            continue;
+        }
+        seen[start] = true;
+        let (mut region, mut stack) = (Vec::new(), vec![start]);
+        while let Some(p) = stack.pop() {
+            region.push(p);
+            let (x, y) = ((p % w) as i64, (p / w) as i64);
+            for (dx, dy) in [
+                (-1, -1),
+                (0, -1),
+                (1, -1),
+                (-1, 0),
+                (1, 0),
+                (-1, 1),
+                (0, 1),
+                (1, 1),
+            ] {
+                let (nx, ny) = (x + dx, y + dy);
+                if nx < 0 || ny < 0 || nx >= w as i64 || ny >= h as i64 {
+                    continue;
+                }
+                let q = ny as usize * w + nx as usize;
+                if values[q] != 0 && !seen[q] {
+                    seen[q] = true;
+                    stack.push(q);
+                }
+            }
+        }
+        out.push(region);
+    }
+    out
 }
 
 /// The image and mask cropped to `b` and resized (bicubic) to `size`.

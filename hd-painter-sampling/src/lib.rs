@@ -123,7 +123,7 @@ mod stage;
 mod validate;
 
 pub use brushnet::{BrushNetLatents, BrushNetSettings, brushnet_blend, brushnet_condition};
-pub use crop::{CropBox, CropSettings, crop_region, stitch};
+pub use crop::{CropBox, CropSettings, crop_region, crop_regions, stitch};
 pub use ddim::{
     DdimStep, Prediction, ddim_sigma, ddim_step, ddpm_step, predict, repaint_step, undo_steps,
 };

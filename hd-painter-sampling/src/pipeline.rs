@@ -14,7 +14,7 @@ use hd_painter_models::{
 };
 
 use crate::brushnet::{BrushNetLatents, BrushNetSettings, brushnet_blend, brushnet_condition};
-use crate::crop::{CropSettings, crop_inputs, crop_region, stitch};
+use crate::crop::{CropSettings, crop_inputs, crop_regions, stitch};
 use crate::differential::DifferentialLatents;
 use crate::error::{Result, SamplingError};
 use crate::focus::{
@@ -561,8 +561,8 @@ impl Inpainter<'_> {
             .collect()
     }
 
-    /// [`InpaintOptions::crop_to_mask`]: the box around the mask's non-zero pixels
-    /// ([`crop_region`]) cropped and resized to the settings' size, inpainted with the same
+    /// [`InpaintOptions::crop_to_mask`]: each box around the mask's non-zero pixels
+    /// ([`crop_regions`]) cropped and resized to the settings' size, inpainted with the same
     /// options, resized back and stitched into the original (outside the box the original
     /// exactly), then pasted back over the whole image's `hole` as the options ask (without
     /// paste-back, the whole box is the generated one).
@@ -578,29 +578,29 @@ impl Inpainter<'_> {
         on_step: &mut dyn FnMut(&StepView<'_>) -> ControlFlow<()>,
     ) -> Result<Vec<Image>> {
         let crop = options.crop_to_mask.unwrap_or_default();
-        let Some(b) = crop_region(&mask.threshold(0), crop.padding, crop.size) else {
-            return Ok(vec![image.clone(); options.seeds.len()]);
-        };
-        let (small_image, small_mask) = crop_inputs(image, mask, b, crop.size)?;
         let inner = InpaintOptions {
             crop_to_mask: None,
             paste_back: None,
             mask_edit: MaskEdit::default(),
             ..options.clone()
         };
-        let generated =
-            self.inpaint(&small_image, &small_mask, text, &inner, processor, on_step)?;
-        generated
+        let mut stitched = vec![image.clone(); options.seeds.len()];
+        for b in crop_regions(&mask.threshold(0), &crop) {
+            let (small_image, small_mask) = crop_inputs(image, mask, b, crop.size)?;
+            let generated =
+                self.inpaint(&small_image, &small_mask, text, &inner, processor, on_step)?;
+            for (out, g) in stitched.iter_mut().zip(&generated) {
+                *out = stitch(out, g, b)?;
+            }
+        }
+        stitched
             .iter()
-            .map(|g| {
-                let stitched = stitch(image, g, b)?;
-                match options.paste_back {
-                    Some(PasteBack::Feathered { dilate, feather }) => {
-                        paste_back(image, &stitched, hole, dilate, feather)
-                    }
-                    Some(PasteBack::BrushNet) => brushnet_blend(image, &stitched, hole),
-                    None => Ok(stitched),
+            .map(|s| match options.paste_back {
+                Some(PasteBack::Feathered { dilate, feather }) => {
+                    paste_back(image, s, hole, dilate, feather)
                 }
+                Some(PasteBack::BrushNet) => brushnet_blend(image, s, hole),
+                None => Ok(s.clone()),
             })
             .collect()
     }

@@ -12,6 +12,7 @@ use hd_painter_core::Mask;
 use hd_painter_models::DefaultAttention;
 use hd_painter_sampling::{
     CropBox, CropSettings, HdPainter, InpaintOptions, Method, Painter, StepView, crop_region,
+    crop_regions,
 };
 use std::ops::ControlFlow;
 
@@ -60,6 +61,7 @@ fn a_cropped_run_samples_the_box_at_the_model_size_and_keeps_the_rest() {
     let crop = CropSettings {
         padding: 8,
         size: (64, 48),
+        each_hole: false,
     };
     let b = crop_region(&mask, crop.padding, crop.size).unwrap();
     assert_eq!(b.size(), (69, 52), "the box of both holes, widened to 4:3");
@@ -162,9 +164,95 @@ fn a_padding_larger_than_the_image_and_border_holes_are_clipped() {
         crop_to_mask: Some(CropSettings {
             padding: 0,
             size: (4, 512),
+            each_hole: false,
         }),
         ..InpaintOptions::default()
     };
     let err = invalid.validate().unwrap_err();
     assert!(err.to_string().contains("crop-to-mask size"), "{err}");
+}
+
+/// `each_hole`: far-apart holes get a box each, holes whose boxes overlap share one, and the run
+/// samples each box on its own, keeping the original exactly outside every box.
+#[test]
+fn each_hole_gets_its_own_box() {
+    let (w, h) = (300u32, 200u32);
+    let mask_of = |rects: &[(u32, u32, u32, u32)]| {
+        let v = (0..w * h)
+            .map(|i| {
+                let (x, y) = (i % w, i / w);
+                let inside = rects.iter().any(|&(x0, y0, rw, rh)| {
+                    (x0..x0 + rw).contains(&x) && (y0..y0 + rh).contains(&y)
+                });
+                if inside { 255 } else { 0 }
+            })
+            .collect();
+        Mask::from_luma8(w, h, v).unwrap()
+    };
+    let settings = CropSettings {
+        padding: 4,
+        size: (32, 32),
+        each_hole: true,
+    };
+    let far = mask_of(&[(20, 20, 10, 10), (250, 150, 12, 8)]);
+    let boxes = crop_regions(&far, &settings);
+    assert_eq!(boxes.len(), 2, "{boxes:?}");
+    assert_eq!(
+        boxes[0],
+        crop_region(&mask_of(&[(20, 20, 10, 10)]), 4, (32, 32)).unwrap()
+    );
+    let near = mask_of(&[(20, 20, 10, 10), (36, 22, 6, 6)]);
+    assert_eq!(
+        crop_regions(&near, &settings).len(),
+        1,
+        "overlapping boxes merge"
+    );
+    let one = CropSettings {
+        each_hole: false,
+        ..settings
+    };
+    assert_eq!(crop_regions(&far, &one).len(), 1);
+
+    let p = painter("pipeline_hd_painter");
+    let image = photo(w, h);
+    let mut options = InpaintOptions {
+        method: Method::StableInpainting,
+        paste_back: None,
+        crop_to_mask: Some(settings),
+        ..InpaintOptions::default()
+    };
+    options.ddim.steps = 2;
+    let text = painter_text(&p);
+    let mut runs = 0;
+    let out = p
+        .inpainter()
+        .inpaint(
+            &image,
+            &far,
+            &text,
+            &options,
+            &mut DefaultAttention::default(),
+            &mut |v: &StepView<'_>| {
+                runs += usize::from(v.step == 1);
+                ControlFlow::Continue(())
+            },
+        )
+        .unwrap()
+        .remove(0);
+    assert_eq!(runs, 2, "one run per box");
+    let inside = |x: u32, y: u32| {
+        boxes
+            .iter()
+            .any(|b| (b.x1..b.x2).contains(&x) && (b.y1..b.y2).contains(&y))
+    };
+    let (o, i) = (out.raster(), image.raster());
+    for y in 0..h {
+        for x in 0..w {
+            if !inside(x, y) {
+                let same = (0..3)
+                    .all(|c| o.get(x as usize, y as usize, c) == i.get(x as usize, y as usize, c));
+                assert!(same, "({x}, {y}) outside both boxes changed");
+            }
+        }
+    }
 }

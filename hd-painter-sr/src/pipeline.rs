@@ -6,7 +6,7 @@ use std::ops::ControlFlow;
 use hd_painter_core::{Filter, Image, Mask, SizeRule};
 use hd_painter_models::{AttentionProcessor, VaeTiling};
 use hd_painter_sampling::{
-    InpaintOptions, Inpainter, StepView, TextConditioning, crop_region, stitch,
+    CropSettings, InpaintOptions, Inpainter, StepView, TextConditioning, crop_regions, stitch,
 };
 
 use crate::error::Result;
@@ -169,38 +169,9 @@ impl TwoStage<'_> {
         let f = self.upscaler.vae.downscale() as u32;
         let low = sr.long_side / f;
         if let Some(crop) = options.crop_to_mask {
-            let Some(b) = crop_region(&mask.threshold(0), crop.padding, crop.size) else {
-                return Ok(vec![image.clone(); options.seeds.len()]);
-            };
-            let (w, h) = b.size();
-            // A box the first stage already sees at full resolution needs no SR stage.
-            if w.max(h) <= low {
-                return Ok(self
-                    .inpainter
-                    .inpaint(image, mask, text, options, processor, on_step)?);
-            }
-            // Both stages on the box at its own size, stitched back.
-            let inner = InpaintOptions {
-                crop_to_mask: None,
-                ..options.clone()
-            };
-            let sr = SrSettings {
-                output: SrOutput::InputSize,
-                ..sr.clone()
-            };
-            let small = image.crop(b.x1, b.y1, w, h)?;
-            let small_mask = mask.crop(b.x1, b.y1, w, h)?;
-            let out = self.run(
-                &small,
-                &small_mask,
-                text,
-                &inner,
-                sr_text,
-                &sr,
-                processor,
-                on_step,
-            )?;
-            return out.iter().map(|g| Ok(stitch(image, g, b)?)).collect();
+            return self.run_cropped(
+                image, mask, text, options, sr_text, sr, crop, processor, on_step,
+            );
         }
         let (w, h) = (image.width(), image.height());
         let first_size = sr.stage_size.size(w, h, low);
@@ -224,5 +195,64 @@ impl TwoStage<'_> {
                     .upscale(low_res, image, mask, sr_text, &settings, processor, on_step)
             })
             .collect()
+    }
+
+    /// [`TwoStage::run`] on each box of [`crop_regions`], stitched back one after the other.
+    #[allow(clippy::too_many_arguments)] // run's arguments and the crop settings
+    fn run_cropped(
+        &self,
+        image: &Image,
+        mask: &Mask,
+        text: &TextConditioning,
+        options: &InpaintOptions,
+        sr_text: &TextConditioning,
+        sr: &SrSettings,
+        crop: CropSettings,
+        processor: &mut dyn AttentionProcessor,
+        on_step: &mut dyn FnMut(&StepView<'_>) -> ControlFlow<()>,
+    ) -> Result<Vec<Image>> {
+        let low = sr.long_side / self.upscaler.vae.downscale() as u32;
+        let one_box = CropSettings {
+            each_hole: false,
+            ..crop
+        };
+        let sr = SrSettings {
+            output: SrOutput::InputSize,
+            ..sr.clone()
+        };
+        let mut out = vec![image.clone(); options.seeds.len()];
+        for b in crop_regions(&mask.threshold(0), &crop) {
+            let (w, h) = b.size();
+            let small = image.crop(b.x1, b.y1, w, h)?;
+            let small_mask = mask.crop(b.x1, b.y1, w, h)?;
+            // A box the first stage already sees at full resolution needs no SR stage.
+            let generated = if w.max(h) <= low {
+                let inner = InpaintOptions {
+                    crop_to_mask: Some(one_box),
+                    ..options.clone()
+                };
+                self.inpainter
+                    .inpaint(&small, &small_mask, text, &inner, processor, on_step)?
+            } else {
+                let inner = InpaintOptions {
+                    crop_to_mask: None,
+                    ..options.clone()
+                };
+                self.run(
+                    &small,
+                    &small_mask,
+                    text,
+                    &inner,
+                    sr_text,
+                    &sr,
+                    processor,
+                    on_step,
+                )?
+            };
+            for (o, g) in out.iter_mut().zip(&generated) {
+                *o = stitch(o, g, b)?;
+            }
+        }
+        Ok(out)
     }
 }

@@ -293,6 +293,7 @@ fn two_stages_on_the_box_around_the_hole() {
         options.crop_to_mask = Some(CropSettings {
             padding: 4,
             size: (32, 32),
+            each_hole: false,
         });
         let b = crop_region(&mask, 4, (32, 32)).unwrap();
         let mut steps = 0;

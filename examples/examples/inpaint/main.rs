@@ -227,6 +227,10 @@ struct Args {
     /// generated part way, white from the start (`--method stable` or `blended`).
     #[arg(long)]
     soft_mask: bool,
+    /// With `--crop-to-mask`, one box per hole (boxes that overlap merged) instead of one box
+    /// around all of them.
+    #[arg(long, requires = "crop_to_mask")]
+    crop_each_hole: bool,
     /// The size the `--crop-to-mask` box is inpainted at, `WIDTHxHEIGHT`.
     #[arg(long, value_name = "WxH", default_value = "512x512", value_parser = parse_size)]
     crop_size: (u32, u32),
@@ -650,6 +654,7 @@ fn configure<'a>(
         request = request.crop_to_mask(CropSettings {
             padding,
             size: args.crop_size,
+            each_hole: args.crop_each_hole,
         });
     }
     request
