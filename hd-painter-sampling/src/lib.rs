@@ -114,6 +114,7 @@ mod inpaint;
 mod painta;
 mod painter;
 mod pipeline;
+mod prefill;
 mod rasg;
 mod repaint;
 mod sampler;
@@ -140,6 +141,7 @@ pub use pipeline::{
     HdPainter, InpaintOptions, Inpainter, MaskEdit, Method, PasteBack, encode_hd_painter_prompts,
     encode_prompts, encode_prompts_with_positive,
 };
+pub use prefill::PreFill;
 pub use rasg::{Rasg, RasgSettings, RasgSigma};
 pub use repaint::{KnownRegion, NoiseDraws, RepaintSettings, sample_repaint, seeded_draws};
 pub use sampler::{

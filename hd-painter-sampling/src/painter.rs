@@ -17,6 +17,7 @@ use crate::focus::{HD_PAINTER_NEGATIVE_PROMPT, HD_PAINTER_POSITIVE_PROMPT};
 use crate::pipeline::{
     HdPainter, InpaintOptions, Inpainter, MaskEdit, Method, encode_prompts_with_positive,
 };
+use crate::prefill::PreFill;
 use crate::sampler::{StepView, TextConditioning};
 use crate::schedule::NoiseSchedule;
 
@@ -157,6 +158,12 @@ impl InpaintRequest<'_> {
     /// Read the mask's grey levels as per-pixel strength ([`InpaintOptions::soft_mask`]).
     pub fn soft_mask(mut self, soft: bool) -> Self {
         self.options.soft_mask = soft;
+        self
+    }
+
+    /// Replace the hole's pixels before encoding ([`InpaintOptions::pre_fill`]).
+    pub fn pre_fill(mut self, fill: Option<PreFill>) -> Self {
+        self.options.pre_fill = fill;
         self
     }
 

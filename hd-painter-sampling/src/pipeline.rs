@@ -23,6 +23,7 @@ use crate::focus::{
 };
 use crate::inpaint::{BlendedLatents, StableInpainting};
 use crate::painta::Painta;
+use crate::prefill::PreFill;
 use crate::rasg::{Rasg, RasgSettings};
 use crate::repaint::{RepaintSettings, sample_repaint, seeded_draws};
 use crate::sampler::{
@@ -157,6 +158,10 @@ pub struct InpaintOptions {
     /// Inpainting at strength 1, without HD-Painter's parts; the paste-back then blends with the
     /// soft mask itself. Off by default (the mask binarised).
     pub soft_mask: bool,
+    /// Replace the hole's pixels before encoding ([`PreFill`]: the known region's mean colour or
+    /// noise; `None`, the default: the pixels as given). For the methods that start from the
+    /// image, and for photos erased to transparency, whose RGB there is blank.
+    pub pre_fill: Option<PreFill>,
 }
 
 /// The mask's edits before sampling: grown (or shrunk) first, then blurred.
@@ -205,6 +210,7 @@ impl InpaintOptions {
             crop_to_mask: None,
             mask_edit: MaskEdit::default(),
             soft_mask: false,
+            pre_fill: None,
         }
     }
 }
@@ -233,6 +239,7 @@ impl Default for InpaintOptions {
             crop_to_mask: None,
             mask_edit: MaskEdit::default(),
             soft_mask: false,
+            pre_fill: None,
         }
     }
 }
@@ -353,6 +360,14 @@ impl Inpainter<'_> {
         if hole.threshold(0).is_empty() {
             return Ok(vec![image.clone(); options.seeds.len()]);
         }
+        let filled;
+        let image = match options.pre_fill {
+            Some(fill) => {
+                filled = fill.apply(image, &hole)?;
+                &filled
+            }
+            None => image,
+        };
         if options.crop_to_mask.is_some() {
             return self.inpaint_cropped(image, mask, &hole, text, options, processor, on_step);
         }
@@ -578,10 +593,12 @@ impl Inpainter<'_> {
         on_step: &mut dyn FnMut(&StepView<'_>) -> ControlFlow<()>,
     ) -> Result<Vec<Image>> {
         let crop = options.crop_to_mask.unwrap_or_default();
+        // The edits and the fill are done; the crop's run repeats neither.
         let inner = InpaintOptions {
             crop_to_mask: None,
             paste_back: None,
             mask_edit: MaskEdit::default(),
+            pre_fill: None,
             ..options.clone()
         };
         let mut stitched = vec![image.clone(); options.seeds.len()];

@@ -30,7 +30,8 @@ use hd_painter_models::{
 };
 use hd_painter_sampling::{
     BrushNetSettings, CropSettings, HdPainter, InpaintOptions, MaskEdit, Method, NoiseSchedule,
-    Painter, RepaintSettings, SamplingError, SeedRule, StepView, encode_prompts_with_positive,
+    Painter, PreFill, RepaintSettings, SamplingError, SeedRule, StepView,
+    encode_prompts_with_positive,
 };
 use hd_painter_sr::{SR_POSITIVE_PROMPT, SrError, SrOutput, SrSettings, TwoStage, Upscaler};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -98,6 +99,15 @@ enum MaskChannelArg {
     Blue,
     /// The alpha channel (opaque = hole).
     Alpha,
+}
+
+/// What the hole is filled with before encoding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum FillArg {
+    /// The known region's mean colour.
+    Mean,
+    /// Random colours (from `--seed`).
+    Noise,
 }
 
 /// The long-side rule of the first stage's size with `--sr`.
@@ -223,6 +233,15 @@ struct Args {
     /// `blur_factor`); the blurred grey levels are read as each method reads soft masks.
     #[arg(long, value_name = "R", default_value_t = 0.0)]
     mask_blur: f32,
+    /// Swap hole and known region after reading the mask (e.g. `--mask-channel alpha
+    /// --invert-mask`: transparent = hole, for a photo erased in an editor, given as both IMAGE
+    /// and MASK).
+    #[arg(long)]
+    invert_mask: bool,
+    /// Fill the hole before encoding: mean (the known region's mean colour) or noise; for the
+    /// methods that start from the image, and for erased photos whose RGB there is blank.
+    #[arg(long, value_enum)]
+    fill: Option<FillArg>,
     /// Read the mask's grey levels as per-pixel strength (Differential Diffusion): grey is
     /// generated part way, white from the start (`--method stable` or `blended`).
     #[arg(long)]
@@ -442,6 +461,7 @@ fn read_inputs(args: &Args, job: &Job) -> Result<(Image, Mask, bool), RunError> 
         &job.mask,
         MaskOptions {
             channel,
+            invert: args.invert_mask,
             ..MaskOptions::default()
         },
     )?;
@@ -646,10 +666,19 @@ fn configure<'a>(
     if let Some(p) = &args.positive_prompt {
         request = request.positive_prompt(p);
     }
-    request = request.soft_mask(args.soft_mask).mask_edit(MaskEdit {
-        grow: args.grow,
-        blur: args.mask_blur,
+    let fill = args.fill.map(|f| match f {
+        FillArg::Mean => PreFill::Mean,
+        FillArg::Noise => PreFill::Noise {
+            seed: args.seed.unwrap_or(0),
+        },
     });
+    request = request
+        .pre_fill(fill)
+        .soft_mask(args.soft_mask)
+        .mask_edit(MaskEdit {
+            grow: args.grow,
+            blur: args.mask_blur,
+        });
     if let Some(padding) = args.crop_to_mask {
         request = request.crop_to_mask(CropSettings {
             padding,

@@ -1,0 +1,65 @@
+//! A photo erased in an editor (a Pillow-written RGBA file, `fixtures/core/rgba.png`): its
+//! alpha read as the mask with transparent = hole, the RGB under the hole replaced by the known
+//! region's mean before encoding, and a Blended run with the fill keeping the input's size and
+//! the pixels far from the hole.
+
+mod common;
+
+use common::{fixtures, painter};
+use hd_painter_core::{Image, Mask, MaskChannel, MaskOptions};
+use hd_painter_sampling::{InpaintOptions, Method, PreFill};
+
+#[test]
+fn an_erased_photo_is_filled_under_its_transparent_hole() {
+    let path = fixtures().join("core/rgba.png");
+    let image = Image::open(&path).unwrap();
+    let options = MaskOptions {
+        channel: MaskChannel::Alpha,
+        invert: true,
+        ..MaskOptions::default()
+    };
+    let hole = Mask::open_with(&path, options).unwrap();
+    let filled = PreFill::Mean.apply(&image, &hole).unwrap();
+    let (rgb, h, f) = (
+        image.raster().as_slice(),
+        hole.raster().as_slice(),
+        filled.raster().as_slice(),
+    );
+    let known: Vec<&[u8]> = rgb
+        .chunks_exact(3)
+        .zip(h)
+        .filter(|&(_, &m)| m == 0)
+        .map(|(p, _)| p)
+        .collect();
+    assert!(
+        !known.is_empty() && known.len() < h.len(),
+        "a partly transparent file"
+    );
+    let mean: Vec<u8> = (0..3)
+        .map(|c| {
+            let s: u64 = known.iter().map(|p| u64::from(p[c])).sum();
+            (s as f64 / known.len() as f64).round() as u8
+        })
+        .collect();
+    for ((p, q), &m) in rgb.chunks_exact(3).zip(f.chunks_exact(3)).zip(h) {
+        match m {
+            0 => assert_eq!(p, q, "known pixels untouched"),
+            _ => assert_eq!(q, &mean[..], "the hole filled with the known mean"),
+        }
+    }
+
+    let p = painter("pipeline_sd");
+    let hole = hole.threshold(127);
+    let out = p
+        .request(&image, &hole, "x")
+        .options(InpaintOptions {
+            method: Method::Blended,
+            ..InpaintOptions::default()
+        })
+        .pre_fill(Some(PreFill::Noise { seed: 3 }))
+        .steps(2)
+        .run()
+        .unwrap()
+        .remove(0);
+    assert_eq!((out.width(), out.height()), (image.width(), image.height()));
+}
