@@ -3,9 +3,16 @@
 //! widened to the processing size's aspect, is resized to that size, inpainted and resized back
 //! into the untouched original.
 
-use hd_painter_core::{Filter, Image, Mask, Raster};
+use std::ops::ControlFlow;
 
+use hd_painter_core::{Filter, Image, Mask, Raster};
+use hd_painter_models::AttentionProcessor;
+
+use crate::brushnet::brushnet_blend;
 use crate::error::Result;
+use crate::mask_edit::MaskEdit;
+use crate::pipeline::{InpaintOptions, Inpainter, PasteBack, paste_back};
+use crate::sampler::{StepView, TextConditioning};
 
 /// Where and at what size [`Inpainter::inpaint`](crate::Inpainter::inpaint) works when it
 /// crops to the hole.
@@ -228,4 +235,52 @@ pub fn stitch(original: &Image, generated: &Image, b: CropBox) -> Result<Image> 
     }
     let out = Raster::from_vec(original.width(), original.height(), 3, out)?;
     Ok(Image::from_raster(out)?)
+}
+
+impl Inpainter<'_> {
+    /// [`InpaintOptions::crop_to_mask`]: each box around the mask's non-zero pixels
+    /// ([`crop_regions`]) cropped and resized to the settings' size, inpainted with the same
+    /// options, resized back and stitched into the original (outside the box the original
+    /// exactly), then pasted back over the whole image's `hole` as the options ask (without
+    /// paste-back, the whole box is the generated one).
+    #[allow(clippy::too_many_arguments)] // inpaint's own arguments and its hole
+    pub(crate) fn inpaint_cropped(
+        &self,
+        image: &Image,
+        mask: &Mask,
+        hole: &Mask,
+        text: &TextConditioning,
+        options: &InpaintOptions,
+        processor: &mut dyn AttentionProcessor,
+        on_step: &mut dyn FnMut(&StepView<'_>) -> ControlFlow<()>,
+    ) -> Result<Vec<Image>> {
+        let crop = options.crop_to_mask.unwrap_or_default();
+        // The edits and the fill are done; the crop's run repeats neither.
+        let inner = InpaintOptions {
+            crop_to_mask: None,
+            paste_back: None,
+            mask_edit: MaskEdit::default(),
+            pre_fill: None,
+            ..options.clone()
+        };
+        let mut stitched = vec![image.clone(); options.seeds.len()];
+        for b in crop_regions(&mask.threshold(0), &crop) {
+            let (small_image, small_mask) = crop_inputs(image, mask, b, crop.size)?;
+            let generated =
+                self.inpaint(&small_image, &small_mask, text, &inner, processor, on_step)?;
+            for (out, g) in stitched.iter_mut().zip(&generated) {
+                *out = stitch(out, g, b)?;
+            }
+        }
+        stitched
+            .iter()
+            .map(|s| match options.paste_back {
+                Some(PasteBack::Feathered { dilate, feather }) => {
+                    paste_back(image, s, hole, dilate, feather)
+                }
+                Some(PasteBack::BrushNet) => brushnet_blend(image, s, hole),
+                None => Ok(s.clone()),
+            })
+            .collect()
+    }
 }

@@ -111,6 +111,7 @@ mod differential;
 mod error;
 mod focus;
 mod inpaint;
+mod mask_edit;
 mod painta;
 mod painter;
 mod pipeline;
@@ -135,10 +136,11 @@ pub use focus::{
     prompt_token_indices,
 };
 pub use inpaint::{BlendedLatents, StableInpainting, StepNoise, to_batch};
+pub use mask_edit::MaskEdit;
 pub use painta::{Painta, PaintaScale};
 pub use painter::{InpaintRequest, Painter};
 pub use pipeline::{
-    HdPainter, InpaintOptions, Inpainter, MaskEdit, Method, PasteBack, encode_hd_painter_prompts,
+    HdPainter, InpaintOptions, Inpainter, Method, PasteBack, encode_hd_painter_prompts,
     encode_prompts, encode_prompts_with_positive,
 };
 pub use prefill::PreFill;

@@ -14,9 +14,8 @@ use crate::brushnet::BrushNetSettings;
 use crate::crop::CropSettings;
 use crate::error::Result;
 use crate::focus::{HD_PAINTER_NEGATIVE_PROMPT, HD_PAINTER_POSITIVE_PROMPT};
-use crate::pipeline::{
-    HdPainter, InpaintOptions, Inpainter, MaskEdit, Method, encode_prompts_with_positive,
-};
+use crate::mask_edit::MaskEdit;
+use crate::pipeline::{HdPainter, InpaintOptions, Inpainter, Method, encode_prompts_with_positive};
 use crate::prefill::PreFill;
 use crate::sampler::{StepView, TextConditioning};
 use crate::schedule::NoiseSchedule;

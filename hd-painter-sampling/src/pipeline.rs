@@ -14,7 +14,7 @@ use hd_painter_models::{
 };
 
 use crate::brushnet::{BrushNetLatents, BrushNetSettings, brushnet_blend, brushnet_condition};
-use crate::crop::{CropSettings, crop_inputs, crop_regions, stitch};
+use crate::crop::CropSettings;
 use crate::differential::DifferentialLatents;
 use crate::error::{Result, SamplingError};
 use crate::focus::{
@@ -22,6 +22,7 @@ use crate::focus::{
     prompt_token_indices,
 };
 use crate::inpaint::{BlendedLatents, StableInpainting};
+use crate::mask_edit::MaskEdit;
 use crate::painta::Painta;
 use crate::prefill::PreFill;
 use crate::rasg::{Rasg, RasgSettings};
@@ -162,29 +163,6 @@ pub struct InpaintOptions {
     /// noise; `None`, the default: the pixels as given). For the methods that start from the
     /// image, and for photos erased to transparency, whose RGB there is blank.
     pub pre_fill: Option<PreFill>,
-}
-
-/// The mask's edits before sampling: grown (or shrunk) first, then blurred.
-#[derive(Clone, Copy, Debug, PartialEq, Default)]
-pub struct MaskEdit {
-    /// Pixels to grow the hole by with a square (`cv2.dilate`); negative shrinks it
-    /// (`cv2.erode`). ComfyUI's `grow_mask_by`.
-    pub grow: i32,
-    /// Pillow's Gaussian blur radius (diffusers' `blur_factor`; 0: none). The blurred mask's
-    /// grey levels are then read as each method reads a soft mask (binarised at 128, or any
-    /// non-zero value for HD-Painter).
-    pub blur: f32,
-}
-
-impl MaskEdit {
-    /// `mask` with the edits applied.
-    pub fn apply(&self, mask: &Mask) -> Result<Mask> {
-        let grown = mask.grow(self.grow)?;
-        Ok(match self.blur > 0.0 {
-            true => grown.blur(self.blur),
-            false => grown,
-        })
-    }
 }
 
 impl InpaintOptions {
@@ -576,52 +554,6 @@ impl Inpainter<'_> {
             .collect()
     }
 
-    /// [`InpaintOptions::crop_to_mask`]: each box around the mask's non-zero pixels
-    /// ([`crop_regions`]) cropped and resized to the settings' size, inpainted with the same
-    /// options, resized back and stitched into the original (outside the box the original
-    /// exactly), then pasted back over the whole image's `hole` as the options ask (without
-    /// paste-back, the whole box is the generated one).
-    #[allow(clippy::too_many_arguments)] // inpaint's own arguments and its hole
-    fn inpaint_cropped(
-        &self,
-        image: &Image,
-        mask: &Mask,
-        hole: &Mask,
-        text: &TextConditioning,
-        options: &InpaintOptions,
-        processor: &mut dyn AttentionProcessor,
-        on_step: &mut dyn FnMut(&StepView<'_>) -> ControlFlow<()>,
-    ) -> Result<Vec<Image>> {
-        let crop = options.crop_to_mask.unwrap_or_default();
-        // The edits and the fill are done; the crop's run repeats neither.
-        let inner = InpaintOptions {
-            crop_to_mask: None,
-            paste_back: None,
-            mask_edit: MaskEdit::default(),
-            pre_fill: None,
-            ..options.clone()
-        };
-        let mut stitched = vec![image.clone(); options.seeds.len()];
-        for b in crop_regions(&mask.threshold(0), &crop) {
-            let (small_image, small_mask) = crop_inputs(image, mask, b, crop.size)?;
-            let generated =
-                self.inpaint(&small_image, &small_mask, text, &inner, processor, on_step)?;
-            for (out, g) in stitched.iter_mut().zip(&generated) {
-                *out = stitch(out, g, b)?;
-            }
-        }
-        stitched
-            .iter()
-            .map(|s| match options.paste_back {
-                Some(PasteBack::Feathered { dilate, feather }) => {
-                    paste_back(image, s, hole, dilate, feather)
-                }
-                Some(PasteBack::BrushNet) => brushnet_blend(image, s, hole),
-                None => Ok(s.clone()),
-            })
-            .collect()
-    }
-
     /// The DDIM loop, starting from noise or, with `strength < 1`, from the image's latents
     /// noised to the first timestep kept.
     #[allow(clippy::too_many_arguments)] // forwards the run's parts
@@ -670,7 +602,7 @@ impl Inpainter<'_> {
 }
 
 /// `orig + alpha (generated - orig)` with alpha the dilated, feathered hole.
-fn paste_back(
+pub(crate) fn paste_back(
     original: &Image,
     generated: &Image,
     hole: &Mask,

@@ -21,10 +21,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use burn::tensor::{FloatDType, Tensor};
-use clap::{Parser, ValueEnum};
-use hd_painter_core::{
-    BackendKind, Image, Mask, MaskChannel, MaskOptions, Quantize, SizeRule, peak_rss_bytes,
-};
+use clap::Parser;
+use hd_painter_core::{Image, Mask, MaskChannel, MaskOptions, Quantize, SizeRule, peak_rss_bytes};
 use hd_painter_models::{
     AutoencoderKl, BrushNetModel, DefaultAttention, ModelSource, StableDiffusionModels,
 };
@@ -36,255 +34,12 @@ use hd_painter_sampling::{
 use hd_painter_sr::{SR_POSITIVE_PROMPT, SrError, SrOutput, SrSettings, TwoStage, Upscaler};
 use indicatif::{ProgressBar, ProgressStyle};
 
+mod args;
 mod batch;
 mod checks;
 
+pub(crate) use args::{Args, FillArg, MaskChannelArg, MethodArg, SeedRuleArg, SizeRuleArg, SrSize};
 pub(crate) use batch::Job;
-
-/// The methods, as named on the command line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum MethodArg {
-    /// HD-Painter: PAIntA + RASG with its reference settings.
-    HdPainter,
-    /// HD-Painter with PAIntA only.
-    Painta,
-    /// HD-Painter with RASG only.
-    Rasg,
-    /// Stable Inpainting (9-channel model), diffusers' defaults.
-    Stable,
-    /// Blended Latent Diffusion (4-channel model).
-    Blended,
-    /// RePaint (4-channel model).
-    Repaint,
-    /// BrushNet (4-channel model with `--brushnet`).
-    Brushnet,
-}
-
-/// The weights' precision.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum DTypeArg {
-    /// f32, the reference path.
-    F32,
-    /// bfloat16 weights: half the memory, about 0.5% from f32 (2% with `--half-activations`).
-    Bf16,
-    /// float16 weights: half the memory, within 1e-3 of f32 (1e-2 with `--half-activations`).
-    F16,
-}
-
-impl From<DTypeArg> for FloatDType {
-    fn from(d: DTypeArg) -> Self {
-        match d {
-            DTypeArg::F32 => FloatDType::F32,
-            DTypeArg::Bf16 => FloatDType::BF16,
-            DTypeArg::F16 => FloatDType::F16,
-        }
-    }
-}
-
-/// The SR stage's output size.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum SrSize {
-    /// The input's exact size.
-    Input,
-    /// The long side given by `--sr-long-side` (the reference: 2048).
-    LongSide,
-}
-
-/// The mask file's channel that marks the hole.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum MaskChannelArg {
-    /// The grey level (Pillow's `convert("L")`).
-    Luma,
-    /// The blue channel of the RGB conversion: the official HD-Painter code's.
-    Blue,
-    /// The alpha channel (opaque = hole).
-    Alpha,
-}
-
-/// What the hole is filled with before encoding.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum FillArg {
-    /// The known region's mean colour.
-    Mean,
-    /// Random colours (from `--seed`).
-    Noise,
-}
-
-/// The long-side rule of the first stage's size with `--sr`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum SizeRuleArg {
-    /// `hd_inpaint.py`'s `src/utils.resize`.
-    Script,
-    /// The official demo's `IImage.resize`.
-    Demo,
-}
-
-/// How the seeds of several images follow from `--seed`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum SeedRuleArg {
-    /// `seed + 1000 i` (the official `hd_inpaint.py`).
-    HdPainter,
-    /// `seed + i`.
-    Consecutive,
-}
-
-/// Text-guided inpainting with HD-Painter, Stable Inpainting, Blended Latent Diffusion, RePaint
-/// or BrushNet, optionally followed by HD-Painter's x4 super-resolution stage.
-#[derive(Debug, Parser)]
-#[command(version)]
-struct Args {
-    /// The photo (PNG, JPEG or WebP).
-    #[arg(required_unless_present = "batch")]
-    image: Option<PathBuf>,
-    /// The mask, same size as the photo: white where the photo is to be filled (>= 128; with
-    /// the HD-Painter methods any non-zero value, as the official code reads it).
-    #[arg(required_unless_present = "batch")]
-    mask: Option<PathBuf>,
-    /// What to paint into the hole.
-    #[arg(required_unless_present = "batch")]
-    prompt: Option<String>,
-    /// Where to write the result (PNG, JPEG or WebP by extension); with several images,
-    /// `-{i}` is added before the extension.
-    #[arg(required_unless_present = "batch")]
-    output: Option<PathBuf>,
-    /// Run a batch instead of IMAGE MASK PROMPT OUTPUT, loading the models once: a CSV of
-    /// `image,mask,prompt` rows (paths relative to the CSV), or a folder of `NAME.EXT` photos
-    /// with `NAME_mask.EXT` masks (and `--batch-prompt`). Files that fail are reported and
-    /// skipped; the exit code is 1 if any failed.
-    #[arg(long, value_name = "CSV_OR_DIR", conflicts_with_all = ["image", "mask", "prompt", "output"])]
-    batch: Option<PathBuf>,
-    /// Where a batch writes `NAME.png` for each photo.
-    #[arg(long, value_name = "DIR", requires = "batch")]
-    out_dir: Option<PathBuf>,
-    /// The prompt of a batch folder's photos, and of CSV rows without one.
-    #[arg(long, value_name = "TEXT", requires = "batch")]
-    batch_prompt: Option<String>,
-    /// The inpainting model: a diffusers pipeline folder, an original-layout single-file
-    /// checkpoint (`.safetensors`, with `--config`), or `hub:ORG/NAME` (feature `hub`).
-    #[arg(long)]
-    model: String,
-    /// For a single-file checkpoint: a diffusers folder with the component configs and the
-    /// tokenizer (no weights needed).
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Load the `{name}.{variant}.safetensors` weights of a folder (e.g. `fp16`).
-    #[arg(long)]
-    variant: Option<String>,
-    /// The weights' precision (whatever the files store, they are cast to it). Every layer
-    /// computes in f32 with its weights widened as it runs, unless `--half-activations`.
-    #[arg(long, value_enum, default_value_t = DTypeArg::F32)]
-    dtype: DTypeArg,
-    /// Compute in `--dtype` too (fast on GPUs; on the CPU slower and less precise than f32
-    /// activations).
-    #[arg(long)]
-    half_activations: bool,
-    /// The method.
-    #[arg(long, value_enum, default_value_t = MethodArg::HdPainter)]
-    method: MethodArg,
-    /// A BrushNet branch folder (`config.json`, `diffusion_pytorch_model.safetensors`) for
-    /// `--method brushnet` with a 4-channel `--model`.
-    #[arg(long, value_name = "DIR")]
-    brushnet: Option<PathBuf>,
-    /// BrushNet's conditioning scale.
-    #[arg(long, default_value_t = 1.0)]
-    brushnet_scale: f64,
-    /// Run HD-Painter's x4 super-resolution stage after the first one.
-    #[arg(long)]
-    sr: bool,
-    /// The x4 upscaler (same forms as `--model`); required with `--sr`.
-    #[arg(long)]
-    sr_model: Option<String>,
-    /// The SR stage's output size.
-    #[arg(long, value_enum, default_value_t = SrSize::Input)]
-    sr_size: SrSize,
-    /// The SR stage's working long side (the reference's 2048).
-    #[arg(long, default_value_t = 2048)]
-    sr_long_side: u32,
-    /// The SR stage's steps.
-    #[arg(long, default_value_t = 20)]
-    sr_steps: usize,
-    /// The first image's seed (random when not given); see `--seed-rule` for the others.
-    #[arg(long)]
-    seed: Option<u64>,
-    /// The seeds of several images: `seed + 1000 i` (hd-painter, the default of the HD-Painter
-    /// methods, as the official code) or `seed + i` (consecutive, the others' default).
-    #[arg(long, value_enum)]
-    seed_rule: Option<SeedRuleArg>,
-    /// The mask's channel: blue (the official HD-Painter code's, the default of its methods;
-    /// the grey level of a grey mask), luma (the others' default) or alpha.
-    #[arg(long, value_enum)]
-    mask_channel: Option<MaskChannelArg>,
-    /// Inpaint only a box around the hole, PAD pixels wider on each side and widened to
-    /// `--crop-size`'s aspect, at that size, then stitch it back (diffusers'
-    /// `padding_mask_crop`); with `--sr`, a box larger than the first stage goes through both
-    /// stages at its own size.
-    #[arg(long, value_name = "PAD")]
-    crop_to_mask: Option<u32>,
-    /// Grow the hole by PX pixels (a square dilation, as `cv2.dilate`) before anything else;
-    /// negative shrinks it (`--grow=-4`).
-    #[arg(
-        long,
-        value_name = "PX",
-        default_value_t = 0,
-        allow_hyphen_values = true
-    )]
-    grow: i32,
-    /// Blur the mask with Pillow's Gaussian blur of radius R after growing it (diffusers'
-    /// `blur_factor`); the blurred grey levels are read as each method reads soft masks.
-    #[arg(long, value_name = "R", default_value_t = 0.0)]
-    mask_blur: f32,
-    /// Swap hole and known region after reading the mask (e.g. `--mask-channel alpha
-    /// --invert-mask`: transparent = hole, for a photo erased in an editor, given as both IMAGE
-    /// and MASK).
-    #[arg(long)]
-    invert_mask: bool,
-    /// Fill the hole before encoding: mean (the known region's mean colour) or noise; for the
-    /// methods that start from the image, and for erased photos whose RGB there is blank.
-    #[arg(long, value_enum)]
-    fill: Option<FillArg>,
-    /// Read the mask's grey levels as per-pixel strength (Differential Diffusion): grey is
-    /// generated part way, white from the start (`--method stable` or `blended`).
-    #[arg(long)]
-    soft_mask: bool,
-    /// With `--crop-to-mask`, one box per hole (boxes that overlap merged) instead of one box
-    /// around all of them.
-    #[arg(long, requires = "crop_to_mask")]
-    crop_each_hole: bool,
-    /// The size the `--crop-to-mask` box is inpainted at, `WIDTHxHEIGHT`.
-    #[arg(long, value_name = "WxH", default_value = "512x512", value_parser = parse_size)]
-    crop_size: (u32, u32),
-    /// The first stage's size with `--sr` (the SR long side / 4): the official script's rule
-    /// or the demo's, which differ by a pixel for some sizes.
-    #[arg(long, value_enum, default_value_t = SizeRuleArg::Script)]
-    size_rule: SizeRuleArg,
-    /// How many images to make.
-    #[arg(long, default_value_t = 1)]
-    num_images: usize,
-    /// Denoising steps (the method's default when not given: 50; RePaint 250).
-    #[arg(long)]
-    steps: Option<usize>,
-    /// Classifier-free guidance scale (7.5 when not given; 1 turns guidance off).
-    #[arg(long)]
-    guidance: Option<f64>,
-    /// RASG's eta with RASG on (0.1), DDIM's eta otherwise (0).
-    #[arg(long)]
-    eta: Option<f64>,
-    /// The negative prompt (HD-Painter's by default for its methods, empty otherwise).
-    #[arg(long)]
-    negative_prompt: Option<String>,
-    /// Text appended to the prompt (HD-Painter's "Full HD, 4K, ..." by default for its methods).
-    #[arg(long)]
-    positive_prompt: Option<String>,
-    /// The backend: flex (CPU, default), or ndarray / wgpu / cuda when compiled in.
-    #[arg(long, default_value_t = BackendKind::Flex)]
-    backend: BackendKind,
-    /// Write a preview of the predicted image every K steps (`{output}-preview-...png`).
-    #[arg(long, value_name = "K")]
-    preview_every: Option<usize>,
-    /// Allow the output to be one of the inputs (which it then replaces).
-    #[arg(long)]
-    overwrite: bool,
-}
 
 /// What can end a run early.
 #[derive(Debug, thiserror::Error)]
@@ -687,18 +442,6 @@ fn configure<'a>(
         });
     }
     request
-}
-
-/// `WIDTHxHEIGHT`.
-fn parse_size(text: &str) -> Result<(u32, u32), String> {
-    let (w, h) = text
-        .split_once('x')
-        .ok_or_else(|| format!("{text:?}: expected WIDTHxHEIGHT, e.g. 512x512"))?;
-    let side = |v: &str| {
-        v.parse::<u32>()
-            .map_err(|e| format!("{text:?}: {v:?} is not a size in pixels ({e})"))
-    };
-    Ok((side(w)?, side(h)?))
 }
 
 /// A seed from the clock, for runs that give none (printed, so the run can be repeated).
