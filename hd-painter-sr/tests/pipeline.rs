@@ -217,6 +217,34 @@ fn mismatched_inputs_are_typed_errors() {
     assert_eq!((out.width(), out.height()), (160, 120));
 }
 
+/// `pipeline.run` with the test settings and random prompts: the images and the steps both
+/// stages reported.
+fn run_counting_steps(
+    pipeline: &TwoStage<'_>,
+    image: &Image,
+    mask: &Mask,
+    options: &InpaintOptions,
+) -> (Vec<Image>, usize) {
+    let device = device();
+    let mut steps = 0;
+    let out = pipeline
+        .run(
+            image,
+            mask,
+            &text(&device),
+            options,
+            &text(&device),
+            &settings(),
+            &mut DefaultAttention::default(),
+            &mut |_| {
+                steps += 1;
+                ControlFlow::Continue(())
+            },
+        )
+        .unwrap();
+    (out, steps)
+}
+
 #[test]
 fn two_stages_end_to_end() {
     let device = device();
@@ -232,22 +260,7 @@ fn two_stages_end_to_end() {
     let mut options = InpaintOptions::hd_painter(HdPainter::full());
     options.ddim.steps = 2;
     options.seeds = vec![3, 4];
-    let mut steps = 0;
-    let out = pipeline
-        .run(
-            &image,
-            &mask,
-            &text(&device),
-            &options,
-            &text(&device),
-            &settings(),
-            &mut DefaultAttention::default(),
-            &mut |_| {
-                steps += 1;
-                ControlFlow::Continue(())
-            },
-        )
-        .unwrap();
+    let (out, steps) = run_counting_steps(&pipeline, &image, &mask, &options);
     assert_eq!(out.len(), 2);
     // The first stage runs both seeds as one batch; the SR stage one image at a time.
     assert_eq!(steps, 2 + 2 * 2, "both stages report their steps");
@@ -296,23 +309,8 @@ fn two_stages_on_the_box_around_the_hole() {
             each_hole: false,
         });
         let b = crop_region(&mask, 4, (32, 32)).unwrap();
-        let mut steps = 0;
-        let out = pipeline
-            .run(
-                &image,
-                &mask,
-                &text(&device),
-                &options,
-                &text(&device),
-                &settings(),
-                &mut DefaultAttention::default(),
-                &mut |_| {
-                    steps += 1;
-                    ControlFlow::Continue(())
-                },
-            )
-            .unwrap()
-            .remove(0);
+        let (mut out, steps) = run_counting_steps(&pipeline, &image, &mask, &options);
+        let out = out.remove(0);
         assert_eq!((out.width(), out.height()), (160, 120));
         let expected = if both_stages { 2 + 2 } else { 2 };
         assert_eq!(steps, expected, "box {b:?}: both stages {both_stages}");
