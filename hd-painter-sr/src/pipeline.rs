@@ -166,13 +166,10 @@ impl TwoStage<'_> {
     ) -> Result<Vec<Image>> {
         sr.validate()?;
         options.validate()?;
-        let f = self.upscaler.vae.downscale() as u32;
-        let low = sr.long_side / f;
-        if let Some(crop) = options.crop_to_mask {
-            return self.run_cropped(
-                image, mask, text, options, sr_text, sr, crop, processor, on_step,
-            );
+        if options.crop_to_mask.is_some() {
+            return self.run_cropped(image, mask, text, options, sr_text, sr, processor, on_step);
         }
+        let low = sr.long_side / self.upscaler.vae.downscale() as u32;
         let (w, h) = (image.width(), image.height());
         let first_size = sr.stage_size.size(w, h, low);
         let (small_image, small_mask) = if first_size == (w, h) {
@@ -197,8 +194,9 @@ impl TwoStage<'_> {
             .collect()
     }
 
-    /// [`TwoStage::run`] on each box of [`crop_regions`], stitched back one after the other.
-    #[allow(clippy::too_many_arguments)] // run's arguments and the crop settings
+    /// [`TwoStage::run`] on each box of [`crop_regions`] for the options' crop settings,
+    /// stitched back one after the other.
+    #[allow(clippy::too_many_arguments)] // run's own arguments
     fn run_cropped(
         &self,
         image: &Image,
@@ -207,10 +205,10 @@ impl TwoStage<'_> {
         options: &InpaintOptions,
         sr_text: &TextConditioning,
         sr: &SrSettings,
-        crop: CropSettings,
         processor: &mut dyn AttentionProcessor,
         on_step: &mut dyn FnMut(&StepView<'_>) -> ControlFlow<()>,
     ) -> Result<Vec<Image>> {
+        let crop = options.crop_to_mask.unwrap_or_default();
         let low = sr.long_side / self.upscaler.vae.downscale() as u32;
         let one_box = CropSettings {
             each_hole: false,

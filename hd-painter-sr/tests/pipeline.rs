@@ -217,6 +217,28 @@ fn mismatched_inputs_are_typed_errors() {
     assert_eq!((out.width(), out.height()), (160, 120));
 }
 
+/// The first stage's tiny 9-channel models.
+struct FirstStage {
+    unet: Unet2DConditionModel,
+    vae: AutoencoderKl,
+    schedule: NoiseSchedule,
+}
+
+impl FirstStage {
+    fn load() -> Self {
+        let device = device();
+        Self {
+            unet: Unet2DConditionModel::load(model("unet_hd_painter"), None, &device).unwrap(),
+            vae: AutoencoderKl::load(model("vae_sd"), None, &device).unwrap(),
+            schedule: NoiseSchedule::stable_diffusion(),
+        }
+    }
+
+    fn inpainter(&self) -> Inpainter<'_> {
+        Inpainter::new(&self.unet, &self.vae, &self.schedule)
+    }
+}
+
 /// `pipeline.run` with the test settings and random prompts: the images and the steps both
 /// stages reported.
 fn run_counting_steps(
@@ -247,13 +269,9 @@ fn run_counting_steps(
 
 #[test]
 fn two_stages_end_to_end() {
-    let device = device();
-    let m = x4();
-    let unet = Unet2DConditionModel::load(model("unet_hd_painter"), None, &device).unwrap();
-    let vae = AutoencoderKl::load(model("vae_sd"), None, &device).unwrap();
-    let schedule = NoiseSchedule::stable_diffusion();
+    let (m, first) = (x4(), FirstStage::load());
     let pipeline = TwoStage {
-        inpainter: Inpainter::new(&unet, &vae, &schedule),
+        inpainter: first.inpainter(),
         upscaler: m.upscaler(),
     };
     let (image, mask) = (photo(160, 120), hole(160, 120));
@@ -276,13 +294,9 @@ fn two_stages_end_to_end() {
 /// the original is kept exactly outside the box, and the output keeps the input's size.
 #[test]
 fn two_stages_on_the_box_around_the_hole() {
-    let device = device();
-    let m = x4();
-    let unet = Unet2DConditionModel::load(model("unet_hd_painter"), None, &device).unwrap();
-    let vae = AutoencoderKl::load(model("vae_sd"), None, &device).unwrap();
-    let schedule = NoiseSchedule::stable_diffusion();
+    let (m, first) = (x4(), FirstStage::load());
     let pipeline = TwoStage {
-        inpainter: Inpainter::new(&unet, &vae, &schedule),
+        inpainter: first.inpainter(),
         upscaler: m.upscaler(),
     };
     let image = photo(160, 120);
