@@ -339,6 +339,10 @@ fn usage_errors_are_reported_without_a_run() {
             &["--crop-to-mask", "8", "--crop-size", "4x512"][..],
             "--crop-size must be at least 8x8, found 4x512",
         ),
+        (
+            &["--fill", "telea", "--fill-radius", "0"][..],
+            "--fill-radius must be 1 to 100, found 0",
+        ),
     ] {
         let out = inpaint(&output, args).output().unwrap();
         assert_eq!(out.status.code(), Some(1), "{args:?}");

@@ -2,7 +2,7 @@
 //! image (Blended, RePaint, `strength < 1`) and for photos whose RGB under an erased (alpha)
 //! hole is blank: Automatic1111's and InvokeAI's "masked content" / infill choices.
 
-use hd_painter_core::{Image, Mask, Raster};
+use hd_painter_core::{Image, InfillMethod, Mask, Raster};
 
 use crate::error::Result;
 
@@ -15,6 +15,16 @@ pub enum PreFill {
     Noise {
         /// The noise's seed.
         seed: u64,
+    },
+    /// OpenCV's `cv2.inpaint(image, hole, radius, cv2.INPAINT_TELEA)` ([`Image::infill`]).
+    Telea {
+        /// OpenCV's `inpaintRadius`, 1 to 100 (3 is the usual choice).
+        radius: u32,
+    },
+    /// OpenCV's `cv2.inpaint(image, hole, radius, cv2.INPAINT_NS)` ([`Image::infill`]).
+    NavierStokes {
+        /// OpenCV's `inpaintRadius`, 1 to 100.
+        radius: u32,
     },
 }
 
@@ -35,12 +45,15 @@ impl PreFill {
     /// ```
     pub fn apply(&self, image: &Image, hole: &Mask) -> Result<Image> {
         hole.ensure_matches(image, "pre-fill hole vs image")?;
-        let rgb = image.raster().as_slice();
-        let h = hole.raster().as_slice();
-        let fill: Box<dyn Fn(usize) -> [u8; 3]> = match *self {
+        match *self {
             PreFill::Mean => {
                 let (mut sum, mut n) = ([0u64; 3], 0u64);
-                for (p, _) in rgb.chunks_exact(3).zip(h).filter(|(_, m)| **m == 0) {
+                let known = image
+                    .raster()
+                    .as_slice()
+                    .chunks_exact(3)
+                    .zip(hole.raster().as_slice());
+                for (p, _) in known.filter(|(_, m)| **m == 0) {
                     for c in 0..3 {
                         sum[c] += u64::from(p[c]);
                     }
@@ -50,26 +63,38 @@ impl PreFill {
                     0 => [128; 3],
                     n => sum.map(|s| ((s as f64 / n as f64).round()) as u8),
                 };
-                Box::new(move |_| mean)
+                replace(image, hole, |_| mean)
             }
-            PreFill::Noise { seed } => Box::new(move |i| {
+            PreFill::Noise { seed } => replace(image, hole, |i| {
                 let x = splitmix(seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
                 [x as u8, (x >> 8) as u8, (x >> 16) as u8]
             }),
-        };
-        let mut out = rgb.to_vec();
-        for (i, (p, &m)) in out.chunks_exact_mut(3).zip(h).enumerate() {
-            if m != 0 {
-                p.copy_from_slice(&fill(i));
+            PreFill::Telea { radius } => Ok(image.infill(hole, InfillMethod::Telea, radius)?),
+            PreFill::NavierStokes { radius } => {
+                Ok(image.infill(hole, InfillMethod::NavierStokes, radius)?)
             }
         }
-        Ok(Image::from_raster(Raster::from_vec(
-            image.width(),
-            image.height(),
-            3,
-            out,
-        )?)?)
     }
+}
+
+/// `image` with pixel `i` replaced by `fill(i)` wherever `hole` is non-zero.
+fn replace(image: &Image, hole: &Mask, fill: impl Fn(usize) -> [u8; 3]) -> Result<Image> {
+    let mut out = image.raster().as_slice().to_vec();
+    for (i, (p, &m)) in out
+        .chunks_exact_mut(3)
+        .zip(hole.raster().as_slice())
+        .enumerate()
+    {
+        if m != 0 {
+            p.copy_from_slice(&fill(i));
+        }
+    }
+    Ok(Image::from_raster(Raster::from_vec(
+        image.width(),
+        image.height(),
+        3,
+        out,
+    )?)?)
 }
 
 /// SplitMix64's output function: a well-mixed 64-bit value from any input.

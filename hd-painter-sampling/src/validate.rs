@@ -6,6 +6,7 @@ use hd_painter_core::CoreError;
 
 use crate::error::Result;
 use crate::pipeline::{InpaintOptions, Method};
+use crate::prefill::PreFill;
 
 /// A typed error for `name` = `value` outside `expected`.
 fn invalid(name: &'static str, value: impl ToString, expected: &'static str) -> CoreError {
@@ -51,7 +52,7 @@ impl InpaintOptions {
     /// setting, the value and what is allowed: steps at least 1 (RePaint's jumps too), finite
     /// guidance scales, etas finite and `>= 0`, `strength` in `(0, 1]`, BrushNet's scale
     /// finite and its control window within `[0, 1]`, at least one seed, a crop-to-mask size of
-    /// at least 8 x 8.
+    /// at least 8 x 8, a Telea or Navier-Stokes pre-fill radius of 1 to 100.
     /// [`Inpainter::inpaint`](crate::Inpainter::inpaint) calls it first; callers can call it
     /// before loading anything.
     pub fn validate(&self) -> Result<()> {
@@ -86,6 +87,11 @@ impl InpaintOptions {
                     "Blended or Stable Inpainting at strength 1, without HD-Painter's parts",
                 )
                 .into());
+            }
+        }
+        if let Some(PreFill::Telea { radius } | PreFill::NavierStokes { radius }) = self.pre_fill {
+            if !(1..=100).contains(&radius) {
+                return Err(invalid("pre-fill radius", radius, "1 to 100 pixels").into());
             }
         }
         let blur = f64::from(self.mask_edit.blur);
@@ -179,6 +185,14 @@ mod tests {
         let mut o = base();
         o.seeds.clear();
         cases.push((o, "seeds"));
+        for fill in [
+            PreFill::Telea { radius: 0 },
+            PreFill::NavierStokes { radius: 101 },
+        ] {
+            let mut o = base();
+            o.pre_fill = Some(fill);
+            cases.push((o, "pre-fill radius"));
+        }
         let mut o = InpaintOptions::hd_painter(HdPainter {
             painta: true,
             rasg: Some(RasgSettings {

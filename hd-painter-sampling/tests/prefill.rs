@@ -6,7 +6,7 @@
 mod common;
 
 use common::{fixtures, painter};
-use hd_painter_core::{Image, Mask, MaskChannel, MaskOptions};
+use hd_painter_core::{Image, InfillMethod, Mask, MaskChannel, MaskOptions};
 use hd_painter_sampling::{InpaintOptions, Method, PreFill};
 
 #[test]
@@ -57,6 +57,60 @@ fn an_erased_photo_is_filled_under_its_transparent_hole() {
             ..InpaintOptions::default()
         })
         .pre_fill(Some(PreFill::Noise { seed: 3 }))
+        .steps(2)
+        .run()
+        .unwrap()
+        .remove(0);
+    assert_eq!((out.width(), out.height()), (image.width(), image.height()));
+}
+
+/// The OpenCV fills are `Image::infill` (bit-exact with `cv2.inpaint`, `hd-painter-core`'s
+/// `infill` tests): under the erased hole they replace the blank RGB, outside it they keep the
+/// photo, and a Blended run takes them.
+#[test]
+fn opencv_fills_replace_the_erased_rgb() {
+    let path = fixtures().join("core/rgba.png");
+    let image = Image::open(&path).unwrap();
+    let options = MaskOptions {
+        channel: MaskChannel::Alpha,
+        invert: true,
+        ..MaskOptions::default()
+    };
+    let hole = Mask::open_with(&path, options).unwrap().threshold(127);
+    for (fill, method) in [
+        (PreFill::Telea { radius: 3 }, InfillMethod::Telea),
+        (
+            PreFill::NavierStokes { radius: 5 },
+            InfillMethod::NavierStokes,
+        ),
+    ] {
+        let filled = fill.apply(&image, &hole).unwrap();
+        let radius = match fill {
+            PreFill::Telea { radius } | PreFill::NavierStokes { radius } => radius,
+            _ => unreachable!(),
+        };
+        assert_eq!(filled, image.infill(&hole, method, radius).unwrap());
+        let pairs = image
+            .raster()
+            .as_slice()
+            .chunks_exact(3)
+            .zip(filled.raster().as_slice().chunks_exact(3));
+        let changed = pairs
+            .zip(hole.raster().as_slice())
+            .filter(|((a, b), _)| a != b);
+        assert!(
+            changed.clone().all(|(_, &m)| m != 0),
+            "{fill:?}: only the hole changes"
+        );
+        assert!(changed.count() > 0, "{fill:?}: the blank RGB is replaced");
+    }
+    let out = painter("pipeline_sd")
+        .request(&image, &hole, "x")
+        .options(InpaintOptions {
+            method: Method::Blended,
+            ..InpaintOptions::default()
+        })
+        .pre_fill(Some(PreFill::Telea { radius: 3 }))
         .steps(2)
         .run()
         .unwrap()

@@ -1380,7 +1380,42 @@ def gen_mask_ops(out, rng):
     save(out, "mask_ops", t)
 
 
-GROUPS = {"resize": gen_resize, "blur": gen_blur, "dilate": gen_dilate, "pad": gen_pad, "tensor": gen_tensor, "files": gen_files, "odd_files": gen_odd_files, "tokenizer": gen_tokenizer, "clip": gen_clip, "vae": gen_vae, "unet": gen_unet, "pipeline": gen_pipeline, "demo_pipelines": gen_demo_pipelines, "single_file": gen_single_file, "schedulers": gen_schedulers, "stable_inpaint": gen_stable_inpaint, "blended": gen_blended, "repaint": gen_repaint, "hd_painter": gen_hd_painter, "poisson": gen_poisson, "sr": gen_sr, "vae_tiled": gen_vae_tiled, "brushnet": gen_brushnet, "crop": gen_crop, "mask_ops": gen_mask_ops}
+def gen_fill(out, rng):
+    """The hole pre-fills of OpenCV's `cv2.inpaint` (Telea and Navier-Stokes, radii 1 to 12) on
+    textured RGB images: an elliptic hole with a bar to the right border, holes in the first and
+    last rows and columns and in the corners, several small holes, a one-pixel hole, a one-pixel
+    wide line, an empty and a full mask, a 1 x 1 and a 2 x 9 image."""
+    import cv2
+
+    def texture(h, w):
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+        base = np.stack([120 + 80 * np.sin(xx / 5.0) * np.cos(yy / 7.0), 128 + 60 * np.sin((xx + 2 * yy) / 9.0),
+                         100 + 90 * np.cos(xx / 3.0 - yy / 11.0)], axis=-1)
+        return np.clip(base + rng.normal(0, 18, (h, w, 3)), 0, 255).astype(np.uint8)
+
+    corners = np.zeros((33, 41), np.uint8)
+    corners[:6, :9] = corners[-4:, -7:] = corners[14:19, :3] = corners[:2, 20:27] = 255
+    several = np.zeros((36, 48), np.uint8)
+    for y, x, s in [(5, 6, 4), (20, 30, 7), (28, 8, 3), (9, 38, 5)]:
+        several[y:y + s, x:x + s] = 255
+    line = np.zeros((30, 30), np.uint8)
+    line[np.arange(3, 27), np.arange(2, 26)] = 200
+    dot = np.zeros((15, 17), np.uint8)
+    dot[7, 8] = 1
+    cases = {"ellipse": synthetic_mask(40, 57, soft=True), "corners": corners, "several": several, "line": line,
+             "dot": dot, "empty": np.zeros((9, 11), np.uint8), "full": np.full((8, 10), 255, np.uint8),
+             "one": np.full((1, 1), 255, np.uint8), "strip": np.array([[0] * 4 + [255] * 3 + [0] * 2] * 2, np.uint8)}
+    t = {}
+    for name, m in cases.items():
+        image = texture(*m.shape)
+        t[f"{name}_image"], t[f"{name}_mask"] = image, m
+        for r in (1, 3, 5, 12):
+            t[f"{name}_telea_{r}"] = cv2.inpaint(image, m, r, cv2.INPAINT_TELEA)
+            t[f"{name}_ns_{r}"] = cv2.inpaint(image, m, r, cv2.INPAINT_NS)
+    save(out, "fill", t)
+
+
+GROUPS = {"resize": gen_resize, "blur": gen_blur, "dilate": gen_dilate, "pad": gen_pad, "tensor": gen_tensor, "files": gen_files, "odd_files": gen_odd_files, "tokenizer": gen_tokenizer, "clip": gen_clip, "vae": gen_vae, "unet": gen_unet, "pipeline": gen_pipeline, "demo_pipelines": gen_demo_pipelines, "single_file": gen_single_file, "schedulers": gen_schedulers, "stable_inpaint": gen_stable_inpaint, "blended": gen_blended, "repaint": gen_repaint, "hd_painter": gen_hd_painter, "poisson": gen_poisson, "sr": gen_sr, "vae_tiled": gen_vae_tiled, "brushnet": gen_brushnet, "crop": gen_crop, "mask_ops": gen_mask_ops, "fill": gen_fill}
 
 
 def generate(out):

@@ -73,6 +73,10 @@ pub(crate) enum FillArg {
     Mean,
     /// Random colours (from `--seed`).
     Noise,
+    /// OpenCV's Telea inpainting (`cv2.INPAINT_TELEA`, radius `--fill-radius`).
+    Telea,
+    /// OpenCV's Navier-Stokes inpainting (`cv2.INPAINT_NS`, radius `--fill-radius`).
+    Ns,
 }
 
 /// The long-side rule of the first stage's size with `--sr`.
@@ -203,10 +207,14 @@ pub(crate) struct Args {
     /// and MASK).
     #[arg(long)]
     pub(crate) invert_mask: bool,
-    /// Fill the hole before encoding: mean (the known region's mean colour) or noise; for the
-    /// methods that start from the image, and for erased photos whose RGB there is blank.
+    /// Fill the hole before encoding: OpenCV's Telea or Navier-Stokes inpainting, the known
+    /// region's mean colour, or noise; for the methods that start from the image, and for
+    /// erased photos whose RGB there is blank.
     #[arg(long, value_enum)]
     pub(crate) fill: Option<FillArg>,
+    /// The radius of `--fill telea` and `--fill ns` (OpenCV's `inpaintRadius`, 1 to 100).
+    #[arg(long, value_name = "PX", default_value_t = 3)]
+    pub(crate) fill_radius: u32,
     /// Read the mask's grey levels as per-pixel strength (Differential Diffusion): grey is
     /// generated part way, white from the start (`--method stable` or `blended`).
     #[arg(long)]

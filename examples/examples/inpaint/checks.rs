@@ -54,6 +54,9 @@ fn check_settings(args: &Args) -> Result<(), RunError> {
             )
         },
     )?;
+    refuse(!(1..=100).contains(&args.fill_radius), || {
+        format!("--fill-radius must be 1 to 100, found {}", args.fill_radius)
+    })?;
     refuse(args.preview_every == Some(0), || {
         "--preview-every must be at least 1".into()
     })?;

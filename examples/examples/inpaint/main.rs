@@ -426,6 +426,12 @@ fn configure<'a>(
         FillArg::Noise => PreFill::Noise {
             seed: args.seed.unwrap_or(0),
         },
+        FillArg::Telea => PreFill::Telea {
+            radius: args.fill_radius,
+        },
+        FillArg::Ns => PreFill::NavierStokes {
+            radius: args.fill_radius,
+        },
     });
     request = request
         .pre_fill(fill)
