@@ -230,6 +230,15 @@ fn file_decoding_matches_pillow() {
     )
     .unwrap();
     assert_eq!(inverted, got.invert());
+    // A file without alpha asked for its alpha reads as fully opaque: all hole, or with
+    // `invert` (transparent = hole) no hole, which the pipeline answers with the input.
+    for file in ["rgb.png", "rgb.jpg", "mask.png"] {
+        let opaque = Mask::open_with(fixtures::path(file), alpha).unwrap();
+        assert!(
+            opaque.raster().as_slice().iter().all(|&v| v == 255),
+            "{file}"
+        );
+    }
     // The official HD-Painter channel: blue of the RGB conversion (alpha dropped).
     for file in ["rgb.png", "rgba.png", "mask.png"] {
         let blue = MaskOptions {

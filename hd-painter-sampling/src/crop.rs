@@ -241,8 +241,9 @@ impl Inpainter<'_> {
     /// [`InpaintOptions::crop_to_mask`]: each box around the mask's non-zero pixels
     /// ([`crop_regions`]) cropped and resized to the settings' size, inpainted with the same
     /// options, resized back and stitched into the original (outside the box the original
-    /// exactly), then pasted back over the whole image's `hole` as the options ask (without
-    /// paste-back, the whole box is the generated one).
+    /// exactly), then pasted back over the whole image's `hole` as the options ask; without a
+    /// paste-back setting, over the hole itself with a hard edge, as diffusers' `apply_overlay`
+    /// after `padding_mask_crop`, so that only the hole changes.
     #[allow(clippy::too_many_arguments)] // inpaint's own arguments and its hole
     pub(crate) fn inpaint_cropped(
         &self,
@@ -279,7 +280,7 @@ impl Inpainter<'_> {
                     paste_back(image, s, hole, dilate, feather)
                 }
                 Some(PasteBack::BrushNet) => brushnet_blend(image, s, hole),
-                None => Ok(s.clone()),
+                None => paste_back(image, s, hole, 0, 1),
             })
             .collect()
     }
