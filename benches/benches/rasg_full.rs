@@ -14,8 +14,8 @@ use hd_painter_benches::{full_dir, peak_rss_gib, read_f32, settle};
 use hd_painter_core::{BackendKind, Mask};
 use hd_painter_models::{DefaultAttention, Unet2DConditionModel};
 use hd_painter_sampling::{
-    LatentStrategy, PromptFocus, Rasg, RasgSettings, StableInpainting, TextConditioning,
-    guided_output,
+    LatentStrategy, ModelCall, NoiseSchedule, PromptFocus, Rasg, RasgSettings, StableInpainting,
+    TextConditioning,
 };
 
 /// The score tokens of a 4-token prompt with the positive prompt appended (its end-of-text at
@@ -68,23 +68,28 @@ fn rasg_step(c: &mut Criterion) {
         settings: RasgSettings::default(),
         focus: PromptFocus::new(TOKENS.to_vec(), &hole, [h, w]).expect("focus"),
     };
-    let t = 979;
+    let schedule = NoiseSchedule::stable_diffusion();
+    let call = ModelCall {
+        unet: &unet,
+        schedule: &schedule,
+        text: &text,
+        t: 979,
+        t_prev: 959,
+        guidance_scale: 7.5,
+        residuals: None,
+    };
 
     let mut group = c.benchmark_group("sd2_inpainting_512px_step");
     group.sample_size(10);
     group.bench_function("plain_cfg_batch2", |b| {
         b.iter(|| {
-            let out = guided_output(
-                &unet,
-                strategy.model_input(latents.clone()),
-                t,
-                &text,
-                7.5,
-                None,
-                None,
-                &mut DefaultAttention::default(),
-            )
-            .expect("step");
+            let out = call
+                .guided(
+                    strategy.model_input(latents.clone()),
+                    None,
+                    &mut DefaultAttention::default(),
+                )
+                .expect("step");
             settle(out)
         })
     });
@@ -93,12 +98,9 @@ fn rasg_step(c: &mut Criterion) {
         b.iter(|| {
             let (out, g) = rasg
                 .output_and_gradient(
-                    &unet,
+                    &call,
                     &strategy,
                     latents.clone(),
-                    t,
-                    &text,
-                    7.5,
                     &mut DefaultAttention::default(),
                 )
                 .expect("RASG step");

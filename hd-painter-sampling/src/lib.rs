@@ -3,11 +3,12 @@
 //! The diffusion loop as composable parts: noise schedules in `f64` (and in diffusers' exact
 //! `f32` arithmetic), the timestep grids of diffusers' DDIM scheduler and HD-Painter, the DDIM
 //! update with an optional noise or guidance term, RePaint's resampling walk, merge and undo
-//! steps, and the DDIM sampling loop (classifier-free guidance, per-method latent strategies,
-//! cancellable per-step callbacks with the x0 prediction, seeded per-image noise) with the
-//! Stable Inpainting strategy, and HD-Painter's PAIntA ([`Painta`], an attention processor) and
-//! RASG ([`Rasg`], a gradient term in the DDIM step through burn's autodiff), switched together
-//! by [`HdPainter`] in the image-level [`Inpainter`].
+//! steps, and one sampling run ([`Sampler`]) against a per-method [`LatentStrategy`] and a
+//! [`Guidance`] (classifier-free, [`ClassifierFree`], or HD-Painter's RASG, [`Rasg`], whose
+//! gradient term replaces the DDIM step's random one, through burn's autodiff), with
+//! cancellable per-step callbacks that see the x0 prediction and seeded per-image noise;
+//! HD-Painter's PAIntA ([`Painta`]) is an attention processor. [`HdPainter`] switches PAIntA
+//! and RASG together in the image-level [`Inpainter`].
 //!
 //! ## Quick start
 //!
@@ -97,6 +98,44 @@
 //! let grid = timesteps(Spacing::HdPainter, schedule.len(), 50);
 //! assert_eq!((grid[0], grid[1], grid[49]), (999, 979, 19));
 //! ```
+//!
+//! The run on its own, as the image-level entry points call it:
+//!
+//! ```
+//! use std::ops::ControlFlow;
+//!
+//! use burn::tensor::{Distribution, Tensor};
+//! use hd_painter_models::{DefaultAttention, Unet2DConditionModel};
+//! use hd_painter_sampling::{ClassifierFree, DdimSettings, LatentStrategy, NoiseSchedule, Sampler, TextConditioning};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let unet_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/models/unet_sd2");
+//! # let device = hd_painter_core::BackendKind::default().device()?;
+//! let unet = Unet2DConditionModel::load(unet_dir, None, &device)?;
+//! let dim = unet.cross_attention_dim();
+//! let text = TextConditioning {
+//!     positive: Tensor::random([1, 77, dim], Distribution::Normal(0.0, 1.0), &device),
+//!     negative: Tensor::zeros([1, 77, dim], &device),
+//!     prompt_tokens: vec![1, 2],
+//! };
+//! struct Plain; // text-to-image: the UNet sees the latents alone
+//! impl LatentStrategy for Plain {}
+//! let mut steps = 0;
+//! let sampled = Sampler {
+//!     unet: &unet,
+//!     schedule: &NoiseSchedule::stable_diffusion(),
+//!     settings: DdimSettings { steps: 2, ..DdimSettings::default() },
+//!     text: &text,
+//!     seeds: &[7],
+//!     processor: &mut DefaultAttention::default(),
+//!     on_step: &mut |_| { steps += 1; ControlFlow::Continue(()) },
+//! }
+//! .run(&mut Plain, &ClassifierFree, hd_painter_core::seeded_noise(&[7], [4, 8, 8], &device))?;
+//! assert_eq!((steps, sampled.latents.dims()), (2, [1, 4, 8, 8]));
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! ## Cargo features
 //! | feature | effect |
 //! |---|---|
@@ -110,6 +149,7 @@ mod ddim;
 mod differential;
 mod error;
 mod focus;
+mod guidance;
 mod inpaint;
 mod mask_edit;
 mod painta;
@@ -135,6 +175,7 @@ pub use focus::{
     HD_PAINTER_NEGATIVE_PROMPT, HD_PAINTER_POSITIVE_PROMPT, PromptFocus, full_prompt,
     prompt_token_indices,
 };
+pub use guidance::{ClassifierFree, Guidance, Guided, ModelCall, StepTerm};
 pub use inpaint::{BlendedLatents, StableInpainting, StepNoise, to_batch};
 pub use mask_edit::MaskEdit;
 pub use painta::{Painta, PaintaScale};
@@ -147,11 +188,10 @@ pub use prefill::PreFill;
 pub use rasg::{Rasg, RasgSettings, RasgSigma};
 pub use repaint::{KnownRegion, NoiseDraws, RepaintSettings, sample_repaint, seeded_draws};
 pub use sampler::{
-    DdimSettings, LatentStrategy, PlainLatents, Sampled, StepRule, StepView, TextConditioning,
-    guided_output, initial_latents, sample_ddim,
+    DdimSettings, LatentStrategy, Sampled, Sampler, StepRule, StepView, TextConditioning,
 };
 pub use schedule::{NoiseSchedule, Spacing, repaint_walk, timesteps};
-pub use scheduler::{Ddim, Ddpm, Scheduler};
+pub use scheduler::{Ddim, Ddpm, NoiseTerm, Scheduler};
 pub use stage::{HdPainterInputs, SeedRule};
 
 pub use hd_painter_core;

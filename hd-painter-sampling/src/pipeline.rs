@@ -8,7 +8,9 @@ use std::ops::ControlFlow;
 use burn::tensor::Tensor;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
-use hd_painter_core::{Footprint, GaussianKernel, Image, Mask, PadMode, Quantize, Raster};
+use hd_painter_core::{
+    Footprint, GaussianKernel, Image, Mask, PadMode, Quantize, Raster, seeded_noise,
+};
 use hd_painter_models::{
     AttentionProcessor, AutoencoderKl, BrushNetModel, StableDiffusionModels, Unet2DConditionModel,
 };
@@ -21,15 +23,14 @@ use crate::focus::{
     HD_PAINTER_NEGATIVE_PROMPT, HD_PAINTER_POSITIVE_PROMPT, PromptFocus, full_prompt,
     prompt_token_indices,
 };
+use crate::guidance::{ClassifierFree, Guidance};
 use crate::inpaint::{BlendedLatents, StableInpainting};
 use crate::mask_edit::MaskEdit;
 use crate::painta::Painta;
 use crate::prefill::PreFill;
 use crate::rasg::{Rasg, RasgSettings};
 use crate::repaint::{RepaintSettings, sample_repaint, seeded_draws};
-use crate::sampler::{
-    DdimSettings, LatentStrategy, Sampled, StepView, TextConditioning, initial_latents, sample_ddim,
-};
+use crate::sampler::{DdimSettings, LatentStrategy, Sampler, StepView, TextConditioning};
 use crate::schedule::{NoiseSchedule, Spacing, timesteps};
 use crate::stage::HdPainterInputs;
 
@@ -349,22 +350,6 @@ impl Inpainter<'_> {
         if options.crop_to_mask.is_some() {
             return self.inpaint_cropped(image, mask, &hole, text, options, processor, on_step);
         }
-        if options.hd_painter.is_some_and(|h| h.rasg.is_some()) {
-            match options.method {
-                Method::Repaint(_) => {
-                    return Err(SamplingError::InvalidInput(
-                        "RASG guides DDIM steps; RePaint's resampling walk is not one".into(),
-                    ));
-                }
-                Method::BrushNet(_) => {
-                    return Err(SamplingError::InvalidInput(
-                        "RASG differentiates the UNet alone; it does not compose with BrushNet"
-                            .into(),
-                    ));
-                }
-                _ => {}
-            }
-        }
         let needs = match options.method {
             Method::StableInpainting => 9,
             Method::Blended | Method::Repaint(_) | Method::BrushNet(_) => 4,
@@ -445,7 +430,7 @@ impl Inpainter<'_> {
         };
         let sf = self.vae.scaling_factor();
         let n = options.seeds.len();
-        let noise = initial_latents(
+        let noise = seeded_noise(
             &options.seeds,
             [self.vae.latent_channels(), lh, lw],
             &device,
@@ -514,16 +499,21 @@ impl Inpainter<'_> {
                         Box::new(StableInpainting::new(latent_hole, masked))
                     }
                 };
-                self.run_ddim(
-                    pixels,
-                    strategy.as_mut(),
+                let guidance: &dyn Guidance = match &rasg {
+                    Some(rasg) => rasg,
+                    None => &ClassifierFree,
+                };
+                let (settings, start) = self.start(pixels, start, options)?;
+                Sampler {
+                    unet: self.unet,
+                    schedule: self.schedule,
+                    settings,
                     text,
-                    start,
-                    options,
+                    seeds: &options.seeds,
                     processor,
-                    rasg.as_ref(),
                     on_step,
-                )?
+                }
+                .run(strategy.as_mut(), guidance, start)?
             }
         };
 
@@ -554,50 +544,32 @@ impl Inpainter<'_> {
             .collect()
     }
 
-    /// The DDIM loop, starting from noise or, with `strength < 1`, from the image's latents
-    /// noised to the first timestep kept.
-    #[allow(clippy::too_many_arguments)] // forwards the run's parts
-    fn run_ddim(
+    /// The run's settings and first latents: the noise, or with `strength < 1` the image's
+    /// latents noised to the first timestep kept (the steps before it skipped).
+    fn start(
         &self,
         pixels: Tensor<4>,
-        strategy: &mut dyn LatentStrategy,
-        text: &TextConditioning,
         noise: Tensor<4>,
         options: &InpaintOptions,
-        processor: &mut dyn AttentionProcessor,
-        rasg: Option<&Rasg>,
-        on_step: &mut dyn FnMut(&StepView<'_>) -> ControlFlow<()>,
-    ) -> Result<Sampled> {
+    ) -> Result<(DdimSettings, Tensor<4>)> {
         let mut settings = options.ddim;
-        let mut start = noise;
         if options.strength.is_nan() || options.strength <= 0.0 || options.strength > 1.0 {
             return Err(SamplingError::InvalidInput(format!(
                 "strength {} (expected 0 < strength <= 1)",
                 options.strength
             )));
         }
-        if options.strength < 1.0 {
-            let grid = timesteps(settings.spacing, self.schedule.len(), settings.steps);
-            let kept = ((grid.len() as f64 * options.strength) as usize).clamp(1, grid.len());
-            settings.first_step = grid.len() - kept;
-            let t = grid[settings.first_step];
-            let a = self.schedule.alpha_cumprod(t as isize);
-            let n = start.dims()[0];
-            let z0 = (self.vae.encode(pixels)?.mean * self.vae.scaling_factor()).repeat_dim(0, n);
-            start = z0 * a.sqrt() + start * (1.0 - a).sqrt();
+        if options.strength == 1.0 {
+            return Ok((settings, noise));
         }
-        sample_ddim(
-            self.unet,
-            self.schedule,
-            &settings,
-            text,
-            strategy,
-            start,
-            &options.seeds,
-            processor,
-            rasg,
-            on_step,
-        )
+        let grid = timesteps(settings.spacing, self.schedule.len(), settings.steps);
+        let kept = ((grid.len() as f64 * options.strength) as usize).clamp(1, grid.len());
+        settings.first_step = grid.len() - kept;
+        let t = grid[settings.first_step];
+        let a = self.schedule.alpha_cumprod(t as isize);
+        let n = noise.dims()[0];
+        let z0 = (self.vae.encode(pixels)?.mean * self.vae.scaling_factor()).repeat_dim(0, n);
+        Ok((settings, z0 * a.sqrt() + noise * (1.0 - a).sqrt()))
     }
 }
 

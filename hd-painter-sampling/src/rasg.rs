@@ -2,11 +2,12 @@
 //! gradient, with respect to x_t, of how well the prompt's cross-attention matches the hole.
 
 use burn::tensor::{FloatDType, Tensor};
-use hd_painter_models::{AttentionKind, AttentionProcessor, AttentionSite, Unet2DConditionModel};
+use hd_painter_models::{AttentionKind, AttentionProcessor, AttentionSite};
 
 use crate::error::{Result, SamplingError};
 use crate::focus::{PromptFocus, conditional_rows};
-use crate::sampler::{LatentStrategy, TextConditioning, guided_output};
+use crate::guidance::{Guidance, Guided, ModelCall, StepTerm};
+use crate::sampler::LatentStrategy;
 use crate::schedule::NoiseSchedule;
 
 /// The sigma RASG scales its gradient with.
@@ -73,21 +74,22 @@ pub struct Rasg {
 const SCORE_REDUCTION: usize = 4;
 
 impl Rasg {
-    /// The guided model output at `t` and RASG's gradient `g / std(g)` (per image) from the same
-    /// forward pass, run on the autodiff device with the weights frozen. The gradient is `None`
-    /// when the hole has no pixel at the score grid (nothing to guide towards; the step is then
-    /// plain DDIM).
-    #[allow(clippy::too_many_arguments)] // the parts of a guided model call
+    /// The guided model output at `call.t` and RASG's gradient `g / std(g)` (per image) from
+    /// the same forward pass, run on the autodiff device with the weights frozen. The gradient
+    /// is `None` when the hole has no pixel at the score grid (nothing to guide towards; the
+    /// step is then plain DDIM).
     pub fn output_and_gradient(
         &self,
-        unet: &Unet2DConditionModel,
+        call: &ModelCall<'_>,
         strategy: &dyn LatentStrategy,
         latents: Tensor<4>,
-        t: usize,
-        text: &TextConditioning,
-        guidance_scale: f64,
         processor: &mut dyn AttentionProcessor,
     ) -> Result<(Tensor<4>, Option<Tensor<4>>)> {
+        if call.residuals.is_some() {
+            return Err(SamplingError::InvalidInput(
+                "RASG differentiates the UNet alone; it does not compose with BrushNet".into(),
+            ));
+        }
         let [n, c, h, w] = latents.dims();
         let [lh, lw] = self.focus.latent();
         if [lh, lw] != [h, w] {
@@ -102,30 +104,18 @@ impl Rasg {
             )));
         };
         if holes == 0 {
-            let out = guided_output(
-                unet,
+            let out = call.guided(
                 strategy.model_input(latents),
-                t,
-                text,
-                guidance_scale,
                 strategy.class_label(),
-                None,
                 processor,
             )?;
             return Ok((out, None));
         }
         let x = latents.autodiff().require_grad();
-        let mut recorder = ScoreRecorder::new(processor, &self.focus, guidance_scale != 1.0);
-        let out = guided_output(
-            unet,
-            strategy.model_input(x.clone()),
-            t,
-            text,
-            guidance_scale,
-            strategy.class_label(),
-            None,
-            &mut recorder,
-        )?;
+        let guided = call.guidance_scale != 1.0;
+        let mut recorder = ScoreRecorder::new(processor, &self.focus, guided);
+        let input = strategy.model_input(x.clone());
+        let out = call.guided(input, strategy.class_label(), &mut recorder)?;
         let maps = recorder.mean_logits().ok_or_else(|| {
             SamplingError::InvalidInput(format!(
                 "RASG needs cross-attention at the latent/4 grid {grid:?}; this UNet has none"
@@ -140,6 +130,28 @@ impl Rasg {
             .grad(&grads)
             .ok_or_else(|| SamplingError::InvalidInput("RASG: no gradient reached x_t".into()))?;
         Ok((out.inner(), Some(normalise(g.inner(), [n, c * h * w]))))
+    }
+}
+
+impl Guidance for Rasg {
+    /// Classifier-free guidance with RASG's term: `eta sigma_t g` ([`RasgSettings::scale`]).
+    fn predict(
+        &self,
+        call: &ModelCall<'_>,
+        strategy: &dyn LatentStrategy,
+        latents: Tensor<4>,
+        processor: &mut dyn AttentionProcessor,
+    ) -> Result<Guided> {
+        let (output, gradient) = self.output_and_gradient(call, strategy, latents, processor)?;
+        let term = gradient.map(|direction| StepTerm {
+            scale: self.settings.scale(call.schedule, call.t, call.t_prev),
+            direction,
+        });
+        Ok(Guided { output, term })
+    }
+
+    fn has_terms(&self) -> bool {
+        true
     }
 }
 

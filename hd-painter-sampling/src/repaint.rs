@@ -9,7 +9,8 @@ use hd_painter_models::{AttentionProcessor, Unet2DConditionModel};
 
 use crate::ddim::{Prediction, ddim_sigma, ddim_step, repaint_step, undo_steps};
 use crate::error::{Result, SamplingError};
-use crate::sampler::{Sampled, StepView, TextConditioning, finish_step, guided_output, step_seed};
+use crate::guidance::ModelCall;
+use crate::sampler::{Sampled, StepView, TextConditioning, finish_step, step_seed};
 use crate::schedule::{NoiseSchedule, repaint_walk};
 
 /// How the known region enters the loop.
@@ -116,16 +117,16 @@ pub fn sample_repaint(
                 let noised = known.clone() * a.sqrt() + z.clone() * (1.0 - a).sqrt();
                 latents = noised * keep.clone() + latents * unknown.clone();
             }
-            let eps = guided_output(
+            let call = ModelCall {
                 unet,
-                latents.clone(),
-                t,
+                schedule: &schedule,
                 text,
-                settings.guidance_scale,
-                None,
-                None,
-                processor,
-            )?;
+                t,
+                t_prev,
+                guidance_scale: settings.guidance_scale,
+                residuals: None,
+            };
+            let eps = call.guided(latents.clone(), None, processor)?;
             let step = match settings.known_region {
                 KnownRegion::RenoiseBeforeModel => {
                     let sigma = settings.eta * ddim_sigma(&schedule, t, t_prev);

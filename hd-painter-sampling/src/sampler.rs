@@ -1,6 +1,7 @@
-//! The DDIM sampling loop shared by every method: classifier-free guidance, the method's latent
-//! strategy (what the UNet sees, what happens after each step), per-step callbacks that see the
-//! x0 prediction and can cancel, and seeded per-step noise.
+//! The sampling run shared by every method ([`Sampler`]): the method's latent strategy (what the
+//! UNet sees, what happens after each step), its guidance ([`Guidance`]: classifier-free or
+//! RASG), the scheduler's steps, per-step callbacks that see the x0 prediction and can cancel,
+//! and seeded per-step noise.
 
 use std::ops::ControlFlow;
 
@@ -8,11 +9,11 @@ use burn::tensor::Tensor;
 use hd_painter_core::seeded_noise;
 use hd_painter_models::{AttentionProcessor, Unet2DConditionModel, UnetResiduals};
 
-use crate::ddim::{DdimStep, Prediction, ddim_step};
+use crate::ddim::{DdimStep, Prediction};
 use crate::error::{Result, SamplingError};
-use crate::rasg::Rasg;
+use crate::guidance::{Guidance, ModelCall};
 use crate::schedule::{NoiseSchedule, Spacing, timesteps};
-use crate::scheduler::{Ddim, Ddpm, Scheduler};
+use crate::scheduler::{Ddim, Ddpm, NoiseTerm, Scheduler};
 
 /// Text embeddings: the prompt and, for classifier-free guidance, the negative prompt; each
 /// `[1 or batch, tokens, dim]`; and which embedding positions are the prompt's own words.
@@ -67,12 +68,6 @@ pub trait LatentStrategy {
         step
     }
 }
-
-/// Text-to-image: the UNet sees the latents alone.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct PlainLatents;
-
-impl LatentStrategy for PlainLatents {}
 
 /// The settings of a DDIM run.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -181,16 +176,6 @@ pub(crate) fn finish_step(
     }
 }
 
-/// The standard-normal starting latents of a batch, one seed per image (each image can be
-/// reproduced alone with its seed).
-pub fn initial_latents(
-    seeds: &[u64],
-    [c, h, w]: [usize; 3],
-    device: &burn::tensor::Device,
-) -> Tensor<4> {
-    seeded_noise(seeds, [c, h, w], device)
-}
-
 /// The seed of image `seed`'s noise at step `step` (splitmix64 of both), so that per-step noise
 /// is reproducible per image and independent of the initial noise.
 pub(crate) fn step_seed(seed: u64, step: usize) -> u64 {
@@ -200,173 +185,99 @@ pub(crate) fn step_seed(seed: u64, step: usize) -> u64 {
     z ^ (z >> 31)
 }
 
-/// The model output with classifier-free guidance: `u + g (c - u)` from one batch
-/// `[negative, positive]`, or the positive pass alone when `g = 1`; `class_label` goes to every
-/// row (UNets with a class embedding); `residuals` (one row per image) are added inside the UNet
-/// for both halves, as BrushNet's pipeline does.
-#[allow(clippy::too_many_arguments)] // one UNet call's inputs
-pub fn guided_output(
-    unet: &Unet2DConditionModel,
-    input: Tensor<4>,
-    t: usize,
-    text: &TextConditioning,
-    guidance_scale: f64,
-    class_label: Option<i64>,
-    residuals: Option<&UnetResiduals>,
-    processor: &mut dyn AttentionProcessor,
-) -> Result<Tensor<4>> {
-    let n = input.dims()[0];
-    let labels = |rows: usize| class_label.map(|l| vec![l; rows]);
-    let expand = |e: &Tensor<3>| -> Result<Tensor<3>> {
-        match e.dims()[0] {
-            b if b == n => Ok(e.clone()),
-            1 => Ok(e.clone().repeat_dim(0, n)),
-            b => Err(SamplingError::InvalidInput(format!(
-                "text embedding batch {b} for {n} images"
-            ))),
-        }
-    };
-    let positive = expand(&text.positive)?;
-    let call = |input: Tensor<4>,
-                context: &Tensor<3>,
-                rows: usize,
-                p: &mut dyn AttentionProcessor| {
-        let timesteps = vec![t as f32; rows];
-        let labels = labels(rows);
-        match residuals {
-            None => unet.forward(input, &timesteps, context, labels.as_deref(), p),
-            Some(r) => {
-                let r = r.repeat_batch(rows / n);
-                unet.forward_with_residuals(input, &timesteps, context, labels.as_deref(), p, &r)
-            }
-        }
-    };
-    if guidance_scale == 1.0 {
-        return Ok(call(input, &positive, n, processor)?);
-    }
-    let context = Tensor::cat(vec![expand(&text.negative)?, positive], 0);
-    let out = call(
-        Tensor::cat(vec![input.clone(), input], 0),
-        &context,
-        2 * n,
-        processor,
-    )?;
-    let [_, c, h, w] = out.dims();
-    let uncond = out.clone().slice([0..n, 0..c, 0..h, 0..w]);
-    let cond = out.slice([n..2 * n, 0..c, 0..h, 0..w]);
-    Ok(uncond.clone() + (cond - uncond) * guidance_scale)
+/// One denoising run: the UNet, its schedule, the step settings, the text, one seed per image
+/// and the hooks (the attention processor, the step callback), run against a
+/// [`LatentStrategy`] and a [`Guidance`].
+pub struct Sampler<'a> {
+    /// The UNet.
+    pub unet: &'a Unet2DConditionModel,
+    /// The noise schedule.
+    pub schedule: &'a NoiseSchedule,
+    /// Steps, grid, guidance scale and step rule.
+    pub settings: DdimSettings,
+    /// The prompt and negative prompt embeddings.
+    pub text: &'a TextConditioning,
+    /// One seed per image: the per-step noise of stochastic steps is drawn from them.
+    pub seeds: &'a [u64],
+    /// Every attention call goes through it.
+    pub processor: &'a mut dyn AttentionProcessor,
+    /// Called after every step; breaking ends the run with [`SamplingError::Cancelled`].
+    pub on_step: &'a mut dyn FnMut(&StepView<'_>) -> ControlFlow<()>,
 }
 
-/// Runs DDIM from `latents` (`x_T`, one image per seed) with `strategy`, calling `on_step`
-/// after every step; returns [`SamplingError::Cancelled`] as soon as it breaks.
-///
-/// With `rasg`, every step is RASG's: the gradient term `eta sigma_t g` replaces DDIM's random
-/// noise (the settings' `eta` is not used) and the step rule must be DDIM.
-#[allow(clippy::too_many_arguments)] // the parts of a run, each independent
-pub fn sample_ddim(
-    unet: &Unet2DConditionModel,
-    schedule: &NoiseSchedule,
-    settings: &DdimSettings,
-    text: &TextConditioning,
-    strategy: &mut dyn LatentStrategy,
-    mut latents: Tensor<4>,
-    seeds: &[u64],
-    processor: &mut dyn AttentionProcessor,
-    rasg: Option<&Rasg>,
-    on_step: &mut dyn FnMut(&StepView<'_>) -> ControlFlow<()>,
-) -> Result<Sampled> {
-    let [n, c, h, w] = latents.dims();
-    if rasg.is_some() && settings.rule != StepRule::Ddim {
-        return Err(SamplingError::InvalidInput(
-            "RASG guides DDIM steps; the settings ask for DDPM".into(),
-        ));
+impl Sampler<'_> {
+    /// Runs the settings' steps from `latents` (`x_T`, or the noised image with
+    /// `first_step > 0`), one image per seed. Guidance with step terms (RASG) needs a scheduler
+    /// that takes them (DDIM); its steps then add the term and never fresh noise.
+    pub fn run(
+        &mut self,
+        strategy: &mut dyn LatentStrategy,
+        guidance: &dyn Guidance,
+        mut latents: Tensor<4>,
+    ) -> Result<Sampled> {
+        let [n, c, h, w] = latents.dims();
+        let settings = self.settings;
+        let scheduler = settings.scheduler();
+        if guidance.has_terms() && !scheduler.takes_terms() {
+            return Err(SamplingError::InvalidInput(
+                "RASG guides DDIM steps; the settings ask for DDPM".into(),
+            ));
+        }
+        if self.seeds.len() != n {
+            return Err(SamplingError::InvalidInput(format!(
+                "{} seeds for {n} images",
+                self.seeds.len()
+            )));
+        }
+        let grid = timesteps(settings.spacing, self.schedule.len(), settings.steps);
+        if settings.first_step >= grid.len() {
+            return Err(SamplingError::InvalidInput(format!(
+                "first step {} of {} steps",
+                settings.first_step,
+                grid.len()
+            )));
+        }
+        let dt = (self.schedule.len() / settings.steps.max(1)) as isize;
+        let device = latents.device();
+        let mut last_x0 = latents.clone();
+        let total = grid.len() - settings.first_step;
+        for (i, &t) in grid.iter().enumerate().skip(settings.first_step) {
+            let t_prev = t as isize - dt;
+            let step = i - settings.first_step;
+            let residuals = strategy.unet_residuals(&latents, step, total, t, self.text)?;
+            let call = ModelCall {
+                unet: self.unet,
+                schedule: self.schedule,
+                text: self.text,
+                t,
+                t_prev,
+                guidance_scale: settings.guidance_scale,
+                residuals: residuals.as_ref(),
+            };
+            let guided = guidance.predict(&call, &*strategy, latents.clone(), self.processor)?;
+            let direction = guided.term.as_ref().map(|term| term.direction.clone());
+            let noise = match guided.term {
+                Some(term) => NoiseTerm::Guided(term),
+                None if scheduler.is_stochastic() && !guidance.has_terms() => {
+                    let seeds: Vec<u64> = self.seeds.iter().map(|&s| step_seed(s, i)).collect();
+                    NoiseTerm::Fresh(seeded_noise(&seeds, [c, h, w], &device))
+                }
+                None => NoiseTerm::None,
+            };
+            let next = scheduler.step(self.schedule, guided.output, t, t_prev, latents, noise);
+            let next = strategy.after_step(next, i, t, t_prev, self.schedule);
+            latents = next.prev_sample;
+            last_x0 = next.pred_x0;
+            let view = StepView {
+                step: step + 1,
+                total,
+                timestep: t,
+                pred_x0: &last_x0,
+                latents: &latents,
+                guidance: direction.as_ref(),
+            };
+            finish_step(&view, self.on_step)?;
+        }
+        Ok(Sampled { latents, last_x0 })
     }
-    if seeds.len() != n {
-        return Err(SamplingError::InvalidInput(format!(
-            "{} seeds for {n} images",
-            seeds.len()
-        )));
-    }
-    let grid = timesteps(settings.spacing, schedule.len(), settings.steps);
-    if settings.first_step >= grid.len() {
-        return Err(SamplingError::InvalidInput(format!(
-            "first step {} of {} steps",
-            settings.first_step,
-            grid.len()
-        )));
-    }
-    let dt = (schedule.len() / settings.steps.max(1)) as isize;
-    let device = latents.device();
-    let mut last_x0 = latents.clone();
-    let total = grid.len() - settings.first_step;
-    let scheduler = settings.scheduler();
-    for (i, &t) in grid.iter().enumerate().skip(settings.first_step) {
-        let t_prev = t as isize - dt;
-        let residuals =
-            strategy.unet_residuals(&latents, i - settings.first_step, total, t, text)?;
-        let (step, gradient) = match rasg {
-            Some(_) if residuals.is_some() => {
-                return Err(SamplingError::InvalidInput(
-                    "RASG differentiates the UNet alone; it does not compose with BrushNet".into(),
-                ));
-            }
-            Some(rasg) => {
-                let (output, gradient) = rasg.output_and_gradient(
-                    unet,
-                    strategy,
-                    latents.clone(),
-                    t,
-                    text,
-                    settings.guidance_scale,
-                    processor,
-                )?;
-                let term = gradient
-                    .clone()
-                    .map(|g| (rasg.settings.scale(schedule, t, t_prev), g));
-                let step = ddim_step(
-                    schedule,
-                    settings.prediction,
-                    output,
-                    t,
-                    t_prev,
-                    latents,
-                    term,
-                );
-                (step, gradient)
-            }
-            None => {
-                let output = guided_output(
-                    unet,
-                    strategy.model_input(latents.clone()),
-                    t,
-                    text,
-                    settings.guidance_scale,
-                    strategy.class_label(),
-                    residuals.as_ref(),
-                    processor,
-                )?;
-                let noise = scheduler.is_stochastic().then(|| {
-                    let step_seeds: Vec<u64> = seeds.iter().map(|&s| step_seed(s, i)).collect();
-                    seeded_noise(&step_seeds, [c, h, w], &device)
-                });
-                (
-                    scheduler.step(schedule, output, t, t_prev, latents, noise),
-                    None,
-                )
-            }
-        };
-        let step = strategy.after_step(step, i, t, t_prev, schedule);
-        latents = step.prev_sample;
-        last_x0 = step.pred_x0;
-        let view = StepView {
-            step: i + 1 - settings.first_step,
-            total,
-            timestep: t,
-            pred_x0: &last_x0,
-            latents: &latents,
-            guidance: gradient.as_ref(),
-        };
-        finish_step(&view, on_step)?;
-    }
-    Ok(Sampled { latents, last_x0 })
 }

@@ -4,7 +4,19 @@
 use burn::tensor::Tensor;
 
 use crate::ddim::{DdimStep, Prediction, ddim_sigma, ddim_step, ddpm_step};
+use crate::guidance::StepTerm;
 use crate::schedule::NoiseSchedule;
+
+/// What a step adds to its deterministic update.
+#[derive(Clone, Debug)]
+pub enum NoiseTerm {
+    /// Nothing (deterministic).
+    None,
+    /// Fresh standard-normal noise, scaled by the scheduler's own sigma.
+    Fresh(Tensor<4>),
+    /// The guidance's term in place of the random one (RASG's gradient).
+    Guided(StepTerm),
+}
 
 /// A reverse-diffusion update from the model output at `t` to the sample at `t_prev`, with the
 /// x0 prediction exposed.
@@ -13,7 +25,14 @@ pub trait Scheduler {
     /// seeded per image and step).
     fn is_stochastic(&self) -> bool;
 
-    /// One step; `noise` is given when [`is_stochastic`](Self::is_stochastic).
+    /// Whether a guidance term can stand in for the random term ([`NoiseTerm::Guided`]); the
+    /// sampling run refuses guidance with terms on a scheduler without.
+    fn takes_terms(&self) -> bool {
+        false
+    }
+
+    /// One step; `noise` is [`NoiseTerm::Fresh`] when [`is_stochastic`](Self::is_stochastic)
+    /// and the guidance has no term of its own.
     fn step(
         &self,
         schedule: &NoiseSchedule,
@@ -21,7 +40,7 @@ pub trait Scheduler {
         t: usize,
         t_prev: isize,
         sample: Tensor<4>,
-        noise: Option<Tensor<4>>,
+        noise: NoiseTerm,
     ) -> DdimStep;
 }
 
@@ -39,6 +58,10 @@ impl Scheduler for Ddim {
         self.eta > 0.0
     }
 
+    fn takes_terms(&self) -> bool {
+        true
+    }
+
     fn step(
         &self,
         schedule: &NoiseSchedule,
@@ -46,14 +69,19 @@ impl Scheduler for Ddim {
         t: usize,
         t_prev: isize,
         sample: Tensor<4>,
-        noise: Option<Tensor<4>>,
+        noise: NoiseTerm,
     ) -> DdimStep {
-        let noise = noise.map(|z| (self.eta * ddim_sigma(schedule, t, t_prev), z));
+        let noise = match noise {
+            NoiseTerm::None => None,
+            NoiseTerm::Fresh(z) => Some((self.eta * ddim_sigma(schedule, t, t_prev), z)),
+            NoiseTerm::Guided(term) => Some((term.scale, term.direction)),
+        };
         ddim_step(schedule, self.prediction, output, t, t_prev, sample, noise)
     }
 }
 
-/// DDPM's ancestral sampling ("fixed small" variance).
+/// DDPM's ancestral sampling ("fixed small" variance). It takes no guidance terms: a
+/// [`NoiseTerm::Guided`]'s direction is used as its noise.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Ddpm {
     /// What the model predicts.
@@ -72,8 +100,13 @@ impl Scheduler for Ddpm {
         t: usize,
         t_prev: isize,
         sample: Tensor<4>,
-        noise: Option<Tensor<4>>,
+        noise: NoiseTerm,
     ) -> DdimStep {
+        let noise = match noise {
+            NoiseTerm::None => None,
+            NoiseTerm::Fresh(z) => Some(z),
+            NoiseTerm::Guided(term) => Some(term.direction),
+        };
         ddpm_step(schedule, self.prediction, output, t, t_prev, sample, noise)
     }
 }

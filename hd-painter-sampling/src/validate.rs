@@ -52,7 +52,8 @@ impl InpaintOptions {
     /// setting, the value and what is allowed: steps at least 1 (RePaint's jumps too), finite
     /// guidance scales, etas finite and `>= 0`, `strength` in `(0, 1]`, BrushNet's scale
     /// finite and its control window within `[0, 1]`, at least one seed, a crop-to-mask size of
-    /// at least 8 x 8, a Telea or Navier-Stokes pre-fill radius of 1 to 100.
+    /// at least 8 x 8, a Telea or Navier-Stokes pre-fill radius of 1 to 100, RASG only with
+    /// Stable Inpainting or Blended.
     /// [`Inpainter::inpaint`](crate::Inpainter::inpaint) calls it first; callers can call it
     /// before loading anything.
     pub fn validate(&self) -> Result<()> {
@@ -67,6 +68,15 @@ impl InpaintOptions {
         )?;
         if let Some(rasg) = self.hd_painter.and_then(|h| h.rasg) {
             non_negative("RASG eta", rasg.eta)?;
+            let expected = "Stable Inpainting or Blended: RASG guides DDIM steps and \
+                            differentiates the UNet alone";
+            match self.method {
+                Method::Repaint(_) => return Err(invalid("RASG", "with RePaint", expected).into()),
+                Method::BrushNet(_) => {
+                    return Err(invalid("RASG", "with BrushNet", expected).into());
+                }
+                Method::StableInpainting | Method::Blended => {}
+            }
         }
         if self.soft_mask {
             let fits = matches!(self.method, Method::Blended | Method::StableInpainting);

@@ -11,7 +11,7 @@ use burn::tensor::{Tensor, TensorData};
 use common::{Golden, assert_close, device, fixtures};
 use hd_painter_models::{DefaultAttention, Unet2DConditionModel};
 use hd_painter_sampling::{
-    BlendedLatents, DdimSettings, NoiseSchedule, TextConditioning, sample_ddim,
+    BlendedLatents, ClassifierFree, DdimSettings, NoiseSchedule, Sampler, TextConditioning,
 };
 
 #[test]
@@ -49,22 +49,24 @@ fn blended_steps_match_the_reference_loop() {
     let schedule = NoiseSchedule::scaled_linear_diffusers(0.00085, 0.012, 1000);
     let (_, expected) = golden.f32s("step_latents");
     let mut steps = 0;
-    sample_ddim(
-        &unet,
-        &schedule,
-        &settings,
-        &text,
-        &mut strategy,
-        golden.tensor("latents", &device),
-        &[0],
-        &mut DefaultAttention::default(),
-        None,
-        &mut |view| {
+    Sampler {
+        unet: &unet,
+        schedule: &schedule,
+        settings: settings,
+        text: &text,
+        seeds: &[0],
+        processor: &mut DefaultAttention::default(),
+        on_step: &mut |view| {
             let want = &expected[(view.step - 1) * per..view.step * per];
             assert_close(view.latents, want, 1e-3, &format!("step {}", view.step));
             steps += 1;
             ControlFlow::Continue(())
         },
+    }
+    .run(
+        &mut strategy,
+        &ClassifierFree,
+        golden.tensor("latents", &device),
     )
     .unwrap();
     assert_eq!(steps, 6);
@@ -93,19 +95,17 @@ fn seeded_blending_is_reproducible_per_image() {
             golden.tensor("source", &device),
             seeds.clone(),
         );
-        let start = hd_painter_sampling::initial_latents(&seeds, [4, 12, 20], &device);
-        sample_ddim(
-            &unet,
-            &schedule,
-            &settings,
-            &text,
-            &mut strategy,
-            start,
-            &seeds,
-            &mut DefaultAttention::default(),
-            None,
-            &mut |_| ControlFlow::Continue(()),
-        )
+        let start = hd_painter_core::seeded_noise(&seeds, [4, 12, 20], &device);
+        Sampler {
+            unet: &unet,
+            schedule: &schedule,
+            settings: settings,
+            text: &text,
+            seeds: &seeds,
+            processor: &mut DefaultAttention::default(),
+            on_step: &mut |_| ControlFlow::Continue(()),
+        }
+        .run(&mut strategy, &ClassifierFree, start)
         .unwrap()
         .latents
     };

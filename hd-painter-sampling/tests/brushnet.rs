@@ -12,8 +12,9 @@ use common::{Golden, assert_close, device, fixtures};
 use hd_painter_core::{Image, Mask, Raster};
 use hd_painter_models::{AutoencoderKl, BrushNetModel, DefaultAttention, Unet2DConditionModel};
 use hd_painter_sampling::{
-    BrushNetLatents, BrushNetSettings, DdimSettings, HdPainter, InpaintOptions, Inpainter, Method,
-    NoiseSchedule, PasteBack, SamplingError, TextConditioning, brushnet_blend, sample_ddim,
+    BrushNetLatents, BrushNetSettings, ClassifierFree, DdimSettings, HdPainter, InpaintOptions,
+    Inpainter, Method, NoiseSchedule, PasteBack, Sampler, SamplingError, TextConditioning,
+    brushnet_blend,
 };
 
 fn models() -> (Unet2DConditionModel, BrushNetModel) {
@@ -68,22 +69,24 @@ fn three_guided_steps_match_the_reference_loop() {
         ..DdimSettings::default()
     };
     let mut seen = 0;
-    sample_ddim(
-        &unet,
-        &NoiseSchedule::stable_diffusion(),
-        &ddim,
-        &text,
-        &mut strategy,
-        g.tensor("loop.initial", &device),
-        &[0],
-        &mut DefaultAttention::default(),
-        None,
-        &mut |view| {
+    Sampler {
+        unet: &unet,
+        schedule: &NoiseSchedule::stable_diffusion(),
+        settings: ddim,
+        text: &text,
+        seeds: &[0],
+        processor: &mut DefaultAttention::default(),
+        on_step: &mut |view| {
             let (_, expected) = g.f32s(&format!("loop.latents.{seen}"));
             assert_close(view.latents, &expected, 1e-3, &format!("step {seen}"));
             seen += 1;
             ControlFlow::Continue(())
         },
+    }
+    .run(
+        &mut strategy,
+        &ClassifierFree,
+        g.tensor("loop.initial", &device),
     )
     .unwrap();
     assert_eq!(seen, 3);
@@ -193,11 +196,8 @@ fn the_image_pipeline_runs_brushnet_and_reports_misuse() {
         hd_painter: Some(HdPainter::rasg_only()),
         ..options.clone()
     };
-    let err = run(with_branch, &rasg).unwrap_err();
-    assert!(
-        matches!(&err, SamplingError::InvalidInput(m) if m.contains("BrushNet")),
-        "{err}"
-    );
+    let err = run(with_branch, &rasg).unwrap_err().to_string();
+    assert!(err.contains("RASG") && err.contains("BrushNet"), "{err}");
     // The branch's condition must have its channel count.
     assert!(
         BrushNetLatents::new(

@@ -20,8 +20,8 @@ use common::{Golden, assert_close, device, fixtures, worst_level};
 use hd_painter_core::{Image, Mask, MaskChannel, MaskOptions, Quantize};
 use hd_painter_models::{AutoencoderKl, BrushNetModel, DefaultAttention, Unet2DConditionModel};
 use hd_painter_sampling::{
-    BrushNetLatents, BrushNetSettings, DdimSettings, LatentStrategy, NoiseSchedule,
-    TextConditioning, brushnet_blend, brushnet_condition, sample_ddim, timesteps,
+    BrushNetLatents, BrushNetSettings, ClassifierFree, DdimSettings, LatentStrategy, NoiseSchedule,
+    Sampler, TextConditioning, brushnet_blend, brushnet_condition, timesteps,
 };
 
 const STEPS: usize = 4;
@@ -146,20 +146,17 @@ fn brushnet_matches_the_official_pipeline() {
     }
 
     let mut seen = 0;
-    let sampled = sample_ddim(
-        &unet,
-        &NoiseSchedule::stable_diffusion(),
-        &DdimSettings {
+    let sampled = Sampler {
+        unet: &unet,
+        schedule: &NoiseSchedule::stable_diffusion(),
+        settings: DdimSettings {
             steps: STEPS,
             ..DdimSettings::default()
         },
-        &text,
-        &mut strategy,
-        g.tensor("latents", &device),
-        &[0],
-        &mut DefaultAttention::default(),
-        None,
-        &mut |view| {
+        text: &text,
+        seeds: &[0],
+        processor: &mut DefaultAttention::default(),
+        on_step: &mut |view| {
             let want = g.part("step_latents", seen);
             assert_close(
                 view.latents,
@@ -170,7 +167,8 @@ fn brushnet_matches_the_official_pipeline() {
             seen += 1;
             ControlFlow::Continue(())
         },
-    )
+    }
+    .run(&mut strategy, &ClassifierFree, g.tensor("latents", &device))
     .unwrap();
     assert_eq!(seen, STEPS);
     let decoded = vae.decode(sampled.latents / vae.scaling_factor()).unwrap();

@@ -13,8 +13,8 @@ use common::{Golden, assert_close, device, fixtures, painter};
 use hd_painter_core::{Image, Mask};
 use hd_painter_models::{DefaultAttention, Unet2DConditionModel};
 use hd_painter_sampling::{
-    DdimSettings, DifferentialLatents, HdPainter, InpaintOptions, Method, NoiseSchedule,
-    RepaintSettings, TextConditioning, sample_ddim, timesteps,
+    ClassifierFree, DdimSettings, DifferentialLatents, HdPainter, InpaintOptions, Method,
+    NoiseSchedule, RepaintSettings, Sampler, TextConditioning, timesteps,
 };
 
 #[test]
@@ -66,17 +66,14 @@ fn differential_diffusion_matches_the_community_pipeline() {
         prompt_tokens: vec![],
     };
     let mut seen = 0;
-    sample_ddim(
-        &unet,
-        &schedule,
-        &settings,
-        &text,
-        &mut strategy,
-        start,
-        &[0],
-        &mut DefaultAttention::default(),
-        None,
-        &mut |view| {
+    Sampler {
+        unet: &unet,
+        schedule: &schedule,
+        settings: settings,
+        text: &text,
+        seeds: &[0],
+        processor: &mut DefaultAttention::default(),
+        on_step: &mut |view| {
             let (want, what) = match view.step < steps {
                 true => (
                     g.part("step_inputs", view.step),
@@ -88,7 +85,8 @@ fn differential_diffusion_matches_the_community_pipeline() {
             seen += 1;
             ControlFlow::Continue(())
         },
-    )
+    }
+    .run(&mut strategy, &ClassifierFree, start)
     .unwrap();
     assert_eq!(seen, steps);
 }

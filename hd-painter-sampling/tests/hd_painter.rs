@@ -18,9 +18,9 @@ use hd_painter_models::{
     AttentionProcessor, ClipTokenizer, DefaultAttention, Unet2DConditionModel,
 };
 use hd_painter_sampling::{
-    DdimSettings, NoiseSchedule, Painta, PromptFocus, Rasg, RasgSettings, RasgSigma, Sampled,
-    Spacing, StableInpainting, StepView, TextConditioning, full_prompt, prompt_token_indices,
-    sample_ddim,
+    ClassifierFree, DdimSettings, Guidance, NoiseSchedule, Painta, PromptFocus, Rasg, RasgSettings,
+    RasgSigma, Sampled, Sampler, Spacing, StableInpainting, StepView, TextConditioning,
+    full_prompt, prompt_token_indices,
 };
 
 const TOLERANCE: f32 = 1e-3;
@@ -84,22 +84,27 @@ fn run(s: &Setup, processor: &mut dyn AttentionProcessor, rasg: Option<&Rasg>) -
         ..DdimSettings::default()
     };
     let mut trace = Trace::default();
-    let sampled = sample_ddim(
-        &s.unet,
-        &NoiseSchedule::stable_diffusion(),
-        &settings,
-        &s.text,
-        &mut strategy,
-        s.golden.tensor("latents", &s.device),
-        &[0],
-        processor,
-        rasg,
-        &mut |view: &StepView<'_>| {
+    let sampled = Sampler {
+        unet: &s.unet,
+        schedule: &NoiseSchedule::stable_diffusion(),
+        settings: settings,
+        text: &s.text,
+        seeds: &[0],
+        processor: processor,
+        on_step: &mut |view: &StepView<'_>| {
             trace.latents.push(view.latents.clone());
             trace.x0.push(view.pred_x0.clone());
             trace.grads.extend(view.guidance.cloned());
             ControlFlow::Continue(())
         },
+    }
+    .run(
+        &mut strategy,
+        match rasg {
+            Some(r) => r as &dyn Guidance,
+            None => &ClassifierFree,
+        },
+        s.golden.tensor("latents", &s.device),
     )
     .unwrap();
     (sampled, trace)

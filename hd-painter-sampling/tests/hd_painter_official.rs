@@ -23,9 +23,9 @@ use hd_painter_models::{
     AttentionProcessor, AutoencoderKl, ClipTokenizer, DefaultAttention, Unet2DConditionModel,
 };
 use hd_painter_sampling::{
-    DdimSettings, HD_PAINTER_POSITIVE_PROMPT, HdPainterInputs, NoiseSchedule, Painta, PromptFocus,
-    Rasg, RasgSettings, RasgSigma, Spacing, StableInpainting, StepView, TextConditioning,
-    full_prompt, prompt_token_indices, sample_ddim,
+    ClassifierFree, DdimSettings, Guidance, HD_PAINTER_POSITIVE_PROMPT, HdPainterInputs,
+    NoiseSchedule, Painta, PromptFocus, Rasg, RasgSettings, RasgSigma, Sampler, Spacing,
+    StableInpainting, StepView, TextConditioning, full_prompt, prompt_token_indices,
 };
 
 const TOLERANCE: f32 = 1e-3;
@@ -171,22 +171,27 @@ fn check(name: &str, steps: usize, painta: bool, rasg_eta: Option<f64>) {
         &mut DefaultAttention::default()
     };
     let mut trace = Trace::default();
-    let sampled = sample_ddim(
-        &s.unet,
-        &NoiseSchedule::stable_diffusion(),
-        &settings,
-        &text,
-        &mut strategy,
-        g.tensor(&format!("{name}_noise"), &s.device),
-        &[1],
-        processor,
-        rasg.as_ref(),
-        &mut |view: &StepView<'_>| {
+    let sampled = Sampler {
+        unet: &s.unet,
+        schedule: &NoiseSchedule::stable_diffusion(),
+        settings: settings,
+        text: &text,
+        seeds: &[1],
+        processor: processor,
+        on_step: &mut |view: &StepView<'_>| {
             trace.latents.push(view.latents.clone());
             trace.x0.push(view.pred_x0.clone());
             trace.grads.extend(view.guidance.cloned());
             ControlFlow::Continue(())
         },
+    }
+    .run(
+        &mut strategy,
+        match rasg.as_ref() {
+            Some(r) => r as &dyn Guidance,
+            None => &ClassifierFree,
+        },
+        g.tensor(&format!("{name}_noise"), &s.device),
     )
     .unwrap();
 

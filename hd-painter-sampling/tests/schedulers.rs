@@ -6,8 +6,8 @@ mod common;
 use burn::tensor::{Tensor, TensorData};
 use common::{Golden, assert_close, device};
 use hd_painter_sampling::{
-    Ddim, Ddpm, NoiseSchedule, Prediction, Scheduler, Spacing, ddim_sigma, ddim_step, repaint_step,
-    repaint_walk, timesteps, undo_steps,
+    Ddim, Ddpm, NoiseSchedule, NoiseTerm, Prediction, Scheduler, Spacing, ddim_sigma, ddim_step,
+    repaint_step, repaint_walk, timesteps, undo_steps,
 };
 
 fn max_diff(a: &[f64], b: &[f64]) -> f64 {
@@ -220,7 +220,7 @@ fn ddpm_and_the_scheduler_trait_match_diffusers() {
             t,
             t as isize - 20,
             sample.clone(),
-            Some(noise),
+            NoiseTerm::Fresh(noise),
         );
         assert_close(
             &step.prev_sample,
@@ -245,7 +245,7 @@ fn ddpm_and_the_scheduler_trait_match_diffusers() {
         501,
         481,
         sample,
-        Some(g.tensor("variance_noise", &device)),
+        NoiseTerm::Fresh(g.tensor("variance_noise", &device)),
     );
     assert_close(
         &via_trait.prev_sample,

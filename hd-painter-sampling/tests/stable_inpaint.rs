@@ -14,8 +14,8 @@ use burn::tensor::{Device, Tensor};
 use common::{Golden, assert_close, fixtures};
 use hd_painter_models::{AutoencoderKl, DefaultAttention, Unet2DConditionModel};
 use hd_painter_sampling::{
-    DdimSettings, NoiseSchedule, Sampled, SamplingError, Spacing, StableInpainting, StepView,
-    TextConditioning, sample_ddim,
+    ClassifierFree, DdimSettings, NoiseSchedule, Sampled, Sampler, SamplingError, Spacing,
+    StableInpainting, StepView, TextConditioning,
 };
 
 struct Setup {
@@ -68,25 +68,23 @@ fn setup() -> Setup {
 }
 
 impl Setup {
-    /// `sample_ddim` with this set-up's model, text, settings and strategy.
+    /// A [`Sampler`] run with this set-up's model, text, settings and strategy.
     fn run(
         &mut self,
         latents: Tensor<4>,
         seeds: &[u64],
         on_step: &mut dyn FnMut(&StepView<'_>) -> ControlFlow<()>,
     ) -> Result<Sampled, SamplingError> {
-        sample_ddim(
-            &self.unet,
-            &self.schedule,
-            &self.settings,
-            &self.text,
-            &mut self.strategy,
-            latents,
-            seeds,
-            &mut DefaultAttention::default(),
-            None,
-            on_step,
-        )
+        Sampler {
+            unet: &self.unet,
+            schedule: &self.schedule,
+            settings: self.settings,
+            text: &self.text,
+            seeds: seeds,
+            processor: &mut DefaultAttention::default(),
+            on_step: on_step,
+        }
+        .run(&mut self.strategy, &ClassifierFree, latents)
     }
 }
 

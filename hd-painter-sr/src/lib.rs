@@ -10,7 +10,7 @@
 //! - [`TwoStage`]: the 512 px HD-Painter stage ([`hd_painter_sampling::Inpainter`]) then the SR
 //!   stage, one result per seed.
 //! - [`UpscaleLatents`]: the x4 upscaler's latent strategy (noised low-res image, noise-level
-//!   class label, x0 blending) for [`hd_painter_sampling::sample_ddim`].
+//!   class label, x0 blending) for [`hd_painter_sampling::Sampler`].
 //!
 //! [`poisson_blend`] is HD-Painter's final blend of a generated image into the original, on
 //! [`seamless_clone`] (OpenCV's `NORMAL_CLONE` semantics, solved exactly with sine

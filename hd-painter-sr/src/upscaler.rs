@@ -15,8 +15,8 @@ use hd_painter_models::{
     AttentionProcessor, AutoencoderKl, DEFAULT_SCORE_BUDGET, Unet2DConditionModel,
 };
 use hd_painter_sampling::{
-    DdimSettings, NoiseSchedule, Prediction, Spacing, StepView, TextConditioning, initial_latents,
-    sample_ddim,
+    ClassifierFree, DdimSettings, NoiseSchedule, Prediction, Sampler, Spacing, StepView,
+    TextConditioning,
 };
 
 use crate::error::{Result, SrError};
@@ -287,7 +287,7 @@ impl Upscaler<'_> {
         let [lh, lw] = inputs.latent_size();
         let device = self.unet.device();
         SrNoise {
-            latents: initial_latents(&[seed], [self.vae.latent_channels(), lh, lw], &device),
+            latents: seeded_noise(&[seed], [self.vae.latent_channels(), lh, lw], &device),
             low_res: seeded_noise(&[!seed], [3, lh, lw], &device),
         }
     }
@@ -322,18 +322,16 @@ impl Upscaler<'_> {
             prediction: Prediction::VPrediction,
             ..DdimSettings::default()
         };
-        let sampled = sample_ddim(
-            self.unet,
-            self.schedule,
-            &ddim,
+        let sampled = Sampler {
+            unet: self.unet,
+            schedule: self.schedule,
+            settings: ddim,
             text,
-            &mut strategy,
-            noise.latents,
-            &[settings.seed],
+            seeds: &[settings.seed],
             processor,
-            None,
             on_step,
-        )?;
+        }
+        .run(&mut strategy, &ClassifierFree, noise.latents)?;
         let latents = sampled.last_x0 / self.vae.scaling_factor();
         let decoded = match settings.vae_tiling {
             Some(tiling) => self.vae.decode_tiled(latents, tiling)?,

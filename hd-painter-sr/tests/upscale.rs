@@ -12,7 +12,8 @@ use std::ops::ControlFlow;
 use common::{Golden, assert_close, device, model};
 use hd_painter_models::{AutoencoderKl, DefaultAttention, Unet2DConditionModel, VaeTiling};
 use hd_painter_sampling::{
-    DdimSettings, NoiseSchedule, Prediction, Spacing, StepView, TextConditioning, sample_ddim,
+    ClassifierFree, DdimSettings, NoiseSchedule, Prediction, Sampler, Spacing, StepView,
+    TextConditioning,
 };
 use hd_painter_sr::{UpscaleLatents, noise_low_res};
 
@@ -53,17 +54,14 @@ fn upscaler_loop_with_x0_blending_matches_the_reference() {
         ..DdimSettings::default()
     };
     let mut steps = 0;
-    let sampled = sample_ddim(
-        &unet,
-        &schedule,
-        &settings,
-        &text,
-        &mut strategy,
-        g.tensor("latents", &device),
-        &[0],
-        &mut DefaultAttention::default(),
-        None,
-        &mut |view: &StepView<'_>| {
+    let sampled = Sampler {
+        unet: &unet,
+        schedule: &schedule,
+        settings: settings,
+        text: &text,
+        seeds: &[0],
+        processor: &mut DefaultAttention::default(),
+        on_step: &mut |view: &StepView<'_>| {
             let k = view.step - 1;
             assert_close(
                 view.latents,
@@ -80,7 +78,8 @@ fn upscaler_loop_with_x0_blending_matches_the_reference() {
             steps += 1;
             ControlFlow::Continue(())
         },
-    )
+    }
+    .run(&mut strategy, &ClassifierFree, g.tensor("latents", &device))
     .unwrap();
     assert_eq!(steps, 3);
     assert_close(&sampled.last_x0, &g.part("step_x0", 2), 1e-3, "last x0");

@@ -1,0 +1,138 @@
+//! How a step's model output is obtained, as a strategy the sampling run takes: classifier-free
+//! guidance ([`ClassifierFree`]) or RASG ([`crate::Rasg`], which also returns a direction that
+//! replaces the scheduler's random term). Both see the same [`ModelCall`].
+
+use burn::tensor::Tensor;
+use hd_painter_models::{AttentionProcessor, Unet2DConditionModel, UnetResiduals};
+
+use crate::error::{Result, SamplingError};
+use crate::sampler::{LatentStrategy, TextConditioning};
+use crate::schedule::NoiseSchedule;
+
+/// Everything one step's UNet call depends on besides the latents.
+pub struct ModelCall<'a> {
+    /// The UNet.
+    pub unet: &'a Unet2DConditionModel,
+    /// The noise schedule (for guidance whose term depends on it).
+    pub schedule: &'a NoiseSchedule,
+    /// The prompt and negative prompt embeddings.
+    pub text: &'a TextConditioning,
+    /// The timestep being denoised.
+    pub t: usize,
+    /// The timestep the step goes to (negative after the last).
+    pub t_prev: isize,
+    /// Classifier-free guidance scale; 1 skips the unconditional pass.
+    pub guidance_scale: f64,
+    /// Features added inside the UNet (BrushNet's branch), one row per image.
+    pub residuals: Option<&'a UnetResiduals>,
+}
+
+impl ModelCall<'_> {
+    /// The UNet's output for `input` with classifier-free guidance: `u + g (c - u)` from one
+    /// batch `[negative, positive]`, or the positive pass alone when `g = 1`. `class_label` goes
+    /// to every row (UNets with a class embedding); the residuals are added for both halves, as
+    /// BrushNet's pipeline does.
+    pub fn guided(
+        &self,
+        input: Tensor<4>,
+        class_label: Option<i64>,
+        processor: &mut dyn AttentionProcessor,
+    ) -> Result<Tensor<4>> {
+        let n = input.dims()[0];
+        let expand = |e: &Tensor<3>| -> Result<Tensor<3>> {
+            match e.dims()[0] {
+                b if b == n => Ok(e.clone()),
+                1 => Ok(e.clone().repeat_dim(0, n)),
+                b => Err(SamplingError::InvalidInput(format!(
+                    "text embedding batch {b} for {n} images"
+                ))),
+            }
+        };
+        let positive = expand(&self.text.positive)?;
+        let call = |input: Tensor<4>, context: &Tensor<3>, p: &mut dyn AttentionProcessor| {
+            let rows = input.dims()[0];
+            let timesteps = vec![self.t as f32; rows];
+            let labels = class_label.map(|l| vec![l; rows]);
+            let unet = self.unet;
+            match self.residuals {
+                None => unet.forward(input, &timesteps, context, labels.as_deref(), p),
+                Some(r) => {
+                    let r = r.repeat_batch(rows / n);
+                    unet.forward_with_residuals(
+                        input,
+                        &timesteps,
+                        context,
+                        labels.as_deref(),
+                        p,
+                        &r,
+                    )
+                }
+            }
+        };
+        if self.guidance_scale == 1.0 {
+            return Ok(call(input, &positive, processor)?);
+        }
+        let context = Tensor::cat(vec![expand(&self.text.negative)?, positive], 0);
+        let both = Tensor::cat(vec![input.clone(), input], 0);
+        let out = call(both, &context, processor)?;
+        let [_, c, h, w] = out.dims();
+        let uncond = out.clone().slice([0..n, 0..c, 0..h, 0..w]);
+        let cond = out.slice([n..2 * n, 0..c, 0..h, 0..w]);
+        Ok(uncond.clone() + (cond - uncond) * self.guidance_scale)
+    }
+}
+
+/// A direction chosen by the guidance that the step adds in place of its random term, and its
+/// scale (RASG's `eta sigma_t g`).
+#[derive(Clone, Debug)]
+pub struct StepTerm {
+    /// The term's scale.
+    pub scale: f64,
+    /// The direction, shaped as the latents.
+    pub direction: Tensor<4>,
+}
+
+/// A step's model output and the guidance's own step term, if it has one.
+#[derive(Clone, Debug)]
+pub struct Guided {
+    /// The guided model output (noise, v or x0, as the UNet predicts).
+    pub output: Tensor<4>,
+    /// What the step adds in place of its random term.
+    pub term: Option<StepTerm>,
+}
+
+/// How the sampling run gets a step's model output from the latents `x_t`.
+pub trait Guidance {
+    /// The model output at `call.t` for `latents`, the UNet seeing `strategy`'s input for them.
+    fn predict(
+        &self,
+        call: &ModelCall<'_>,
+        strategy: &dyn LatentStrategy,
+        latents: Tensor<4>,
+        processor: &mut dyn AttentionProcessor,
+    ) -> Result<Guided>;
+
+    /// Whether [`predict`](Self::predict) returns step terms, which only schedulers that take
+    /// them ([`crate::Scheduler::takes_terms`]) can use.
+    fn has_terms(&self) -> bool {
+        false
+    }
+}
+
+/// Classifier-free guidance at the call's scale (none at scale 1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClassifierFree;
+
+impl Guidance for ClassifierFree {
+    fn predict(
+        &self,
+        call: &ModelCall<'_>,
+        strategy: &dyn LatentStrategy,
+        latents: Tensor<4>,
+        processor: &mut dyn AttentionProcessor,
+    ) -> Result<Guided> {
+        let input = strategy.model_input(latents);
+        let output = call.guided(input, strategy.class_label(), processor)?;
+        Ok(Guided { output, term: None })
+    }
+}
