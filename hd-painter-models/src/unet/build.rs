@@ -1,0 +1,232 @@
+//! Building a [`Unet2DConditionModel`]: from its config with untrained weights, and loaded from
+//! a diffusers folder, an original single-file checkpoint or weights already read.
+
+use std::path::Path;
+
+use burn::nn::{EmbeddingConfig, LinearConfig};
+use burn::tensor::{Device, FloatDType};
+
+use super::transformer::SpatialTransformer;
+use super::{
+    DownLevel, MidBlock, TimeEmbedding, Unet2DConditionModel, UnetConfig, UpLevel, UpsampleConv,
+};
+use crate::blocks::{Downsample, ResnetBlock, ResnetSpec, conv, group_norm};
+use crate::error::Result;
+use crate::single_file::{Checkpoint, UNET_PREFIX};
+use crate::weights::{WeightSource, load_safetensors, weights_file};
+
+impl Unet2DConditionModel {
+    /// A UNet with the given architecture and untrained weights.
+    pub fn new(cfg: &UnetConfig, device: &Device) -> Self {
+        let ch = &cfg.block_out_channels;
+        let levels = ch.len();
+        let temb = 4 * ch[0];
+        let resnet = |cin, cout| {
+            ResnetBlock::new(
+                &ResnetSpec {
+                    cin,
+                    cout,
+                    temb: Some(temb),
+                    groups: cfg.norm_num_groups,
+                    eps: cfg.norm_eps,
+                },
+                device,
+            )
+        };
+
+        let mut prev = ch[0];
+        let down_blocks = (0..levels)
+            .map(|i| {
+                let out = ch[i];
+                let resnets = (0..cfg.layers_per_block)
+                    .map(|j| resnet(if j == 0 { prev } else { out }, out))
+                    .collect();
+                let attentions = if cfg.down_cross_attention[i] {
+                    (0..cfg.layers_per_block)
+                        .map(|j| {
+                            SpatialTransformer::new(
+                                out,
+                                cfg.heads[i],
+                                cfg,
+                                cfg.only_cross_attention[i],
+                                &format!("down_blocks.{i}.attentions.{j}"),
+                                device,
+                            )
+                        })
+                        .collect()
+                } else {
+                    vec![]
+                };
+                prev = out;
+                let downsamplers = if i + 1 < levels {
+                    vec![Downsample::new(out, true, device)]
+                } else {
+                    vec![]
+                };
+                DownLevel {
+                    resnets,
+                    attentions,
+                    downsamplers,
+                }
+            })
+            .collect();
+
+        let last = ch[levels - 1];
+        let mid_block = MidBlock {
+            resnets: vec![resnet(last, last), resnet(last, last)],
+            attentions: if cfg.mid_block_attention {
+                vec![SpatialTransformer::new(
+                    last,
+                    cfg.heads[levels - 1],
+                    cfg,
+                    false,
+                    "mid_block.attentions.0",
+                    device,
+                )]
+            } else {
+                vec![]
+            },
+        };
+
+        let reversed: Vec<usize> = ch.iter().rev().copied().collect();
+        let heads_rev: Vec<usize> = cfg.heads.iter().rev().copied().collect();
+        let only_cross_rev: Vec<bool> = cfg.only_cross_attention.iter().rev().copied().collect();
+        let mut prev_out = reversed[0];
+        let up_blocks = (0..levels)
+            .map(|i| {
+                let out = reversed[i];
+                let input = reversed[(i + 1).min(levels - 1)];
+                let n = cfg.layers_per_block + 1;
+                let resnets = (0..n)
+                    .map(|j| {
+                        let skip = if j == n - 1 { input } else { out };
+                        let cin = if j == 0 { prev_out } else { out };
+                        resnet(cin + skip, out)
+                    })
+                    .collect();
+                let attentions = if cfg.up_cross_attention[i] {
+                    (0..n)
+                        .map(|j| {
+                            SpatialTransformer::new(
+                                out,
+                                heads_rev[i],
+                                cfg,
+                                only_cross_rev[i],
+                                &format!("up_blocks.{i}.attentions.{j}"),
+                                device,
+                            )
+                        })
+                        .collect()
+                } else {
+                    vec![]
+                };
+                prev_out = out;
+                let upsamplers = if i + 1 < levels {
+                    vec![UpsampleConv {
+                        conv: conv(out, out, 3, device),
+                    }]
+                } else {
+                    vec![]
+                };
+                UpLevel {
+                    resnets,
+                    attentions,
+                    upsamplers,
+                }
+            })
+            .collect();
+
+        Self {
+            conv_in: conv(cfg.in_channels, ch[0], 3, device),
+            time_embedding: TimeEmbedding {
+                linear_1: LinearConfig::new(ch[0], temb).init(device),
+                linear_2: LinearConfig::new(temb, temb).init(device),
+            },
+            class_embedding: cfg
+                .num_class_embeds
+                .map(|n| EmbeddingConfig::new(n, temb).init(device)),
+            down_blocks,
+            mid_block,
+            up_blocks,
+            conv_norm_out: Some(group_norm(cfg.norm_num_groups, ch[0], cfg.norm_eps, device)),
+            conv_out: Some(conv(ch[0], cfg.out_channels, 3, device)),
+            in_channels: cfg.in_channels,
+            cross_attention_dim: cfg.cross_attention_dim,
+            block_out_channels: cfg.block_out_channels.clone(),
+            time_channels: ch[0],
+            flip_sin_to_cos: cfg.flip_sin_to_cos,
+            freq_shift: cfg.freq_shift,
+            compute_dtype: FloatDType::F32,
+        }
+    }
+
+    /// Loads a diffusers `unet/` folder: `config.json` and `diffusion_pytorch_model.safetensors`
+    /// (or its `variant`, e.g. `fp16`), any float type.
+    pub fn load(dir: impl AsRef<Path>, variant: Option<&str>, device: &Device) -> Result<Self> {
+        let dir = dir.as_ref();
+        let config = UnetConfig::from_file(dir.join("config.json"))?;
+        let weights = weights_file(dir, &["diffusion_pytorch_model"], variant)?;
+        Self::from_weights(&config, weights, device)
+    }
+
+    /// Loads the UNet of an original-layout single-file checkpoint (`model.diffusion_model.*`,
+    /// a whole checkpoint or a UNet-only file), as diffusers'
+    /// `UNet2DConditionModel.from_single_file` converts it. `config_dir` is a diffusers `unet/`
+    /// folder holding the `config.json` (no weights needed); the input channels (4, 7 or 9) are
+    /// taken from the checkpoint.
+    pub fn load_single_file(
+        checkpoint: impl AsRef<Path>,
+        config_dir: impl AsRef<Path>,
+        device: &Device,
+    ) -> Result<Self> {
+        let ckpt = Checkpoint::open(checkpoint.as_ref())?;
+        Self::from_checkpoint(&ckpt, config_dir.as_ref(), device)
+    }
+
+    /// The UNet of an opened original-layout checkpoint, with the `config.json` of
+    /// `config_dir` and the checkpoint's input channels.
+    pub(crate) fn from_checkpoint(
+        ckpt: &Checkpoint,
+        config_dir: &Path,
+        device: &Device,
+    ) -> Result<Self> {
+        let mut config = UnetConfig::from_file(config_dir.join("config.json"))?;
+        let conv_in = format!("{UNET_PREFIX}input_blocks.0.0.weight");
+        config.in_channels = match ckpt.shape(&conv_in)?.as_deref() {
+            Some([_, channels, _, _]) => *channels,
+            _ => return Err(ckpt.not_found(&format!("4-d `{conv_in}`"))),
+        };
+        let weights = ckpt.unet(config.layers_per_block)?;
+        Self::from_weights(&config, weights, device)
+    }
+
+    /// Builds the model for `config` and loads diffusers-layout weights into it.
+    pub(crate) fn from_weights(
+        config: &UnetConfig,
+        weights: WeightSource,
+        device: &Device,
+    ) -> Result<Self> {
+        let remaps = [
+            (r"\.to_out\.0\.", ".to_out."),
+            (r"\.ff\.net\.0\.proj\.", ".ff.proj."),
+            (r"\.ff\.net\.2\.", ".ff.out."),
+            // The transformer's projections are an enum (conv or linear) in our model.
+            (
+                r"(attentions\.\d+)\.proj_(in|out)\.(weight|bias)$",
+                "$1.proj_$2.PROJ.$3",
+            ),
+        ];
+        let model = Self::new(config, device);
+        let projection = if config.use_linear_projection {
+            "Linear"
+        } else {
+            "Conv"
+        };
+        let remaps: Vec<(&str, String)> = remaps
+            .iter()
+            .map(|(p, r)| (*p, r.replace("PROJ", projection)))
+            .collect();
+        let remaps: Vec<(&str, &str)> = remaps.iter().map(|(p, r)| (*p, r.as_str())).collect();
+        load_safetensors(model, weights, &remaps, &[])
+    }
+}

@@ -1,0 +1,454 @@
+//! diffusers' `UNet2DConditionModel` as Stable Diffusion uses it: SD 1.x / 2.x (4- and 9-channel
+//! inpainting variants) and the x4 upscaler (7 input channels, noise-level class embedding,
+//! `only_cross_attention` blocks), built from its `config.json`. Every attention goes through an
+//! [`AttentionProcessor`].
+
+mod build;
+mod config;
+mod residuals;
+mod transformer;
+
+use burn::module::Module;
+use burn::nn::conv::Conv2d;
+use burn::nn::{Embedding, GroupNorm, Linear};
+use burn::tensor::activation::silu;
+use burn::tensor::module::interpolate;
+use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+use burn::tensor::{Device, FloatDType, Int, Tensor, TensorData};
+
+use crate::blocks::{Downsample, ResnetBlock};
+use crate::error::{ModelsError, Result};
+use crate::native::{self, Precision};
+use crate::processor::AttentionProcessor;
+
+pub use config::UnetConfig;
+pub(crate) use residuals::Site;
+pub use residuals::UnetResiduals;
+use residuals::residual_error;
+use transformer::SpatialTransformer;
+
+/// The hidden state and the pending skip connections without autodiff when the processor asks
+/// to stop recording gradients after `block` (the values are unchanged).
+fn stop_gradient_if(
+    processor: &mut dyn AttentionProcessor,
+    block: &str,
+    x: Tensor<4>,
+    skips: &mut [Tensor<4>],
+) -> Tensor<4> {
+    if !processor.stop_gradient_after(block) {
+        return x;
+    }
+    for skip in skips.iter_mut() {
+        *skip = skip.clone().inner();
+    }
+    x.inner()
+}
+
+/// A down level: resnets, each followed by its transformer in cross-attention levels, then an
+/// optional downsampler.
+#[derive(Module, Debug)]
+struct DownLevel {
+    resnets: Vec<ResnetBlock>,
+    attentions: Vec<SpatialTransformer>,
+    downsamplers: Vec<Downsample>,
+}
+
+/// An up level: resnets over the concatenated skip connections, their transformers, and an
+/// optional upsampler.
+#[derive(Module, Debug)]
+struct UpLevel {
+    resnets: Vec<ResnetBlock>,
+    attentions: Vec<SpatialTransformer>,
+    upsamplers: Vec<UpsampleConv>,
+}
+
+/// `Upsample2D` that resizes to the skip connection's size (diffusers' `upsample_size`), which
+/// is exactly x2 when the input size is divisible by the UNet's total downsampling.
+#[derive(Module, Debug)]
+struct UpsampleConv {
+    conv: Conv2d,
+}
+
+#[derive(Module, Debug)]
+struct MidBlock {
+    resnets: Vec<ResnetBlock>,
+    attentions: Vec<SpatialTransformer>,
+}
+
+#[derive(Module, Debug)]
+struct TimeEmbedding {
+    linear_1: Linear,
+    linear_2: Linear,
+}
+
+/// diffusers' `UNet2DConditionModel`.
+#[derive(Module, Debug)]
+pub struct Unet2DConditionModel {
+    conv_in: Conv2d,
+    time_embedding: TimeEmbedding,
+    class_embedding: Option<Embedding>,
+    down_blocks: Vec<DownLevel>,
+    mid_block: MidBlock,
+    up_blocks: Vec<UpLevel>,
+    /// The output head; absent in BrushNet's branch, which hands out its features instead.
+    conv_norm_out: Option<GroupNorm>,
+    conv_out: Option<Conv2d>,
+    in_channels: usize,
+    cross_attention_dim: usize,
+    block_out_channels: Vec<usize>,
+    time_channels: usize,
+    flip_sin_to_cos: bool,
+    freq_shift: f64,
+    /// What the activations are computed in (the weights' dtype unless
+    /// [`with_weight_dtype`](Self::with_weight_dtype) keeps them in f32).
+    #[module(skip)]
+    pub(crate) compute_dtype: FloatDType,
+}
+
+impl Unet2DConditionModel {
+    /// The attention-free copy of this UNet that BrushNet's `from_unet` makes, without output
+    /// head: the time embedding, every resnet and sampler shared, no transformer, and a
+    /// `conv_in` taking `extra` more channels, whose weights are this `conv_in`'s for the
+    /// latents, again for the next `in_channels` channels (the masked image's latents), and
+    /// zero for the rest (the mask).
+    pub(crate) fn attention_free_copy(&self, extra: usize) -> Self {
+        let weight = self.conv_in.weight.val();
+        let [cout, cin, k, _] = weight.dims();
+        let mut parts = vec![weight.clone()];
+        let mut left = extra;
+        while left > 0 {
+            let take = left.min(cin);
+            parts.push(if take == cin {
+                weight.clone()
+            } else {
+                Tensor::zeros([cout, take, k, k], &weight.device())
+            });
+            left -= take;
+        }
+        let mut copy = self.clone().without_head();
+        copy.conv_in.weight = burn::module::Param::from_tensor(Tensor::cat(parts, 1));
+        copy.in_channels += extra;
+        copy.mid_block.attentions.clear();
+        for level in &mut copy.down_blocks {
+            level.attentions.clear();
+        }
+        for level in &mut copy.up_blocks {
+            level.attentions.clear();
+        }
+        copy
+    }
+
+    /// The channels of the activations at BrushNet's injection points: down (the `conv_in`
+    /// output, then every down resnet and downsampler), mid, up (every up resnet and upsampler).
+    pub(crate) fn injection_channels(&self) -> (Vec<usize>, usize, Vec<usize>) {
+        let ch = &self.block_out_channels;
+        let mut down = vec![ch[0]];
+        for (level, &c) in self.down_blocks.iter().zip(ch) {
+            down.extend(vec![c; level.resnets.len() + level.downsamplers.len()]);
+        }
+        let mut up = vec![];
+        for (level, &c) in self.up_blocks.iter().zip(ch.iter().rev()) {
+            up.extend(vec![c; level.resnets.len() + level.upsamplers.len()]);
+        }
+        (down, ch[ch.len() - 1], up)
+    }
+
+    /// The same model without its output head (BrushNet's branch).
+    pub(crate) fn without_head(mut self) -> Self {
+        self.conv_norm_out = None;
+        self.conv_out = None;
+        self
+    }
+
+    /// The number of input channels (4, 7 or 9).
+    pub fn in_channels(&self) -> usize {
+        self.in_channels
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> Device {
+        self.conv_in.weight.device()
+    }
+
+    /// This model with its weights and activations in `dtype` (f16 / bf16 halve the memory of
+    /// both): inputs are cast to it on the way in and the noise prediction back to f32, so
+    /// callers are unchanged. Fast where the device computes in half precision (GPUs); on the
+    /// CPU [`with_weight_dtype`](Self::with_weight_dtype) is faster and more precise. The f32
+    /// weights of a loaded model are the reference path.
+    pub fn with_dtype(self, dtype: FloatDType) -> Self {
+        self.with_precision(dtype, dtype)
+    }
+
+    /// This model with its weights stored in `dtype` (f16 / bf16 halve their memory) and
+    /// everything computed in f32: each layer's weights are widened as it runs. The result
+    /// differs from the f32 model's by the weights' rounding only; on the CPU this is the
+    /// faster half-precision path (the f32 kernels run, where half-precision arithmetic would
+    /// fall back to slower generic code).
+    pub fn with_weight_dtype(self, dtype: FloatDType) -> Self {
+        self.with_precision(dtype, FloatDType::F32)
+    }
+
+    /// The dtype of the weights (f32 unless [`with_dtype`](Self::with_dtype) or
+    /// [`with_weight_dtype`](Self::with_weight_dtype) changed it).
+    pub fn dtype(&self) -> FloatDType {
+        self.conv_in.weight.val().dtype().into()
+    }
+
+    /// The dtype the activations are computed in (f32 unless [`with_dtype`](Self::with_dtype)
+    /// changed it).
+    pub fn compute_dtype(&self) -> FloatDType {
+        self.compute_dtype
+    }
+
+    /// How many times the latent is halved on the way down (`2^(levels - 1)`): latent sides that
+    /// are multiples of it need no resizing to the skip connections.
+    pub fn downscale(&self) -> usize {
+        1 << (self.down_blocks.len() - 1)
+    }
+
+    /// The channels of each level, from the latent resolution down (the config's
+    /// `block_out_channels`): what sizes its activations.
+    pub fn block_out_channels(&self) -> &[usize] {
+        &self.block_out_channels
+    }
+
+    /// The width of the text embedding it attends to.
+    pub fn cross_attention_dim(&self) -> usize {
+        self.cross_attention_dim
+    }
+
+    /// Predicts the noise (or `v`) for `sample` `[batch, in_channels, h, w]` at `timesteps`
+    /// (one per batch item), conditioned on `context` `[batch, tokens, cross_attention_dim]`,
+    /// with `class_labels` for UNets that have a class embedding (the x4 upscaler's noise level).
+    pub fn forward(
+        &self,
+        sample: Tensor<4>,
+        timesteps: &[f32],
+        context: &Tensor<3>,
+        class_labels: Option<&[i64]>,
+        processor: &mut dyn AttentionProcessor,
+    ) -> Result<Tensor<4>> {
+        let x = self.walk(
+            sample,
+            timesteps,
+            context,
+            class_labels,
+            processor,
+            &mut |_, x| Ok(x),
+        )?;
+        self.head(x)
+    }
+
+    /// [`forward`](Self::forward) with BrushNet's residuals added inside (its
+    /// `down_block_add_samples`, `mid_block_add_sample`, `up_block_add_samples`): the first down
+    /// residual to the `conv_in` output that continues down (its skip connection keeps the
+    /// output as is), the next ones after every down resnet (with its transformer) and
+    /// downsampler, before they become skips; the mid residual after the mid block; the up ones
+    /// after every up resnet (with its transformer) and upsampler. Their batch must be the
+    /// sample's; a residual of the wrong count or shape is a typed error.
+    pub fn forward_with_residuals(
+        &self,
+        sample: Tensor<4>,
+        timesteps: &[f32],
+        context: &Tensor<3>,
+        class_labels: Option<&[i64]>,
+        processor: &mut dyn AttentionProcessor,
+        residuals: &UnetResiduals,
+    ) -> Result<Tensor<4>> {
+        let mut next = [0usize; 3];
+        let mut add = |site: Site, x: Tensor<4>| -> Result<Tensor<4>> {
+            let (list, kind): (&[Tensor<4>], usize) = match site {
+                Site::Down => (&residuals.down, 0),
+                Site::Mid => (std::slice::from_ref(&residuals.mid), 1),
+                Site::Up => (&residuals.up, 2),
+            };
+            let i = next[kind];
+            next[kind] += 1;
+            let what = || format!("{site:?} residual {i}");
+            let r = list
+                .get(i)
+                .ok_or_else(|| residual_error(what(), x.dims(), None))?;
+            if r.dims() != x.dims() {
+                return Err(residual_error(what(), x.dims(), Some(r.dims())));
+            }
+            let dtype = x.dtype();
+            Ok(x + r.clone().cast(dtype))
+        };
+        let x = self.walk(
+            sample,
+            timesteps,
+            context,
+            class_labels,
+            processor,
+            &mut add,
+        )?;
+        let expected = [residuals.down.len(), 1, residuals.up.len()];
+        if next != expected {
+            return Err(ModelsError::Malformed {
+                path: "BrushNet residuals".into(),
+                reason: format!(
+                    "{expected:?} (down, mid, up) residuals for a UNet with {next:?} injection points"
+                ),
+            });
+        }
+        self.head(x)
+    }
+
+    /// The output head: group norm, SiLU, `conv_out`; the prediction in f32.
+    fn head(&self, x: Tensor<4>) -> Result<Tensor<4>> {
+        match (&self.conv_norm_out, &self.conv_out) {
+            (Some(norm), Some(conv)) => {
+                Ok(native::conv(conv, native::group_norm_silu(norm, x)).cast(FloatDType::F32))
+            }
+            _ => Err(ModelsError::Malformed {
+                path: "UNet".into(),
+                reason: "a branch without output head has no noise prediction".into(),
+            }),
+        }
+    }
+
+    /// Everything up to the output head, handing the activation at each of BrushNet's
+    /// injection points to `tap`, which returns what continues (the activation itself, or with
+    /// a residual added). The `conv_in` output's skip connection is taken before its tap.
+    pub(crate) fn walk(
+        &self,
+        sample: Tensor<4>,
+        timesteps: &[f32],
+        context: &Tensor<3>,
+        class_labels: Option<&[i64]>,
+        processor: &mut dyn AttentionProcessor,
+        tap: &mut dyn FnMut(Site, Tensor<4>) -> Result<Tensor<4>>,
+    ) -> Result<Tensor<4>> {
+        let [b, c, h, w] = sample.dims();
+        let shape_error = |what: &str, expected: String, found: Vec<usize>| {
+            ModelsError::Core(hd_painter_core::CoreError::TensorShape {
+                what: what.into(),
+                expected,
+                found,
+            })
+        };
+        if c != self.in_channels || h == 0 || w == 0 {
+            return Err(shape_error(
+                "UNet sample",
+                format!("[batch, {}, h, w]", self.in_channels),
+                vec![b, c, h, w],
+            ));
+        }
+        if timesteps.len() != b {
+            return Err(shape_error(
+                "UNet timesteps",
+                format!("{b} timesteps"),
+                vec![timesteps.len()],
+            ));
+        }
+        if context.dims()[0] != b || context.dims()[2] != self.cross_attention_dim {
+            return Err(shape_error(
+                "UNet text context",
+                format!("[{b}, tokens, {}]", self.cross_attention_dim),
+                context.dims().to_vec(),
+            ));
+        }
+        let device = sample.device();
+        // Everything runs in the compute dtype (a no-op for the f32 model); layers whose
+        // weights are stored in another dtype cast them as they run.
+        let dtype = self.compute_dtype;
+        let sample = sample.cast(dtype);
+        let context = &context.clone().cast(dtype);
+
+        let time = native::params_in(&self.time_embedding, dtype.into());
+        let mut emb = time.linear_2.forward(silu(
+            time.linear_1
+                .forward(self.timestep_features(timesteps, &device).cast(dtype)),
+        ));
+        match (&self.class_embedding, class_labels) {
+            (Some(embedding), Some(labels)) if labels.len() == b => {
+                let labels =
+                    Tensor::<2, Int>::from_data(TensorData::new(labels.to_vec(), [b, 1]), &device);
+                emb = emb
+                    + native::params_in(embedding, dtype.into())
+                        .forward(labels)
+                        .reshape([b, self.time_channels * 4]);
+            }
+            (Some(_), labels) => {
+                return Err(shape_error(
+                    "UNet class labels",
+                    format!("{b} labels"),
+                    vec![labels.map_or(0, <[i64]>::len)],
+                ));
+            }
+            (None, _) => {}
+        }
+
+        let x = native::conv(&self.conv_in, sample);
+        let mut skips = vec![x.clone()];
+        let mut x = tap(Site::Down, x)?;
+        for (i, level) in self.down_blocks.iter().enumerate() {
+            for (j, resnet) in level.resnets.iter().enumerate() {
+                x = resnet.forward(x, Some(&emb));
+                if let Some(t) = level.attentions.get(j) {
+                    x = t.forward(x, context, timesteps, processor);
+                }
+                x = tap(Site::Down, x)?;
+                skips.push(x.clone());
+            }
+            for d in &level.downsamplers {
+                x = tap(Site::Down, d.forward(x))?;
+                skips.push(x.clone());
+            }
+            x = stop_gradient_if(&mut *processor, &format!("down_blocks.{i}"), x, &mut skips);
+        }
+
+        x = self.mid_block.resnets[0].forward(x, Some(&emb));
+        if let Some(t) = self.mid_block.attentions.first() {
+            x = t.forward(x, context, timesteps, processor);
+        }
+        x = self.mid_block.resnets[1].forward(x, Some(&emb));
+        x = tap(Site::Mid, x)?;
+        x = stop_gradient_if(&mut *processor, "mid_block", x, &mut skips);
+
+        for (i, level) in self.up_blocks.iter().enumerate() {
+            for (j, resnet) in level.resnets.iter().enumerate() {
+                let skip = skips.pop().expect("one skip per up resnet");
+                x = resnet.forward(Tensor::cat(vec![x, skip], 1), Some(&emb));
+                if let Some(t) = level.attentions.get(j) {
+                    x = t.forward(x, context, timesteps, processor);
+                }
+                x = tap(Site::Up, x)?;
+            }
+            for u in &level.upsamplers {
+                let [_, _, th, tw] = skips.last().expect("a skip below every upsampler").dims();
+                let options = InterpolateOptions::new(InterpolateMode::Nearest)
+                    .with_align_corners(false)
+                    .with_output_size([th, tw]);
+                x = tap(Site::Up, native::conv(&u.conv, interpolate(x, options)))?;
+            }
+            x = stop_gradient_if(&mut *processor, &format!("up_blocks.{i}"), x, &mut skips);
+        }
+        Ok(x)
+    }
+
+    /// diffusers' sinusoidal `get_timestep_embedding`, computed in f32 as torch does.
+    fn timestep_features(&self, timesteps: &[f32], device: &Device) -> Tensor<2> {
+        let half = self.time_channels / 2;
+        let freqs: Vec<f32> = (0..half)
+            .map(|i| (-(10000f32.ln()) * i as f32 / (half as f32 - self.freq_shift as f32)).exp())
+            .collect();
+        let mut data: Vec<f32> = Vec::with_capacity(timesteps.len() * 2 * half);
+        for &t in timesteps {
+            let args: Vec<f32> = freqs.iter().map(|f| t * f).collect();
+            let (sin, cos): (Vec<f32>, Vec<f32>) = args.iter().map(|a| (a.sin(), a.cos())).unzip();
+            if self.flip_sin_to_cos {
+                data.extend(cos.iter().chain(&sin));
+            } else {
+                data.extend(sin.iter().chain(&cos));
+            }
+        }
+        Tensor::from_data(TensorData::new(data, [timesteps.len(), 2 * half]), device)
+    }
+}
+
+impl Precision for Unet2DConditionModel {
+    fn compute_dtype_mut(&mut self) -> &mut FloatDType {
+        &mut self.compute_dtype
+    }
+}
