@@ -9,16 +9,39 @@ use common::{fixtures, painter};
 use hd_painter_core::{Image, InfillMethod, Mask, MaskChannel, MaskOptions};
 use hd_painter_sampling::{InpaintOptions, Method, PreFill};
 
-#[test]
-fn an_erased_photo_is_filled_under_its_transparent_hole() {
+/// The Pillow-written RGBA photo and its transparent region as the hole.
+fn erased_photo() -> (Image, Mask) {
     let path = fixtures().join("core/rgba.png");
-    let image = Image::open(&path).unwrap();
     let options = MaskOptions {
         channel: MaskChannel::Alpha,
         invert: true,
         ..MaskOptions::default()
     };
-    let hole = Mask::open_with(&path, options).unwrap();
+    (
+        Image::open(&path).unwrap(),
+        Mask::open_with(&path, options).unwrap(),
+    )
+}
+
+/// A two-step Blended run with `fill` keeps the photo's size.
+fn blended_keeps_the_size(image: &Image, hole: &Mask, fill: PreFill) {
+    let out = painter("pipeline_sd")
+        .request(image, hole, "x")
+        .options(InpaintOptions {
+            method: Method::Blended,
+            ..InpaintOptions::default()
+        })
+        .pre_fill(Some(fill))
+        .steps(2)
+        .run()
+        .unwrap()
+        .remove(0);
+    assert_eq!((out.width(), out.height()), (image.width(), image.height()));
+}
+
+#[test]
+fn an_erased_photo_is_filled_under_its_transparent_hole() {
+    let (image, hole) = erased_photo();
     let filled = PreFill::Mean.apply(&image, &hole).unwrap();
     let (rgb, h, f) = (
         image.raster().as_slice(),
@@ -48,20 +71,7 @@ fn an_erased_photo_is_filled_under_its_transparent_hole() {
         }
     }
 
-    let p = painter("pipeline_sd");
-    let hole = hole.threshold(127);
-    let out = p
-        .request(&image, &hole, "x")
-        .options(InpaintOptions {
-            method: Method::Blended,
-            ..InpaintOptions::default()
-        })
-        .pre_fill(Some(PreFill::Noise { seed: 3 }))
-        .steps(2)
-        .run()
-        .unwrap()
-        .remove(0);
-    assert_eq!((out.width(), out.height()), (image.width(), image.height()));
+    blended_keeps_the_size(&image, &hole.threshold(127), PreFill::Noise { seed: 3 });
 }
 
 /// The OpenCV fills are `Image::infill` (bit-exact with `cv2.inpaint`, `hd-painter-core`'s
@@ -69,14 +79,8 @@ fn an_erased_photo_is_filled_under_its_transparent_hole() {
 /// photo, and a Blended run takes them.
 #[test]
 fn opencv_fills_replace_the_erased_rgb() {
-    let path = fixtures().join("core/rgba.png");
-    let image = Image::open(&path).unwrap();
-    let options = MaskOptions {
-        channel: MaskChannel::Alpha,
-        invert: true,
-        ..MaskOptions::default()
-    };
-    let hole = Mask::open_with(&path, options).unwrap().threshold(127);
+    let (image, hole) = erased_photo();
+    let hole = hole.threshold(127);
     for (fill, method) in [
         (PreFill::Telea { radius: 3 }, InfillMethod::Telea),
         (
@@ -104,16 +108,5 @@ fn opencv_fills_replace_the_erased_rgb() {
         );
         assert!(changed.count() > 0, "{fill:?}: the blank RGB is replaced");
     }
-    let out = painter("pipeline_sd")
-        .request(&image, &hole, "x")
-        .options(InpaintOptions {
-            method: Method::Blended,
-            ..InpaintOptions::default()
-        })
-        .pre_fill(Some(PreFill::Telea { radius: 3 }))
-        .steps(2)
-        .run()
-        .unwrap()
-        .remove(0);
-    assert_eq!((out.width(), out.height()), (image.width(), image.height()));
+    blended_keeps_the_size(&image, &hole, PreFill::Telea { radius: 3 });
 }
