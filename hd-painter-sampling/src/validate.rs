@@ -99,10 +99,10 @@ impl InpaintOptions {
                 .into());
             }
         }
-        if let Some(PreFill::Telea { radius } | PreFill::NavierStokes { radius }) = self.pre_fill {
-            if !(1..=100).contains(&radius) {
-                return Err(invalid("pre-fill radius", radius, "1 to 100 pixels").into());
-            }
+        if let Some(PreFill::Telea { radius } | PreFill::NavierStokes { radius }) = self.pre_fill
+            && !(1..=100).contains(&radius)
+        {
+            return Err(invalid("pre-fill radius", radius, "1 to 100 pixels").into());
         }
         let blur = f64::from(self.mask_edit.blur);
         non_negative("mask blur radius", blur)?;

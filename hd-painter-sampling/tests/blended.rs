@@ -52,7 +52,7 @@ fn blended_steps_match_the_reference_loop() {
     Sampler {
         unet: &unet,
         schedule: &schedule,
-        settings: settings,
+        settings,
         text: &text,
         seeds: &[0],
         processor: &mut DefaultAttention::default(),
@@ -99,7 +99,7 @@ fn seeded_blending_is_reproducible_per_image() {
         Sampler {
             unet: &unet,
             schedule: &schedule,
-            settings: settings,
+            settings,
             text: &text,
             seeds: &seeds,
             processor: &mut DefaultAttention::default(),

@@ -69,7 +69,7 @@ fn differential_diffusion_matches_the_community_pipeline() {
     Sampler {
         unet: &unet,
         schedule: &schedule,
-        settings: settings,
+        settings,
         text: &text,
         seeds: &[0],
         processor: &mut DefaultAttention::default(),

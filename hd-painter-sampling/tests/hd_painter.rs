@@ -87,10 +87,10 @@ fn run(s: &Setup, processor: &mut dyn AttentionProcessor, rasg: Option<&Rasg>) -
     let sampled = Sampler {
         unet: &s.unet,
         schedule: &NoiseSchedule::stable_diffusion(),
-        settings: settings,
+        settings,
         text: &s.text,
         seeds: &[0],
-        processor: processor,
+        processor,
         on_step: &mut |view: &StepView<'_>| {
             trace.latents.push(view.latents.clone());
             trace.x0.push(view.pred_x0.clone());

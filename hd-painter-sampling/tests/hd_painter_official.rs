@@ -174,10 +174,10 @@ fn check(name: &str, steps: usize, painta: bool, rasg_eta: Option<f64>) {
     let sampled = Sampler {
         unet: &s.unet,
         schedule: &NoiseSchedule::stable_diffusion(),
-        settings: settings,
+        settings,
         text: &text,
         seeds: &[1],
-        processor: processor,
+        processor,
         on_step: &mut |view: &StepView<'_>| {
             trace.latents.push(view.latents.clone());
             trace.x0.push(view.pred_x0.clone());

@@ -80,9 +80,9 @@ impl Setup {
             schedule: &self.schedule,
             settings: self.settings,
             text: &self.text,
-            seeds: seeds,
+            seeds,
             processor: &mut DefaultAttention::default(),
-            on_step: on_step,
+            on_step,
         }
         .run(&mut self.strategy, &ClassifierFree, latents)
     }

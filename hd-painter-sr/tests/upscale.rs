@@ -57,7 +57,7 @@ fn upscaler_loop_with_x0_blending_matches_the_reference() {
     let sampled = Sampler {
         unet: &unet,
         schedule: &schedule,
-        settings: settings,
+        settings,
         text: &text,
         seeds: &[0],
         processor: &mut DefaultAttention::default(),
