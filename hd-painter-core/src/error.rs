@@ -134,5 +134,18 @@ pub enum CoreError {
     },
 }
 
+impl CoreError {
+    /// [`CoreError::SizeMismatch`] from `(width, height)` pairs.
+    pub fn size_mismatch(what: impl Into<String>, expected: (u32, u32), found: (u32, u32)) -> Self {
+        CoreError::SizeMismatch {
+            what: what.into(),
+            expected_width: expected.0,
+            expected_height: expected.1,
+            found_width: found.0,
+            found_height: found.1,
+        }
+    }
+}
+
 /// `Result` with [`CoreError`].
 pub type Result<T, E = CoreError> = std::result::Result<T, E>;

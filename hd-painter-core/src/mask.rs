@@ -144,13 +144,11 @@ impl Mask {
         if (self.width(), self.height()) == (image.width(), image.height()) {
             Ok(())
         } else {
-            Err(CoreError::SizeMismatch {
-                what: what.to_string(),
-                expected_width: image.width(),
-                expected_height: image.height(),
-                found_width: self.width(),
-                found_height: self.height(),
-            })
+            Err(CoreError::size_mismatch(
+                what,
+                (image.width(), image.height()),
+                (self.width(), self.height()),
+            ))
         }
     }
 

@@ -131,8 +131,8 @@ impl BrushNetModel {
     /// The base must be a 4-channel (text-to-image) UNet.
     pub fn from_unet(unet: &Unet2DConditionModel) -> Result<Self> {
         if unet.in_channels() != 4 {
-            return Err(ModelsError::Malformed {
-                path: "BrushNet base UNet".into(),
+            return Err(ModelsError::Incompatible {
+                what: "BrushNet from a UNet".into(),
                 reason: format!(
                     "BrushNet extends 4-channel text-to-image UNets; this one takes {} channels",
                     unet.in_channels()

@@ -42,6 +42,14 @@ pub enum ModelsError {
         /// What is wrong, with the line or key where it applies.
         reason: String,
     },
+    /// Models or inputs in memory that do not fit together (no file involved).
+    #[error("{what}: {reason}")]
+    Incompatible {
+        /// What was asked of which model.
+        what: String,
+        /// Why it cannot be done.
+        reason: String,
+    },
     /// A configuration key is missing or has a value this implementation does not support.
     #[error("{path}: config key `{key}` = {value}: expected {expected}")]
     UnsupportedConfig {

@@ -185,8 +185,8 @@ impl ClipTokenizer {
         self.pad = *self
             .vocab
             .get(token)
-            .ok_or_else(|| ModelsError::Malformed {
-                path: "vocab.json".into(),
+            .ok_or_else(|| ModelsError::Incompatible {
+                what: "the tokenizer's pad token".into(),
                 reason: format!("the pad token {token:?} is not in the vocabulary"),
             })?;
         self.specials.truncate(2);

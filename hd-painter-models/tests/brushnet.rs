@@ -122,7 +122,7 @@ fn misuse_is_reported() {
     let nine = Unet2DConditionModel::load(model_dir("unet_sd15_inpaint"), None, &device).unwrap();
     assert!(matches!(
         BrushNetModel::from_unet(&nine),
-        Err(ModelsError::Malformed { .. })
+        Err(ModelsError::Incompatible { .. })
     ));
     // Residuals of the wrong count or shape.
     let branch = BrushNetModel::load(model_dir("brushnet"), None, &device).unwrap();

@@ -97,7 +97,7 @@ fn bad_folders_are_typed_errors() {
     let t = ClipTokenizer::from_dir(&scratch).unwrap();
     assert!(matches!(
         t.with_pad_token("!"),
-        Err(ModelsError::Malformed { .. })
+        Err(ModelsError::Incompatible { .. })
     ));
 }
 

@@ -140,14 +140,9 @@ pub fn brushnet_blend(original: &Image, generated: &Image, hole: &Mask) -> Resul
     hole.ensure_matches(original, "BrushNet blend mask vs original")?;
     let (w, h) = (original.width(), original.height());
     if (generated.width(), generated.height()) != (w, h) {
-        return Err(hd_painter_core::CoreError::SizeMismatch {
-            what: "BrushNet blend generated vs original".into(),
-            expected_width: w,
-            expected_height: h,
-            found_width: generated.width(),
-            found_height: generated.height(),
-        }
-        .into());
+        let found = (generated.width(), generated.height());
+        let what = "BrushNet blend generated vs original";
+        return Err(hd_painter_core::CoreError::size_mismatch(what, (w, h), found).into());
     }
     let binary = hole.threshold(127).raster().map(f32::from);
     let blurred = binary.gaussian_blur(&GaussianKernel::opencv(21, 0.0)?);

@@ -158,3 +158,15 @@ impl PromptFocus {
         Some(values.iter().filter(|&&v| v > 0.0).count())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_conditional_rows_are_the_positive_half_when_guided() {
+        assert_eq!(conditional_rows(4, true), 2..4);
+        assert_eq!(conditional_rows(2, true), 1..2);
+        assert_eq!(conditional_rows(3, false), 0..3);
+    }
+}

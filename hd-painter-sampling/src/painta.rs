@@ -23,6 +23,29 @@ fn smoothing_taps() -> [f32; 3] {
     [side / sum, 1.0 / sum, side / sum]
 }
 
+/// `s` `[images, 1, h, w]` convolved with the outer product of [`smoothing_taps`], zero-padded,
+/// in `s`'s dtype (f16 / bf16 weights make every PAIntA tensor theirs).
+fn smooth(s: Tensor<4>) -> Tensor<4> {
+    let taps = smoothing_taps();
+    let kernel: Vec<f32> = taps
+        .iter()
+        .flat_map(|a| taps.iter().map(move |b| a * b))
+        .collect();
+    let kernel =
+        Tensor::<4>::from_data(TensorData::new(kernel, [1, 1, 3, 3]), &s.device()).cast(s.dtype());
+    conv2d(s, kernel, None, ConvOptions::new([1, 1], [1, 1], [1, 1], 1))
+}
+
+/// `clip((s - median) / max, 0, 1)` per row of `[images, n]`, the median torch's (the lower of
+/// the two middle values).
+fn above_median(s: Tensor<2>) -> Tensor<2> {
+    let [images, n] = s.dims();
+    let middle = (n - 1) / 2;
+    let median = s.clone().sort(1).slice([0..images, middle..middle + 1]);
+    let max = s.clone().max_dim(1);
+    ((s - median) / max).clamp(0.0, 1.0)
+}
+
 /// PAIntA (METHODS.md section 3). At the self-attentions of the transformer blocks on the
 /// latent/2 and latent/4 grids (SD's `down_blocks.1`, `down_blocks.2`, `up_blocks.1`,
 /// `up_blocks.2`) and while `t > 500`, the logits of a hole query `i` and a known key `j` are
@@ -119,29 +142,12 @@ impl<'a> Painta<'a> {
         let [_, heads, tokens, d] = k.dims();
         let k = k.slice([rows, 0..heads, 0..tokens, 0..d]);
         let probs = softmax(q.matmul(k.swap_dims(2, 3)) / (d as f64).sqrt(), 3);
-        let device = probs.device();
         let s = self
             .focus
             .prompt_columns(probs.mean_dim(1).reshape([images, n, tokens]))
             .sum_dim(2)
             .reshape([images, 1, h, w]);
-        let taps = smoothing_taps();
-        let kernel: Vec<f32> = taps
-            .iter()
-            .flat_map(|a| taps.iter().map(move |b| a * b))
-            .collect();
-        // In the model's dtype, as every tensor PAIntA builds (f16 / bf16 weights).
-        let kernel =
-            Tensor::<4>::from_data(TensorData::new(kernel, [1, 1, 3, 3]), &device).cast(s.dtype());
-        let s = conv2d(s, kernel, None, ConvOptions::new([1, 1], [1, 1], [1, 1], 1))
-            .reshape([images, n]);
-        // torch.median: the lower of the two middle values.
-        let median = s
-            .clone()
-            .sort(1)
-            .slice([0..images, (n - 1) / 2..(n - 1) / 2 + 1]);
-        let max = s.clone().max_dim(1);
-        ((s - median) / max).clamp(0.0, 1.0)
+        above_median(smooth(s).reshape([images, n]))
     }
 
     /// `softmax(S') v` with `S'_ij = s_j S_ij` for a hole query `i` and a known key `j`. Since the
@@ -212,5 +218,50 @@ impl AttentionProcessor for Painta<'_> {
 
     fn stop_gradient_after(&mut self, block: &str) -> bool {
         self.inner.stop_gradient_after(block)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()
+    }
+
+    #[test]
+    fn the_smoothing_is_attend_and_excites_normalised_gaussian() {
+        let taps = smoothing_taps();
+        assert!((taps.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        for (got, want) in taps.iter().zip([0.211942, 0.576117, 0.211942]) {
+            assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+        }
+        let device = hd_painter_core::BackendKind::default().device().unwrap();
+        let mut delta = vec![0f32; 25];
+        delta[12] = 1.0;
+        let s = Tensor::<4>::from_data(TensorData::new(delta, [1, 1, 5, 5]), &device);
+        let got = values(smooth(s));
+        assert!(
+            (got.iter().sum::<f32>() - 1.0).abs() < 1e-6,
+            "mass kept away from the border"
+        );
+        assert!((got[12] - taps[1] * taps[1]).abs() < 1e-7);
+        assert!(
+            (got[6] - taps[0] * taps[0]).abs() < 1e-7,
+            "a diagonal neighbour"
+        );
+        assert_eq!(got[0], 0.0, "two pixels away");
+    }
+
+    #[test]
+    fn the_median_is_the_lower_middle_value() {
+        let device = hd_painter_core::BackendKind::default().device().unwrap();
+        let rows = vec![1.0, 4.0, 2.0, 3.0, 5.0, 5.0, 5.0, 10.0];
+        let s = Tensor::<2>::from_data(TensorData::new(rows, [2, 4]), &device);
+        // Medians 2 and 5 (torch's lower middle), maxima 4 and 10.
+        let want = [0.0, 0.5, 0.0, 0.25, 0.0, 0.0, 0.0, 0.5];
+        for (got, want) in values(above_median(s)).iter().zip(want) {
+            assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+        }
     }
 }

@@ -251,3 +251,52 @@ impl AttentionProcessor for ScoreRecorder<'_> {
         last_scores || inner
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::TensorData;
+
+    use super::*;
+
+    #[test]
+    fn the_gradient_is_divided_by_each_images_unbiased_std() {
+        let device = hd_painter_core::BackendKind::default().device().unwrap();
+        let g = vec![1.0, 2.0, 3.0, 4.0, 7.0, 7.0, 7.0, 7.0];
+        let g = Tensor::<4>::from_data(TensorData::new(g, [2, 1, 2, 2]), &device);
+        let got: Vec<f32> = normalise(g, [2, 4])
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        // std([1, 2, 3, 4], unbiased) = sqrt(5 / 3); a constant image gets zeros.
+        let std = (5.0f32 / 3.0).sqrt();
+        let want = [
+            1.0 / std,
+            2.0 / std,
+            3.0 / std,
+            4.0 / std,
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+        ];
+        for (got, want) in got.iter().zip(want) {
+            assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+        }
+    }
+
+    #[test]
+    fn the_official_sigma_uses_the_per_step_alphas_and_the_last_step_none() {
+        let schedule = NoiseSchedule::stable_diffusion();
+        let settings = RasgSettings::default();
+        let (a, a_prev) = (1.0 - schedule.beta(979), 1.0 - schedule.beta(959));
+        let sigma = ((1.0 - a_prev) / (1.0 - a) * (1.0 - a / a_prev)).sqrt();
+        assert!((settings.scale(&schedule, 979, 959) - 0.1 * sigma).abs() < 1e-15);
+        assert_eq!(settings.scale(&schedule, 19, -1), 0.0);
+        let paper = RasgSettings {
+            sigma: RasgSigma::Paper,
+            ..settings
+        };
+        let want = 0.1 * crate::ddim::ddim_sigma(&schedule, 979, 959);
+        assert!((paper.scale(&schedule, 979, 959) - want).abs() < 1e-15);
+    }
+}

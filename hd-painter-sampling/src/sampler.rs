@@ -281,3 +281,20 @@ impl Sampler<'_> {
         Ok(Sampled { latents, last_x0 })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn step_seeds_differ_per_step_and_per_image_and_repeat() {
+        let seeds: Vec<u64> = (0..50)
+            .flat_map(|s| (0..50).map(move |i| step_seed(s, i)))
+            .collect();
+        let mut unique = seeds.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), seeds.len(), "2,500 distinct streams");
+        assert_eq!(step_seed(7, 3), step_seed(7, 3));
+    }
+}

@@ -3,16 +3,6 @@
 /// What can stop the super-resolution stage or a Poisson blend.
 #[derive(Debug, thiserror::Error)]
 pub enum SrError {
-    /// Two inputs that must have the same size do not.
-    #[error("{what}: expected {}x{}, found {}x{}", expected.0, expected.1, found.0, found.1)]
-    SizeMismatch {
-        /// Which inputs.
-        what: String,
-        /// The size required (width, height).
-        expected: (u32, u32),
-        /// The size given (width, height).
-        found: (u32, u32),
-    },
     /// The run would need more memory than the configured budget; nothing heavy was started.
     #[error(
         "{what} needs about {:.2} GiB, over the {:.2} GiB budget",

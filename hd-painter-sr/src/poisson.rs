@@ -1,7 +1,7 @@
 //! Poisson blending: OpenCV's `seamlessClone` with `NORMAL_CLONE` semantics, solved exactly with
 //! discrete sine transforms, and HD-Painter's wrapper around it.
 
-use hd_painter_core::{Footprint, Image, Mask, Raster};
+use hd_painter_core::{CoreError, Footprint, Image, Mask, Raster};
 use rayon::prelude::*;
 use rustdct::{DctPlanner, Dst1};
 
@@ -23,13 +23,7 @@ pub fn seamless_clone(
     centre: (i64, i64),
 ) -> Result<Image> {
     let (w, h) = (source.width() as usize, source.height() as usize);
-    if (mask.width() as usize, mask.height() as usize) != (w, h) {
-        return Err(SrError::SizeMismatch {
-            what: "seamless clone mask vs source".into(),
-            expected: (w as u32, h as u32),
-            found: (mask.width(), mask.height()),
-        });
-    }
+    mask.ensure_matches(source, "seamless clone mask vs source")?;
     let (dw, dh) = (destination.width() as usize, destination.height() as usize);
     let m = mask.raster().as_slice();
     // The mask without its outermost pixels, as OpenCV takes it.
@@ -109,11 +103,8 @@ pub fn poisson_blend(original: &Image, generated: &Image, hole: &Mask) -> Result
         ("hole mask", hole.width(), hole.height()),
     ] {
         if (iw as usize, ih as usize) != (w, h) {
-            return Err(SrError::SizeMismatch {
-                what: format!("Poisson blend {what} vs original"),
-                expected: (w as u32, h as u32),
-                found: (iw, ih),
-            });
+            let what = format!("Poisson blend {what} vs original");
+            return Err(CoreError::size_mismatch(what, (w as u32, h as u32), (iw, ih)).into());
         }
     }
     let (pw, ph) = (w + 2 * PAD, h + 2 * PAD);

@@ -9,7 +9,8 @@ use std::ops::ControlFlow;
 
 use burn::tensor::{Tensor, TensorData};
 use hd_painter_core::{
-    Filter, Footprint, GaussianKernel, Image, Mask, PadMode, Quantize, SizeRule, seeded_noise,
+    CoreError, Filter, Footprint, GaussianKernel, Image, Mask, PadMode, Quantize, SizeRule,
+    seeded_noise,
 };
 use hd_painter_models::{
     AttentionProcessor, AutoencoderKl, DEFAULT_SCORE_BUDGET, Unet2DConditionModel,
@@ -171,13 +172,7 @@ impl Upscaler<'_> {
     ) -> Result<SrInputs> {
         settings.validate()?;
         let size = (original.width(), original.height());
-        if (hole.width(), hole.height()) != size {
-            return Err(SrError::SizeMismatch {
-                what: "SR hole mask vs original".into(),
-                expected: size,
-                found: (hole.width(), hole.height()),
-            });
-        }
+        hole.ensure_matches(original, "SR hole mask vs original")?;
         let f = self.vae.downscale() as u32;
         let g = self.geometry(size, settings.long_side);
         // The official code pads the low-res image to a multiple of 64 and asserts that it then
@@ -185,14 +180,15 @@ impl Upscaler<'_> {
         let m = self.latent_multiple();
         let pads_to = |low: u32, latent: u32| low <= latent && low.div_ceil(m) * m == latent;
         if !(pads_to(low_res.width(), g.latent.0) && pads_to(low_res.height(), g.latent.1)) {
-            return Err(SrError::SizeMismatch {
-                what: format!(
-                    "SR low-res image (the original at long side {})",
-                    settings.long_side / f
-                ),
-                expected: (g.hr.0 / f, g.hr.1 / f),
-                found: (low_res.width(), low_res.height()),
-            });
+            let what = format!(
+                "SR low-res image (the original at long side {})",
+                settings.long_side / f
+            );
+            let (expected, found) = (
+                (g.hr.0 / f, g.hr.1 / f),
+                (low_res.width(), low_res.height()),
+            );
+            return Err(CoreError::size_mismatch(what, expected, found).into());
         }
         if let Some(budget) = settings.memory_budget {
             let needed = self.memory_estimate(size, settings).peak();

@@ -187,14 +187,7 @@ fn mismatched_inputs_are_typed_errors() {
     let low = image.resize(24, 18, Filter::Bicubic).unwrap();
     let err = upscale(&up, &low, &image, &hole(150, 120), &settings()).unwrap_err();
     assert!(
-        matches!(
-            err,
-            SrError::SizeMismatch {
-                expected: (160, 120),
-                found: (150, 120),
-                ..
-            }
-        ),
+        err.to_string().contains("expected 160x120, found 150x120"),
         "{err}"
     );
     // The official code accepts any low-res size that pads (to 64) to the latents' size, as a
@@ -202,14 +195,7 @@ fn mismatched_inputs_are_typed_errors() {
     let wrong_low = image.resize(70, 18, Filter::Bicubic).unwrap();
     let err = upscale(&up, &wrong_low, &image, &hole(160, 120), &settings()).unwrap_err();
     assert!(
-        matches!(
-            err,
-            SrError::SizeMismatch {
-                expected: (24, 18),
-                found: (70, 18),
-                ..
-            }
-        ),
+        err.to_string().contains("expected 24x18, found 70x18"),
         "{err}"
     );
     let a_pixel_off = image.resize(24, 17, Filter::Bicubic).unwrap();

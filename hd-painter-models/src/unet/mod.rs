@@ -284,8 +284,8 @@ impl Unet2DConditionModel {
         )?;
         let expected = [residuals.down.len(), 1, residuals.up.len()];
         if next != expected {
-            return Err(ModelsError::Malformed {
-                path: "BrushNet residuals".into(),
+            return Err(ModelsError::Incompatible {
+                what: "BrushNet residuals".into(),
                 reason: format!(
                     "{expected:?} (down, mid, up) residuals for a UNet with {next:?} injection points"
                 ),
@@ -300,8 +300,8 @@ impl Unet2DConditionModel {
             (Some(norm), Some(conv)) => {
                 Ok(native::conv(conv, native::group_norm_silu(norm, x)).cast(FloatDType::F32))
             }
-            _ => Err(ModelsError::Malformed {
-                path: "UNet".into(),
+            _ => Err(ModelsError::Incompatible {
+                what: "UNet output".into(),
                 reason: "a branch without output head has no noise prediction".into(),
             }),
         }
