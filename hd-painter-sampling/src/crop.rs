@@ -241,21 +241,20 @@ impl Inpainter<'_> {
     /// [`InpaintOptions::crop_to_mask`]: each box around the mask's non-zero pixels
     /// ([`crop_regions`]) cropped and resized to the settings' size, inpainted with the same
     /// options, resized back and stitched into the original (outside the box the original
-    /// exactly), then pasted back over the whole image's `hole` as the options ask; without a
+    /// exactly), then pasted back over the whole image's hole as the options ask; without a
     /// paste-back setting, over the hole itself with a hard edge, as diffusers' `apply_overlay`
     /// after `padding_mask_crop`, so that only the hole changes.
-    #[allow(clippy::too_many_arguments)] // inpaint's own arguments and its hole
     pub(crate) fn inpaint_cropped(
         &self,
         image: &Image,
         mask: &Mask,
-        hole: &Mask,
         text: &TextConditioning,
         options: &InpaintOptions,
         processor: &mut dyn AttentionProcessor,
         on_step: &mut dyn FnMut(&StepView<'_>) -> ControlFlow<()>,
     ) -> Result<Vec<Image>> {
         let crop = options.crop_to_mask.unwrap_or_default();
+        let hole = &options.hole(mask);
         // The edits and the fill are done; the crop's run repeats neither.
         let inner = InpaintOptions {
             crop_to_mask: None,

@@ -167,6 +167,17 @@ pub struct InpaintOptions {
 }
 
 impl InpaintOptions {
+    /// The hole these options read from `mask` (its edits applied): with HD-Painter any non-zero
+    /// value, as the official dilation reads the mask; a soft mask keeps its grey levels;
+    /// otherwise binarised at 128.
+    pub(crate) fn hole(&self, mask: &Mask) -> Mask {
+        match (self.soft_mask, self.hd_painter) {
+            (true, _) => mask.clone(),
+            (false, Some(_)) => mask.threshold(0),
+            (false, None) => mask.threshold(127),
+        }
+    }
+
     /// HD-Painter's reference settings with the given variant: Stable Inpainting, 50 DDIM steps
     /// on the `999 - 20k` grid, CFG 7.5, seed 1, no paste-back (the reference returns the
     /// decoded x0 as is; the SR stage blends). Encode the prompts with
@@ -329,13 +340,7 @@ impl Inpainter<'_> {
                 &edited
             }
         };
-        // HD-Painter: any non-zero value is hole, as the official dilation reads the mask; a
-        // soft mask keeps its grey levels.
-        let hole = match (options.soft_mask, options.hd_painter) {
-            (true, _) => mask.clone(),
-            (false, Some(_)) => mask.threshold(0),
-            (false, None) => mask.threshold(127),
-        };
+        let hole = options.hole(mask);
         if hole.threshold(0).is_empty() {
             return Ok(vec![image.clone(); options.seeds.len()]);
         }
@@ -348,7 +353,7 @@ impl Inpainter<'_> {
             None => image,
         };
         if options.crop_to_mask.is_some() {
-            return self.inpaint_cropped(image, mask, &hole, text, options, processor, on_step);
+            return self.inpaint_cropped(image, mask, text, options, processor, on_step);
         }
         let needs = match options.method {
             Method::StableInpainting => 9,
