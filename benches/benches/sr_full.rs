@@ -23,7 +23,7 @@ use burn::tensor::{Distribution, Tensor};
 use hd_painter_benches::{full_dir, peak_rss_gib, randn};
 use hd_painter_core::{BackendKind, Filter, Image, Mask};
 use hd_painter_models::{AutoencoderKl, DefaultAttention, Unet2DConditionModel, VaeTiling};
-use hd_painter_sampling::{NoiseSchedule, TextConditioning};
+use hd_painter_sampling::{Hooks, NoiseSchedule, TextConditioning};
 use hd_painter_sr::{SrSettings, Upscaler};
 
 const GIB: f64 = (1u64 << 30) as f64;
@@ -114,8 +114,7 @@ fn main() {
             &hole,
             &text,
             &settings,
-            &mut DefaultAttention::default(),
-            &mut |_| {
+            Hooks::new(&mut DefaultAttention::default(), &mut |_| {
                 marks.push(start.elapsed().as_secs_f64());
                 println!(
                     "step {} done at {:.1} s",
@@ -123,7 +122,7 @@ fn main() {
                     start.elapsed().as_secs_f64()
                 );
                 ControlFlow::Continue(())
-            },
+            }),
         )
         .expect("upscale");
     let total = start.elapsed().as_secs_f64();

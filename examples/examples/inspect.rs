@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use hd_painter_models::{ModelSource, inspect};
+use hd_painter::hd_painter_models::{ModelSource, inspect};
 
 /// Reports what a Stable Diffusion model holds, as hd-painter loads it.
 #[derive(Debug, Parser)]
@@ -32,9 +32,9 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let report = hd_painter_core::BackendKind::default()
+    let report = hd_painter::BackendKind::default()
         .device()
-        .map_err(hd_painter_models::ModelsError::from)
+        .map_err(hd_painter::hd_painter_models::ModelsError::from)
         .and_then(|device| {
             let source = ModelSource::parse(&args.model, args.config.as_deref())?;
             inspect(&source, args.variant.as_deref(), &device)

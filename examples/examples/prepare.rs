@@ -14,8 +14,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use hd_painter_core::{Filter, Image, Mask, MaskChannel, MaskOptions, SizeRule};
-use hd_painter_sampling::{HdPainterInputs, Result};
+use hd_painter::hd_painter_core::{Filter, Image, Mask, MaskChannel, MaskOptions, SizeRule};
+use hd_painter::hd_painter_sampling::{HdPainterInputs, Result};
 
 fn run(image: PathBuf, mask: PathBuf, out: PathBuf) -> Result<()> {
     let photo = Image::open(&image)?;
@@ -46,7 +46,7 @@ fn run(image: PathBuf, mask: PathBuf, out: PathBuf) -> Result<()> {
     )?;
     let (photo, hole, latent) = (inputs.image, inputs.hole, inputs.latent_hole);
 
-    std::fs::create_dir_all(&out).map_err(|source| hd_painter_core::CoreError::Io {
+    std::fs::create_dir_all(&out).map_err(|source| hd_painter::hd_painter_core::CoreError::Io {
         path: out.clone(),
         source,
     })?;

@@ -67,7 +67,8 @@ fn a_run_writes_its_images_and_a_summary() {
         "{log}"
     );
     for i in 0..2 {
-        let image = hd_painter_core::Image::open(scratch(&format!("run-{i}.png"))).unwrap();
+        let image =
+            hd_painter::hd_painter_core::Image::open(scratch(&format!("run-{i}.png"))).unwrap();
         assert_eq!((image.width(), image.height()), (44, 30));
     }
     let consecutive = scratch("consecutive.png");
@@ -108,7 +109,7 @@ fn crop_to_mask_runs_the_box_at_the_crop_size() {
     ];
     let out = inpaint(&output, &args).output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
-    let image = hd_painter_core::Image::open(&output).unwrap();
+    let image = hd_painter::hd_painter_core::Image::open(&output).unwrap();
     assert_eq!((image.width(), image.height()), (44, 30));
     let out = inpaint(&output, &["--crop-to-mask", "4", "--crop-size", "big"])
         .output()
@@ -146,7 +147,7 @@ fn a_batch_runs_every_row_and_reports_the_failures() {
     std::fs::write(dir.join("broken_mask.png"), b"not a png").unwrap();
     std::fs::copy(r.join("fixtures/core/rgb.jpg"), scratch("c.jpg")).unwrap();
     std::fs::rename(scratch("c.jpg"), dir.join("c.jpg")).unwrap();
-    hd_painter_core::Mask::from_luma8(5, 5, vec![255; 25])
+    hd_painter::hd_painter_core::Mask::from_luma8(5, 5, vec![255; 25])
         .unwrap()
         .save(dir.join("small_mask.png"))
         .unwrap();
@@ -181,7 +182,7 @@ fn a_batch_runs_every_row_and_reports_the_failures() {
         log.contains("failed:") && log.contains("b.png") && log.contains("c.jpg"),
         "{log}"
     );
-    let a = hd_painter_core::Image::open(out_dir.join("a.png")).unwrap();
+    let a = hd_painter::hd_painter_core::Image::open(out_dir.join("a.png")).unwrap();
     assert_eq!((a.width(), a.height()), (44, 30));
     assert!(
         !out_dir.join("b.png").exists(),
@@ -212,7 +213,7 @@ fn a_batch_runs_every_row_and_reports_the_failures() {
 #[test]
 fn hd_painter_methods_read_the_official_blue_channel() {
     let r = repo();
-    let photo = hd_painter_core::Image::open(r.join("fixtures/core/rgb.png")).unwrap();
+    let photo = hd_painter::hd_painter_core::Image::open(r.join("fixtures/core/rgb.png")).unwrap();
     let (w, h) = (photo.width(), photo.height());
     let red: Vec<u8> = (0..w * h)
         .flat_map(|i| match (i % w > w / 3, i / w > h / 3) {
@@ -221,7 +222,7 @@ fn hd_painter_methods_read_the_official_blue_channel() {
         })
         .collect();
     let mask = scratch("red-mask.png");
-    hd_painter_core::Image::from_rgb8(w, h, red)
+    hd_painter::hd_painter_core::Image::from_rgb8(w, h, red)
         .unwrap()
         .save(&mask)
         .unwrap();
@@ -239,7 +240,7 @@ fn hd_painter_methods_read_the_official_blue_channel() {
         assert!(out.status.success(), "{}", text(&out));
         (
             text(&out),
-            hd_painter_core::Image::open(scratch(name)).unwrap(),
+            hd_painter::hd_painter_core::Image::open(scratch(name)).unwrap(),
         )
     };
     let (log, blue) = run("blue.png", &[]);
@@ -350,7 +351,7 @@ fn usage_errors_are_reported_without_a_run() {
     }
     // A mask of another size than the image.
     let small = scratch("small-mask.png");
-    hd_painter_core::Mask::from_luma8(40, 30, vec![255; 40 * 30])
+    hd_painter::hd_painter_core::Mask::from_luma8(40, 30, vec![255; 40 * 30])
         .unwrap()
         .save(&small)
         .unwrap();
@@ -371,7 +372,7 @@ fn usage_errors_are_reported_without_a_run() {
 
     // A mask without hole: a warning, and the input written unchanged.
     let empty = scratch("empty-mask.png");
-    hd_painter_core::Mask::from_luma8(44, 30, vec![0; 44 * 30])
+    hd_painter::hd_painter_core::Mask::from_luma8(44, 30, vec![0; 44 * 30])
         .unwrap()
         .save(&empty)
         .unwrap();
@@ -386,8 +387,8 @@ fn usage_errors_are_reported_without_a_run() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("marks no hole"), "{}", text(&out));
     assert_eq!(
-        hd_painter_core::Image::open(&unchanged).unwrap(),
-        hd_painter_core::Image::open(r.join("fixtures/core/rgb.png")).unwrap()
+        hd_painter::hd_painter_core::Image::open(&unchanged).unwrap(),
+        hd_painter::hd_painter_core::Image::open(r.join("fixtures/core/rgb.png")).unwrap()
     );
 }
 

@@ -11,7 +11,7 @@ use hd_painter_models::{AutoencoderKl, BrushNetModel, UnetResiduals};
 
 use crate::error::{Result, SamplingError};
 use crate::inpaint::to_batch;
-use crate::sampler::{LatentStrategy, TextConditioning};
+use crate::sampler::{LatentStrategy, StepPosition, TextConditioning};
 
 /// BrushNet's pipeline settings.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -112,18 +112,16 @@ impl LatentStrategy for BrushNetLatents<'_> {
     fn unet_residuals(
         &self,
         latents: &Tensor<4>,
-        step: usize,
-        total: usize,
-        t: usize,
+        at: &StepPosition,
         text: &TextConditioning,
     ) -> Result<Option<UnetResiduals>> {
-        if !self.settings.active(step, total) {
+        if !self.settings.active(at.step, at.total) {
             return Ok(None);
         }
         let n = latents.dims()[0];
         let residuals = self.branch.forward(
             latents.clone(),
-            &vec![t as f32; n],
+            &vec![at.t as f32; n],
             &to_batch(&text.positive, n),
             to_batch(&self.condition, n),
             self.settings.conditioning_scale,

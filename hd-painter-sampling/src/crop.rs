@@ -3,16 +3,14 @@
 //! widened to the processing size's aspect, is resized to that size, inpainted and resized back
 //! into the untouched original.
 
-use std::ops::ControlFlow;
-
 use hd_painter_core::{Filter, Image, Mask, Raster};
-use hd_painter_models::AttentionProcessor;
 
 use crate::brushnet::brushnet_blend;
 use crate::error::Result;
+use crate::inpainter::{Inpainter, paste_back};
 use crate::mask_edit::MaskEdit;
-use crate::pipeline::{InpaintOptions, Inpainter, PasteBack, paste_back};
-use crate::sampler::{StepView, TextConditioning};
+use crate::pipeline::{InpaintOptions, PasteBack};
+use crate::sampler::{Hooks, TextConditioning};
 
 /// Where and at what size [`Inpainter::inpaint`](crate::Inpainter::inpaint) works when it
 /// crops to the hole.
@@ -250,8 +248,7 @@ impl Inpainter<'_> {
         mask: &Mask,
         text: &TextConditioning,
         options: &InpaintOptions,
-        processor: &mut dyn AttentionProcessor,
-        on_step: &mut dyn FnMut(&StepView<'_>) -> ControlFlow<()>,
+        mut hooks: Hooks<'_>,
     ) -> Result<Vec<Image>> {
         let crop = options.crop_to_mask.unwrap_or_default();
         let hole = &options.hole(mask);
@@ -267,7 +264,7 @@ impl Inpainter<'_> {
         for b in crop_regions(&mask.threshold(0), &crop) {
             let (small_image, small_mask) = crop_inputs(image, mask, b, crop.size)?;
             let generated =
-                self.inpaint(&small_image, &small_mask, text, &inner, processor, on_step)?;
+                self.inpaint(&small_image, &small_mask, text, &inner, hooks.reborrow())?;
             for (out, g) in stitched.iter_mut().zip(&generated) {
                 *out = stitch(out, g, b)?;
             }

@@ -1,7 +1,6 @@
 //! The DDIM update (DDIM paper, eq. 12) in the forms the samplers need: deterministic, with the
 //! paper's sigma and fresh noise, or with an externally supplied direction (RASG's gradient);
-//! the x0 prediction is returned at every step. Also RePaint's known-region merge and its
-//! "undo" (forward) steps.
+//! and DDPM's posterior step; the x0 prediction is returned at every step.
 
 use burn::tensor::Tensor;
 
@@ -117,53 +116,4 @@ pub fn ddpm_step(
         pred_x0,
         pred_eps,
     }
-}
-
-/// diffusers' RePaint step: the DDIM step of the unknown region with `eta * ddim_sigma` and
-/// `noise`, and the known region noised to `t_prev` with the same `noise`; `known_mask` is 1
-/// where the original is kept.
-#[allow(clippy::too_many_arguments)] // the terms of the paper's update, each needed
-pub fn repaint_step(
-    schedule: &NoiseSchedule,
-    model_output: Tensor<4>,
-    t: usize,
-    t_prev: isize,
-    sample: Tensor<4>,
-    original: Tensor<4>,
-    known_mask: Tensor<4>,
-    eta: f64,
-    noise: Tensor<4>,
-) -> DdimStep {
-    let sigma = eta * ddim_sigma(schedule, t, t_prev);
-    let step = ddim_step(
-        schedule,
-        Prediction::Epsilon,
-        model_output,
-        t,
-        t_prev,
-        sample,
-        Some((sigma, noise.clone())),
-    );
-    let a_prev = schedule.alpha_cumprod(t_prev);
-    let known = original * a_prev.sqrt() + noise * (1.0 - a_prev).sqrt();
-    let inverse = known_mask.clone().neg() + 1.0;
-    DdimStep {
-        prev_sample: known * known_mask + step.prev_sample * inverse,
-        ..step
-    }
-}
-
-/// RePaint's undo: `x_{s+1} = sqrt(1 - beta[s]) x_s + sqrt(beta[s]) z` for `s = t, t + 1, ...`,
-/// one training step per tensor of `noise`.
-pub fn undo_steps(
-    schedule: &NoiseSchedule,
-    mut sample: Tensor<4>,
-    t: usize,
-    noise: Vec<Tensor<4>>,
-) -> Tensor<4> {
-    for (i, z) in noise.into_iter().enumerate() {
-        let beta = schedule.beta(t + i);
-        sample = sample * (1.0 - beta).sqrt() + z * beta.sqrt();
-    }
-    sample
 }

@@ -11,7 +11,7 @@ use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 
 use crate::ddim::DdimStep;
 use crate::inpaint::{StableInpainting, to_batch};
-use crate::sampler::LatentStrategy;
+use crate::sampler::{LatentStrategy, StepPosition};
 use crate::schedule::NoiseSchedule;
 
 /// Differential Diffusion's latent strategy.
@@ -80,12 +80,10 @@ impl LatentStrategy for DifferentialLatents {
     fn after_step(
         &mut self,
         mut step: DdimStep,
-        index: usize,
-        _t: usize,
-        t_prev: isize,
+        at: &StepPosition,
         schedule: &NoiseSchedule,
     ) -> DdimStep {
-        let next = index + 1;
+        let (next, t_prev) = (at.index + 1, at.t_prev);
         if next >= self.steps {
             return step;
         }

@@ -6,7 +6,7 @@ use burn::tensor::Tensor;
 use hd_painter_core::seeded_noise;
 
 use crate::ddim::DdimStep;
-use crate::sampler::{LatentStrategy, step_seed};
+use crate::sampler::{LatentStrategy, StepPosition, step_seed};
 use crate::schedule::NoiseSchedule;
 
 /// Stable Inpainting (9-channel UNets): the UNet sees `[x_t, mask, masked-image latents]`.
@@ -100,15 +100,13 @@ impl LatentStrategy for BlendedLatents {
     fn after_step(
         &mut self,
         mut step: DdimStep,
-        index: usize,
-        t: usize,
-        _t_prev: isize,
+        at: &StepPosition,
         schedule: &NoiseSchedule,
     ) -> DdimStep {
         let latents = step.prev_sample;
         let n = latents.dims()[0];
-        let a = schedule.alpha_cumprod(t as isize);
-        let z = (self.noise)(index, &latents);
+        let a = schedule.alpha_cumprod(at.t as isize);
+        let z = (self.noise)(at.index, &latents);
         let noised = to_batch(&self.source, n) * a.sqrt() + z * (1.0 - a).sqrt();
         let m = to_batch(&self.mask, n);
         let keep = m.clone().neg() + 1.0;

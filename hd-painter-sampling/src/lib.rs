@@ -10,43 +10,11 @@
 //! HD-Painter's PAIntA ([`Painta`]) is an attention processor. [`HdPainter`] switches PAIntA
 //! and RASG together in the image-level [`Inpainter`].
 //!
-//! ## Quick start
+//! ## Use
 //!
-//! [`Painter`] is the one-call entry point: a pipeline folder, an image, a mask (white = hole)
-//! and a prompt; HD-Painter's reference settings unless told otherwise. (This example runs on
-//! the repository's tiny random-weight fixture models; give it a real folder such as
-//! `stable-diffusion-2-inpainting` for real pictures.)
-//!
-//! ```
-//! use hd_painter_core::{BackendKind, Image, Mask};
-//! use hd_painter_models::{ModelSource, StableDiffusionModels};
-//! use hd_painter_sampling::{HdPainter, Painter};
-//!
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! # let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures");
-//! # let model = format!("{fixtures}/models/pipeline_hd_painter");
-//! # let (photo, hole) = (format!("{fixtures}/core/rgb.png"), format!("{fixtures}/core/mask.png"));
-//! let device = BackendKind::default().device()?; // flex CPU; wgpu / cuda with their features
-//! // A diffusers folder; `ModelSource::parse` also takes single-file checkpoints and hub ids.
-//! let painter = Painter::new(StableDiffusionModels::from_source(
-//!     &ModelSource::parse(&model, None)?,
-//!     None,
-//!     &device,
-//! )?);
-//! let (image, mask) = (Image::open(&photo)?, Mask::open(&hole)?);
-//! let images = painter
-//!     .request(&image, &mask, "a red leather sofa")
-//!     .hd_painter(Some(HdPainter::painta_only())) // default: PAIntA + RASG
-//!     .seeds(vec![1, 2])
-//!     .steps(4) // default 50
-//!     .run()?;
-//! assert_eq!((images[0].width(), images[0].height()), (image.width(), image.height()));
-//! # Ok(())
-//! # }
-//! ```
-//!
-//! Everything the request does is also available piece by piece: [`Inpainter::inpaint`] with
-//! [`InpaintOptions`] and prompts from [`encode_prompts`] / [`encode_hd_painter_prompts`], an
+//! The one entry point for whole runs, the SR stage included, is the `hd-painter` crate's
+//! `Painter`. This crate's image-level run is [`Inpainter::inpaint`] with [`InpaintOptions`]
+//! and prompts from [`encode_prompts`] / [`encode_hd_painter_prompts`]; its [`Hooks`] are an
 //! [`AttentionProcessor`](hd_painter_models::AttentionProcessor) and a step callback that sees
 //! each step's x0 prediction and can cancel:
 //!
@@ -55,7 +23,7 @@
 //!
 //! use hd_painter_core::{BackendKind, Image, Mask};
 //! use hd_painter_models::{DefaultAttention, StableDiffusionModels};
-//! use hd_painter_sampling::{InpaintOptions, Inpainter, Method, NoiseSchedule, encode_prompts};
+//! use hd_painter_sampling::{Hooks, InpaintOptions, Inpainter, Method, NoiseSchedule, encode_prompts};
 //!
 //! fn main() -> Result<(), Box<dyn std::error::Error>> {
 //!     let device = BackendKind::default().device()?;
@@ -65,10 +33,11 @@
 //!     let schedule = NoiseSchedule::stable_diffusion();
 //!     let inpainter = Inpainter::new(&sd.unet, &sd.vae, &schedule);
 //!     let options = InpaintOptions { method: Method::StableInpainting, seeds: vec![1, 2], ..Default::default() };
-//!     let images = inpainter.inpaint(&image, &mask, &text, &options, &mut DefaultAttention::default(), &mut |step| {
+//!     let mut attention = DefaultAttention::default();
+//!     let images = inpainter.inpaint(&image, &mask, &text, &options, Hooks::new(&mut attention, &mut |step| {
 //!         eprintln!("step {}/{} (t = {})", step.step, step.total, step.timestep);
 //!         ControlFlow::Continue(()) // Break(()) cancels: Err(SamplingError::Cancelled)
-//!     })?;
+//!     }))?;
 //!     for (i, out) in images.iter().enumerate() {
 //!         out.save(format!("out-{i}.png"))?;
 //!     }
@@ -106,7 +75,9 @@
 //!
 //! use burn::tensor::{Distribution, Tensor};
 //! use hd_painter_models::{DefaultAttention, Unet2DConditionModel};
-//! use hd_painter_sampling::{ClassifierFree, DdimSettings, LatentStrategy, NoiseSchedule, Sampler, TextConditioning};
+//! use hd_painter_sampling::{
+//!     ClassifierFree, DdimSettings, Hooks, LatentStrategy, NoiseSchedule, Sampler, Stage, TextConditioning,
+//! };
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! # let unet_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/models/unet_sd2");
@@ -120,17 +91,17 @@
 //! };
 //! struct Plain; // text-to-image: the UNet sees the latents alone
 //! impl LatentStrategy for Plain {}
-//! let mut steps = 0;
+//! let (mut steps, mut attention) = (0, DefaultAttention::default());
+//! let settings = DdimSettings { steps: 2, ..DdimSettings::default() };
 //! let sampled = Sampler {
 //!     unet: &unet,
 //!     schedule: &NoiseSchedule::stable_diffusion(),
-//!     settings: DdimSettings { steps: 2, ..DdimSettings::default() },
 //!     text: &text,
 //!     seeds: &[7],
-//!     processor: &mut DefaultAttention::default(),
-//!     on_step: &mut |_| { steps += 1; ControlFlow::Continue(()) },
+//!     stage: Stage::Inpaint,
+//!     hooks: Hooks::new(&mut attention, &mut |_| { steps += 1; ControlFlow::Continue(()) }),
 //! }
-//! .run(&mut Plain, &ClassifierFree, hd_painter_core::seeded_noise(&[7], [4, 8, 8], &device))?;
+//! .run(&settings, &mut Plain, &ClassifierFree, hd_painter_core::seeded_noise(&[7], [4, 8, 8], &device))?;
 //! assert_eq!((steps, sampled.latents.dims()), (2, [1, 4, 8, 8]));
 //! # Ok(())
 //! # }
@@ -151,9 +122,9 @@ mod error;
 mod focus;
 mod guidance;
 mod inpaint;
+mod inpainter;
 mod mask_edit;
 mod painta;
-mod painter;
 mod pipeline;
 mod prefill;
 mod rasg;
@@ -166,9 +137,7 @@ mod validate;
 
 pub use brushnet::{BrushNetLatents, BrushNetSettings, brushnet_blend, brushnet_condition};
 pub use crop::{CropBox, CropSettings, crop_region, crop_regions, stitch};
-pub use ddim::{
-    DdimStep, Prediction, ddim_sigma, ddim_step, ddpm_step, predict, repaint_step, undo_steps,
-};
+pub use ddim::{DdimStep, Prediction, ddim_sigma, ddim_step, ddpm_step, predict};
 pub use differential::DifferentialLatents;
 pub use error::{Result, SamplingError};
 pub use focus::{
@@ -177,18 +146,21 @@ pub use focus::{
 };
 pub use guidance::{ClassifierFree, Guidance, Guided, ModelCall, StepTerm};
 pub use inpaint::{BlendedLatents, StableInpainting, StepNoise, to_batch};
+pub use inpainter::Inpainter;
 pub use mask_edit::MaskEdit;
 pub use painta::{Painta, PaintaScale};
-pub use painter::{InpaintRequest, Painter};
 pub use pipeline::{
-    HdPainter, InpaintOptions, Inpainter, Method, PasteBack, encode_hd_painter_prompts,
-    encode_prompts, encode_prompts_with_positive,
+    HdPainter, InpaintOptions, Method, PasteBack, encode_hd_painter_prompts, encode_prompts,
+    encode_prompts_with_positive,
 };
 pub use prefill::PreFill;
 pub use rasg::{Rasg, RasgSettings, RasgSigma};
-pub use repaint::{KnownRegion, NoiseDraws, RepaintSettings, sample_repaint, seeded_draws};
+pub use repaint::{
+    KnownLatents, KnownRegion, NoiseDraws, RepaintSettings, repaint_step, seeded_draws, undo_steps,
+};
 pub use sampler::{
-    DdimSettings, LatentStrategy, Sampled, Sampler, StepRule, StepView, TextConditioning,
+    DdimSettings, Hooks, LatentStrategy, OnStep, Sampled, Sampler, Stage, StepPosition, StepRule,
+    StepView, TextConditioning,
 };
 pub use schedule::{NoiseSchedule, Spacing, repaint_walk, timesteps};
 pub use scheduler::{Ddim, Ddpm, NoiseTerm, Scheduler};

@@ -1,16 +1,13 @@
 //! RePaint's resampling loop for any 4-channel SD UNet: the jump schedule, reverse DDIM steps
 //! with classifier-free guidance, undo (forward) steps, and either known-region mode.
 
-use std::ops::ControlFlow;
-
 use burn::tensor::Tensor;
 use hd_painter_core::seeded_noise;
-use hd_painter_models::{AttentionProcessor, Unet2DConditionModel};
 
-use crate::ddim::{Prediction, ddim_sigma, ddim_step, repaint_step, undo_steps};
+use crate::ddim::{DdimStep, Prediction, ddim_sigma, ddim_step};
 use crate::error::{Result, SamplingError};
 use crate::guidance::ModelCall;
-use crate::sampler::{Sampled, StepView, TextConditioning, finish_step, step_seed};
+use crate::sampler::{Sampled, Sampler, StepPosition, step_seed};
 use crate::schedule::{NoiseSchedule, repaint_walk};
 
 /// How the known region enters the loop.
@@ -59,7 +56,7 @@ impl Default for RepaintSettings {
 /// one per reverse step, one per training step of each undo.
 pub type NoiseDraws<'a> = &'a mut dyn FnMut(&Tensor<4>) -> Tensor<4>;
 
-/// Seeded draws for [`sample_repaint`]: draw `k` of image `i` comes from `seeds[i]` and `k`.
+/// Seeded draws for [`Sampler::resample`]: draw `k` of image `i` comes from `seeds[i]` and `k`.
 pub fn seeded_draws(seeds: Vec<u64>) -> impl FnMut(&Tensor<4>) -> Tensor<4> {
     let mut k = 0usize;
     move |like: &Tensor<4>| {
@@ -73,105 +70,170 @@ pub fn seeded_draws(seeds: Vec<u64>) -> impl FnMut(&Tensor<4>) -> Tensor<4> {
     }
 }
 
-/// Runs RePaint from `latents`, keeping `known` (the scaled latents of the original) where
-/// `keep` is 1. The schedule's `a_bar` after the last step is taken as 1, as RePaint's
-/// scheduler does. `on_step` sees every reverse step.
-#[allow(clippy::too_many_arguments)] // the parts of a run, each independent
-pub fn sample_repaint(
-    unet: &Unet2DConditionModel,
-    schedule: &NoiseSchedule,
-    settings: &RepaintSettings,
-    text: &TextConditioning,
-    known: Tensor<4>,
-    keep: Tensor<4>,
-    mut latents: Tensor<4>,
-    draw: NoiseDraws<'_>,
-    processor: &mut dyn AttentionProcessor,
-    on_step: &mut dyn FnMut(&StepView<'_>) -> ControlFlow<()>,
-) -> Result<Sampled> {
-    if settings.steps == 0 || settings.steps > schedule.len() {
-        return Err(SamplingError::InvalidInput(format!(
-            "{} RePaint steps over {} timesteps",
-            settings.steps,
-            schedule.len()
-        )));
+/// The known region of a run: the original's scaled latents `[1 or n, c, h, w]` and the latent
+/// hole `[1 or n, 1, h, w]` (1 = to fill; the original is kept where it is 0).
+#[derive(Clone, Debug)]
+pub struct KnownLatents {
+    /// The original's scaled latents.
+    pub latents: Tensor<4>,
+    /// The hole at the latent size.
+    pub hole: Tensor<4>,
+}
+
+impl KnownLatents {
+    /// `noised` where the original is kept, `latents` in the hole.
+    pub fn merge(&self, noised: Tensor<4>, latents: Tensor<4>) -> Tensor<4> {
+        let keep = self.hole.clone().neg() + 1.0;
+        noised * keep + latents * self.hole.clone()
     }
-    let schedule = schedule.clone().with_final_alpha_one();
-    let n = schedule.len() / settings.steps;
-    let walk: Vec<usize> =
-        repaint_walk(settings.steps, settings.jump_length, settings.jump_n_sample)
-            .into_iter()
-            .map(|t| t * n)
-            .collect();
-    let total = walk.len() - walk.windows(2).filter(|w| w[1] > w[0]).count();
-    let unknown = keep.clone().neg() + 1.0;
-    let mut last_x0 = latents.clone();
-    let mut t_last = walk[0] + 1;
-    let mut done = 0;
-    for &t in &walk {
-        if t < t_last {
-            let t_prev = t as isize - n as isize;
-            let a = schedule.alpha_cumprod(t as isize);
-            let z = draw(&latents);
-            if settings.known_region == KnownRegion::RenoiseBeforeModel {
-                let noised = known.clone() * a.sqrt() + z.clone() * (1.0 - a).sqrt();
-                latents = noised * keep.clone() + latents * unknown.clone();
+
+    /// The original noised to `a_bar = a` with `noise`.
+    pub fn noised(&self, a: f64, noise: Tensor<4>) -> Tensor<4> {
+        self.latents.clone() * a.sqrt() + noise * (1.0 - a).sqrt()
+    }
+}
+
+impl Sampler<'_> {
+    /// Runs RePaint from `latents`, keeping the original outside `known`'s hole. The schedule's
+    /// `a_bar` after the last step is taken as 1, as RePaint's scheduler does. Every reverse
+    /// step is reported; the undo steps in between are not.
+    pub fn resample(
+        &mut self,
+        settings: &RepaintSettings,
+        known: &KnownLatents,
+        mut latents: Tensor<4>,
+        draw: NoiseDraws<'_>,
+    ) -> Result<Sampled> {
+        if settings.steps == 0 || settings.steps > self.schedule.len() {
+            return Err(SamplingError::InvalidInput(format!(
+                "{} RePaint steps over {} timesteps",
+                settings.steps,
+                self.schedule.len()
+            )));
+        }
+        self.check_seeds(latents.dims()[0])?;
+        let schedule = self.schedule.clone().with_final_alpha_one();
+        let n = schedule.len() / settings.steps;
+        let walk: Vec<usize> =
+            repaint_walk(settings.steps, settings.jump_length, settings.jump_n_sample)
+                .into_iter()
+                .map(|t| t * n)
+                .collect();
+        let total = walk.len() - walk.windows(2).filter(|w| w[1] > w[0]).count();
+        let mut last_x0 = latents.clone();
+        let mut t_last = walk[0] + 1;
+        let mut done = 0;
+        for (index, &t) in walk.iter().enumerate() {
+            if t >= t_last {
+                let draws = (0..n).map(|_| draw(&latents)).collect();
+                latents = undo_steps(&schedule, latents, t_last, draws);
+                t_last = t;
+                continue;
             }
-            let call = ModelCall {
-                unet,
-                schedule: &schedule,
-                text,
+            let at = StepPosition {
                 t,
-                t_prev,
-                guidance_scale: settings.guidance_scale,
-                residuals: None,
+                t_prev: t as isize - n as isize,
+                index,
+                step: done,
+                total,
             };
-            let eps = call.guided(latents.clone(), None, processor)?;
-            let step = match settings.known_region {
-                KnownRegion::RenoiseBeforeModel => {
-                    let sigma = settings.eta * ddim_sigma(&schedule, t, t_prev);
-                    let noise = (sigma > 0.0).then(|| (sigma, draw(&latents)));
-                    ddim_step(
-                        &schedule,
-                        Prediction::Epsilon,
-                        eps,
-                        t,
-                        t_prev,
-                        latents,
-                        noise,
-                    )
-                }
-                KnownRegion::MergeAfterStep => repaint_step(
-                    &schedule,
+            let step = self.reverse_step(&schedule, settings, known, latents, &at, draw)?;
+            latents = step.prev_sample;
+            last_x0 = step.pred_x0;
+            self.finish(&at, &last_x0, &latents, None)?;
+            done += 1;
+            t_last = t;
+        }
+        Ok(Sampled { latents, last_x0 })
+    }
+
+    /// One reverse step of [`Sampler::resample`] in the settings' known-region mode.
+    fn reverse_step(
+        &mut self,
+        schedule: &NoiseSchedule,
+        settings: &RepaintSettings,
+        known: &KnownLatents,
+        mut latents: Tensor<4>,
+        at: &StepPosition,
+        draw: NoiseDraws<'_>,
+    ) -> Result<DdimStep> {
+        let (t, t_prev) = (at.t, at.t_prev);
+        let z = draw(&latents);
+        if settings.known_region == KnownRegion::RenoiseBeforeModel {
+            let noised = known.noised(schedule.alpha_cumprod(t as isize), z.clone());
+            latents = known.merge(noised, latents);
+        }
+        let call = ModelCall {
+            unet: self.unet,
+            schedule,
+            text: self.text,
+            t,
+            t_prev,
+            guidance_scale: settings.guidance_scale,
+            residuals: None,
+        };
+        let eps = call.guided(latents.clone(), None, self.hooks.processor)?;
+        let sigma = settings.eta * ddim_sigma(schedule, t, t_prev);
+        Ok(match settings.known_region {
+            KnownRegion::RenoiseBeforeModel => {
+                let noise = (sigma > 0.0).then(|| (sigma, draw(&latents)));
+                ddim_step(
+                    schedule,
+                    Prediction::Epsilon,
                     eps,
                     t,
                     t_prev,
                     latents,
-                    known.clone(),
-                    keep.clone(),
-                    settings.eta,
-                    z,
-                ),
-            };
-            latents = step.prev_sample;
-            last_x0 = step.pred_x0;
-            done += 1;
-            finish_step(
-                &StepView {
-                    step: done,
-                    total,
-                    timestep: t,
-                    pred_x0: &last_x0,
-                    latents: &latents,
-                    guidance: None,
-                },
-                on_step,
-            )?;
-        } else {
-            let draws = (0..n).map(|_| draw(&latents)).collect();
-            latents = undo_steps(&schedule, latents, t_last, draws);
-        }
-        t_last = t;
+                    noise,
+                )
+            }
+            KnownRegion::MergeAfterStep => {
+                repaint_step(schedule, eps, t, t_prev, latents, known, (sigma, z))
+            }
+        })
     }
-    Ok(Sampled { latents, last_x0 })
+}
+
+/// diffusers' RePaint step: the DDIM step with `noise` `(sigma, z)` (`sigma = eta *
+/// ddim_sigma`), then the known region replaced by the original noised to `t_prev` with the same
+/// `z`.
+pub fn repaint_step(
+    schedule: &NoiseSchedule,
+    model_output: Tensor<4>,
+    t: usize,
+    t_prev: isize,
+    sample: Tensor<4>,
+    known: &KnownLatents,
+    noise: (f64, Tensor<4>),
+) -> DdimStep {
+    let z = noise.1.clone();
+    let step = ddim_step(
+        schedule,
+        Prediction::Epsilon,
+        model_output,
+        t,
+        t_prev,
+        sample,
+        Some(noise),
+    );
+    let noised = known.noised(schedule.alpha_cumprod(t_prev), z);
+    DdimStep {
+        prev_sample: known.merge(noised, step.prev_sample),
+        ..step
+    }
+}
+
+/// RePaint's undo: `x_{s+1} = sqrt(1 - beta[s]) x_s + sqrt(beta[s]) z` for `s = t, t + 1, ...`,
+/// one training step per tensor of `noise`.
+pub fn undo_steps(
+    schedule: &NoiseSchedule,
+    mut sample: Tensor<4>,
+    t: usize,
+    noise: Vec<Tensor<4>>,
+) -> Tensor<4> {
+    for (i, z) in noise.into_iter().enumerate() {
+        let beta = schedule.beta(t + i);
+        sample = sample * (1.0 - beta).sqrt() + z * beta.sqrt();
+    }
+    sample
 }

@@ -41,32 +41,42 @@ pub trait LatentStrategy {
         None
     }
 
-    /// Features to add inside the UNet at this step (BrushNet's branch residuals), one row per
-    /// image, for latents `x_t` at step `step` of `total` (from 0) and timestep `t`.
+    /// Features to add inside the UNet at step `at` (BrushNet's branch residuals), one row per
+    /// image, for latents `x_t`.
     fn unet_residuals(
         &self,
         _latents: &Tensor<4>,
-        _step: usize,
-        _total: usize,
-        _t: usize,
+        _at: &StepPosition,
         _text: &TextConditioning,
     ) -> Result<Option<UnetResiduals>> {
         Ok(None)
     }
 
-    /// The step to continue from after the update from `t` to `t_prev` (e.g. with the known
-    /// region blended back into the latents, or into the x0 prediction). `index` is the step's
-    /// index in the grid.
+    /// The step to continue from after the update of step `at` (e.g. with the known region
+    /// blended back into the latents, or into the x0 prediction).
     fn after_step(
         &mut self,
         step: DdimStep,
-        _index: usize,
-        _t: usize,
-        _t_prev: isize,
+        _at: &StepPosition,
         _schedule: &NoiseSchedule,
     ) -> DdimStep {
         step
     }
+}
+
+/// Where a step of a run stands: its timesteps and its place in the grid and in the run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StepPosition {
+    /// The timestep being denoised.
+    pub t: usize,
+    /// The timestep the step goes to (negative after the last).
+    pub t_prev: isize,
+    /// The step's index in the whole grid, from 0 (the steps a `first_step` skips count).
+    pub index: usize,
+    /// The step's index in this run, from 0.
+    pub step: usize,
+    /// The steps this run makes.
+    pub total: usize,
 }
 
 /// The settings of a DDIM run.
@@ -128,9 +138,23 @@ impl DdimSettings {
     }
 }
 
+/// Which stage of a method a step belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Stage {
+    /// The inpainting run at the model's resolution (HD-Painter's first stage).
+    #[default]
+    Inpaint,
+    /// HD-Painter's x4 super-resolution stage, one run per image.
+    SuperResolution,
+}
+
 /// What a step callback sees.
 #[derive(Debug)]
 pub struct StepView<'a> {
+    /// The stage the step belongs to.
+    pub stage: Stage,
+    /// The seeds of the images this run makes (the SR stage runs once per image).
+    pub seeds: &'a [u64],
     /// Steps completed, from 1.
     pub step: usize,
     /// Steps planned.
@@ -145,6 +169,45 @@ pub struct StepView<'a> {
     pub guidance: Option<&'a Tensor<4>>,
 }
 
+/// A step callback: it sees every finished step; breaking ends the run with
+/// [`SamplingError::Cancelled`].
+pub type OnStep<'a> = &'a mut dyn FnMut(&StepView<'_>) -> ControlFlow<()>;
+
+/// The caller's hooks into a run: every attention call goes through `processor`, every finished
+/// step through `on_step`.
+pub struct Hooks<'a> {
+    /// The attention processor (e.g. [`DefaultAttention`](hd_painter_models::DefaultAttention)).
+    pub processor: &'a mut dyn AttentionProcessor,
+    /// The step callback.
+    pub on_step: OnStep<'a>,
+}
+
+impl<'a> Hooks<'a> {
+    /// Hooks of a processor and a step callback.
+    pub fn new(processor: &'a mut dyn AttentionProcessor, on_step: OnStep<'a>) -> Self {
+        Self { processor, on_step }
+    }
+
+    /// The same hooks for a nested run (the caller keeps them afterwards).
+    pub fn reborrow(&mut self) -> Hooks<'_> {
+        Hooks {
+            processor: &mut *self.processor,
+            on_step: &mut *self.on_step,
+        }
+    }
+
+    /// The same step callback with another processor (one that wraps this one, e.g. PAIntA).
+    pub fn with_processor<'b>(
+        &'b mut self,
+        processor: &'b mut dyn AttentionProcessor,
+    ) -> Hooks<'b> {
+        Hooks {
+            processor,
+            on_step: &mut *self.on_step,
+        }
+    }
+}
+
 /// The end of a run.
 #[derive(Clone, Debug)]
 pub struct Sampled {
@@ -156,10 +219,7 @@ pub struct Sampled {
 
 /// Checks a finished step's latents and hands the step to the callback: a non-finite latent or a
 /// callback that breaks ends the run.
-pub(crate) fn finish_step(
-    view: &StepView<'_>,
-    on_step: &mut dyn FnMut(&StepView<'_>) -> ControlFlow<()>,
-) -> Result<()> {
+pub(crate) fn finish_step(view: &StepView<'_>, on_step: &mut OnStep<'_>) -> Result<()> {
     let latents = view.latents.clone();
     if latents.clone().is_nan().any().into_scalar() || latents.is_inf().any().into_scalar() {
         return Err(SamplingError::NonFinite {
@@ -185,50 +245,43 @@ pub(crate) fn step_seed(seed: u64, step: usize) -> u64 {
     z ^ (z >> 31)
 }
 
-/// One denoising run: the UNet, its schedule, the step settings, the text, one seed per image
-/// and the hooks (the attention processor, the step callback), run against a
-/// [`LatentStrategy`] and a [`Guidance`].
+/// One denoising run's parts: the UNet, its schedule, the text, one seed per image, the stage it
+/// reports and the caller's hooks. [`Sampler::run`] walks a grid of scheduler steps against a
+/// [`LatentStrategy`] and a [`Guidance`]; [`Sampler::resample`] walks RePaint's jumps.
 pub struct Sampler<'a> {
     /// The UNet.
     pub unet: &'a Unet2DConditionModel,
     /// The noise schedule.
     pub schedule: &'a NoiseSchedule,
-    /// Steps, grid, guidance scale and step rule.
-    pub settings: DdimSettings,
     /// The prompt and negative prompt embeddings.
     pub text: &'a TextConditioning,
     /// One seed per image: the per-step noise of stochastic steps is drawn from them.
     pub seeds: &'a [u64],
-    /// Every attention call goes through it.
-    pub processor: &'a mut dyn AttentionProcessor,
-    /// Called after every step; breaking ends the run with [`SamplingError::Cancelled`].
-    pub on_step: &'a mut dyn FnMut(&StepView<'_>) -> ControlFlow<()>,
+    /// The stage every step view names.
+    pub stage: Stage,
+    /// The attention processor and the step callback.
+    pub hooks: Hooks<'a>,
 }
 
 impl Sampler<'_> {
-    /// Runs the settings' steps from `latents` (`x_T`, or the noised image with
+    /// Runs `settings`' steps from `latents` (`x_T`, or the noised image with
     /// `first_step > 0`), one image per seed. Guidance with step terms (RASG) needs a scheduler
     /// that takes them (DDIM); its steps then add the term and never fresh noise.
     pub fn run(
         &mut self,
+        settings: &DdimSettings,
         strategy: &mut dyn LatentStrategy,
         guidance: &dyn Guidance,
         mut latents: Tensor<4>,
     ) -> Result<Sampled> {
         let [n, c, h, w] = latents.dims();
-        let settings = self.settings;
         let scheduler = settings.scheduler();
         if guidance.has_terms() && !scheduler.takes_terms() {
             return Err(SamplingError::InvalidInput(
                 "RASG guides DDIM steps; the settings ask for DDPM".into(),
             ));
         }
-        if self.seeds.len() != n {
-            return Err(SamplingError::InvalidInput(format!(
-                "{} seeds for {n} images",
-                self.seeds.len()
-            )));
-        }
+        self.check_seeds(n)?;
         let grid = timesteps(settings.spacing, self.schedule.len(), settings.steps);
         if settings.first_step >= grid.len() {
             return Err(SamplingError::InvalidInput(format!(
@@ -241,44 +294,84 @@ impl Sampler<'_> {
         let device = latents.device();
         let mut last_x0 = latents.clone();
         let total = grid.len() - settings.first_step;
-        for (i, &t) in grid.iter().enumerate().skip(settings.first_step) {
-            let t_prev = t as isize - dt;
-            let step = i - settings.first_step;
-            let residuals = strategy.unet_residuals(&latents, step, total, t, self.text)?;
+        for (index, &t) in grid.iter().enumerate().skip(settings.first_step) {
+            let at = StepPosition {
+                t,
+                t_prev: t as isize - dt,
+                index,
+                step: index - settings.first_step,
+                total,
+            };
+            let residuals = strategy.unet_residuals(&latents, &at, self.text)?;
             let call = ModelCall {
                 unet: self.unet,
                 schedule: self.schedule,
                 text: self.text,
                 t,
-                t_prev,
+                t_prev: at.t_prev,
                 guidance_scale: settings.guidance_scale,
                 residuals: residuals.as_ref(),
             };
-            let guided = guidance.predict(&call, &*strategy, latents.clone(), self.processor)?;
+            let guided =
+                guidance.predict(&call, &*strategy, latents.clone(), self.hooks.processor)?;
             let direction = guided.term.as_ref().map(|term| term.direction.clone());
             let noise = match guided.term {
                 Some(term) => NoiseTerm::Guided(term),
                 None if scheduler.is_stochastic() && !guidance.has_terms() => {
-                    let seeds: Vec<u64> = self.seeds.iter().map(|&s| step_seed(s, i)).collect();
-                    NoiseTerm::Fresh(seeded_noise(&seeds, [c, h, w], &device))
+                    NoiseTerm::Fresh(self.step_noise(index, [c, h, w], &device))
                 }
                 None => NoiseTerm::None,
             };
-            let next = scheduler.step(self.schedule, guided.output, t, t_prev, latents, noise);
-            let next = strategy.after_step(next, i, t, t_prev, self.schedule);
+            let next = scheduler.step(self.schedule, guided.output, t, at.t_prev, latents, noise);
+            let next = strategy.after_step(next, &at, self.schedule);
             latents = next.prev_sample;
             last_x0 = next.pred_x0;
-            let view = StepView {
-                step: step + 1,
-                total,
-                timestep: t,
-                pred_x0: &last_x0,
-                latents: &latents,
-                guidance: direction.as_ref(),
-            };
-            finish_step(&view, self.on_step)?;
+            self.finish(&at, &last_x0, &latents, direction.as_ref())?;
         }
         Ok(Sampled { latents, last_x0 })
+    }
+
+    /// Refuses a batch of another size than the seeds.
+    pub(crate) fn check_seeds(&self, images: usize) -> Result<()> {
+        match self.seeds.len() == images {
+            true => Ok(()),
+            false => Err(SamplingError::InvalidInput(format!(
+                "{} seeds for {images} images",
+                self.seeds.len()
+            ))),
+        }
+    }
+
+    /// Standard-normal noise `[images, c, h, w]` for grid step `step`, each image's from its seed.
+    fn step_noise(
+        &self,
+        step: usize,
+        shape: [usize; 3],
+        device: &burn::tensor::Device,
+    ) -> Tensor<4> {
+        let seeds: Vec<u64> = self.seeds.iter().map(|&s| step_seed(s, step)).collect();
+        seeded_noise(&seeds, shape, device)
+    }
+
+    /// Hands finished step `at` to the callback ([`finish_step`]).
+    pub(crate) fn finish(
+        &mut self,
+        at: &StepPosition,
+        pred_x0: &Tensor<4>,
+        latents: &Tensor<4>,
+        guidance: Option<&Tensor<4>>,
+    ) -> Result<()> {
+        let view = StepView {
+            stage: self.stage,
+            seeds: self.seeds,
+            step: at.step + 1,
+            total: at.total,
+            timestep: at.t,
+            pred_x0,
+            latents,
+            guidance,
+        };
+        finish_step(&view, &mut self.hooks.on_step)
     }
 }
 

@@ -13,6 +13,7 @@ use hd_painter_models::{DefaultAttention, Unet2DConditionModel};
 use hd_painter_sampling::{
     BlendedLatents, ClassifierFree, DdimSettings, NoiseSchedule, Sampler, TextConditioning,
 };
+use hd_painter_sampling::{Hooks, Stage};
 
 #[test]
 fn blended_steps_match_the_reference_loop() {
@@ -52,18 +53,18 @@ fn blended_steps_match_the_reference_loop() {
     Sampler {
         unet: &unet,
         schedule: &schedule,
-        settings,
         text: &text,
         seeds: &[0],
-        processor: &mut DefaultAttention::default(),
-        on_step: &mut |view| {
+        stage: Stage::Inpaint,
+        hooks: Hooks::new(&mut DefaultAttention::default(), &mut |view| {
             let want = &expected[(view.step - 1) * per..view.step * per];
             assert_close(view.latents, want, 1e-3, &format!("step {}", view.step));
             steps += 1;
             ControlFlow::Continue(())
-        },
+        }),
     }
     .run(
+        &settings,
         &mut strategy,
         &ClassifierFree,
         golden.tensor("latents", &device),
@@ -99,13 +100,14 @@ fn seeded_blending_is_reproducible_per_image() {
         Sampler {
             unet: &unet,
             schedule: &schedule,
-            settings,
             text: &text,
             seeds: &seeds,
-            processor: &mut DefaultAttention::default(),
-            on_step: &mut |_| ControlFlow::Continue(()),
+            stage: Stage::Inpaint,
+            hooks: Hooks::new(&mut DefaultAttention::default(), &mut |_| {
+                ControlFlow::Continue(())
+            }),
         }
-        .run(&mut strategy, &ClassifierFree, start)
+        .run(&settings, &mut strategy, &ClassifierFree, start)
         .unwrap()
         .latents
     };

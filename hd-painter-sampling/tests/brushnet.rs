@@ -16,6 +16,7 @@ use hd_painter_sampling::{
     Inpainter, Method, NoiseSchedule, PasteBack, Sampler, SamplingError, TextConditioning,
     brushnet_blend,
 };
+use hd_painter_sampling::{Hooks, Stage};
 
 fn models() -> (Unet2DConditionModel, BrushNetModel) {
     let device = device();
@@ -72,18 +73,18 @@ fn three_guided_steps_match_the_reference_loop() {
     Sampler {
         unet: &unet,
         schedule: &NoiseSchedule::stable_diffusion(),
-        settings: ddim,
         text: &text,
         seeds: &[0],
-        processor: &mut DefaultAttention::default(),
-        on_step: &mut |view| {
+        stage: Stage::Inpaint,
+        hooks: Hooks::new(&mut DefaultAttention::default(), &mut |view| {
             let (_, expected) = g.f32s(&format!("loop.latents.{seen}"));
             assert_close(view.latents, &expected, 1e-3, &format!("step {seen}"));
             seen += 1;
             ControlFlow::Continue(())
-        },
+        }),
     }
     .run(
+        &ddim,
         &mut strategy,
         &ClassifierFree,
         g.tensor("loop.initial", &device),
@@ -171,8 +172,9 @@ fn the_image_pipeline_runs_brushnet_and_reports_misuse() {
             &mask,
             &text,
             options,
-            &mut DefaultAttention::default(),
-            &mut |_| ControlFlow::Continue(()),
+            Hooks::new(&mut DefaultAttention::default(), &mut |_| {
+                ControlFlow::Continue(())
+            }),
         )
     };
     let with_branch = Inpainter::new(&unet, &vae, &schedule).with_brushnet(&branch);

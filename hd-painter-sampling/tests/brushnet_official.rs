@@ -23,6 +23,7 @@ use hd_painter_sampling::{
     BrushNetLatents, BrushNetSettings, ClassifierFree, DdimSettings, LatentStrategy, NoiseSchedule,
     Sampler, TextConditioning, brushnet_blend, brushnet_condition, timesteps,
 };
+use hd_painter_sampling::{Hooks, Stage, StepPosition};
 
 const STEPS: usize = 4;
 
@@ -94,9 +95,14 @@ fn brushnet_matches_the_official_pipeline() {
             0 => g.tensor::<4>("latents", &device),
             _ => g.slice::<4>("step_latents", i - 1, &device),
         };
-        let residuals = strategy
-            .unet_residuals(&latents, i, STEPS, t, &text)
-            .unwrap();
+        let at = StepPosition {
+            t,
+            t_prev: t as isize - (1000 / STEPS) as isize,
+            index: i,
+            step: i,
+            total: STEPS,
+        };
+        let residuals = strategy.unet_residuals(&latents, &at, &text).unwrap();
         let want = [
             residuals_of(&g, i, 0, &device),
             residuals_of(&g, i, 1, &device),
@@ -149,14 +155,10 @@ fn brushnet_matches_the_official_pipeline() {
     let sampled = Sampler {
         unet: &unet,
         schedule: &NoiseSchedule::stable_diffusion(),
-        settings: DdimSettings {
-            steps: STEPS,
-            ..DdimSettings::default()
-        },
         text: &text,
         seeds: &[0],
-        processor: &mut DefaultAttention::default(),
-        on_step: &mut |view| {
+        stage: Stage::Inpaint,
+        hooks: Hooks::new(&mut DefaultAttention::default(), &mut |view| {
             let want = g.part("step_latents", seen);
             assert_close(
                 view.latents,
@@ -166,9 +168,17 @@ fn brushnet_matches_the_official_pipeline() {
             );
             seen += 1;
             ControlFlow::Continue(())
-        },
+        }),
     }
-    .run(&mut strategy, &ClassifierFree, g.tensor("latents", &device))
+    .run(
+        &DdimSettings {
+            steps: STEPS,
+            ..DdimSettings::default()
+        },
+        &mut strategy,
+        &ClassifierFree,
+        g.tensor("latents", &device),
+    )
     .unwrap();
     assert_eq!(seen, STEPS);
     let decoded = vae.decode(sampled.latents / vae.scaling_factor()).unwrap();

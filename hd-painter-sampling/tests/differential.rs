@@ -9,13 +9,14 @@ mod common;
 use std::ops::ControlFlow;
 
 use burn::tensor::{Tensor, TensorData};
-use common::{Golden, assert_close, device, fixtures, painter};
+use common::{Golden, assert_close, device, fixtures, inpaint, pipeline};
 use hd_painter_core::{Image, Mask};
 use hd_painter_models::{DefaultAttention, Unet2DConditionModel};
 use hd_painter_sampling::{
     ClassifierFree, DdimSettings, DifferentialLatents, HdPainter, InpaintOptions, Method,
     NoiseSchedule, RepaintSettings, Sampler, TextConditioning, timesteps,
 };
+use hd_painter_sampling::{Hooks, Stage};
 
 #[test]
 fn differential_diffusion_matches_the_community_pipeline() {
@@ -69,11 +70,10 @@ fn differential_diffusion_matches_the_community_pipeline() {
     Sampler {
         unet: &unet,
         schedule: &schedule,
-        settings,
         text: &text,
         seeds: &[0],
-        processor: &mut DefaultAttention::default(),
-        on_step: &mut |view| {
+        stage: Stage::Inpaint,
+        hooks: Hooks::new(&mut DefaultAttention::default(), &mut |view| {
             let (want, what) = match view.step < steps {
                 true => (
                     g.part("step_inputs", view.step),
@@ -84,9 +84,9 @@ fn differential_diffusion_matches_the_community_pipeline() {
             assert_close(view.latents, &want, 1e-4, &what);
             seen += 1;
             ControlFlow::Continue(())
-        },
+        }),
     }
-    .run(&mut strategy, &ClassifierFree, start)
+    .run(&settings, &mut strategy, &ClassifierFree, start)
     .unwrap();
     assert_eq!(seen, steps);
 }
@@ -113,19 +113,17 @@ fn soft_masks_run_in_the_pipeline_and_misuse_is_reported() {
         ("pipeline_hd_painter", Method::StableInpainting),
         ("pipeline_sd", Method::Blended),
     ] {
-        let p = painter(folder);
-        let run = |mask: &Mask| {
-            p.request(&image, mask, "x")
-                .options(InpaintOptions {
-                    method,
-                    ..InpaintOptions::default()
-                })
-                .soft_mask(true)
-                .steps(3)
-                .run()
-                .unwrap()
-                .remove(0)
+        let models = pipeline(folder);
+        let options = InpaintOptions {
+            method,
+            soft_mask: true,
+            ddim: DdimSettings {
+                steps: 3,
+                ..DdimSettings::default()
+            },
+            ..InpaintOptions::default()
         };
+        let run = |mask: &Mask| inpaint(&models, &image, mask, &options).unwrap().remove(0);
         let out = run(&ramp);
         assert_eq!((out.width(), out.height()), (w, h), "{method:?}");
         assert_eq!(run(&black), image, "{method:?}: no hole");

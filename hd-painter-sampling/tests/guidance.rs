@@ -15,6 +15,7 @@ use hd_painter_sampling::{
     ClassifierFree, DdimSettings, Guidance, ModelCall, NoiseSchedule, PromptFocus, Rasg,
     RasgSettings, Sampler, SamplingError, StableInpainting, StepRule, TextConditioning,
 };
+use hd_painter_sampling::{Hooks, Stage};
 
 struct Setup {
     device: Device,
@@ -152,17 +153,19 @@ fn guidance_with_terms_needs_a_scheduler_that_takes_them() {
     let err = Sampler {
         unet: &s.unet,
         schedule: &schedule,
-        settings: DdimSettings {
+        text: &s.text,
+        seeds: &[0],
+        stage: Stage::Inpaint,
+        hooks: Hooks::new(&mut DefaultAttention::default(), &mut |_| {
+            ControlFlow::Continue(())
+        }),
+    }
+    .run(
+        &DdimSettings {
             steps: 2,
             rule: StepRule::Ddpm,
             ..DdimSettings::default()
         },
-        text: &s.text,
-        seeds: &[0],
-        processor: &mut DefaultAttention::default(),
-        on_step: &mut |_| ControlFlow::Continue(()),
-    }
-    .run(
         &mut strategy(&s),
         &rasg,
         s.golden.tensor("latents", &s.device),

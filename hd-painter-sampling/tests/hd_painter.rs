@@ -22,6 +22,7 @@ use hd_painter_sampling::{
     RasgSigma, Sampled, Sampler, Spacing, StableInpainting, StepView, TextConditioning,
     full_prompt, prompt_token_indices,
 };
+use hd_painter_sampling::{Hooks, Stage};
 
 const TOLERANCE: f32 = 1e-3;
 
@@ -87,18 +88,18 @@ fn run(s: &Setup, processor: &mut dyn AttentionProcessor, rasg: Option<&Rasg>) -
     let sampled = Sampler {
         unet: &s.unet,
         schedule: &NoiseSchedule::stable_diffusion(),
-        settings,
         text: &s.text,
         seeds: &[0],
-        processor,
-        on_step: &mut |view: &StepView<'_>| {
+        stage: Stage::Inpaint,
+        hooks: Hooks::new(processor, &mut |view: &StepView<'_>| {
             trace.latents.push(view.latents.clone());
             trace.x0.push(view.pred_x0.clone());
             trace.grads.extend(view.guidance.cloned());
             ControlFlow::Continue(())
-        },
+        }),
     }
     .run(
+        &settings,
         &mut strategy,
         match rasg {
             Some(r) => r as &dyn Guidance,

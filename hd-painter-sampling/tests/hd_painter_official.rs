@@ -27,6 +27,7 @@ use hd_painter_sampling::{
     NoiseSchedule, Painta, PromptFocus, Rasg, RasgSettings, RasgSigma, Sampler, Spacing,
     StableInpainting, StepView, TextConditioning, full_prompt, prompt_token_indices,
 };
+use hd_painter_sampling::{Hooks, Stage};
 
 const TOLERANCE: f32 = 1e-3;
 const PROMPT: &str = "a red leather sofa";
@@ -174,18 +175,18 @@ fn check(name: &str, steps: usize, painta: bool, rasg_eta: Option<f64>) {
     let sampled = Sampler {
         unet: &s.unet,
         schedule: &NoiseSchedule::stable_diffusion(),
-        settings,
         text: &text,
         seeds: &[1],
-        processor,
-        on_step: &mut |view: &StepView<'_>| {
+        stage: Stage::Inpaint,
+        hooks: Hooks::new(processor, &mut |view: &StepView<'_>| {
             trace.latents.push(view.latents.clone());
             trace.x0.push(view.pred_x0.clone());
             trace.grads.extend(view.guidance.cloned());
             ControlFlow::Continue(())
-        },
+        }),
     }
     .run(
+        &settings,
         &mut strategy,
         match rasg.as_ref() {
             Some(r) => r as &dyn Guidance,

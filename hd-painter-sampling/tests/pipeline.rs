@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use burn::tensor::{Device, Distribution, Tensor};
 use hd_painter_core::{Footprint, Image, Mask};
 use hd_painter_models::{AutoencoderKl, DefaultAttention, Unet2DConditionModel};
+use hd_painter_sampling::Hooks;
 use hd_painter_sampling::{
     DdimSettings, HdPainter, InpaintOptions, Inpainter, Method, NoiseSchedule, PasteBack,
     RepaintSettings, SamplingError, TextConditioning,
@@ -84,8 +85,9 @@ fn run(
         mask,
         &text(&device()),
         o,
-        &mut DefaultAttention::default(),
-        &mut |_| ControlFlow::Continue(()),
+        Hooks::new(&mut DefaultAttention::default(), &mut |_| {
+            ControlFlow::Continue(())
+        }),
     )
 }
 
@@ -147,11 +149,10 @@ fn stable_inpainting_runs_end_to_end_with_seeds_strength_and_cancel() {
             &mask,
             &text(&device),
             &o,
-            &mut DefaultAttention::default(),
-            &mut |_| {
+            Hooks::new(&mut DefaultAttention::default(), &mut |_| {
                 steps += 1;
                 ControlFlow::Continue(())
-            },
+            }),
         )
         .unwrap();
     assert_eq!(steps, 2);
@@ -161,8 +162,9 @@ fn stable_inpainting_runs_end_to_end_with_seeds_strength_and_cancel() {
             &mask,
             &text(&device),
             &o,
-            &mut DefaultAttention::default(),
-            &mut |_| ControlFlow::Break(()),
+            Hooks::new(&mut DefaultAttention::default(), &mut |_| {
+                ControlFlow::Break(())
+            }),
         )
         .unwrap_err();
     assert!(

@@ -11,7 +11,8 @@ use burn::tensor::{Device, Tensor, TensorData};
 use common::{Golden, assert_close, device, fixtures};
 use hd_painter_models::{DefaultAttention, Unet2DConditionModel};
 use hd_painter_sampling::{
-    KnownRegion, NoiseSchedule, RepaintSettings, TextConditioning, sample_repaint, seeded_draws,
+    Hooks, KnownLatents, KnownRegion, NoiseSchedule, RepaintSettings, Sampler, Stage,
+    TextConditioning, seeded_draws,
 };
 
 fn settings(known_region: KnownRegion) -> RepaintSettings {
@@ -37,6 +38,14 @@ fn fixture(device: &Device) -> (Unet2DConditionModel, Golden, TextConditioning) 
     (unet, g, text)
 }
 
+/// The reference's known latents; its mask is 1 where the original is kept.
+fn known(g: &Golden, device: &Device) -> KnownLatents {
+    KnownLatents {
+        latents: g.tensor("known", device),
+        hole: g.tensor::<4>("keep", device).neg() + 1.0,
+    }
+}
+
 #[test]
 fn both_known_region_modes_match_the_reference() {
     let device = device();
@@ -58,21 +67,20 @@ fn both_known_region_modes_match_the_reference() {
             z
         };
         let mut reverse = Vec::new();
-        let out = sample_repaint(
-            &unet,
-            &schedule,
-            &settings(mode),
-            &text,
-            g.tensor("known", &device),
-            g.tensor("keep", &device),
-            g.tensor("latents", &device),
-            &mut draw,
-            &mut DefaultAttention::default(),
-            &mut |view| {
+        let latents = g.tensor::<4>("latents", &device);
+        let seeds = vec![0; latents.dims()[0]];
+        let out = Sampler {
+            unet: &unet,
+            schedule: &schedule,
+            text: &text,
+            seeds: &seeds,
+            stage: Stage::Inpaint,
+            hooks: Hooks::new(&mut DefaultAttention::default(), &mut |view| {
                 reverse.push(view.timestep);
                 ControlFlow::Continue(())
-            },
-        )
+            }),
+        }
+        .resample(&settings(mode), &known(&g, &device), latents, &mut draw)
         .unwrap();
         assert_eq!(k, shape[0], "{name}: every reference draw used once");
         // The reverse steps of the walk 90 80 70 60 (70 80 90) 80 70 60 50 40 30 (40 50 60) ...
@@ -104,18 +112,18 @@ fn seeded_draws_make_runs_reproducible() {
             jump_n_sample: 2,
             ..RepaintSettings::default()
         };
-        sample_repaint(
-            &unet,
-            &schedule,
-            &s,
-            &text,
-            g.tensor("known", &device),
-            g.tensor("keep", &device),
-            g.tensor("latents", &device),
-            &mut draw,
-            &mut DefaultAttention::default(),
-            &mut |_| ControlFlow::Continue(()),
-        )
+        let latents = g.tensor::<4>("latents", &device);
+        Sampler {
+            unet: &unet,
+            schedule: &schedule,
+            text: &text,
+            seeds: &vec![3; latents.dims()[0]],
+            stage: Stage::Inpaint,
+            hooks: Hooks::new(&mut DefaultAttention::default(), &mut |_| {
+                ControlFlow::Continue(())
+            }),
+        }
+        .resample(&s, &known(&g, &device), latents, &mut draw)
         .unwrap()
         .latents
         .into_data()

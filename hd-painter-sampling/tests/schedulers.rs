@@ -6,8 +6,8 @@ mod common;
 use burn::tensor::{Tensor, TensorData};
 use common::{Golden, assert_close, device};
 use hd_painter_sampling::{
-    Ddim, Ddpm, NoiseSchedule, NoiseTerm, Prediction, Scheduler, Spacing, ddim_sigma, ddim_step,
-    repaint_step, repaint_walk, timesteps, undo_steps,
+    Ddim, Ddpm, KnownLatents, NoiseSchedule, NoiseTerm, Prediction, Scheduler, Spacing, ddim_sigma,
+    ddim_step, repaint_step, repaint_walk, timesteps, undo_steps,
 };
 
 fn max_diff(a: &[f64], b: &[f64]) -> f64 {
@@ -159,16 +159,19 @@ fn repaint_matches_diffusers() {
     assert_eq!((walk.len() - ups, ups), (2410, 2160));
 
     let schedule = NoiseSchedule::scaled_linear_diffusers(0.00085, 0.012, 1000);
+    // diffusers' mask is 1 where the original is kept: the hole is its complement.
+    let known = KnownLatents {
+        latents: g.tensor("repaint_known", &device),
+        hole: g.tensor::<4>("repaint_mask", &device).neg() + 1.0,
+    };
     let step = repaint_step(
         &schedule,
         g.tensor("model_output", &device),
         500,
         496,
         g.tensor("sample", &device),
-        g.tensor("repaint_known", &device),
-        g.tensor("repaint_mask", &device),
-        0.0,
-        g.tensor("repaint_step_noise", &device),
+        &known,
+        (0.0, g.tensor("repaint_step_noise", &device)),
     );
     assert_close(
         &step.prev_sample,

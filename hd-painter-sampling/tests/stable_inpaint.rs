@@ -17,6 +17,7 @@ use hd_painter_sampling::{
     ClassifierFree, DdimSettings, NoiseSchedule, Sampled, Sampler, SamplingError, Spacing,
     StableInpainting, StepView, TextConditioning,
 };
+use hd_painter_sampling::{Hooks, Stage};
 
 struct Setup {
     device: Device,
@@ -78,13 +79,12 @@ impl Setup {
         Sampler {
             unet: &self.unet,
             schedule: &self.schedule,
-            settings: self.settings,
             text: &self.text,
             seeds,
-            processor: &mut DefaultAttention::default(),
-            on_step,
+            stage: Stage::Inpaint,
+            hooks: Hooks::new(&mut DefaultAttention::default(), on_step),
         }
-        .run(&mut self.strategy, &ClassifierFree, latents)
+        .run(&self.settings, &mut self.strategy, &ClassifierFree, latents)
     }
 }
 

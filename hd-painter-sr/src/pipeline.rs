@@ -1,12 +1,10 @@
 //! The SR stage's settings and HD-Painter end to end ([`TwoStage`]: the first stage at a quarter
 //! of the SR long side, then [`Upscaler::upscale`] on each result).
 
-use std::ops::ControlFlow;
-
 use hd_painter_core::{Filter, Image, Mask, SizeRule};
-use hd_painter_models::{AttentionProcessor, VaeTiling};
+use hd_painter_models::VaeTiling;
 use hd_painter_sampling::{
-    CropSettings, InpaintOptions, Inpainter, StepView, TextConditioning, crop_regions, stitch,
+    CropSettings, Hooks, InpaintOptions, Inpainter, TextConditioning, crop_regions, stitch,
 };
 
 use crate::error::Result;
@@ -139,39 +137,37 @@ pub struct TwoStage<'a> {
     pub inpainter: Inpainter<'a>,
     /// The SR stage's models.
     pub upscaler: Upscaler<'a>,
+    /// The SR stage's prompts, encoded with the upscaler's text encoder (e.g. the prompt with
+    /// [`SR_POSITIVE_PROMPT`](crate::SR_POSITIVE_PROMPT) and an empty negative prompt).
+    pub sr_text: &'a TextConditioning,
+    /// The SR stage's settings.
+    pub sr: &'a SrSettings,
 }
 
 impl TwoStage<'_> {
     /// Inpaints `image` where `mask` is set (255 = hole): `text` and `options` for the first
-    /// stage, `sr_text` (e.g. the prompt with [`SR_POSITIVE_PROMPT`](crate::SR_POSITIVE_PROMPT)
-    /// and an empty negative prompt, encoded with the upscaler's text encoder) and `sr` for the
-    /// second. `on_step` sees both stages' steps.
+    /// stage, the SR stage's own for the second. The hooks see both stages' steps.
     ///
     /// With [`InpaintOptions::crop_to_mask`], only a box around the hole is worked on: a box no
     /// larger than the first stage's size (`long_side / 4`) is inpainted by the first stage
     /// alone at the crop settings' size (the SR stage would add nothing), a larger one goes
     /// through both stages at its own size (the SR stage's result resized to the box); either
     /// way the box is stitched back and the original is kept exactly outside it.
-    #[allow(clippy::too_many_arguments)] // the parts of a two-stage run
     pub fn run(
         &self,
         image: &Image,
         mask: &Mask,
         text: &TextConditioning,
         options: &InpaintOptions,
-        sr_text: &TextConditioning,
-        sr: &SrSettings,
-        processor: &mut dyn AttentionProcessor,
-        on_step: &mut dyn FnMut(&StepView<'_>) -> ControlFlow<()>,
+        mut hooks: Hooks<'_>,
     ) -> Result<Vec<Image>> {
-        sr.validate()?;
+        self.sr.validate()?;
         options.validate()?;
         if options.crop_to_mask.is_some() {
-            return self.run_cropped(image, mask, text, options, sr_text, sr, processor, on_step);
+            return self.run_cropped(image, mask, text, options, hooks);
         }
-        let low = sr.long_side / self.upscaler.vae.downscale() as u32;
         let (w, h) = (image.width(), image.height());
-        let first_size = sr.stage_size.size(w, h, low);
+        let first_size = self.sr.stage_size.size(w, h, self.first_long_side());
         let (small_image, small_mask) = if first_size == (w, h) {
             (image.clone(), mask.clone())
         } else {
@@ -182,70 +178,66 @@ impl TwoStage<'_> {
         };
         let first =
             self.inpainter
-                .inpaint(&small_image, &small_mask, text, options, processor, on_step)?;
+                .inpaint(&small_image, &small_mask, text, options, hooks.reborrow())?;
         first
             .iter()
             .zip(&options.seeds)
             .map(|(low_res, &seed)| {
-                let settings = SrSettings { seed, ..sr.clone() };
+                let settings = SrSettings {
+                    seed,
+                    ..self.sr.clone()
+                };
+                let sr_text = self.sr_text;
                 self.upscaler
-                    .upscale(low_res, image, mask, sr_text, &settings, processor, on_step)
+                    .upscale(low_res, image, mask, sr_text, &settings, hooks.reborrow())
             })
             .collect()
     }
 
+    /// The first stage's long side: the SR long side over the upscaler's factor.
+    fn first_long_side(&self) -> u32 {
+        self.sr.long_side / self.upscaler.vae.downscale() as u32
+    }
+
     /// [`TwoStage::run`] on each box of [`crop_regions`] for the options' crop settings,
     /// stitched back one after the other.
-    #[allow(clippy::too_many_arguments)] // run's own arguments
     fn run_cropped(
         &self,
         image: &Image,
         mask: &Mask,
         text: &TextConditioning,
         options: &InpaintOptions,
-        sr_text: &TextConditioning,
-        sr: &SrSettings,
-        processor: &mut dyn AttentionProcessor,
-        on_step: &mut dyn FnMut(&StepView<'_>) -> ControlFlow<()>,
+        mut hooks: Hooks<'_>,
     ) -> Result<Vec<Image>> {
         let crop = options.crop_to_mask.unwrap_or_default();
-        let low = sr.long_side / self.upscaler.vae.downscale() as u32;
         let one_box = CropSettings {
             each_hole: false,
             ..crop
         };
         let sr = SrSettings {
             output: SrOutput::InputSize,
-            ..sr.clone()
+            ..self.sr.clone()
         };
+        let inner_stages = TwoStage { sr: &sr, ..*self };
         let mut out = vec![image.clone(); options.seeds.len()];
         for b in crop_regions(&mask.threshold(0), &crop) {
             let (w, h) = b.size();
             let small = image.crop(b.x1, b.y1, w, h)?;
             let small_mask = mask.crop(b.x1, b.y1, w, h)?;
             // A box the first stage already sees at full resolution needs no SR stage.
-            let generated = if w.max(h) <= low {
+            let generated = if w.max(h) <= self.first_long_side() {
                 let inner = InpaintOptions {
                     crop_to_mask: Some(one_box),
                     ..options.clone()
                 };
                 self.inpainter
-                    .inpaint(&small, &small_mask, text, &inner, processor, on_step)?
+                    .inpaint(&small, &small_mask, text, &inner, hooks.reborrow())?
             } else {
                 let inner = InpaintOptions {
                     crop_to_mask: None,
                     ..options.clone()
                 };
-                self.run(
-                    &small,
-                    &small_mask,
-                    text,
-                    &inner,
-                    sr_text,
-                    &sr,
-                    processor,
-                    on_step,
-                )?
+                inner_stages.run(&small, &small_mask, text, &inner, hooks.reborrow())?
             };
             for (o, g) in out.iter_mut().zip(&generated) {
                 *o = stitch(o, g, b)?;

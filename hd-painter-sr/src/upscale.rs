@@ -1,7 +1,7 @@
 //! The x4 upscaler's sampling with HD-Painter's known-region x0 blending (METHODS.md section 5).
 
 use burn::tensor::Tensor;
-use hd_painter_sampling::{DdimStep, LatentStrategy, NoiseSchedule, to_batch};
+use hd_painter_sampling::{DdimStep, LatentStrategy, NoiseSchedule, StepPosition, to_batch};
 
 /// HD-Painter's SR positive prompt, appended to the user's prompt after `", "`.
 pub const SR_POSITIVE_PROMPT: &str = "high resolution professional photo";
@@ -73,11 +73,10 @@ impl LatentStrategy for UpscaleLatents {
     fn after_step(
         &mut self,
         mut step: DdimStep,
-        _index: usize,
-        _t: usize,
-        t_prev: isize,
+        at: &StepPosition,
         schedule: &NoiseSchedule,
     ) -> DdimStep {
+        let t_prev = at.t_prev;
         let Some(known) = &self.known else {
             return step;
         };

@@ -5,18 +5,14 @@
 //! the decoded last x0) and [`Upscaler::blend`] (the output size and the Poisson blend).
 //! [`Upscaler::upscale`] runs them with seeded noise.
 
-use std::ops::ControlFlow;
-
 use burn::tensor::{Tensor, TensorData};
 use hd_painter_core::{
     CoreError, Filter, Footprint, GaussianKernel, Image, Mask, PadMode, Quantize, SizeRule,
     seeded_noise,
 };
-use hd_painter_models::{
-    AttentionProcessor, AutoencoderKl, DEFAULT_SCORE_BUDGET, Unet2DConditionModel,
-};
+use hd_painter_models::{AutoencoderKl, DEFAULT_SCORE_BUDGET, Unet2DConditionModel};
 use hd_painter_sampling::{
-    ClassifierFree, DdimSettings, NoiseSchedule, Prediction, Sampler, Spacing, StepView,
+    ClassifierFree, DdimSettings, Hooks, NoiseSchedule, Prediction, Sampler, Spacing, Stage,
     TextConditioning,
 };
 
@@ -137,7 +133,6 @@ impl Upscaler<'_> {
     /// HD-Painter's SR stage: `low_res` is the first stage's result (the original resized to
     /// `long_side / 4`, as inpainted); `original` and `hole` (255 = inpainted) are the full-size
     /// inputs. Returns the upscaled, blended image (see [`SrOutput`]).
-    #[allow(clippy::too_many_arguments)] // the parts of a run, each independent
     pub fn upscale(
         &self,
         low_res: &Image,
@@ -145,8 +140,7 @@ impl Upscaler<'_> {
         hole: &Mask,
         text: &TextConditioning,
         settings: &SrSettings,
-        processor: &mut dyn AttentionProcessor,
-        on_step: &mut dyn FnMut(&StepView<'_>) -> ControlFlow<()>,
+        hooks: Hooks<'_>,
     ) -> Result<Image> {
         let inputs = self.prepare(low_res, original, hole, settings)?;
         if inputs.is_empty() {
@@ -156,7 +150,7 @@ impl Upscaler<'_> {
             });
         }
         let noise = self.seeded_noise(&inputs, settings.seed);
-        let generated = self.generate(&inputs, noise, text, settings, processor, on_step)?;
+        let generated = self.generate(&inputs, noise, text, settings, hooks)?;
         self.blend(&inputs, &generated, settings)
     }
 
@@ -297,8 +291,7 @@ impl Upscaler<'_> {
         noise: SrNoise,
         text: &TextConditioning,
         settings: &SrSettings,
-        processor: &mut dyn AttentionProcessor,
-        on_step: &mut dyn FnMut(&StepView<'_>) -> ControlFlow<()>,
+        mut hooks: Hooks<'_>,
     ) -> Result<Image> {
         let noised = noise_low_res(
             inputs.low_res.clone(),
@@ -321,13 +314,12 @@ impl Upscaler<'_> {
         let sampled = Sampler {
             unet: self.unet,
             schedule: self.schedule,
-            settings: ddim,
             text,
             seeds: &[settings.seed],
-            processor,
-            on_step,
+            stage: Stage::SuperResolution,
+            hooks: hooks.reborrow(),
         }
-        .run(&mut strategy, &ClassifierFree, noise.latents)?;
+        .run(&ddim, &mut strategy, &ClassifierFree, noise.latents)?;
         let latents = sampled.last_x0 / self.vae.scaling_factor();
         let decoded = match settings.vae_tiling {
             Some(tiling) => self.vae.decode_tiled(latents, tiling)?,

@@ -19,7 +19,7 @@ use std::ops::ControlFlow;
 use common::{Golden, assert_close, device, fixtures};
 use hd_painter_core::{Image, Mask};
 use hd_painter_models::{AutoencoderKl, DefaultAttention, Unet2DConditionModel};
-use hd_painter_sampling::{NoiseSchedule, StepView, TextConditioning};
+use hd_painter_sampling::{Hooks, NoiseSchedule, StepView, TextConditioning};
 use hd_painter_sr::{SrNoise, SrOutput, SrSettings, Upscaler, noise_low_res};
 
 fn worst_level(got: &Image, want: &Image) -> u8 {
@@ -96,8 +96,9 @@ fn the_sr_stage_matches_the_official_code() {
             noise,
             &text,
             &settings,
-            &mut DefaultAttention::default(),
-            &mut |view: &StepView<'_>| {
+            Hooks::new(&mut DefaultAttention::default(), &mut |view: &StepView<
+                '_,
+            >| {
                 let k = view.step - 1;
                 let what = format!("blended x0, step {}", view.step);
                 assert_close(view.pred_x0, &g.part("x0", k), 1e-3, &what);
@@ -107,7 +108,7 @@ fn the_sr_stage_matches_the_official_code() {
                 }
                 seen += 1;
                 ControlFlow::Continue(())
-            },
+            }),
         )
         .unwrap();
     assert_eq!(seen, steps, "the official grid's steps");

@@ -15,6 +15,7 @@ use hd_painter_sampling::{
     CropSettings, HdPainter, InpaintOptions, Inpainter, NoiseSchedule, TextConditioning,
     crop_region,
 };
+use hd_painter_sampling::{Hooks, Stage};
 use hd_painter_sr::{SrError, SrOutput, SrSettings, TwoStage, Upscaler};
 
 fn text(device: &Device) -> TextConditioning {
@@ -95,8 +96,9 @@ fn upscale(
         mask,
         &text(&device()),
         s,
-        &mut DefaultAttention::default(),
-        &mut |_| ControlFlow::Continue(()),
+        Hooks::new(&mut DefaultAttention::default(), &mut |_| {
+            ControlFlow::Continue(())
+        }),
     )
 }
 
@@ -225,29 +227,34 @@ impl FirstStage {
     }
 }
 
-/// `pipeline.run` with the test settings and random prompts: the images and the steps both
-/// stages reported.
+/// Both stages with the test settings and random prompts: the images and the stage and seeds
+/// of every step reported.
 fn run_counting_steps(
-    pipeline: &TwoStage<'_>,
+    first: &FirstStage,
+    m: &X4,
     image: &Image,
     mask: &Mask,
     options: &InpaintOptions,
-) -> (Vec<Image>, usize) {
+) -> (Vec<Image>, Vec<(Stage, Vec<u64>)>) {
     let device = device();
-    let mut steps = 0;
+    let (sr_text, sr) = (text(&device), settings());
+    let pipeline = TwoStage {
+        inpainter: first.inpainter(),
+        upscaler: m.upscaler(),
+        sr_text: &sr_text,
+        sr: &sr,
+    };
+    let mut steps = Vec::new();
     let out = pipeline
         .run(
             image,
             mask,
             &text(&device),
             options,
-            &text(&device),
-            &settings(),
-            &mut DefaultAttention::default(),
-            &mut |_| {
-                steps += 1;
+            Hooks::new(&mut DefaultAttention::default(), &mut |view| {
+                steps.push((view.stage, view.seeds.to_vec()));
                 ControlFlow::Continue(())
-            },
+            }),
         )
         .unwrap();
     (out, steps)
@@ -256,18 +263,23 @@ fn run_counting_steps(
 #[test]
 fn two_stages_end_to_end() {
     let (m, first) = (x4(), FirstStage::load());
-    let pipeline = TwoStage {
-        inpainter: first.inpainter(),
-        upscaler: m.upscaler(),
-    };
     let (image, mask) = (photo(160, 120), hole(160, 120));
     let mut options = InpaintOptions::hd_painter(HdPainter::full());
     options.ddim.steps = 2;
     options.seeds = vec![3, 4];
-    let (out, steps) = run_counting_steps(&pipeline, &image, &mask, &options);
+    let (out, steps) = run_counting_steps(&first, &m, &image, &mask, &options);
     assert_eq!(out.len(), 2);
     // The first stage runs both seeds as one batch; the SR stage one image at a time.
-    assert_eq!(steps, 2 + 2 * 2, "both stages report their steps");
+    let (inpaint, sr) = (Stage::Inpaint, Stage::SuperResolution);
+    let expected = [
+        (inpaint, vec![3, 4]),
+        (inpaint, vec![3, 4]),
+        (sr, vec![3]),
+        (sr, vec![3]),
+        (sr, vec![4]),
+        (sr, vec![4]),
+    ];
+    assert_eq!(steps, expected, "both stages report their steps");
     for img in &out {
         assert_eq!((img.width(), img.height()), (160, 120));
         assert_kept_far_from_the_hole(&image, img, &mask);
@@ -281,10 +293,6 @@ fn two_stages_end_to_end() {
 #[test]
 fn two_stages_on_the_box_around_the_hole() {
     let (m, first) = (x4(), FirstStage::load());
-    let pipeline = TwoStage {
-        inpainter: first.inpainter(),
-        upscaler: m.upscaler(),
-    };
     let image = photo(160, 120);
     let square = |x0: u32, y0: u32, side: u32| {
         Mask::from_luma8(
@@ -309,11 +317,19 @@ fn two_stages_on_the_box_around_the_hole() {
             each_hole: false,
         });
         let b = crop_region(&mask, 4, (32, 32)).unwrap();
-        let (mut out, steps) = run_counting_steps(&pipeline, &image, &mask, &options);
+        let (mut out, steps) = run_counting_steps(&first, &m, &image, &mask, &options);
         let out = out.remove(0);
         assert_eq!((out.width(), out.height()), (160, 120));
-        let expected = if both_stages { 2 + 2 } else { 2 };
-        assert_eq!(steps, expected, "box {b:?}: both stages {both_stages}");
+        let sr_steps = steps
+            .iter()
+            .filter(|s| s.0 == Stage::SuperResolution)
+            .count();
+        let expected = if both_stages { (2, 2) } else { (2, 0) };
+        assert_eq!(
+            (steps.len() - sr_steps, sr_steps),
+            expected,
+            "box {b:?}: both stages {both_stages}"
+        );
         let (o, i) = (out.raster(), image.raster());
         for y in 0..120usize {
             for x in 0..160usize {

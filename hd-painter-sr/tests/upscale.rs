@@ -15,6 +15,7 @@ use hd_painter_sampling::{
     ClassifierFree, DdimSettings, NoiseSchedule, Prediction, Sampler, Spacing, StepView,
     TextConditioning,
 };
+use hd_painter_sampling::{Hooks, Stage};
 use hd_painter_sr::{UpscaleLatents, noise_low_res};
 
 #[test]
@@ -57,11 +58,12 @@ fn upscaler_loop_with_x0_blending_matches_the_reference() {
     let sampled = Sampler {
         unet: &unet,
         schedule: &schedule,
-        settings,
         text: &text,
         seeds: &[0],
-        processor: &mut DefaultAttention::default(),
-        on_step: &mut |view: &StepView<'_>| {
+        stage: Stage::Inpaint,
+        hooks: Hooks::new(&mut DefaultAttention::default(), &mut |view: &StepView<
+            '_,
+        >| {
             let k = view.step - 1;
             assert_close(
                 view.latents,
@@ -77,9 +79,14 @@ fn upscaler_loop_with_x0_blending_matches_the_reference() {
             );
             steps += 1;
             ControlFlow::Continue(())
-        },
+        }),
     }
-    .run(&mut strategy, &ClassifierFree, g.tensor("latents", &device))
+    .run(
+        &settings,
+        &mut strategy,
+        &ClassifierFree,
+        g.tensor("latents", &device),
+    )
     .unwrap();
     assert_eq!(steps, 3);
     assert_close(&sampled.last_x0, &g.part("step_x0", 2), 1e-3, "last x0");

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use burn::tensor::FloatDType;
 use clap::{Parser, ValueEnum};
-use hd_painter_core::BackendKind;
+use hd_painter::BackendKind;
 
 /// The methods, as named on the command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -60,7 +60,7 @@ pub(crate) fn jobs(args: &Args) -> Result<Vec<Job>, RunError> {
 }
 
 fn io_error(path: &Path, e: std::io::Error) -> RunError {
-    RunError::Core(hd_painter_core::CoreError::Io {
+    RunError::from(hd_painter::hd_painter_core::CoreError::Io {
         path: path.to_path_buf(),
         source: e,
     })

@@ -97,7 +97,7 @@ pub(crate) fn check_before_loading(args: &Args, jobs: &[Job]) -> Result<(), RunE
     for job in jobs {
         for i in 0..args.num_images {
             let output = numbered(&job.output, i, args.num_images);
-            hd_painter_core::check_output_path(&output)?;
+            hd_painter::hd_painter_core::check_output_path(&output)?;
             for input in [&job.image, &job.mask] {
                 refuse(!args.overwrite && same_file(&output, input), || {
                     format!(

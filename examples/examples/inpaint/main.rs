@@ -20,18 +20,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use burn::tensor::{FloatDType, Tensor};
+use burn::tensor::FloatDType;
 use clap::Parser;
-use hd_painter_core::{Image, Mask, MaskChannel, MaskOptions, Quantize, SizeRule, peak_rss_bytes};
-use hd_painter_models::{
-    AutoencoderKl, BrushNetModel, DefaultAttention, ModelSource, StableDiffusionModels,
+use hd_painter::hd_painter_core::peak_rss_bytes;
+use hd_painter::{
+    BrushNetModel, BrushNetSettings, CropSettings, DefaultAttention, HdPainter, Hooks, Image,
+    InpaintOptions, InpaintRequest, Mask, MaskChannel, MaskEdit, MaskOptions, Method, ModelSource,
+    Painter, PreFill, RepaintSettings, SeedRule, SizeRule, SrOutput, SrSettings,
+    StableDiffusionModels, Stage, StepView,
 };
-use hd_painter_sampling::{
-    BrushNetSettings, CropSettings, HdPainter, InpaintOptions, MaskEdit, Method, NoiseSchedule,
-    Painter, PreFill, RepaintSettings, SamplingError, SeedRule, StepView,
-    encode_prompts_with_positive,
-};
-use hd_painter_sr::{SR_POSITIVE_PROMPT, SrError, SrOutput, SrSettings, TwoStage, Upscaler};
 use indicatif::{ProgressBar, ProgressStyle};
 
 mod args;
@@ -45,13 +42,7 @@ pub(crate) use batch::Job;
 #[derive(Debug, thiserror::Error)]
 enum RunError {
     #[error(transparent)]
-    Core(#[from] hd_painter_core::CoreError),
-    #[error(transparent)]
-    Models(#[from] hd_painter_models::ModelsError),
-    #[error(transparent)]
-    Sampling(#[from] SamplingError),
-    #[error(transparent)]
-    Sr(#[from] SrError),
+    Run(#[from] hd_painter::Error),
     #[error("{0}")]
     Usage(String),
     #[error("{failed} of {total} files failed (reported above)")]
@@ -60,11 +51,19 @@ enum RunError {
 
 impl RunError {
     fn cancelled(&self) -> bool {
-        matches!(
-            self,
-            RunError::Sampling(SamplingError::Cancelled { .. })
-                | RunError::Sr(SrError::Sampling(SamplingError::Cancelled { .. }))
-        )
+        matches!(self, RunError::Run(e) if e.is_cancelled())
+    }
+}
+
+impl From<hd_painter::hd_painter_core::CoreError> for RunError {
+    fn from(e: hd_painter::hd_painter_core::CoreError) -> Self {
+        RunError::Run(e.into())
+    }
+}
+
+impl From<hd_painter::hd_painter_models::ModelsError> for RunError {
+    fn from(e: hd_painter::hd_painter_models::ModelsError) -> Self {
+        RunError::Run(e.into())
     }
 }
 
@@ -98,7 +97,7 @@ fn main() -> ExitCode {
 fn run(args: &Args, cancel: &AtomicBool) -> Result<(), RunError> {
     let jobs = batch::jobs(args)?;
     checks::check_before_loading(args, &jobs)?;
-    let models = load(args)?;
+    let painter = load(args)?;
     let (mut failed, mut skipped) = (0, 0);
     for job in &jobs {
         // A batch never replaces an earlier result unless asked.
@@ -110,7 +109,7 @@ fn run(args: &Args, cancel: &AtomicBool) -> Result<(), RunError> {
             skipped += 1;
             continue;
         }
-        match run_job(args, &models, job, cancel) {
+        match run_job(args, &painter, job, cancel) {
             Ok(()) => {}
             // A batch goes on past a file it cannot do, and says so.
             Err(e) if args.batch.is_some() && !e.cancelled() => {
@@ -136,13 +135,6 @@ fn run(args: &Args, cancel: &AtomicBool) -> Result<(), RunError> {
     }
 }
 
-/// The models, loaded once for every job.
-struct Models {
-    painter: Painter,
-    upscaler: Option<StableDiffusionModels>,
-    sr_schedule: NoiseSchedule,
-}
-
 /// The progress bar of a run.
 fn progress_bar() -> ProgressBar {
     let bar = ProgressBar::new(0);
@@ -157,8 +149,8 @@ fn progress_bar() -> ProgressBar {
     bar
 }
 
-/// Loads the models the command line names.
-fn load(args: &Args) -> Result<Models, RunError> {
+/// Loads the models the command line names, once for every job.
+fn load(args: &Args) -> Result<Painter, RunError> {
     let bar = progress_bar();
     let device = args.backend.device()?;
     bar.set_message("loading the model");
@@ -180,24 +172,16 @@ fn load(args: &Args) -> Result<Models, RunError> {
             false => branch.with_weight_dtype(dtype),
         });
     }
-    let upscaler = match (&args.sr, &args.sr_model) {
-        (true, Some(spec)) => {
-            bar.set_message("loading the upscaler");
-            Some(precision(StableDiffusionModels::from_source(
-                &ModelSource::parse(spec, None)?,
-                args.variant.as_deref(),
-                &device,
-            )?))
-        }
-        _ => None,
-    };
-
+    if let (true, Some(spec)) = (args.sr, &args.sr_model) {
+        bar.set_message("loading the upscaler");
+        painter = painter.with_upscaler(precision(StableDiffusionModels::from_source(
+            &ModelSource::parse(spec, None)?,
+            args.variant.as_deref(),
+            &device,
+        )?))?;
+    }
     bar.finish_and_clear();
-    Ok(Models {
-        painter,
-        upscaler,
-        sr_schedule: NoiseSchedule::x4_upscaler(),
-    })
+    Ok(painter)
 }
 
 /// The photo and mask of a job, the mask read with the channel the method expects.
@@ -244,7 +228,7 @@ fn read_inputs(args: &Args, job: &Job) -> Result<(Image, Mask, bool), RunError> 
 }
 
 /// One photo: its images written, a summary line.
-fn run_job(args: &Args, models: &Models, job: &Job, cancel: &AtomicBool) -> Result<(), RunError> {
+fn run_job(args: &Args, painter: &Painter, job: &Job, cancel: &AtomicBool) -> Result<(), RunError> {
     let started = Instant::now();
     let (image, mask, hd_painter) = read_inputs(args, job)?;
     let bar = progress_bar();
@@ -254,66 +238,36 @@ fn run_job(args: &Args, models: &Models, job: &Job, cancel: &AtomicBool) -> Resu
         (Some(SeedRuleArg::Consecutive), _) | (None, false) => SeedRule::Consecutive,
     };
     let seeds = seed_rule.seeds(first_seed, args.num_images);
-    let request = configure(
-        models.painter.request(&image, &mask, &job.prompt),
-        args,
-        &models.painter,
-    )
-    .seeds(seeds.clone());
-    let options = request.settings();
-    options.validate()?;
+    let request = configure(painter.request(&image, &mask, &job.prompt), args, painter)
+        .seeds(seeds.clone())
+        .sr(sr_settings(args));
     bar.set_message("encoding the prompt");
-    let text = request.encode()?;
-    let sr_text = models
-        .upscaler
-        .as_ref()
-        .map(|x4| encode_prompts_with_positive(x4, &job.prompt, SR_POSITIVE_PROMPT, ""))
-        .transpose()?;
-    let sr_settings = SrSettings {
-        steps: args.sr_steps,
-        long_side: args.sr_long_side,
-        stage_size: match args.size_rule {
-            SizeRuleArg::Script => SizeRule::Script,
-            SizeRuleArg::Demo => SizeRule::Demo,
-        },
-        output: match args.sr_size {
-            SrSize::Input => SrOutput::InputSize,
-            SrSize::LongSide => SrOutput::LongSide,
-        },
-        ..SrSettings::default()
+    // The whole run's steps: the first stage's as its first step reports them, then each
+    // image's SR run.
+    let sr_steps = match painter.upscaler {
+        Some(_) => (args.sr_steps * seeds.len()) as u64,
+        None => 0,
     };
-
-    // The whole run's steps: the first stage's as the loop reports them, then each image's SR.
-    let sr_steps = models
-        .upscaler
-        .as_ref()
-        .map_or(0, |_| args.sr_steps * seeds.len());
-    let mut stage = 0usize;
-    let mut stage_start = 0u64;
-    let vaes: Vec<&AutoencoderKl> = std::iter::once(&models.painter.models.vae)
-        .chain(models.upscaler.iter().map(|m| &m.vae))
-        .collect();
+    let mut run_start = 0u64;
     let mut on_step = |view: &StepView<'_>| {
+        let stage = stage_number(view, &seeds);
         if view.step == 1 {
-            stage += 1;
-            stage_start = bar.position();
-            if stage == 1 {
-                bar.set_length(view.total as u64 + sr_steps as u64);
+            run_start = bar.position();
+            if view.stage == Stage::Inpaint {
+                bar.set_length(run_start + view.total as u64 + sr_steps);
                 bar.reset_eta();
             }
-            bar.set_message(if stage == 1 {
-                "inpainting".to_string()
-            } else {
-                format!("super-resolution {}/{}", stage - 1, seeds.len())
+            bar.set_message(match view.stage {
+                Stage::Inpaint => "inpainting".to_string(),
+                Stage::SuperResolution => format!("super-resolution {}/{}", stage - 1, seeds.len()),
             });
         }
-        bar.set_position(stage_start + view.step as u64);
+        bar.set_position(run_start + view.step as u64);
         if let Some(k) = args.preview_every
             && (view.step.is_multiple_of(k) || view.step == view.total)
         {
-            let vae = vaes[(stage - 1).min(vaes.len() - 1)];
             let path = preview_path(&job.output, stage, view.step);
-            match write_preview(vae, view.pred_x0, &path) {
+            match painter.preview(view).and_then(|p| Ok(p.save(&path)?)) {
                 Ok(()) => bar.println(format!("preview: {}", path.display())),
                 Err(e) => bar.println(format!("warning: no preview at step {}: {e}", view.step)),
             }
@@ -324,36 +278,8 @@ fn run_job(args: &Args, models: &Models, job: &Job, cancel: &AtomicBool) -> Resu
             ControlFlow::Continue(())
         }
     };
-
     let mut attention = DefaultAttention::default();
-    let images = match (&models.upscaler, &sr_text) {
-        (Some(x4), Some(sr_text)) => TwoStage {
-            inpainter: models.painter.inpainter(),
-            upscaler: Upscaler {
-                unet: &x4.unet,
-                vae: &x4.vae,
-                schedule: &models.sr_schedule,
-            },
-        }
-        .run(
-            &image,
-            &mask,
-            &text,
-            &options,
-            sr_text,
-            &sr_settings,
-            &mut attention,
-            &mut on_step,
-        )?,
-        _ => models.painter.inpainter().inpaint(
-            &image,
-            &mask,
-            &text,
-            &options,
-            &mut attention,
-            &mut on_step,
-        )?,
-    };
+    let images = request.run_with(Hooks::new(&mut attention, &mut on_step))?;
     bar.finish_and_clear();
 
     let mut written = Vec::new();
@@ -371,7 +297,7 @@ fn run_job(args: &Args, models: &Models, job: &Job, cancel: &AtomicBool) -> Resu
         written.len(),
         started.elapsed().as_secs_f64(),
         args.method,
-        if models.upscaler.is_some() {
+        if painter.upscaler.is_some() {
             " + SR"
         } else {
             ""
@@ -380,16 +306,45 @@ fn run_job(args: &Args, models: &Models, job: &Job, cancel: &AtomicBool) -> Resu
     Ok(())
 }
 
+/// The SR stage's settings from the command line.
+fn sr_settings(args: &Args) -> SrSettings {
+    SrSettings {
+        steps: args.sr_steps,
+        long_side: args.sr_long_side,
+        stage_size: match args.size_rule {
+            SizeRuleArg::Script => SizeRule::Script,
+            SizeRuleArg::Demo => SizeRule::Demo,
+        },
+        output: match args.sr_size {
+            SrSize::Input => SrOutput::InputSize,
+            SrSize::LongSide => SrOutput::LongSide,
+        },
+        ..SrSettings::default()
+    }
+}
+
+/// A step's stage as the preview files number it: 1 for the first stage, `1 + k` for image k's
+/// SR run.
+fn stage_number(view: &StepView<'_>, seeds: &[u64]) -> usize {
+    match view.stage {
+        Stage::Inpaint => 1,
+        Stage::SuperResolution => {
+            let image = view
+                .seeds
+                .first()
+                .and_then(|s| seeds.iter().position(|x| x == s));
+            2 + image.unwrap_or(0)
+        }
+    }
+}
+
 /// The request with the method and the command line's overrides.
 fn configure<'a>(
-    request: hd_painter_sampling::InpaintRequest<'a>,
+    request: InpaintRequest<'a>,
     args: &Args,
     painter: &Painter,
-) -> hd_painter_sampling::InpaintRequest<'a> {
-    let hd = |variant: HdPainter| InpaintOptions {
-        method: painter.fitting_method(),
-        ..InpaintOptions::hd_painter(variant)
-    };
+) -> InpaintRequest<'a> {
+    let hd = |variant: HdPainter| painter.hd_painter_options(variant);
     let plain = |method: Method| InpaintOptions {
         method,
         ..InpaintOptions::default()
@@ -479,12 +434,4 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
         None => format!("{stem}{suffix}"),
     };
     path.with_file_name(name)
-}
-
-/// Decodes the first image of an x0 prediction and writes it.
-fn write_preview(vae: &AutoencoderKl, pred_x0: &Tensor<4>, path: &Path) -> Result<(), RunError> {
-    let first = pred_x0.clone().slice(0..1);
-    let decoded = vae.decode(first / vae.scaling_factor())?;
-    Image::from_tensor(decoded, Quantize::Round)?.save(path)?;
-    Ok(())
 }

@@ -162,17 +162,38 @@ pub fn assert_first_scales(
     );
 }
 
-/// The [`Painter`](hd_painter_sampling::Painter) of a fixture pipeline folder.
-pub fn painter(folder: &str) -> hd_painter_sampling::Painter {
-    let dir = fixtures().join("models").join(folder);
-    let models = hd_painter_models::StableDiffusionModels::load(dir, None, &device()).unwrap();
-    hd_painter_sampling::Painter::new(models)
-}
-
 /// A noisy `width x height` photo.
 pub fn photo(width: u32, height: u32) -> hd_painter_core::Image {
     let rgb = (0..width * height * 3)
         .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
         .collect();
     hd_painter_core::Image::from_rgb8(width, height, rgb).unwrap()
+}
+
+/// A fixture pipeline folder's models.
+pub fn pipeline(folder: &str) -> hd_painter_models::StableDiffusionModels {
+    let dir = fixtures().join("models").join(folder);
+    hd_painter_models::StableDiffusionModels::load(dir, None, &device()).unwrap()
+}
+
+/// `options` on `models` with the prompt "x" (no negative prompt), exact attention and no step
+/// callback.
+pub fn inpaint(
+    models: &hd_painter_models::StableDiffusionModels,
+    image: &hd_painter_core::Image,
+    mask: &hd_painter_core::Mask,
+    options: &hd_painter_sampling::InpaintOptions,
+) -> hd_painter_sampling::Result<Vec<hd_painter_core::Image>> {
+    let text = hd_painter_sampling::encode_prompts(models, "x", "")?;
+    let schedule = hd_painter_sampling::NoiseSchedule::stable_diffusion();
+    let mut attention = hd_painter_models::DefaultAttention::default();
+    hd_painter_sampling::Inpainter::new(&models.unet, &models.vae, &schedule).inpaint(
+        image,
+        mask,
+        &text,
+        options,
+        hd_painter_sampling::Hooks::new(&mut attention, &mut |_| {
+            std::ops::ControlFlow::Continue(())
+        }),
+    )
 }

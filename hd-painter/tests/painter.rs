@@ -5,10 +5,12 @@
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 
+use hd_painter::Painter;
 use hd_painter_core::{BackendKind, Image, Mask};
 use hd_painter_models::{DefaultAttention, StableDiffusionModels};
+use hd_painter_sampling::Hooks;
 use hd_painter_sampling::{
-    HdPainter, InpaintOptions, Method, Painter, RepaintSettings, encode_hd_painter_prompts,
+    HdPainter, InpaintOptions, Method, RepaintSettings, encode_hd_painter_prompts,
 };
 
 fn painter() -> Painter {
@@ -53,8 +55,9 @@ fn the_default_request_is_hd_painters_reference_run() {
             &mask,
             &text,
             &expected,
-            &mut DefaultAttention::default(),
-            &mut |_| ControlFlow::Continue(()),
+            Hooks::new(&mut DefaultAttention::default(), &mut |_| {
+                ControlFlow::Continue(())
+            }),
         )
         .unwrap();
     assert_eq!(request.run().unwrap(), direct);

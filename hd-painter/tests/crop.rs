@@ -8,10 +8,11 @@
 mod common;
 
 use common::{Golden, painter, photo};
+use hd_painter::Painter;
 use hd_painter_core::Mask;
 use hd_painter_models::DefaultAttention;
 use hd_painter_sampling::{
-    CropBox, CropSettings, HdPainter, InpaintOptions, Method, Painter, StepView, crop_region,
+    CropBox, CropSettings, HdPainter, Hooks, InpaintOptions, Method, StepView, crop_region,
     crop_regions,
 };
 use std::ops::ControlFlow;
@@ -91,12 +92,13 @@ fn a_cropped_run_samples_the_box_at_the_model_size_and_keeps_the_rest() {
                 &mask,
                 &text,
                 &options,
-                &mut DefaultAttention::default(),
-                &mut |view: &StepView<'_>| {
+                Hooks::new(&mut DefaultAttention::default(), &mut |view: &StepView<
+                    '_,
+                >| {
                     let [_, _, h, w] = view.latents.dims();
                     latent_sizes.push((w, h));
                     ControlFlow::Continue(())
-                },
+                }),
             )
             .unwrap();
         let f = p.models.vae.downscale();
@@ -236,11 +238,10 @@ fn each_hole_gets_its_own_box() {
             &far,
             &text,
             &options,
-            &mut DefaultAttention::default(),
-            &mut |v: &StepView<'_>| {
+            Hooks::new(&mut DefaultAttention::default(), &mut |v: &StepView<'_>| {
                 runs += usize::from(v.step == 1);
                 ControlFlow::Continue(())
-            },
+            }),
         )
         .unwrap()
         .remove(0);

@@ -8,11 +8,12 @@ use std::ops::ControlFlow;
 
 use burn::tensor::Tensor;
 use common::{painter, photo};
+use hd_painter::Error;
 use hd_painter_core::{CoreError, Image, Mask};
 use hd_painter_models::{
     AttentionKind, AttentionProcessor, AttentionSite, DefaultAttention, ModelsError,
 };
-use hd_painter_sampling::{HdPainter, Method, SamplingError};
+use hd_painter_sampling::{HdPainter, Hooks, Method, SamplingError};
 
 /// A mask from `value(x, y)`.
 fn mask(width: u32, height: u32, value: impl Fn(u32, u32) -> u8) -> Mask {
@@ -44,11 +45,11 @@ fn a_mask_of_another_size_is_a_size_mismatch() {
         .run()
         .unwrap_err();
     match err {
-        SamplingError::Models(ModelsError::Core(CoreError::SizeMismatch {
+        Error::Sampling(SamplingError::Models(ModelsError::Core(CoreError::SizeMismatch {
             expected_width: 40,
             found_width: 41,
             ..
-        })) => {}
+        }))) => {}
         other => panic!("{other}"),
     }
 }
@@ -143,7 +144,7 @@ fn a_4_channel_model_falls_back_to_blended_unless_stable_inpainting_is_asked_for
     assert_eq!(request.run().unwrap()[0].width(), 40);
     let err = request.method(Method::StableInpainting).run().unwrap_err();
     assert!(
-        matches!(&err, SamplingError::InvalidInput(m) if m.contains("9-channel") && m.contains("Method::Blended")),
+        matches!(&err, Error::Sampling(SamplingError::InvalidInput(m)) if m.contains("9-channel") && m.contains("Method::Blended")),
         "{err}"
     );
 }
@@ -191,10 +192,13 @@ fn nans_appearing_mid_run_stop_it_with_the_step() {
             .hd_painter(hd)
             .guidance_scale(1.0) // one UNet call per step: call 3 is step 3
             .steps(5)
-            .run_with(&mut poison, &mut |_| ControlFlow::Continue(()))
+            .run_with(Hooks::new(&mut poison, &mut |_| ControlFlow::Continue(())))
             .unwrap_err();
         assert!(
-            matches!(err, SamplingError::NonFinite { step: 3, .. }),
+            matches!(
+                err,
+                Error::Sampling(SamplingError::NonFinite { step: 3, .. })
+            ),
             "{hd:?}: {err}"
         );
     }

@@ -1,0 +1,159 @@
+//! A loaded model set ([`Painter`]): the inpainting pipeline, optionally a BrushNet branch and
+//! the x4 upscaler of HD-Painter's SR stage.
+
+use hd_painter_core::{Image, Mask, Quantize};
+use hd_painter_models::{BrushNetModel, StableDiffusionModels};
+use hd_painter_sampling::{
+    BrushNetSettings, HdPainter, InpaintOptions, Inpainter, Method, NoiseSchedule, Stage, StepView,
+};
+use hd_painter_sr::{SrError, SrSettings, Upscaler};
+
+use crate::error::Result;
+use crate::request::InpaintRequest;
+
+/// The x4 upscaler of the SR stage: its models and noise schedule.
+#[derive(Debug)]
+pub struct SrModels {
+    /// The upscaler's pipeline (`stable-diffusion-x4-upscaler`).
+    pub models: StableDiffusionModels,
+    /// Its noise schedule ([`NoiseSchedule::x4_upscaler`]).
+    pub schedule: NoiseSchedule,
+}
+
+/// Inpainting models ready to run: the pipeline and the noise schedule it was trained with,
+/// optionally a BrushNet branch ([`Painter::with_brushnet`]) and the x4 upscaler of the SR stage
+/// ([`Painter::with_upscaler`]).
+#[derive(Debug)]
+pub struct Painter {
+    /// The pipeline's models.
+    pub models: StableDiffusionModels,
+    /// Its noise schedule (Stable Diffusion's scaled-linear 0.00085 - 0.012).
+    pub schedule: NoiseSchedule,
+    /// A BrushNet branch for the 4-channel UNet.
+    pub brushnet: Option<BrushNetModel>,
+    /// The SR stage's upscaler.
+    pub upscaler: Option<SrModels>,
+}
+
+impl Painter {
+    /// Wraps loaded models (see [`StableDiffusionModels::load`] and
+    /// [`StableDiffusionModels::from_source`]) with Stable Diffusion's schedule.
+    pub fn new(models: StableDiffusionModels) -> Self {
+        Self {
+            models,
+            schedule: NoiseSchedule::stable_diffusion(),
+            brushnet: None,
+            upscaler: None,
+        }
+    }
+
+    /// The same with a BrushNet branch: requests then run [`Method::BrushNet`] with BrushNet's
+    /// blend as paste-back (the reference's defaults), unless told otherwise.
+    pub fn with_brushnet(mut self, branch: BrushNetModel) -> Self {
+        self.brushnet = Some(branch);
+        self
+    }
+
+    /// The same with the x4 upscaler of HD-Painter's SR stage: requests then run both stages
+    /// unless told otherwise ([`InpaintRequest::stages`]). Refuses, with
+    /// [`SrError::InvalidInput`], a pipeline whose UNet does not take its latents plus the
+    /// low-res image's three channels (not an x4 upscaler).
+    pub fn with_upscaler(mut self, upscaler: StableDiffusionModels) -> Result<Self> {
+        let (unet, latents) = (&upscaler.unet, upscaler.vae.latent_channels());
+        if unet.in_channels() != latents + 3 {
+            return Err(SrError::InvalidInput(format!(
+                "the upscaler pipeline {}'s UNet takes {} channels, expected {} (its {latents} \
+                 latent channels and the low-res image's 3): not an x4 upscaler",
+                upscaler.pipeline,
+                unet.in_channels(),
+                latents + 3
+            ))
+            .into());
+        }
+        self.upscaler = Some(SrModels {
+            models: upscaler,
+            schedule: NoiseSchedule::x4_upscaler(),
+        });
+        Ok(self)
+    }
+
+    /// The first stage's image-level pipeline over these models.
+    pub fn inpainter(&self) -> Inpainter<'_> {
+        let inpainter = Inpainter::new(&self.models.unet, &self.models.vae, &self.schedule);
+        match &self.brushnet {
+            Some(branch) => inpainter.with_brushnet(branch),
+            None => inpainter,
+        }
+    }
+
+    /// The SR stage's models; [`SrError::InvalidInput`] without an upscaler.
+    pub fn upscaler(&self) -> Result<Upscaler<'_>> {
+        let x4 = self.sr_models()?;
+        Ok(Upscaler {
+            unet: &x4.models.unet,
+            vae: &x4.models.vae,
+            schedule: &x4.schedule,
+        })
+    }
+
+    /// The upscaler's models; [`SrError::InvalidInput`] without them.
+    pub(crate) fn sr_models(&self) -> Result<&SrModels> {
+        self.upscaler.as_ref().ok_or_else(|| {
+            let message = "the SR stage needs the x4 upscaler: Painter::with_upscaler";
+            SrError::InvalidInput(message.into()).into()
+        })
+    }
+
+    /// The DDIM method the models run: BrushNet with a branch, otherwise Stable Inpainting for
+    /// a 9-channel inpainting UNet and Blended Latent Diffusion for a 4-channel one.
+    pub fn fitting_method(&self) -> Method {
+        match (&self.brushnet, self.models.unet.in_channels()) {
+            (Some(_), _) => Method::BrushNet(BrushNetSettings::default()),
+            (None, 4) => Method::Blended,
+            (None, _) => Method::StableInpainting,
+        }
+    }
+
+    /// HD-Painter's reference settings with `variant` on the method the models run
+    /// ([`Painter::fitting_method`]).
+    pub fn hd_painter_options(&self, variant: HdPainter) -> InpaintOptions {
+        InpaintOptions {
+            method: self.fitting_method(),
+            ..InpaintOptions::hd_painter(variant)
+        }
+    }
+
+    /// A request to fill the hole of `mask` (white = hole) in `image` from `prompt`, with
+    /// HD-Painter's reference settings (PAIntA + RASG, 50 steps, CFG 7.5, its positive and
+    /// negative prompts, seed 1) and, with an upscaler, its SR stage ([`SrSettings::default`]).
+    /// The method follows the UNet: Stable Inpainting for a 9-channel inpainting UNet, Blended
+    /// Latent Diffusion for a 4-channel one ([`Painter::fitting_method`], the automatic
+    /// fallback; ask for [`Method::StableInpainting`] explicitly to get an error instead). With
+    /// a BrushNet branch: BrushNet's pipeline defaults (50 steps, CFG 7.5, its blend) and no
+    /// HD-Painter parts.
+    pub fn request<'a>(
+        &'a self,
+        image: &'a Image,
+        mask: &'a Mask,
+        prompt: &str,
+    ) -> InpaintRequest<'a> {
+        let options = match self.fitting_method() {
+            // BrushNet's reference run: its own pipeline defaults and blend.
+            Method::BrushNet(settings) => InpaintOptions::brushnet(settings),
+            _ => self.hd_painter_options(HdPainter::full()),
+        };
+        InpaintRequest::new(self, image, mask, prompt, options, SrSettings::default())
+    }
+
+    /// The first image of a step's x0 prediction, decoded with the VAE of the step's stage: a
+    /// preview for a step callback (a full decode: it costs about what a step does).
+    pub fn preview(&self, view: &StepView<'_>) -> Result<Image> {
+        let vae = match view.stage {
+            Stage::SuperResolution => &self.sr_models()?.models.vae,
+            Stage::Inpaint => &self.models.vae,
+        };
+        let first = view.pred_x0.clone().slice(0..1);
+        let decoded = vae.decode(first / vae.scaling_factor())?;
+        Ok(Image::from_tensor(decoded, Quantize::Round)?)
+    }
+}

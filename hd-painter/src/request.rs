@@ -1,0 +1,304 @@
+//! A run's request ([`InpaintRequest`]): the inputs, the method's settings with the overrides
+//! the caller set, the stages to run, and the run itself.
+
+use std::ops::ControlFlow;
+
+use hd_painter_core::{Image, Mask};
+use hd_painter_models::DefaultAttention;
+use hd_painter_sampling::{
+    CropSettings, HD_PAINTER_NEGATIVE_PROMPT, HD_PAINTER_POSITIVE_PROMPT, HdPainter, Hooks,
+    InpaintOptions, MaskEdit, Method, PreFill, TextConditioning, encode_prompts_with_positive,
+};
+use hd_painter_sr::{SR_POSITIVE_PROMPT, SrSettings, TwoStage};
+
+use crate::error::Result;
+use crate::painter::Painter;
+
+/// Which stages a request runs.
+#[derive(Clone, Copy, Debug)]
+pub enum Stages<'a> {
+    /// The inpainting run alone, at the image's size (HD-Painter's first stage).
+    First,
+    /// HD-Painter end to end: the first stage at a quarter of the SR long side, then the SR
+    /// stage on each result ([`TwoStage`]); needs [`Painter::with_upscaler`].
+    Both,
+    /// The SR stage alone on a first-stage result (the original resized to the SR long side's
+    /// quarter, as inpainted), one output per seed; needs [`Painter::with_upscaler`].
+    Sr {
+        /// The first stage's result.
+        first_stage: &'a Image,
+    },
+}
+
+/// One run's inputs and settings, built up from [`Painter::request`].
+#[derive(Clone, Debug)]
+pub struct InpaintRequest<'a> {
+    painter: &'a Painter,
+    image: &'a Image,
+    mask: &'a Mask,
+    prompt: String,
+    positive: Option<String>,
+    negative: Option<String>,
+    steps: Option<usize>,
+    guidance_scale: Option<f64>,
+    eta: Option<f64>,
+    options: InpaintOptions,
+    sr: SrSettings,
+    stages: Option<Stages<'a>>,
+}
+
+impl<'a> InpaintRequest<'a> {
+    /// A request with the painter's defaults (see [`Painter::request`]).
+    pub(crate) fn new(
+        painter: &'a Painter,
+        image: &'a Image,
+        mask: &'a Mask,
+        prompt: &str,
+        options: InpaintOptions,
+        sr: SrSettings,
+    ) -> Self {
+        Self {
+            painter,
+            image,
+            mask,
+            prompt: prompt.to_string(),
+            positive: None,
+            negative: None,
+            steps: None,
+            guidance_scale: None,
+            eta: None,
+            options,
+            sr,
+            stages: None,
+        }
+    }
+
+    /// The stages to run. Default: [`Stages::Both`] with an upscaler, [`Stages::First`]
+    /// without.
+    pub fn stages(mut self, stages: Stages<'a>) -> Self {
+        self.stages = Some(stages);
+        self
+    }
+
+    /// The SR stage's settings ([`SrSettings::default`], HD-Painter's, unless set); their
+    /// `seed` is replaced by each image's seed.
+    pub fn sr(mut self, settings: SrSettings) -> Self {
+        self.sr = settings;
+        self
+    }
+
+    /// The stages the request runs.
+    pub fn planned_stages(&self) -> Stages<'a> {
+        match (self.stages, &self.painter.upscaler) {
+            (Some(stages), _) => stages,
+            (None, Some(_)) => Stages::Both,
+            (None, None) => Stages::First,
+        }
+    }
+
+    /// Replaces the settings (the method, HD-Painter's parts, DDIM, seeds, paste-back); the
+    /// step count, guidance scale and eta set on the request still apply.
+    pub fn options(mut self, options: InpaintOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// The method (Stable Inpainting, Blended, RePaint); HD-Painter's parts stay as set.
+    pub fn method(mut self, method: Method) -> Self {
+        self.options.method = method;
+        self
+    }
+
+    /// HD-Painter's parts (`None`: the plain method with diffusers' conventions: latents
+    /// decoded, empty positive and negative prompts unless set).
+    pub fn hd_painter(mut self, hd_painter: Option<HdPainter>) -> Self {
+        self.options.hd_painter = hd_painter;
+        self
+    }
+
+    /// Inpaint only a box around the hole at `crop.size` and stitch it back
+    /// ([`InpaintOptions::crop_to_mask`]).
+    pub fn crop_to_mask(mut self, crop: CropSettings) -> Self {
+        self.options.crop_to_mask = Some(crop);
+        self
+    }
+
+    /// Grow / shrink and blur the mask first ([`InpaintOptions::mask_edit`]).
+    pub fn mask_edit(mut self, edit: MaskEdit) -> Self {
+        self.options.mask_edit = edit;
+        self
+    }
+
+    /// Read the mask's grey levels as per-pixel strength ([`InpaintOptions::soft_mask`]).
+    pub fn soft_mask(mut self, soft: bool) -> Self {
+        self.options.soft_mask = soft;
+        self
+    }
+
+    /// Replace the hole's pixels before encoding ([`InpaintOptions::pre_fill`]).
+    pub fn pre_fill(mut self, fill: Option<PreFill>) -> Self {
+        self.options.pre_fill = fill;
+        self
+    }
+
+    /// One output image per seed.
+    pub fn seeds(mut self, seeds: Vec<u64>) -> Self {
+        self.options.seeds = seeds;
+        self
+    }
+
+    /// DDIM steps, or RePaint's `t_T` for [`Method::Repaint`].
+    pub fn steps(mut self, steps: usize) -> Self {
+        self.steps = Some(steps);
+        self
+    }
+
+    /// The classifier-free guidance scale (1.0 turns guidance off).
+    pub fn guidance_scale(mut self, scale: f64) -> Self {
+        self.guidance_scale = Some(scale);
+        self
+    }
+
+    /// The eta of the method's stochastic term: RASG's when RASG is on
+    /// ([`RasgSettings::eta`](hd_painter_sampling::RasgSettings::eta)), RePaint's for RePaint,
+    /// DDIM's otherwise.
+    pub fn eta(mut self, eta: f64) -> Self {
+        self.eta = Some(eta);
+        self
+    }
+
+    /// The text appended to the prompt (`"{prompt}, {positive}"`; empty: none). Defaults to
+    /// HD-Painter's with HD-Painter's parts on, none otherwise.
+    pub fn positive_prompt(mut self, positive: &str) -> Self {
+        self.positive = Some(positive.to_string());
+        self
+    }
+
+    /// The negative prompt. Defaults to HD-Painter's with HD-Painter's parts on, empty otherwise.
+    pub fn negative_prompt(mut self, negative: &str) -> Self {
+        self.negative = Some(negative.to_string());
+        self
+    }
+
+    /// The settings the run will use: the options with the step count, guidance scale and eta
+    /// applied where the method keeps them.
+    pub fn settings(&self) -> InpaintOptions {
+        let mut options = self.options.clone();
+        let rasg = options.hd_painter.as_mut().and_then(|h| h.rasg.as_mut());
+        match (&mut options.method, rasg) {
+            (Method::Repaint(repaint), _) => {
+                apply(&mut repaint.steps, self.steps);
+                apply(&mut repaint.guidance_scale, self.guidance_scale);
+                apply(&mut repaint.eta, self.eta);
+            }
+            (_, rasg) => {
+                apply(&mut options.ddim.steps, self.steps);
+                apply(&mut options.ddim.guidance_scale, self.guidance_scale);
+                match rasg {
+                    Some(rasg) => apply(&mut rasg.eta, self.eta),
+                    None => apply(&mut options.ddim.eta, self.eta),
+                }
+            }
+        }
+        options
+    }
+
+    /// The first stage's prompts encoded as the run will see them.
+    pub fn encode(&self) -> Result<TextConditioning> {
+        let hd = self.options.hd_painter.is_some();
+        let positive = match (&self.positive, hd) {
+            (Some(p), _) => p.as_str(),
+            (None, true) => HD_PAINTER_POSITIVE_PROMPT,
+            (None, false) => "",
+        };
+        let negative = match (&self.negative, hd) {
+            (Some(n), _) => n.as_str(),
+            (None, true) => HD_PAINTER_NEGATIVE_PROMPT,
+            (None, false) => "",
+        };
+        Ok(encode_prompts_with_positive(
+            &self.painter.models,
+            &self.prompt,
+            positive,
+            negative,
+        )?)
+    }
+
+    /// The SR stage's prompts as the official code encodes them: the prompt with
+    /// [`SR_POSITIVE_PROMPT`] appended and an empty negative prompt, with the upscaler's text
+    /// encoder.
+    pub fn encode_sr(&self) -> Result<TextConditioning> {
+        let x4 = &self.painter.sr_models()?.models;
+        Ok(encode_prompts_with_positive(
+            x4,
+            &self.prompt,
+            SR_POSITIVE_PROMPT,
+            "",
+        )?)
+    }
+
+    /// Runs it with exact attention and no step callback.
+    pub fn run(&self) -> Result<Vec<Image>> {
+        let mut attention = DefaultAttention::default();
+        self.run_with(Hooks::new(&mut attention, &mut |_| {
+            ControlFlow::Continue(())
+        }))
+    }
+
+    /// Runs it with the caller's hooks: an attention processor (PAIntA wraps it when on) and a
+    /// step callback that sees every step of every stage ([`hd_painter_sampling::StepView::stage`]) and may cancel
+    /// ([`Error::is_cancelled`](crate::Error::is_cancelled)). Every setting is checked before
+    /// any model runs.
+    pub fn run_with(&self, mut hooks: Hooks<'_>) -> Result<Vec<Image>> {
+        let settings = self.settings();
+        settings.validate()?;
+        let stages = self.planned_stages();
+        if !matches!(stages, Stages::First) {
+            self.sr.validate()?;
+        }
+        let (image, mask) = (self.image, self.mask);
+        match stages {
+            Stages::First => {
+                let text = self.encode()?;
+                let inpainter = self.painter.inpainter();
+                Ok(inpainter.inpaint(image, mask, &text, &settings, hooks)?)
+            }
+            Stages::Both => {
+                let (text, sr_text) = (self.encode()?, self.encode_sr()?);
+                let two = TwoStage {
+                    inpainter: self.painter.inpainter(),
+                    upscaler: self.painter.upscaler()?,
+                    sr_text: &sr_text,
+                    sr: &self.sr,
+                };
+                Ok(two.run(image, mask, &text, &settings, hooks)?)
+            }
+            Stages::Sr { first_stage } => {
+                let (upscaler, sr_text) = (self.painter.upscaler()?, self.encode_sr()?);
+                let mut out = Vec::with_capacity(settings.seeds.len());
+                for &seed in &settings.seeds {
+                    let sr = SrSettings {
+                        seed,
+                        ..self.sr.clone()
+                    };
+                    let one = upscaler.upscale(
+                        first_stage,
+                        image,
+                        mask,
+                        &sr_text,
+                        &sr,
+                        hooks.reborrow(),
+                    )?;
+                    out.push(one);
+                }
+                Ok(out)
+            }
+        }
+    }
+}
+
+fn apply<T>(field: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *field = v;
+    }
+}
