@@ -69,7 +69,7 @@ pub use infill::InfillMethod;
 pub use mask::{Mask, MaskChannel, MaskOptions};
 pub use memory::peak_rss_bytes;
 pub use morphology::Footprint;
-pub use noise::seeded_noise;
+pub use noise::{NoiseStream, seeded_noise, sub_seed};
 pub use raster::{PadMode, Raster, Sample};
 pub use resize::{Filter, SizeRule};
 

@@ -21,6 +21,33 @@ pub fn seeded_noise(seeds: &[u64], [c, h, w]: [usize; 3], device: &Device) -> Te
     Tensor::from_data(TensorData::new(values, [seeds.len(), c, h, w]), device)
 }
 
+/// The draws a run makes from an image's seed besides its initial latents (which use the seed
+/// itself): each stream is independent of the others and of the initial latents.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoiseStream {
+    /// A stochastic scheduler step's fresh noise (DDIM with eta > 0, DDPM), per grid step.
+    Step,
+    /// Blended Latent Diffusion's re-noising of the known region, per grid step.
+    Blend,
+    /// RePaint's draws, in loop order.
+    Resample,
+    /// The SR stage's noise of the low-res image.
+    LowRes,
+    /// The random colours of the noise pre-fill (`PreFill::Noise` in `hd-painter-sampling`), per
+    /// pixel.
+    PreFill,
+}
+
+/// The seed of draw `index` of `stream` for an image of seed `seed`: splitmix64 of the three,
+/// the one way every part of a run derives its noise from the image's seed.
+pub fn sub_seed(seed: u64, stream: NoiseStream, index: usize) -> u64 {
+    let lane = (stream as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03);
+    let mut z = seed ^ lane ^ (index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 /// An endless stream of standard-normal values from `seed`.
 fn normal_stream(seed: u64) -> impl Iterator<Item = f32> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -38,6 +65,26 @@ fn normal_stream(seed: u64) -> impl Iterator<Item = f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sub_seeds_differ_per_stream_index_and_seed_and_repeat() {
+        use NoiseStream::*;
+        let streams = [Step, Blend, Resample, LowRes, PreFill];
+        let mut all: Vec<u64> = (0..20u64)
+            .flat_map(|seed| {
+                streams
+                    .iter()
+                    .flat_map(move |&s| (0..50).map(move |i| sub_seed(seed, s, i)))
+            })
+            .collect();
+        // No sub-stream is an initial-latent stream of the seeds used.
+        assert!(all.iter().all(|&s| s >= 20));
+        let n = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), n, "20 x 5 x 50 distinct streams");
+        assert_eq!(sub_seed(7, Step, 3), sub_seed(7, Step, 3));
+    }
 
     #[test]
     fn items_are_reproducible_alone_and_normal() {

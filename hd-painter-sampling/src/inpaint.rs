@@ -3,25 +3,25 @@
 
 use burn::tensor::Tensor;
 
-use hd_painter_core::seeded_noise;
+use hd_painter_core::{NoiseStream, seeded_noise, sub_seed};
 
 use crate::ddim::DdimStep;
-use crate::sampler::{LatentStrategy, StepPosition, step_seed};
+use crate::sampler::{LatentStrategy, StepPosition};
 use crate::schedule::NoiseSchedule;
 
 /// Stable Inpainting (9-channel UNets): the UNet sees `[x_t, mask, masked-image latents]`.
 #[derive(Clone, Debug)]
 pub struct StableInpainting {
-    mask: Tensor<4>,
+    hole: Tensor<4>,
     masked_latents: Tensor<4>,
 }
 
 impl StableInpainting {
-    /// `mask` `[1 or n, 1, h, w]` (1 = hole) and `masked_latents` `[1 or n, 4, h, w]` (the scaled
-    /// VAE latents of the image with the hole zeroed) at the latent resolution.
-    pub fn new(mask: Tensor<4>, masked_latents: Tensor<4>) -> Self {
+    /// The `hole` `[1 or n, 1, h, w]` (1 = to fill) and `masked_latents` `[1 or n, 4, h, w]`
+    /// (the scaled VAE latents of the image with the hole zeroed) at the latent resolution.
+    pub fn new(hole: Tensor<4>, masked_latents: Tensor<4>) -> Self {
         Self {
-            mask,
+            hole,
             masked_latents,
         }
     }
@@ -33,7 +33,7 @@ impl LatentStrategy for StableInpainting {
         Tensor::cat(
             vec![
                 latents,
-                to_batch(&self.mask, n),
+                to_batch(&self.hole, n),
                 to_batch(&self.masked_latents, n),
             ],
             1,
@@ -59,7 +59,7 @@ pub type StepNoise = Box<dyn FnMut(usize, &Tensor<4>) -> Tensor<4>>;
 /// replaced by the source latents noised to `t` with fresh noise,
 /// `z <- z m + (sqrt(a_bar[t]) z_src + sqrt(1 - a_bar[t]) n) (1 - m)`, as the paper's code does.
 pub struct BlendedLatents {
-    mask: Tensor<4>,
+    hole: Tensor<4>,
     source: Tensor<4>,
     noise: StepNoise,
 }
@@ -67,29 +67,31 @@ pub struct BlendedLatents {
 impl std::fmt::Debug for BlendedLatents {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BlendedLatents")
-            .field("mask", &self.mask.dims())
+            .field("hole", &self.hole.dims())
             .finish_non_exhaustive()
     }
 }
 
 impl BlendedLatents {
-    /// `mask` `[1 or n, 1, h, w]` (1 = region to generate; nearest-resized to the latent size
-    /// and binarised at 0.5) and the source image's scaled latents `[1 or n, 4, h, w]`; the
+    /// The `hole` `[1 or n, 1, h, w]` (1 = to fill; nearest-resized to the latent size and
+    /// binarised at 0.5) and the source image's scaled latents `[1 or n, 4, h, w]`; the
     /// per-step noise comes from each image's seed.
-    pub fn new(mask: Tensor<4>, source: Tensor<4>, seeds: Vec<u64>) -> Self {
+    pub fn new(hole: Tensor<4>, source: Tensor<4>, seeds: Vec<u64>) -> Self {
         let noise = move |step: usize, like: &Tensor<4>| {
             let [_, c, h, w] = like.dims();
-            // Distinct from the DDIM noise of the same step.
-            let s: Vec<u64> = seeds.iter().map(|&seed| step_seed(!seed, step)).collect();
+            let s: Vec<u64> = seeds
+                .iter()
+                .map(|&seed| sub_seed(seed, NoiseStream::Blend, step))
+                .collect();
             seeded_noise(&s, [c, h, w], &like.device())
         };
-        Self::with_noise(mask, source, Box::new(noise))
+        Self::with_noise(hole, source, Box::new(noise))
     }
 
     /// The same with the per-step noise supplied by `noise(step, latents)` (e.g. a reference's).
-    pub fn with_noise(mask: Tensor<4>, source: Tensor<4>, noise: StepNoise) -> Self {
+    pub fn with_noise(hole: Tensor<4>, source: Tensor<4>, noise: StepNoise) -> Self {
         Self {
-            mask,
+            hole,
             source,
             noise,
         }
@@ -108,7 +110,7 @@ impl LatentStrategy for BlendedLatents {
         let a = schedule.alpha_cumprod(at.t as isize);
         let z = (self.noise)(at.index, &latents);
         let noised = to_batch(&self.source, n) * a.sqrt() + z * (1.0 - a).sqrt();
-        let m = to_batch(&self.mask, n);
+        let m = to_batch(&self.hole, n);
         let keep = m.clone().neg() + 1.0;
         step.prev_sample = latents * m + noised * keep;
         step

@@ -46,9 +46,9 @@ fn above_median(s: Tensor<2>) -> Tensor<2> {
     ((s - median) / max).clamp(0.0, 1.0)
 }
 
-/// PAIntA (METHODS.md section 3). At the self-attentions of the transformer blocks on the
-/// latent/2 and latent/4 grids (SD's `down_blocks.1`, `down_blocks.2`, `up_blocks.1`,
-/// `up_blocks.2`) and while `t > 500`, the logits of a hole query `i` and a known key `j` are
+/// PAIntA, HD-Painter's prompt-aware introverted attention. At the self-attentions of the
+/// transformer blocks on the latent/2 and latent/4 grids (SD's `down_blocks.1`,
+/// `down_blocks.2`, `up_blocks.1`, `up_blocks.2`) and while `t > 500`, the logits of a hole query `i` and a known key `j` are
 /// multiplied by the prompt similarity `s_j` of the key, computed from the block's own
 /// cross-attention of the conditional half; both guidance halves use the same `s`. Every other
 /// attention, and the unmodified self-attention PAIntA starts from, is the inner processor's.

@@ -71,7 +71,7 @@ impl Default for PasteBack {
     }
 }
 
-/// HD-Painter's parts of a run (METHODS.md sections 2 to 4). With any of them, the run also
+/// HD-Painter's parts of a run (PAIntA and RASG). With any of them, the run also
 /// prepares the mask as HD-Painter does (the hole dilated by a 3x3 cross; the latent mask a
 /// bicubic resize of it, `> 0`) and decodes the x0 prediction of the last step instead of the
 /// final latents. The four variants of the paper's ablation are the constructors.

@@ -2,7 +2,7 @@
 //! image (Blended, RePaint, `strength < 1`) and for photos whose RGB under an erased (alpha)
 //! hole is blank: Automatic1111's and InvokeAI's "masked content" / infill choices.
 
-use hd_painter_core::{Image, InfillMethod, Mask, Raster};
+use hd_painter_core::{Image, InfillMethod, Mask, NoiseStream, Raster, sub_seed};
 
 use crate::error::Result;
 
@@ -66,7 +66,7 @@ impl PreFill {
                 replace(image, hole, |_| mean)
             }
             PreFill::Noise { seed } => replace(image, hole, |i| {
-                let x = splitmix(seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                let x = sub_seed(seed, NoiseStream::PreFill, i);
                 [x as u8, (x >> 8) as u8, (x >> 16) as u8]
             }),
             PreFill::Telea { radius } => Ok(image.infill(hole, InfillMethod::Telea, radius)?),
@@ -95,14 +95,6 @@ fn replace(image: &Image, hole: &Mask, fill: impl Fn(usize) -> [u8; 3]) -> Resul
         3,
         out,
     )?)?)
-}
-
-/// SplitMix64's output function: a well-mixed 64-bit value from any input.
-fn splitmix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
 }
 
 #[cfg(test)]

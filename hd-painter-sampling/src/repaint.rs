@@ -2,12 +2,12 @@
 //! with classifier-free guidance, undo (forward) steps, and either known-region mode.
 
 use burn::tensor::Tensor;
-use hd_painter_core::seeded_noise;
+use hd_painter_core::{NoiseStream, seeded_noise, sub_seed};
 
 use crate::ddim::{DdimStep, Prediction, ddim_sigma, ddim_step};
 use crate::error::{Result, SamplingError};
 use crate::guidance::ModelCall;
-use crate::sampler::{Sampled, Sampler, StepPosition, step_seed};
+use crate::sampler::{Sampled, Sampler, StepPosition};
 use crate::schedule::{NoiseSchedule, repaint_walk};
 
 /// How the known region enters the loop.
@@ -63,7 +63,7 @@ pub fn seeded_draws(seeds: Vec<u64>) -> impl FnMut(&Tensor<4>) -> Tensor<4> {
         let [_, c, h, w] = like.dims();
         let s: Vec<u64> = seeds
             .iter()
-            .map(|&seed| step_seed(seed.rotate_left(17), k))
+            .map(|&seed| sub_seed(seed, NoiseStream::Resample, k))
             .collect();
         k += 1;
         seeded_noise(&s, [c, h, w], &like.device())

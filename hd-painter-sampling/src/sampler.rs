@@ -6,7 +6,7 @@
 use std::ops::ControlFlow;
 
 use burn::tensor::Tensor;
-use hd_painter_core::seeded_noise;
+use hd_painter_core::{NoiseStream, seeded_noise, sub_seed};
 use hd_painter_models::{AttentionProcessor, Unet2DConditionModel, UnetResiduals};
 
 use crate::ddim::{DdimStep, Prediction};
@@ -236,15 +236,6 @@ pub(crate) fn finish_step(view: &StepView<'_>, on_step: &mut OnStep<'_>) -> Resu
     }
 }
 
-/// The seed of image `seed`'s noise at step `step` (splitmix64 of both), so that per-step noise
-/// is reproducible per image and independent of the initial noise.
-pub(crate) fn step_seed(seed: u64, step: usize) -> u64 {
-    let mut z = seed ^ (step as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 /// One denoising run's parts: the UNet, its schedule, the text, one seed per image, the stage it
 /// reports and the caller's hooks. [`Sampler::run`] walks a grid of scheduler steps against a
 /// [`LatentStrategy`] and a [`Guidance`]; [`Sampler::resample`] walks RePaint's jumps.
@@ -349,7 +340,11 @@ impl Sampler<'_> {
         shape: [usize; 3],
         device: &burn::tensor::Device,
     ) -> Tensor<4> {
-        let seeds: Vec<u64> = self.seeds.iter().map(|&s| step_seed(s, step)).collect();
+        let seeds: Vec<u64> = self
+            .seeds
+            .iter()
+            .map(|&s| sub_seed(s, NoiseStream::Step, step))
+            .collect();
         seeded_noise(&seeds, shape, device)
     }
 
@@ -372,22 +367,5 @@ impl Sampler<'_> {
             guidance,
         };
         finish_step(&view, &mut self.hooks.on_step)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn step_seeds_differ_per_step_and_per_image_and_repeat() {
-        let seeds: Vec<u64> = (0..50)
-            .flat_map(|s| (0..50).map(move |i| step_seed(s, i)))
-            .collect();
-        let mut unique = seeds.clone();
-        unique.sort_unstable();
-        unique.dedup();
-        assert_eq!(unique.len(), seeds.len(), "2,500 distinct streams");
-        assert_eq!(step_seed(7, 3), step_seed(7, 3));
     }
 }

@@ -1,7 +1,9 @@
-//! The x4 upscaler's sampling with HD-Painter's known-region x0 blending (METHODS.md section 5).
+//! The x4 upscaler's sampling with HD-Painter's known-region x0 blending.
 
 use burn::tensor::Tensor;
-use hd_painter_sampling::{DdimStep, LatentStrategy, NoiseSchedule, StepPosition, to_batch};
+use hd_painter_sampling::{
+    DdimStep, KnownLatents, LatentStrategy, NoiseSchedule, StepPosition, to_batch,
+};
 
 /// HD-Painter's SR positive prompt, appended to the user's prompt after `", "`.
 pub const SR_POSITIVE_PROMPT: &str = "high resolution professional photo";
@@ -33,15 +35,6 @@ pub struct UpscaleLatents {
     known: Option<KnownLatents>,
 }
 
-/// The original's latents and where to keep them.
-#[derive(Clone, Debug)]
-struct KnownLatents {
-    /// 1 = generate, 0 = keep `z_hr`; soft values blend. `[1 or n, 1, h, w]`.
-    mask: Tensor<4>,
-    /// The high-resolution original's scaled latents, `[1 or n, c, h, w]`.
-    latents: Tensor<4>,
-}
-
 impl UpscaleLatents {
     /// Plain x4 upscaling of `noised_low_res` (see [`noise_low_res`]) `[1 or n, 3, h, w]`.
     pub fn new(noised_low_res: Tensor<4>, noise_level: u32) -> Self {
@@ -52,10 +45,11 @@ impl UpscaleLatents {
         }
     }
 
-    /// With HD-Painter's x0 blending: `mask` `[1 or n, 1, h, w]` (1 = generated region, the
-    /// blurred dilated hole) and the original's scaled latents `[1 or n, c, h, w]`.
-    pub fn with_known_region(mut self, mask: Tensor<4>, latents: Tensor<4>) -> Self {
-        self.known = Some(KnownLatents { mask, latents });
+    /// With HD-Painter's x0 blending: the `hole` `[1 or n, 1, h, w]` (1 = generated, the
+    /// blurred dilated hole; soft values blend) and the original's scaled latents
+    /// `[1 or n, c, h, w]`.
+    pub fn with_known_region(mut self, hole: Tensor<4>, latents: Tensor<4>) -> Self {
+        self.known = Some(KnownLatents { latents, hole });
         self
     }
 }
@@ -81,7 +75,7 @@ impl LatentStrategy for UpscaleLatents {
             return step;
         };
         let n = step.pred_x0.dims()[0];
-        let m = to_batch(&known.mask, n);
+        let m = to_batch(&known.hole, n);
         let keep = m.clone().neg() + 1.0;
         let blended = step.pred_x0.clone() * m + to_batch(&known.latents, n) * keep;
         // x' = sqrt(a') x0 + (the rest): swapping x0 moves x' by sqrt(a') (x0_b - x0).

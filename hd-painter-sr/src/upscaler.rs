@@ -7,8 +7,8 @@
 
 use burn::tensor::{Tensor, TensorData};
 use hd_painter_core::{
-    CoreError, Filter, Footprint, GaussianKernel, Image, Mask, PadMode, Quantize, SizeRule,
-    seeded_noise,
+    CoreError, Filter, Footprint, GaussianKernel, Image, Mask, NoiseStream, PadMode, Quantize,
+    SizeRule, seeded_noise, sub_seed,
 };
 use hd_painter_models::{AutoencoderKl, DEFAULT_SCORE_BUDGET, Unet2DConditionModel};
 use hd_painter_sampling::{
@@ -272,13 +272,17 @@ impl Upscaler<'_> {
     }
 
     /// The noise [`Upscaler::upscale`] draws for `seed`: the latents from it, the low-res noise
-    /// from another stream of it.
+    /// from its [`NoiseStream::LowRes`] sub-stream.
     pub fn seeded_noise(&self, inputs: &SrInputs, seed: u64) -> SrNoise {
         let [lh, lw] = inputs.latent_size();
         let device = self.unet.device();
         SrNoise {
             latents: seeded_noise(&[seed], [self.vae.latent_channels(), lh, lw], &device),
-            low_res: seeded_noise(&[!seed], [3, lh, lw], &device),
+            low_res: seeded_noise(
+                &[sub_seed(seed, NoiseStream::LowRes, 0)],
+                [3, lh, lw],
+                &device,
+            ),
         }
     }
 

@@ -211,8 +211,8 @@ impl Projection {
         }
     }
 
-    /// Applies the projection to `[b, c, h, w]` and returns tokens `[b, h*w, c]`, or the
-    /// reverse with `to_tokens = false`, keeping diffusers' order of projection and reshape.
+    /// Applies the projection to `[b, c, h, w]` and returns tokens `[b, h*w, c]`, keeping
+    /// diffusers' order of projection and reshape (a convolution before, a linear layer after).
     fn tokens_in(&self, x: Tensor<4>) -> Tensor<3> {
         let [b, c, h, w] = x.dims();
         let tokens = |x: Tensor<4>| x.reshape([b, c, h * w]).swap_dims(1, 2);
