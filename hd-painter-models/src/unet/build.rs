@@ -3,14 +3,12 @@
 
 use std::path::Path;
 
-use burn::nn::{EmbeddingConfig, LinearConfig};
+use burn::nn::EmbeddingConfig;
 use burn::tensor::{Device, FloatDType};
 
-use super::transformer::SpatialTransformer;
-use super::{
-    DownLevel, MidBlock, TimeEmbedding, Unet2DConditionModel, UnetConfig, UpLevel, UpsampleConv,
-};
-use crate::blocks::{Downsample, ResnetBlock, ResnetSpec, conv, group_norm};
+use super::levels::{DownLevel, MidBlock, TimeEmbedding, UpLevel};
+use super::{Unet2DConditionModel, UnetConfig};
+use crate::blocks::{conv, group_norm};
 use crate::error::Result;
 use crate::single_file::{Checkpoint, UNET_PREFIX};
 use crate::weights::{WeightSource, load_safetensors, weights_file};
@@ -19,134 +17,21 @@ impl Unet2DConditionModel {
     /// A UNet with the given architecture and untrained weights.
     pub fn new(cfg: &UnetConfig, device: &Device) -> Self {
         let ch = &cfg.block_out_channels;
-        let levels = ch.len();
         let temb = 4 * ch[0];
-        let resnet = |cin, cout| {
-            ResnetBlock::new(
-                &ResnetSpec {
-                    cin,
-                    cout,
-                    temb: Some(temb),
-                    groups: cfg.norm_num_groups,
-                    eps: cfg.norm_eps,
-                },
-                device,
-            )
-        };
-
-        let mut prev = ch[0];
-        let down_blocks = (0..levels)
-            .map(|i| {
-                let out = ch[i];
-                let resnets = (0..cfg.layers_per_block)
-                    .map(|j| resnet(if j == 0 { prev } else { out }, out))
-                    .collect();
-                let attentions = if cfg.down_cross_attention[i] {
-                    (0..cfg.layers_per_block)
-                        .map(|j| {
-                            SpatialTransformer::new(
-                                out,
-                                cfg.heads[i],
-                                cfg,
-                                cfg.only_cross_attention[i],
-                                &format!("down_blocks.{i}.attentions.{j}"),
-                                device,
-                            )
-                        })
-                        .collect()
-                } else {
-                    vec![]
-                };
-                prev = out;
-                let downsamplers = if i + 1 < levels {
-                    vec![Downsample::new(out, true, device)]
-                } else {
-                    vec![]
-                };
-                DownLevel {
-                    resnets,
-                    attentions,
-                    downsamplers,
-                }
-            })
+        let down_blocks = (0..ch.len())
+            .map(|i| DownLevel::new(cfg, i, ch[i.saturating_sub(1)], device))
             .collect();
-
-        let last = ch[levels - 1];
-        let mid_block = MidBlock {
-            resnets: vec![resnet(last, last), resnet(last, last)],
-            attentions: if cfg.mid_block_attention {
-                vec![SpatialTransformer::new(
-                    last,
-                    cfg.heads[levels - 1],
-                    cfg,
-                    false,
-                    "mid_block.attentions.0",
-                    device,
-                )]
-            } else {
-                vec![]
-            },
-        };
-
-        let reversed: Vec<usize> = ch.iter().rev().copied().collect();
-        let heads_rev: Vec<usize> = cfg.heads.iter().rev().copied().collect();
-        let only_cross_rev: Vec<bool> = cfg.only_cross_attention.iter().rev().copied().collect();
-        let mut prev_out = reversed[0];
-        let up_blocks = (0..levels)
-            .map(|i| {
-                let out = reversed[i];
-                let input = reversed[(i + 1).min(levels - 1)];
-                let n = cfg.layers_per_block + 1;
-                let resnets = (0..n)
-                    .map(|j| {
-                        let skip = if j == n - 1 { input } else { out };
-                        let cin = if j == 0 { prev_out } else { out };
-                        resnet(cin + skip, out)
-                    })
-                    .collect();
-                let attentions = if cfg.up_cross_attention[i] {
-                    (0..n)
-                        .map(|j| {
-                            SpatialTransformer::new(
-                                out,
-                                heads_rev[i],
-                                cfg,
-                                only_cross_rev[i],
-                                &format!("up_blocks.{i}.attentions.{j}"),
-                                device,
-                            )
-                        })
-                        .collect()
-                } else {
-                    vec![]
-                };
-                prev_out = out;
-                let upsamplers = if i + 1 < levels {
-                    vec![UpsampleConv {
-                        conv: conv(out, out, 3, device),
-                    }]
-                } else {
-                    vec![]
-                };
-                UpLevel {
-                    resnets,
-                    attentions,
-                    upsamplers,
-                }
-            })
+        let up_blocks = (0..ch.len())
+            .map(|i| UpLevel::new(cfg, i, ch[(ch.len() - i).min(ch.len() - 1)], device))
             .collect();
-
         Self {
             conv_in: conv(cfg.in_channels, ch[0], 3, device),
-            time_embedding: TimeEmbedding {
-                linear_1: LinearConfig::new(ch[0], temb).init(device),
-                linear_2: LinearConfig::new(temb, temb).init(device),
-            },
+            time_embedding: TimeEmbedding::new(cfg, device),
             class_embedding: cfg
                 .num_class_embeds
                 .map(|n| EmbeddingConfig::new(n, temb).init(device)),
             down_blocks,
-            mid_block,
+            mid_block: MidBlock::new(cfg, device),
             up_blocks,
             conv_norm_out: Some(group_norm(cfg.norm_num_groups, ch[0], cfg.norm_eps, device)),
             conv_out: Some(conv(ch[0], cfg.out_channels, 3, device)),

@@ -5,81 +5,24 @@
 
 mod build;
 mod config;
+mod levels;
 mod residuals;
 mod transformer;
 
 use burn::module::Module;
 use burn::nn::conv::Conv2d;
-use burn::nn::{Embedding, GroupNorm, Linear};
-use burn::tensor::activation::silu;
-use burn::tensor::module::interpolate;
-use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+use burn::nn::{Embedding, GroupNorm};
 use burn::tensor::{Device, FloatDType, Int, Tensor, TensorData};
 
-use crate::blocks::{Downsample, ResnetBlock};
 use crate::error::{ModelsError, Result};
 use crate::native::{self, Precision};
 use crate::processor::AttentionProcessor;
 
 pub use config::UnetConfig;
+use levels::{Call, DownLevel, MidBlock, TimeEmbedding, UpLevel};
 pub(crate) use residuals::Site;
 pub use residuals::UnetResiduals;
 use residuals::residual_error;
-use transformer::SpatialTransformer;
-
-/// The hidden state and the pending skip connections without autodiff when the processor asks
-/// to stop recording gradients after `block` (the values are unchanged).
-fn stop_gradient_if(
-    processor: &mut dyn AttentionProcessor,
-    block: &str,
-    x: Tensor<4>,
-    skips: &mut [Tensor<4>],
-) -> Tensor<4> {
-    if !processor.stop_gradient_after(block) {
-        return x;
-    }
-    for skip in skips.iter_mut() {
-        *skip = skip.clone().inner();
-    }
-    x.inner()
-}
-
-/// A down level: resnets, each followed by its transformer in cross-attention levels, then an
-/// optional downsampler.
-#[derive(Module, Debug)]
-struct DownLevel {
-    resnets: Vec<ResnetBlock>,
-    attentions: Vec<SpatialTransformer>,
-    downsamplers: Vec<Downsample>,
-}
-
-/// An up level: resnets over the concatenated skip connections, their transformers, and an
-/// optional upsampler.
-#[derive(Module, Debug)]
-struct UpLevel {
-    resnets: Vec<ResnetBlock>,
-    attentions: Vec<SpatialTransformer>,
-    upsamplers: Vec<UpsampleConv>,
-}
-
-/// `Upsample2D` that resizes to the skip connection's size (diffusers' `upsample_size`), which
-/// is exactly x2 when the input size is divisible by the UNet's total downsampling.
-#[derive(Module, Debug)]
-struct UpsampleConv {
-    conv: Conv2d,
-}
-
-#[derive(Module, Debug)]
-struct MidBlock {
-    resnets: Vec<ResnetBlock>,
-    attentions: Vec<SpatialTransformer>,
-}
-
-#[derive(Module, Debug)]
-struct TimeEmbedding {
-    linear_1: Linear,
-    linear_2: Linear,
-}
 
 /// diffusers' `UNet2DConditionModel`.
 #[derive(Module, Debug)]
@@ -319,112 +262,95 @@ impl Unet2DConditionModel {
         processor: &mut dyn AttentionProcessor,
         tap: &mut dyn FnMut(Site, Tensor<4>) -> Result<Tensor<4>>,
     ) -> Result<Tensor<4>> {
-        let [b, c, h, w] = sample.dims();
-        let shape_error = |what: &str, expected: String, found: Vec<usize>| {
-            ModelsError::Core(hd_painter_core::CoreError::TensorShape {
-                what: what.into(),
-                expected,
-                found,
-            })
-        };
-        if c != self.in_channels || h == 0 || w == 0 {
-            return Err(shape_error(
-                "UNet sample",
-                format!("[batch, {}, h, w]", self.in_channels),
-                vec![b, c, h, w],
-            ));
-        }
-        if timesteps.len() != b {
-            return Err(shape_error(
-                "UNet timesteps",
-                format!("{b} timesteps"),
-                vec![timesteps.len()],
-            ));
-        }
-        if context.dims()[0] != b || context.dims()[2] != self.cross_attention_dim {
-            return Err(shape_error(
-                "UNet text context",
-                format!("[{b}, tokens, {}]", self.cross_attention_dim),
-                context.dims().to_vec(),
-            ));
-        }
-        let device = sample.device();
+        self.check_inputs(&sample, timesteps, context)?;
         // Everything runs in the compute dtype (a no-op for the f32 model); layers whose
         // weights are stored in another dtype cast them as they run.
         let dtype = self.compute_dtype;
         let sample = sample.cast(dtype);
         let context = &context.clone().cast(dtype);
-
-        let time = native::params_in(&self.time_embedding, dtype.into());
-        let mut emb = time.linear_2.forward(silu(
-            time.linear_1
-                .forward(self.timestep_features(timesteps, &device).cast(dtype)),
-        ));
-        match (&self.class_embedding, class_labels) {
-            (Some(embedding), Some(labels)) if labels.len() == b => {
-                let labels =
-                    Tensor::<2, Int>::from_data(TensorData::new(labels.to_vec(), [b, 1]), &device);
-                emb = emb
-                    + native::params_in(embedding, dtype.into())
-                        .forward(labels)
-                        .reshape([b, self.time_channels * 4]);
-            }
-            (Some(_), labels) => {
-                return Err(shape_error(
-                    "UNet class labels",
-                    format!("{b} labels"),
-                    vec![labels.map_or(0, <[i64]>::len)],
-                ));
-            }
-            (None, _) => {}
-        }
+        let emb = &self.embedding(timesteps, class_labels, &sample.device())?;
+        let mut call = Call {
+            emb,
+            context,
+            timesteps,
+            processor,
+            tap,
+        };
 
         let x = native::conv(&self.conv_in, sample);
         let mut skips = vec![x.clone()];
-        let mut x = tap(Site::Down, x)?;
+        let mut x = (call.tap)(Site::Down, x)?;
         for (i, level) in self.down_blocks.iter().enumerate() {
-            for (j, resnet) in level.resnets.iter().enumerate() {
-                x = resnet.forward(x, Some(&emb));
-                if let Some(t) = level.attentions.get(j) {
-                    x = t.forward(x, context, timesteps, processor);
-                }
-                x = tap(Site::Down, x)?;
-                skips.push(x.clone());
-            }
-            for d in &level.downsamplers {
-                x = tap(Site::Down, d.forward(x))?;
-                skips.push(x.clone());
-            }
-            x = stop_gradient_if(&mut *processor, &format!("down_blocks.{i}"), x, &mut skips);
+            x = level.forward(x, &mut call, &mut skips)?;
+            x = call.stop_gradient_if(&format!("down_blocks.{i}"), x, &mut skips);
         }
-
-        x = self.mid_block.resnets[0].forward(x, Some(&emb));
-        if let Some(t) = self.mid_block.attentions.first() {
-            x = t.forward(x, context, timesteps, processor);
-        }
-        x = self.mid_block.resnets[1].forward(x, Some(&emb));
-        x = tap(Site::Mid, x)?;
-        x = stop_gradient_if(&mut *processor, "mid_block", x, &mut skips);
-
+        x = self.mid_block.forward(x, &mut call)?;
+        x = call.stop_gradient_if("mid_block", x, &mut skips);
         for (i, level) in self.up_blocks.iter().enumerate() {
-            for (j, resnet) in level.resnets.iter().enumerate() {
-                let skip = skips.pop().expect("one skip per up resnet");
-                x = resnet.forward(Tensor::cat(vec![x, skip], 1), Some(&emb));
-                if let Some(t) = level.attentions.get(j) {
-                    x = t.forward(x, context, timesteps, processor);
-                }
-                x = tap(Site::Up, x)?;
-            }
-            for u in &level.upsamplers {
-                let [_, _, th, tw] = skips.last().expect("a skip below every upsampler").dims();
-                let options = InterpolateOptions::new(InterpolateMode::Nearest)
-                    .with_align_corners(false)
-                    .with_output_size([th, tw]);
-                x = tap(Site::Up, native::conv(&u.conv, interpolate(x, options)))?;
-            }
-            x = stop_gradient_if(&mut *processor, &format!("up_blocks.{i}"), x, &mut skips);
+            x = level.forward(x, &mut call, &mut skips)?;
+            x = call.stop_gradient_if(&format!("up_blocks.{i}"), x, &mut skips);
         }
         Ok(x)
+    }
+
+    /// Refuses a sample, timesteps or text context that do not fit this UNet.
+    fn check_inputs(
+        &self,
+        sample: &Tensor<4>,
+        timesteps: &[f32],
+        context: &Tensor<3>,
+    ) -> Result<()> {
+        let [b, c, h, w] = sample.dims();
+        if c != self.in_channels || h == 0 || w == 0 {
+            let expected = format!("[batch, {}, h, w]", self.in_channels);
+            return Err(shape_error("UNet sample", expected, vec![b, c, h, w]));
+        }
+        if timesteps.len() != b {
+            let expected = format!("{b} timesteps");
+            return Err(shape_error(
+                "UNet timesteps",
+                expected,
+                vec![timesteps.len()],
+            ));
+        }
+        if context.dims()[0] != b || context.dims()[2] != self.cross_attention_dim {
+            let expected = format!("[{b}, tokens, {}]", self.cross_attention_dim);
+            return Err(shape_error(
+                "UNet text context",
+                expected,
+                context.dims().to_vec(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The time embedding of `timesteps`, plus the class embedding of `class_labels` for a
+    /// UNet with one (the x4 upscaler's noise level), in the compute dtype.
+    fn embedding(
+        &self,
+        timesteps: &[f32],
+        class_labels: Option<&[i64]>,
+        device: &Device,
+    ) -> Result<Tensor<2>> {
+        let dtype = self.compute_dtype;
+        let b = timesteps.len();
+        let emb = self
+            .time_embedding
+            .forward(self.timestep_features(timesteps, device), dtype);
+        match (&self.class_embedding, class_labels) {
+            (Some(embedding), Some(labels)) if labels.len() == b => {
+                let labels =
+                    Tensor::<2, Int>::from_data(TensorData::new(labels.to_vec(), [b, 1]), device);
+                let class = native::params_in(embedding, dtype.into()).forward(labels);
+                Ok(emb + class.reshape([b, self.time_channels * 4]))
+            }
+            (Some(_), labels) => Err(shape_error(
+                "UNet class labels",
+                format!("{b} labels"),
+                vec![labels.map_or(0, <[i64]>::len)],
+            )),
+            (None, _) => Ok(emb),
+        }
     }
 
     /// diffusers' sinusoidal `get_timestep_embedding`, computed in f32 as torch does.
@@ -451,4 +377,12 @@ impl Precision for Unet2DConditionModel {
     fn compute_dtype_mut(&mut self) -> &mut FloatDType {
         &mut self.compute_dtype
     }
+}
+
+fn shape_error(what: &str, expected: String, found: Vec<usize>) -> ModelsError {
+    ModelsError::Core(hd_painter_core::CoreError::TensorShape {
+        what: what.into(),
+        expected,
+        found,
+    })
 }
