@@ -285,6 +285,52 @@ mod tests {
     }
 
     #[test]
+    fn the_score_is_minus_the_prompt_tokens_bce_and_rises_with_attention_in_the_hole() {
+        let device = hd_painter_core::BackendKind::default().device().unwrap();
+        let mask = hd_painter_core::Mask::from_luma8(16, 16, vec![255; 256]).unwrap();
+        let focus = PromptFocus::new(vec![1, 2], &mask, [2, 2]).unwrap();
+        // 4 pixels x 3 tokens; token 0 is not the prompt's and must not count.
+        let maps = [
+            0.3, 2.0, -1.0, //
+            9.0, 0.5, 1.5, //
+            -4.0, -0.2, 3.0, //
+            1.0, 1.0, 0.0,
+        ];
+        let hole = [1.0, 0.0, 1.0, 0.0];
+        let eval = |maps: &[f32]| -> f32 {
+            let t = Tensor::<3>::from_data(TensorData::new(maps.to_vec(), [1, 4, 3]), &device);
+            let h = Tensor::<1>::from_data(TensorData::new(hole.to_vec(), [4]), &device);
+            score(t, h, &focus).into_scalar()
+        };
+        // BCE with logits x = A - 1 against the hole: -(m ln s(x) + (1 - m) ln(1 - s(x))).
+        let sigmoid = |x: f64| 1.0 / (1.0 + (-x).exp());
+        let want: f64 = [1, 2]
+            .iter()
+            .map(|&k| {
+                let bce = |p: usize| {
+                    let (x, m) = (f64::from(maps[3 * p + k]) - 1.0, f64::from(hole[p]));
+                    -(m * sigmoid(x).ln() + (1.0 - m) * (1.0 - sigmoid(x)).ln())
+                };
+                (0..4).map(bce).sum::<f64>() / 4.0
+            })
+            .sum::<f64>();
+        let got = eval(&maps);
+        assert!((f64::from(got) + want).abs() < 1e-5, "{got} vs {}", -want);
+        // Ascending the score pulls a prompt token's attention into the hole, out of the rest.
+        let bumped = |i: usize| {
+            let mut m = maps;
+            m[i] += 0.5;
+            eval(&m)
+        };
+        assert!(
+            bumped(3 + 1) < got,
+            "a known pixel's prompt logit up: score down"
+        );
+        assert!(bumped(1) > got, "a hole pixel's prompt logit up: score up");
+        assert_eq!(bumped(3), got, "a token outside the prompt does not count");
+    }
+
+    #[test]
     fn the_official_sigma_uses_the_per_step_alphas_and_the_last_step_none() {
         let schedule = NoiseSchedule::stable_diffusion();
         let settings = RasgSettings::default();

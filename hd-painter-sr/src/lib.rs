@@ -8,7 +8,8 @@
 //!   [`SrSettings`] holds HD-Painter's defaults, an optional VAE tiling and a memory budget
 //!   checked against [`Upscaler::memory_estimate`] before any model call.
 //! - [`TwoStage`]: the 512 px HD-Painter stage ([`hd_painter_sampling::Inpainter`]) then the SR
-//!   stage, one result per seed.
+//!   stage, one result per seed. The `hd-painter` crate's `Painter` runs either stage or both
+//!   from one request.
 //! - [`UpscaleLatents`]: the x4 upscaler's latent strategy (noised low-res image, noise-level
 //!   class label, x0 blending) for [`hd_painter_sampling::Sampler`].
 //!
