@@ -16,7 +16,7 @@ use crate::config::ConfigFile;
 use crate::error::{ModelsError, Result};
 use crate::native::{self, Precision};
 use crate::processor::DefaultAttention;
-use crate::unet::{Site, Unet2DConditionModel, UnetConfig, UnetResiduals};
+use crate::unet::{LevelConfig, Site, Unet2DConditionModel, UnetConfig, UnetResiduals};
 use crate::weights::{load_safetensors, weights_file};
 
 /// The architecture of a `BrushNetModel` (the keys of its `config.json` the published
@@ -53,25 +53,21 @@ impl BrushNetConfig {
             f.require_default(key, &default)?;
         }
         let block_out_channels = f.levels(down.len(), up.len())?;
-        let levels = block_out_channels.len();
+        // The base UNet's levels without transformers, its mid block without attention.
         let unet = UnetConfig {
             in_channels: f.usize("in_channels")?,
-            out_channels: 4,
-            down_cross_attention: vec![false; levels],
-            up_cross_attention: vec![false; levels],
+            levels: block_out_channels
+                .iter()
+                .map(|&c| LevelConfig::plain(c))
+                .collect(),
             layers_per_block: f.usize("layers_per_block")?,
-            heads: vec![1; levels],
             cross_attention_dim: f.usize("cross_attention_dim")?,
-            use_linear_projection: false,
-            only_cross_attention: vec![false; levels],
             norm_num_groups: f.groups_dividing(&block_out_channels)?,
             norm_eps: f.f64_or("norm_eps", 1e-5)?,
             flip_sin_to_cos: f.bool_or("flip_sin_to_cos", true)?,
             freq_shift: f.f64_or("freq_shift", 0.0)?,
-            num_class_embeds: None,
-            downsample_padding: 1,
             mid_block_attention: false,
-            block_out_channels,
+            ..UnetConfig::default()
         };
         Ok(Self {
             unet,
@@ -99,6 +95,30 @@ impl BrushNetConfig {
         });
         Ok(ConfigFile::open(path)?.with_defaults(&defaults))
     }
+}
+
+/// The attention-free copy of `unet` that BrushNet's `from_unet` makes, without output head:
+/// the time embedding, every resnet and sampler shared, no transformer, and a `conv_in` taking
+/// `extra` more channels, whose weights are `unet`'s for the latents, again for the next
+/// `in_channels` channels (the masked image's latents), and zero for the rest (the mask).
+fn attention_free_trunk(unet: &Unet2DConditionModel, extra: usize) -> Unet2DConditionModel {
+    let weight = unet.conv_in_weight();
+    let [cout, cin, k, _] = weight.dims();
+    let mut parts = vec![weight.clone()];
+    let mut left = extra;
+    while left > 0 {
+        let take = left.min(cin);
+        parts.push(if take == cin {
+            weight.clone()
+        } else {
+            Tensor::zeros([cout, take, k, k], &weight.device())
+        });
+        left -= take;
+    }
+    unet.clone()
+        .without_head()
+        .without_transformers()
+        .with_conv_in_weight(Tensor::cat(parts, 1))
 }
 
 /// BrushNet's branch model.
@@ -140,7 +160,7 @@ impl BrushNetModel {
             });
         }
         let device = unet.device();
-        let mut branch = Self::around(unet.attention_free_copy(5), 5, &device);
+        let mut branch = Self::around(attention_free_trunk(unet, 5), 5, &device);
         let zero = |c: &Conv2d| zero_conv(c.weight.dims()[0], &device);
         branch.brushnet_down_blocks = branch.brushnet_down_blocks.iter().map(zero).collect();
         branch.brushnet_up_blocks = branch.brushnet_up_blocks.iter().map(zero).collect();

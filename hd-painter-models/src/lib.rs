@@ -79,7 +79,7 @@ pub use processor::{
 pub use scheduler_config::SchedulerConfig;
 pub use source::{HubModel, ModelSource};
 pub use tokenizer::{BOS_TOKEN, ClipTokenizer, EOS_TOKEN, MAX_LENGTH};
-pub use unet::{Unet2DConditionModel, UnetConfig, UnetResiduals};
+pub use unet::{LevelConfig, Unet2DConditionModel, UnetConfig, UnetResiduals};
 pub use vae::{AutoencoderKl, DiagonalGaussian, VaeConfig, VaeTiling};
 
 pub use hd_painter_core;

@@ -366,10 +366,16 @@ fn early_configs_take_the_classes_defaults_and_present_keys_stay_strict() {
     };
     // A config with no keys at all is SD 1.x's UNet, as diffusers builds it.
     let unet = UnetConfig::from_file(write("unet.json", "{}")).unwrap();
-    assert_eq!(unet.block_out_channels, [320, 640, 1280, 1280]);
+    assert_eq!(unet.block_out_channels(), [320, 640, 1280, 1280]);
     assert_eq!((unet.in_channels, unet.cross_attention_dim), (4, 1280));
-    assert_eq!(unet.heads, [8; 4]);
-    assert_eq!(unet.down_cross_attention, [true, true, true, false]);
+    assert!(unet.levels.iter().all(|l| l.heads == 8));
+    let attention: Vec<bool> = unet.levels.iter().map(|l| l.down_attention).collect();
+    assert_eq!(attention, [true, true, true, false]);
+    assert_eq!(
+        unet,
+        UnetConfig::default(),
+        "diffusers' constructor defaults"
+    );
     let vae = VaeConfig::from_file(write("vae.json", "{}")).unwrap();
     assert_eq!(
         (vae.block_out_channels.clone(), vae.scaling_factor),

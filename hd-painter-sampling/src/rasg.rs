@@ -296,7 +296,7 @@ mod tests {
             -4.0, -0.2, 3.0, //
             1.0, 1.0, 0.0,
         ];
-        let hole = [1.0, 0.0, 1.0, 0.0];
+        let hole: [f32; 4] = [1.0, 0.0, 1.0, 0.0];
         let eval = |maps: &[f32]| -> f32 {
             let t = Tensor::<3>::from_data(TensorData::new(maps.to_vec(), [1, 4, 3]), &device);
             let h = Tensor::<1>::from_data(TensorData::new(hole.to_vec(), [4]), &device);

@@ -16,7 +16,7 @@ use crate::weights::{WeightSource, load_safetensors, weights_file};
 impl Unet2DConditionModel {
     /// A UNet with the given architecture and untrained weights.
     pub fn new(cfg: &UnetConfig, device: &Device) -> Self {
-        let ch = &cfg.block_out_channels;
+        let ch = &cfg.block_out_channels();
         let temb = 4 * ch[0];
         let down_blocks = (0..ch.len())
             .map(|i| DownLevel::new(cfg, i, ch[i.saturating_sub(1)], device))
@@ -37,7 +37,7 @@ impl Unet2DConditionModel {
             conv_out: Some(conv(ch[0], cfg.out_channels, 3, device)),
             in_channels: cfg.in_channels,
             cross_attention_dim: cfg.cross_attention_dim,
-            block_out_channels: cfg.block_out_channels.clone(),
+            block_out_channels: ch.clone(),
             time_channels: ch[0],
             flip_sin_to_cos: cfg.flip_sin_to_cos,
             freq_shift: cfg.freq_shift,
@@ -91,27 +91,22 @@ impl Unet2DConditionModel {
         weights: WeightSource,
         device: &Device,
     ) -> Result<Self> {
+        // The transformer's projections are an enum (conv or linear) in our model: the variant
+        // goes into the path.
+        let projection = match config.use_linear_projection {
+            true => "$1.proj_$2.Linear.$3",
+            false => "$1.proj_$2.Conv.$3",
+        };
         let remaps = [
             (r"\.to_out\.0\.", ".to_out."),
             (r"\.ff\.net\.0\.proj\.", ".ff.proj."),
             (r"\.ff\.net\.2\.", ".ff.out."),
-            // The transformer's projections are an enum (conv or linear) in our model.
             (
                 r"(attentions\.\d+)\.proj_(in|out)\.(weight|bias)$",
-                "$1.proj_$2.PROJ.$3",
+                projection,
             ),
         ];
         let model = Self::new(config, device);
-        let projection = if config.use_linear_projection {
-            "Linear"
-        } else {
-            "Conv"
-        };
-        let remaps: Vec<(&str, String)> = remaps
-            .iter()
-            .map(|(p, r)| (*p, r.replace("PROJ", projection)))
-            .collect();
-        let remaps: Vec<(&str, &str)> = remaps.iter().map(|(p, r)| (*p, r.as_str())).collect();
         load_safetensors(model, weights, &remaps, &[])
     }
 }

@@ -7,29 +7,22 @@ use serde_json::Value;
 use crate::config::ConfigFile;
 use crate::error::Result;
 
-/// The architecture of a `UNet2DConditionModel` (the keys of its `config.json` SD uses).
+/// The architecture of a `UNet2DConditionModel` (the keys of its `config.json` SD uses). The
+/// default is diffusers' constructor default, SD 1.x's UNet.
 #[derive(Clone, Debug, PartialEq)]
 pub struct UnetConfig {
     /// Input channels: 4 (text-to-image, blended), 9 (inpainting), 7 (x4 upscaler).
     pub in_channels: usize,
     /// Output channels (4).
     pub out_channels: usize,
-    /// Channels per resolution level.
-    pub block_out_channels: Vec<usize>,
-    /// Per level: whether it has cross-attention transformers (`CrossAttn*Block2D`).
-    pub down_cross_attention: Vec<bool>,
-    /// Per level, in up order: whether it has cross-attention transformers.
-    pub up_cross_attention: Vec<bool>,
+    /// The resolution levels, from the finest (the first down block, the last up block).
+    pub levels: Vec<LevelConfig>,
     /// Resnets per down level (up levels have one more).
     pub layers_per_block: usize,
-    /// Attention heads per level (`num_attention_heads`, or the legacy `attention_head_dim`).
-    pub heads: Vec<usize>,
     /// Width of the text embedding.
     pub cross_attention_dim: usize,
     /// Linear (SD 2) or 1x1-convolution (SD 1) projections around each transformer.
     pub use_linear_projection: bool,
-    /// Per level: whether `attn1` attends to the text instead of the image (x4 upscaler).
-    pub only_cross_attention: Vec<bool>,
     /// Groups of every group norm.
     pub norm_num_groups: usize,
     /// Epsilon of the resnets' and the output group norms.
@@ -40,11 +33,67 @@ pub struct UnetConfig {
     pub freq_shift: f64,
     /// Classes of the class embedding (the x4 upscaler's noise level: 1000), if any.
     pub num_class_embeds: Option<usize>,
-    /// Padding of the downsampling convolutions (1).
-    pub downsample_padding: usize,
     /// Whether the mid block has its transformer (`UNetMidBlock2DCrossAttn`, every SD UNet);
     /// without, it is two resnets (BrushNet's `MidBlock2D`).
     pub mid_block_attention: bool,
+}
+
+/// One resolution level of a UNet: its entries of the per-level keys of `config.json`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LevelConfig {
+    /// Channels (`block_out_channels`).
+    pub channels: usize,
+    /// Cross-attention transformers in the level's down block (`CrossAttnDownBlock2D`).
+    pub down_attention: bool,
+    /// Cross-attention transformers in the level's up block (`CrossAttnUpBlock2D`).
+    pub up_attention: bool,
+    /// Attention heads (`num_attention_heads`, or the legacy `attention_head_dim`).
+    pub heads: usize,
+    /// Whether `attn1` attends to the text instead of the image (the x4 upscaler's).
+    pub only_cross_attention: bool,
+}
+
+impl LevelConfig {
+    /// A level of resnets alone (`DownBlock2D` / `UpBlock2D`), as BrushNet's branch has.
+    pub fn plain(channels: usize) -> Self {
+        Self {
+            channels,
+            down_attention: false,
+            up_attention: false,
+            heads: 1,
+            only_cross_attention: false,
+        }
+    }
+}
+
+impl Default for UnetConfig {
+    fn default() -> Self {
+        let level = |channels, attention| LevelConfig {
+            down_attention: attention,
+            up_attention: attention,
+            heads: 8,
+            ..LevelConfig::plain(channels)
+        };
+        Self {
+            in_channels: 4,
+            out_channels: 4,
+            levels: vec![
+                level(320, true),
+                level(640, true),
+                level(1280, true),
+                level(1280, false),
+            ],
+            layers_per_block: 2,
+            cross_attention_dim: 1280,
+            use_linear_projection: false,
+            norm_num_groups: 32,
+            norm_eps: 1e-5,
+            flip_sin_to_cos: true,
+            freq_shift: 0.0,
+            num_class_embeds: None,
+            mid_block_attention: true,
+        }
+    }
 }
 
 impl UnetConfig {
@@ -119,16 +168,27 @@ impl UnetConfig {
         };
         let heads = f.usize_or_list(heads_key, levels)?;
         let only_cross_attention = f.bool_or_list("only_cross_attention", levels, false)?;
+        let levels = (0..levels)
+            .map(|i| LevelConfig {
+                channels: block_out_channels[i],
+                down_attention: down[i].starts_with("CrossAttn"),
+                // The up blocks are listed from the coarsest level.
+                up_attention: up[levels - 1 - i].starts_with("CrossAttn"),
+                heads: heads[i],
+                only_cross_attention: only_cross_attention[i],
+            })
+            .collect();
+        // Construction pads every downsampling convolution by 1, the only value SD uses.
+        if f.usize_or("downsample_padding", 1)? != 1 {
+            return Err(f.unsupported("downsample_padding", "1"));
+        }
         let config = Self {
             in_channels: f.usize("in_channels")?,
             out_channels: f.usize("out_channels")?,
-            down_cross_attention: down.iter().map(|t| t.starts_with("CrossAttn")).collect(),
-            up_cross_attention: up.iter().map(|t| t.starts_with("CrossAttn")).collect(),
+            levels,
             layers_per_block: f.usize("layers_per_block")?,
-            heads,
             cross_attention_dim: f.usize("cross_attention_dim")?,
             use_linear_projection: f.bool_or("use_linear_projection", false)?,
-            only_cross_attention,
             norm_num_groups: f.usize("norm_num_groups")?,
             norm_eps: f.f64_or("norm_eps", 1e-5)?,
             flip_sin_to_cos: f.bool_or("flip_sin_to_cos", true)?,
@@ -138,15 +198,10 @@ impl UnetConfig {
             } else {
                 Some(f.usize("num_class_embeds")?)
             },
-            downsample_padding: f.usize_or("downsample_padding", 1)?,
             mid_block_attention: true,
-            block_out_channels,
         };
-        if config.downsample_padding != 1 {
-            return Err(f.unsupported("downsample_padding", "1"));
-        }
-        for (&c, &h) in config.block_out_channels.iter().zip(&config.heads) {
-            if c % config.norm_num_groups != 0 || c % h != 0 {
+        for level in &config.levels {
+            if level.channels % config.norm_num_groups != 0 || level.channels % level.heads != 0 {
                 return Err(f.unsupported(
                     heads_key,
                     "head counts and norm_num_groups dividing every block_out_channels entry",
@@ -154,5 +209,10 @@ impl UnetConfig {
             }
         }
         Ok(config)
+    }
+
+    /// The channels of every level (`block_out_channels`).
+    pub fn block_out_channels(&self) -> Vec<usize> {
+        self.levels.iter().map(|l| l.channels).collect()
     }
 }

@@ -27,7 +27,7 @@ fn resnet(cfg: &UnetConfig, cin: usize, cout: usize, device: &Device) -> ResnetB
     let spec = ResnetSpec {
         cin,
         cout,
-        temb: Some(4 * cfg.block_out_channels[0]),
+        temb: Some(4 * cfg.levels[0].channels),
         groups: cfg.norm_num_groups,
         eps: cfg.norm_eps,
     };
@@ -47,23 +47,23 @@ impl Place<'_> {
     /// The index into the config's per-level (down-order) lists.
     fn level(&self) -> usize {
         match self.up {
-            true => self.cfg.block_out_channels.len() - 1 - self.index,
+            true => self.cfg.levels.len() - 1 - self.index,
             false => self.index,
         }
     }
 
     /// The level's `n` transformers, or none in a level without cross-attention.
     fn transformers(&self, n: usize, device: &Device) -> Vec<SpatialTransformer> {
-        let (cfg, level) = (self.cfg, self.level());
+        let (cfg, level) = (self.cfg, self.cfg.levels[self.level()]);
         let (cross, name) = match self.up {
-            true => (cfg.up_cross_attention[self.index], "up_blocks"),
-            false => (cfg.down_cross_attention[self.index], "down_blocks"),
+            true => (level.up_attention, "up_blocks"),
+            false => (level.down_attention, "down_blocks"),
         };
         if !cross {
             return vec![];
         }
-        let channels = cfg.block_out_channels[level];
-        let (heads, only_cross) = (cfg.heads[level], cfg.only_cross_attention[level]);
+        let (channels, heads, only_cross) =
+            (level.channels, level.heads, level.only_cross_attention);
         (0..n)
             .map(|j| {
                 let path = format!("{name}.{}.attentions.{j}", self.index);
@@ -122,7 +122,7 @@ pub(super) struct TimeEmbedding {
 impl TimeEmbedding {
     /// `cfg`'s time embedding, untrained.
     pub(super) fn new(cfg: &UnetConfig, device: &Device) -> Self {
-        let (c, temb) = (cfg.block_out_channels[0], 4 * cfg.block_out_channels[0]);
+        let (c, temb) = (cfg.levels[0].channels, 4 * cfg.levels[0].channels);
         Self {
             linear_1: LinearConfig::new(c, temb).init(device),
             linear_2: LinearConfig::new(temb, temb).init(device),
@@ -149,14 +149,14 @@ pub(super) struct DownLevel {
 impl DownLevel {
     /// Down level `index` of `cfg`'s UNet, untrained; its first resnet takes `cin` channels.
     pub(super) fn new(cfg: &UnetConfig, index: usize, cin: usize, device: &Device) -> Self {
-        let out = cfg.block_out_channels[index];
+        let out = cfg.levels[index].channels;
         let n = cfg.layers_per_block;
         let place = Place {
             cfg,
             up: false,
             index,
         };
-        let last = index + 1 == cfg.block_out_channels.len();
+        let last = index + 1 == cfg.levels.len();
         Self {
             resnets: (0..n)
                 .map(|j| resnet(cfg, if j == 0 { cin } else { out }, out, device))
@@ -201,11 +201,11 @@ pub(super) struct MidBlock {
 impl MidBlock {
     /// `cfg`'s mid block, untrained.
     pub(super) fn new(cfg: &UnetConfig, device: &Device) -> Self {
-        let levels = cfg.block_out_channels.len();
-        let c = cfg.block_out_channels[levels - 1];
+        let coarsest = cfg.levels[cfg.levels.len() - 1];
+        let c = coarsest.channels;
         let attentions = match cfg.mid_block_attention {
             true => {
-                let heads = cfg.heads[levels - 1];
+                let heads = coarsest.heads;
                 let path = "mid_block.attentions.0";
                 vec![SpatialTransformer::new(c, heads, cfg, false, path, device)]
             }
@@ -244,7 +244,7 @@ impl UpLevel {
             up: true,
             index,
         };
-        let ch = &cfg.block_out_channels;
+        let ch = &cfg.block_out_channels();
         let out = ch[place.level()];
         // The last resnet's skip comes from the level below (the first down level's output
         // for the last up level).

@@ -18,7 +18,7 @@ use crate::error::{ModelsError, Result};
 use crate::native::{self, Precision};
 use crate::processor::AttentionProcessor;
 
-pub use config::UnetConfig;
+pub use config::{LevelConfig, UnetConfig};
 use levels::{Call, DownLevel, MidBlock, TimeEmbedding, UpLevel};
 pub(crate) use residuals::Site;
 pub use residuals::UnetResiduals;
@@ -49,40 +49,32 @@ pub struct Unet2DConditionModel {
 }
 
 impl Unet2DConditionModel {
-    /// The attention-free copy of this UNet that BrushNet's `from_unet` makes, without output
-    /// head: the time embedding, every resnet and sampler shared, no transformer, and a
-    /// `conv_in` taking `extra` more channels, whose weights are this `conv_in`'s for the
-    /// latents, again for the next `in_channels` channels (the masked image's latents), and
-    /// zero for the rest (the mask).
-    pub(crate) fn attention_free_copy(&self, extra: usize) -> Self {
-        let weight = self.conv_in.weight.val();
-        let [cout, cin, k, _] = weight.dims();
-        let mut parts = vec![weight.clone()];
-        let mut left = extra;
-        while left > 0 {
-            let take = left.min(cin);
-            parts.push(if take == cin {
-                weight.clone()
-            } else {
-                Tensor::zeros([cout, take, k, k], &weight.device())
-            });
-            left -= take;
-        }
-        let mut copy = self.clone().without_head();
-        copy.conv_in.weight = burn::module::Param::from_tensor(Tensor::cat(parts, 1));
-        copy.in_channels += extra;
-        copy.mid_block.attentions.clear();
-        for level in &mut copy.down_blocks {
+    /// The same model without its transformers (BrushNet's attention-free trunk).
+    pub(crate) fn without_transformers(mut self) -> Self {
+        self.mid_block.attentions.clear();
+        for level in &mut self.down_blocks {
             level.attentions.clear();
         }
-        for level in &mut copy.up_blocks {
+        for level in &mut self.up_blocks {
             level.attentions.clear();
         }
-        copy
+        self
     }
 
-    /// The channels of the activations at BrushNet's injection points: down (the `conv_in`
-    /// output, then every down resnet and downsampler), mid, up (every up resnet and upsampler).
+    /// The `conv_in` weight `[channels, in_channels, k, k]`.
+    pub(crate) fn conv_in_weight(&self) -> Tensor<4> {
+        self.conv_in.weight.val()
+    }
+
+    /// The same model with another `conv_in` weight, whose input channels become the model's.
+    pub(crate) fn with_conv_in_weight(mut self, weight: Tensor<4>) -> Self {
+        self.in_channels = weight.dims()[1];
+        self.conv_in.weight = burn::module::Param::from_tensor(weight);
+        self
+    }
+
+    /// The channels of the activations `walk` taps, in its order: down (the `conv_in` output,
+    /// then every down resnet and downsampler), mid, up (every up resnet and upsampler).
     pub(crate) fn injection_channels(&self) -> (Vec<usize>, usize, Vec<usize>) {
         let ch = &self.block_out_channels;
         let mut down = vec![ch[0]];
