@@ -15,9 +15,9 @@ pub enum Prediction {
     VPrediction,
 }
 
-/// One DDIM step's results.
+/// One scheduler step's results (DDIM's, DDPM's, RePaint's).
 #[derive(Clone, Debug)]
-pub struct DdimStep {
+pub struct StepOutput {
     /// `x_{t'}`.
     pub prev_sample: Tensor<4>,
     /// The x0 prediction at `t`.
@@ -67,7 +67,7 @@ pub fn ddim_step(
     t_prev: isize,
     sample: Tensor<4>,
     noise: Option<(f64, Tensor<4>)>,
-) -> DdimStep {
+) -> StepOutput {
     let (pred_x0, pred_eps) = predict(schedule, prediction, model_output, t, sample);
     let a_prev = schedule.alpha_cumprod(t_prev);
     let s = noise.as_ref().map_or(0.0, |(s, _)| *s);
@@ -76,7 +76,7 @@ pub fn ddim_step(
     if let Some((s, z)) = noise {
         prev_sample = prev_sample + z * s;
     }
-    DdimStep {
+    StepOutput {
         prev_sample,
         pred_x0,
         pred_eps,
@@ -94,7 +94,7 @@ pub fn ddpm_step(
     t_prev: isize,
     sample: Tensor<4>,
     noise: Option<Tensor<4>>,
-) -> DdimStep {
+) -> StepOutput {
     let (pred_x0, pred_eps) = predict(schedule, prediction, model_output, t, sample.clone());
     let a = schedule.alpha_cumprod(t as isize);
     let a_prev = if t_prev < 0 {
@@ -111,7 +111,7 @@ pub fn ddpm_step(
         let variance = ((1.0 - a_prev) / (1.0 - a) * current_beta).max(1e-20);
         prev_sample = prev_sample + z * variance.sqrt();
     }
-    DdimStep {
+    StepOutput {
         prev_sample,
         pred_x0,
         pred_eps,

@@ -9,7 +9,7 @@ use burn::tensor::Tensor;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 
-use crate::ddim::DdimStep;
+use crate::ddim::StepOutput;
 use crate::inpaint::{StableInpainting, to_batch};
 use crate::sampler::{LatentStrategy, StepPosition};
 use crate::schedule::NoiseSchedule;
@@ -79,10 +79,10 @@ impl LatentStrategy for DifferentialLatents {
     /// noised to its timestep where the map is above `(i + 1) / N`.
     fn after_step(
         &mut self,
-        mut step: DdimStep,
+        mut step: StepOutput,
         at: &StepPosition,
         schedule: &NoiseSchedule,
-    ) -> DdimStep {
+    ) -> StepOutput {
         let (next, t_prev) = (at.index + 1, at.t_prev);
         if next >= self.steps {
             return step;

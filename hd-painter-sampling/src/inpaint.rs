@@ -5,7 +5,7 @@ use burn::tensor::Tensor;
 
 use hd_painter_core::{NoiseStream, seeded_noise, sub_seed};
 
-use crate::ddim::DdimStep;
+use crate::ddim::StepOutput;
 use crate::sampler::{LatentStrategy, StepPosition};
 use crate::schedule::NoiseSchedule;
 
@@ -101,10 +101,10 @@ impl BlendedLatents {
 impl LatentStrategy for BlendedLatents {
     fn after_step(
         &mut self,
-        mut step: DdimStep,
+        mut step: StepOutput,
         at: &StepPosition,
         schedule: &NoiseSchedule,
-    ) -> DdimStep {
+    ) -> StepOutput {
         let latents = step.prev_sample;
         let n = latents.dims()[0];
         let a = schedule.alpha_cumprod(at.t as isize);

@@ -24,7 +24,7 @@ use crate::pipeline::{HdPainter, InpaintOptions, Method, PasteBack};
 use crate::rasg::Rasg;
 use crate::repaint::{KnownLatents, seeded_draws};
 use crate::sampler::{
-    DdimSettings, Hooks, LatentStrategy, Sampled, Sampler, Stage, TextConditioning,
+    Hooks, LatentStrategy, Sampled, Sampler, SamplerSettings, Stage, TextConditioning,
 };
 use crate::schedule::{NoiseSchedule, timesteps};
 use crate::stage::HdPainterInputs;
@@ -220,7 +220,7 @@ impl Inpainter<'_> {
             )?),
             None => None,
         };
-        let guided = options.ddim.guidance_scale != 1.0;
+        let guided = options.sampler.guidance_scale != 1.0;
         let Hooks { processor, on_step } = hooks;
         let mut painta;
         let processor: &mut dyn AttentionProcessor = match (&focus, options.hd_painter) {
@@ -290,9 +290,9 @@ impl Inpainter<'_> {
         Ok(match (options.method, prepared.soft.clone()) {
             (Method::Blended | Method::StableInpainting, Some(change)) => {
                 let grid = timesteps(
-                    options.ddim.spacing,
+                    options.sampler.spacing,
                     self.schedule.len(),
-                    options.ddim.steps,
+                    options.sampler.steps,
                 );
                 let source = self.vae.encode(pixels.clone())?.mean * sf;
                 let mut soft = DifferentialLatents::new(change, source, noise, grid.len());
@@ -369,8 +369,8 @@ impl Inpainter<'_> {
         pixels: Tensor<4>,
         noise: Tensor<4>,
         options: &InpaintOptions,
-    ) -> Result<(DdimSettings, Tensor<4>)> {
-        let mut settings = options.ddim;
+    ) -> Result<(SamplerSettings, Tensor<4>)> {
+        let mut settings = options.sampler;
         if options.strength.is_nan() || options.strength <= 0.0 || options.strength > 1.0 {
             return Err(SamplingError::InvalidInput(format!(
                 "strength {} (expected 0 < strength <= 1)",

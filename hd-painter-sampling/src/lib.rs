@@ -76,7 +76,7 @@
 //! use burn::tensor::{Distribution, Tensor};
 //! use hd_painter_models::{DefaultAttention, Unet2DConditionModel};
 //! use hd_painter_sampling::{
-//!     ClassifierFree, DdimSettings, Hooks, LatentStrategy, NoiseSchedule, Sampler, Stage, TextConditioning,
+//!     ClassifierFree, SamplerSettings, Hooks, LatentStrategy, NoiseSchedule, Sampler, Stage, TextConditioning,
 //! };
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -92,7 +92,7 @@
 //! struct Plain; // text-to-image: the UNet sees the latents alone
 //! impl LatentStrategy for Plain {}
 //! let (mut steps, mut attention) = (0, DefaultAttention::default());
-//! let settings = DdimSettings { steps: 2, ..DdimSettings::default() };
+//! let settings = SamplerSettings { steps: 2, ..SamplerSettings::default() };
 //! let sampled = Sampler {
 //!     unet: &unet,
 //!     schedule: &NoiseSchedule::stable_diffusion(),
@@ -137,7 +137,7 @@ mod validate;
 
 pub use brushnet::{BrushNetLatents, BrushNetSettings, brushnet_blend, brushnet_condition};
 pub use crop::{CropBox, CropSettings, crop_region, crop_regions, stitch};
-pub use ddim::{DdimStep, Prediction, ddim_sigma, ddim_step, ddpm_step, predict};
+pub use ddim::{Prediction, StepOutput, ddim_sigma, ddim_step, ddpm_step, predict};
 pub use differential::DifferentialLatents;
 pub use error::{Result, SamplingError};
 pub use focus::{
@@ -159,8 +159,8 @@ pub use repaint::{
     KnownLatents, KnownRegion, NoiseDraws, RepaintSettings, repaint_step, seeded_draws, undo_steps,
 };
 pub use sampler::{
-    DdimSettings, Hooks, LatentStrategy, OnStep, Sampled, Sampler, Stage, StepPosition, StepRule,
-    StepView, TextConditioning,
+    Hooks, LatentStrategy, OnStep, Sampled, Sampler, SamplerSettings, Stage, StepPosition,
+    StepRule, StepView, TextConditioning,
 };
 pub use schedule::{NoiseSchedule, Spacing, repaint_walk, timesteps};
 pub use scheduler::{Ddim, Ddpm, NoiseTerm, Scheduler};

@@ -1,5 +1,5 @@
 //! What an image-level run is asked to do ([`InpaintOptions`]: the method, HD-Painter's parts,
-//! the DDIM settings, the seeds, the controls) and the prompts it is given
+//! the sampler settings, the seeds, the controls) and the prompts it is given
 //! ([`encode_prompts`] and its variants).
 
 use hd_painter_core::Mask;
@@ -15,7 +15,7 @@ use crate::mask_edit::MaskEdit;
 use crate::prefill::PreFill;
 use crate::rasg::RasgSettings;
 use crate::repaint::RepaintSettings;
-use crate::sampler::{DdimSettings, TextConditioning};
+use crate::sampler::{SamplerSettings, TextConditioning};
 use crate::schedule::Spacing;
 
 /// The inpainting method.
@@ -123,8 +123,9 @@ impl HdPainter {
 pub struct InpaintOptions {
     /// The method.
     pub method: Method,
-    /// DDIM settings (steps, grid, guidance, eta) for Stable Inpainting and Blended.
-    pub ddim: DdimSettings,
+    /// The sampling run's settings (steps, grid, guidance, the step rule and DDIM's eta) for
+    /// every method but RePaint, which has its own ([`RepaintSettings`]).
+    pub sampler: SamplerSettings,
     /// 1.0 starts from pure noise; below 1 starts from the image noised to that fraction of the
     /// steps (diffusers' `strength`; Stable Inpainting and Blended).
     pub strength: f64,
@@ -170,12 +171,12 @@ impl InpaintOptions {
     pub fn hd_painter(variant: HdPainter) -> Self {
         Self {
             method: Method::StableInpainting,
-            ddim: DdimSettings {
+            sampler: SamplerSettings {
                 steps: 50,
                 spacing: Spacing::HdPainter,
                 guidance_scale: 7.5,
                 eta: 0.0,
-                ..DdimSettings::default()
+                ..SamplerSettings::default()
             },
             strength: 1.0,
             seeds: vec![1],
@@ -205,7 +206,7 @@ impl Default for InpaintOptions {
     fn default() -> Self {
         Self {
             method: Method::StableInpainting,
-            ddim: DdimSettings::default(),
+            sampler: SamplerSettings::default(),
             strength: 1.0,
             seeds: vec![0],
             paste_back: Some(PasteBack::default()),

@@ -4,7 +4,7 @@
 use burn::tensor::Tensor;
 use hd_painter_core::{NoiseStream, seeded_noise, sub_seed};
 
-use crate::ddim::{DdimStep, Prediction, ddim_sigma, ddim_step};
+use crate::ddim::{Prediction, StepOutput, ddim_sigma, ddim_step};
 use crate::error::{Result, SamplingError};
 use crate::guidance::ModelCall;
 use crate::sampler::{Sampled, Sampler, StepPosition};
@@ -156,7 +156,7 @@ impl Sampler<'_> {
         mut latents: Tensor<4>,
         at: &StepPosition,
         draw: NoiseDraws<'_>,
-    ) -> Result<DdimStep> {
+    ) -> Result<StepOutput> {
         let (t, t_prev) = (at.t, at.t_prev);
         let z = draw(&latents);
         if settings.known_region == KnownRegion::RenoiseBeforeModel {
@@ -205,7 +205,7 @@ pub fn repaint_step(
     sample: Tensor<4>,
     known: &KnownLatents,
     noise: (f64, Tensor<4>),
-) -> DdimStep {
+) -> StepOutput {
     let z = noise.1.clone();
     let step = ddim_step(
         schedule,
@@ -217,7 +217,7 @@ pub fn repaint_step(
         Some(noise),
     );
     let noised = known.noised(schedule.alpha_cumprod(t_prev), z);
-    DdimStep {
+    StepOutput {
         prev_sample: known.merge(noised, step.prev_sample),
         ..step
     }

@@ -9,7 +9,7 @@ use burn::tensor::Tensor;
 use hd_painter_core::{NoiseStream, seeded_noise, sub_seed};
 use hd_painter_models::{AttentionProcessor, Unet2DConditionModel, UnetResiduals};
 
-use crate::ddim::{DdimStep, Prediction};
+use crate::ddim::{Prediction, StepOutput};
 use crate::error::{Result, SamplingError};
 use crate::guidance::{Guidance, ModelCall};
 use crate::schedule::{NoiseSchedule, Spacing, timesteps};
@@ -56,10 +56,10 @@ pub trait LatentStrategy {
     /// blended back into the latents, or into the x0 prediction).
     fn after_step(
         &mut self,
-        step: DdimStep,
+        step: StepOutput,
         _at: &StepPosition,
         _schedule: &NoiseSchedule,
-    ) -> DdimStep {
+    ) -> StepOutput {
         step
     }
 }
@@ -79,9 +79,9 @@ pub struct StepPosition {
     pub total: usize,
 }
 
-/// The settings of a DDIM run.
+/// The settings of a sampling run ([`Sampler::run`]): the grid, the guidance and the step rule.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct DdimSettings {
+pub struct SamplerSettings {
     /// Inference steps.
     pub steps: usize,
     /// How the steps spread over the training timesteps.
@@ -98,7 +98,7 @@ pub struct DdimSettings {
     pub first_step: usize,
 }
 
-impl Default for DdimSettings {
+impl Default for SamplerSettings {
     /// diffusers' Stable Diffusion defaults: 50 leading steps (offset 1), CFG 7.5, eta 0.
     fn default() -> Self {
         Self {
@@ -123,7 +123,7 @@ pub enum StepRule {
     Ddpm,
 }
 
-impl DdimSettings {
+impl SamplerSettings {
     /// The scheduler these settings describe.
     pub fn scheduler(&self) -> Box<dyn Scheduler> {
         match self.rule {
@@ -260,7 +260,7 @@ impl Sampler<'_> {
     /// that takes them (DDIM); its steps then add the term and never fresh noise.
     pub fn run(
         &mut self,
-        settings: &DdimSettings,
+        settings: &SamplerSettings,
         strategy: &mut dyn LatentStrategy,
         guidance: &dyn Guidance,
         mut latents: Tensor<4>,

@@ -3,7 +3,7 @@
 
 use burn::tensor::Tensor;
 
-use crate::ddim::{DdimStep, Prediction, ddim_sigma, ddim_step, ddpm_step};
+use crate::ddim::{Prediction, StepOutput, ddim_sigma, ddim_step, ddpm_step};
 use crate::guidance::StepTerm;
 use crate::schedule::NoiseSchedule;
 
@@ -41,7 +41,7 @@ pub trait Scheduler {
         t_prev: isize,
         sample: Tensor<4>,
         noise: NoiseTerm,
-    ) -> DdimStep;
+    ) -> StepOutput;
 }
 
 /// DDIM with `eta` (0: deterministic; 1: DDPM-like variance).
@@ -70,7 +70,7 @@ impl Scheduler for Ddim {
         t_prev: isize,
         sample: Tensor<4>,
         noise: NoiseTerm,
-    ) -> DdimStep {
+    ) -> StepOutput {
         let noise = match noise {
             NoiseTerm::None => None,
             NoiseTerm::Fresh(z) => Some((self.eta * ddim_sigma(schedule, t, t_prev), z)),
@@ -101,7 +101,7 @@ impl Scheduler for Ddpm {
         t_prev: isize,
         sample: Tensor<4>,
         noise: NoiseTerm,
-    ) -> DdimStep {
+    ) -> StepOutput {
         let noise = match noise {
             NoiseTerm::None => None,
             NoiseTerm::Fresh(z) => Some(z),

@@ -138,9 +138,9 @@ impl InpaintOptions {
             }
             Method::StableInpainting | Method::Blended => {}
         }
-        at_least_one("steps", self.ddim.steps)?;
-        finite("guidance scale", self.ddim.guidance_scale)?;
-        non_negative("DDIM eta", self.ddim.eta)
+        at_least_one("steps", self.sampler.steps)?;
+        finite("guidance scale", self.sampler.guidance_scale)?;
+        non_negative("DDIM eta", self.sampler.eta)
     }
 }
 
@@ -179,13 +179,13 @@ mod tests {
         let base = InpaintOptions::default;
         let mut cases: Vec<(InpaintOptions, &str)> = Vec::new();
         let mut o = base();
-        o.ddim.steps = 0;
+        o.sampler.steps = 0;
         cases.push((o, "steps"));
         let mut o = base();
-        o.ddim.guidance_scale = f64::NAN;
+        o.sampler.guidance_scale = f64::NAN;
         cases.push((o, "guidance scale"));
         let mut o = base();
-        o.ddim.eta = -0.5;
+        o.sampler.eta = -0.5;
         cases.push((o, "DDIM eta"));
         for strength in [0.0, 1.5, f64::NAN] {
             let mut o = base();
@@ -210,7 +210,7 @@ mod tests {
                 ..RasgSettings::default()
             }),
         });
-        o.ddim.steps = 3;
+        o.sampler.steps = 3;
         cases.push((o, "RASG eta"));
         let repaint = |r: RepaintSettings| InpaintOptions {
             method: Method::Repaint(r),

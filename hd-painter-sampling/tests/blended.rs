@@ -11,7 +11,7 @@ use burn::tensor::{Tensor, TensorData};
 use common::{Golden, assert_close, device, fixtures};
 use hd_painter_models::{DefaultAttention, Unet2DConditionModel};
 use hd_painter_sampling::{
-    BlendedLatents, ClassifierFree, DdimSettings, NoiseSchedule, Sampler, TextConditioning,
+    BlendedLatents, ClassifierFree, NoiseSchedule, Sampler, SamplerSettings, TextConditioning,
 };
 use hd_painter_sampling::{Hooks, Stage};
 
@@ -23,10 +23,10 @@ fn blended_steps_match_the_reference_loop() {
     let golden = Golden::open("blended");
     let (noise_shape, noise) = golden.f32s("noise");
     let per = noise.len() / noise_shape[0];
-    let settings = DdimSettings {
+    let settings = SamplerSettings {
         steps: 8,
         first_step: 2,
-        ..DdimSettings::default()
+        ..SamplerSettings::default()
     };
     // The reference's noise, in the order of the steps actually run.
     let noise_device = device.clone();
@@ -85,10 +85,10 @@ fn seeded_blending_is_reproducible_per_image() {
         prompt_tokens: vec![1],
     };
     let schedule = NoiseSchedule::stable_diffusion();
-    let settings = DdimSettings {
+    let settings = SamplerSettings {
         steps: 4,
         eta: 0.3,
-        ..DdimSettings::default()
+        ..SamplerSettings::default()
     };
     let run = |seeds: Vec<u64>| {
         let mut strategy = BlendedLatents::new(

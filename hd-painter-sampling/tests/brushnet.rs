@@ -12,8 +12,8 @@ use common::{Golden, assert_close, device, fixtures};
 use hd_painter_core::{Image, Mask, Raster};
 use hd_painter_models::{AutoencoderKl, BrushNetModel, DefaultAttention, Unet2DConditionModel};
 use hd_painter_sampling::{
-    BrushNetLatents, BrushNetSettings, ClassifierFree, DdimSettings, HdPainter, InpaintOptions,
-    Inpainter, Method, NoiseSchedule, PasteBack, Sampler, SamplingError, TextConditioning,
+    BrushNetLatents, BrushNetSettings, ClassifierFree, HdPainter, InpaintOptions, Inpainter,
+    Method, NoiseSchedule, PasteBack, Sampler, SamplerSettings, SamplingError, TextConditioning,
     brushnet_blend,
 };
 use hd_painter_sampling::{Hooks, Stage};
@@ -65,9 +65,9 @@ fn three_guided_steps_match_the_reference_loop() {
     };
     let mut strategy =
         BrushNetLatents::new(&branch, g.tensor("condition", &device), settings).unwrap();
-    let ddim = DdimSettings {
+    let ddim = SamplerSettings {
         steps: 3,
-        ..DdimSettings::default()
+        ..SamplerSettings::default()
     };
     let mut seen = 0;
     Sampler {
@@ -159,9 +159,9 @@ fn the_image_pipeline_runs_brushnet_and_reports_misuse() {
     };
     let options = InpaintOptions {
         method: Method::BrushNet(BrushNetSettings::default()),
-        ddim: DdimSettings {
+        sampler: SamplerSettings {
             steps: 2,
-            ..DdimSettings::default()
+            ..SamplerSettings::default()
         },
         paste_back: Some(PasteBack::BrushNet),
         ..InpaintOptions::default()

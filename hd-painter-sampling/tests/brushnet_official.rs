@@ -20,8 +20,8 @@ use common::{Golden, assert_close, device, fixtures, worst_level};
 use hd_painter_core::{Image, Mask, MaskChannel, MaskOptions, Quantize};
 use hd_painter_models::{AutoencoderKl, BrushNetModel, DefaultAttention, Unet2DConditionModel};
 use hd_painter_sampling::{
-    BrushNetLatents, BrushNetSettings, ClassifierFree, DdimSettings, LatentStrategy, NoiseSchedule,
-    Sampler, TextConditioning, brushnet_blend, brushnet_condition, timesteps,
+    BrushNetLatents, BrushNetSettings, ClassifierFree, LatentStrategy, NoiseSchedule, Sampler,
+    SamplerSettings, TextConditioning, brushnet_blend, brushnet_condition, timesteps,
 };
 use hd_painter_sampling::{Hooks, Stage, StepPosition};
 
@@ -87,7 +87,7 @@ fn brushnet_matches_the_official_pipeline() {
         control_end: 0.8,
     };
     let mut strategy = BrushNetLatents::new(&branch, condition, settings).unwrap();
-    let grid = timesteps(DdimSettings::default().spacing, 1000, STEPS);
+    let grid = timesteps(SamplerSettings::default().spacing, 1000, STEPS);
     let context = Tensor::cat(vec![text.negative.clone(), text.positive.clone()], 0);
     for (i, &t) in grid.iter().enumerate() {
         // Each step from the official latents before it.
@@ -171,9 +171,9 @@ fn brushnet_matches_the_official_pipeline() {
         }),
     }
     .run(
-        &DdimSettings {
+        &SamplerSettings {
             steps: STEPS,
-            ..DdimSettings::default()
+            ..SamplerSettings::default()
         },
         &mut strategy,
         &ClassifierFree,

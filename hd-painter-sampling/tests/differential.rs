@@ -13,8 +13,8 @@ use common::{Golden, assert_close, device, fixtures, inpaint, pipeline};
 use hd_painter_core::{Image, Mask};
 use hd_painter_models::{DefaultAttention, Unet2DConditionModel};
 use hd_painter_sampling::{
-    ClassifierFree, DdimSettings, DifferentialLatents, HdPainter, InpaintOptions, Method,
-    NoiseSchedule, RepaintSettings, Sampler, TextConditioning, timesteps,
+    ClassifierFree, DifferentialLatents, HdPainter, InpaintOptions, Method, NoiseSchedule,
+    RepaintSettings, Sampler, SamplerSettings, TextConditioning, timesteps,
 };
 use hd_painter_sampling::{Hooks, Stage};
 
@@ -48,10 +48,10 @@ fn differential_diffusion_matches_the_community_pipeline() {
         1e-6,
         "map at the latent size",
     );
-    let settings = DdimSettings {
+    let settings = SamplerSettings {
         steps,
         guidance_scale: 7.5,
-        ..DdimSettings::default()
+        ..SamplerSettings::default()
     };
     let grid = timesteps(settings.spacing, schedule.len(), steps);
     let start = strategy.noised_source(&schedule, grid[0] as isize);
@@ -117,9 +117,9 @@ fn soft_masks_run_in_the_pipeline_and_misuse_is_reported() {
         let options = InpaintOptions {
             method,
             soft_mask: true,
-            ddim: DdimSettings {
+            sampler: SamplerSettings {
                 steps: 3,
-                ..DdimSettings::default()
+                ..SamplerSettings::default()
             },
             ..InpaintOptions::default()
         };

@@ -12,8 +12,8 @@ use common::{Golden, device, fixtures};
 use hd_painter_core::Mask;
 use hd_painter_models::{DefaultAttention, Unet2DConditionModel};
 use hd_painter_sampling::{
-    ClassifierFree, DdimSettings, Guidance, ModelCall, NoiseSchedule, PromptFocus, Rasg,
-    RasgSettings, Sampler, SamplingError, StableInpainting, StepRule, TextConditioning,
+    ClassifierFree, Guidance, ModelCall, NoiseSchedule, PromptFocus, Rasg, RasgSettings, Sampler,
+    SamplerSettings, SamplingError, StableInpainting, StepRule, TextConditioning,
 };
 use hd_painter_sampling::{Hooks, Stage};
 
@@ -161,10 +161,10 @@ fn guidance_with_terms_needs_a_scheduler_that_takes_them() {
         }),
     }
     .run(
-        &DdimSettings {
+        &SamplerSettings {
             steps: 2,
             rule: StepRule::Ddpm,
-            ..DdimSettings::default()
+            ..SamplerSettings::default()
         },
         &mut strategy(&s),
         &rasg,

@@ -18,8 +18,8 @@ use hd_painter_models::{
     AttentionProcessor, ClipTokenizer, DefaultAttention, Unet2DConditionModel,
 };
 use hd_painter_sampling::{
-    ClassifierFree, DdimSettings, Guidance, NoiseSchedule, Painta, PromptFocus, Rasg, RasgSettings,
-    RasgSigma, Sampled, Sampler, Spacing, StableInpainting, StepView, TextConditioning,
+    ClassifierFree, Guidance, NoiseSchedule, Painta, PromptFocus, Rasg, RasgSettings, RasgSigma,
+    Sampled, Sampler, SamplerSettings, Spacing, StableInpainting, StepView, TextConditioning,
     full_prompt, prompt_token_indices,
 };
 use hd_painter_sampling::{Hooks, Stage};
@@ -79,10 +79,10 @@ fn run(s: &Setup, processor: &mut dyn AttentionProcessor, rasg: Option<&Rasg>) -
     let strategy_mask = s.golden.tensor::<4>("latent_mask", &s.device);
     let mut strategy =
         StableInpainting::new(strategy_mask, s.golden.tensor("masked_latents", &s.device));
-    let settings = DdimSettings {
+    let settings = SamplerSettings {
         steps: 5,
         spacing: Spacing::HdPainter,
-        ..DdimSettings::default()
+        ..SamplerSettings::default()
     };
     let mut trace = Trace::default();
     let sampled = Sampler {

@@ -23,8 +23,8 @@ use hd_painter_models::{
     AttentionProcessor, AutoencoderKl, ClipTokenizer, DefaultAttention, Unet2DConditionModel,
 };
 use hd_painter_sampling::{
-    ClassifierFree, DdimSettings, Guidance, HD_PAINTER_POSITIVE_PROMPT, HdPainterInputs,
-    NoiseSchedule, Painta, PromptFocus, Rasg, RasgSettings, RasgSigma, Sampler, Spacing,
+    ClassifierFree, Guidance, HD_PAINTER_POSITIVE_PROMPT, HdPainterInputs, NoiseSchedule, Painta,
+    PromptFocus, Rasg, RasgSettings, RasgSigma, Sampler, SamplerSettings, Spacing,
     StableInpainting, StepView, TextConditioning, full_prompt, prompt_token_indices,
 };
 use hd_painter_sampling::{Hooks, Stage};
@@ -150,12 +150,12 @@ fn check(name: &str, steps: usize, painta: bool, rasg_eta: Option<f64>) {
     let focus = PromptFocus::new(text.prompt_tokens.clone(), &s.inputs.hole, [lh, lw]).unwrap();
     let (latent_hole, masked) = condition(&s);
     let mut strategy = StableInpainting::new(latent_hole, masked);
-    let settings = DdimSettings {
+    let settings = SamplerSettings {
         steps,
         spacing: Spacing::HdPainter,
         guidance_scale: 7.5,
         eta: 0.0,
-        ..DdimSettings::default()
+        ..SamplerSettings::default()
     };
     let rasg = rasg_eta.map(|eta| Rasg {
         settings: RasgSettings {

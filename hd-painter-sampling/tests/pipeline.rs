@@ -10,8 +10,8 @@ use hd_painter_core::{Footprint, Image, Mask};
 use hd_painter_models::{AutoencoderKl, DefaultAttention, Unet2DConditionModel};
 use hd_painter_sampling::Hooks;
 use hd_painter_sampling::{
-    DdimSettings, HdPainter, InpaintOptions, Inpainter, Method, NoiseSchedule, PasteBack,
-    RepaintSettings, SamplingError, TextConditioning,
+    HdPainter, InpaintOptions, Inpainter, Method, NoiseSchedule, PasteBack, RepaintSettings,
+    SamplerSettings, SamplingError, TextConditioning,
 };
 
 fn model(name: &str) -> PathBuf {
@@ -66,9 +66,9 @@ fn hole(width: u32, height: u32, x: std::ops::Range<u32>, y: std::ops::Range<u32
 fn options(method: Method, steps: usize) -> InpaintOptions {
     InpaintOptions {
         method,
-        ddim: DdimSettings {
+        sampler: SamplerSettings {
             steps,
-            ..DdimSettings::default()
+            ..SamplerSettings::default()
         },
         ..InpaintOptions::default()
     }
@@ -140,7 +140,7 @@ fn stable_inpainting_runs_end_to_end_with_seeds_strength_and_cancel() {
     assert_ne!(out[0], out[1], "different seeds, different images");
 
     // strength 0.5 of 4 steps runs 2; a callback that stops after one step cancels the run.
-    o.ddim.steps = 4;
+    o.sampler.steps = 4;
     o.strength = 0.5;
     let mut steps = 0;
     inpainter
@@ -251,7 +251,7 @@ fn hd_painter_variants_run_end_to_end_and_compose_with_blended() {
         .iter()
         .map(|&variant| {
             let mut o = InpaintOptions::hd_painter(variant);
-            o.ddim.steps = 2; // t = 999 (PAIntA on) and 499 (off)
+            o.sampler.steps = 2; // t = 999 (PAIntA on) and 499 (off)
             let out = run(&inpainter, &image, &mask, &o).unwrap();
             assert_eq!((out[0].width(), out[0].height()), (70, 56));
             out.into_iter().next().unwrap()
@@ -266,7 +266,7 @@ fn hd_painter_variants_run_end_to_end_and_compose_with_blended() {
     let blended = |variant| {
         let mut o = InpaintOptions::hd_painter(variant);
         o.method = Method::Blended;
-        o.ddim.steps = 2;
+        o.sampler.steps = 2;
         run(&inpainter4, &image, &mask, &o)
     };
     let plain = blended(HdPainter::baseline()).unwrap();
@@ -279,7 +279,7 @@ fn hd_painter_variants_run_end_to_end_and_compose_with_blended() {
     let (unet2, vae2, _) = models("unet_sd15_inpaint", "vae_sd");
     let two_levels = Inpainter::new(&unet2, &vae2, &schedule);
     let mut o = InpaintOptions::hd_painter(HdPainter::rasg_only());
-    o.ddim.steps = 1;
+    o.sampler.steps = 1;
     let err = run(&two_levels, &image, &mask, &o).unwrap_err();
     assert!(
         matches!(err, SamplingError::InvalidInput(ref m) if m.contains("latent/4")),

@@ -14,7 +14,7 @@ use burn::tensor::{Device, Tensor};
 use common::{Golden, assert_close, fixtures};
 use hd_painter_models::{AutoencoderKl, DefaultAttention, Unet2DConditionModel};
 use hd_painter_sampling::{
-    ClassifierFree, DdimSettings, NoiseSchedule, Sampled, Sampler, SamplingError, Spacing,
+    ClassifierFree, NoiseSchedule, Sampled, Sampler, SamplerSettings, SamplingError, Spacing,
     StableInpainting, StepView, TextConditioning,
 };
 use hd_painter_sampling::{Hooks, Stage};
@@ -25,7 +25,7 @@ struct Setup {
     golden: Golden,
     strategy: StableInpainting,
     text: TextConditioning,
-    settings: DdimSettings,
+    settings: SamplerSettings,
     schedule: NoiseSchedule,
 }
 
@@ -50,10 +50,10 @@ fn setup() -> Setup {
         negative: golden.tensor("negative", &device),
         prompt_tokens: vec![1],
     };
-    let settings = DdimSettings {
+    let settings = SamplerSettings {
         steps: 5,
         spacing: Spacing::Leading { steps_offset: 1 },
-        ..DdimSettings::default()
+        ..SamplerSettings::default()
     };
     // diffusers' schedulers compute the schedule in f32.
     let schedule = NoiseSchedule::scaled_linear_diffusers(0.00085, 0.012, 1000);

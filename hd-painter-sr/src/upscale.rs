@@ -2,7 +2,7 @@
 
 use burn::tensor::Tensor;
 use hd_painter_sampling::{
-    DdimStep, KnownLatents, LatentStrategy, NoiseSchedule, StepPosition, to_batch,
+    KnownLatents, LatentStrategy, NoiseSchedule, StepOutput, StepPosition, to_batch,
 };
 
 /// HD-Painter's SR positive prompt, appended to the user's prompt after `", "`.
@@ -66,10 +66,10 @@ impl LatentStrategy for UpscaleLatents {
 
     fn after_step(
         &mut self,
-        mut step: DdimStep,
+        mut step: StepOutput,
         at: &StepPosition,
         schedule: &NoiseSchedule,
-    ) -> DdimStep {
+    ) -> StepOutput {
         let t_prev = at.t_prev;
         let Some(known) = &self.known else {
             return step;

@@ -12,7 +12,7 @@ use hd_painter_core::{
 };
 use hd_painter_models::{AutoencoderKl, DEFAULT_SCORE_BUDGET, Unet2DConditionModel};
 use hd_painter_sampling::{
-    ClassifierFree, DdimSettings, Hooks, NoiseSchedule, Prediction, Sampler, Spacing, Stage,
+    ClassifierFree, Hooks, NoiseSchedule, Prediction, Sampler, SamplerSettings, Spacing, Stage,
     TextConditioning,
 };
 
@@ -307,13 +307,13 @@ impl Upscaler<'_> {
         if let Some(known) = &inputs.known {
             strategy = strategy.with_known_region(inputs.latent_mask.clone(), known.clone());
         }
-        let ddim = DdimSettings {
+        let ddim = SamplerSettings {
             steps: settings.steps,
             spacing: Spacing::HdPainter,
             guidance_scale: settings.guidance_scale,
             eta: 0.0,
             prediction: Prediction::VPrediction,
-            ..DdimSettings::default()
+            ..SamplerSettings::default()
         };
         let sampled = Sampler {
             unet: self.unet,

@@ -265,7 +265,7 @@ fn two_stages_end_to_end() {
     let (m, first) = (x4(), FirstStage::load());
     let (image, mask) = (photo(160, 120), hole(160, 120));
     let mut options = InpaintOptions::hd_painter(HdPainter::full());
-    options.ddim.steps = 2;
+    options.sampler.steps = 2;
     options.seeds = vec![3, 4];
     let (out, steps) = run_counting_steps(&first, &m, &image, &mask, &options);
     assert_eq!(out.len(), 2);
@@ -310,7 +310,7 @@ fn two_stages_on_the_box_around_the_hole() {
     };
     for (mask, both_stages) in [(square(40, 30, 30), true), (square(100, 60, 6), false)] {
         let mut options = InpaintOptions::hd_painter(HdPainter::full());
-        options.ddim.steps = 2;
+        options.sampler.steps = 2;
         options.crop_to_mask = Some(CropSettings {
             padding: 4,
             size: (32, 32),

@@ -12,7 +12,7 @@ use std::ops::ControlFlow;
 use common::{Golden, assert_close, device, model};
 use hd_painter_models::{AutoencoderKl, DefaultAttention, Unet2DConditionModel, VaeTiling};
 use hd_painter_sampling::{
-    ClassifierFree, DdimSettings, NoiseSchedule, Prediction, Sampler, Spacing, StepView,
+    ClassifierFree, NoiseSchedule, Prediction, Sampler, SamplerSettings, Spacing, StepView,
     TextConditioning,
 };
 use hd_painter_sampling::{Hooks, Stage};
@@ -48,11 +48,11 @@ fn upscaler_loop_with_x0_blending_matches_the_reference() {
         negative: g.tensor("negative", &device),
         prompt_tokens: vec![1],
     };
-    let settings = DdimSettings {
+    let settings = SamplerSettings {
         steps: 3,
         spacing: Spacing::HdPainter,
         prediction: Prediction::VPrediction,
-        ..DdimSettings::default()
+        ..SamplerSettings::default()
     };
     let mut steps = 0;
     let sampled = Sampler {

@@ -192,11 +192,11 @@ impl<'a> InpaintRequest<'a> {
                 apply(&mut repaint.eta, self.eta);
             }
             (_, rasg) => {
-                apply(&mut options.ddim.steps, self.steps);
-                apply(&mut options.ddim.guidance_scale, self.guidance_scale);
+                apply(&mut options.sampler.steps, self.steps);
+                apply(&mut options.sampler.guidance_scale, self.guidance_scale);
                 match rasg {
                     Some(rasg) => apply(&mut rasg.eta, self.eta),
-                    None => apply(&mut options.ddim.eta, self.eta),
+                    None => apply(&mut options.sampler.eta, self.eta),
                 }
             }
         }

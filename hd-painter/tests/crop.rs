@@ -79,7 +79,7 @@ fn a_cropped_run_samples_the_box_at_the_model_size_and_keeps_the_rest() {
             },
         };
         options.crop_to_mask = Some(crop);
-        options.ddim.steps = 2;
+        options.sampler.steps = 2;
         if !paste_back {
             options.paste_back = None;
         }
@@ -228,7 +228,7 @@ fn each_hole_gets_its_own_box() {
         crop_to_mask: Some(settings),
         ..InpaintOptions::default()
     };
-    options.ddim.steps = 2;
+    options.sampler.steps = 2;
     let text = painter_text(&p);
     let mut runs = 0;
     let out = p

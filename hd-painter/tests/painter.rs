@@ -45,7 +45,7 @@ fn the_default_request_is_hd_painters_reference_run() {
     let (image, mask) = inputs();
     let request = p.request(&image, &mask, "a red sofa").steps(3);
     let mut expected = InpaintOptions::hd_painter(HdPainter::full());
-    expected.ddim.steps = 3;
+    expected.sampler.steps = 3;
     assert_eq!(format!("{:?}", request.settings()), format!("{expected:?}"));
     let text = encode_hd_painter_prompts(&p.models, "a red sofa").unwrap();
     let direct = p
@@ -76,13 +76,13 @@ fn overrides_land_where_the_method_keeps_them() {
     // RASG on: eta is RASG's, DDIM's stays 0.
     let s = base().settings();
     assert_eq!(
-        (s.ddim.steps, s.ddim.guidance_scale, s.ddim.eta),
+        (s.sampler.steps, s.sampler.guidance_scale, s.sampler.eta),
         (7, 3.0, 0.0)
     );
     assert_eq!(s.hd_painter.unwrap().rasg.unwrap().eta, 0.5);
     // No RASG: DDIM's eta.
     let s = base().hd_painter(Some(HdPainter::painta_only())).settings();
-    assert_eq!(s.ddim.eta, 0.5);
+    assert_eq!(s.sampler.eta, 0.5);
     // RePaint keeps its own steps, guidance and eta, whatever the order of the calls.
     let s = base()
         .method(Method::Repaint(RepaintSettings::default()))

@@ -11,8 +11,8 @@ use burn::tensor::{Device, Distribution, Tensor};
 use common::{device, fixtures};
 use hd_painter_models::BrushNetModel;
 use hd_painter_sampling::{
-    BlendedLatents, BrushNetLatents, BrushNetSettings, DdimStep, DifferentialLatents,
-    LatentStrategy, NoiseSchedule, StableInpainting, StepPosition, TextConditioning,
+    BlendedLatents, BrushNetLatents, BrushNetSettings, DifferentialLatents, LatentStrategy,
+    NoiseSchedule, StableInpainting, StepOutput, StepPosition, TextConditioning,
 };
 use hd_painter_sr::UpscaleLatents;
 
@@ -77,8 +77,8 @@ fn branch(device: &Device) -> BrushNetModel {
     BrushNetModel::load(fixtures().join("models/brushnet"), None, device).unwrap()
 }
 
-fn step(device: &Device) -> DdimStep {
-    DdimStep {
+fn step(device: &Device) -> StepOutput {
+    StepOutput {
         prev_sample: normal([N, C, H, W], device),
         pred_x0: normal([N, C, H, W], device),
         pred_eps: normal([N, C, H, W], device),
