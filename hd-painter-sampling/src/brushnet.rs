@@ -9,9 +9,10 @@ use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use hd_painter_core::{GaussianKernel, Image, Mask, Raster};
 use hd_painter_models::{AutoencoderKl, BrushNetModel, UnetResiduals};
 
+use crate::conditioning::TextConditioning;
 use crate::error::{Result, SamplingError};
 use crate::inpaint::to_batch;
-use crate::sampler::{LatentStrategy, StepPosition, TextConditioning};
+use crate::strategy::{LatentStrategy, StepPosition};
 
 /// BrushNet's pipeline settings.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -5,12 +5,7 @@
 
 use hd_painter_core::{Filter, Image, Mask, Raster};
 
-use crate::brushnet::brushnet_blend;
 use crate::error::Result;
-use crate::inpainter::{Inpainter, paste_back};
-use crate::mask_edit::MaskEdit;
-use crate::pipeline::{InpaintOptions, PasteBack};
-use crate::sampler::{Hooks, TextConditioning};
 
 /// Where and at what size [`Inpainter::inpaint`](crate::Inpainter::inpaint) works when it
 /// crops to the hole.
@@ -233,51 +228,4 @@ pub fn stitch(original: &Image, generated: &Image, b: CropBox) -> Result<Image> 
     }
     let out = Raster::from_vec(original.width(), original.height(), 3, out)?;
     Ok(Image::from_raster(out)?)
-}
-
-impl Inpainter<'_> {
-    /// [`InpaintOptions::crop_to_mask`]: each box around the mask's non-zero pixels
-    /// ([`crop_regions`]) cropped and resized to the settings' size, inpainted with the same
-    /// options, resized back and stitched into the original (outside the box the original
-    /// exactly), then pasted back over the whole image's hole as the options ask; without a
-    /// paste-back setting, over the hole itself with a hard edge, as diffusers' `apply_overlay`
-    /// after `padding_mask_crop`, so that only the hole changes.
-    pub(crate) fn inpaint_cropped(
-        &self,
-        image: &Image,
-        mask: &Mask,
-        text: &TextConditioning,
-        options: &InpaintOptions,
-        mut hooks: Hooks<'_>,
-    ) -> Result<Vec<Image>> {
-        let crop = options.crop_to_mask.unwrap_or_default();
-        let hole = &options.hole(mask);
-        // The edits and the fill are done; the crop's run repeats neither.
-        let inner = InpaintOptions {
-            crop_to_mask: None,
-            paste_back: None,
-            mask_edit: MaskEdit::default(),
-            pre_fill: None,
-            ..options.clone()
-        };
-        let mut stitched = vec![image.clone(); options.seeds.len()];
-        for b in crop_regions(&mask.threshold(0), &crop) {
-            let (small_image, small_mask) = crop_inputs(image, mask, b, crop.size)?;
-            let generated =
-                self.inpaint(&small_image, &small_mask, text, &inner, hooks.reborrow())?;
-            for (out, g) in stitched.iter_mut().zip(&generated) {
-                *out = stitch(out, g, b)?;
-            }
-        }
-        stitched
-            .iter()
-            .map(|s| match options.paste_back {
-                Some(PasteBack::Feathered { dilate, feather }) => {
-                    paste_back(image, s, hole, dilate, feather)
-                }
-                Some(PasteBack::BrushNet) => brushnet_blend(image, s, hole),
-                None => paste_back(image, s, hole, 0, 1),
-            })
-            .collect()
-    }
 }

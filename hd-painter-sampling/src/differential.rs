@@ -11,8 +11,8 @@ use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 
 use crate::ddim::StepOutput;
 use crate::inpaint::{StableInpainting, to_batch};
-use crate::sampler::{LatentStrategy, StepPosition};
 use crate::schedule::NoiseSchedule;
+use crate::strategy::{LatentStrategy, StepPosition};
 
 /// Differential Diffusion's latent strategy.
 #[derive(Clone, Debug)]

@@ -5,9 +5,10 @@
 use burn::tensor::Tensor;
 use hd_painter_models::{AttentionProcessor, Unet2DConditionModel, UnetResiduals};
 
+use crate::conditioning::TextConditioning;
 use crate::error::{Result, SamplingError};
-use crate::sampler::{LatentStrategy, TextConditioning};
 use crate::schedule::NoiseSchedule;
+use crate::strategy::LatentStrategy;
 
 /// Everything one step's UNet call depends on besides the latents.
 pub struct ModelCall<'a> {

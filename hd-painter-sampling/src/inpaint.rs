@@ -6,8 +6,8 @@ use burn::tensor::Tensor;
 use hd_painter_core::{NoiseStream, seeded_noise, sub_seed};
 
 use crate::ddim::StepOutput;
-use crate::sampler::{LatentStrategy, StepPosition};
 use crate::schedule::NoiseSchedule;
+use crate::strategy::{LatentStrategy, StepPosition};
 
 /// Stable Inpainting (9-channel UNets): the UNet sees `[x_t, mask, masked-image latents]`.
 #[derive(Clone, Debug)]

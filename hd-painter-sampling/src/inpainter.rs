@@ -13,6 +13,8 @@ use hd_painter_core::{
 use hd_painter_models::{AttentionProcessor, AutoencoderKl, BrushNetModel, Unet2DConditionModel};
 
 use crate::brushnet::{BrushNetLatents, brushnet_blend, brushnet_condition};
+use crate::conditioning::TextConditioning;
+use crate::crop::{crop_inputs, crop_regions, stitch};
 use crate::differential::DifferentialLatents;
 use crate::error::{Result, SamplingError};
 use crate::focus::PromptFocus;
@@ -23,11 +25,10 @@ use crate::painta::Painta;
 use crate::pipeline::{HdPainter, InpaintOptions, Method, PasteBack};
 use crate::rasg::Rasg;
 use crate::repaint::{KnownLatents, seeded_draws};
-use crate::sampler::{
-    Hooks, LatentStrategy, Sampled, Sampler, SamplerSettings, Stage, TextConditioning,
-};
+use crate::sampler::{Hooks, Sampled, Sampler, SamplerSettings, Stage};
 use crate::schedule::{NoiseSchedule, timesteps};
 use crate::stage::HdPainterInputs;
+use crate::strategy::LatentStrategy;
 
 /// The models an inpainting run needs.
 #[derive(Clone, Copy, Debug)]
@@ -388,6 +389,53 @@ impl Inpainter<'_> {
         let n = noise.dims()[0];
         let z0 = (self.vae.encode(pixels)?.mean * self.vae.scaling_factor()).repeat_dim(0, n);
         Ok((settings, z0 * a.sqrt() + noise * (1.0 - a).sqrt()))
+    }
+}
+
+impl Inpainter<'_> {
+    /// [`InpaintOptions::crop_to_mask`]: each box around the mask's non-zero pixels
+    /// ([`crop_regions`]) cropped and resized to the settings' size, inpainted with the same
+    /// options, resized back and stitched into the original (outside the box the original
+    /// exactly), then pasted back over the whole image's hole as the options ask; without a
+    /// paste-back setting, over the hole itself with a hard edge, as diffusers' `apply_overlay`
+    /// after `padding_mask_crop`, so that only the hole changes.
+    pub(crate) fn inpaint_cropped(
+        &self,
+        image: &Image,
+        mask: &Mask,
+        text: &TextConditioning,
+        options: &InpaintOptions,
+        mut hooks: Hooks<'_>,
+    ) -> Result<Vec<Image>> {
+        let crop = options.crop_to_mask.unwrap_or_default();
+        let hole = &options.hole(mask);
+        // The edits and the fill are done; the crop's run repeats neither.
+        let inner = InpaintOptions {
+            crop_to_mask: None,
+            paste_back: None,
+            mask_edit: MaskEdit::default(),
+            pre_fill: None,
+            ..options.clone()
+        };
+        let mut stitched = vec![image.clone(); options.seeds.len()];
+        for b in crop_regions(&mask.threshold(0), &crop) {
+            let (small_image, small_mask) = crop_inputs(image, mask, b, crop.size)?;
+            let generated =
+                self.inpaint(&small_image, &small_mask, text, &inner, hooks.reborrow())?;
+            for (out, g) in stitched.iter_mut().zip(&generated) {
+                *out = stitch(out, g, b)?;
+            }
+        }
+        stitched
+            .iter()
+            .map(|s| match options.paste_back {
+                Some(PasteBack::Feathered { dilate, feather }) => {
+                    paste_back(image, s, hole, dilate, feather)
+                }
+                Some(PasteBack::BrushNet) => brushnet_blend(image, s, hole),
+                None => paste_back(image, s, hole, 0, 1),
+            })
+            .collect()
     }
 }
 

@@ -115,6 +115,7 @@
 //! | `hub` | Hugging Face Hub model ids, forwarded to `hd-painter-models` |
 
 mod brushnet;
+mod conditioning;
 mod crop;
 mod ddim;
 mod differential;
@@ -133,9 +134,11 @@ mod sampler;
 mod schedule;
 mod scheduler;
 mod stage;
+mod strategy;
 mod validate;
 
 pub use brushnet::{BrushNetLatents, BrushNetSettings, brushnet_blend, brushnet_condition};
+pub use conditioning::TextConditioning;
 pub use crop::{CropBox, CropSettings, crop_region, crop_regions, stitch};
 pub use ddim::{Prediction, StepOutput, ddim_sigma, ddim_step, ddpm_step, predict};
 pub use differential::DifferentialLatents;
@@ -158,12 +161,10 @@ pub use rasg::{Rasg, RasgSettings, RasgSigma};
 pub use repaint::{
     KnownLatents, KnownRegion, NoiseDraws, RepaintSettings, repaint_step, seeded_draws, undo_steps,
 };
-pub use sampler::{
-    Hooks, LatentStrategy, OnStep, Sampled, Sampler, SamplerSettings, Stage, StepPosition,
-    StepRule, StepView, TextConditioning,
-};
+pub use sampler::{Hooks, OnStep, Sampled, Sampler, SamplerSettings, Stage, StepRule, StepView};
 pub use schedule::{NoiseSchedule, Spacing, repaint_walk, timesteps};
 pub use scheduler::{Ddim, Ddpm, NoiseTerm, Scheduler};
 pub use stage::{HdPainterInputs, SeedRule};
+pub use strategy::{LatentStrategy, StepPosition};
 
 pub use hd_painter_core;

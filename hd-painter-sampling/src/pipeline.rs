@@ -6,6 +6,7 @@ use hd_painter_core::Mask;
 use hd_painter_models::StableDiffusionModels;
 
 use crate::brushnet::BrushNetSettings;
+use crate::conditioning::TextConditioning;
 use crate::crop::CropSettings;
 use crate::error::Result;
 use crate::focus::{
@@ -15,7 +16,7 @@ use crate::mask_edit::MaskEdit;
 use crate::prefill::PreFill;
 use crate::rasg::RasgSettings;
 use crate::repaint::RepaintSettings;
-use crate::sampler::{SamplerSettings, TextConditioning};
+use crate::sampler::SamplerSettings;
 use crate::schedule::Spacing;
 
 /// The inpainting method.

@@ -7,8 +7,8 @@ use hd_painter_models::{AttentionKind, AttentionProcessor, AttentionSite};
 use crate::error::{Result, SamplingError};
 use crate::focus::{PromptFocus, conditional_rows};
 use crate::guidance::{Guidance, Guided, ModelCall, StepTerm};
-use crate::sampler::LatentStrategy;
 use crate::schedule::NoiseSchedule;
+use crate::strategy::LatentStrategy;
 
 /// The sigma RASG scales its gradient with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

@@ -7,8 +7,9 @@ use hd_painter_core::{NoiseStream, seeded_noise, sub_seed};
 use crate::ddim::{Prediction, StepOutput, ddim_sigma, ddim_step};
 use crate::error::{Result, SamplingError};
 use crate::guidance::ModelCall;
-use crate::sampler::{Sampled, Sampler, StepPosition};
+use crate::sampler::{Sampled, Sampler};
 use crate::schedule::{NoiseSchedule, repaint_walk};
+use crate::strategy::StepPosition;
 
 /// How the known region enters the loop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

@@ -7,77 +7,15 @@ use std::ops::ControlFlow;
 
 use burn::tensor::Tensor;
 use hd_painter_core::{NoiseStream, seeded_noise, sub_seed};
-use hd_painter_models::{AttentionProcessor, Unet2DConditionModel, UnetResiduals};
+use hd_painter_models::{AttentionProcessor, Unet2DConditionModel};
 
-use crate::ddim::{Prediction, StepOutput};
+use crate::conditioning::TextConditioning;
+use crate::ddim::Prediction;
 use crate::error::{Result, SamplingError};
 use crate::guidance::{Guidance, ModelCall};
 use crate::schedule::{NoiseSchedule, Spacing, timesteps};
 use crate::scheduler::{Ddim, Ddpm, NoiseTerm, Scheduler};
-
-/// Text embeddings: the prompt and, for classifier-free guidance, the negative prompt; each
-/// `[1 or batch, tokens, dim]`; and which embedding positions are the prompt's own words.
-#[derive(Clone, Debug)]
-pub struct TextConditioning {
-    /// The (positive) prompt's embedding.
-    pub positive: Tensor<3>,
-    /// The negative prompt's embedding (the empty prompt's for plain guidance).
-    pub negative: Tensor<3>,
-    /// The positions PAIntA and RASG attend to: the user prompt's tokens and the end-of-text
-    /// token of the encoded prompt ([`crate::prompt_token_indices`]).
-    pub prompt_tokens: Vec<usize>,
-}
-
-/// What a method does around the UNet at each step.
-pub trait LatentStrategy {
-    /// The UNet input for latents `x_t` (e.g. with the mask and masked-image latents appended).
-    fn model_input(&self, latents: Tensor<4>) -> Tensor<4> {
-        latents
-    }
-
-    /// The class label the UNet gets for every batch row (the x4 upscaler's noise level), if
-    /// its UNet has a class embedding.
-    fn class_label(&self) -> Option<i64> {
-        None
-    }
-
-    /// Features to add inside the UNet at step `at` (BrushNet's branch residuals), one row per
-    /// image, for latents `x_t`.
-    fn unet_residuals(
-        &self,
-        _latents: &Tensor<4>,
-        _at: &StepPosition,
-        _text: &TextConditioning,
-    ) -> Result<Option<UnetResiduals>> {
-        Ok(None)
-    }
-
-    /// The step to continue from after the update of step `at` (e.g. with the known region
-    /// blended back into the latents, or into the x0 prediction).
-    fn after_step(
-        &mut self,
-        step: StepOutput,
-        _at: &StepPosition,
-        _schedule: &NoiseSchedule,
-    ) -> StepOutput {
-        step
-    }
-}
-
-/// Where a step of a run stands: its timesteps and its place in the grid and in the run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct StepPosition {
-    /// The timestep being denoised.
-    pub t: usize,
-    /// The timestep the step goes to (negative after the last).
-    pub t_prev: isize,
-    /// The step's index in the whole grid, from 0 (the steps a `first_step` skips count).
-    pub index: usize,
-    /// The step's index in this run, from 0.
-    pub step: usize,
-    /// The steps this run makes.
-    pub total: usize,
-}
+use crate::strategy::{LatentStrategy, StepPosition};
 
 /// The settings of a sampling run ([`Sampler::run`]): the grid, the guidance and the step rule.
 #[derive(Clone, Copy, Debug, PartialEq)]
