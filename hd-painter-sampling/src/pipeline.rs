@@ -28,7 +28,8 @@ pub enum Method {
     Blended,
     /// RePaint with any 4-channel UNet.
     Repaint(RepaintSettings),
-    /// BrushNet: a 4-channel UNet with a BrushNet branch ([`Inpainter::with_brushnet`]).
+    /// BrushNet: a 4-channel UNet with a BrushNet branch
+    /// ([`Inpainter::with_brushnet`](crate::Inpainter::with_brushnet)).
     BrushNet(BrushNetSettings),
 }
 

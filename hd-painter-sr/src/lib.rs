@@ -38,13 +38,15 @@ mod error;
 mod memory;
 mod pipeline;
 mod poisson;
+mod settings;
 mod upscale;
 mod upscaler;
 
 pub use error::{Result, SrError};
 pub use memory::MemoryEstimate;
-pub use pipeline::{SrOutput, SrSettings, TwoStage};
+pub use pipeline::TwoStage;
 pub use poisson::{mask_centre, poisson_blend, seamless_clone};
+pub use settings::{SrOutput, SrSettings};
 pub use upscale::{DEFAULT_NOISE_LEVEL, SR_POSITIVE_PROMPT, UpscaleLatents, noise_low_res};
 pub use upscaler::{SrInputs, SrNoise, Upscaler};
 

@@ -18,8 +18,8 @@ use hd_painter_sampling::{
 
 use crate::error::{Result, SrError};
 use crate::memory::MemoryEstimate;
-use crate::pipeline::{SrOutput, SrSettings};
 use crate::poisson::poisson_blend;
+use crate::settings::{SrOutput, SrSettings};
 use crate::upscale::{UpscaleLatents, noise_low_res};
 
 /// The x4 upscaler's models.

@@ -1,15 +1,14 @@
 //! A loaded model set ([`Painter`]): the inpainting pipeline, optionally a BrushNet branch and
 //! the x4 upscaler of HD-Painter's SR stage.
 
-use hd_painter_core::{Image, Mask, Quantize};
+use hd_painter_core::{Image, Quantize};
 use hd_painter_models::{BrushNetModel, StableDiffusionModels};
 use hd_painter_sampling::{
     BrushNetSettings, HdPainter, InpaintOptions, Inpainter, Method, NoiseSchedule, Stage, StepView,
 };
-use hd_painter_sr::{SrError, SrSettings, Upscaler};
+use hd_painter_sr::{SrError, Upscaler};
 
 use crate::error::Result;
-use crate::request::InpaintRequest;
 
 /// The x4 upscaler of the SR stage: its models and noise schedule.
 #[derive(Debug)]
@@ -55,7 +54,7 @@ impl Painter {
     }
 
     /// The same with the x4 upscaler of HD-Painter's SR stage: requests then run both stages
-    /// unless told otherwise ([`InpaintRequest::stages`]). Refuses, with
+    /// unless told otherwise ([`InpaintRequest::stages`](crate::InpaintRequest::stages)). Refuses, with
     /// [`SrError::InvalidInput`], a pipeline whose UNet does not take its latents plus the
     /// low-res image's three channels (not an x4 upscaler).
     pub fn with_upscaler(mut self, upscaler: StableDiffusionModels) -> Result<Self> {
@@ -121,28 +120,6 @@ impl Painter {
             method: self.fitting_method(),
             ..InpaintOptions::hd_painter(variant)
         }
-    }
-
-    /// A request to fill the hole of `mask` (white = hole) in `image` from `prompt`, with
-    /// HD-Painter's reference settings (PAIntA + RASG, 50 steps, CFG 7.5, its positive and
-    /// negative prompts, seed 1) and, with an upscaler, its SR stage ([`SrSettings::default`]).
-    /// The method follows the UNet: Stable Inpainting for a 9-channel inpainting UNet, Blended
-    /// Latent Diffusion for a 4-channel one ([`Painter::fitting_method`], the automatic
-    /// fallback; ask for [`Method::StableInpainting`] explicitly to get an error instead). With
-    /// a BrushNet branch: BrushNet's pipeline defaults (50 steps, CFG 7.5, its blend) and no
-    /// HD-Painter parts.
-    pub fn request<'a>(
-        &'a self,
-        image: &'a Image,
-        mask: &'a Mask,
-        prompt: &str,
-    ) -> InpaintRequest<'a> {
-        let options = match self.fitting_method() {
-            // BrushNet's reference run: its own pipeline defaults and blend.
-            Method::BrushNet(settings) => InpaintOptions::brushnet(settings),
-            _ => self.hd_painter_options(HdPainter::full()),
-        };
-        InpaintRequest::new(self, image, mask, prompt, options, SrSettings::default())
     }
 
     /// The first image of a step's x0 prediction, decoded with the VAE of the step's stage: a

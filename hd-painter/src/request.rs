@@ -14,6 +14,30 @@ use hd_painter_sr::{SR_POSITIVE_PROMPT, SrSettings, TwoStage};
 use crate::error::Result;
 use crate::painter::Painter;
 
+impl Painter {
+    /// A request to fill the hole of `mask` (white = hole) in `image` from `prompt`, with
+    /// HD-Painter's reference settings (PAIntA + RASG, 50 steps, CFG 7.5, its positive and
+    /// negative prompts, seed 1) and, with an upscaler, its SR stage ([`SrSettings::default`]).
+    /// The method follows the UNet: Stable Inpainting for a 9-channel inpainting UNet, Blended
+    /// Latent Diffusion for a 4-channel one ([`Painter::fitting_method`], the automatic
+    /// fallback; ask for [`Method::StableInpainting`] explicitly to get an error instead). With
+    /// a BrushNet branch: BrushNet's pipeline defaults (50 steps, CFG 7.5, its blend) and no
+    /// HD-Painter parts.
+    pub fn request<'a>(
+        &'a self,
+        image: &'a Image,
+        mask: &'a Mask,
+        prompt: &str,
+    ) -> InpaintRequest<'a> {
+        let options = match self.fitting_method() {
+            // BrushNet's reference run: its own pipeline defaults and blend.
+            Method::BrushNet(settings) => InpaintOptions::brushnet(settings),
+            _ => self.hd_painter_options(HdPainter::full()),
+        };
+        InpaintRequest::new(self, image, mask, prompt, options, SrSettings::default())
+    }
+}
+
 /// Which stages a request runs.
 #[derive(Clone, Copy, Debug)]
 pub enum Stages<'a> {
@@ -49,7 +73,7 @@ pub struct InpaintRequest<'a> {
 
 impl<'a> InpaintRequest<'a> {
     /// A request with the painter's defaults (see [`Painter::request`]).
-    pub(crate) fn new(
+    fn new(
         painter: &'a Painter,
         image: &'a Image,
         mask: &'a Mask,

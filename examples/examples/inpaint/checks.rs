@@ -1,6 +1,6 @@
-//! The command line checked before any model is loaded, so that a run on a real model (17
-//! minutes, or two hours with SR) is never thrown away on a setting or an output it could have
-//! refused at once.
+//! The command line checked before any model is loaded, so that a run on a real model (minutes
+//! on a CPU, hours with SR) is never thrown away on a setting or an output it could have refused
+//! at once.
 
 use std::path::Path;
 

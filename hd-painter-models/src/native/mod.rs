@@ -334,7 +334,7 @@ unsafe impl Sync for SharedMut {}
 /// checked at run time): the kernels are written as plain loops that the compiler vectorises
 /// for the target features of the function they are inlined into. Pass `kernel` as an
 /// `#[inline(always)]` closure: one the compiler leaves out of line is compiled for the baseline
-/// target (SSE2), as the softmax once was.
+/// target (SSE2) and runs several times slower.
 #[inline(always)]
 fn vectorised<R>(kernel: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
