@@ -133,17 +133,6 @@ impl<'a> Hooks<'a> {
             on_step: &mut *self.on_step,
         }
     }
-
-    /// The same step callback with another processor (one that wraps this one, e.g. PAIntA).
-    pub fn with_processor<'b>(
-        &'b mut self,
-        processor: &'b mut dyn AttentionProcessor,
-    ) -> Hooks<'b> {
-        Hooks {
-            processor,
-            on_step: &mut *self.on_step,
-        }
-    }
 }
 
 /// The end of a run.

@@ -34,7 +34,7 @@ impl Painter {
             Method::BrushNet(settings) => InpaintOptions::brushnet(settings),
             _ => self.hd_painter_options(HdPainter::full()),
         };
-        InpaintRequest::new(self, image, mask, prompt, options, SrSettings::default())
+        InpaintRequest::new(self, image, mask, prompt, options)
     }
 }
 
@@ -47,7 +47,8 @@ pub enum Stages<'a> {
     /// stage on each result ([`TwoStage`]); needs [`Painter::with_upscaler`].
     Both,
     /// The SR stage alone on a first-stage result (the original resized to the SR long side's
-    /// quarter, as inpainted), one output per seed; needs [`Painter::with_upscaler`].
+    /// quarter, as inpainted), one output per seed; needs [`Painter::with_upscaler`]. The
+    /// first stage's own settings (method, crop to mask, pre-fill) play no part.
     Sr {
         /// The first stage's result.
         first_stage: &'a Image,
@@ -79,7 +80,6 @@ impl<'a> InpaintRequest<'a> {
         mask: &'a Mask,
         prompt: &str,
         options: InpaintOptions,
-        sr: SrSettings,
     ) -> Self {
         Self {
             painter,
@@ -92,7 +92,7 @@ impl<'a> InpaintRequest<'a> {
             guidance_scale: None,
             eta: None,
             options,
-            sr,
+            sr: SrSettings::default(),
             stages: None,
         }
     }
@@ -120,8 +120,8 @@ impl<'a> InpaintRequest<'a> {
         }
     }
 
-    /// Replaces the settings (the method, HD-Painter's parts, DDIM, seeds, paste-back); the
-    /// step count, guidance scale and eta set on the request still apply.
+    /// Replaces the settings (the method, HD-Painter's parts, the sampler, seeds, paste-back);
+    /// the step count, guidance scale and eta set on the request still apply.
     pub fn options(mut self, options: InpaintOptions) -> Self {
         self.options = options;
         self
