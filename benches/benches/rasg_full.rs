@@ -73,8 +73,9 @@ fn rasg_step(c: &mut Criterion) {
         unet: &unet,
         schedule: &schedule,
         text: &text,
-        t: 979,
-        t_prev: 959,
+        timestep: 979.0,
+        input_scale: 1.0,
+        ddim: Some((979, 959)),
         guidance_scale: 7.5,
         residuals: None,
     };

@@ -39,6 +39,25 @@ impl ConfigFile {
         })
     }
 
+    /// A config already parsed, from `path`.
+    pub(crate) fn from_json(path: &Path, json: Value) -> Self {
+        Self {
+            path: path.to_path_buf(),
+            json,
+            defaulted: Vec::new(),
+        }
+    }
+
+    /// The file.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The whole JSON object.
+    pub(crate) fn json(&self) -> &Value {
+        &self.json
+    }
+
     /// This config with every key of `defaults` that the file lacks set to its default value:
     /// configs written by early diffusers and transformers versions omit most keys, which the
     /// libraries then take from the class's constructor. Keys present (`null` included) stay

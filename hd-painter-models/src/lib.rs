@@ -60,6 +60,7 @@ mod native;
 mod pipeline;
 mod processor;
 mod scheduler_config;
+mod scheduler_options;
 mod single_file;
 mod source;
 mod tokenizer;
@@ -77,6 +78,7 @@ pub use processor::{
     AttentionKind, AttentionProcessor, AttentionSite, DefaultAttention, TransformerBlockContext,
 };
 pub use scheduler_config::SchedulerConfig;
+pub use scheduler_options::{RUNNABLE_SCHEDULERS, SchedulerOptions};
 pub use source::{HubModel, ModelSource};
 pub use tokenizer::{BOS_TOKEN, ClipTokenizer, EOS_TOKEN, MAX_LENGTH};
 pub use unet::{LevelConfig, Unet2DConditionModel, UnetConfig, UnetResiduals};

@@ -2,12 +2,13 @@
 //! the class and the noise-schedule keys checked, keys the file lacks at that class's
 //! constructor defaults, keys of other schedulers ignored (diffusers warns and ignores them).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
 use crate::config::ConfigFile;
 use crate::error::Result;
+use crate::scheduler_options::SchedulerOptions;
 
 /// The diffusers schedulers over a discrete beta schedule that Stable Diffusion folders name,
 /// with the `timestep_spacing` and betas each defaults to.
@@ -103,16 +104,45 @@ pub struct SchedulerConfig {
     pub timestep_spacing: String,
     /// `steps_offset` (SD's published configs: 1).
     pub steps_offset: usize,
+    /// `rescale_betas_zero_snr`: the schedule rescaled to a zero terminal SNR.
+    pub rescale_betas_zero_snr: bool,
     /// Every key the file sets.
     pub keys: Vec<String>,
+    /// The file.
+    pub path: PathBuf,
+    /// The file's JSON as written (for [`with_class`](Self::with_class)).
+    json: Value,
 }
 
 impl SchedulerConfig {
     /// Reads `scheduler_config.json`; `class_name` is the class `model_index.json` names, or
     /// `None` to take the file's `_class_name`.
     pub fn from_file(path: impl AsRef<Path>, class_name: Option<&str>) -> Result<Self> {
-        let file = ConfigFile::open(path.as_ref())?;
+        Self::parse(ConfigFile::open(path.as_ref())?, class_name)
+    }
+
+    /// The same file read as another class (diffusers' `Class.from_config(config)`): the
+    /// schedule's keys carried over, that class's own keys at its defaults where absent.
+    pub fn with_class(&self, class_name: &str) -> Result<Self> {
+        Self::parse(
+            ConfigFile::from_json(&self.path, self.json.clone()),
+            Some(class_name),
+        )
+    }
+
+    /// The options of the class as hd-painter runs it, checked: a class without an
+    /// implementation, or a key of the class set to a value it does not follow (x0 clipping,
+    /// thresholding, exponential sigmas, ...), is [`UnsupportedConfig`](crate::ModelsError::UnsupportedConfig) naming it. Loading
+    /// does not check these, so that a folder whose scheduler is only used for its noise
+    /// schedule (the x4 upscaler's low-res one) loads.
+    pub fn options(&self) -> Result<SchedulerOptions> {
+        let file = ConfigFile::from_json(&self.path, self.json.clone());
+        SchedulerOptions::read(&file, &self.class_name)
+    }
+
+    fn parse(file: ConfigFile, class_name: Option<&str>) -> Result<Self> {
         let keys = file.keys();
+        let (path, json) = (file.path().to_path_buf(), file.json().clone());
         let names: Vec<&str> = CLASSES.iter().map(|c| c.0).collect();
         let class = match class_name {
             Some(name) => names
@@ -183,7 +213,10 @@ impl SchedulerConfig {
                 .one_of("timestep_spacing", &["leading", "trailing", "linspace"])?
                 .to_string(),
             steps_offset: file.count("steps_offset")?,
+            rescale_betas_zero_snr: file.bool_or("rescale_betas_zero_snr", false)?,
             keys,
+            path,
+            json,
         })
     }
 }

@@ -122,7 +122,7 @@ impl LatentStrategy for BrushNetLatents<'_> {
         let n = latents.dims()[0];
         let residuals = self.branch.forward(
             latents.clone(),
-            &vec![at.t as f32; n],
+            &vec![at.timestep as f32; n],
             &to_batch(&text.positive, n),
             to_batch(&self.condition, n),
             self.settings.conditioning_scale,

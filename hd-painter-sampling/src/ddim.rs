@@ -1,10 +1,12 @@
 //! The DDIM update (DDIM paper, eq. 12) in the forms the samplers need: deterministic, with the
 //! paper's sigma and fresh noise, or with an externally supplied direction (RASG's gradient);
-//! and DDPM's posterior step; the x0 prediction is returned at every step.
+//! and DDPM's posterior step; the x0 prediction is returned at every step. The schedulers
+//! ([`crate::Ddim`], [`crate::Ddpm`]) and RePaint step with these.
 
 use burn::tensor::Tensor;
 
 use crate::schedule::NoiseSchedule;
+use crate::schedulers::{Denoised, NoiseLevel};
 
 /// What the UNet predicts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -15,7 +17,7 @@ pub enum Prediction {
     VPrediction,
 }
 
-/// One scheduler step's results (DDIM's, DDPM's, RePaint's).
+/// One scheduler step's results.
 #[derive(Clone, Debug)]
 pub struct StepOutput {
     /// `x_{t'}`.
@@ -26,6 +28,17 @@ pub struct StepOutput {
     pub pred_eps: Tensor<4>,
 }
 
+impl StepOutput {
+    /// The next sample and the predictions it was computed from.
+    pub fn new(prev_sample: Tensor<4>, d: Denoised) -> Self {
+        Self {
+            prev_sample,
+            pred_x0: d.x0,
+            pred_eps: d.eps,
+        }
+    }
+}
+
 /// `x0` and `eps` from the model output at `t`.
 pub fn predict(
     schedule: &NoiseSchedule,
@@ -33,16 +46,9 @@ pub fn predict(
     model_output: Tensor<4>,
     t: usize,
     sample: Tensor<4>,
-) -> (Tensor<4>, Tensor<4>) {
-    let a = schedule.alpha_cumprod(t as isize);
-    let (sa, sb) = (a.sqrt(), (1.0 - a).sqrt());
-    match prediction {
-        Prediction::Epsilon => ((sample - model_output.clone() * sb) / sa, model_output),
-        Prediction::VPrediction => (
-            sample.clone() * sa - model_output.clone() * sb,
-            model_output * sa + sample * sb,
-        ),
-    }
+) -> Denoised {
+    let level = NoiseLevel::from_alpha_cumprod(schedule.alpha_cumprod(t as isize));
+    Denoised::of(prediction, level, model_output, sample)
 }
 
 /// The DDIM paper's sigma for the step `t -> t_prev` at `eta = 1`:
@@ -55,10 +61,10 @@ pub fn ddim_sigma(schedule: &NoiseSchedule, t: usize, t_prev: isize) -> f64 {
     ((1.0 - a_prev) / (1.0 - a) * (1.0 - a / a_prev)).sqrt()
 }
 
-/// The DDIM step `t -> t_prev` (`t_prev < 0` for the last one): `x' = sqrt(a_bar') x0 +
-/// sqrt(1 - a_bar' - s^2) eps + s z`. `noise` is `(s, z)`: `None` for plain DDIM (s = 0), or
-/// the scale and the tensor to add, either `eta * ddim_sigma` with Gaussian noise (diffusers'
-/// `eta`) or RASG's scaled gradient.
+/// The DDIM step `t -> t_prev` (`t_prev < 0` for the last one) of a model output: `x' =
+/// sqrt(a_bar') x0 + sqrt(1 - a_bar' - s^2) eps + s z`. `noise` is `(s, z)`: `None` for plain
+/// DDIM (s = 0), or the scale and the tensor to add, either `eta * ddim_sigma` with Gaussian
+/// noise (diffusers' `eta`) or RASG's scaled gradient.
 pub fn ddim_step(
     schedule: &NoiseSchedule,
     prediction: Prediction,
@@ -68,24 +74,31 @@ pub fn ddim_step(
     sample: Tensor<4>,
     noise: Option<(f64, Tensor<4>)>,
 ) -> StepOutput {
-    let (pred_x0, pred_eps) = predict(schedule, prediction, model_output, t, sample);
+    let d = predict(schedule, prediction, model_output, t, sample);
+    let prev_sample = ddim_update(schedule, &d, t_prev, noise);
+    StepOutput::new(prev_sample, d)
+}
+
+/// DDIM's update to `t_prev` from the predictions.
+pub(crate) fn ddim_update(
+    schedule: &NoiseSchedule,
+    d: &Denoised,
+    t_prev: isize,
+    noise: Option<(f64, Tensor<4>)>,
+) -> Tensor<4> {
     let a_prev = schedule.alpha_cumprod(t_prev);
     let s = noise.as_ref().map_or(0.0, |(s, _)| *s);
     let direction = (1.0 - a_prev - s * s).max(0.0).sqrt();
-    let mut prev_sample = pred_x0.clone() * a_prev.sqrt() + pred_eps.clone() * direction;
-    if let Some((s, z)) = noise {
-        prev_sample = prev_sample + z * s;
-    }
-    StepOutput {
-        prev_sample,
-        pred_x0,
-        pred_eps,
+    let prev_sample = d.x0.clone() * a_prev.sqrt() + d.eps.clone() * direction;
+    match noise {
+        Some((s, z)) => prev_sample + z * s,
+        None => prev_sample,
     }
 }
 
-/// The DDPM ancestral step `t -> t_prev` (DDPM paper eq. 7, "fixed small" variance): the
-/// posterior mean plus `sqrt(var) z` for `t > 0`, as diffusers' `DDPMScheduler` computes it
-/// (`a_bar = 1` after the last step).
+/// The DDPM ancestral step `t -> t_prev` of a model output (DDPM paper eq. 7, "fixed small"
+/// variance): the posterior mean plus `sqrt(var) z` for `t > 0`, as diffusers'
+/// `DDPMScheduler` computes it (`a_bar = 1` after the last step).
 pub fn ddpm_step(
     schedule: &NoiseSchedule,
     prediction: Prediction,
@@ -95,7 +108,20 @@ pub fn ddpm_step(
     sample: Tensor<4>,
     noise: Option<Tensor<4>>,
 ) -> StepOutput {
-    let (pred_x0, pred_eps) = predict(schedule, prediction, model_output, t, sample.clone());
+    let d = predict(schedule, prediction, model_output, t, sample.clone());
+    let prev_sample = ddpm_update(schedule, &d, t, t_prev, sample, noise);
+    StepOutput::new(prev_sample, d)
+}
+
+/// DDPM's posterior step from the predictions.
+pub(crate) fn ddpm_update(
+    schedule: &NoiseSchedule,
+    d: &Denoised,
+    t: usize,
+    t_prev: isize,
+    sample: Tensor<4>,
+    noise: Option<Tensor<4>>,
+) -> Tensor<4> {
     let a = schedule.alpha_cumprod(t as isize);
     let a_prev = if t_prev < 0 {
         1.0
@@ -106,14 +132,12 @@ pub fn ddpm_step(
     let current_beta = 1.0 - current_alpha;
     let x0_coeff = a_prev.sqrt() * current_beta / (1.0 - a);
     let x_coeff = current_alpha.sqrt() * (1.0 - a_prev) / (1.0 - a);
-    let mut prev_sample = pred_x0.clone() * x0_coeff + sample * x_coeff;
-    if let (true, Some(z)) = (t > 0, noise) {
-        let variance = ((1.0 - a_prev) / (1.0 - a) * current_beta).max(1e-20);
-        prev_sample = prev_sample + z * variance.sqrt();
-    }
-    StepOutput {
-        prev_sample,
-        pred_x0,
-        pred_eps,
+    let prev_sample = d.x0.clone() * x0_coeff + sample * x_coeff;
+    match (t > 0, noise) {
+        (true, Some(z)) => {
+            let variance = ((1.0 - a_prev) / (1.0 - a) * current_beta).max(1e-20);
+            prev_sample + z * variance.sqrt()
+        }
+        _ => prev_sample,
     }
 }

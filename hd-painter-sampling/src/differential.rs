@@ -11,7 +11,7 @@ use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 
 use crate::ddim::StepOutput;
 use crate::inpaint::{StableInpainting, to_batch};
-use crate::schedule::NoiseSchedule;
+use crate::schedulers::NoiseLevel;
 use crate::strategy::{LatentStrategy, StepPosition};
 
 /// Differential Diffusion's latent strategy.
@@ -59,11 +59,11 @@ impl DifferentialLatents {
         &self.map
     }
 
-    /// The source noised to `t` with the run's noise: the first step's latents.
-    pub fn noised_source(&self, schedule: &NoiseSchedule, t: isize) -> Tensor<4> {
-        let a = schedule.alpha_cumprod(t);
+    /// The source noised to `level` with the run's noise (at the first step's: the first
+    /// latents).
+    pub fn noised_source(&self, level: NoiseLevel) -> Tensor<4> {
         let n = self.noise.dims()[0];
-        to_batch(&self.source, n) * a.sqrt() + self.noise.clone() * (1.0 - a).sqrt()
+        level.noised(to_batch(&self.source, n), self.noise.clone())
     }
 }
 
@@ -77,13 +77,8 @@ impl LatentStrategy for DifferentialLatents {
 
     /// Before the next step `i + 1` (none after the last): the latents reset to the source
     /// noised to its timestep where the map is above `(i + 1) / N`.
-    fn after_step(
-        &mut self,
-        mut step: StepOutput,
-        at: &StepPosition,
-        schedule: &NoiseSchedule,
-    ) -> StepOutput {
-        let (next, t_prev) = (at.index + 1, at.t_prev);
+    fn after_step(&mut self, mut step: StepOutput, at: &StepPosition) -> StepOutput {
+        let next = at.index + 1;
         if next >= self.steps {
             return step;
         }
@@ -91,7 +86,7 @@ impl LatentStrategy for DifferentialLatents {
         let threshold = next as f32 / self.steps as f32;
         let reset = to_batch(&self.map, n).greater_elem(threshold).float();
         let keep = reset.clone().neg() + 1.0;
-        step.prev_sample = self.noised_source(schedule, t_prev) * reset + step.prev_sample * keep;
+        step.prev_sample = self.noised_source(at.next) * reset + step.prev_sample * keep;
         step
     }
 }

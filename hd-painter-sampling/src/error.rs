@@ -18,7 +18,7 @@ pub enum SamplingError {
         /// The step at which it was detected.
         step: usize,
         /// Its timestep.
-        timestep: usize,
+        timestep: f64,
     },
     /// Inputs that do not fit together.
     #[error("invalid sampling input: {0}")]

@@ -18,10 +18,13 @@ pub struct ModelCall<'a> {
     pub schedule: &'a NoiseSchedule,
     /// The prompt and negative prompt embeddings.
     pub text: &'a TextConditioning,
-    /// The timestep being denoised.
-    pub t: usize,
-    /// The timestep the step goes to (negative after the last).
-    pub t_prev: isize,
+    /// The timestep the UNet sees.
+    pub timestep: f64,
+    /// The factor the latents are scaled by before the UNet sees them (the sigma schedulers'
+    /// `scale_model_input`; the masked-image channels are not scaled).
+    pub input_scale: f64,
+    /// DDIM's `t -> t_prev` where the step is DDIM's (the guidance terms are defined on it).
+    pub ddim: Option<(usize, isize)>,
     /// Classifier-free guidance scale; 1 skips the unconditional pass.
     pub guidance_scale: f64,
     /// Features added inside the UNet (BrushNet's branch), one row per image.
@@ -29,6 +32,14 @@ pub struct ModelCall<'a> {
 }
 
 impl ModelCall<'_> {
+    /// The UNet input for latents `x_t`: `strategy`'s input for the scaled latents.
+    pub fn input(&self, strategy: &dyn LatentStrategy, latents: Tensor<4>) -> Tensor<4> {
+        match self.input_scale == 1.0 {
+            true => strategy.model_input(latents),
+            false => strategy.model_input(latents * self.input_scale),
+        }
+    }
+
     /// The UNet's output for `input` with classifier-free guidance: `u + g (c - u)` from one
     /// batch `[negative, positive]`, or the positive pass alone when `g = 1`. `class_label` goes
     /// to every row (UNets with a class embedding); the residuals are added for both halves, as
@@ -52,7 +63,7 @@ impl ModelCall<'_> {
         let positive = expand(&self.text.positive)?;
         let call = |input: Tensor<4>, context: &Tensor<3>, p: &mut dyn AttentionProcessor| {
             let rows = input.dims()[0];
-            let timesteps = vec![self.t as f32; rows];
+            let timesteps = vec![self.timestep as f32; rows];
             let labels = class_label.map(|l| vec![l; rows]);
             let unet = self.unet;
             match self.residuals {
@@ -104,7 +115,8 @@ pub struct Guided {
 
 /// How the sampling run gets a step's model output from the latents `x_t`.
 pub trait Guidance {
-    /// The model output at `call.t` for `latents`, the UNet seeing `strategy`'s input for them.
+    /// The model output at `call.timestep` for `latents`, the UNet seeing `strategy`'s input
+    /// for them ([`ModelCall::input`]).
     fn predict(
         &self,
         call: &ModelCall<'_>,
@@ -113,8 +125,8 @@ pub trait Guidance {
         processor: &mut dyn AttentionProcessor,
     ) -> Result<Guided>;
 
-    /// Whether [`predict`](Self::predict) returns step terms, which only schedulers that take
-    /// them ([`crate::Scheduler::takes_terms`]) can use.
+    /// Whether [`predict`](Self::predict) returns step terms, which only DDIM's update takes
+    /// ([`crate::Scheduler::ddim_timesteps`]).
     fn has_terms(&self) -> bool {
         false
     }
@@ -132,7 +144,7 @@ impl Guidance for ClassifierFree {
         latents: Tensor<4>,
         processor: &mut dyn AttentionProcessor,
     ) -> Result<Guided> {
-        let input = strategy.model_input(latents);
+        let input = call.input(strategy, latents);
         let output = call.guided(input, strategy.class_label(), processor)?;
         Ok(Guided { output, term: None })
     }

@@ -6,7 +6,6 @@ use burn::tensor::Tensor;
 use hd_painter_core::{NoiseStream, seeded_noise, sub_seed};
 
 use crate::ddim::StepOutput;
-use crate::schedule::NoiseSchedule;
 use crate::strategy::{LatentStrategy, StepPosition};
 
 /// Stable Inpainting (9-channel UNets): the UNet sees `[x_t, mask, masked-image latents]`.
@@ -99,17 +98,11 @@ impl BlendedLatents {
 }
 
 impl LatentStrategy for BlendedLatents {
-    fn after_step(
-        &mut self,
-        mut step: StepOutput,
-        at: &StepPosition,
-        schedule: &NoiseSchedule,
-    ) -> StepOutput {
+    fn after_step(&mut self, mut step: StepOutput, at: &StepPosition) -> StepOutput {
         let latents = step.prev_sample;
         let n = latents.dims()[0];
-        let a = schedule.alpha_cumprod(at.t as isize);
         let z = (self.noise)(at.index, &latents);
-        let noised = to_batch(&self.source, n) * a.sqrt() + z * (1.0 - a).sqrt();
+        let noised = at.level.noised(to_batch(&self.source, n), z);
         let m = to_batch(&self.hole, n);
         let keep = m.clone().neg() + 1.0;
         step.prev_sample = latents * m + noised * keep;

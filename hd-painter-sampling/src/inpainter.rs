@@ -26,7 +26,7 @@ use crate::pipeline::{HdPainter, InpaintOptions, Method, PasteBack};
 use crate::rasg::Rasg;
 use crate::repaint::{KnownLatents, seeded_draws};
 use crate::sampler::{Hooks, Sampled, Sampler, SamplerSettings, Stage};
-use crate::schedule::{NoiseSchedule, timesteps};
+use crate::schedule::NoiseSchedule;
 use crate::stage::HdPainterInputs;
 use crate::strategy::LatentStrategy;
 
@@ -290,14 +290,11 @@ impl Inpainter<'_> {
         };
         Ok(match (options.method, prepared.soft.clone()) {
             (Method::Blended | Method::StableInpainting, Some(change)) => {
-                let grid = timesteps(
-                    options.sampler.spacing,
-                    self.schedule.len(),
-                    options.sampler.steps,
-                );
+                let scheduler = options.sampler.build(self.schedule)?;
+                let steps = scheduler.timesteps().len();
                 let source = self.vae.encode(pixels.clone())?.mean * sf;
-                let mut soft = DifferentialLatents::new(change, source, noise, grid.len());
-                let start = soft.noised_source(self.schedule, grid[0] as isize);
+                let mut soft = DifferentialLatents::new(change, source, noise, steps);
+                let start = soft.noised_source(scheduler.level(0));
                 if options.method == Method::StableInpainting {
                     // The inpainting UNet's own mask stays binary (at 128), as diffusers'.
                     let binary = |m: Tensor<4>| m.greater_elem(0.5).float();
@@ -378,17 +375,19 @@ impl Inpainter<'_> {
                 options.strength
             )));
         }
+        let scheduler = settings.build(self.schedule)?;
         if options.strength == 1.0 {
-            return Ok((settings, noise));
+            let sigma = scheduler.init_noise_sigma();
+            return Ok((settings, if sigma == 1.0 { noise } else { noise * sigma }));
         }
-        let grid = timesteps(settings.spacing, self.schedule.len(), settings.steps);
-        let kept = ((grid.len() as f64 * options.strength) as usize).clamp(1, grid.len());
-        settings.first_step = grid.len() - kept;
-        let t = grid[settings.first_step];
-        let a = self.schedule.alpha_cumprod(t as isize);
+        // diffusers' `get_timesteps`: the last `steps * strength` steps.
+        let steps = settings.steps;
+        let kept = ((steps as f64 * options.strength) as usize).clamp(1, steps);
+        settings.first_step = steps - kept;
+        let level = scheduler.level(settings.first_step);
         let n = noise.dims()[0];
         let z0 = (self.vae.encode(pixels)?.mean * self.vae.scaling_factor()).repeat_dim(0, n);
-        Ok((settings, z0 * a.sqrt() + noise * (1.0 - a).sqrt()))
+        Ok((settings, level.noised(z0, noise)))
     }
 }
 

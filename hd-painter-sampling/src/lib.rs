@@ -132,7 +132,7 @@ mod rasg;
 mod repaint;
 mod sampler;
 mod schedule;
-mod scheduler;
+mod schedulers;
 mod stage;
 mod strategy;
 mod validate;
@@ -161,9 +161,12 @@ pub use rasg::{Rasg, RasgSettings, RasgSigma};
 pub use repaint::{
     KnownLatents, KnownRegion, NoiseDraws, RepaintSettings, repaint_step, seeded_draws, undo_steps,
 };
-pub use sampler::{Hooks, OnStep, Sampled, Sampler, SamplerSettings, Stage, StepRule, StepView};
+pub use sampler::{Hooks, OnStep, Sampled, Sampler, SamplerSettings, Stage, StepView};
 pub use schedule::{NoiseSchedule, Spacing, repaint_walk, timesteps};
-pub use scheduler::{Ddim, Ddpm, NoiseTerm, Scheduler};
+pub use schedulers::{
+    Ddim, Ddpm, Denoised, DpmSolver, Euler, FinalSigma, Lcm, NoiseLevel, NoiseTerm, Pndm,
+    Scheduler, SchedulerKind, SchedulerSpec, SolverType, UniPc,
+};
 pub use stage::{HdPainterInputs, SeedRule};
 pub use strategy::{LatentStrategy, StepPosition};
 

@@ -17,7 +17,7 @@ use crate::prefill::PreFill;
 use crate::rasg::RasgSettings;
 use crate::repaint::RepaintSettings;
 use crate::sampler::SamplerSettings;
-use crate::schedule::Spacing;
+use crate::schedulers::SchedulerSpec;
 
 /// The inpainting method.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -175,10 +175,9 @@ impl InpaintOptions {
             method: Method::StableInpainting,
             sampler: SamplerSettings {
                 steps: 50,
-                spacing: Spacing::HdPainter,
                 guidance_scale: 7.5,
-                eta: 0.0,
-                ..SamplerSettings::default()
+                scheduler: SchedulerSpec::hd_painter(),
+                first_step: 0,
             },
             strength: 1.0,
             seeds: vec![1],

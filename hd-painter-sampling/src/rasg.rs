@@ -105,7 +105,7 @@ impl Rasg {
         };
         if holes == 0 {
             let out = call.guided(
-                strategy.model_input(latents),
+                call.input(strategy, latents),
                 strategy.class_label(),
                 processor,
             )?;
@@ -114,7 +114,7 @@ impl Rasg {
         let x = latents.autodiff().require_grad();
         let guided = call.guidance_scale != 1.0;
         let mut recorder = ScoreRecorder::new(processor, &self.focus, guided);
-        let input = strategy.model_input(x.clone());
+        let input = call.input(strategy, x.clone());
         let out = call.guided(input, strategy.class_label(), &mut recorder)?;
         let maps = recorder.mean_logits().ok_or_else(|| {
             SamplingError::InvalidInput(format!(
@@ -142,9 +142,14 @@ impl Guidance for Rasg {
         latents: Tensor<4>,
         processor: &mut dyn AttentionProcessor,
     ) -> Result<Guided> {
+        let Some((t, t_prev)) = call.ddim else {
+            return Err(SamplingError::InvalidInput(
+                "RASG guides DDIM's update; the run's scheduler is not DDIM".into(),
+            ));
+        };
         let (output, gradient) = self.output_and_gradient(call, strategy, latents, processor)?;
         let term = gradient.map(|direction| StepTerm {
-            scale: self.settings.scale(call.schedule, call.t, call.t_prev),
+            scale: self.settings.scale(call.schedule, t, t_prev),
             direction,
         });
         Ok(Guided { output, term })

@@ -9,6 +9,7 @@ use crate::error::{Result, SamplingError};
 use crate::guidance::ModelCall;
 use crate::sampler::{Sampled, Sampler};
 use crate::schedule::{NoiseSchedule, repaint_walk};
+use crate::schedulers::NoiseLevel;
 use crate::strategy::StepPosition;
 
 /// How the known region enters the loop.
@@ -131,14 +132,16 @@ impl Sampler<'_> {
                 t_last = t;
                 continue;
             }
+            let t_prev = t as isize - n as isize;
             let at = StepPosition {
-                t,
-                t_prev: t as isize - n as isize,
+                timestep: t as f64,
+                level: NoiseLevel::from_alpha_cumprod(schedule.alpha_cumprod(t as isize)),
+                next: NoiseLevel::from_alpha_cumprod(schedule.alpha_cumprod(t_prev)),
                 index,
                 step: done,
                 total,
             };
-            let step = self.reverse_step(&schedule, settings, known, latents, &at, draw)?;
+            let step = self.reverse_step(&schedule, settings, known, latents, (t, t_prev), draw)?;
             latents = step.prev_sample;
             last_x0 = step.pred_x0;
             self.finish(&at, &last_x0, &latents, None)?;
@@ -155,10 +158,9 @@ impl Sampler<'_> {
         settings: &RepaintSettings,
         known: &KnownLatents,
         mut latents: Tensor<4>,
-        at: &StepPosition,
+        (t, t_prev): (usize, isize),
         draw: NoiseDraws<'_>,
     ) -> Result<StepOutput> {
-        let (t, t_prev) = (at.t, at.t_prev);
         let z = draw(&latents);
         if settings.known_region == KnownRegion::RenoiseBeforeModel {
             let noised = known.noised(schedule.alpha_cumprod(t as isize), z.clone());
@@ -168,8 +170,9 @@ impl Sampler<'_> {
             unet: self.unet,
             schedule,
             text: self.text,
-            t,
-            t_prev,
+            timestep: t as f64,
+            input_scale: 1.0,
+            ddim: Some((t, t_prev)),
             guidance_scale: settings.guidance_scale,
             residuals: None,
         };

@@ -10,69 +10,44 @@ use hd_painter_core::{NoiseStream, seeded_noise, sub_seed};
 use hd_painter_models::{AttentionProcessor, Unet2DConditionModel};
 
 use crate::conditioning::TextConditioning;
-use crate::ddim::Prediction;
+use crate::ddim::StepOutput;
 use crate::error::{Result, SamplingError};
 use crate::guidance::{Guidance, ModelCall};
-use crate::schedule::{NoiseSchedule, Spacing, timesteps};
-use crate::scheduler::{Ddim, Ddpm, NoiseTerm, Scheduler};
+use crate::schedule::NoiseSchedule;
+use crate::schedulers::{NoiseTerm, Scheduler, SchedulerSpec};
 use crate::strategy::{LatentStrategy, StepPosition};
 
-/// The settings of a sampling run ([`Sampler::run`]): the grid, the guidance and the step rule.
+/// The settings of a sampling run ([`Sampler::run`]): the steps, the guidance scale and the
+/// scheduler.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SamplerSettings {
-    /// Inference steps.
+    /// Inference steps (the scheduler's grid may call the UNet once more: PNDM).
     pub steps: usize,
-    /// How the steps spread over the training timesteps.
-    pub spacing: Spacing,
     /// Classifier-free guidance scale; 1.0 skips the unconditional pass.
     pub guidance_scale: f64,
-    /// DDIM's eta (0 = deterministic).
-    pub eta: f64,
-    /// What the UNet predicts.
-    pub prediction: Prediction,
-    /// The step rule: DDIM (with `eta`) or DDPM.
-    pub rule: StepRule,
-    /// Grid steps skipped at the start (Blended Latent Diffusion's optional 25%: `steps / 4`).
+    /// The scheduler and its options.
+    pub scheduler: SchedulerSpec,
+    /// Grid steps skipped at the start (`strength < 1`; Blended Latent Diffusion's optional
+    /// 25%: `steps / 4`).
     pub first_step: usize,
 }
 
 impl Default for SamplerSettings {
-    /// diffusers' Stable Diffusion defaults: 50 leading steps (offset 1), CFG 7.5, eta 0.
+    /// diffusers' Stable Diffusion defaults: 50 DDIM steps (leading, offset 1), CFG 7.5, eta 0.
     fn default() -> Self {
         Self {
             steps: 50,
-            spacing: Spacing::Leading { steps_offset: 1 },
             guidance_scale: 7.5,
-            eta: 0.0,
-            prediction: Prediction::Epsilon,
-            rule: StepRule::Ddim,
+            scheduler: SchedulerSpec::default(),
             first_step: 0,
         }
     }
 }
 
-/// Which [`Scheduler`] the loop steps with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum StepRule {
-    /// [`Ddim`] with the settings' `eta`.
-    #[default]
-    Ddim,
-    /// [`Ddpm`].
-    Ddpm,
-}
-
 impl SamplerSettings {
-    /// The scheduler these settings describe.
-    pub fn scheduler(&self) -> Box<dyn Scheduler> {
-        match self.rule {
-            StepRule::Ddim => Box::new(Ddim {
-                eta: self.eta,
-                prediction: self.prediction,
-            }),
-            StepRule::Ddpm => Box::new(Ddpm {
-                prediction: self.prediction,
-            }),
-        }
+    /// The settings' scheduler for `schedule`.
+    pub fn build(&self, schedule: &NoiseSchedule) -> Result<Box<dyn Scheduler>> {
+        self.scheduler.build(schedule, self.steps)
     }
 }
 
@@ -98,7 +73,7 @@ pub struct StepView<'a> {
     /// Steps planned.
     pub total: usize,
     /// The timestep just denoised.
-    pub timestep: usize,
+    pub timestep: f64,
     /// The x0 prediction at that timestep (decode it for a preview).
     pub pred_x0: &'a Tensor<4>,
     /// The latents after the step.
@@ -182,9 +157,11 @@ pub struct Sampler<'a> {
 }
 
 impl Sampler<'_> {
-    /// Runs `settings`' steps from `latents` (`x_T`, or the noised image with
-    /// `first_step > 0`), one image per seed. Guidance with step terms (RASG) needs a scheduler
-    /// that takes them (DDIM); its steps then add the term and never fresh noise.
+    /// Runs `settings`' steps from `latents`: the scheduler's start (standard-normal noise
+    /// times its [`init_noise_sigma`](Scheduler::init_noise_sigma)), or with `first_step > 0`
+    /// the image noised to that step's [`level`](Scheduler::level); one image per seed.
+    /// Guidance with step terms (RASG) needs DDIM; its steps then add the term and never fresh
+    /// noise.
     pub fn run(
         &mut self,
         settings: &SamplerSettings,
@@ -193,29 +170,18 @@ impl Sampler<'_> {
         mut latents: Tensor<4>,
     ) -> Result<Sampled> {
         let [n, c, h, w] = latents.dims();
-        let scheduler = settings.scheduler();
-        if guidance.has_terms() && !scheduler.takes_terms() {
-            return Err(SamplingError::InvalidInput(
-                "RASG guides DDIM steps; the settings ask for DDPM".into(),
-            ));
-        }
+        let mut scheduler = settings.build(self.schedule)?;
+        let grid = scheduler.timesteps().to_vec();
+        self.check_run(settings, &*scheduler, strategy, guidance)?;
         self.check_seeds(n)?;
-        let grid = timesteps(settings.spacing, self.schedule.len(), settings.steps);
-        if settings.first_step >= grid.len() {
-            return Err(SamplingError::InvalidInput(format!(
-                "first step {} of {} steps",
-                settings.first_step,
-                grid.len()
-            )));
-        }
-        let dt = (self.schedule.len() / settings.steps.max(1)) as isize;
         let device = latents.device();
         let mut last_x0 = latents.clone();
         let total = grid.len() - settings.first_step;
-        for (index, &t) in grid.iter().enumerate().skip(settings.first_step) {
+        for (index, &timestep) in grid.iter().enumerate().skip(settings.first_step) {
             let at = StepPosition {
-                t,
-                t_prev: t as isize - dt,
+                timestep,
+                level: scheduler.level(index),
+                next: scheduler.level(index + 1),
                 index,
                 step: index - settings.first_step,
                 total,
@@ -225,8 +191,9 @@ impl Sampler<'_> {
                 unet: self.unet,
                 schedule: self.schedule,
                 text: self.text,
-                t,
-                t_prev: at.t_prev,
+                timestep,
+                input_scale: at.level.input_scale,
+                ddim: scheduler.ddim_timesteps(index),
                 guidance_scale: settings.guidance_scale,
                 residuals: residuals.as_ref(),
             };
@@ -240,13 +207,40 @@ impl Sampler<'_> {
                 }
                 None => NoiseTerm::None,
             };
-            let next = scheduler.step(self.schedule, guided.output, t, at.t_prev, latents, noise);
-            let next = strategy.after_step(next, &at, self.schedule);
+            let denoised = scheduler.denoise(guided.output, index, latents.clone());
+            let denoised = strategy.denoised(denoised, &at);
+            let prev = scheduler.step(&denoised, index, latents, noise);
+            let next = strategy.after_step(StepOutput::new(prev, denoised), &at);
             latents = next.prev_sample;
             last_x0 = next.pred_x0;
             self.finish(&at, &last_x0, &latents, direction.as_ref())?;
         }
         Ok(Sampled { latents, last_x0 })
+    }
+
+    /// Refuses a run whose parts do not fit: a first step past the grid, guidance terms
+    /// without DDIM, a strategy steering x0 with a scheduler that does not step on it.
+    fn check_run(
+        &self,
+        settings: &SamplerSettings,
+        scheduler: &dyn Scheduler,
+        strategy: &dyn LatentStrategy,
+        guidance: &dyn Guidance,
+    ) -> Result<()> {
+        let kind = settings.scheduler.kind;
+        let len = scheduler.timesteps().len();
+        let problem = if settings.first_step >= len {
+            format!("first step {} of {len} steps", settings.first_step)
+        } else if guidance.has_terms() && scheduler.ddim_timesteps(0).is_none() {
+            format!("RASG guides DDIM's update; the settings ask for {kind}")
+        } else if strategy.steers_x0() && !scheduler.steps_on_x0() {
+            format!(
+                "{kind} steps on the noise prediction, which this method's x0 blend cannot steer"
+            )
+        } else {
+            return Ok(());
+        };
+        Err(SamplingError::InvalidInput(problem))
     }
 
     /// Refuses a batch of another size than the seeds.
@@ -288,7 +282,7 @@ impl Sampler<'_> {
             seeds: self.seeds,
             step: at.step + 1,
             total: at.total,
-            timestep: at.t,
+            timestep: at.timestep,
             pred_x0,
             latents,
             guidance,

@@ -94,6 +94,45 @@ impl NoiseSchedule {
         }
     }
 
+    /// diffusers' `squaredcos_cap_v2` (the cosine schedule of Nichol and Dhariwal), betas
+    /// capped at 0.999.
+    pub fn squared_cosine(n: usize) -> Self {
+        let alpha_bar = |t: f64| {
+            ((t + 0.008) / 1.008 * std::f64::consts::FRAC_PI_2)
+                .cos()
+                .powi(2)
+        };
+        let betas = (0..n)
+            .map(|i| {
+                let (t1, t2) = (i as f64 / n as f64, (i + 1) as f64 / n as f64);
+                (1.0 - alpha_bar(t2) / alpha_bar(t1)).min(0.999)
+            })
+            .collect();
+        Self::from_betas(betas)
+    }
+
+    /// The same schedule rescaled to a zero terminal SNR (Lin et al. 2023, diffusers'
+    /// `rescale_betas_zero_snr`): `sqrt(a_bar)` shifted to end at 0 and scaled to start where it
+    /// did. The last `a_bar` is then 0; the sigma schedulers read it as `2^-24`, as diffusers.
+    pub fn rescaled_zero_terminal_snr(self) -> Self {
+        let sqrt: Vec<f64> = self.alphas_cumprod.iter().map(|a| a.sqrt()).collect();
+        let (first, last) = (sqrt[0], sqrt[sqrt.len() - 1]);
+        let bars: Vec<f64> = sqrt
+            .iter()
+            .map(|s| ((s - last) * first / (first - last)).powi(2))
+            .collect();
+        let betas = (0..bars.len())
+            .map(|i| match i {
+                0 => 1.0 - bars[0],
+                _ => 1.0 - bars[i] / bars[i - 1],
+            })
+            .collect();
+        Self {
+            final_alpha_one: self.final_alpha_one,
+            ..Self::from_betas(betas)
+        }
+    }
+
     /// Stable Diffusion 1.x / 2.x: scaled-linear from 0.00085 to 0.012 over 1000 steps.
     pub fn stable_diffusion() -> Self {
         Self::scaled_linear(0.00085, 0.012, 1000)

@@ -7,6 +7,7 @@ use hd_painter_core::CoreError;
 use crate::error::Result;
 use crate::pipeline::{InpaintOptions, Method};
 use crate::prefill::PreFill;
+use crate::schedulers::SchedulerKind;
 
 /// A typed error for `name` = `value` outside `expected`.
 fn invalid(name: &'static str, value: impl ToString, expected: &'static str) -> CoreError {
@@ -53,7 +54,7 @@ impl InpaintOptions {
     /// guidance scales, etas finite and `>= 0`, `strength` in `(0, 1]`, BrushNet's scale
     /// finite and its control window within `[0, 1]`, at least one seed, a crop-to-mask size of
     /// at least 8 x 8, a Telea or Navier-Stokes pre-fill radius of 1 to 100, RASG only with
-    /// Stable Inpainting or Blended.
+    /// Stable Inpainting or Blended and DDIM, scheduler options that fit the scheduler.
     /// [`Inpainter::inpaint`](crate::Inpainter::inpaint) calls it first; callers can call it
     /// before loading anything.
     pub fn validate(&self) -> Result<()> {
@@ -77,7 +78,13 @@ impl InpaintOptions {
                 }
                 Method::StableInpainting | Method::Blended => {}
             }
+            if !matches!(self.sampler.scheduler.kind, SchedulerKind::Ddim { .. }) {
+                let expected = "DDIMScheduler: RASG's gradient term is defined on DDIM's update";
+                let found = self.sampler.scheduler.kind.class_name();
+                return Err(invalid("RASG scheduler", found, expected).into());
+            }
         }
+        self.sampler.scheduler.validate()?;
         if self.soft_mask {
             let fits = matches!(self.method, Method::Blended | Method::StableInpainting);
             if !fits || self.hd_painter.is_some() || self.strength != 1.0 {
@@ -140,7 +147,10 @@ impl InpaintOptions {
         }
         at_least_one("steps", self.sampler.steps)?;
         finite("guidance scale", self.sampler.guidance_scale)?;
-        non_negative("DDIM eta", self.sampler.eta)
+        if let SchedulerKind::Ddim { eta } = self.sampler.scheduler.kind {
+            non_negative("DDIM eta", eta)?;
+        }
+        Ok(())
     }
 }
 
@@ -185,7 +195,7 @@ mod tests {
         o.sampler.guidance_scale = f64::NAN;
         cases.push((o, "guidance scale"));
         let mut o = base();
-        o.sampler.eta = -0.5;
+        o.sampler.scheduler.kind = crate::SchedulerKind::Ddim { eta: -0.5 };
         cases.push((o, "DDIM eta"));
         for strength in [0.0, 1.5, f64::NAN] {
             let mut o = base();

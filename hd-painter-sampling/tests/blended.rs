@@ -11,7 +11,8 @@ use burn::tensor::{Tensor, TensorData};
 use common::{Golden, assert_close, device, fixtures};
 use hd_painter_models::{DefaultAttention, Unet2DConditionModel};
 use hd_painter_sampling::{
-    BlendedLatents, ClassifierFree, NoiseSchedule, Sampler, SamplerSettings, TextConditioning,
+    BlendedLatents, ClassifierFree, NoiseSchedule, Sampler, SamplerSettings, SchedulerKind,
+    SchedulerSpec, TextConditioning,
 };
 use hd_painter_sampling::{Hooks, Stage};
 
@@ -87,7 +88,7 @@ fn seeded_blending_is_reproducible_per_image() {
     let schedule = NoiseSchedule::stable_diffusion();
     let settings = SamplerSettings {
         steps: 4,
-        eta: 0.3,
+        scheduler: SchedulerSpec::new(SchedulerKind::Ddim { eta: 0.3 }),
         ..SamplerSettings::default()
     };
     let run = |seeds: Vec<u64>| {

@@ -23,7 +23,7 @@ use hd_painter_sampling::{
     BrushNetLatents, BrushNetSettings, ClassifierFree, LatentStrategy, NoiseSchedule, Sampler,
     SamplerSettings, TextConditioning, brushnet_blend, brushnet_condition, timesteps,
 };
-use hd_painter_sampling::{Hooks, Stage, StepPosition};
+use hd_painter_sampling::{Hooks, NoiseLevel, Stage, StepPosition};
 
 const STEPS: usize = 4;
 
@@ -87,7 +87,7 @@ fn brushnet_matches_the_official_pipeline() {
         control_end: 0.8,
     };
     let mut strategy = BrushNetLatents::new(&branch, condition, settings).unwrap();
-    let grid = timesteps(SamplerSettings::default().spacing, 1000, STEPS);
+    let grid = timesteps(SamplerSettings::default().scheduler.spacing, 1000, STEPS);
     let context = Tensor::cat(vec![text.negative.clone(), text.positive.clone()], 0);
     for (i, &t) in grid.iter().enumerate() {
         // Each step from the official latents before it.
@@ -95,9 +95,11 @@ fn brushnet_matches_the_official_pipeline() {
             0 => g.tensor::<4>("latents", &device),
             _ => g.slice::<4>("step_latents", i - 1, &device),
         };
+        let level = NoiseLevel::from_alpha_cumprod(0.5); // unused by the branch
         let at = StepPosition {
-            t,
-            t_prev: t as isize - (1000 / STEPS) as isize,
+            timestep: t as f64,
+            level,
+            next: level,
             index: i,
             step: i,
             total: STEPS,

@@ -14,7 +14,7 @@ use hd_painter_core::{Image, Mask};
 use hd_painter_models::{DefaultAttention, Unet2DConditionModel};
 use hd_painter_sampling::{
     ClassifierFree, DifferentialLatents, HdPainter, InpaintOptions, Method, NoiseSchedule,
-    RepaintSettings, Sampler, SamplerSettings, TextConditioning, timesteps,
+    RepaintSettings, Sampler, SamplerSettings, TextConditioning,
 };
 use hd_painter_sampling::{Hooks, Stage};
 
@@ -53,8 +53,7 @@ fn differential_diffusion_matches_the_community_pipeline() {
         guidance_scale: 7.5,
         ..SamplerSettings::default()
     };
-    let grid = timesteps(settings.spacing, schedule.len(), steps);
-    let start = strategy.noised_source(&schedule, grid[0] as isize);
+    let start = strategy.noised_source(settings.build(&schedule).unwrap().level(0));
     assert_close(
         &start,
         &g.part("step_inputs", 0),

@@ -13,7 +13,8 @@ use hd_painter_core::Mask;
 use hd_painter_models::{DefaultAttention, Unet2DConditionModel};
 use hd_painter_sampling::{
     ClassifierFree, Guidance, ModelCall, NoiseSchedule, PromptFocus, Rasg, RasgSettings, Sampler,
-    SamplerSettings, SamplingError, StableInpainting, StepRule, TextConditioning,
+    SamplerSettings, SamplingError, SchedulerKind, SchedulerSpec, StableInpainting,
+    TextConditioning,
 };
 use hd_painter_sampling::{Hooks, Stage};
 
@@ -74,8 +75,9 @@ fn call<'a>(s: &'a Setup, schedule: &'a NoiseSchedule, guidance_scale: f64) -> M
         unet: &s.unet,
         schedule,
         text: &s.text,
-        t: 799,
-        t_prev: 599,
+        timestep: 799.0,
+        input_scale: 1.0,
+        ddim: Some((799, 599)),
         guidance_scale,
         residuals: None,
     }
@@ -163,7 +165,7 @@ fn guidance_with_terms_needs_a_scheduler_that_takes_them() {
     .run(
         &SamplerSettings {
             steps: 2,
-            rule: StepRule::Ddpm,
+            scheduler: SchedulerSpec::new(SchedulerKind::Ddpm),
             ..SamplerSettings::default()
         },
         &mut strategy(&s),

@@ -19,7 +19,7 @@ use hd_painter_models::{
 };
 use hd_painter_sampling::{
     ClassifierFree, Guidance, NoiseSchedule, Painta, PromptFocus, Rasg, RasgSettings, RasgSigma,
-    Sampled, Sampler, SamplerSettings, Spacing, StableInpainting, StepView, TextConditioning,
+    Sampled, Sampler, SamplerSettings, SchedulerSpec, StableInpainting, StepView, TextConditioning,
     full_prompt, prompt_token_indices,
 };
 use hd_painter_sampling::{Hooks, Stage};
@@ -81,7 +81,7 @@ fn run(s: &Setup, processor: &mut dyn AttentionProcessor, rasg: Option<&Rasg>) -
         StableInpainting::new(strategy_mask, s.golden.tensor("masked_latents", &s.device));
     let settings = SamplerSettings {
         steps: 5,
-        spacing: Spacing::HdPainter,
+        scheduler: SchedulerSpec::hd_painter(),
         ..SamplerSettings::default()
     };
     let mut trace = Trace::default();

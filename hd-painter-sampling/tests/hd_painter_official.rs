@@ -24,7 +24,7 @@ use hd_painter_models::{
 };
 use hd_painter_sampling::{
     ClassifierFree, Guidance, HD_PAINTER_POSITIVE_PROMPT, HdPainterInputs, NoiseSchedule, Painta,
-    PromptFocus, Rasg, RasgSettings, RasgSigma, Sampler, SamplerSettings, Spacing,
+    PromptFocus, Rasg, RasgSettings, RasgSigma, Sampler, SamplerSettings, SchedulerSpec,
     StableInpainting, StepView, TextConditioning, full_prompt, prompt_token_indices,
 };
 use hd_painter_sampling::{Hooks, Stage};
@@ -152,10 +152,9 @@ fn check(name: &str, steps: usize, painta: bool, rasg_eta: Option<f64>) {
     let mut strategy = StableInpainting::new(latent_hole, masked);
     let settings = SamplerSettings {
         steps,
-        spacing: Spacing::HdPainter,
         guidance_scale: 7.5,
-        eta: 0.0,
-        ..SamplerSettings::default()
+        scheduler: SchedulerSpec::hd_painter(),
+        first_step: 0,
     };
     let rasg = rasg_eta.map(|eta| Rasg {
         settings: RasgSettings {

@@ -76,7 +76,7 @@ fn both_known_region_modes_match_the_reference() {
             seeds: &seeds,
             stage: Stage::Inpaint,
             hooks: Hooks::new(&mut DefaultAttention::default(), &mut |view| {
-                reverse.push(view.timestep);
+                reverse.push(view.timestep as usize);
                 ControlFlow::Continue(())
             }),
         }

@@ -6,8 +6,8 @@ mod common;
 use burn::tensor::{Tensor, TensorData};
 use common::{Golden, assert_close, device};
 use hd_painter_sampling::{
-    Ddim, Ddpm, KnownLatents, NoiseSchedule, NoiseTerm, Prediction, Scheduler, Spacing, ddim_sigma,
-    ddim_step, repaint_step, repaint_walk, timesteps, undo_steps,
+    KnownLatents, NoiseSchedule, NoiseTerm, Prediction, SchedulerKind, SchedulerSpec, Spacing,
+    ddim_sigma, ddim_step, repaint_step, repaint_walk, timesteps, undo_steps,
 };
 
 fn max_diff(a: &[f64], b: &[f64]) -> f64 {
@@ -211,47 +211,39 @@ fn ddpm_and_the_scheduler_trait_match_diffusers() {
         g.tensor("sample", &device),
         g.tensor("model_output", &device),
     );
-    let ddpm = Ddpm {
-        prediction: Prediction::Epsilon,
+    let spec = SchedulerSpec {
+        spacing: Spacing::Leading { steps_offset: 0 },
+        ..SchedulerSpec::new(SchedulerKind::Ddpm)
     };
+    let mut ddpm = spec.build(&schedule, 50).unwrap();
     assert!(ddpm.is_stochastic());
-    for (name, t) in [("ddpm_mid", 500usize), ("ddpm_last", 0)] {
+    for (name, index) in [("ddpm_mid", 24usize), ("ddpm_last", 49)] {
+        assert_eq!(ddpm.timesteps()[index], [500.0, 0.0][index / 49]);
         let noise = g.tensor(&format!("{name}_noise"), &device);
-        let step = ddpm.step(
-            &schedule,
-            eps.clone(),
-            t,
-            t as isize - 20,
-            sample.clone(),
-            NoiseTerm::Fresh(noise),
-        );
+        let d = ddpm.denoise(eps.clone(), index, sample.clone());
         assert_close(
-            &step.prev_sample,
-            &g.f32s(&format!("{name}_prev")).1,
-            1e-6,
-            &format!("{name}_prev"),
-        );
-        assert_close(
-            &step.pred_x0,
+            &d.x0,
             &g.f32s(&format!("{name}_x0")).1,
             1e-6,
             &format!("{name}_x0"),
         );
+        let prev = ddpm.step(&d, index, sample.clone(), NoiseTerm::Fresh(noise));
+        assert_close(
+            &prev,
+            &g.f32s(&format!("{name}_prev")).1,
+            1e-6,
+            &format!("{name}_prev"),
+        );
     }
-    let ddim = Ddim {
-        eta: 0.5,
-        prediction: Prediction::Epsilon,
-    };
-    let via_trait = ddim.step(
-        &schedule,
-        eps,
-        501,
-        481,
-        sample,
-        NoiseTerm::Fresh(g.tensor("variance_noise", &device)),
-    );
+    let mut ddim = SchedulerSpec::new(SchedulerKind::Ddim { eta: 0.5 })
+        .build(&schedule, 50)
+        .unwrap();
+    assert_eq!(ddim.timesteps()[24], 501.0);
+    let d = ddim.denoise(eps, 24, sample.clone());
+    let noise = NoiseTerm::Fresh(g.tensor("variance_noise", &device));
+    let via_trait = ddim.step(&d, 24, sample, noise);
     assert_close(
-        &via_trait.prev_sample,
+        &via_trait,
         &g.f32s("ddim_eta0.5_prev").1,
         1e-6,
         "ddim_eta0.5_prev",

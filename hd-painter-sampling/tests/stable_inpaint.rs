@@ -14,7 +14,7 @@ use burn::tensor::{Device, Tensor};
 use common::{Golden, assert_close, fixtures};
 use hd_painter_models::{AutoencoderKl, DefaultAttention, Unet2DConditionModel};
 use hd_painter_sampling::{
-    ClassifierFree, NoiseSchedule, Sampled, Sampler, SamplerSettings, SamplingError, Spacing,
+    ClassifierFree, NoiseSchedule, Sampled, Sampler, SamplerSettings, SamplingError,
     StableInpainting, StepView, TextConditioning,
 };
 use hd_painter_sampling::{Hooks, Stage};
@@ -52,7 +52,6 @@ fn setup() -> Setup {
     };
     let settings = SamplerSettings {
         steps: 5,
-        spacing: Spacing::Leading { steps_offset: 1 },
         ..SamplerSettings::default()
     };
     // diffusers' schedulers compute the schedule in f32.
@@ -106,7 +105,7 @@ fn five_guided_steps_match_diffusers_pipeline() {
             ControlFlow::Continue(())
         })
         .unwrap();
-    assert_eq!(seen, [801, 601, 401, 201, 1]);
+    assert_eq!(seen, [801.0, 601.0, 401.0, 201.0, 1.0]);
     assert_close(
         &out.latents,
         &s.golden.f32s("final").1,
@@ -176,7 +175,7 @@ fn non_finite_latents_stop_the_run() {
 #[test]
 fn ddpm_rule_is_reproducible_from_seeds() {
     let mut s = setup();
-    s.settings.rule = hd_painter_sampling::StepRule::Ddpm;
+    s.settings.scheduler.kind = hd_painter_sampling::SchedulerKind::Ddpm;
     let mut run = || {
         let latents = s.golden.tensor("latents", &s.device);
         let out = s

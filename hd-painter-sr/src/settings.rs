@@ -3,6 +3,7 @@
 
 use hd_painter_core::SizeRule;
 use hd_painter_models::VaeTiling;
+use hd_painter_sampling::{Prediction, SchedulerSpec};
 
 use crate::error::Result;
 use crate::upscale::DEFAULT_NOISE_LEVEL;
@@ -22,8 +23,12 @@ pub enum SrOutput {
 /// The SR stage's settings; the defaults are HD-Painter's.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SrSettings {
-    /// DDIM steps on the `999 - (1000 / steps) k` grid (20).
+    /// Steps (20; with the default DDIM on the `999 - (1000 / steps) k` grid).
     pub steps: usize,
+    /// The scheduler: DDIM on HD-Painter's grid with v-prediction, as the official SR stage
+    /// steps. Any scheduler that steps on the x0 prediction can carry the known-region blend
+    /// (every one but PNDM).
+    pub scheduler: SchedulerSpec,
     /// Classifier-free guidance scale (7.5).
     pub guidance_scale: f64,
     /// The low-res image's noise level, also the UNet's class label (20).
@@ -109,6 +114,10 @@ impl Default for SrSettings {
     fn default() -> Self {
         Self {
             steps: 20,
+            scheduler: SchedulerSpec {
+                prediction: Prediction::VPrediction,
+                ..SchedulerSpec::hd_painter()
+            },
             guidance_scale: 7.5,
             noise_level: DEFAULT_NOISE_LEVEL,
             long_side: 2048,

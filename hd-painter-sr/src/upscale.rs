@@ -2,7 +2,7 @@
 
 use burn::tensor::Tensor;
 use hd_painter_sampling::{
-    KnownLatents, LatentStrategy, NoiseSchedule, StepOutput, StepPosition, to_batch,
+    Denoised, KnownLatents, LatentStrategy, NoiseSchedule, StepPosition, to_batch,
 };
 
 /// HD-Painter's SR positive prompt, appended to the user's prompt after `", "`.
@@ -64,24 +64,20 @@ impl LatentStrategy for UpscaleLatents {
         Some(i64::from(self.noise_level))
     }
 
-    fn after_step(
-        &mut self,
-        mut step: StepOutput,
-        at: &StepPosition,
-        schedule: &NoiseSchedule,
-    ) -> StepOutput {
-        let t_prev = at.t_prev;
+    /// The x0 prediction with the known region's latents outside the hole, before the update
+    /// (with DDIM: `x' = sqrt(a_bar') x0_blended + ...`, the noise prediction kept).
+    fn denoised(&mut self, mut d: Denoised, _at: &StepPosition) -> Denoised {
         let Some(known) = &self.known else {
-            return step;
+            return d;
         };
-        let n = step.pred_x0.dims()[0];
+        let n = d.x0.dims()[0];
         let m = to_batch(&known.hole, n);
         let keep = m.clone().neg() + 1.0;
-        let blended = step.pred_x0.clone() * m + to_batch(&known.latents, n) * keep;
-        // x' = sqrt(a') x0 + (the rest): swapping x0 moves x' by sqrt(a') (x0_b - x0).
-        let a_prev = schedule.alpha_cumprod(t_prev);
-        step.prev_sample = step.prev_sample + (blended.clone() - step.pred_x0) * a_prev.sqrt();
-        step.pred_x0 = blended;
-        step
+        d.x0 = d.x0 * m + to_batch(&known.latents, n) * keep;
+        d
+    }
+
+    fn steers_x0(&self) -> bool {
+        self.known.is_some()
     }
 }

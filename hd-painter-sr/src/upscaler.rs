@@ -12,8 +12,7 @@ use hd_painter_core::{
 };
 use hd_painter_models::{AutoencoderKl, DEFAULT_SCORE_BUDGET, Unet2DConditionModel};
 use hd_painter_sampling::{
-    ClassifierFree, Hooks, NoiseSchedule, Prediction, Sampler, SamplerSettings, Spacing, Stage,
-    TextConditioning,
+    ClassifierFree, Hooks, NoiseSchedule, Sampler, SamplerSettings, Stage, TextConditioning,
 };
 
 use crate::error::{Result, SrError};
@@ -307,14 +306,13 @@ impl Upscaler<'_> {
         if let Some(known) = &inputs.known {
             strategy = strategy.with_known_region(inputs.latent_mask.clone(), known.clone());
         }
-        let ddim = SamplerSettings {
+        let sampler = SamplerSettings {
             steps: settings.steps,
-            spacing: Spacing::HdPainter,
             guidance_scale: settings.guidance_scale,
-            eta: 0.0,
-            prediction: Prediction::VPrediction,
-            ..SamplerSettings::default()
+            scheduler: settings.scheduler,
+            first_step: 0,
         };
+        let sigma = sampler.build(self.schedule)?.init_noise_sigma();
         let sampled = Sampler {
             unet: self.unet,
             schedule: self.schedule,
@@ -323,7 +321,12 @@ impl Upscaler<'_> {
             stage: Stage::SuperResolution,
             hooks: hooks.reborrow(),
         }
-        .run(&ddim, &mut strategy, &ClassifierFree, noise.latents)?;
+        .run(
+            &sampler,
+            &mut strategy,
+            &ClassifierFree,
+            noise.latents * sigma,
+        )?;
         let latents = sampled.last_x0 / self.vae.scaling_factor();
         let decoded = match settings.vae_tiling {
             Some(tiling) => self.vae.decode_tiled(latents, tiling)?,

@@ -12,7 +12,7 @@ use std::ops::ControlFlow;
 use common::{Golden, assert_close, device, model};
 use hd_painter_models::{AutoencoderKl, DefaultAttention, Unet2DConditionModel, VaeTiling};
 use hd_painter_sampling::{
-    ClassifierFree, NoiseSchedule, Prediction, Sampler, SamplerSettings, Spacing, StepView,
+    ClassifierFree, NoiseSchedule, Prediction, Sampler, SamplerSettings, SchedulerSpec, StepView,
     TextConditioning,
 };
 use hd_painter_sampling::{Hooks, Stage};
@@ -50,8 +50,10 @@ fn upscaler_loop_with_x0_blending_matches_the_reference() {
     };
     let settings = SamplerSettings {
         steps: 3,
-        spacing: Spacing::HdPainter,
-        prediction: Prediction::VPrediction,
+        scheduler: SchedulerSpec {
+            prediction: Prediction::VPrediction,
+            ..SchedulerSpec::hd_painter()
+        },
         ..SamplerSettings::default()
     };
     let mut steps = 0;

@@ -2,7 +2,7 @@
 //! the x4 upscaler of HD-Painter's SR stage.
 
 use hd_painter_core::{Image, Quantize};
-use hd_painter_models::{BrushNetModel, StableDiffusionModels};
+use hd_painter_models::{BrushNetModel, SchedulerConfig, StableDiffusionModels};
 use hd_painter_sampling::{
     BrushNetSettings, HdPainter, InpaintOptions, Inpainter, Method, NoiseSchedule, Stage, StepView,
 };
@@ -36,11 +36,14 @@ pub struct Painter {
 
 impl Painter {
     /// Wraps loaded models (see [`StableDiffusionModels::load`] and
-    /// [`StableDiffusionModels::from_source`]) with Stable Diffusion's schedule.
+    /// [`StableDiffusionModels::from_source`]) with the noise schedule their folder's
+    /// `scheduler_config.json` describes, or Stable Diffusion's without one.
     pub fn new(models: StableDiffusionModels) -> Self {
+        let schedule = scheduler_config(&models)
+            .map_or_else(NoiseSchedule::stable_diffusion, NoiseSchedule::from_config);
         Self {
             models,
-            schedule: NoiseSchedule::stable_diffusion(),
+            schedule,
             brushnet: None,
             upscaler: None,
         }
@@ -74,6 +77,12 @@ impl Painter {
             schedule: NoiseSchedule::x4_upscaler(),
         });
         Ok(self)
+    }
+
+    /// The folder's `scheduler/scheduler_config.json`, which the plain methods step with
+    /// unless a request names another scheduler.
+    pub fn scheduler_config(&self) -> Option<&SchedulerConfig> {
+        scheduler_config(&self.models)
     }
 
     /// The first stage's image-level pipeline over these models.
@@ -133,4 +142,12 @@ impl Painter {
         let decoded = vae.decode(first / vae.scaling_factor())?;
         Ok(Image::from_tensor(decoded, Quantize::Round)?)
     }
+}
+
+fn scheduler_config(models: &StableDiffusionModels) -> Option<&SchedulerConfig> {
+    models
+        .schedulers
+        .iter()
+        .find(|(name, _)| name == "scheduler")
+        .map(|(_, config)| config)
 }

@@ -7,7 +7,8 @@ use hd_painter_core::{Image, Mask};
 use hd_painter_models::DefaultAttention;
 use hd_painter_sampling::{
     CropSettings, HD_PAINTER_NEGATIVE_PROMPT, HD_PAINTER_POSITIVE_PROMPT, HdPainter, Hooks,
-    InpaintOptions, MaskEdit, Method, PreFill, TextConditioning, encode_prompts_with_positive,
+    InpaintOptions, MaskEdit, Method, PreFill, SamplingError, SchedulerKind, SchedulerSpec,
+    TextConditioning, encode_prompts_with_positive,
 };
 use hd_painter_sr::{SR_POSITIVE_PROMPT, SrSettings, TwoStage};
 
@@ -67,6 +68,9 @@ pub struct InpaintRequest<'a> {
     steps: Option<usize>,
     guidance_scale: Option<f64>,
     eta: Option<f64>,
+    scheduler: Option<SchedulerKind>,
+    karras: Option<bool>,
+    options_scheduler: bool,
     options: InpaintOptions,
     sr: SrSettings,
     stages: Option<Stages<'a>>,
@@ -91,6 +95,9 @@ impl<'a> InpaintRequest<'a> {
             steps: None,
             guidance_scale: None,
             eta: None,
+            scheduler: None,
+            karras: None,
+            options_scheduler: false,
             options,
             sr: SrSettings::default(),
             stages: None,
@@ -120,10 +127,27 @@ impl<'a> InpaintRequest<'a> {
         }
     }
 
-    /// Replaces the settings (the method, HD-Painter's parts, the sampler, seeds, paste-back);
-    /// the step count, guidance scale and eta set on the request still apply.
+    /// Replaces the settings (the method, HD-Painter's parts, the sampler and its scheduler,
+    /// seeds, paste-back); the step count, guidance scale, eta and scheduler set on the request
+    /// still apply.
     pub fn options(mut self, options: InpaintOptions) -> Self {
         self.options = options;
+        self.options_scheduler = true;
+        self
+    }
+
+    /// The scheduler to step with, over the folder's schedule settings (diffusers'
+    /// `Class.from_config(pipe.scheduler.config)`: its spacing, offset and prediction type
+    /// kept, the class's own options from the file where it names them). Without it the
+    /// plain methods step with the folder's scheduler and HD-Painter with DDIM on its grid.
+    pub fn scheduler(mut self, kind: SchedulerKind) -> Self {
+        self.scheduler = Some(kind);
+        self
+    }
+
+    /// Karras sigmas on or off (`use_karras_sigmas`; Euler, DPM-Solver, UniPC).
+    pub fn karras(mut self, karras: bool) -> Self {
+        self.karras = Some(karras);
         self
     }
 
@@ -204,10 +228,33 @@ impl<'a> InpaintRequest<'a> {
         self
     }
 
-    /// The settings the run will use: the options with the step count, guidance scale and eta
-    /// applied where the method keeps them.
-    pub fn settings(&self) -> InpaintOptions {
+    /// The scheduler the run steps with (see [`scheduler`](Self::scheduler)).
+    pub fn scheduler_spec(&self) -> Result<SchedulerSpec> {
+        let folder = self.painter.scheduler_config();
+        let hd = self.options.hd_painter.is_some();
+        let mut spec = match (self.scheduler, folder) {
+            (Some(kind), Some(config)) => SchedulerSpec {
+                kind,
+                ..SchedulerSpec::from_config(&config.with_class(kind.class_name())?)?
+            },
+            (Some(kind), None) => self.options.sampler.scheduler.with_kind(kind),
+            (None, Some(config)) if !hd && !self.options_scheduler => {
+                SchedulerSpec::from_config(config)?
+            }
+            (None, _) => self.options.sampler.scheduler,
+        };
+        if let Some(karras) = self.karras {
+            spec.karras = karras;
+        }
+        Ok(spec)
+    }
+
+    /// The settings the run will use: the options with the scheduler, step count, guidance
+    /// scale and eta applied where the method keeps them; an eta for a scheduler without one
+    /// is an error.
+    pub fn settings(&self) -> Result<InpaintOptions> {
         let mut options = self.options.clone();
+        options.sampler.scheduler = self.scheduler_spec()?;
         let rasg = options.hd_painter.as_mut().and_then(|h| h.rasg.as_mut());
         match (&mut options.method, rasg) {
             (Method::Repaint(repaint), _) => {
@@ -218,13 +265,18 @@ impl<'a> InpaintRequest<'a> {
             (_, rasg) => {
                 apply(&mut options.sampler.steps, self.steps);
                 apply(&mut options.sampler.guidance_scale, self.guidance_scale);
-                match rasg {
-                    Some(rasg) => apply(&mut rasg.eta, self.eta),
-                    None => apply(&mut options.sampler.eta, self.eta),
+                match (rasg, &mut options.sampler.scheduler.kind, self.eta) {
+                    (Some(rasg), _, eta) => apply(&mut rasg.eta, eta),
+                    (None, SchedulerKind::Ddim { eta }, value) => apply(eta, value),
+                    (None, _, None) => {}
+                    (None, kind, Some(_)) => {
+                        let message = format!("eta is DDIM's; the scheduler is {kind}");
+                        return Err(SamplingError::InvalidInput(message).into());
+                    }
                 }
             }
         }
-        options
+        Ok(options)
     }
 
     /// The first stage's prompts encoded as the run will see them.
@@ -274,7 +326,7 @@ impl<'a> InpaintRequest<'a> {
     /// ([`Error::is_cancelled`](crate::Error::is_cancelled)). Every setting is checked before
     /// any model runs.
     pub fn run_with(&self, mut hooks: Hooks<'_>) -> Result<Vec<Image>> {
-        let settings = self.settings();
+        let settings = self.settings()?;
         settings.validate()?;
         let stages = self.planned_stages();
         if !matches!(stages, Stages::First) {

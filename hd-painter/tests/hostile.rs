@@ -140,7 +140,7 @@ fn a_4_channel_model_falls_back_to_blended_unless_stable_inpainting_is_asked_for
     let p = painter("pipeline_sd");
     let (image, hole) = (photo(40, 30), centre_hole(40, 30));
     let request = p.request(&image, &hole, "a red sofa").steps(2);
-    assert_eq!(request.settings().method, Method::Blended);
+    assert_eq!(request.settings().unwrap().method, Method::Blended);
     assert_eq!(request.run().unwrap()[0].width(), 40);
     let err = request.method(Method::StableInpainting).run().unwrap_err();
     assert!(

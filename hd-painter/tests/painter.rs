@@ -10,7 +10,7 @@ use hd_painter_core::{BackendKind, Image, Mask};
 use hd_painter_models::{DefaultAttention, StableDiffusionModels};
 use hd_painter_sampling::Hooks;
 use hd_painter_sampling::{
-    HdPainter, InpaintOptions, Method, RepaintSettings, encode_hd_painter_prompts,
+    HdPainter, InpaintOptions, Method, RepaintSettings, SchedulerKind, encode_hd_painter_prompts,
 };
 
 fn painter() -> Painter {
@@ -46,7 +46,10 @@ fn the_default_request_is_hd_painters_reference_run() {
     let request = p.request(&image, &mask, "a red sofa").steps(3);
     let mut expected = InpaintOptions::hd_painter(HdPainter::full());
     expected.sampler.steps = 3;
-    assert_eq!(format!("{:?}", request.settings()), format!("{expected:?}"));
+    assert_eq!(
+        format!("{:?}", request.settings().unwrap()),
+        format!("{expected:?}")
+    );
     let text = encode_hd_painter_prompts(&p.models, "a red sofa").unwrap();
     let direct = p
         .inpainter()
@@ -74,20 +77,28 @@ fn overrides_land_where_the_method_keeps_them() {
             .eta(0.5)
     };
     // RASG on: eta is RASG's, DDIM's stays 0.
-    let s = base().settings();
+    let s = base().settings().unwrap();
     assert_eq!(
-        (s.sampler.steps, s.sampler.guidance_scale, s.sampler.eta),
-        (7, 3.0, 0.0)
+        (
+            s.sampler.steps,
+            s.sampler.guidance_scale,
+            s.sampler.scheduler.kind
+        ),
+        (7, 3.0, SchedulerKind::Ddim { eta: 0.0 })
     );
     assert_eq!(s.hd_painter.unwrap().rasg.unwrap().eta, 0.5);
     // No RASG: DDIM's eta.
-    let s = base().hd_painter(Some(HdPainter::painta_only())).settings();
-    assert_eq!(s.sampler.eta, 0.5);
+    let s = base()
+        .hd_painter(Some(HdPainter::painta_only()))
+        .settings()
+        .unwrap();
+    assert_eq!(s.sampler.scheduler.kind, SchedulerKind::Ddim { eta: 0.5 });
     // RePaint keeps its own steps, guidance and eta, whatever the order of the calls.
     let s = base()
         .method(Method::Repaint(RepaintSettings::default()))
         .hd_painter(None)
-        .settings();
+        .settings()
+        .unwrap();
     match s.method {
         Method::Repaint(r) => assert_eq!((r.steps, r.guidance_scale, r.eta), (7, 3.0, 0.5)),
         other => panic!("{other:?}"),
@@ -110,7 +121,7 @@ fn a_painter_with_a_brushnet_branch_runs_brushnets_reference_settings() {
     let p = Painter::new(models).with_brushnet(branch);
     let (image, mask) = inputs();
     let request = p.request(&image, &mask, "a red sofa").steps(2);
-    let s = request.settings();
+    let s = request.settings().unwrap();
     assert!(matches!(s.method, Method::BrushNet(_)), "{:?}", s.method);
     assert_eq!(s.paste_back, Some(hd_painter_sampling::PasteBack::BrushNet));
     assert!(s.hd_painter.is_none());

@@ -106,7 +106,7 @@ fn both_stages_are_the_two_stage_run_and_every_step_names_its_stage() {
         sr_text: &sr_text,
         sr: &settings,
     };
-    let options = request.settings();
+    let options = request.settings().unwrap();
     let direct = no_hooks(|hooks| two.run(&image, &mask, &text, &options, hooks).unwrap());
     assert_eq!(out, direct);
     assert_eq!(out.len(), 2);
@@ -136,7 +136,7 @@ fn the_stages_alone_compose_into_both() {
         .unwrap();
     let direct_first = {
         let r = request(&small, &small_mask);
-        let (text, options) = (r.encode().unwrap(), r.settings());
+        let (text, options) = (r.encode().unwrap(), r.settings().unwrap());
         no_hooks(|hooks| {
             p.inpainter()
                 .inpaint(&small, &small_mask, &text, &options, hooks)

@@ -12,7 +12,7 @@ use common::{device, fixtures};
 use hd_painter_models::BrushNetModel;
 use hd_painter_sampling::{
     BlendedLatents, BrushNetLatents, BrushNetSettings, DifferentialLatents, LatentStrategy,
-    NoiseSchedule, StableInpainting, StepOutput, StepPosition, TextConditioning,
+    NoiseLevel, NoiseSchedule, StableInpainting, StepOutput, StepPosition, TextConditioning,
 };
 use hd_painter_sr::UpscaleLatents;
 
@@ -86,9 +86,13 @@ fn step(device: &Device) -> StepOutput {
 }
 
 fn at(step: usize, total: usize) -> StepPosition {
+    let level = |t: isize| {
+        NoiseLevel::from_alpha_cumprod(NoiseSchedule::stable_diffusion().alpha_cumprod(t))
+    };
     StepPosition {
-        t: 999 - 250 * step,
-        t_prev: 749 - 250 * step as isize,
+        timestep: (999 - 250 * step) as f64,
+        level: level(999 - 250 * step as isize),
+        next: level(749 - 250 * step as isize),
         index: step,
         step,
         total,
@@ -103,7 +107,6 @@ fn values(t: &Tensor<4>) -> Vec<f32> {
 fn every_strategy_feeds_its_unet_and_keeps_the_shapes() {
     let device = device();
     let branch = branch(&device);
-    let schedule = NoiseSchedule::stable_diffusion();
     for (name, mut strategy, unet_in) in strategies(&branch, 0.5, &device) {
         let input = strategy.model_input(normal([N, C, H, W], &device));
         assert_eq!(input.dims(), [N, unet_in, H, W], "{name}: UNet input");
@@ -112,7 +115,7 @@ fn every_strategy_feeds_its_unet_and_keeps_the_shapes() {
             name == "x4 blend",
             "{name}"
         );
-        let next = strategy.after_step(step(&device), &at(1, 4), &schedule);
+        let next = strategy.after_step(step(&device), &at(1, 4));
         assert_eq!(next.prev_sample.dims(), [N, C, H, W], "{name}: latents");
         assert_eq!(next.pred_x0.dims(), [N, C, H, W], "{name}: x0");
         assert!(
@@ -126,12 +129,11 @@ fn every_strategy_feeds_its_unet_and_keeps_the_shapes() {
 fn where_everything_is_generated_after_step_changes_nothing() {
     let device = device();
     let branch = branch(&device);
-    let schedule = NoiseSchedule::stable_diffusion();
     for (name, mut strategy, _) in strategies(&branch, 1.0, &device) {
         for k in 0..3 {
             let before = step(&device);
             let (prev, x0) = (values(&before.prev_sample), values(&before.pred_x0));
-            let next = strategy.after_step(before, &at(k, 4), &schedule);
+            let next = strategy.after_step(before, &at(k, 4));
             assert_eq!(values(&next.prev_sample), prev, "{name}, step {k}: latents");
             assert_eq!(values(&next.pred_x0), x0, "{name}, step {k}: x0");
         }

@@ -893,6 +893,83 @@ def gen_schedulers(out, rng):
     t["undo"] = rp.undo_step(torch.from_numpy(sample), 496, generator=torch.Generator().manual_seed(1)).numpy()
     save(out, "schedulers", t, group="sampling")
 
+# Every scheduler over whole runs: the classes and options hd-painter implements, each for 1, 2,
+# 7, 20, 25 and 50 steps, on SD's scaled-linear schedule. The model outputs and the noise of the
+# stochastic steps are given (one random tensor per call), so that each step is checked alone.
+SCHEDULER_STEPS = [1, 2, 7, 20, 25, 50]
+SD_BETAS = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
+
+
+def scheduler_configs():
+    from diffusers import (DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
+                           EulerDiscreteScheduler, LCMScheduler, PNDMScheduler, UniPCMultistepScheduler)
+
+    sd = dict(SD_BETAS)
+    leading = dict(timestep_spacing="leading", steps_offset=1)
+    return {
+        "ddim": (DDIMScheduler(**sd, **leading, clip_sample=False, set_alpha_to_one=False), {}),
+        "ddim_trailing_v_eta": (DDIMScheduler(**sd, timestep_spacing="trailing", prediction_type="v_prediction", clip_sample=False), {"eta": 0.3}),
+        "ddpm": (DDPMScheduler(**sd, **leading, clip_sample=False), {}),
+        "pndm": (PNDMScheduler(**sd, **leading, skip_prk_steps=True, set_alpha_to_one=False), {}),
+        "pndm_linspace": (PNDMScheduler(**sd, timestep_spacing="linspace", skip_prk_steps=True), {}),
+        "euler": (EulerDiscreteScheduler(**sd), {}),
+        "euler_karras_leading": (EulerDiscreteScheduler(**sd, **leading, use_karras_sigmas=True), {}),
+        "euler_v_sigma_min": (EulerDiscreteScheduler(**sd, timestep_spacing="trailing", prediction_type="v_prediction", final_sigmas_type="sigma_min"), {}),
+        "euler_zero_snr": (EulerDiscreteScheduler(**sd, timestep_spacing="trailing", prediction_type="v_prediction", rescale_betas_zero_snr=True), {}),
+        "euler_a": (EulerAncestralDiscreteScheduler(**sd), {}),
+        "euler_a_leading_v": (EulerAncestralDiscreteScheduler(**sd, **leading, prediction_type="v_prediction"), {}),
+        "dpm2m": (DPMSolverMultistepScheduler(**sd), {}),
+        "dpm2m_karras": (DPMSolverMultistepScheduler(**sd, use_karras_sigmas=True), {}),
+        "dpm2m_sde_karras": (DPMSolverMultistepScheduler(**sd, use_karras_sigmas=True, algorithm_type="sde-dpmsolver++"), {}),
+        "dpm2m_heun_sigma_min": (DPMSolverMultistepScheduler(**sd, **leading, solver_type="heun", final_sigmas_type="sigma_min", lower_order_final=False), {}),
+        "dpm1_trailing_v": (DPMSolverMultistepScheduler(**sd, timestep_spacing="trailing", solver_order=1, prediction_type="v_prediction"), {}),
+        "unipc": (UniPCMultistepScheduler(**sd), {}),
+        "unipc_karras_bh1": (UniPCMultistepScheduler(**sd, use_karras_sigmas=True, solver_type="bh1", final_sigmas_type="sigma_min"), {}),
+        "unipc_leading_order1": (UniPCMultistepScheduler(**sd, **leading, solver_order=1), {}),
+        "lcm": (LCMScheduler(**sd), {}),
+        "lcm_v": (LCMScheduler(**sd, prediction_type="v_prediction", timestep_scaling=5.0), {}),
+    }
+
+
+def gen_scheduler_runs(out, rng):
+    import torch
+    from diffusers import DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler, EulerDiscreteScheduler, UniPCMultistepScheduler
+    from diffusers.schedulers import scheduling_ddpm, scheduling_euler_ancestral_discrete, scheduling_lcm
+
+    sigma_classes = (DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler, EulerDiscreteScheduler, UniPCMultistepScheduler)
+
+    shape = (1, 4, 4, 4)
+    calls = max(SCHEDULER_STEPS) + 1
+    outputs = rng.standard_normal((calls, *shape)).astype(np.float32)
+    noises = rng.standard_normal((calls, *shape)).astype(np.float32)
+    x_t = rng.standard_normal(shape).astype(np.float32)
+    t = {"outputs": outputs, "noises": noises, "x_t": x_t}
+    # The stochastic steps draw with `randn_tensor`: hand them the call's given noise instead.
+    current = {"noise": None}
+    for module in (scheduling_ddpm, scheduling_euler_ancestral_discrete, scheduling_lcm):
+        module.randn_tensor = lambda *a, **k: current["noise"].clone()
+    for name, (sched, kwargs) in scheduler_configs().items():
+        for steps in SCHEDULER_STEPS:
+            sched.set_timesteps(steps)
+            key = f"{name}_{steps}"
+            t[f"{key}_timesteps"] = sched.timesteps.numpy().astype(np.float64)
+            if isinstance(sched, sigma_classes):
+                t[f"{key}_sigmas"] = np.asarray(sched.sigmas, dtype=np.float64)
+            t[f"{key}_init"] = np.array([float(sched.init_noise_sigma)], dtype=np.float64)
+            sample = torch.from_numpy(x_t) * sched.init_noise_sigma
+            samples, scales = [], []
+            for i, ts in enumerate(sched.timesteps):
+                scales.append(float(sched.scale_model_input(torch.ones(1), ts)[0]))
+                current["noise"] = torch.from_numpy(noises[i])
+                extra = dict(kwargs)
+                if "eta" in kwargs or getattr(sched.config, "algorithm_type", "") == "sde-dpmsolver++":
+                    extra["variance_noise"] = torch.from_numpy(noises[i])
+                sample = sched.step(torch.from_numpy(outputs[i]), ts, sample, **extra).prev_sample
+                samples.append(sample.numpy().copy())
+            t[f"{key}_scales"] = np.array(scales, dtype=np.float64)
+            t[f"{key}_samples"] = np.stack(samples).astype(np.float32)
+    save(out, "scheduler_runs", t, group="sampling")
+
 
 def gen_stable_inpaint(out, rng):
     """diffusers' StableDiffusionInpaintPipeline on the tiny 9-channel UNet, SD 2 style: 5 DDIM
@@ -1415,7 +1492,7 @@ def gen_fill(out, rng):
     save(out, "fill", t)
 
 
-GROUPS = {"resize": gen_resize, "blur": gen_blur, "dilate": gen_dilate, "pad": gen_pad, "tensor": gen_tensor, "files": gen_files, "odd_files": gen_odd_files, "tokenizer": gen_tokenizer, "clip": gen_clip, "vae": gen_vae, "unet": gen_unet, "pipeline": gen_pipeline, "demo_pipelines": gen_demo_pipelines, "single_file": gen_single_file, "schedulers": gen_schedulers, "stable_inpaint": gen_stable_inpaint, "blended": gen_blended, "repaint": gen_repaint, "hd_painter": gen_hd_painter, "poisson": gen_poisson, "sr": gen_sr, "vae_tiled": gen_vae_tiled, "brushnet": gen_brushnet, "crop": gen_crop, "mask_ops": gen_mask_ops, "fill": gen_fill}
+GROUPS = {"resize": gen_resize, "blur": gen_blur, "dilate": gen_dilate, "pad": gen_pad, "tensor": gen_tensor, "files": gen_files, "odd_files": gen_odd_files, "tokenizer": gen_tokenizer, "clip": gen_clip, "vae": gen_vae, "unet": gen_unet, "pipeline": gen_pipeline, "demo_pipelines": gen_demo_pipelines, "single_file": gen_single_file, "schedulers": gen_schedulers, "scheduler_runs": gen_scheduler_runs, "stable_inpaint": gen_stable_inpaint, "blended": gen_blended, "repaint": gen_repaint, "hd_painter": gen_hd_painter, "poisson": gen_poisson, "sr": gen_sr, "vae_tiled": gen_vae_tiled, "brushnet": gen_brushnet, "crop": gen_crop, "mask_ops": gen_mask_ops, "fill": gen_fill}
 
 
 def generate(out):

@@ -1,0 +1,281 @@
+//! Which scheduler a run steps with and its options ([`SchedulerSpec`]), as diffusers' classes
+//! and their config keys name them, built into a [`Scheduler`] for one run.
+
+use std::fmt;
+
+use crate::ddim::Prediction;
+use crate::error::{Result, SamplingError};
+use crate::schedule::{NoiseSchedule, Spacing};
+
+use super::{Ddim, Ddpm, DpmSolver, Euler, Lcm, Pndm, Scheduler, UniPc};
+
+/// The step rule: one per diffusers scheduler class.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum SchedulerKind {
+    /// `DDIMScheduler`; `eta` scales the DDIM paper's sigma (0: deterministic).
+    Ddim {
+        /// The scale of the random term.
+        eta: f64,
+    },
+    /// `DDPMScheduler` (ancestral, "fixed small" variance).
+    Ddpm,
+    /// `PNDMScheduler` with `skip_prk_steps` (pseudo linear multistep).
+    Pndm,
+    /// `EulerDiscreteScheduler`.
+    Euler,
+    /// `EulerAncestralDiscreteScheduler` ("Euler a").
+    EulerAncestral,
+    /// `DPMSolverMultistepScheduler` with `algorithm_type` `dpmsolver++` (DPM++ 2M) or, with
+    /// `sde`, `sde-dpmsolver++` (DPM++ 2M SDE).
+    DpmSolver {
+        /// `solver_order`: 1 or 2.
+        order: usize,
+        /// The stochastic variant.
+        sde: bool,
+        /// `solver_type`.
+        solver: SolverType,
+    },
+    /// `UniPCMultistepScheduler` (`predict_x0`, bh1 or bh2).
+    UniPc {
+        /// `solver_order`: 1 or 2.
+        order: usize,
+        /// `solver_type` `bh2` (the default) rather than `bh1`.
+        bh2: bool,
+    },
+    /// `LCMScheduler` (latent consistency models, e.g. with LCM-LoRA).
+    Lcm {
+        /// `original_inference_steps`: the distillation grid the steps are taken from.
+        original_steps: usize,
+        /// `timestep_scaling` of the boundary condition.
+        timestep_scaling: f64,
+    },
+}
+
+/// The second-order rule of DPM-Solver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SolverType {
+    /// `midpoint` (the default).
+    Midpoint,
+    /// `heun`.
+    Heun,
+}
+
+/// The noise level the sigma-grid schedulers end at (`final_sigmas_type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FinalSigma {
+    /// 0: the last step returns the clean prediction.
+    Zero,
+    /// The training schedule's smallest sigma.
+    SigmaMin,
+}
+
+/// A scheduler and its options, as a folder's `scheduler_config.json` or the caller names
+/// them. Build one scheduler per run with [`build`](Self::build).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SchedulerSpec {
+    /// The step rule.
+    pub kind: SchedulerKind,
+    /// What the UNet predicts (`prediction_type`).
+    pub prediction: Prediction,
+    /// How the steps spread over the training timesteps (`timestep_spacing`, `steps_offset`).
+    pub spacing: Spacing,
+    /// Karras et al.'s sigmas (`use_karras_sigmas`: Euler, DPM-Solver, UniPC).
+    pub karras: bool,
+    /// `final_sigmas_type` (Euler, DPM-Solver, UniPC).
+    pub final_sigma: FinalSigma,
+    /// `lower_order_final`: first-order final steps under 15 steps (DPM-Solver, UniPC).
+    pub lower_order_final: bool,
+    /// `set_alpha_to_one`: `a_bar = 1` after the last step (DDIM, PNDM, LCM).
+    pub final_alpha_one: bool,
+}
+
+impl Default for SchedulerSpec {
+    /// Stable Diffusion's published DDIM: leading spacing with offset 1, eta 0, epsilon.
+    fn default() -> Self {
+        Self::new(SchedulerKind::Ddim { eta: 0.0 })
+    }
+}
+
+/// The names [`SchedulerSpec::named`] takes: short name, diffusers class.
+const NAMES: [(&str, &str); 10] = [
+    ("ddim", "DDIMScheduler"),
+    ("ddpm", "DDPMScheduler"),
+    ("pndm", "PNDMScheduler"),
+    ("euler", "EulerDiscreteScheduler"),
+    ("euler-a", "EulerAncestralDiscreteScheduler"),
+    ("dpm++2m", "DPMSolverMultistepScheduler"),
+    ("dpm++2m-sde", "DPMSolverMultistepScheduler"),
+    ("unipc", "UniPCMultistepScheduler"),
+    ("lcm", "LCMScheduler"),
+    ("dpm++1m", "DPMSolverMultistepScheduler"),
+];
+
+impl SchedulerKind {
+    /// The kind a short name (`dpm++2m`, `euler-a`, ...) or diffusers class name stands for,
+    /// with the class's defaults.
+    pub fn named(name: &str) -> Result<Self> {
+        let dpm = |order, sde| Self::DpmSolver {
+            order,
+            sde,
+            solver: SolverType::Midpoint,
+        };
+        let short = NAMES
+            .iter()
+            .find(|(short, class)| *short == name || *class == name)
+            .map(|(short, _)| *short);
+        Ok(match short {
+            Some("ddim") => Self::Ddim { eta: 0.0 },
+            Some("ddpm") => Self::Ddpm,
+            Some("pndm") => Self::Pndm,
+            Some("euler") => Self::Euler,
+            Some("euler-a") => Self::EulerAncestral,
+            Some("dpm++2m") => dpm(2, false),
+            Some("dpm++2m-sde") => dpm(2, true),
+            Some("dpm++1m") => dpm(1, false),
+            Some("unipc") => Self::UniPc {
+                order: 2,
+                bh2: true,
+            },
+            Some("lcm") => Self::Lcm {
+                original_steps: 50,
+                timestep_scaling: 10.0,
+            },
+            _ => {
+                let known: Vec<&str> = NAMES.iter().map(|(s, _)| *s).collect();
+                return Err(SamplingError::InvalidInput(format!(
+                    "scheduler {name:?}: expected one of {} or their diffusers class names",
+                    known.join(", ")
+                )));
+            }
+        })
+    }
+
+    /// The diffusers class this kind is.
+    pub fn class_name(&self) -> &'static str {
+        match self {
+            Self::Ddim { .. } => "DDIMScheduler",
+            Self::Ddpm => "DDPMScheduler",
+            Self::Pndm => "PNDMScheduler",
+            Self::Euler => "EulerDiscreteScheduler",
+            Self::EulerAncestral => "EulerAncestralDiscreteScheduler",
+            Self::DpmSolver { .. } => "DPMSolverMultistepScheduler",
+            Self::UniPc { .. } => "UniPCMultistepScheduler",
+            Self::Lcm { .. } => "LCMScheduler",
+        }
+    }
+
+    fn has_sigma_grid(&self) -> bool {
+        matches!(
+            self,
+            Self::Euler | Self::DpmSolver { .. } | Self::UniPc { .. }
+        )
+    }
+}
+
+impl fmt::Display for SchedulerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.class_name())
+    }
+}
+
+impl SchedulerSpec {
+    /// `kind` with Stable Diffusion's published schedule settings (leading spacing, offset 1,
+    /// epsilon) and the class's defaults for the rest.
+    pub fn new(kind: SchedulerKind) -> Self {
+        Self {
+            kind,
+            prediction: Prediction::Epsilon,
+            spacing: Spacing::Leading { steps_offset: 1 },
+            karras: false,
+            final_sigma: FinalSigma::Zero,
+            lower_order_final: true,
+            final_alpha_one: matches!(kind, SchedulerKind::Lcm { .. }),
+        }
+    }
+
+    /// HD-Painter's: DDIM (eta 0) on the official `999 - (1000 / n) k` grid.
+    pub fn hd_painter() -> Self {
+        Self {
+            spacing: Spacing::HdPainter,
+            ..Self::default()
+        }
+    }
+
+    /// diffusers' `Class.from_config(folder_config)`: another class over the same schedule
+    /// settings (prediction, spacing, offset); the class's own options at their defaults.
+    pub fn with_kind(self, kind: SchedulerKind) -> Self {
+        Self {
+            kind,
+            karras: false,
+            final_sigma: FinalSigma::Zero,
+            lower_order_final: true,
+            final_alpha_one: matches!(kind, SchedulerKind::Lcm { .. }) || self.final_alpha_one,
+            ..self
+        }
+    }
+
+    /// Checks that the options fit the kind.
+    pub fn validate(&self) -> Result<()> {
+        let refuse = |what: String| {
+            Err(SamplingError::InvalidInput(format!(
+                "{}: {what}",
+                self.kind
+            )))
+        };
+        if self.karras && !self.kind.has_sigma_grid() {
+            return refuse("Karras sigmas need a sigma grid (Euler, DPM-Solver, UniPC)".into());
+        }
+        if self.spacing == Spacing::HdPainter
+            && !matches!(self.kind, SchedulerKind::Ddim { .. } | SchedulerKind::Ddpm)
+        {
+            return refuse("HD-Painter's grid is DDIM's and DDPM's".into());
+        }
+        match self.kind {
+            SchedulerKind::Ddim { eta } if !(eta.is_finite() && eta >= 0.0) => {
+                refuse(format!("eta {eta} (expected a finite number >= 0)"))
+            }
+            SchedulerKind::DpmSolver { order, .. } | SchedulerKind::UniPc { order, .. }
+                if !(1..=2).contains(&order) =>
+            {
+                refuse(format!("solver_order {order} (expected 1 or 2)"))
+            }
+            SchedulerKind::Lcm {
+                original_steps,
+                timestep_scaling,
+            } if original_steps == 0
+                || !(timestep_scaling.is_finite() && timestep_scaling > 0.0) =>
+            {
+                refuse(format!(
+                    "original_inference_steps {original_steps}, timestep_scaling {timestep_scaling} (expected > 0)"
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The scheduler for a run of `steps` steps over `schedule`.
+    pub fn build(&self, schedule: &NoiseSchedule, steps: usize) -> Result<Box<dyn Scheduler>> {
+        self.validate()?;
+        let train = schedule.len();
+        if steps == 0 || steps > train {
+            return Err(SamplingError::InvalidInput(format!(
+                "{} steps (expected 1 to {train})",
+                steps
+            )));
+        }
+        let schedule = match self.final_alpha_one {
+            true => schedule.clone().with_final_alpha_one(),
+            false => schedule.clone(),
+        };
+        Ok(match self.kind {
+            SchedulerKind::Ddim { eta } => Box::new(Ddim::new(self, schedule, steps, eta)),
+            SchedulerKind::Ddpm => Box::new(Ddpm::new(self, schedule, steps)),
+            SchedulerKind::Pndm => Box::new(Pndm::new(self, schedule, steps)),
+            SchedulerKind::Euler => Box::new(Euler::new(self, &schedule, steps, false)),
+            SchedulerKind::EulerAncestral => Box::new(Euler::new(self, &schedule, steps, true)),
+            SchedulerKind::DpmSolver { .. } => Box::new(DpmSolver::new(self, &schedule, steps)),
+            SchedulerKind::UniPc { .. } => Box::new(UniPc::new(self, &schedule, steps)),
+            SchedulerKind::Lcm { .. } => Box::new(Lcm::new(self, schedule, steps)?),
+        })
+    }
+}
