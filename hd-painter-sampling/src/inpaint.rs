@@ -55,8 +55,9 @@ pub fn to_batch<const D: usize>(t: &Tensor<D>, n: usize) -> Tensor<D> {
 pub type StepNoise = Box<dyn FnMut(usize, &Tensor<4>) -> Tensor<4>>;
 
 /// Blended Latent Diffusion (4-channel UNets): after each step from `t`, the known region is
-/// replaced by the source latents noised to `t` with fresh noise,
-/// `z <- z m + (sqrt(a_bar[t]) z_src + sqrt(1 - a_bar[t]) n) (1 - m)`, as the paper's code does.
+/// replaced by the source latents noised to `t`'s level with fresh noise (the scheduler's
+/// `add_noise` at `t`), `z <- z m + (sqrt(a_bar[t]) z_src + sqrt(1 - a_bar[t]) n) (1 - m)` for
+/// DDIM, as the paper's code does; `z_src + sigma_t n` on the sigma schedulers' samples.
 pub struct BlendedLatents {
     hole: Tensor<4>,
     source: Tensor<4>,

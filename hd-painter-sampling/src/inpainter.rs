@@ -24,7 +24,7 @@ use crate::mask_edit::MaskEdit;
 use crate::painta::Painta;
 use crate::pipeline::{HdPainter, InpaintOptions, Method, PasteBack};
 use crate::rasg::Rasg;
-use crate::repaint::{KnownLatents, seeded_draws};
+use crate::repaint::{KnownLatents, NoiseDraws, seeded_draws};
 use crate::sampler::{Hooks, Sampled, Sampler, SamplerSettings, Stage};
 use crate::schedule::NoiseSchedule;
 use crate::stage::HdPainterInputs;
@@ -222,7 +222,11 @@ impl Inpainter<'_> {
             None => None,
         };
         let guided = options.sampler.guidance_scale != 1.0;
-        let Hooks { processor, on_step } = hooks;
+        let Hooks {
+            processor,
+            on_step,
+            noise: mut draws,
+        } = hooks;
         let mut painta;
         let processor: &mut dyn AttentionProcessor = match (&focus, options.hd_painter) {
             (Some(focus), Some(h)) if h.painta => {
@@ -254,7 +258,11 @@ impl Inpainter<'_> {
             text,
             seeds: &options.seeds,
             stage: Stage::Inpaint,
-            hooks: Hooks { processor, on_step },
+            hooks: Hooks {
+                processor,
+                on_step,
+                noise: draws.as_mut().map(|d| &mut **d as NoiseDraws<'_>),
+            },
         };
         if let Method::Repaint(settings) = options.method {
             let known = KnownLatents {

@@ -13,6 +13,7 @@ use crate::conditioning::TextConditioning;
 use crate::ddim::StepOutput;
 use crate::error::{Result, SamplingError};
 use crate::guidance::{Guidance, ModelCall};
+use crate::repaint::NoiseDraws;
 use crate::schedule::NoiseSchedule;
 use crate::schedulers::{NoiseTerm, Scheduler, SchedulerSpec};
 use crate::strategy::{LatentStrategy, StepPosition};
@@ -87,18 +88,34 @@ pub struct StepView<'a> {
 pub type OnStep<'a> = &'a mut dyn FnMut(&StepView<'_>) -> ControlFlow<()>;
 
 /// The caller's hooks into a run: every attention call goes through `processor`, every finished
-/// step through `on_step`.
+/// step through `on_step`; the stochastic steps' noise comes from `noise` where given.
 pub struct Hooks<'a> {
     /// The attention processor (e.g. [`DefaultAttention`](hd_painter_models::DefaultAttention)).
     pub processor: &'a mut dyn AttentionProcessor,
     /// The step callback.
     pub on_step: OnStep<'a>,
+    /// The source of the stochastic steps' standard-normal noise (`None`: drawn from each
+    /// image's seed); a reference's draws, for parity.
+    pub noise: Option<NoiseDraws<'a>>,
 }
 
 impl<'a> Hooks<'a> {
-    /// Hooks of a processor and a step callback.
+    /// Hooks of a processor and a step callback, the noise drawn from the seeds.
     pub fn new(processor: &'a mut dyn AttentionProcessor, on_step: OnStep<'a>) -> Self {
-        Self { processor, on_step }
+        Self {
+            processor,
+            on_step,
+            noise: None,
+        }
+    }
+
+    /// The same with the stochastic steps' noise from `draws` (one call per step that uses
+    /// noise, shaped like the latents).
+    pub fn with_noise(self, draws: NoiseDraws<'a>) -> Self {
+        Self {
+            noise: Some(draws),
+            ..self
+        }
     }
 
     /// The same hooks for a nested run (the caller keeps them afterwards).
@@ -106,6 +123,7 @@ impl<'a> Hooks<'a> {
         Hooks {
             processor: &mut *self.processor,
             on_step: &mut *self.on_step,
+            noise: self.noise.as_mut().map(|n| &mut **n as NoiseDraws<'_>),
         }
     }
 }
@@ -203,7 +221,10 @@ impl Sampler<'_> {
             let noise = match guided.term {
                 Some(term) => NoiseTerm::Guided(term),
                 None if scheduler.is_stochastic() && !guidance.has_terms() => {
-                    NoiseTerm::Fresh(self.step_noise(index, [c, h, w], &device))
+                    NoiseTerm::Fresh(match self.hooks.noise.as_mut() {
+                        Some(draw) => draw(&latents),
+                        None => self.step_noise(index, [c, h, w], &device),
+                    })
                 }
                 None => NoiseTerm::None,
             };

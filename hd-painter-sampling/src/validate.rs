@@ -79,12 +79,11 @@ impl InpaintOptions {
                 Method::StableInpainting | Method::Blended => {}
             }
             if !matches!(self.sampler.scheduler.kind, SchedulerKind::Ddim { .. }) {
-                let expected = "DDIMScheduler: RASG's gradient term is defined on DDIM's update";
+                let expected = "DDIMScheduler (RASG's term is defined on DDIM's update; PAIntA alone works with any)";
                 let found = self.sampler.scheduler.kind.class_name();
                 return Err(invalid("RASG scheduler", found, expected).into());
             }
         }
-        self.sampler.scheduler.validate()?;
         if self.soft_mask {
             let fits = matches!(self.method, Method::Blended | Method::StableInpainting);
             if !fits || self.hd_painter.is_some() || self.strength != 1.0 {
@@ -147,10 +146,7 @@ impl InpaintOptions {
         }
         at_least_one("steps", self.sampler.steps)?;
         finite("guidance scale", self.sampler.guidance_scale)?;
-        if let SchedulerKind::Ddim { eta } = self.sampler.scheduler.kind {
-            non_negative("DDIM eta", eta)?;
-        }
-        Ok(())
+        self.sampler.scheduler.validate()
     }
 }
 

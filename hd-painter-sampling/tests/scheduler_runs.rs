@@ -191,7 +191,11 @@ fn every_scheduler_matches_diffusers_step_by_step() {
             for (a, b) in s.timesteps().iter().zip(&want_t) {
                 let exact = b.fract() == 0.0 || spec.kind != SchedulerKind::Euler;
                 let tolerance = if exact { 0.0 } else { 1e-4 };
-                assert!((a - b).abs() <= tolerance, "{key}: timesteps {:?}", s.timesteps());
+                assert!(
+                    (a - b).abs() <= tolerance,
+                    "{key}: timesteps {:?}",
+                    s.timesteps()
+                );
             }
             if let Some(sigmas) = s.sigmas() {
                 let want = g.get(&format!("{key}_sigmas")).1;
@@ -211,7 +215,10 @@ fn every_scheduler_matches_diffusers_step_by_step() {
             let mut scale_max = 1.0f64;
             for (i, want_scale) in scales.iter().enumerate() {
                 let scale = s.level(i).input_scale;
-                assert!(relative(scale, *want_scale) <= 1e-6, "{key}: input scale {i}");
+                assert!(
+                    relative(scale, *want_scale) <= 1e-6,
+                    "{key}: input scale {i}"
+                );
                 let output = tensor(g.part("outputs", i));
                 let noise = match s.is_stochastic() {
                     true => NoiseTerm::Fresh(tensor(g.part("noises", i))),

@@ -89,6 +89,7 @@ pub use hd_painter_models::{
 };
 pub use hd_painter_sampling::{
     self, BrushNetSettings, CropSettings, HdPainter, Hooks, InpaintOptions, MaskEdit, Method,
-    PasteBack, PreFill, RasgSettings, RepaintSettings, SamplingError, SeedRule, Stage, StepView,
+    PasteBack, PreFill, RasgSettings, RepaintSettings, SamplingError, SchedulerKind, SchedulerSpec,
+    SeedRule, Stage, StepView,
 };
 pub use hd_painter_sr::{self, SrError, SrOutput, SrSettings};

@@ -70,7 +70,7 @@ pub struct InpaintRequest<'a> {
     eta: Option<f64>,
     scheduler: Option<SchedulerKind>,
     karras: Option<bool>,
-    options_scheduler: bool,
+    exact_scheduler: Option<SchedulerSpec>,
     options: InpaintOptions,
     sr: SrSettings,
     stages: Option<Stages<'a>>,
@@ -97,7 +97,7 @@ impl<'a> InpaintRequest<'a> {
             eta: None,
             scheduler: None,
             karras: None,
-            options_scheduler: false,
+            exact_scheduler: None,
             options,
             sr: SrSettings::default(),
             stages: None,
@@ -127,21 +127,28 @@ impl<'a> InpaintRequest<'a> {
         }
     }
 
-    /// Replaces the settings (the method, HD-Painter's parts, the sampler and its scheduler,
-    /// seeds, paste-back); the step count, guidance scale, eta and scheduler set on the request
-    /// still apply.
+    /// Replaces the settings (the method, HD-Painter's parts, the sampler, seeds, paste-back);
+    /// the step count, guidance scale, eta and scheduler set on the request still apply, and
+    /// the plain methods still step with the folder's scheduler unless the request names one.
     pub fn options(mut self, options: InpaintOptions) -> Self {
         self.options = options;
-        self.options_scheduler = true;
         self
     }
 
     /// The scheduler to step with, over the folder's schedule settings (diffusers'
     /// `Class.from_config(pipe.scheduler.config)`: its spacing, offset and prediction type
-    /// kept, the class's own options from the file where it names them). Without it the
-    /// plain methods step with the folder's scheduler and HD-Painter with DDIM on its grid.
+    /// kept, the class's own options from the file where it names them). Without it the plain
+    /// methods step with the folder's scheduler (`scheduler/scheduler_config.json`, as
+    /// diffusers' pipelines do) and HD-Painter with DDIM on its own grid.
     pub fn scheduler(mut self, kind: SchedulerKind) -> Self {
         self.scheduler = Some(kind);
+        self
+    }
+
+    /// Exactly this scheduler, whatever the folder says ([`scheduler`](Self::scheduler) and
+    /// [`karras`](Self::karras) no longer apply).
+    pub fn scheduler_spec(mut self, spec: SchedulerSpec) -> Self {
+        self.exact_scheduler = Some(spec);
         self
     }
 
@@ -229,7 +236,10 @@ impl<'a> InpaintRequest<'a> {
     }
 
     /// The scheduler the run steps with (see [`scheduler`](Self::scheduler)).
-    pub fn scheduler_spec(&self) -> Result<SchedulerSpec> {
+    pub fn planned_scheduler(&self) -> Result<SchedulerSpec> {
+        if let Some(spec) = self.exact_scheduler {
+            return Ok(spec);
+        }
         let folder = self.painter.scheduler_config();
         let hd = self.options.hd_painter.is_some();
         let mut spec = match (self.scheduler, folder) {
@@ -238,9 +248,7 @@ impl<'a> InpaintRequest<'a> {
                 ..SchedulerSpec::from_config(&config.with_class(kind.class_name())?)?
             },
             (Some(kind), None) => self.options.sampler.scheduler.with_kind(kind),
-            (None, Some(config)) if !hd && !self.options_scheduler => {
-                SchedulerSpec::from_config(config)?
-            }
+            (None, Some(config)) if !hd => SchedulerSpec::from_config(config)?,
             (None, _) => self.options.sampler.scheduler,
         };
         if let Some(karras) = self.karras {
@@ -254,7 +262,7 @@ impl<'a> InpaintRequest<'a> {
     /// is an error.
     pub fn settings(&self) -> Result<InpaintOptions> {
         let mut options = self.options.clone();
-        options.sampler.scheduler = self.scheduler_spec()?;
+        options.sampler.scheduler = self.planned_scheduler()?;
         let rasg = options.hd_painter.as_mut().and_then(|h| h.rasg.as_mut());
         match (&mut options.method, rasg) {
             (Method::Repaint(repaint), _) => {

@@ -971,6 +971,100 @@ def gen_scheduler_runs(out, rng):
     save(out, "scheduler_runs", t, group="sampling")
 
 
+def gen_scheduler_pipelines(out, rng):
+    """The methods with other schedulers on the tiny models. diffusers' StableDiffusionInpaintPipeline
+    on the 9-channel UNet with DPM++ 2M Karras, Euler a (its per-step noise given) and UniPC, each
+    made with `from_config` of the folder's DDIM config, 6 steps, CFG 7.5: latents after every step.
+    Blended Latent Diffusion's loop (as `gen_blended`) with DPM++ 2M, and BrushNet's loop (as
+    `gen_brushnet`, the committed branch) with UniPC."""
+    import torch
+    from diffusers import (AutoencoderKL, DDIMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
+                           StableDiffusionInpaintPipeline, UNet2DConditionModel, UniPCMultistepScheduler)
+    from diffusers.schedulers import scheduling_euler_ancestral_discrete
+    from safetensors.torch import load_file
+
+    import brushnet_ref as ref
+
+    models = out / "models"
+    folder = DDIMScheduler.from_pretrained(models / "pipeline_inpaint" / "scheduler").config
+    f = lambda a: torch.from_numpy(np.asarray(a, dtype=np.float32))
+    t = {}
+    vae = AutoencoderKL.from_pretrained(models / "vae_sd")
+    unet = UNet2DConditionModel.from_pretrained(models / "unet_sd15_inpaint")
+    h, w, steps = 32, 48, 6
+    image = f(rng.uniform(-1, 1, (1, 3, h, w)))
+    mask = torch.zeros(1, 1, h, w)
+    mask[:, :, 8:26, 12:40] = 1.0
+    with torch.no_grad():
+        masked_latents = vae.encode(image * (mask < 0.5)).latent_dist.mean * vae.config.scaling_factor
+    latents = f(rng.standard_normal((1, 4, h // 2, w // 2)))
+    positive, negative = f(rng.standard_normal((1, 77, 32))), f(rng.standard_normal((1, 77, 32)))
+    noises = f(rng.standard_normal((steps, 1, 4, h // 2, w // 2)))
+    t.update(image=image.numpy(), mask=mask.numpy(), masked_latents=masked_latents.numpy(), latents=latents.numpy(),
+             positive=positive.numpy(), negative=negative.numpy(), noises=noises.numpy())
+    drawn = iter(noises)
+    scheduling_euler_ancestral_discrete.randn_tensor = lambda *a, **k: next(drawn).clone()
+    for name, scheduler in [
+        ("dpm2m_karras", DPMSolverMultistepScheduler.from_config(folder, use_karras_sigmas=True)),
+        ("euler_a", EulerAncestralDiscreteScheduler.from_config(folder)),
+        ("unipc", UniPCMultistepScheduler.from_config(folder)),
+    ]:
+        pipe = StableDiffusionInpaintPipeline(
+            vae=vae, text_encoder=None, tokenizer=None, unet=unet, scheduler=scheduler,
+            safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        )
+        per_step = []
+        with torch.no_grad():
+            pipe(prompt_embeds=positive, negative_prompt_embeds=negative, image=(image + 1) / 2, mask_image=mask,
+                 masked_image_latents=masked_latents, latents=latents, height=h, width=w, num_inference_steps=steps,
+                 guidance_scale=7.5, output_type="latent",
+                 callback_on_step_end=lambda p, i, ts, kw: per_step.append(kw["latents"].clone()) or kw)
+        t[f"inpaint.{name}.timesteps"] = scheduler.timesteps.numpy().astype(np.float64)
+        t[f"inpaint.{name}"] = torch.stack(per_step).numpy()
+
+    # Blended with DPM++ 2M: the known region noised to the step's own timestep after each step.
+    unet4 = UNet2DConditionModel.from_pretrained(models / "unet_sd2")
+    scheduler = DPMSolverMultistepScheduler.from_config(folder)
+    scheduler.set_timesteps(8)
+    shape = (1, 4, 12, 20)
+    source, x = f(rng.standard_normal(shape)), f(rng.standard_normal(shape))
+    hole = torch.zeros(1, 1, 12, 20)
+    hole[:, :, 3:9, 5:15] = 1.0
+    t.update({"blended.source": source.numpy(), "blended.mask": hole.numpy(), "blended.latents": x.numpy()})
+    noises, per_step = [], []
+    with torch.no_grad():
+        for ts in scheduler.timesteps:
+            out_ = unet4(torch.cat([x] * 2), ts, encoder_hidden_states=torch.cat([negative, positive])).sample
+            u, c = out_.chunk(2)
+            x = scheduler.step(u + 7.5 * (c - u), ts, x).prev_sample
+            noise = f(rng.standard_normal(shape))
+            x = x * hole + scheduler.add_noise(source, noise, ts.reshape(1)) * (1 - hole)
+            noises.append(noise)
+            per_step.append(x.clone())
+    t["blended.noise"] = torch.stack(noises).numpy()
+    t["blended.steps"] = torch.stack(per_step).numpy()
+
+    # BrushNet with UniPC, the branch on both guidance halves over the whole run.
+    bn = ref.BrushNet.from_unet(unet4).eval()
+    bn.load_state_dict(load_file(str(models / "brushnet" / "diffusion_pytorch_model.safetensors")))
+    scheduler = UniPCMultistepScheduler.from_config(folder)
+    scheduler.set_timesteps(4)
+    hh, ww = 8, 12
+    cond = torch.cat([f(rng.standard_normal((1, 4, hh, ww))), f((rng.random((1, 1, hh, ww)) > 0.4).astype(np.float32))], 1)
+    x = f(rng.standard_normal((1, 4, hh, ww)))
+    t.update({"brushnet.condition": cond.numpy(), "brushnet.latents": x.numpy()})
+    per_step = []
+    with torch.no_grad():
+        for ts in scheduler.timesteps:
+            x2 = torch.cat([x] * 2)
+            down, mid, up = bn(x2, int(ts), torch.cat([cond] * 2), 0.8)
+            u, c = ref.unet_forward(unet4, x2, int(ts), torch.cat([negative, positive]), down, mid, up).chunk(2)
+            x = scheduler.step(u + 7.5 * (c - u), ts, x).prev_sample
+            per_step.append(x.clone())
+    t["brushnet.steps"] = torch.stack(per_step).numpy()
+    save(out, "scheduler_pipelines", t, group="sampling")
+
+
 def gen_stable_inpaint(out, rng):
     """diffusers' StableDiffusionInpaintPipeline on the tiny 9-channel UNet, SD 2 style: 5 DDIM
     steps, CFG 7.5, given prompt embeddings, initial noise and masked-image latents (the posterior
@@ -1492,7 +1586,7 @@ def gen_fill(out, rng):
     save(out, "fill", t)
 
 
-GROUPS = {"resize": gen_resize, "blur": gen_blur, "dilate": gen_dilate, "pad": gen_pad, "tensor": gen_tensor, "files": gen_files, "odd_files": gen_odd_files, "tokenizer": gen_tokenizer, "clip": gen_clip, "vae": gen_vae, "unet": gen_unet, "pipeline": gen_pipeline, "demo_pipelines": gen_demo_pipelines, "single_file": gen_single_file, "schedulers": gen_schedulers, "scheduler_runs": gen_scheduler_runs, "stable_inpaint": gen_stable_inpaint, "blended": gen_blended, "repaint": gen_repaint, "hd_painter": gen_hd_painter, "poisson": gen_poisson, "sr": gen_sr, "vae_tiled": gen_vae_tiled, "brushnet": gen_brushnet, "crop": gen_crop, "mask_ops": gen_mask_ops, "fill": gen_fill}
+GROUPS = {"resize": gen_resize, "blur": gen_blur, "dilate": gen_dilate, "pad": gen_pad, "tensor": gen_tensor, "files": gen_files, "odd_files": gen_odd_files, "tokenizer": gen_tokenizer, "clip": gen_clip, "vae": gen_vae, "unet": gen_unet, "pipeline": gen_pipeline, "demo_pipelines": gen_demo_pipelines, "single_file": gen_single_file, "schedulers": gen_schedulers, "scheduler_runs": gen_scheduler_runs, "scheduler_pipelines": gen_scheduler_pipelines, "stable_inpaint": gen_stable_inpaint, "blended": gen_blended, "repaint": gen_repaint, "hd_painter": gen_hd_painter, "poisson": gen_poisson, "sr": gen_sr, "vae_tiled": gen_vae_tiled, "brushnet": gen_brushnet, "crop": gen_crop, "mask_ops": gen_mask_ops, "fill": gen_fill}
 
 
 def generate(out):

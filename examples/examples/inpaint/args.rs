@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use burn::tensor::FloatDType;
 use clap::{Parser, ValueEnum};
-use hd_painter::BackendKind;
+use hd_painter::{BackendKind, SchedulerKind};
 
 /// The methods, as named on the command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -242,6 +242,15 @@ pub(crate) struct Args {
     /// RASG's eta with RASG on (0.1), DDIM's eta otherwise (0).
     #[arg(long)]
     pub(crate) eta: Option<f64>,
+    /// The scheduler: ddim, ddpm, pndm, euler, euler-a, dpm++2m, dpm++2m-sde, unipc, lcm (or a
+    /// diffusers class name), over the model folder's schedule settings. Default: the folder's
+    /// `scheduler_config.json` for the plain methods, DDIM on HD-Painter's grid for HD-Painter's
+    /// (RASG needs DDIM; PAIntA takes any).
+    #[arg(long, value_name = "NAME", value_parser = parse_scheduler)]
+    pub(crate) scheduler: Option<SchedulerKind>,
+    /// Karras sigmas for the scheduler (Euler, DPM-Solver, UniPC): "DPM++ 2M Karras".
+    #[arg(long)]
+    pub(crate) karras: bool,
     /// The negative prompt (HD-Painter's by default for its methods, empty otherwise).
     #[arg(long)]
     pub(crate) negative_prompt: Option<String>,
@@ -269,4 +278,8 @@ fn parse_size(text: &str) -> Result<(u32, u32), String> {
             .map_err(|e| format!("{text:?}: {v:?} is not a size in pixels ({e})"))
     };
     Ok((side(w)?, side(h)?))
+}
+
+fn parse_scheduler(name: &str) -> Result<SchedulerKind, String> {
+    SchedulerKind::named(name).map_err(|e| e.to_string())
 }

@@ -370,6 +370,12 @@ fn configure<'a>(
     if let Some(eta) = args.eta {
         request = request.eta(eta);
     }
+    if let Some(kind) = args.scheduler {
+        request = request.scheduler(kind);
+    }
+    if args.karras {
+        request = request.karras(true);
+    }
     if let Some(n) = &args.negative_prompt {
         request = request.negative_prompt(n);
     }

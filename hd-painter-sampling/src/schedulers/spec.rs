@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use hd_painter_core::CoreError;
+
 use crate::ddim::Prediction;
 use crate::error::{Result, SamplingError};
 use crate::schedule::{NoiseSchedule, Spacing};
@@ -214,41 +216,46 @@ impl SchedulerSpec {
         }
     }
 
-    /// Checks that the options fit the kind.
+    /// Checks that the options fit the kind: each problem a [`CoreError::InvalidParameter`]
+    /// naming the option, its value and what the kind takes.
     pub fn validate(&self) -> Result<()> {
-        let refuse = |what: String| {
-            Err(SamplingError::InvalidInput(format!(
-                "{}: {what}",
-                self.kind
-            )))
+        let refuse = |name, value: String, expected| {
+            Err(CoreError::InvalidParameter {
+                name,
+                value,
+                expected,
+            }
+            .into())
         };
+        let class = self.kind.class_name();
         if self.karras && !self.kind.has_sigma_grid() {
-            return refuse("Karras sigmas need a sigma grid (Euler, DPM-Solver, UniPC)".into());
+            let expected = "a sigma-grid scheduler (Euler, DPM-Solver, UniPC)";
+            return refuse("Karras sigmas", class.into(), expected);
         }
         if self.spacing == Spacing::HdPainter
             && !matches!(self.kind, SchedulerKind::Ddim { .. } | SchedulerKind::Ddpm)
         {
-            return refuse("HD-Painter's grid is DDIM's and DDPM's".into());
+            return refuse("HD-Painter's grid", class.into(), "DDIM or DDPM");
         }
         match self.kind {
             SchedulerKind::Ddim { eta } if !(eta.is_finite() && eta >= 0.0) => {
-                refuse(format!("eta {eta} (expected a finite number >= 0)"))
+                refuse("DDIM eta", eta.to_string(), "a finite number >= 0")
             }
             SchedulerKind::DpmSolver { order, .. } | SchedulerKind::UniPc { order, .. }
                 if !(1..=2).contains(&order) =>
             {
-                refuse(format!("solver_order {order} (expected 1 or 2)"))
+                refuse("solver_order", order.to_string(), "1 or 2")
+            }
+            SchedulerKind::Lcm { original_steps, .. } if original_steps == 0 => {
+                refuse("original_inference_steps", "0".into(), "at least 1")
             }
             SchedulerKind::Lcm {
-                original_steps,
-                timestep_scaling,
-            } if original_steps == 0
-                || !(timestep_scaling.is_finite() && timestep_scaling > 0.0) =>
-            {
-                refuse(format!(
-                    "original_inference_steps {original_steps}, timestep_scaling {timestep_scaling} (expected > 0)"
-                ))
-            }
+                timestep_scaling, ..
+            } if !(timestep_scaling.is_finite() && timestep_scaling > 0.0) => refuse(
+                "timestep_scaling",
+                timestep_scaling.to_string(),
+                "a finite number > 0",
+            ),
             _ => Ok(()),
         }
     }
