@@ -3,48 +3,12 @@
 //! usage errors. Cargo builds the examples before it runs the tests.
 
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+mod cli;
 
-/// `target/<profile>/examples/inpaint`, next to this test's `deps/` folder.
-fn program() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile = exe.parent().unwrap().parent().unwrap();
-    profile
-        .join("examples")
-        .join(format!("inpaint{}", std::env::consts::EXE_SUFFIX))
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("hd-painter-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
-}
-
-fn inpaint(output: &PathBuf, extra: &[&str]) -> Command {
-    let r = repo();
-    let mut cmd = Command::new(program());
-    cmd.arg(r.join("fixtures/core/rgb.png"))
-        .arg(r.join("fixtures/core/mask.png"))
-        .arg("a red sofa")
-        .arg(output)
-        .arg("--model")
-        .arg(r.join("fixtures/models/pipeline_hd_painter"))
-        .args(extra);
-    cmd
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use cli::{inpaint, program, repo, scratch, text};
 
 #[test]
 fn a_run_writes_its_images_and_a_summary() {

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::config::ConfigFile;
 use crate::error::Result;
-use crate::scheduler_options::SchedulerOptions;
+use crate::scheduler_options::{SchedulerOptions, class_option_defaults};
 
 /// The diffusers schedulers over a discrete beta schedule that Stable Diffusion folders name,
 /// with the `timestep_spacing` and betas each defaults to.
@@ -121,13 +121,33 @@ impl SchedulerConfig {
         Self::parse(ConfigFile::open(path.as_ref())?, class_name)
     }
 
-    /// The same file read as another class (diffusers' `Class.from_config(config)`): the
-    /// schedule's keys carried over, that class's own keys at its defaults where absent.
+    /// The same file read as another class (diffusers' `Class.from_config(pipe.scheduler.config)`,
+    /// whose config holds every argument of the first class, defaults included): the schedule's
+    /// keys carried over at this class's values (e.g. PNDM's leading spacing), as are the options
+    /// both classes have; the new class's other options at its defaults.
     pub fn with_class(&self, class_name: &str) -> Result<Self> {
-        Self::parse(
-            ConfigFile::from_json(&self.path, self.json.clone()),
-            Some(class_name),
-        )
+        let mut json = self.json.clone();
+        let carried = serde_json::json!({
+            "num_train_timesteps": self.num_train_timesteps,
+            "beta_start": self.beta_start,
+            "beta_end": self.beta_end,
+            "beta_schedule": self.beta_schedule,
+            "prediction_type": self.prediction_type,
+            "timestep_spacing": self.timestep_spacing,
+            "steps_offset": self.steps_offset,
+        });
+        if let Some(object) = json.as_object_mut() {
+            let defaults = class_option_defaults(&self.class_name);
+            for (key, value) in carried
+                .as_object()
+                .into_iter()
+                .chain(defaults.as_object())
+                .flatten()
+            {
+                object.entry(key.clone()).or_insert_with(|| value.clone());
+            }
+        }
+        Self::parse(ConfigFile::from_json(&self.path, json), Some(class_name))
     }
 
     /// The options of the class as hd-painter runs it, checked: a class without an

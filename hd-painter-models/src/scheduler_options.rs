@@ -85,6 +85,22 @@ fn class_defaults(class: &str) -> (Option<bool>, bool, Option<bool>) {
     }
 }
 
+/// The option defaults of `class` that another class read from its config inherits.
+pub(crate) fn class_option_defaults(class: &str) -> Value {
+    let (clip, alpha_to_one, skip_prk) = class_defaults(class);
+    let mut defaults = serde_json::Map::new();
+    if let Some(clip) = clip {
+        defaults.insert("clip_sample".into(), clip.into());
+    }
+    if matches!(class, "DDIMScheduler" | "PNDMScheduler" | "LCMScheduler") {
+        defaults.insert("set_alpha_to_one".into(), alpha_to_one.into());
+    }
+    if let Some(skip) = skip_prk {
+        defaults.insert("skip_prk_steps".into(), skip.into());
+    }
+    Value::Object(defaults)
+}
+
 impl SchedulerOptions {
     /// The options of `class` from `file`; a class without an implementation is an error.
     pub(crate) fn read(file: &ConfigFile, class: &str) -> Result<Self> {
