@@ -378,7 +378,8 @@ fn run_model(model: &str, extra: &[&str], name: &str) -> Vec<u8> {
 
 #[test]
 fn a_2022_layout_folder_gives_its_modern_twins_images() {
-    let stable = ["--method", "stable"];
+    // One scheduler for both: the folders name their own (PNDM, DDIM).
+    let stable = ["--method", "stable", "--scheduler", "ddim"];
     let published = run_model("published/sd2_inpainting_2022", &stable, "published.png");
     assert_eq!(
         published,
@@ -388,8 +389,13 @@ fn a_2022_layout_folder_gives_its_modern_twins_images() {
 
 #[test]
 fn every_published_family_runs_through_the_example() {
-    let stable = ["--method", "stable"];
-    // Two families over the same f32 weights paint the same image.
+    // Each with its folder's own scheduler (SD 1.5's PNDM, DreamShaper's DEIS) ...
+    let own = ["--method", "stable"];
+    let sd15_pndm = run_model("published/sd15_inpainting_2022", &own, "sd15-pndm.png");
+    let dreamshaper_deis = run_model("published/dreamshaper8_inpainting", &own, "ds-deis.png");
+    assert_ne!(sd15_pndm, dreamshaper_deis, "two schedulers");
+    // ... and two families over the same f32 weights paint the same image with one scheduler.
+    let stable = ["--method", "stable", "--scheduler", "ddim"];
     let sd15 = run_model("published/sd15_inpainting_2022", &stable, "sd15.png");
     let dreamshaper = run_model("published/dreamshaper8_inpainting", &stable, "ds.png");
     assert_eq!(sd15, dreamshaper);

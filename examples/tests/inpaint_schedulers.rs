@@ -24,7 +24,7 @@ fn every_scheduler_runs_the_plain_methods_and_painta() {
         "euler-a",
         "unipc",
         "lcm",
-        "ddpm",
+        "deis",
         "DPMSolverMultistepScheduler",
     ]
     .into_iter()

@@ -9,7 +9,7 @@ use crate::config::ConfigFile;
 use crate::error::{ModelsError, Result};
 
 /// The scheduler classes with an implementation in `hd-painter-sampling`.
-pub const RUNNABLE_SCHEDULERS: [&str; 8] = [
+pub const RUNNABLE_SCHEDULERS: [&str; 9] = [
     "DDIMScheduler",
     "DDPMScheduler",
     "PNDMScheduler",
@@ -17,6 +17,7 @@ pub const RUNNABLE_SCHEDULERS: [&str; 8] = [
     "EulerAncestralDiscreteScheduler",
     "DPMSolverMultistepScheduler",
     "UniPCMultistepScheduler",
+    "DEISMultistepScheduler",
     "LCMScheduler",
 ];
 
@@ -57,6 +58,10 @@ fn fixed_keys(class: &str) -> Value {
             "thresholding": false, "euler_at_final": false, "use_lu_lambdas": false,
             "use_flow_sigmas": false, "variance_type": null, "lambda_min_clipped": null
         }),
+        "DEISMultistepScheduler" => json!({
+            "thresholding": false, "algorithm_type": "deis", "solver_type": "logrho",
+            "use_flow_sigmas": false
+        }),
         "UniPCMultistepScheduler" => json!({
             "thresholding": false, "predict_x0": true, "use_flow_sigmas": false,
             "solver_p": null
@@ -65,7 +70,10 @@ fn fixed_keys(class: &str) -> Value {
     };
     if matches!(
         class,
-        "EulerDiscreteScheduler" | "DPMSolverMultistepScheduler" | "UniPCMultistepScheduler"
+        "EulerDiscreteScheduler"
+            | "DPMSolverMultistepScheduler"
+            | "DEISMultistepScheduler"
+            | "UniPCMultistepScheduler"
     ) && let (Some(k), Some(s)) = (keys.as_object_mut(), sigma_kinds.as_object())
     {
         k.extend(s.clone());

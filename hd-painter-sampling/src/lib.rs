@@ -1,9 +1,11 @@
 //! # hd-painter-sampling
 //!
 //! The diffusion loop as composable parts: noise schedules in `f64` (and in diffusers' exact
-//! `f32` arithmetic), the timestep grids of diffusers' DDIM scheduler and HD-Painter, the DDIM
-//! update with an optional noise or guidance term, RePaint's resampling walk, merge and undo
-//! steps, and one sampling run ([`Sampler`]) against a per-method [`LatentStrategy`] and a
+//! `f32` arithmetic), the timestep grids of diffusers' schedulers and HD-Painter's, the
+//! schedulers ([`Scheduler`], built from a [`SchedulerSpec`] or a folder's config: DDIM with an
+//! optional noise or guidance term, DDPM, PNDM, Euler, Euler a, DPM++ 2M (SDE), DEIS, UniPC,
+//! LCM),
+//! RePaint's resampling walk, merge and undo steps, and one sampling run ([`Sampler`]) against a per-method [`LatentStrategy`] and a
 //! [`Guidance`] (classifier-free, [`ClassifierFree`], or HD-Painter's RASG, [`Rasg`], whose
 //! gradient term replaces the DDIM step's random one, through burn's autodiff), with
 //! cancellable per-step callbacks that see the x0 prediction and seeded per-image noise;
@@ -164,7 +166,7 @@ pub use repaint::{
 pub use sampler::{Hooks, OnStep, Sampled, Sampler, SamplerSettings, Stage, StepView};
 pub use schedule::{NoiseSchedule, Spacing, repaint_walk, timesteps};
 pub use schedulers::{
-    Ddim, Ddpm, Denoised, DpmSolver, Euler, FinalSigma, Lcm, NoiseLevel, NoiseTerm, Pndm,
+    Ddim, Ddpm, Deis, Denoised, DpmSolver, Euler, FinalSigma, Lcm, NoiseLevel, NoiseTerm, Pndm,
     Scheduler, SchedulerKind, SchedulerSpec, SolverType, UniPc,
 };
 pub use stage::{HdPainterInputs, SeedRule};

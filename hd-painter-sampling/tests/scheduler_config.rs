@@ -116,6 +116,12 @@ fn every_option_key_is_read_with_the_class_defaults() {
         }
     );
     assert_eq!(unipc.spacing, Spacing::Linspace, "UniPC's default spacing");
+    let path =
+        fixtures().join("models/published/dreamshaper8_inpainting/scheduler/scheduler_config.json");
+    let deis =
+        SchedulerSpec::from_config(&SchedulerConfig::from_file(path, None).unwrap()).unwrap();
+    assert_eq!(deis.kind, SchedulerKind::Deis { order: 2 });
+    assert_eq!(deis.spacing, Spacing::Leading { steps_offset: 1 });
     let lcm = SchedulerSpec::from_config(&parse(
         r#"{"_class_name": "LCMScheduler", "original_inference_steps": 30, "timestep_scaling": 5.0}"#,
     ))
@@ -157,6 +163,10 @@ fn classes_and_values_not_implemented_are_refused_naming_the_key() {
     for (json, key) in [
         (r#"{"_class_name": "LMSDiscreteScheduler"}"#, "_class_name"),
         (r#"{"_class_name": "HeunDiscreteScheduler"}"#, "_class_name"),
+        (
+            r#"{"_class_name": "DEISMultistepScheduler", "solver_type": "bh2"}"#,
+            "solver_type",
+        ),
         (r#"{"_class_name": "DDIMScheduler"}"#, "clip_sample"),
         (
             r#"{"_class_name": "DDPMScheduler", "clip_sample": true}"#,

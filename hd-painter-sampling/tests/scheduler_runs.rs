@@ -2,7 +2,7 @@
 //! (`tools/reference/generate.py`, group `scheduler_runs`): the timesteps exactly (Euler's
 //! fractional Karras ones to 1e-4), the sigmas,
 //! `init_noise_sigma` and `scale_model_input` to 1e-6, and every step's sample within 1e-6 of
-//! the largest value the run has seen, each from the reference's previous sample, with the model outputs
+//! the largest value the run has seen (DEIS: 5e-6), each from the reference's previous sample, with the model outputs
 //! and the noise of the stochastic steps given.
 
 mod common;
@@ -121,6 +121,24 @@ fn configs() -> Vec<(&'static str, SchedulerSpec, bool)> {
             },
             false,
         ),
+        ("deis", base(Deis { order: 2 }), false),
+        (
+            "deis_karras_leading",
+            SchedulerSpec {
+                karras: true,
+                ..SchedulerSpec::new(Deis { order: 2 })
+            },
+            false,
+        ),
+        (
+            "deis_order1_trailing_v",
+            SchedulerSpec {
+                spacing: Spacing::Trailing,
+                prediction: v,
+                ..base(Deis { order: 1 })
+            },
+            false,
+        ),
         ("unipc", base(unipc(2, true)), false),
         (
             "unipc_karras_bh1",
@@ -175,7 +193,7 @@ fn every_scheduler_matches_diffusers_step_by_step() {
     let shape = [1, 4, 4, 4];
     let tensor = |v: Vec<f32>| Tensor::<4>::from_data(TensorData::new(v, shape), &device);
     let x_t = g.tensor::<4>("x_t", &device);
-    let mut worst = 0.0f64;
+    let (mut worst, mut worst_deis) = (0.0f64, 0.0f64);
     for (name, spec, zero_snr) in configs() {
         let mut schedule = NoiseSchedule::scaled_linear_diffusers(0.00085, 0.012, 1000);
         if zero_snr {
@@ -238,12 +256,23 @@ fn every_scheduler_matches_diffusers_step_by_step() {
                     .map(|(a, b)| (a - b).abs() as f64)
                     .fold(0.0, f64::max)
                     / scale_max;
-                worst = worst.max(err);
-                assert!(err <= 1e-6, "{key}: step {i}: {err:e}");
+                // diffusers computes DEIS' second-order coefficients in f32, where they nearly
+                // cancel (ours are f64): 5e-6 there (3.3e-6 measured).
+                let tolerance = match spec.kind {
+                    SchedulerKind::Deis { .. } => {
+                        worst_deis = worst_deis.max(err);
+                        5e-6
+                    }
+                    _ => {
+                        worst = worst.max(err);
+                        1e-6
+                    }
+                };
+                assert!(err <= tolerance, "{key}: step {i}: {err:e}");
                 // Each step from the reference's sample, so that errors do not compound.
                 sample = tensor(want);
             }
         }
     }
-    eprintln!("worst relative step error {worst:e}");
+    eprintln!("worst relative step error {worst:e}, DEIS {worst_deis:e}");
 }

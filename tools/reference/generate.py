@@ -901,8 +901,9 @@ SD_BETAS = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, be
 
 
 def scheduler_configs():
-    from diffusers import (DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
-                           EulerDiscreteScheduler, LCMScheduler, PNDMScheduler, UniPCMultistepScheduler)
+    from diffusers import (DDIMScheduler, DDPMScheduler, DEISMultistepScheduler, DPMSolverMultistepScheduler,
+                           EulerAncestralDiscreteScheduler, EulerDiscreteScheduler, LCMScheduler, PNDMScheduler,
+                           UniPCMultistepScheduler)
 
     sd = dict(SD_BETAS)
     leading = dict(timestep_spacing="leading", steps_offset=1)
@@ -923,6 +924,9 @@ def scheduler_configs():
         "dpm2m_sde_karras": (DPMSolverMultistepScheduler(**sd, use_karras_sigmas=True, algorithm_type="sde-dpmsolver++"), {}),
         "dpm2m_heun_sigma_min": (DPMSolverMultistepScheduler(**sd, **leading, solver_type="heun", final_sigmas_type="sigma_min", lower_order_final=False), {}),
         "dpm1_trailing_v": (DPMSolverMultistepScheduler(**sd, timestep_spacing="trailing", solver_order=1, prediction_type="v_prediction"), {}),
+        "deis": (DEISMultistepScheduler(**sd), {}),
+        "deis_karras_leading": (DEISMultistepScheduler(**sd, **leading, use_karras_sigmas=True), {}),
+        "deis_order1_trailing_v": (DEISMultistepScheduler(**sd, timestep_spacing="trailing", solver_order=1, prediction_type="v_prediction"), {}),
         "unipc": (UniPCMultistepScheduler(**sd), {}),
         "unipc_karras_bh1": (UniPCMultistepScheduler(**sd, use_karras_sigmas=True, solver_type="bh1", final_sigmas_type="sigma_min"), {}),
         "unipc_leading_order1": (UniPCMultistepScheduler(**sd, **leading, solver_order=1), {}),
@@ -933,10 +937,12 @@ def scheduler_configs():
 
 def gen_scheduler_runs(out, rng):
     import torch
-    from diffusers import DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler, EulerDiscreteScheduler, UniPCMultistepScheduler
+    from diffusers import (DEISMultistepScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
+                           EulerDiscreteScheduler, UniPCMultistepScheduler)
     from diffusers.schedulers import scheduling_ddpm, scheduling_euler_ancestral_discrete, scheduling_lcm
 
-    sigma_classes = (DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler, EulerDiscreteScheduler, UniPCMultistepScheduler)
+    sigma_classes = (DEISMultistepScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
+                     EulerDiscreteScheduler, UniPCMultistepScheduler)
 
     shape = (1, 4, 4, 4)
     calls = max(SCHEDULER_STEPS) + 1

@@ -242,7 +242,7 @@ pub(crate) struct Args {
     /// RASG's eta with RASG on (0.1), DDIM's eta otherwise (0).
     #[arg(long)]
     pub(crate) eta: Option<f64>,
-    /// The scheduler: ddim, ddpm, pndm, euler, euler-a, dpm++2m, dpm++2m-sde, unipc, lcm (or a
+    /// The scheduler: ddim, ddpm, pndm, euler, euler-a, dpm++2m, dpm++2m-sde, deis, unipc, lcm (or a
     /// diffusers class name), over the model folder's schedule settings. Default: the folder's
     /// `scheduler_config.json` for the plain methods, DDIM on HD-Painter's grid for HD-Painter's
     /// (RASG needs DDIM; PAIntA takes any).

@@ -54,6 +54,9 @@ impl SchedulerSpec {
                     _ => SolverType::Midpoint,
                 },
             },
+            "DEISMultistepScheduler" => SchedulerKind::Deis {
+                order: o.solver_order,
+            },
             "UniPCMultistepScheduler" => SchedulerKind::UniPc {
                 order: o.solver_order,
                 bh2: o.solver_type != "bh1",

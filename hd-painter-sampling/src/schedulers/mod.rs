@@ -5,6 +5,7 @@
 
 mod config;
 mod ddim;
+mod deis;
 mod dpm;
 mod euler;
 mod lcm;
@@ -19,6 +20,7 @@ use crate::ddim::Prediction;
 use crate::guidance::StepTerm;
 
 pub use ddim::{Ddim, Ddpm};
+pub use deis::Deis;
 pub use dpm::DpmSolver;
 pub use euler::Euler;
 pub use lcm::Lcm;

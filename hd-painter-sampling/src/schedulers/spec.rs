@@ -9,7 +9,7 @@ use crate::ddim::Prediction;
 use crate::error::{Result, SamplingError};
 use crate::schedule::{NoiseSchedule, Spacing};
 
-use super::{Ddim, Ddpm, DpmSolver, Euler, Lcm, Pndm, Scheduler, UniPc};
+use super::{Ddim, Ddpm, Deis, DpmSolver, Euler, Lcm, Pndm, Scheduler, UniPc};
 
 /// The step rule: one per diffusers scheduler class.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -36,6 +36,11 @@ pub enum SchedulerKind {
         sde: bool,
         /// `solver_type`.
         solver: SolverType,
+    },
+    /// `DEISMultistepScheduler` (`deis`, `logrho`).
+    Deis {
+        /// `solver_order`: 1 or 2.
+        order: usize,
     },
     /// `UniPCMultistepScheduler` (`predict_x0`, bh1 or bh2).
     UniPc {
@@ -73,6 +78,17 @@ pub enum FinalSigma {
 
 /// A scheduler and its options, as a folder's `scheduler_config.json` or the caller names
 /// them. Build one scheduler per run with [`build`](Self::build).
+///
+/// ```
+/// use hd_painter_sampling::{NoiseSchedule, SchedulerKind, SchedulerSpec};
+///
+/// // DPM++ 2M Karras, 20 steps, over Stable Diffusion's schedule.
+/// let spec = SchedulerSpec { karras: true, ..SchedulerSpec::new(SchedulerKind::named("dpm++2m")?) };
+/// let scheduler = spec.build(&NoiseSchedule::stable_diffusion(), 20)?;
+/// assert_eq!(scheduler.timesteps().len(), 20);
+/// assert_eq!(scheduler.sigmas().map(|s| s.len()), Some(21)); // the last is 0
+/// # Ok::<(), hd_painter_sampling::SamplingError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SchedulerSpec {
     /// The step rule.
@@ -81,11 +97,11 @@ pub struct SchedulerSpec {
     pub prediction: Prediction,
     /// How the steps spread over the training timesteps (`timestep_spacing`, `steps_offset`).
     pub spacing: Spacing,
-    /// Karras et al.'s sigmas (`use_karras_sigmas`: Euler, DPM-Solver, UniPC).
+    /// Karras et al.'s sigmas (`use_karras_sigmas`: Euler, DPM-Solver, DEIS, UniPC).
     pub karras: bool,
     /// `final_sigmas_type` (Euler, DPM-Solver, UniPC).
     pub final_sigma: FinalSigma,
-    /// `lower_order_final`: first-order final steps under 15 steps (DPM-Solver, UniPC).
+    /// `lower_order_final`: first-order final steps under 15 steps (DPM-Solver, DEIS, UniPC).
     pub lower_order_final: bool,
     /// `set_alpha_to_one`: `a_bar = 1` after the last step (DDIM, PNDM, LCM).
     pub final_alpha_one: bool,
@@ -99,7 +115,7 @@ impl Default for SchedulerSpec {
 }
 
 /// The names [`SchedulerSpec::named`] takes: short name, diffusers class.
-const NAMES: [(&str, &str); 10] = [
+const NAMES: [(&str, &str); 11] = [
     ("ddim", "DDIMScheduler"),
     ("ddpm", "DDPMScheduler"),
     ("pndm", "PNDMScheduler"),
@@ -110,6 +126,7 @@ const NAMES: [(&str, &str); 10] = [
     ("unipc", "UniPCMultistepScheduler"),
     ("lcm", "LCMScheduler"),
     ("dpm++1m", "DPMSolverMultistepScheduler"),
+    ("deis", "DEISMultistepScheduler"),
 ];
 
 impl SchedulerKind {
@@ -134,6 +151,7 @@ impl SchedulerKind {
             Some("dpm++2m") => dpm(2, false),
             Some("dpm++2m-sde") => dpm(2, true),
             Some("dpm++1m") => dpm(1, false),
+            Some("deis") => Self::Deis { order: 2 },
             Some("unipc") => Self::UniPc {
                 order: 2,
                 bh2: true,
@@ -161,6 +179,7 @@ impl SchedulerKind {
             Self::Euler => "EulerDiscreteScheduler",
             Self::EulerAncestral => "EulerAncestralDiscreteScheduler",
             Self::DpmSolver { .. } => "DPMSolverMultistepScheduler",
+            Self::Deis { .. } => "DEISMultistepScheduler",
             Self::UniPc { .. } => "UniPCMultistepScheduler",
             Self::Lcm { .. } => "LCMScheduler",
         }
@@ -169,7 +188,7 @@ impl SchedulerKind {
     fn has_sigma_grid(&self) -> bool {
         matches!(
             self,
-            Self::Euler | Self::DpmSolver { .. } | Self::UniPc { .. }
+            Self::Euler | Self::DpmSolver { .. } | Self::Deis { .. } | Self::UniPc { .. }
         )
     }
 }
@@ -241,7 +260,9 @@ impl SchedulerSpec {
             SchedulerKind::Ddim { eta } if !(eta.is_finite() && eta >= 0.0) => {
                 refuse("DDIM eta", eta.to_string(), "a finite number >= 0")
             }
-            SchedulerKind::DpmSolver { order, .. } | SchedulerKind::UniPc { order, .. }
+            SchedulerKind::DpmSolver { order, .. }
+            | SchedulerKind::Deis { order }
+            | SchedulerKind::UniPc { order, .. }
                 if !(1..=2).contains(&order) =>
             {
                 refuse("solver_order", order.to_string(), "1 or 2")
@@ -281,6 +302,7 @@ impl SchedulerSpec {
             SchedulerKind::Euler => Box::new(Euler::new(self, &schedule, steps, false)),
             SchedulerKind::EulerAncestral => Box::new(Euler::new(self, &schedule, steps, true)),
             SchedulerKind::DpmSolver { .. } => Box::new(DpmSolver::new(self, &schedule, steps)),
+            SchedulerKind::Deis { .. } => Box::new(Deis::new(self, &schedule, steps)),
             SchedulerKind::UniPc { .. } => Box::new(UniPc::new(self, &schedule, steps)),
             SchedulerKind::Lcm { .. } => Box::new(Lcm::new(self, schedule, steps)?),
         })
