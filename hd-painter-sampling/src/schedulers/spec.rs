@@ -267,9 +267,9 @@ impl SchedulerSpec {
             {
                 refuse("solver_order", order.to_string(), "1 or 2")
             }
-            SchedulerKind::Lcm { original_steps, .. } if original_steps == 0 => {
-                refuse("original_inference_steps", "0".into(), "at least 1")
-            }
+            SchedulerKind::Lcm {
+                original_steps: 0, ..
+            } => refuse("original_inference_steps", "0".into(), "at least 1"),
             SchedulerKind::Lcm {
                 timestep_scaling, ..
             } if !(timestep_scaling.is_finite() && timestep_scaling > 0.0) => refuse(
