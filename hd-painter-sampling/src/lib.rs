@@ -166,8 +166,8 @@ pub use repaint::{
 pub use sampler::{Hooks, OnStep, Sampled, Sampler, SamplerSettings, Stage, StepView};
 pub use schedule::{NoiseSchedule, Spacing, repaint_walk, timesteps};
 pub use schedulers::{
-    Ddim, Ddpm, Deis, Denoised, DpmSolver, Euler, FinalSigma, Lcm, NoiseLevel, NoiseTerm, Pndm,
-    Scheduler, SchedulerKind, SchedulerSpec, SolverType, UniPc,
+    Denoised, FinalSigma, NoiseLevel, NoiseTerm, Scheduler, SchedulerKind, SchedulerSpec,
+    SolverType,
 };
 pub use stage::{HdPainterInputs, SeedRule};
 pub use strategy::{LatentStrategy, StepPosition};

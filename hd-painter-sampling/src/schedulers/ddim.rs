@@ -48,7 +48,7 @@ impl Grid {
 /// `DDIMScheduler`: `x' = sqrt(a_bar') x0 + sqrt(1 - a_bar' - s^2) eps + s z` (DDIM paper,
 /// eq. 12) with `s = eta sigma_t`, or a guidance term's scale and direction.
 #[derive(Clone, Debug)]
-pub struct Ddim {
+pub(crate) struct Ddim {
     grid: Grid,
     eta: f64,
 }
@@ -103,7 +103,7 @@ impl Scheduler for Ddim {
 /// `DDPMScheduler`'s ancestral step ("fixed small" variance). Its random term is the run's
 /// fresh noise.
 #[derive(Clone, Debug)]
-pub struct Ddpm {
+pub(crate) struct Ddpm {
     grid: Grid,
 }
 

@@ -4,17 +4,15 @@
 
 use burn::tensor::Tensor;
 
-use crate::ddim::Prediction;
 use crate::schedule::NoiseSchedule;
 
-use super::dpm::SigmaGrid;
+use super::dpm::{Multistep, MultistepRule, SigmaGrid};
 use super::sigmas::{alpha_sigma, lambda};
-use super::{Denoised, FinalSigma, NoiseLevel, NoiseTerm, Scheduler, SchedulerKind, SchedulerSpec};
+use super::{Denoised, FinalSigma, NoiseTerm, SchedulerKind, SchedulerSpec};
 
 /// DEIS over one run's sigma grid (ending at the training minimum, or the last Karras sigma).
 #[derive(Clone, Debug)]
-pub struct Deis {
-    grid: SigmaGrid,
+pub(crate) struct Deis {
     order: usize,
     lower_order_final: bool,
     /// The previous call's noise prediction.
@@ -22,7 +20,11 @@ pub struct Deis {
 }
 
 impl Deis {
-    pub(crate) fn new(spec: &SchedulerSpec, schedule: &NoiseSchedule, steps: usize) -> Self {
+    pub(crate) fn build(
+        spec: &SchedulerSpec,
+        schedule: &NoiseSchedule,
+        steps: usize,
+    ) -> Multistep<Self> {
         let SchedulerKind::Deis { order } = spec.kind else {
             unreachable!("built from its own kind")
         };
@@ -30,11 +32,13 @@ impl Deis {
             final_sigma: FinalSigma::SigmaMin,
             ..*spec
         };
-        Self {
+        Multistep {
             grid: SigmaGrid::new(&spec, schedule, steps, true),
-            order,
-            lower_order_final: spec.lower_order_final,
-            previous: None,
+            rule: Self {
+                order,
+                lower_order_final: spec.lower_order_final,
+                previous: None,
+            },
         }
     }
 }
@@ -50,31 +54,22 @@ fn rho(sigma: f64) -> f64 {
     sigma / alpha
 }
 
-impl Scheduler for Deis {
-    fn timesteps(&self) -> &[f64] {
-        &self.grid.timesteps
-    }
-
-    fn sigmas(&self) -> Option<&[f64]> {
-        Some(&self.grid.sigmas)
-    }
-
-    fn prediction(&self) -> Prediction {
-        self.grid.prediction
-    }
-
-    fn level(&self, index: usize) -> NoiseLevel {
-        self.grid.level(index)
-    }
-
-    fn step(&mut self, d: &Denoised, index: usize, x: Tensor<4>, _noise: NoiseTerm) -> Tensor<4> {
-        let sigmas = &self.grid.sigmas;
+impl MultistepRule for Deis {
+    fn step(
+        &mut self,
+        grid: &SigmaGrid,
+        d: &Denoised,
+        index: usize,
+        x: Tensor<4>,
+        _noise: NoiseTerm,
+    ) -> Tensor<4> {
+        let sigmas = &grid.sigmas;
         let (alpha_t, sigma_t) = alpha_sigma(sigmas[index + 1]);
         let (alpha_s, sigma_s) = alpha_sigma(sigmas[index]);
         // The noise prediction of the x0 the step follows, as DEIS converts it.
         let eps = (x.clone() - d.x0.clone() * alpha_s) / sigma_s;
         let previous = self.previous.replace(eps.clone());
-        let n = self.grid.timesteps.len();
+        let n = grid.timesteps.len();
         let final_first_order = index + 1 == n && self.lower_order_final && n < 15;
         match previous {
             Some(m1) if self.order == 2 && !final_first_order => {

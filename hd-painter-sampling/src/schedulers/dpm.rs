@@ -58,37 +58,33 @@ impl SigmaGrid {
     }
 }
 
-/// DPM-Solver++ (2M, or 1S with order 1; SDE with `sde`).
-#[derive(Clone, Debug)]
-pub struct DpmSolver {
-    grid: SigmaGrid,
-    order: usize,
-    sde: bool,
-    solver: SolverType,
-    lower_order_final: bool,
-    final_zero: bool,
-    /// The previous call's x0 prediction.
-    previous: Option<Tensor<4>>,
-}
-
-impl DpmSolver {
-    pub(crate) fn new(spec: &SchedulerSpec, schedule: &NoiseSchedule, steps: usize) -> Self {
-        let SchedulerKind::DpmSolver { order, sde, solver } = spec.kind else {
-            unreachable!("built from its own kind")
-        };
-        Self {
-            grid: SigmaGrid::new(spec, schedule, steps, false),
-            order,
-            sde,
-            solver,
-            lower_order_final: spec.lower_order_final,
-            final_zero: spec.final_sigma == FinalSigma::Zero,
-            previous: None,
-        }
+/// One step rule of a multistep solver over a [`SigmaGrid`] (DPM-Solver, DEIS, UniPC), with
+/// the state it keeps between calls.
+pub(crate) trait MultistepRule {
+    /// Whether the rule adds fresh noise.
+    fn is_stochastic(&self) -> bool {
+        false
     }
+
+    /// Call `index`'s update of `x` on `grid`.
+    fn step(
+        &mut self,
+        grid: &SigmaGrid,
+        d: &Denoised,
+        index: usize,
+        x: Tensor<4>,
+        noise: NoiseTerm,
+    ) -> Tensor<4>;
 }
 
-impl Scheduler for DpmSolver {
+/// A multistep solver: its grid and its rule.
+#[derive(Clone, Debug)]
+pub(crate) struct Multistep<R> {
+    pub(crate) grid: SigmaGrid,
+    pub(crate) rule: R,
+}
+
+impl<R: MultistepRule> Scheduler for Multistep<R> {
     fn timesteps(&self) -> &[f64] {
         &self.grid.timesteps
     }
@@ -106,15 +102,67 @@ impl Scheduler for DpmSolver {
     }
 
     fn is_stochastic(&self) -> bool {
-        self.sde
+        self.rule.is_stochastic()
     }
 
     fn step(&mut self, d: &Denoised, index: usize, x: Tensor<4>, noise: NoiseTerm) -> Tensor<4> {
-        let n = self.grid.timesteps.len();
+        self.rule.step(&self.grid, d, index, x, noise)
+    }
+}
+
+/// DPM-Solver++ (2M, or 1S with order 1; SDE with `sde`).
+#[derive(Clone, Debug)]
+pub(crate) struct DpmSolver {
+    order: usize,
+    sde: bool,
+    solver: SolverType,
+    lower_order_final: bool,
+    final_zero: bool,
+    /// The previous call's x0 prediction.
+    previous: Option<Tensor<4>>,
+}
+
+impl DpmSolver {
+    pub(crate) fn build(
+        spec: &SchedulerSpec,
+        schedule: &NoiseSchedule,
+        steps: usize,
+    ) -> Multistep<Self> {
+        let SchedulerKind::DpmSolver { order, sde, solver } = spec.kind else {
+            unreachable!("built from its own kind")
+        };
+        Multistep {
+            grid: SigmaGrid::new(spec, schedule, steps, false),
+            rule: Self {
+                order,
+                sde,
+                solver,
+                lower_order_final: spec.lower_order_final,
+                final_zero: spec.final_sigma == FinalSigma::Zero,
+                previous: None,
+            },
+        }
+    }
+}
+
+impl MultistepRule for DpmSolver {
+    fn is_stochastic(&self) -> bool {
+        self.sde
+    }
+
+    fn step(
+        &mut self,
+        grid: &SigmaGrid,
+        d: &Denoised,
+        index: usize,
+        x: Tensor<4>,
+        noise: NoiseTerm,
+    ) -> Tensor<4> {
+        let n = grid.timesteps.len();
         let final_first_order =
             index + 1 == n && ((self.lower_order_final && n < 15) || self.final_zero);
         let previous = self.previous.replace(d.x0.clone());
-        let sigmas = &self.grid.sigmas;
+        let sigmas = &grid.sigmas;
         let (alpha_t, sigma_t) = alpha_sigma(sigmas[index + 1]);
         let (_, sigma_s) = alpha_sigma(sigmas[index]);
         let h = lambda(sigmas[index + 1]) - lambda(sigmas[index]);

@@ -13,7 +13,7 @@ use super::{Denoised, FinalSigma, NoiseLevel, NoiseTerm, Scheduler, SchedulerSpe
 
 /// Euler (`ancestral: false`) or Euler a over one run's sigma grid.
 #[derive(Clone, Debug)]
-pub struct Euler {
+pub(crate) struct Euler {
     timesteps: Vec<f64>,
     sigmas: Vec<f64>,
     init_noise_sigma: f64,

@@ -13,7 +13,7 @@ use super::{Denoised, NoiseLevel, NoiseTerm, Scheduler, SchedulerKind, Scheduler
 
 /// LCM over one run's timesteps, taken from the distillation grid.
 #[derive(Clone, Debug)]
-pub struct Lcm {
+pub(crate) struct Lcm {
     schedule: NoiseSchedule,
     timesteps: Vec<f64>,
     prediction: Prediction,

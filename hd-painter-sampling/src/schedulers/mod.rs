@@ -19,14 +19,7 @@ use burn::tensor::Tensor;
 use crate::ddim::Prediction;
 use crate::guidance::StepTerm;
 
-pub use ddim::{Ddim, Ddpm};
-pub use deis::Deis;
-pub use dpm::DpmSolver;
-pub use euler::Euler;
-pub use lcm::Lcm;
-pub use pndm::Pndm;
 pub use spec::{FinalSigma, SchedulerKind, SchedulerSpec, SolverType};
-pub use unipc::UniPc;
 
 /// What a step adds to its deterministic update.
 #[derive(Clone, Debug)]

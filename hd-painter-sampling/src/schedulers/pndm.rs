@@ -12,7 +12,7 @@ use super::{Denoised, NoiseLevel, NoiseTerm, Scheduler, SchedulerSpec};
 
 /// PLMS over one run's timesteps.
 #[derive(Clone, Debug)]
-pub struct Pndm {
+pub(crate) struct Pndm {
     schedule: NoiseSchedule,
     timesteps: Vec<f64>,
     ratio: isize,

@@ -9,7 +9,14 @@ use crate::ddim::Prediction;
 use crate::error::{Result, SamplingError};
 use crate::schedule::{NoiseSchedule, Spacing};
 
-use super::{Ddim, Ddpm, Deis, DpmSolver, Euler, Lcm, Pndm, Scheduler, UniPc};
+use super::Scheduler;
+use super::ddim::{Ddim, Ddpm};
+use super::deis::Deis;
+use super::dpm::DpmSolver;
+use super::euler::Euler;
+use super::lcm::Lcm;
+use super::pndm::Pndm;
+use super::unipc::UniPc;
 
 /// The step rule: one per diffusers scheduler class.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -301,9 +308,9 @@ impl SchedulerSpec {
             SchedulerKind::Pndm => Box::new(Pndm::new(self, schedule, steps)),
             SchedulerKind::Euler => Box::new(Euler::new(self, &schedule, steps, false)),
             SchedulerKind::EulerAncestral => Box::new(Euler::new(self, &schedule, steps, true)),
-            SchedulerKind::DpmSolver { .. } => Box::new(DpmSolver::new(self, &schedule, steps)),
-            SchedulerKind::Deis { .. } => Box::new(Deis::new(self, &schedule, steps)),
-            SchedulerKind::UniPc { .. } => Box::new(UniPc::new(self, &schedule, steps)),
+            SchedulerKind::DpmSolver { .. } => Box::new(DpmSolver::build(self, &schedule, steps)),
+            SchedulerKind::Deis { .. } => Box::new(Deis::build(self, &schedule, steps)),
+            SchedulerKind::UniPc { .. } => Box::new(UniPc::build(self, &schedule, steps)),
             SchedulerKind::Lcm { .. } => Box::new(Lcm::new(self, schedule, steps)?),
         })
     }

@@ -4,17 +4,15 @@
 
 use burn::tensor::Tensor;
 
-use crate::ddim::Prediction;
 use crate::schedule::NoiseSchedule;
 
-use super::dpm::SigmaGrid;
+use super::dpm::{Multistep, MultistepRule, SigmaGrid};
 use super::sigmas::{alpha_sigma, lambda};
-use super::{Denoised, NoiseLevel, NoiseTerm, Scheduler, SchedulerKind, SchedulerSpec};
+use super::{Denoised, NoiseTerm, SchedulerKind, SchedulerSpec};
 
 /// UniPC over one run's sigma grid.
 #[derive(Clone, Debug)]
-pub struct UniPc {
-    grid: SigmaGrid,
+pub(crate) struct UniPc {
     order: usize,
     bh2: bool,
     lower_order_final: bool,
@@ -36,22 +34,27 @@ struct Update {
 }
 
 impl UniPc {
-    pub(crate) fn new(spec: &SchedulerSpec, schedule: &NoiseSchedule, steps: usize) -> Self {
+    pub(crate) fn build(
+        spec: &SchedulerSpec,
+        schedule: &NoiseSchedule,
+        steps: usize,
+    ) -> Multistep<Self> {
         let SchedulerKind::UniPc { order, bh2 } = spec.kind else {
             unreachable!("built from its own kind")
         };
-        Self {
+        Multistep {
             grid: SigmaGrid::new(spec, schedule, steps, true),
-            order,
-            bh2,
-            lower_order_final: spec.lower_order_final,
-            outputs: Vec::new(),
-            last: None,
+            rule: Self {
+                order,
+                bh2,
+                lower_order_final: spec.lower_order_final,
+                outputs: Vec::new(),
+                last: None,
+            },
         }
     }
 
-    fn update(&self, s0: usize, t: usize) -> Update {
-        let sigmas = &self.grid.sigmas;
+    fn update(&self, sigmas: &[f64], s0: usize, t: usize) -> Update {
         let (alpha_t, sigma_t) = alpha_sigma(sigmas[t]);
         let (_, sigma_s0) = alpha_sigma(sigmas[s0]);
         let lambda_s0 = lambda(sigmas[s0]);
@@ -77,11 +80,17 @@ impl UniPc {
     }
 
     /// UniC: the sample predicted by the last call, corrected with this call's x0 `model_t`.
-    fn correct(&self, index: usize, x: Tensor<4>, model_t: &Tensor<4>) -> Tensor<4> {
+    fn correct(
+        &self,
+        sigmas: &[f64],
+        index: usize,
+        x: Tensor<4>,
+        model_t: &Tensor<4>,
+    ) -> Tensor<4> {
         let Some((last, order)) = &self.last else {
             return x;
         };
-        let u = self.update(index - 1, index);
+        let u = self.update(sigmas, index - 1, index);
         let m0 = self.outputs.last().expect("the last call's output").clone();
         let base = last.clone() * u.ratio - m0.clone() * (u.alpha_t * u.h_phi_1);
         let d1_t = model_t.clone() - m0.clone();
@@ -90,7 +99,7 @@ impl UniPc {
             return base - d1_t * (c * 0.5);
         }
         let m1 = self.outputs[self.outputs.len() - 2].clone();
-        let rk = (lambda(self.grid.sigmas[index - 2]) - u.lambda_s0) / u.h;
+        let rk = (lambda(sigmas[index - 2]) - u.lambda_s0) / u.h;
         let d1 = (m1 - m0) / rk;
         // Solve [[1, 1], [rk, 1]] rho = b.
         let b = Self::b2(&u);
@@ -101,50 +110,41 @@ impl UniPc {
     }
 
     /// UniP: the next sample from `x` with the x0 predictions so far.
-    fn predict(&self, index: usize, x: Tensor<4>, order: usize) -> Tensor<4> {
-        let u = self.update(index, index + 1);
+    fn predict(&self, sigmas: &[f64], index: usize, x: Tensor<4>, order: usize) -> Tensor<4> {
+        let u = self.update(sigmas, index, index + 1);
         let m0 = self.outputs.last().expect("this call's output").clone();
         let next = x * u.ratio - m0.clone() * (u.alpha_t * u.h_phi_1);
         if order == 1 {
             return next;
         }
         let m1 = self.outputs[self.outputs.len() - 2].clone();
-        let rk = (lambda(self.grid.sigmas[index - 1]) - u.lambda_s0) / u.h;
+        let rk = (lambda(sigmas[index - 1]) - u.lambda_s0) / u.h;
         let d1 = (m1 - m0) / rk;
         next - d1 * (u.alpha_t * u.b_h * 0.5)
     }
 }
 
-impl Scheduler for UniPc {
-    fn timesteps(&self) -> &[f64] {
-        &self.grid.timesteps
-    }
-
-    fn sigmas(&self) -> Option<&[f64]> {
-        Some(&self.grid.sigmas)
-    }
-
-    fn prediction(&self) -> Prediction {
-        self.grid.prediction
-    }
-
-    fn level(&self, index: usize) -> NoiseLevel {
-        self.grid.level(index)
-    }
-
-    fn step(&mut self, d: &Denoised, index: usize, x: Tensor<4>, _noise: NoiseTerm) -> Tensor<4> {
-        let x = self.correct(index, x, &d.x0);
+impl MultistepRule for UniPc {
+    fn step(
+        &mut self,
+        grid: &SigmaGrid,
+        d: &Denoised,
+        index: usize,
+        x: Tensor<4>,
+        _noise: NoiseTerm,
+    ) -> Tensor<4> {
+        let x = self.correct(&grid.sigmas, index, x, &d.x0);
         if self.outputs.len() == self.order {
             self.outputs.remove(0);
         }
         self.outputs.push(d.x0.clone());
-        let n = self.grid.timesteps.len();
+        let n = grid.timesteps.len();
         let order = match self.lower_order_final {
             true => self.order.min(n - index),
             false => self.order,
         }
         .min(self.outputs.len());
-        let next = self.predict(index, x.clone(), order);
+        let next = self.predict(&grid.sigmas, index, x.clone(), order);
         self.last = Some((x, order));
         next
     }
