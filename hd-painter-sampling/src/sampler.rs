@@ -220,7 +220,7 @@ impl Sampler<'_> {
             let direction = guided.term.as_ref().map(|term| term.direction.clone());
             let noise = match guided.term {
                 Some(term) => NoiseTerm::Guided(term),
-                None if scheduler.is_stochastic() && !guidance.has_terms() => {
+                None if scheduler.draws_noise(index) && !guidance.has_terms() => {
                     NoiseTerm::Fresh(match self.hooks.noise.as_mut() {
                         Some(draw) => draw(&latents),
                         None => self.step_noise(index, [c, h, w], &device),

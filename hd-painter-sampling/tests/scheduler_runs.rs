@@ -238,7 +238,7 @@ fn every_scheduler_matches_diffusers_step_by_step() {
                     "{key}: input scale {i}"
                 );
                 let output = tensor(g.part("outputs", i));
-                let noise = match s.is_stochastic() {
+                let noise = match s.draws_noise(i) {
                     true => NoiseTerm::Fresh(tensor(g.part("noises", i))),
                     false => NoiseTerm::None,
                 };

@@ -216,7 +216,10 @@ fn ddpm_and_the_scheduler_trait_match_diffusers() {
         ..SchedulerSpec::new(SchedulerKind::Ddpm)
     };
     let mut ddpm = spec.build(&schedule, 50).unwrap();
-    assert!(ddpm.is_stochastic());
+    assert!(
+        ddpm.draws_noise(24) && !ddpm.draws_noise(49),
+        "no noise at t = 0"
+    );
     for (name, index) in [("ddpm_mid", 24usize), ("ddpm_last", 49)] {
         assert_eq!(ddpm.timesteps()[index], [500.0, 0.0][index / 49]);
         let noise = g.tensor(&format!("{name}_noise"), &device);

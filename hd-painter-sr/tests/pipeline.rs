@@ -1,6 +1,6 @@
 //! The SR stage and the two-stage pipeline on the tiny fixture models: sizes (the input's exact
 //! size, or the reference's long side), the original kept outside the Poisson-blended region,
-//! the memory budget refused before any heavy work, and mismatched inputs.
+//! the memory budget refused before any heavy work, mismatched inputs, and other schedulers.
 
 mod common;
 
@@ -12,8 +12,8 @@ use common::{device, model};
 use hd_painter_core::{Filter, Footprint, Image, Mask};
 use hd_painter_models::{AutoencoderKl, DefaultAttention, Unet2DConditionModel, VaeTiling};
 use hd_painter_sampling::{
-    CropSettings, HdPainter, InpaintOptions, Inpainter, NoiseSchedule, TextConditioning,
-    crop_region,
+    CropSettings, HdPainter, InpaintOptions, Inpainter, NoiseSchedule, SchedulerKind,
+    SchedulerSpec, Spacing, TextConditioning, crop_region,
 };
 use hd_painter_sampling::{Hooks, Stage};
 use hd_painter_sr::{SrError, SrOutput, SrSettings, TwoStage, Upscaler};
@@ -420,4 +420,38 @@ fn sr_settings_out_of_range_are_named_before_any_work() {
             other => panic!("{name}: {other:?}"),
         }
     }
+}
+
+/// The SR stage with other schedulers than its DDIM: any that steps on the x0 prediction carries
+/// the known-region blend (the result changes with it), PNDM (which steps on the noise
+/// prediction) is refused.
+#[test]
+fn the_sr_stage_blends_with_any_scheduler_that_steps_on_x0() {
+    let m = x4();
+    let up = m.upscaler();
+    let (image, mask) = (photo(160, 120), hole(160, 120));
+    let low = image.resize(24, 18, Filter::Bicubic).unwrap();
+    let with = |name: &str, blend_known: bool| SrSettings {
+        scheduler: SchedulerSpec {
+            spacing: Spacing::Trailing,
+            ..SrSettings::default()
+                .scheduler
+                .with_kind(SchedulerKind::named(name).unwrap())
+        },
+        blend_known,
+        ..settings()
+    };
+    let ddim = upscale(&up, &low, &image, &mask, &settings()).unwrap();
+    for name in ["dpm++2m", "euler-a", "unipc"] {
+        let blended = upscale(&up, &low, &image, &mask, &with(name, true)).unwrap();
+        assert_kept_far_from_the_hole(&image, &blended, &mask);
+        assert!(blended != ddim, "{name}: its own grid");
+        let unblended = upscale(&up, &low, &image, &mask, &with(name, false)).unwrap();
+        assert!(
+            blended != unblended,
+            "{name}: the x0 blend steers the steps"
+        );
+    }
+    let err = upscale(&up, &low, &image, &mask, &with("pndm", true)).unwrap_err();
+    assert!(err.to_string().contains("noise prediction"), "{err}");
 }

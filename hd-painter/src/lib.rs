@@ -25,8 +25,8 @@
 //! use std::ops::ControlFlow;
 //!
 //! use hd_painter::{
-//!     BackendKind, DefaultAttention, HdPainter, Hooks, Image, Mask, ModelSource, Painter, Stage,
-//!     Stages, SrSettings, StableDiffusionModels,
+//!     BackendKind, DefaultAttention, HdPainter, Hooks, Image, Mask, ModelSource, Painter,
+//!     SchedulerKind, SrSettings, Stage, Stages, StableDiffusionModels,
 //! };
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -60,8 +60,17 @@
 //!
 //! // The first stage alone, then the SR stage alone on its result.
 //! let first = request.clone().stages(Stages::First).seeds(vec![1]).run()?;
-//! let upscaled = request.stages(Stages::Sr { first_stage: &first[0] }).seeds(vec![1]).run()?;
+//! let upscaled = request.clone().stages(Stages::Sr { first_stage: &first[0] }).seeds(vec![1]).run()?;
 //! assert_eq!(upscaled.len(), 1);
+//!
+//! // Plain Stable Inpainting with DPM++ 2M Karras (the folder's scheduler otherwise).
+//! let fast = request
+//!     .hd_painter(None)
+//!     .stages(Stages::First)
+//!     .scheduler(SchedulerKind::named("dpm++2m")?)
+//!     .karras(true);
+//! assert!(fast.planned_scheduler()?.karras);
+//! fast.run()?;
 //! # Ok(())
 //! # }
 //! ```

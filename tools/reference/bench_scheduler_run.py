@@ -41,6 +41,8 @@ def run(full, which):
     photo, mask = inputs()
     start = time.perf_counter()
     pipe = StableDiffusionInpaintPipeline.from_pretrained(full / "pipeline_sd2_inpainting", safety_checker=None)
+    # The full-size folder's tokenizer config leaves the length to CLIP's 77 (as we read it).
+    pipe.tokenizer.model_max_length = 77
     steps = 50
     if which == "dpm":
         pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config, use_karras_sigmas=True)

@@ -936,7 +936,6 @@ def scheduler_configs():
 
 
 def gen_scheduler_runs(out, rng):
-    import torch
     from diffusers import (DEISMultistepScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
                            EulerDiscreteScheduler, UniPCMultistepScheduler)
     from diffusers.schedulers import scheduling_ddpm, scheduling_euler_ancestral_discrete, scheduling_lcm
@@ -950,10 +949,25 @@ def gen_scheduler_runs(out, rng):
     noises = rng.standard_normal((calls, *shape)).astype(np.float32)
     x_t = rng.standard_normal(shape).astype(np.float32)
     t = {"outputs": outputs, "noises": noises, "x_t": x_t}
-    # The stochastic steps draw with `randn_tensor`: hand them the call's given noise instead.
+    # The stochastic steps draw with `randn_tensor`: hand them the call's given noise instead
+    # (restored afterwards, for the groups that follow).
     current = {"noise": None}
-    for module in (scheduling_ddpm, scheduling_euler_ancestral_discrete, scheduling_lcm):
+    patched = (scheduling_ddpm, scheduling_euler_ancestral_discrete, scheduling_lcm)
+    originals = [m.randn_tensor for m in patched]
+    for module in patched:
         module.randn_tensor = lambda *a, **k: current["noise"].clone()
+    try:
+        scheduler_runs(t, x_t, outputs, noises, current, sigma_classes)
+    finally:
+        for module, original in zip(patched, originals):
+            module.randn_tensor = original
+    save(out, "scheduler_runs", t, group="sampling")
+
+
+def scheduler_runs(t, x_t, outputs, noises, current, sigma_classes):
+    """Every configuration's runs into `t`, `current["noise"]` set to each call's given noise."""
+    import torch
+
     for name, (sched, kwargs) in scheduler_configs().items():
         for steps in SCHEDULER_STEPS:
             sched.set_timesteps(steps)
@@ -974,7 +988,6 @@ def gen_scheduler_runs(out, rng):
                 samples.append(sample.numpy().copy())
             t[f"{key}_scales"] = np.array(scales, dtype=np.float64)
             t[f"{key}_samples"] = np.stack(samples).astype(np.float32)
-    save(out, "scheduler_runs", t, group="sampling")
 
 
 def gen_scheduler_pipelines(out, rng):
@@ -1009,6 +1022,7 @@ def gen_scheduler_pipelines(out, rng):
     t.update(image=image.numpy(), mask=mask.numpy(), masked_latents=masked_latents.numpy(), latents=latents.numpy(),
              positive=positive.numpy(), negative=negative.numpy(), noises=noises.numpy())
     drawn = iter(noises)
+    original = scheduling_euler_ancestral_discrete.randn_tensor
     scheduling_euler_ancestral_discrete.randn_tensor = lambda *a, **k: next(drawn).clone()
     for name, scheduler in [
         ("dpm2m_karras", DPMSolverMultistepScheduler.from_config(folder, use_karras_sigmas=True)),
@@ -1027,6 +1041,7 @@ def gen_scheduler_pipelines(out, rng):
                  callback_on_step_end=lambda p, i, ts, kw: per_step.append(kw["latents"].clone()) or kw)
         t[f"inpaint.{name}.timesteps"] = scheduler.timesteps.numpy().astype(np.float64)
         t[f"inpaint.{name}"] = torch.stack(per_step).numpy()
+    scheduling_euler_ancestral_discrete.randn_tensor = original
 
     # Blended with DPM++ 2M: the known region noised to the step's own timestep after each step.
     unet4 = UNet2DConditionModel.from_pretrained(models / "unet_sd2")

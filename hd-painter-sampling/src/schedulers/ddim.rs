@@ -80,7 +80,7 @@ impl Scheduler for Ddim {
         self.grid.level(index)
     }
 
-    fn is_stochastic(&self) -> bool {
+    fn draws_noise(&self, _index: usize) -> bool {
         self.eta > 0.0
     }
 
@@ -131,8 +131,8 @@ impl Scheduler for Ddpm {
         }
     }
 
-    fn is_stochastic(&self) -> bool {
-        true
+    fn draws_noise(&self, index: usize) -> bool {
+        self.grid.t(index).0 > 0
     }
 
     fn step(&mut self, d: &Denoised, index: usize, x: Tensor<4>, noise: NoiseTerm) -> Tensor<4> {

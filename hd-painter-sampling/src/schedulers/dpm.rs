@@ -101,7 +101,7 @@ impl<R: MultistepRule> Scheduler for Multistep<R> {
         self.grid.level(index)
     }
 
-    fn is_stochastic(&self) -> bool {
+    fn draws_noise(&self, _index: usize) -> bool {
         self.rule.is_stochastic()
     }
 

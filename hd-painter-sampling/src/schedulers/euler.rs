@@ -111,7 +111,7 @@ impl Scheduler for Euler {
         self.init_noise_sigma
     }
 
-    fn is_stochastic(&self) -> bool {
+    fn draws_noise(&self, _index: usize) -> bool {
         self.ancestral
     }
 

@@ -72,8 +72,8 @@ impl Scheduler for Lcm {
         }
     }
 
-    fn is_stochastic(&self) -> bool {
-        true
+    fn draws_noise(&self, index: usize) -> bool {
+        index + 1 < self.timesteps.len()
     }
 
     fn step(&mut self, d: &Denoised, index: usize, x: Tensor<4>, noise: NoiseTerm) -> Tensor<4> {

@@ -130,9 +130,10 @@ pub trait Scheduler {
         Denoised::of(self.prediction(), self.level(index), output, x)
     }
 
-    /// Whether [`step`](Self::step) uses fresh standard-normal noise (the run then draws it,
-    /// seeded per image and call).
-    fn is_stochastic(&self) -> bool {
+    /// Whether call `index`'s [`step`](Self::step) adds fresh standard-normal noise (the run
+    /// then draws it, seeded per image and call), where diffusers' scheduler draws it: DDPM
+    /// not at `t = 0`, LCM not at its last call.
+    fn draws_noise(&self, _index: usize) -> bool {
         false
     }
 

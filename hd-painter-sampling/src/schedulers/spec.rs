@@ -231,9 +231,16 @@ impl SchedulerSpec {
 
     /// diffusers' `Class.from_config(folder_config)`: another class over the same schedule
     /// settings (prediction, spacing, offset); the class's own options at their defaults.
+    /// HD-Painter's grid is DDIM's and DDPM's: another kind takes SD's leading spacing.
     pub fn with_kind(self, kind: SchedulerKind) -> Self {
+        let spacing = match (self.spacing, kind) {
+            (Spacing::HdPainter, SchedulerKind::Ddim { .. } | SchedulerKind::Ddpm) => self.spacing,
+            (Spacing::HdPainter, _) => Spacing::Leading { steps_offset: 1 },
+            (spacing, _) => spacing,
+        };
         Self {
             kind,
+            spacing,
             karras: false,
             final_sigma: FinalSigma::Zero,
             lower_order_final: true,
