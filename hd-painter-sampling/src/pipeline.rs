@@ -125,7 +125,7 @@ impl HdPainter {
 pub struct InpaintOptions {
     /// The method.
     pub method: Method,
-    /// The sampling run's settings (steps, grid, guidance, the step rule and DDIM's eta) for
+    /// The sampling run's settings (steps, guidance, the scheduler and its options) for
     /// every method but RePaint, which has its own ([`RepaintSettings`]).
     pub sampler: SamplerSettings,
     /// 1.0 starts from pure noise; below 1 starts from the image noised to that fraction of the

@@ -286,7 +286,8 @@ impl Upscaler<'_> {
     }
 
     /// The official loop from `noise`: the low-res image noised to the noise level, the x4
-    /// v-prediction DDIM steps on HD-Painter's grid with the x0 blend, the last x0 decoded,
+    /// UNet's steps with the x0 blend (v-prediction DDIM on HD-Painter's grid unless
+    /// [`SrSettings::scheduler`] says otherwise), the last x0 decoded,
     /// truncated to 8 bits (`(255 * x).to(uint8)`) and cropped to the long-side size.
     pub fn generate(
         &self,

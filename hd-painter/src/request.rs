@@ -202,7 +202,7 @@ impl<'a> InpaintRequest<'a> {
         self
     }
 
-    /// DDIM steps, or RePaint's `t_T` for [`Method::Repaint`].
+    /// Inference steps, or RePaint's `t_T` for [`Method::Repaint`].
     pub fn steps(mut self, steps: usize) -> Self {
         self.steps = Some(steps);
         self
