@@ -6,9 +6,9 @@ use burn::tensor::Tensor;
 
 use crate::schedule::NoiseSchedule;
 
-use super::dpm::{Multistep, MultistepRule, SigmaGrid};
+use super::dpm::{Multistep, MultistepRule, RuleCall, SigmaGrid};
 use super::sigmas::{alpha_sigma, lambda};
-use super::{Denoised, FinalSigma, NoiseTerm, SchedulerKind, SchedulerSpec};
+use super::{FinalSigma, NoiseTerm, SchedulerKind, SchedulerSpec};
 
 /// DEIS over one run's sigma grid (ending at the training minimum, or the last Karras sigma).
 #[derive(Clone, Debug)]
@@ -55,14 +55,8 @@ fn rho(sigma: f64) -> f64 {
 }
 
 impl MultistepRule for Deis {
-    fn step(
-        &mut self,
-        grid: &SigmaGrid,
-        d: &Denoised,
-        index: usize,
-        x: Tensor<4>,
-        _noise: NoiseTerm,
-    ) -> Tensor<4> {
+    fn step(&mut self, call: RuleCall<'_>, x: Tensor<4>, _noise: NoiseTerm) -> Tensor<4> {
+        let RuleCall { grid, d, index } = call;
         let sigmas = &grid.sigmas;
         let (alpha_t, sigma_t) = alpha_sigma(sigmas[index + 1]);
         let (alpha_s, sigma_s) = alpha_sigma(sigmas[index]);

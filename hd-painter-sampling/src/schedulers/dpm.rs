@@ -66,15 +66,15 @@ pub(crate) trait MultistepRule {
         false
     }
 
-    /// Call `index`'s update of `x` on `grid`.
-    fn step(
-        &mut self,
-        grid: &SigmaGrid,
-        d: &Denoised,
-        index: usize,
-        x: Tensor<4>,
-        noise: NoiseTerm,
-    ) -> Tensor<4>;
+    /// The update of `x` at `call`.
+    fn step(&mut self, call: RuleCall<'_>, x: Tensor<4>, noise: NoiseTerm) -> Tensor<4>;
+}
+
+/// Where a rule's step stands: the grid, the call's predictions and its index.
+pub(crate) struct RuleCall<'a> {
+    pub(crate) grid: &'a SigmaGrid,
+    pub(crate) d: &'a Denoised,
+    pub(crate) index: usize,
 }
 
 /// A multistep solver: its grid and its rule.
@@ -106,7 +106,8 @@ impl<R: MultistepRule> Scheduler for Multistep<R> {
     }
 
     fn step(&mut self, d: &Denoised, index: usize, x: Tensor<4>, noise: NoiseTerm) -> Tensor<4> {
-        self.rule.step(&self.grid, d, index, x, noise)
+        let grid = &self.grid;
+        self.rule.step(RuleCall { grid, d, index }, x, noise)
     }
 }
 
@@ -150,14 +151,8 @@ impl MultistepRule for DpmSolver {
         self.sde
     }
 
-    fn step(
-        &mut self,
-        grid: &SigmaGrid,
-        d: &Denoised,
-        index: usize,
-        x: Tensor<4>,
-        noise: NoiseTerm,
-    ) -> Tensor<4> {
+    fn step(&mut self, call: RuleCall<'_>, x: Tensor<4>, noise: NoiseTerm) -> Tensor<4> {
+        let RuleCall { grid, d, index } = call;
         let n = grid.timesteps.len();
         let final_first_order =
             index + 1 == n && ((self.lower_order_final && n < 15) || self.final_zero);

@@ -6,9 +6,11 @@
 use burn::tensor::Tensor;
 
 use crate::ddim::Prediction;
-use crate::schedule::{NoiseSchedule, Spacing, timesteps};
+use crate::schedule::{NoiseSchedule, Spacing};
 
-use super::sigmas::{interp, karras, linspace, log_sigmas, sigma_to_t, to_f32, train_sigmas};
+use super::sigmas::{
+    interp, karras, leading, linspace, log_sigmas, sigma_to_t, to_f32, trailing, train_sigmas,
+};
 use super::{Denoised, FinalSigma, NoiseLevel, NoiseTerm, Scheduler, SchedulerSpec};
 
 /// Euler (`ancestral: false`) or Euler a over one run's sigma grid.
@@ -32,17 +34,8 @@ fn euler_timesteps(spacing: Spacing, train: usize, n: usize) -> Vec<f64> {
             t.reverse();
             t
         }
-        Spacing::Leading { steps_offset } => {
-            let ratio = train / n;
-            (0..n)
-                .rev()
-                .map(|k| (k * ratio + steps_offset) as f64)
-                .collect()
-        }
-        Spacing::Trailing | Spacing::HdPainter => timesteps(Spacing::Trailing, train, n)
-            .into_iter()
-            .map(|t| t as f64)
-            .collect(),
+        Spacing::Leading { steps_offset } => leading(train, n, 0, steps_offset),
+        Spacing::Trailing | Spacing::HdPainter => trailing(train, n),
     }
 }
 

@@ -109,18 +109,27 @@ pub(crate) fn multistep_timesteps(spacing: Spacing, train: usize, n: usize) -> V
             t.truncate(n);
             t
         }
-        Spacing::Leading { steps_offset } => {
-            let ratio = train / (n + 1);
-            (1..=n)
-                .rev()
-                .map(|k| (k * ratio + steps_offset) as f64)
-                .collect()
-        }
-        Spacing::Trailing | Spacing::HdPainter => timesteps(Spacing::Trailing, train, n)
-            .into_iter()
-            .map(|t| t as f64)
-            .collect(),
+        Spacing::Leading { steps_offset } => leading(train, n + 1, 1, steps_offset),
+        Spacing::Trailing | Spacing::HdPainter => trailing(train, n),
     }
+}
+
+/// diffusers' leading timesteps `k * (T / points) + offset`, descending, for `k` from
+/// `points - 1` down to `skip`.
+pub(crate) fn leading(train: usize, points: usize, skip: usize, offset: usize) -> Vec<f64> {
+    let ratio = train / points;
+    (skip..points)
+        .rev()
+        .map(|k| (k * ratio + offset) as f64)
+        .collect()
+}
+
+/// diffusers' trailing timesteps, as `f64`.
+pub(crate) fn trailing(train: usize, n: usize) -> Vec<f64> {
+    timesteps(Spacing::Trailing, train, n)
+        .into_iter()
+        .map(|t| t as f64)
+        .collect()
 }
 
 /// The sigma grid of a multistep solver: the training sigmas at `timesteps`, or Karras' over

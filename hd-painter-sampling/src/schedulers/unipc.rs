@@ -6,9 +6,9 @@ use burn::tensor::Tensor;
 
 use crate::schedule::NoiseSchedule;
 
-use super::dpm::{Multistep, MultistepRule, SigmaGrid};
+use super::dpm::{Multistep, MultistepRule, RuleCall, SigmaGrid};
 use super::sigmas::{alpha_sigma, lambda};
-use super::{Denoised, NoiseTerm, SchedulerKind, SchedulerSpec};
+use super::{NoiseTerm, SchedulerKind, SchedulerSpec};
 
 /// UniPC over one run's sigma grid.
 #[derive(Clone, Debug)]
@@ -125,14 +125,8 @@ impl UniPc {
 }
 
 impl MultistepRule for UniPc {
-    fn step(
-        &mut self,
-        grid: &SigmaGrid,
-        d: &Denoised,
-        index: usize,
-        x: Tensor<4>,
-        _noise: NoiseTerm,
-    ) -> Tensor<4> {
+    fn step(&mut self, call: RuleCall<'_>, x: Tensor<4>, _noise: NoiseTerm) -> Tensor<4> {
+        let RuleCall { grid, d, index } = call;
         let x = self.correct(&grid.sigmas, index, x, &d.x0);
         if self.outputs.len() == self.order {
             self.outputs.remove(0);
