@@ -56,9 +56,11 @@ mod config;
 mod error;
 mod inspect;
 mod layout;
+mod lora;
 mod native;
 mod pipeline;
 mod processor;
+mod prompt;
 mod scheduler_config;
 mod scheduler_options;
 mod single_file;
@@ -73,10 +75,12 @@ pub use brushnet::{BrushNetConfig, BrushNetModel};
 pub use clip::{ClipActivation, ClipTextConfig, ClipTextModel, ClipTextOutput};
 pub use error::{ModelsError, Result, TensorMismatch};
 pub use inspect::{ComponentReport, Inspection, inspect};
+pub use lora::{Lora, LoraComponent, LoraFormat};
 pub use pipeline::StableDiffusionModels;
 pub use processor::{
     AttentionKind, AttentionProcessor, AttentionSite, DefaultAttention, TransformerBlockContext,
 };
+pub use prompt::{CHUNK_TOKENS, Segment, TokenOrigin, WeightedTokens, parse_weighted};
 pub use scheduler_config::SchedulerConfig;
 pub use scheduler_options::{RUNNABLE_SCHEDULERS, SchedulerOptions};
 pub use source::{HubModel, ModelSource};

@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::clip::{ClipTextConfig, ClipTextModel};
 use crate::config::ConfigFile;
 use crate::error::{ModelsError, Result};
+use crate::prompt::{CHUNK_TOKENS, WeightedTokens};
 use crate::scheduler_config::SchedulerConfig;
 use crate::single_file::Checkpoint;
 use crate::source::ModelSource;
@@ -254,5 +255,29 @@ impl StableDiffusionModels {
         let n = ids.len();
         let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, n]), &self.unet.device());
         Ok(self.text_encoder.forward(ids)?.last_hidden_state)
+    }
+}
+
+impl StableDiffusionModels {
+    /// The text encoder's last hidden states for a prompt laid out in weighted chunks
+    /// ([`WeightedTokens`]), `[1, 77 * chunks, dim]`: each chunk encoded on its own, its hidden
+    /// states multiplied token by token by the weights, then scaled back to the chunk's
+    /// unweighted mean (Automatic1111's default "Original" emphasis), the chunks concatenated.
+    pub fn encode_weighted(&self, tokens: &WeightedTokens) -> Result<Tensor<3>> {
+        let (chunks, length) = (tokens.chunks(), CHUNK_TOKENS + 2);
+        let device = self.unet.device();
+        let ids: Vec<i64> = tokens.ids.iter().map(|&id| i64::from(id)).collect();
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [chunks, length]), &device);
+        let z = self.text_encoder.forward(ids)?.last_hidden_state;
+        let dim = z.dims()[2];
+        // The reference multiplies by its f64 weights made f32 tensors.
+        let weights: Vec<f32> = tokens.weights.iter().map(|&w| w as f32).collect();
+        let weights =
+            Tensor::<3>::from_data(TensorData::new(weights, [chunks, length, 1]), &device);
+        let mean = |z: &Tensor<3>| z.clone().mean_dim(2).mean_dim(1);
+        let before = mean(&z);
+        let weighted = z * weights;
+        let after = mean(&weighted);
+        Ok((weighted * (before / after)).reshape([1, chunks * length, dim]))
     }
 }

@@ -226,9 +226,23 @@ impl ClipTokenizer {
         self.tokens.get(id as usize).map(String::as_str)
     }
 
+    /// The id of a token string (`</w>` marks a word end), if the vocabulary has it.
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.vocab.get(token).copied()
+    }
+
     /// `<|startoftext|>`, the text's tokens, `<|endoftext|>`: no truncation, no padding.
     pub fn encode(&self, text: &str) -> Vec<u32> {
         let mut ids = vec![self.bos];
+        ids.extend(self.tokens(text));
+        ids.push(self.eos);
+        ids
+    }
+
+    /// The text's tokens alone (transformers' `add_special_tokens=False`); special tokens
+    /// written in the text are still recognised.
+    pub fn tokens(&self, text: &str) -> Vec<u32> {
+        let mut ids = Vec::new();
         let mut rest = text;
         // Special tokens are recognised in the raw text, before any normalisation.
         while let Some((at, len, id)) = self.next_special(rest) {
@@ -237,7 +251,6 @@ impl ClipTokenizer {
             rest = &rest[at + len..];
         }
         self.encode_plain(rest, &mut ids);
-        ids.push(self.eos);
         ids
     }
 

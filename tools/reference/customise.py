@@ -1,0 +1,233 @@
+"""Golden groups of the customisations: LoRA (kohya-ss and PEFT files fused by diffusers),
+textual inversion (diffusers' `load_textual_inversion`), Automatic1111's weighted and chunked
+prompts, and an LCM-LoRA run of diffusers' inpainting pipeline. Registered in generate.py's
+GROUPS; every expected value comes from diffusers / transformers / PEFT, or, for the prompt
+syntax, from Automatic1111's semantics written out below (A1111 is not a package; its
+`parse_prompt_attention` docstring examples are checked first, so this parser is the one the
+docstring documents)."""
+
+import json
+import re
+
+import numpy as np
+
+# ---------------------------------------------------------------------------------------------
+# LoRA files: random factors, saved in the layouts users have.
+
+# The layers a full kohya LoRA (with LoCon) touches in the tiny UNets and the text encoder.
+UNET_LAYERS = [
+    "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q",
+    "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_k",
+    "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_v",
+    "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_out.0",
+    "down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k",
+    "down_blocks.0.attentions.0.transformer_blocks.0.ff.net.0.proj",
+    "down_blocks.0.attentions.0.transformer_blocks.0.ff.net.2",
+    "down_blocks.0.attentions.0.proj_in",
+    "down_blocks.0.attentions.0.proj_out",
+    "down_blocks.0.resnets.0.conv1",
+    "down_blocks.0.resnets.0.time_emb_proj",
+    "down_blocks.0.downsamplers.0.conv",
+    "mid_block.attentions.0.transformer_blocks.0.attn2.to_q",
+    "mid_block.resnets.1.conv2",
+    "up_blocks.1.resnets.0.conv_shortcut",
+    "up_blocks.1.attentions.2.transformer_blocks.0.attn2.to_v",
+    "up_blocks.0.upsamplers.0.conv",
+    "conv_in",
+    "time_embedding.linear_1",
+]
+TEXT_LAYERS = [
+    "text_model.encoder.layers.0.self_attn.q_proj",
+    "text_model.encoder.layers.0.self_attn.v_proj",
+    "text_model.encoder.layers.1.self_attn.out_proj",
+    "text_model.encoder.layers.1.mlp.fc1",
+    "text_model.encoder.layers.0.mlp.fc2",
+]
+
+
+def submodule(model, name):
+    """`model.get_submodule(name)`, the `text_model.` prefix of transformers 4 names dropped where
+    the model (transformers 5) has none."""
+    if name.startswith("text_model.") and not hasattr(model, "text_model"):
+        name = name[len("text_model."):]
+    return model.get_submodule(name)
+
+
+def has_submodule(model, name):
+    try:
+        submodule(model, name)
+        return True
+    except AttributeError:
+        return False
+
+
+def factors(rng, module, rank, conv_as_4d):
+    """Down and up factors for `module` (a torch layer): LoCon's [r, in, kh, kw] and
+    [out, r, 1, 1] for convolutions, [r, in] and [out, r] for linear layers."""
+    import torch
+
+    w = module.weight
+    if w.ndim == 4:
+        down = rng.standard_normal((rank, w.shape[1], w.shape[2], w.shape[3])) * 0.3
+        up = rng.standard_normal((w.shape[0], rank, 1, 1)) * 0.3
+        if not conv_as_4d and w.shape[2:] == (1, 1):
+            down, up = down[:, :, 0, 0], up[:, :, 0, 0]
+    else:
+        down = rng.standard_normal((rank, w.shape[1])) * 0.3
+        up = rng.standard_normal((w.shape[0], rank)) * 0.3
+    return torch.from_numpy(down.astype(np.float32)), torch.from_numpy(up.astype(np.float32))
+
+
+def kohya_file(rng, unet, text_encoder, path, dtype, unet_layers=UNET_LAYERS):
+    """A kohya-ss LoRA: `lora_unet_*` / `lora_te_*` names with underscores, per-layer alphas."""
+    import torch
+    from safetensors.torch import save_file
+
+    t = {}
+    for prefix, model, layers in (("lora_unet_", unet, unet_layers), ("lora_te_", text_encoder, TEXT_LAYERS)):
+        for i, name in enumerate(n for n in layers if has_submodule(model, n)):
+            rank = 2 + i % 3
+            down, up = factors(rng, submodule(model, name), rank, conv_as_4d=True)
+            key = prefix + name.replace(".", "_")
+            t[f"{key}.lora_down.weight"], t[f"{key}.lora_up.weight"] = down.to(dtype), up.to(dtype)
+            t[f"{key}.alpha"] = torch.tensor(float(rank) * (0.5 + 0.25 * (i % 4))).to(dtype)
+    save_file(t, str(path))
+
+
+def peft_file(rng, unet, text_encoder, path):
+    """A diffusers / PEFT LoRA: `unet.*.lora_A.weight`, `text_encoder.*.lora_B.weight`, one rank
+    per model, alphas (one by pattern) in the `lora_adapter_metadata` diffusers writes; text
+    encoder names as transformers 5 gives them (no `text_model.` prefix)."""
+    from safetensors.torch import save_file
+
+    t, meta = {}, {}
+    for prefix, model, layers, rank, alpha in (("unet", unet, UNET_LAYERS[:9] + UNET_LAYERS[12:14], 4, 6.0),
+                                               ("text_encoder", text_encoder, [n.removeprefix("text_model.") for n in TEXT_LAYERS], 3, 1.5)):
+        for name in layers:
+            down, up = factors(rng, submodule(model, name), rank, conv_as_4d=True)
+            t[f"{prefix}.{name}.lora_A.weight"], t[f"{prefix}.{name}.lora_B.weight"] = down, up
+        meta.update({f"{prefix}.r": rank, f"{prefix}.lora_alpha": alpha, f"{prefix}.target_modules": layers,
+                     f"{prefix}.alpha_pattern": {layers[1]: alpha * 3}})
+    save_file(t, str(path), metadata={"format": "pt", "lora_adapter_metadata": json.dumps(meta, sort_keys=True)})
+
+
+def model_outputs(pipe, inputs):
+    """The text encoder's hidden states for the prompt ids and the UNet's output for the inputs."""
+    import torch
+
+    with torch.no_grad():
+        hidden = pipe.text_encoder(inputs["ids"]).last_hidden_state
+        sample = pipe.unet(inputs["sample"], inputs["timestep"], encoder_hidden_states=inputs["context"]).sample
+    return hidden.numpy(), sample.numpy()
+
+
+def gen_lora(out, rng):
+    """kohya (f16 factors, LoCon on 3x3 convolutions, per-layer alphas) and PEFT (metadata
+    alphas, an alpha pattern) LoRAs for the 4-channel pipeline with linear projections, a kohya
+    LoRA for the 9-channel one with 1x1-convolution projections; diffusers' `load_lora_weights`
+    + `fuse_lora` at a scale, and the two 4-channel LoRAs together at two scales
+    (`set_adapters`): the text encoder's and the UNet's outputs before and after each."""
+    import torch
+    from diffusers import StableDiffusionInpaintPipeline, StableDiffusionPipeline
+
+    restore = fix_kohya_conversion()
+    models = out / "models"
+    dest = models / "lora"
+    dest.mkdir(parents=True, exist_ok=True)
+    f = lambda a: torch.from_numpy(np.asarray(a, dtype=np.float32))
+    t = {}
+    for pipeline, cls, name in (("pipeline_sd", StableDiffusionPipeline, "sd"),
+                                ("pipeline_inpaint", StableDiffusionInpaintPipeline, "inpaint")):
+        pipe = cls.from_pretrained(models / pipeline, safety_checker=None, requires_safety_checker=False, dtype=torch.float32)
+        channels = pipe.unet.config.in_channels
+        inputs = {"ids": torch.from_numpy(rng.integers(0, 500, (1, 77))), "timestep": torch.tensor(411.0),
+                  "sample": f(rng.standard_normal((2, channels, 8, 12))), "context": f(rng.standard_normal((2, 77, 32)))}
+        t.update({f"{name}.{k}": v.numpy() for k, v in inputs.items()})
+        t[f"{name}.base.hidden"], t[f"{name}.base.unet"] = model_outputs(pipe, inputs)
+        kohya = dest / f"kohya_{name}.safetensors"
+        kohya_file(rng, pipe.unet, pipe.text_encoder, kohya, torch.float16 if name == "sd" else torch.float32)
+        fused(pipe, [(kohya, "kohya", 0.8)])
+        check_fused(cls.from_pretrained(models / pipeline, safety_checker=None, requires_safety_checker=False,
+                                        dtype=torch.float32), pipe, kohya, 0.8)
+        t[f"{name}.kohya.hidden"], t[f"{name}.kohya.unet"] = model_outputs(pipe, inputs)
+        if name != "sd":
+            continue
+        peft = dest / "peft_sd.safetensors"
+        peft_file(rng, pipe.unet, pipe.text_encoder, peft)
+        fused(pipe, [(peft, "peft", 1.0)])
+        t["sd.peft.hidden"], t["sd.peft.unet"] = model_outputs(pipe, inputs)
+        fused(pipe, [(kohya, "kohya", 0.6), (peft, "peft", 1.3)])
+        t["sd.both.hidden"], t["sd.both.unet"] = model_outputs(pipe, inputs)
+    restore()
+    save_golden(out, "lora", t)
+
+
+def fix_kohya_conversion():
+    """Two defects of diffusers 0.42's kohya conversion, undone so that the reference applies the
+    format as kohya-ss, Automatic1111 and ComfyUI do (W += alpha / rank * up @ down per layer;
+    `check_fused` below verifies every fused weight against that formula):
+    - the alphas of attention layers are filed under `...attn1.processor.to_q_lora.down.weight.alpha`
+      (`...self_attn.to_q_lora...` in the text encoder), names no module has, so PEFT falls back
+      to the most common alpha for them;
+    - `lora_te_text_model_*` names become `text_encoder.text_model.*`, and the alphas keep that
+      prefix, which transformers 5's CLIPTextModel (no `text_model.` level) lacks.
+    Returns the function that restores the original conversion."""
+    from diffusers.loaders import lora_pipeline
+
+    convert = lora_pipeline._convert_non_diffusers_lora_to_diffusers
+    unet = re.compile(r"\.processor\.to_(q|k|v|out)_lora\.down\.weight\.alpha$")
+    text = re.compile(r"\.self_attn\.to_(q|k|v|out)_lora\.down\.weight\.alpha$")
+
+    def fix(key):
+        key = key.replace("text_encoder.text_model.", "text_encoder.", 1)
+        key = unet.sub(lambda m: f".to_{m.group(1)}{'.0' if m.group(1) == 'out' else ''}.alpha", key)
+        # The text encoder's patterns are the name less its last two parts.
+        return text.sub(lambda m: f".self_attn.{m.group(1)}_proj.lora.down.weight.alpha", key)
+
+    def converted(state_dict, *args, **kwargs):
+        state, alphas = convert(state_dict, *args, **kwargs)
+        return {fix(k): v for k, v in state.items()}, {fix(k): v for k, v in alphas.items()}
+
+    lora_pipeline._convert_non_diffusers_lora_to_diffusers = converted
+    return lambda: setattr(lora_pipeline, "_convert_non_diffusers_lora_to_diffusers", convert)
+
+
+def check_fused(base, pipe, kohya, scale):
+    """Every weight the kohya file names, fused by diffusers, against W + scale * alpha / rank *
+    up @ down computed here."""
+    import torch
+    from safetensors.torch import load_file
+
+    f = load_file(str(kohya))
+    for key in (k for k in f if k.endswith(".lora_down.weight")):
+        stem = key[: -len(".lora_down.weight")]
+        model, names = (base.unet, pipe.unet) if stem.startswith("lora_unet_") else (base.text_encoder, pipe.text_encoder)
+        name = next(n for n, _ in model.named_modules() if n.replace(".", "_") == stem.split("_", 2)[2].removeprefix("model_") or
+                    "text_model_" + n.replace(".", "_") == stem.split("_", 2)[2])
+        down, up, alpha = f[key].float(), f[f"{stem}.lora_up.weight"].float(), f[f"{stem}.alpha"].float()
+        w = model.get_submodule(name).weight
+        expected = w + (up.flatten(1) @ down.flatten(1)).reshape(w.shape) * (alpha / down.shape[0] * scale)
+        fused = names.get_submodule(name)
+        fused = getattr(fused, "base_layer", fused).weight
+        err = float((fused - expected).detach().abs().max())
+        assert err < 1e-5 * max(1.0, float(expected.abs().max())), f"{stem}: diffusers fused it {err} away"
+
+
+def fused(pipe, loras):
+    """The pipeline with only `loras` ((file, adapter name, scale)) loaded and fused at their
+    scales, whatever was loaded before taken out."""
+    pipe.unfuse_lora()
+    pipe.unload_lora_weights()
+    for path, adapter, _ in loras:
+        pipe.load_lora_weights(str(path), adapter_name=adapter)
+    names = [adapter for _, adapter, _ in loras]
+    pipe.set_adapters(names, adapter_weights=[scale for _, _, scale in loras])
+    pipe.fuse_lora(adapter_names=names)
+
+
+def save_golden(out, name, tensors):
+    from safetensors.numpy import save_file
+
+    path = out / "models" / "lora" / f"{name}.safetensors"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(path))
