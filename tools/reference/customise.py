@@ -231,3 +231,165 @@ def save_golden(out, name, tensors):
     path = out / "models" / "lora" / f"{name}.safetensors"
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(path))
+
+
+# ---------------------------------------------------------------------------------------------
+# Automatic1111's prompt syntax, written out from its semantics (modules/prompt_parser.py
+# `parse_prompt_attention`, modules/sd_hijack_clip.py `tokenize_line` / `process_tokens`, the
+# default "Original" emphasis of modules/sd_emphasis.py, `comma_padding_backtrack` = 20).
+
+A1111_ATTENTION = re.compile(r"\\\(|\\\)|\\\[|\\]|\\\\|\\|\(|\[|:([+-]?[.\d]+)\)|\)|]|[^\\()\[\]:]+|:", re.X)
+A1111_BREAK = re.compile(r"\s*\bBREAK\b\s*", re.S)
+
+# The examples of `parse_prompt_attention`'s docstring, with the output it documents.
+A1111_DOCSTRING = [
+    ("normal text", [["normal text", 1.0]]),
+    ("an (important) word", [["an ", 1.0], ["important", 1.1], [" word", 1.0]]),
+    ("(unbalanced", [["unbalanced", 1.1]]),
+    ("\\(literal\\]", [["(literal]", 1.0]]),
+    ("(unnecessary)(parens)", [["unnecessaryparens", 1.1]]),
+    ("a (((house:1.3)) [on] a (hill:0.5), sun, (((sky))).",
+     [["a ", 1.0], ["house", 1.5730000000000004], [" ", 1.1], ["on", 1.0], [" a ", 1.1], ["hill", 0.55],
+      [", sun, ", 1.1], ["sky", 1.4641000000000006], [".", 1.1]]),
+]
+
+
+def a1111_parse(text):
+    res, round_brackets, square_brackets = [], [], []
+
+    def multiply_range(start, multiplier):
+        for p in range(start, len(res)):
+            res[p][1] *= multiplier
+
+    for m in A1111_ATTENTION.finditer(text):
+        token, weight = m.group(0), m.group(1)
+        if token.startswith("\\"):
+            res.append([token[1:], 1.0])
+        elif token == "(":
+            round_brackets.append(len(res))
+        elif token == "[":
+            square_brackets.append(len(res))
+        elif weight is not None and round_brackets:
+            multiply_range(round_brackets.pop(), float(weight))
+        elif token == ")" and round_brackets:
+            multiply_range(round_brackets.pop(), 1.1)
+        elif token == "]" and square_brackets:
+            multiply_range(square_brackets.pop(), 1 / 1.1)
+        else:
+            for i, part in enumerate(re.split(A1111_BREAK, token)):
+                if i > 0:
+                    res.append(["BREAK", -1])
+                res.append([part, 1.0])
+    for pos in round_brackets:
+        multiply_range(pos, 1.1)
+    for pos in square_brackets:
+        multiply_range(pos, 1 / 1.1)
+    if not res:
+        res = [["", 1.0]]
+    i = 0
+    while i + 1 < len(res):
+        if res[i][1] == res[i + 1][1]:
+            res[i][0] += res[i + 1][0]
+            res.pop(i + 1)
+        else:
+            i += 1
+    return res
+
+
+def a1111_chunks(tokenizer, prompt, backtrack=20):
+    """`tokenize_line`: [(77 ids, 77 multipliers)] for one prompt (no embeddings)."""
+    parsed = a1111_parse(prompt)
+    tokenized = tokenizer([text for text, _ in parsed], truncation=False, add_special_tokens=False)["input_ids"]
+    comma, start, end = tokenizer.get_vocab().get(",</w>"), tokenizer.bos_token_id, tokenizer.eos_token_id
+    chunks, state = [], {"tokens": [], "mults": [], "last_comma": -1}
+
+    def next_chunk():
+        to_add = 75 - len(state["tokens"])
+        tokens = [start] + state["tokens"] + [end] * max(to_add, 0) + [end]
+        mults = [1.0] + state["mults"] + [1.0] * max(to_add, 0) + [1.0]
+        chunks.append((tokens, mults))
+        state.update(tokens=[], mults=[], last_comma=-1)
+
+    for tokens, (text, weight) in zip(tokenized, parsed):
+        if text == "BREAK" and weight == -1:
+            next_chunk()
+            continue
+        for token in tokens:
+            chunk = state["tokens"]
+            if token == comma:
+                state["last_comma"] = len(chunk)
+            elif backtrack and len(chunk) == 75 and state["last_comma"] != -1 and len(chunk) - state["last_comma"] <= backtrack:
+                at = state["last_comma"] + 1
+                moved, moved_mults = chunk[at:], state["mults"][at:]
+                state["tokens"], state["mults"] = chunk[:at], state["mults"][:at]
+                next_chunk()
+                state["tokens"], state["mults"] = moved, moved_mults
+            if len(state["tokens"]) == 75:
+                next_chunk()
+            state["tokens"].append(token)
+            state["mults"].append(weight)
+    if state["tokens"] or not chunks:
+        next_chunk()
+    return chunks
+
+
+def a1111_encode(text_encoder, chunks, end, pad):
+    """`process_tokens` + the "Original" emphasis, chunk by chunk, concatenated."""
+    import torch
+
+    zs = []
+    for tokens, mults in chunks:
+        ids = torch.tensor([tokens])
+        first_end = tokens.index(end)
+        ids[0, first_end + 1:] = pad
+        with torch.no_grad():
+            z = text_encoder(ids).last_hidden_state
+        original_mean = z.mean()
+        z = z * torch.asarray(mults).reshape(1, -1, 1).expand(z.shape)
+        z = z * (original_mean / z.mean())
+        zs.append(z)
+    return torch.hstack(zs)
+
+
+WEIGHTED_PROMPTS = [
+    "", " ", "a red sofa", "a (red) sofa", "a ((red)) sofa", "a (((red))) sofa", "a [red] sofa", "a [[red]] sofa",
+    "a (red:1.3) sofa", "a (red:0.5) sofa", "a (red:-1) sofa", "a (red:+1.5) sofa", "a (red:.5) sofa", "a (red:1.) sofa",
+    "(a (big:1.5) red:0.8) sofa", "((a [b] c)) d", "[(a:1.2)] b", "\\(not weighted\\) sofa", "\\[also not\\]",
+    "back\\\\slash", "a \\ lone backslash", "(open bracket", "close bracket)", "stray ] square", "[open square",
+    "colon: inside", "ratio 16:9", "(x:1.2", "(a:1e2)", "(:1.2)", "(1.5)", "(a)(b)", "(a:1.1)(b)", "a BREAK b",
+    "BREAK", "a BREAK BREAK b", "BREAKFAST at noon", "(a BREAK b)", "a, b, c, d, " * 12, "abcdefgh " * 12,
+    "(long weighted:1.2) " * 10 + "tail", "sofa, " * 14 + "a BREAK " + "lamp, " * 10, "x" * 74 + ", " + "y" * 30,
+    "a red leather sofa, (golden lamp:1.3), [dark] background, (((masterpiece))), best quality",
+    "DON'T (SHOUT:1.2)", "café (naïve:1.1) résumé", "<|endoftext|> (a:1.5)",
+    # A comma 15 tokens before the chunk's end (moved with what follows), and one 25 before.
+    "cat " * 60 + ", (dog:1.2) " + "dog " * 30, "cat " * 50 + ", " + "dog " * 40, "ab " * 30 + ", " + "[cd] " * 20, "ab " * 25 + ", " + "cd " * 30,
+]
+
+
+def gen_prompt_weighting(out, rng):
+    """Automatic1111's layout and emphasis for 51 prompts (weights, nesting, escapes, unbalanced
+    brackets, BREAK, prompts of several chunks, commas near the chunk end): the ids and
+    multipliers with the real CLIP vocabulary, and with the tiny pipeline's tokenizer also the
+    text encoder's weighted hidden states."""
+    import torch
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    for text, expected in A1111_DOCSTRING:
+        assert a1111_parse(text) == expected, (text, a1111_parse(text))
+    models = out / "models"
+    full = CLIPTokenizer(vocab=str(out / "tokenizer" / "vocab.json"), merges=str(out / "tokenizer" / "merges.txt"))
+    tiny = CLIPTokenizer.from_pretrained(models / "pipeline_sd" / "tokenizer")
+    text_encoder = CLIPTextModel.from_pretrained(models / "pipeline_sd" / "text_encoder", dtype=torch.float32)
+    t = {}
+    for i, prompt in enumerate(WEIGHTED_PROMPTS):
+        for name, tok in (("full", full), ("tiny", tiny)):
+            chunks = a1111_chunks(tok, prompt)
+            t[f"{name}.{i}.ids"] = np.array([c[0] for c in chunks], dtype=np.int64)
+            t[f"{name}.{i}.weights"] = np.array([c[1] for c in chunks], dtype=np.float64)
+        t[f"tiny.{i}.hidden"] = a1111_encode(text_encoder, a1111_chunks(tiny, prompt), tiny.eos_token_id, tiny.pad_token_id).numpy()
+    dest = models / "prompt_weighting"
+    dest.mkdir(parents=True, exist_ok=True)
+    with open(dest / "prompts.json", "w", encoding="utf-8") as f:
+        json.dump(WEIGHTED_PROMPTS, f, ensure_ascii=False, indent=0)
+    from safetensors.numpy import save_file
+    save_file({k: np.ascontiguousarray(v) for k, v in t.items()}, str(dest / "weighted.safetensors"))

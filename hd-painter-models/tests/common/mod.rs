@@ -36,7 +36,7 @@ impl Golden {
         Self(std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
     }
 
-    /// Shape and values (as f64) of a float32 or int64 tensor.
+    /// Shape and values (as f64) of a float32, float64 or int64 tensor.
     pub fn get(&self, key: &str) -> (Vec<usize>, Vec<f64>) {
         let st = SafeTensors::deserialize(&self.0).unwrap();
         let view = st.tensor(key).unwrap_or_else(|e| panic!("{key}: {e}"));
@@ -45,6 +45,11 @@ impl Golden {
                 .data()
                 .chunks_exact(4)
                 .map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64)
+                .collect(),
+            Dtype::F64 => view
+                .data()
+                .chunks_exact(8)
+                .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
                 .collect(),
             Dtype::I64 => view
                 .data()
