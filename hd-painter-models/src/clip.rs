@@ -252,6 +252,26 @@ impl ClipTextModel {
         self.compute_dtype
     }
 
+    /// This model with `vectors` `[n, hidden]` as the embeddings of ids `first..first + n`
+    /// (the table grown with zero rows where it is shorter), in the table's dtype: new tokens,
+    /// as transformers' `resize_token_embeddings` then the assignment of the rows.
+    pub(crate) fn with_token_vectors(mut self, first: usize, vectors: Tensor<2>) -> Self {
+        let table = self.embeddings.token_embedding.weight.val();
+        let ([rows, dim], n) = (table.dims(), vectors.dims()[0]);
+        let dtype: FloatDType = table.dtype().into();
+        let needed = rows.max(first + n);
+        let table = match needed > rows {
+            true => {
+                let zeros = Tensor::<2>::zeros([needed - rows, dim], &table.device()).cast(dtype);
+                Tensor::cat(vec![table, zeros], 0)
+            }
+            false => table,
+        };
+        let table = table.slice_assign([first..first + n, 0..dim], vectors.cast(dtype));
+        self.embeddings.token_embedding.weight = burn::module::Param::from_tensor(table);
+        self
+    }
+
     /// The number of token ids it embeds.
     pub fn vocab_size(&self) -> usize {
         self.embeddings.token_embedding.weight.dims()[0]

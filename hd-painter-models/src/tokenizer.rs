@@ -36,6 +36,8 @@ pub struct ClipTokenizer {
     whitespace: Regex,
     /// Tokens matched in the raw text before normalisation: start, end and the pad token.
     specials: Vec<(String, u32)>,
+    /// Added tokens (textual inversion), normalised, with the ids each stands for.
+    added: Vec<(String, Vec<u32>)>,
     bos: u32,
     eos: u32,
     pad: u32,
@@ -171,6 +173,7 @@ impl ClipTokenizer {
             tokens,
             ranks,
             specials: vec![(BOS_TOKEN.to_string(), bos), (EOS_TOKEN.to_string(), eos)],
+            added: Vec::new(),
             bos,
             eos,
             pad: eos,
@@ -275,12 +278,71 @@ impl ClipTokenizer {
             .min_by_key(|&(at, len, _)| (at, std::cmp::Reverse(len)))
     }
 
-    fn encode_plain(&self, text: &str, ids: &mut Vec<u32>) {
+    /// NFC, whitespace runs to one space, lower case character by character (as the
+    /// `tokenizers` normaliser does: no final-sigma rule).
+    fn normalize(&self, text: &str) -> String {
         let nfc: String = text.nfc().collect();
         let spaced = self.whitespace.replace_all(&nfc, " ");
-        // Character by character, as the `tokenizers` normaliser does (no final-sigma rule).
-        let lower: String = spaced.chars().flat_map(char::to_lowercase).collect();
-        for word in self.words.find_iter(&lower) {
+        spaced.chars().flat_map(char::to_lowercase).collect()
+    }
+
+    fn encode_plain(&self, text: &str, ids: &mut Vec<u32>) {
+        let text = self.normalize(text);
+        let mut rest = text.as_str();
+        // Added tokens are matched in the normalised text (transformers adds them with
+        // `normalized=True`): the leftmost, then the longest.
+        while let Some((at, len, expansion)) = self
+            .added
+            .iter()
+            .filter_map(|(t, ids)| rest.find(t.as_str()).map(|at| (at, t.len(), ids)))
+            .min_by_key(|&(at, len, _)| (at, std::cmp::Reverse(len)))
+        {
+            self.encode_words(&rest[..at], ids);
+            ids.extend(expansion);
+            rest = &rest[at + len..];
+        }
+        self.encode_words(rest, ids);
+    }
+
+    /// Adds `token` (matched as a whole in the normalised text) with new ids: one, or `vectors`
+    /// of them for a multi-vector token, which then also adds `{token}_1` ... as single ids,
+    /// as diffusers' `load_textual_inversion` names them. Returns the new ids; a token or one
+    /// of its names already in the vocabulary is [`ModelsError::Incompatible`].
+    pub fn add_token(&mut self, token: &str, vectors: usize) -> Result<Vec<u32>> {
+        let names: Vec<String> = (0..vectors.max(1))
+            .map(|i| {
+                if i == 0 {
+                    token.to_string()
+                } else {
+                    format!("{token}_{i}")
+                }
+            })
+            .collect();
+        let normalized: Vec<String> = names.iter().map(|n| self.normalize(n)).collect();
+        let taken = names.iter().zip(&normalized).find(|(name, norm)| {
+            self.vocab.contains_key(name.as_str()) || self.added.iter().any(|(t, _)| t == *norm)
+        });
+        if token.trim().is_empty() || taken.is_some() {
+            let name = taken.map_or(token, |(name, _)| name.as_str());
+            return Err(ModelsError::Incompatible {
+                what: format!("adding the token {name:?} to the tokenizer"),
+                reason: "it is blank or already in the vocabulary: choose another token name"
+                    .into(),
+            });
+        }
+        let first = self.tokens.len() as u32;
+        let ids: Vec<u32> = (first..first + names.len() as u32).collect();
+        for ((name, norm), &id) in names.iter().zip(normalized).zip(&ids) {
+            self.vocab.insert(name.clone(), id);
+            self.tokens.push(name.clone());
+            let expansion = if id == first { ids.clone() } else { vec![id] };
+            self.added.push((norm, expansion));
+        }
+        Ok(ids)
+    }
+
+    fn encode_words(&self, lower: &str, ids: &mut Vec<u32>) {
+        for word in self.words.find_iter(lower) {
             let bytes: Vec<String> = word
                 .as_str()
                 .bytes()

@@ -47,13 +47,17 @@ fn check_layout(g: &Golden, name: &str, tokenizer: &ClipTokenizer) {
 fn chunks_and_weights_match_automatic1111_with_the_clip_vocabulary() {
     let g = Golden::open("prompt_weighting", "weighted.safetensors");
     let dir = model_dir("../tokenizer");
-    let tokenizer = ClipTokenizer::from_files(dir.join("vocab.json"), dir.join("merges.txt")).unwrap();
+    let tokenizer =
+        ClipTokenizer::from_files(dir.join("vocab.json"), dir.join("merges.txt")).unwrap();
     check_layout(&g, "full", &tokenizer);
 }
 
 #[test]
 fn weighted_hidden_states_match_automatic1111_on_the_tiny_pipeline() {
-    let (g, device) = (Golden::open("prompt_weighting", "weighted.safetensors"), device());
+    let (g, device) = (
+        Golden::open("prompt_weighting", "weighted.safetensors"),
+        device(),
+    );
     let models = StableDiffusionModels::load(model_dir("pipeline_sd"), None, &device).unwrap();
     check_layout(&g, "tiny", &models.tokenizer);
     for (i, prompt) in prompts().iter().enumerate() {
@@ -80,7 +84,8 @@ fn a_plain_prompt_in_one_chunk_encodes_as_the_plain_encoder() {
 #[test]
 fn origins_mark_each_part_and_the_end_of_text_follows_the_last_token() {
     let dir = model_dir("../tokenizer");
-    let tokenizer = ClipTokenizer::from_files(dir.join("vocab.json"), dir.join("merges.txt")).unwrap();
+    let tokenizer =
+        ClipTokenizer::from_files(dir.join("vocab.json"), dir.join("merges.txt")).unwrap();
     let parts = [
         parse_weighted("a (red:1.2) sofa").unwrap(),
         parse_weighted(", high quality").unwrap(),

@@ -393,3 +393,45 @@ def gen_prompt_weighting(out, rng):
         json.dump(WEIGHTED_PROMPTS, f, ensure_ascii=False, indent=0)
     from safetensors.numpy import save_file
     save_file({k: np.ascontiguousarray(v) for k, v in t.items()}, str(dest / "weighted.safetensors"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Textual inversion.
+
+TI_PROMPTS = ["a <cat-toy> on a sofa", "a sofa in <style>", "<style> and <Cat-Toy>, <mv>", "<mv>_1 alone",
+              "a<cat-toy>b", "no learned token", "(<cat-toy>:1.3) in [<style>]"]
+
+
+def gen_textual_inversion(out, rng):
+    """diffusers' `load_textual_inversion` on the tiny 4-channel pipeline: a diffusers file with one
+    vector (`[dim]`), an Automatic1111 `emb_params` file with three vectors (its token given) and a
+    diffusers file with two; the ids of prompts naming them (`maybe_convert_prompt`, padded to 77),
+    the text encoder's hidden states, and for the weighted syntax the chunk ids."""
+    import torch
+    from diffusers import StableDiffusionPipeline
+    from safetensors.torch import save_file
+
+    models = out / "models"
+    dest = models / "textual_inversion"
+    dest.mkdir(parents=True, exist_ok=True)
+    f = lambda shape: torch.from_numpy(rng.standard_normal(shape).astype(np.float32))
+    files = [("cat_toy.safetensors", {"<cat-toy>": f((32,))}, None),
+             ("style.safetensors", {"emb_params": f((3, 32))}, "<style>"),
+             ("multi.safetensors", {"<mv>": f((2, 32)).to(torch.float16)}, None)]
+    pipe = StableDiffusionPipeline.from_pretrained(models / "pipeline_sd", safety_checker=None,
+                                                   requires_safety_checker=False, dtype=torch.float32)
+    for name, tensors, token in files:
+        save_file(tensors, str(dest / name))
+        pipe.load_textual_inversion(str(dest / name), token=token)
+    t = {}
+    for i, prompt in enumerate(TI_PROMPTS):
+        converted = pipe.maybe_convert_prompt(prompt, pipe.tokenizer)
+        ids = pipe.tokenizer(converted, padding="max_length", max_length=77, truncation=True, return_tensors="pt")["input_ids"]
+        with torch.no_grad():
+            t[f"{i}.hidden"] = pipe.text_encoder(ids).last_hidden_state.numpy()
+        t[f"{i}.ids"] = ids.numpy().astype(np.int64)
+        t[f"{i}.weighted_ids"] = np.array([c[0] for c in a1111_chunks(pipe.tokenizer, converted)], dtype=np.int64)
+    with open(dest / "prompts.json", "w", encoding="utf-8") as fp:
+        json.dump(TI_PROMPTS, fp, ensure_ascii=False, indent=0)
+    from safetensors.numpy import save_file as save_np
+    save_np({k: np.ascontiguousarray(v) for k, v in t.items()}, str(dest / "expected.safetensors"))
