@@ -130,6 +130,7 @@ mod mask_edit;
 mod painta;
 mod pipeline;
 mod prefill;
+mod prompts;
 mod rasg;
 mod repaint;
 mod sampler;
@@ -154,11 +155,11 @@ pub use inpaint::{BlendedLatents, StableInpainting, StepNoise, to_batch};
 pub use inpainter::Inpainter;
 pub use mask_edit::MaskEdit;
 pub use painta::{Painta, PaintaScale};
-pub use pipeline::{
-    HdPainter, InpaintOptions, Method, PasteBack, encode_hd_painter_prompts, encode_prompts,
-    encode_prompts_with_positive,
-};
+pub use pipeline::{HdPainter, InpaintOptions, Method, PasteBack};
 pub use prefill::PreFill;
+pub use prompts::{
+    PromptSyntax, encode_hd_painter_prompts, encode_prompts, encode_prompts_with_positive,
+};
 pub use rasg::{Rasg, RasgSettings, RasgSigma};
 pub use repaint::{
     KnownLatents, KnownRegion, NoiseDraws, RepaintSettings, repaint_step, seeded_draws, undo_steps,

@@ -1,17 +1,10 @@
 //! What an image-level run is asked to do ([`InpaintOptions`]: the method, HD-Painter's parts,
-//! the sampler settings, the seeds, the controls) and the prompts it is given
-//! ([`encode_prompts`] and its variants).
+//! the sampler settings, the seeds, the controls).
 
 use hd_painter_core::Mask;
-use hd_painter_models::StableDiffusionModels;
 
 use crate::brushnet::BrushNetSettings;
-use crate::conditioning::TextConditioning;
 use crate::crop::CropSettings;
-use crate::error::Result;
-use crate::focus::{
-    HD_PAINTER_NEGATIVE_PROMPT, HD_PAINTER_POSITIVE_PROMPT, full_prompt, prompt_token_indices,
-};
 use crate::mask_edit::MaskEdit;
 use crate::prefill::PreFill;
 use crate::rasg::RasgSettings;
@@ -218,44 +211,4 @@ impl Default for InpaintOptions {
             pre_fill: None,
         }
     }
-}
-
-/// The guidance pair for `prompt` and `negative`, encoded with the folder's tokenizer and text
-/// encoder.
-pub fn encode_prompts(
-    models: &StableDiffusionModels,
-    prompt: &str,
-    negative: &str,
-) -> Result<TextConditioning> {
-    encode_prompts_with_positive(models, prompt, "", negative)
-}
-
-/// The guidance pair with a positive prompt appended to the prompt as HD-Painter does
-/// (`"{prompt}, {positive}"`, [`full_prompt`]); the prompt tokens PAIntA and RASG use are the
-/// user prompt's own plus the end-of-text token of the full prompt.
-pub fn encode_prompts_with_positive(
-    models: &StableDiffusionModels,
-    prompt: &str,
-    positive: &str,
-    negative: &str,
-) -> Result<TextConditioning> {
-    let full = full_prompt(prompt, positive);
-    Ok(TextConditioning {
-        positive: models.encode_prompt(&full)?,
-        negative: models.encode_prompt(negative)?,
-        prompt_tokens: prompt_token_indices(&models.tokenizer, prompt, &full),
-    })
-}
-
-/// HD-Painter's prompts: its positive prompt appended, its negative prompt.
-pub fn encode_hd_painter_prompts(
-    models: &StableDiffusionModels,
-    prompt: &str,
-) -> Result<TextConditioning> {
-    encode_prompts_with_positive(
-        models,
-        prompt,
-        HD_PAINTER_POSITIVE_PROMPT,
-        HD_PAINTER_NEGATIVE_PROMPT,
-    )
 }

@@ -3,7 +3,8 @@
 //! fixture folder's DDIM config as diffusers' `from_config` makes it: Stable Inpainting against
 //! diffusers' `StableDiffusionInpaintPipeline` with DPM++ 2M Karras, Euler a (its per-step noise
 //! given) and UniPC; Blended Latent Diffusion's loop with DPM++ 2M; BrushNet's loop with UniPC.
-//! The latents after every step within 1e-3 * max(1, max|ref|).
+//! LCM-LoRA's preset on Stable Inpainting with a LoRA fused. The latents after every step within
+//! 1e-3 * max(1, max|ref|).
 
 mod common;
 
@@ -13,11 +14,14 @@ use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, Tensor, TensorData};
 use common::{Golden, assert_close, device, fixtures};
-use hd_painter_models::{BrushNetModel, DefaultAttention, SchedulerConfig, Unet2DConditionModel};
+use hd_painter_models::{
+    BrushNetModel, DefaultAttention, Lora, SchedulerConfig, StableDiffusionModels,
+    Unet2DConditionModel,
+};
 use hd_painter_sampling::{
     BlendedLatents, BrushNetLatents, BrushNetSettings, ClassifierFree, Hooks, LatentStrategy,
     NoiseSchedule, Sampler, SamplerSettings, SchedulerSpec, StableInpainting, Stage,
-    TextConditioning,
+    TextConditioning, encode_prompts,
 };
 
 /// The fixture folder's scheduler read as `class` (diffusers' `Class.from_config`).
@@ -48,12 +52,13 @@ struct Case<'a> {
     key: &'a str,
 }
 
-fn check_run(case: Case<'_>, strategy: &mut dyn LatentStrategy) {
+fn check_run(case: Case<'_>, strategy: &mut dyn LatentStrategy, guidance_scale: f64) {
     let (spec, schedule) = case.scheduler;
     let (g, key) = (case.golden, case.key);
     let settings = SamplerSettings {
         steps: case.steps,
         scheduler: spec,
+        guidance_scale,
         ..SamplerSettings::default()
     };
     let sigma = settings.build(&schedule).unwrap().init_noise_sigma();
@@ -126,7 +131,7 @@ fn stable_inpainting_matches_diffusers_with_dpm_euler_a_and_unipc() {
             golden: &g,
             key: &key,
         };
-        check_run(case, &mut strategy);
+        check_run(case, &mut strategy, 7.5);
     }
 }
 
@@ -155,7 +160,7 @@ fn blended_with_dpm_solver_matches_its_reference_loop() {
         golden: &g,
         key: "blended.steps",
     };
-    check_run(case, &mut strategy);
+    check_run(case, &mut strategy, 7.5);
 }
 
 #[test]
@@ -180,5 +185,57 @@ fn brushnet_with_unipc_matches_its_reference_loop() {
         golden: &g,
         key: "brushnet.steps",
     };
-    check_run(case, &mut strategy);
+    check_run(case, &mut strategy, 7.5);
+}
+
+/// LCM-LoRA's preset on Stable Inpainting: the `kohya_inpaint` LoRA fused into the UNet and the
+/// text encoder, the LCM scheduler from the folder's config, 4 steps, guidance 1 (the prompt
+/// alone), against diffusers' pipeline with the same fused weights (group `lcm_lora`).
+#[test]
+fn an_lcm_lora_run_matches_diffusers_with_the_lora_fused() {
+    let (g, device) = (Golden::open("lcm_lora"), device());
+    let dir = fixtures().join("models");
+    let mut models =
+        StableDiffusionModels::load(dir.join("pipeline_inpaint"), None, &device).unwrap();
+    let lora = Lora::open(dir.join("lora/kohya_inpaint.safetensors")).unwrap();
+    models.fuse_lora(&lora, 1.0).unwrap();
+    let text = encode_prompts(&models, "a red sofa", "").unwrap();
+    let (spec, schedule) = folder_scheduler("LCMScheduler");
+    let built = spec.build(&schedule, 4).unwrap();
+    assert_eq!(
+        built.timesteps(),
+        &g.get("timesteps").1[..],
+        "LCM timesteps"
+    );
+    let mask = g.tensor::<4>("mask", &device);
+    let [_, _, h, w] = mask.dims();
+    let nearest = InterpolateOptions::new(InterpolateMode::Nearest)
+        .with_align_corners(false)
+        .with_output_size([h / 2, w / 2]);
+    let mut strategy = StableInpainting::new(
+        interpolate(mask, nearest),
+        g.tensor("masked_latents", &device),
+    );
+    let noise = (0..4)
+        .map(|i| {
+            Tensor::from_data(
+                TensorData::new(g.part("noises", i), [1, 4, h / 2, w / 2]),
+                &device,
+            )
+        })
+        .collect();
+    check_run(
+        Case {
+            unet: &models.unet,
+            scheduler: (spec, schedule),
+            steps: 4,
+            text,
+            latents: g.tensor("latents", &device),
+            noise,
+            golden: &g,
+            key: "steps",
+        },
+        &mut strategy,
+        1.0,
+    );
 }

@@ -88,17 +88,18 @@ mod request;
 
 pub use error::{Error, Result};
 pub use painter::{Painter, SrModels};
-pub use request::{InpaintRequest, Stages};
+pub use request::{InpaintRequest, LCM_GUIDANCE, LCM_STEPS, Stages};
 
 pub use hd_painter_core::{
     self, BackendKind, Image, Mask, MaskChannel, MaskOptions, Quantize, SizeRule,
 };
 pub use hd_painter_models::{
-    self, AttentionProcessor, BrushNetModel, DefaultAttention, ModelSource, StableDiffusionModels,
+    self, AttentionProcessor, BrushNetModel, DefaultAttention, Lora, ModelSource,
+    StableDiffusionModels, TextualInversion,
 };
 pub use hd_painter_sampling::{
     self, BrushNetSettings, CropSettings, HdPainter, Hooks, InpaintOptions, MaskEdit, Method,
-    PasteBack, PreFill, RasgSettings, RepaintSettings, SamplingError, SchedulerKind, SchedulerSpec,
-    SeedRule, Stage, StepView,
+    PasteBack, PreFill, PromptSyntax, RasgSettings, RepaintSettings, SamplingError, SchedulerKind,
+    SchedulerSpec, SeedRule, Stage, StepView,
 };
 pub use hd_painter_sr::{self, SrError, SrOutput, SrSettings};

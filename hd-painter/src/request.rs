@@ -7,8 +7,8 @@ use hd_painter_core::{Image, Mask};
 use hd_painter_models::DefaultAttention;
 use hd_painter_sampling::{
     CropSettings, HD_PAINTER_NEGATIVE_PROMPT, HD_PAINTER_POSITIVE_PROMPT, HdPainter, Hooks,
-    InpaintOptions, MaskEdit, Method, PreFill, SamplingError, SchedulerKind, SchedulerSpec,
-    TextConditioning, encode_prompts_with_positive,
+    InpaintOptions, MaskEdit, Method, PreFill, PromptSyntax, SamplingError, SchedulerKind,
+    SchedulerSpec, TextConditioning,
 };
 use hd_painter_sr::{SR_POSITIVE_PROMPT, SrSettings, TwoStage};
 
@@ -38,6 +38,19 @@ impl Painter {
         InpaintRequest::new(self, image, mask, prompt, options)
     }
 }
+
+/// The steps of [`InpaintRequest::lcm`] (LCM-LoRA's recipe: 4 to 8).
+pub const LCM_STEPS: usize = 4;
+
+/// The guidance scale of [`InpaintRequest::lcm`] (LCM-LoRA's recipe: 1 to 2; 1 runs the prompt
+/// alone).
+pub const LCM_GUIDANCE: f64 = 1.0;
+
+/// The LCM scheduler with diffusers' `LCMScheduler` defaults.
+const LCM: SchedulerKind = SchedulerKind::Lcm {
+    original_steps: 50,
+    timestep_scaling: 10.0,
+};
 
 /// Which stages a request runs.
 #[derive(Clone, Copy, Debug)]
@@ -71,6 +84,8 @@ pub struct InpaintRequest<'a> {
     scheduler: Option<SchedulerKind>,
     karras: Option<bool>,
     exact_scheduler: Option<SchedulerSpec>,
+    lcm: bool,
+    syntax: PromptSyntax,
     options: InpaintOptions,
     sr: SrSettings,
     stages: Option<Stages<'a>>,
@@ -98,6 +113,8 @@ impl<'a> InpaintRequest<'a> {
             scheduler: None,
             karras: None,
             exact_scheduler: None,
+            lcm: false,
+            syntax: PromptSyntax::Plain,
             options,
             sr: SrSettings::default(),
             stages: None,
@@ -149,6 +166,23 @@ impl<'a> InpaintRequest<'a> {
     /// [`karras`](Self::karras) no longer apply).
     pub fn scheduler_spec(mut self, spec: SchedulerSpec) -> Self {
         self.exact_scheduler = Some(spec);
+        self
+    }
+
+    /// LCM-LoRA's few-step preset (for models with an LCM-LoRA fused, see
+    /// [`StableDiffusionModels::fuse_lora`](hd_painter_models::StableDiffusionModels::fuse_lora)):
+    /// the LCM scheduler, [`LCM_STEPS`] steps and guidance [`LCM_GUIDANCE`] (no negative pass),
+    /// each unless set on the request. For Stable Inpainting, Blended, BrushNet and PAIntA;
+    /// RASG needs DDIM (the settings are refused with it).
+    pub fn lcm(mut self) -> Self {
+        self.lcm = true;
+        self
+    }
+
+    /// How the prompts are read: [`PromptSyntax::Plain`] (the default) or Automatic1111's
+    /// weighted and chunked [`PromptSyntax::Weighted`], for both stages.
+    pub fn prompt_syntax(mut self, syntax: PromptSyntax) -> Self {
+        self.syntax = syntax;
         self
     }
 
@@ -242,7 +276,11 @@ impl<'a> InpaintRequest<'a> {
         }
         let folder = self.painter.scheduler_config();
         let hd = self.options.hd_painter.is_some();
-        let mut spec = match (self.scheduler, folder) {
+        let kind = match self.lcm {
+            true => self.scheduler.or(Some(LCM)),
+            false => self.scheduler,
+        };
+        let mut spec = match (kind, folder) {
             (Some(kind), Some(config)) => SchedulerSpec {
                 kind,
                 ..SchedulerSpec::from_config(&config.with_class(kind.class_name())?)?
@@ -271,8 +309,10 @@ impl<'a> InpaintRequest<'a> {
                 apply(&mut repaint.eta, self.eta);
             }
             (_, rasg) => {
-                apply(&mut options.sampler.steps, self.steps);
-                apply(&mut options.sampler.guidance_scale, self.guidance_scale);
+                let steps = self.steps.or(self.lcm.then_some(LCM_STEPS));
+                apply(&mut options.sampler.steps, steps);
+                let guidance = self.guidance_scale.or(self.lcm.then_some(LCM_GUIDANCE));
+                apply(&mut options.sampler.guidance_scale, guidance);
                 match (rasg, &mut options.sampler.scheduler.kind, self.eta) {
                     (Some(rasg), _, eta) => apply(&mut rasg.eta, eta),
                     (None, SchedulerKind::Ddim { eta }, value) => apply(eta, value),
@@ -300,12 +340,10 @@ impl<'a> InpaintRequest<'a> {
             (None, true) => HD_PAINTER_NEGATIVE_PROMPT,
             (None, false) => "",
         };
-        Ok(encode_prompts_with_positive(
-            &self.painter.models,
-            &self.prompt,
-            positive,
-            negative,
-        )?)
+        let models = &self.painter.models;
+        Ok(self
+            .syntax
+            .encode(models, &self.prompt, positive, negative)?)
     }
 
     /// The SR stage's prompts as the official code encodes them: the prompt with
@@ -313,12 +351,9 @@ impl<'a> InpaintRequest<'a> {
     /// encoder.
     pub fn encode_sr(&self) -> Result<TextConditioning> {
         let x4 = &self.painter.sr_models()?.models;
-        Ok(encode_prompts_with_positive(
-            x4,
-            &self.prompt,
-            SR_POSITIVE_PROMPT,
-            "",
-        )?)
+        Ok(self
+            .syntax
+            .encode(x4, &self.prompt, SR_POSITIVE_PROMPT, "")?)
     }
 
     /// Runs it with exact attention and no step callback.

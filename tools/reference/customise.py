@@ -435,3 +435,56 @@ def gen_textual_inversion(out, rng):
         json.dump(TI_PROMPTS, fp, ensure_ascii=False, indent=0)
     from safetensors.numpy import save_file as save_np
     save_np({k: np.ascontiguousarray(v) for k, v in t.items()}, str(dest / "expected.safetensors"))
+
+
+# ---------------------------------------------------------------------------------------------
+# LCM-LoRA.
+
+def gen_lcm_lora(out, rng):
+    """An LCM-LoRA Stable Inpainting run: diffusers' StableDiffusionInpaintPipeline on the 9-channel
+    tiny pipeline with `kohya_inpaint` (group `lora`) fused at 1.0 into its UNet and text encoder,
+    `LCMScheduler.from_config` of the folder's config, 4 steps, guidance 1 (LCM-LoRA's preset:
+    no negative pass), the prompt encoded by the fused text encoder, LCM's per-step noise given:
+    the latents after every step."""
+    import torch
+    from diffusers import LCMScheduler, StableDiffusionInpaintPipeline
+    from diffusers.schedulers import scheduling_lcm
+
+    models = out / "models"
+    restore = fix_kohya_conversion()
+    pipe = StableDiffusionInpaintPipeline.from_pretrained(models / "pipeline_inpaint", safety_checker=None,
+                                                          requires_safety_checker=False, dtype=torch.float32)
+    fused(pipe, [(models / "lora" / "kohya_inpaint.safetensors", "lcm", 1.0)])
+    restore()
+    pipe.scheduler = LCMScheduler.from_config(pipe.scheduler.config)
+    pipe.tokenizer.model_max_length = 77  # the tiny tokenizer's config says no limit
+    f = lambda a: torch.from_numpy(np.asarray(a, dtype=np.float32))
+    h, w, steps = 32, 48, 4
+    image = f(rng.uniform(-1, 1, (1, 3, h, w)))
+    mask = torch.zeros(1, 1, h, w)
+    mask[:, :, 6:28, 10:36] = 1.0
+    with torch.no_grad():
+        masked_latents = pipe.vae.encode(image * (mask < 0.5)).latent_dist.mean * pipe.vae.config.scaling_factor
+    latents = f(rng.standard_normal((1, 4, h // 2, w // 2)))
+    noises = f(rng.standard_normal((steps, 1, 4, h // 2, w // 2)))
+    drawn = iter(noises)
+    original = scheduling_lcm.randn_tensor
+    scheduling_lcm.randn_tensor = lambda *a, **k: next(drawn).clone()
+    per_step = []
+    with torch.no_grad():
+        pipe(prompt="a red sofa", image=(image + 1) / 2, mask_image=mask, masked_image_latents=masked_latents,
+             latents=latents, height=h, width=w, num_inference_steps=steps, guidance_scale=1.0, output_type="latent",
+             callback_on_step_end=lambda p, i, ts, kw: per_step.append(kw["latents"].clone()) or kw)
+    scheduling_lcm.randn_tensor = original
+    save_sampling(out, "lcm_lora", {"image": image.numpy(), "mask": mask.numpy(), "masked_latents": masked_latents.numpy(),
+                                    "latents": latents.numpy(), "noises": noises.numpy(),
+                                    "timesteps": pipe.scheduler.timesteps.numpy().astype(np.float64),
+                                    "steps": torch.stack(per_step).numpy()})
+
+
+def save_sampling(out, name, tensors):
+    from safetensors.numpy import save_file
+
+    path = out / "sampling" / f"{name}.safetensors"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(path))

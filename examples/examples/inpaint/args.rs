@@ -251,6 +251,23 @@ pub(crate) struct Args {
     /// Karras sigmas for the scheduler (Euler, DPM-Solver, UniPC): "DPM++ 2M Karras".
     #[arg(long)]
     pub(crate) karras: bool,
+    /// A LoRA to fuse into the model: kohya-ss / Automatic1111 or diffusers / PEFT
+    /// `.safetensors`, at SCALE (1 when not given); repeatable, fused in order.
+    #[arg(long, value_name = "FILE[:SCALE]", value_parser = parse_lora)]
+    pub(crate) lora: Vec<(PathBuf, f32)>,
+    /// A textual-inversion embedding (diffusers' `learned_embeds.safetensors` or an
+    /// Automatic1111 `.safetensors`, whose token is its file name); repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) embedding: Vec<PathBuf>,
+    /// LCM-LoRA's few-step preset (with an LCM-LoRA in `--lora`): the LCM scheduler, 4 steps
+    /// and guidance 1 unless `--scheduler`, `--steps` or `--guidance` say otherwise. With
+    /// `--method painta`, `stable`, `blended` or `brushnet` (RASG needs DDIM).
+    #[arg(long)]
+    pub(crate) lcm: bool,
+    /// Read the prompts in Automatic1111's syntax: `(word:1.3)`, `(word)`, `[word]`, `\(`,
+    /// `BREAK`, and prompts over 75 tokens in 77-token chunks.
+    #[arg(long)]
+    pub(crate) prompt_weighting: bool,
     /// The negative prompt (HD-Painter's by default for its methods, empty otherwise).
     #[arg(long)]
     pub(crate) negative_prompt: Option<String>,
@@ -282,4 +299,20 @@ fn parse_size(text: &str) -> Result<(u32, u32), String> {
 
 fn parse_scheduler(name: &str) -> Result<SchedulerKind, String> {
     SchedulerKind::named(name).map_err(|e| e.to_string())
+}
+
+/// `FILE[:SCALE]`: the scale is what follows the last `:` when it is a finite number (so that
+/// paths with colons still read as paths).
+fn parse_lora(text: &str) -> Result<(PathBuf, f32), String> {
+    if let Some((path, scale)) = text.rsplit_once(':') {
+        if let Ok(scale) = scale.parse::<f32>() {
+            return match scale.is_finite() && !path.is_empty() {
+                true => Ok((PathBuf::from(path), scale)),
+                false => Err(format!(
+                    "expected FILE[:SCALE] with a finite scale, found {text:?}"
+                )),
+            };
+        }
+    }
+    Ok((PathBuf::from(text), 1.0))
 }

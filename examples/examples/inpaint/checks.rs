@@ -70,6 +70,18 @@ fn check_settings(args: &Args) -> Result<(), RunError> {
             format!("--eta must be a finite number >= 0, found {eta}")
         })?;
     }
+    refuse(
+        args.lcm && matches!(args.method, MethodArg::HdPainter | MethodArg::Rasg),
+        || {
+            "--lcm steps with the LCM scheduler and RASG needs DDIM: use --method painta \
+             (PAIntA alone), stable, blended or brushnet"
+                .into()
+        },
+    )?;
+    refuse(args.lcm && args.method == MethodArg::Repaint, || {
+        "--lcm is for the methods that step with a scheduler; RePaint walks its own DDPM grid"
+            .into()
+    })?;
     let scale = args.brushnet_scale;
     refuse(!scale.is_finite(), || {
         format!("--brushnet-scale must be a finite number, found {scale}")

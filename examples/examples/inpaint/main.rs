@@ -25,9 +25,9 @@ use clap::Parser;
 use hd_painter::hd_painter_core::peak_rss_bytes;
 use hd_painter::{
     BrushNetModel, BrushNetSettings, CropSettings, DefaultAttention, HdPainter, Hooks, Image,
-    InpaintOptions, InpaintRequest, Mask, MaskChannel, MaskEdit, MaskOptions, Method, ModelSource,
-    Painter, PreFill, RepaintSettings, SeedRule, SizeRule, SrOutput, SrSettings,
-    StableDiffusionModels, Stage, StepView,
+    InpaintOptions, InpaintRequest, Lora, Mask, MaskChannel, MaskEdit, MaskOptions, Method,
+    ModelSource, Painter, PreFill, PromptSyntax, RepaintSettings, SeedRule, SizeRule, SrOutput,
+    SrSettings, StableDiffusionModels, Stage, StepView, TextualInversion,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -159,11 +159,20 @@ fn load(args: &Args) -> Result<Painter, RunError> {
         true => models.with_dtype(dtype),
         false => models.with_weight_dtype(dtype),
     };
-    let mut painter = Painter::new(precision(StableDiffusionModels::from_source(
+    let mut models = StableDiffusionModels::from_source(
         &ModelSource::parse(&args.model, args.config.as_deref())?,
         args.variant.as_deref(),
         &device,
-    )?));
+    )?;
+    // Fused while the weights are f32, so that half-precision weights round once.
+    for (file, scale) in &args.lora {
+        bar.set_message(format!("fusing {}", file.display()));
+        models.fuse_lora(&Lora::open(file)?, *scale)?;
+    }
+    for file in &args.embedding {
+        models.load_textual_inversion(&TextualInversion::open(file, None)?)?;
+    }
+    let mut painter = Painter::new(precision(models));
     if let Some(dir) = &args.brushnet {
         bar.set_message("loading BrushNet");
         let branch = BrushNetModel::load(dir, args.variant.as_deref(), &device)?;
@@ -375,6 +384,12 @@ fn configure<'a>(
     }
     if args.karras {
         request = request.karras(true);
+    }
+    if args.lcm {
+        request = request.lcm();
+    }
+    if args.prompt_weighting {
+        request = request.prompt_syntax(PromptSyntax::Weighted);
     }
     if let Some(n) = &args.negative_prompt {
         request = request.negative_prompt(n);
