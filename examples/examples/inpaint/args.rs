@@ -304,15 +304,15 @@ fn parse_scheduler(name: &str) -> Result<SchedulerKind, String> {
 /// `FILE[:SCALE]`: the scale is what follows the last `:` when it is a finite number (so that
 /// paths with colons still read as paths).
 fn parse_lora(text: &str) -> Result<(PathBuf, f32), String> {
-    if let Some((path, scale)) = text.rsplit_once(':') {
-        if let Ok(scale) = scale.parse::<f32>() {
-            return match scale.is_finite() && !path.is_empty() {
-                true => Ok((PathBuf::from(path), scale)),
-                false => Err(format!(
-                    "expected FILE[:SCALE] with a finite scale, found {text:?}"
-                )),
-            };
-        }
+    if let Some((path, scale)) = text.rsplit_once(':')
+        && let Ok(scale) = scale.parse::<f32>()
+    {
+        return match scale.is_finite() && !path.is_empty() {
+            true => Ok((PathBuf::from(path), scale)),
+            false => Err(format!(
+                "expected FILE[:SCALE] with a finite scale, found {text:?}"
+            )),
+        };
     }
     Ok((PathBuf::from(text), 1.0))
 }
