@@ -75,6 +75,39 @@
 //! # }
 //! ```
 //!
+//! LoRA files, textual-inversion embeddings, LCM-LoRA's few-step preset and Automatic1111's
+//! prompt syntax:
+//!
+//! ```
+//! use hd_painter::{
+//!     BackendKind, Image, Lora, Mask, Method, Painter, PromptSyntax, StableDiffusionModels,
+//!     TextualInversion,
+//! };
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures");
+//! # let model = format!("{fixtures}/models/pipeline_inpaint");
+//! # let lora = format!("{fixtures}/models/lora/kohya_inpaint.safetensors");
+//! # let embedding = format!("{fixtures}/models/textual_inversion/cat_toy.safetensors");
+//! # let (photo, hole) = (format!("{fixtures}/core/rgb.png"), format!("{fixtures}/core/mask.png"));
+//! let device = BackendKind::default().device()?;
+//! let mut models = StableDiffusionModels::load(&model, None, &device)?;
+//! models.fuse_lora(&Lora::open(&lora)?, 0.8)?; // kohya-ss / A1111 or diffusers / PEFT files
+//! models.load_textual_inversion(&TextualInversion::open(&embedding, None)?)?; // `<cat-toy>`
+//! let painter = Painter::new(models);
+//! let (image, mask) = (Image::open(&photo)?, Mask::open(&hole)?);
+//! let request = painter
+//!     .request(&image, &mask, "a (red leather:1.3) sofa BREAK with a <cat-toy>")
+//!     .method(Method::StableInpainting)
+//!     .hd_painter(None)
+//!     .lcm() // the LCM scheduler, 4 steps, guidance 1, unless set
+//!     .prompt_syntax(PromptSyntax::Weighted);
+//! assert_eq!(request.settings()?.sampler.steps, 4);
+//! assert_eq!(request.run()?.len(), 1);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! ## Cargo features
 //! | feature | effect |
 //! |---|---|
