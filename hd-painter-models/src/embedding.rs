@@ -7,11 +7,11 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::{Tensor, TensorData};
-use safetensors::{Dtype, SafeTensors};
+use safetensors::SafeTensors;
 
 use crate::error::{ModelsError, Result, TensorMismatch};
 use crate::pipeline::StableDiffusionModels;
-use crate::single_file::map_file;
+use crate::weights::{float_data, read_safetensors};
 
 /// The keys of Automatic1111's embedding files.
 const A1111_KEYS: [&str; 2] = ["emb_params", "string_to_param.*"];
@@ -30,18 +30,14 @@ impl TextualInversion {
     /// Reads `path`; `token` overrides the file's token name (diffusers' `token=`).
     pub fn open(path: impl AsRef<Path>, token: Option<&str>) -> Result<Self> {
         let path = path.as_ref();
-        if crate::weights::is_pickle(path) {
-            return Err(ModelsError::Pickle {
-                path: path.to_path_buf(),
-            });
-        }
-        let map = map_file(path)?;
+        read_safetensors(path, |tensors, _| Self::read(path, tensors, token))
+    }
+
+    fn read(path: &Path, tensors: &SafeTensors<'_>, token: Option<&str>) -> Result<Self> {
         let malformed = |reason: String| ModelsError::Malformed {
             path: path.to_path_buf(),
             reason,
         };
-        let tensors = SafeTensors::deserialize(&map)
-            .map_err(|e| malformed(format!("not a safetensors file: {e}")))?;
         let names = tensors.names();
         let key = match names.as_slice() {
             [key] => key.to_string(),
@@ -71,26 +67,12 @@ impl TextualInversion {
                 )));
             }
         };
-        let bytes = view.data();
-        let data = match view.dtype() {
-            Dtype::F32 => bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            Dtype::F16 => bytes
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => bytes
-                .chunks_exact(2)
-                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            other => {
-                return Err(malformed(format!(
-                    "`{key}`: expected f32, f16 or bf16, found {other:?}"
-                )));
-            }
-        };
+        let data = float_data(&view).ok_or_else(|| {
+            malformed(format!(
+                "`{key}`: expected f32, f16 or bf16, found {:?}",
+                view.dtype()
+            ))
+        })?;
         Ok(Self {
             path: path.to_path_buf(),
             token,

@@ -308,7 +308,7 @@ impl ClipTokenizer {
     /// of them for a multi-vector token, which then also adds `{token}_1` ... as single ids,
     /// as diffusers' `load_textual_inversion` names them. Returns the new ids; a token or one
     /// of its names already in the vocabulary is [`ModelsError::Incompatible`].
-    pub fn add_token(&mut self, token: &str, vectors: usize) -> Result<Vec<u32>> {
+    pub(crate) fn add_token(&mut self, token: &str, vectors: usize) -> Result<Vec<u32>> {
         let names: Vec<String> = (0..vectors.max(1))
             .map(|i| {
                 if i == 0 {

@@ -97,6 +97,46 @@ pub(crate) fn shard_names(index: &Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
+/// Runs `read` on the safetensors file `path` (memory-mapped): pickles are refused and a file
+/// that is not safetensors is [`ModelsError::Malformed`] naming it.
+pub(crate) fn read_safetensors<T>(
+    path: &Path,
+    read: impl FnOnce(&safetensors::SafeTensors<'_>, &[u8]) -> Result<T>,
+) -> Result<T> {
+    if is_pickle(path) {
+        return Err(ModelsError::Pickle {
+            path: path.to_path_buf(),
+        });
+    }
+    let map = crate::single_file::map_file(path)?;
+    let tensors =
+        safetensors::SafeTensors::deserialize(&map).map_err(|e| ModelsError::Malformed {
+            path: path.to_path_buf(),
+            reason: format!("not a safetensors file: {e}"),
+        })?;
+    read(&tensors, &map)
+}
+
+/// A safetensors tensor's values as f32 (f32, f16 and bf16 files); `None` for other dtypes.
+pub(crate) fn float_data(view: &safetensors::tensor::TensorView<'_>) -> Option<Vec<f32>> {
+    let bytes = view.data();
+    Some(match view.dtype() {
+        safetensors::Dtype::F32 => bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        safetensors::Dtype::F16 => bytes
+            .chunks_exact(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        safetensors::Dtype::BF16 => bytes
+            .chunks_exact(2)
+            .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        _ => return None,
+    })
+}
+
 /// Whether `path` names a pickled PyTorch file by its extension.
 pub(crate) fn is_pickle(path: &Path) -> bool {
     path.extension()

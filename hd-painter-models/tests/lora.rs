@@ -100,8 +100,16 @@ fn half_precision_weights_take_the_lora_in_f32_and_round_once() {
     g.assert_within(hidden, "sd.kohya.hidden", 5e-2, 1.0, "bf16 fused");
 }
 
+/// A layer's down and up keys with their shapes.
+fn layer(stem: &str, down: [usize; 2], up: [usize; 2]) -> [(String, Vec<usize>); 2] {
+    [
+        (format!("{stem}.lora_down.weight"), down.to_vec()),
+        (format!("{stem}.lora_up.weight"), up.to_vec()),
+    ]
+}
+
 /// A LoRA file written from `(key, shape)` pairs of f32 zeros.
-fn write_lora(tag: &str, tensors: &[(&str, Vec<usize>)]) -> PathBuf {
+fn write_lora(tag: &str, tensors: &[(String, Vec<usize>)]) -> PathBuf {
     let data: Vec<Vec<u8>> = tensors
         .iter()
         .map(|(_, s)| vec![0u8; 4 * s.iter().product::<usize>()])
@@ -139,63 +147,31 @@ fn layers_of_another_model_are_listed_and_nothing_changes() {
     let mut models = pipeline("sd", &device);
     // SDXL's second text encoder and a transformer block the tiny UNet lacks: no such layers;
     // an attention projection of another width (an SD 1.x LoRA on SD 2): the wrong shape.
-    let attn = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k";
-    let path = write_lora(
-        "foreign",
-        &[
-            (
-                "lora_te2_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight",
-                vec![2, 32],
-            ),
-            (
-                "lora_te2_text_model_encoder_layers_0_self_attn_q_proj.lora_up.weight",
-                vec![32, 2],
-            ),
-            (
-                "lora_unet_down_blocks_0_attentions_0_transformer_blocks_7_attn1_to_q.lora_down.weight",
-                vec![2, 8],
-            ),
-            (
-                "lora_unet_down_blocks_0_attentions_0_transformer_blocks_7_attn1_to_q.lora_up.weight",
-                vec![8, 2],
-            ),
-            (&format!("{attn}.lora_down.weight"), vec![2, 768]),
-            (&format!("{attn}.lora_up.weight"), vec![8, 2]),
-        ],
+    let te2 = layer(
+        "lora_te2_text_model_encoder_layers_0_self_attn_q_proj",
+        [2, 32],
+        [32, 2],
     );
+    let block = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_7_attn1_to_q";
+    let attn = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k";
+    let (block, attn) = (layer(block, [2, 8], [8, 2]), layer(attn, [2, 768], [8, 2]));
+    let path = write_lora("foreign", &[te2.as_slice(), &block, &attn].concat());
     // The SDXL text-encoder keys are no layer of SD at all: refused when the file is read.
     let (unexpected, _) = weights_error(Lora::open(&path).unwrap_err());
     assert_eq!(unexpected.len(), 2, "{unexpected:?}");
     assert!(unexpected.iter().all(|k| k.starts_with("lora_te2_")));
-    let path = write_lora(
-        "other_model",
-        &[
-            (
-                "lora_unet_down_blocks_0_attentions_0_transformer_blocks_7_attn1_to_q.lora_down.weight",
-                vec![2, 8],
-            ),
-            (
-                "lora_unet_down_blocks_0_attentions_0_transformer_blocks_7_attn1_to_q.lora_up.weight",
-                vec![8, 2],
-            ),
-            (&format!("{attn}.lora_down.weight"), vec![2, 768]),
-            (&format!("{attn}.lora_up.weight"), vec![8, 2]),
-        ],
-    );
+    let path = write_lora("other_model", &[block.as_slice(), &attn].concat());
     let err = models
         .fuse_lora(&Lora::open(&path).unwrap(), 1.0)
         .unwrap_err();
     let message = err.to_string();
     let (unexpected, mismatched) = weights_error(err);
-    assert_eq!(
-        unexpected,
-        ["lora_unet_down_blocks_0_attentions_0_transformer_blocks_7_attn1_to_q.lora_down.weight"]
-    );
-    assert_eq!(mismatched, [format!("{attn}.lora_down.weight")]);
+    assert_eq!(unexpected, [block[0].0.clone()]);
+    assert_eq!(mismatched, [attn[0].0.clone()]);
     assert!(message.contains(&path.display().to_string()), "{message}");
     check(&models, &g, "sd", "base");
     // A file with no LoRA layer at all, and a non-finite scale.
-    let empty = write_lora("empty", &[("something_else", vec![3])]);
+    let empty = write_lora("empty", &[("something_else".into(), vec![3])]);
     assert!(matches!(
         Lora::open(&empty),
         Err(ModelsError::Weights { .. })
@@ -213,8 +189,11 @@ fn unmatched_factor_shapes_are_malformed_files() {
     let path = write_lora(
         "pair",
         &[
-            ("lora_unet_conv_in.lora_down.weight", vec![4, 4, 3, 3]),
-            ("lora_unet_conv_in.lora_up.weight", vec![8, 2, 1, 1]),
+            (
+                "lora_unet_conv_in.lora_down.weight".into(),
+                vec![4, 4, 3, 3],
+            ),
+            ("lora_unet_conv_in.lora_up.weight".into(), vec![8, 2, 1, 1]),
         ],
     );
     let err = Lora::open(&path).unwrap_err();

@@ -172,8 +172,9 @@ impl<'a> InpaintRequest<'a> {
     /// LCM-LoRA's few-step preset (for models with an LCM-LoRA fused, see
     /// [`StableDiffusionModels::fuse_lora`](hd_painter_models::StableDiffusionModels::fuse_lora)):
     /// the LCM scheduler, [`LCM_STEPS`] steps and guidance [`LCM_GUIDANCE`] (no negative pass),
-    /// each unless set on the request. For Stable Inpainting, Blended, BrushNet and PAIntA;
-    /// RASG needs DDIM (the settings are refused with it).
+    /// each unless set on the request, for the first stage (the SR stage keeps its own
+    /// settings). For Stable Inpainting, Blended, BrushNet and PAIntA; RASG needs DDIM and
+    /// RePaint walks its own grid (the settings are refused with either).
     pub fn lcm(mut self) -> Self {
         self.lcm = true;
         self
@@ -303,6 +304,11 @@ impl<'a> InpaintRequest<'a> {
         options.sampler.scheduler = self.planned_scheduler()?;
         let rasg = options.hd_painter.as_mut().and_then(|h| h.rasg.as_mut());
         match (&mut options.method, rasg) {
+            (Method::Repaint(_), _) if self.lcm => {
+                let message = "the LCM preset is for the methods that step with a scheduler; \
+                               RePaint walks its own DDPM grid";
+                return Err(SamplingError::InvalidInput(message.into()).into());
+            }
             (Method::Repaint(repaint), _) => {
                 apply(&mut repaint.steps, self.steps);
                 apply(&mut repaint.guidance_scale, self.guidance_scale);

@@ -7,27 +7,10 @@ mod common;
 
 use std::ops::ControlFlow;
 
-use common::{fixtures, painter};
+use common::{fixtures, inputs, painter};
 use hd_painter::{Lora, PromptSyntax, TextualInversion};
-use hd_painter_core::{Image, Mask};
 use hd_painter_models::DefaultAttention;
 use hd_painter_sampling::{HdPainter, Hooks, SchedulerKind};
-
-fn inputs() -> (Image, Mask) {
-    let image = Image::from_rgb8(
-        24,
-        16,
-        (0..24 * 16 * 3).map(|i| (i * 5 % 241) as u8).collect(),
-    );
-    let mask = Mask::from_luma8(
-        24,
-        16,
-        (0..24 * 16)
-            .map(|i| if i % 24 >= 8 { 255 } else { 0 })
-            .collect(),
-    );
-    (image.unwrap(), mask.unwrap())
-}
 
 #[test]
 fn the_lcm_preset_fills_in_what_the_request_leaves_unset() {
@@ -130,4 +113,17 @@ fn loras_and_embeddings_on_the_painters_models_change_the_run() {
         b.raster().as_slice(),
         "the LoRA and the embedding change the result"
     );
+}
+
+#[test]
+fn the_lcm_preset_refuses_repaint() {
+    let p = painter("pipeline_sd");
+    let (image, mask) = inputs();
+    let request = p
+        .request(&image, &mask, "a sofa")
+        .method(hd_painter::Method::Repaint(Default::default()))
+        .hd_painter(None)
+        .lcm();
+    let err = request.settings().unwrap_err().to_string();
+    assert!(err.contains("RePaint"), "{err}");
 }

@@ -9,29 +9,12 @@ mod common;
 use std::ops::ControlFlow;
 use std::path::Path;
 
-use common::{device, fixtures, painter};
+use common::{device, fixtures, inputs, painter};
 use hd_painter::{Error, Painter};
-use hd_painter_core::{Image, Mask};
 use hd_painter_models::{DefaultAttention, StableDiffusionModels};
 use hd_painter_sampling::{
     HdPainter, Hooks, InpaintOptions, Method, SchedulerKind, SchedulerSpec, SolverType, Spacing,
 };
-
-fn inputs() -> (Image, Mask) {
-    let image = Image::from_rgb8(
-        24,
-        16,
-        (0..24 * 16 * 3).map(|i| (i * 7 % 251) as u8).collect(),
-    );
-    let mask = Mask::from_luma8(
-        24,
-        16,
-        (0..24 * 16)
-            .map(|i| if i % 24 < 12 { 255 } else { 0 })
-            .collect(),
-    );
-    (image.unwrap(), mask.unwrap())
-}
 
 fn dpm(karras: bool) -> SchedulerSpec {
     SchedulerSpec {

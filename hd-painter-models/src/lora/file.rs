@@ -6,11 +6,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use safetensors::{Dtype, SafeTensors};
+use safetensors::SafeTensors;
 use serde_json::Value;
 
 use crate::error::{ModelsError, Result};
-use crate::single_file::map_file;
+use crate::weights::{float_data, read_safetensors};
 
 /// The model a LoRA layer changes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -85,19 +85,15 @@ impl Lora {
     /// them, as are factors whose shapes do not pair up.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        if crate::weights::is_pickle(path) {
-            return Err(ModelsError::Pickle {
-                path: path.to_path_buf(),
-            });
-        }
-        let map = map_file(path)?;
+        read_safetensors(path, |tensors, map| Self::read(path, tensors, map))
+    }
+
+    fn read(path: &Path, tensors: &SafeTensors<'_>, map: &[u8]) -> Result<Self> {
         let malformed = |reason: String| ModelsError::Malformed {
             path: path.to_path_buf(),
             reason,
         };
-        let tensors = SafeTensors::deserialize(&map)
-            .map_err(|e| malformed(format!("not a safetensors file: {e}")))?;
-        let metadata = SafeTensors::read_metadata(&map)
+        let metadata = SafeTensors::read_metadata(map)
             .map_err(|e| malformed(e.to_string()))?
             .1
             .metadata()
@@ -112,10 +108,7 @@ impl Lora {
         } else {
             LoraFormat::Peft
         };
-        let reader = Reader {
-            path,
-            tensors: &tensors,
-        };
+        let reader = Reader { path, tensors };
         let mut used = Vec::new();
         let mut layers = Vec::new();
         for key in &keys {
@@ -188,10 +181,9 @@ fn layer_of(
     match format {
         LoraFormat::Kohya => {
             let stem = key.strip_suffix(KOHYA.0)?;
-            let (module, component) = match () {
-                _ if stem.starts_with("lora_unet_") => (&stem[10..], LoraComponent::Unet),
-                _ if stem.starts_with("lora_te_") => (&stem[8..], LoraComponent::TextEncoder),
-                _ => return None,
+            let (module, component) = match stem.strip_prefix("lora_unet_") {
+                Some(module) => (module, LoraComponent::Unet),
+                None => (stem.strip_prefix("lora_te_")?, LoraComponent::TextEncoder),
             };
             Some((module, component, (KOHYA.0, KOHYA.1)))
         }
@@ -259,26 +251,12 @@ impl Reader<'_> {
                 "`{key}` is missing (its layer's other factor is there)"
             ))
         })?;
-        let bytes = view.data();
-        let data: Vec<f32> = match view.dtype() {
-            Dtype::F32 => bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            Dtype::F16 => bytes
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => bytes
-                .chunks_exact(2)
-                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            other => {
-                return Err(self.malformed(format!(
-                    "`{key}`: expected f32, f16 or bf16, found {other:?}"
-                )));
-            }
-        };
+        let data = float_data(&view).ok_or_else(|| {
+            self.malformed(format!(
+                "`{key}`: expected f32, f16 or bf16, found {:?}",
+                view.dtype()
+            ))
+        })?;
         Ok(Factor {
             shape: view.shape().to_vec(),
             data,

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::nn::Linear;
 use burn::tensor::{Device, FloatDType, Tensor, TensorData};
 
 use super::file::{Lora, LoraComponent, LoraLayer};
@@ -146,13 +147,25 @@ fn delta(layer: &LoraLayer, kind: Kind, scale: f32, device: &Device) -> Tensor<2
     let matrix = |data: &[f32], shape: [usize; 2]| {
         Tensor::<2>::from_data(TensorData::new(data.to_vec(), shape), device)
     };
-    let up = matrix(&layer.up.data, [out, rank]);
+    // The scale goes on the small factor, not on the weight-sized product.
+    let up = matrix(&layer.up.data, [out, rank]) * (scale * layer.alpha / rank as f32);
     let down = matrix(&layer.down.data, [rank, inputs]);
-    let factor = scale * layer.alpha / rank as f32;
     match kind {
-        Kind::Linear => down.transpose().matmul(up.transpose()) * factor,
-        Kind::Conv => up.matmul(down) * factor,
+        Kind::Linear => product(down.transpose(), up.transpose()),
+        Kind::Conv => product(up, down),
     }
+}
+
+/// `a @ b` as a linear layer's GEMM (`x W`): the native kernel where it runs, several times
+/// burn's matmul for a LoRA's thin inner dimension (the whole fuse of a rank-64 LoRA over the
+/// full-size UNet is mostly these products).
+fn product(a: Tensor<2>, b: Tensor<2>) -> Tensor<2> {
+    let ([m, k], n) = (a.dims(), b.dims()[1]);
+    let layer = Linear {
+        weight: Param::from_tensor(b),
+        bias: None,
+    };
+    crate::native::linear(&layer, a.reshape([1, m, k])).reshape([m, n])
 }
 
 /// Merges the planned layers at `scale` into the weights, one weight at a time (each delta is
