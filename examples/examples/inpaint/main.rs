@@ -167,7 +167,18 @@ fn load(args: &Args) -> Result<Painter, RunError> {
     // Fused while the weights are f32, so that half-precision weights round once.
     for (file, scale) in &args.lora {
         bar.set_message(format!("fusing {}", file.display()));
-        models.fuse_lora(&Lora::open(file)?, *scale)?;
+        let started = Instant::now();
+        let lora = Lora::open(file)?;
+        models.fuse_lora(&lora, *scale)?;
+        let layers: usize = lora.layers().values().sum();
+        let seconds = started.elapsed().as_secs_f64();
+        // Printed past the bar, which is hidden when the output is not a terminal.
+        bar.suspend(|| {
+            println!(
+                "fused {} at {scale}: {layers} layers in {seconds:.1} s",
+                file.display()
+            )
+        });
     }
     for file in &args.embedding {
         models.load_textual_inversion(&TextualInversion::open(file, None)?)?;
