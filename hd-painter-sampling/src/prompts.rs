@@ -52,7 +52,9 @@ impl PromptSyntax {
         }
         let tokens = WeightedTokens::new(&models.tokenizer, &parts);
         let unconditional = WeightedTokens::new(&models.tokenizer, &[parse_weighted(negative)?]);
-        let empty = models.encode_prompt("")?;
+        // A1111's empty chunk: the weighted layout of "" (77 ids whatever the tokenizer's length).
+        let empty = WeightedTokens::new(&models.tokenizer, &[parse_weighted("")?]);
+        let empty = models.encode_weighted(&empty)?;
         let pad = |z: Tensor<3>, chunks: usize| {
             let missing = chunks - z.dims()[1] / empty.dims()[1];
             let mut all = vec![z];
