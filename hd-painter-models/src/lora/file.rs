@@ -3,7 +3,7 @@
 //! `lora.down` / `lora_linear_layer.down` names; `alpha` from the file's
 //! `lora_adapter_metadata` as diffusers saves it, else 1 per rank).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use safetensors::SafeTensors;
@@ -109,7 +109,7 @@ impl Lora {
             LoraFormat::Peft
         };
         let reader = Reader { path, tensors };
-        let mut used = Vec::new();
+        let mut used = HashSet::new();
         let mut layers = Vec::new();
         for key in &keys {
             let Some((module, component, (down, up))) = layer_of(format, key) else {
@@ -117,21 +117,21 @@ impl Lora {
             };
             let stem = &key[..key.len() - down.len()];
             let (up_key, alpha_key) = (format!("{stem}{up}"), format!("{stem}{}", KOHYA.2));
-            let layer = LoraLayer {
+            let (down, up) = (reader.factor(key)?, reader.factor(&up_key)?);
+            let rank = reader.check_pair((key, &down), (&up_key, &up))?;
+            let alpha = match tensors.tensor(&alpha_key) {
+                Ok(_) => reader.scalar(&alpha_key)?,
+                Err(_) => peft_alpha(metadata.as_ref(), component, module, rank),
+            };
+            layers.push(LoraLayer {
                 component,
                 module: module.to_string(),
                 key: key.clone(),
-                down: reader.factor(key)?,
-                up: reader.factor(&up_key)?,
-                alpha: 0.0,
-            };
-            let rank = reader.check_pair(&layer, &up_key)?;
-            let alpha = match keys.contains(&alpha_key) {
-                true => reader.scalar(&alpha_key)?,
-                false => peft_alpha(metadata.as_ref(), component, module, rank),
-            };
+                down,
+                up,
+                alpha,
+            });
             used.extend([key.clone(), up_key, alpha_key]);
-            layers.push(LoraLayer { alpha, ..layer });
         }
         let unused: Vec<String> = keys.into_iter().filter(|k| !used.contains(k)).collect();
         if !unused.is_empty() || layers.is_empty() {
@@ -276,8 +276,8 @@ impl Reader<'_> {
 
     /// The rank shared by the two factors: down `[r, in, ...]` and up `[out, r, 1, 1]` or
     /// `[out, r]`.
-    fn check_pair(&self, layer: &LoraLayer, up_key: &str) -> Result<usize> {
-        let (down, up) = (&layer.down.shape, &layer.up.shape);
+    fn check_pair(&self, down: (&str, &Factor), up: (&str, &Factor)) -> Result<usize> {
+        let ((down_key, down), (up_key, up)) = ((down.0, &down.1.shape), (up.0, &up.1.shape));
         let rank = down.first().copied().unwrap_or(0);
         let up_fits = match up.as_slice() {
             [_, r] | [_, r, 1, 1] => *r == rank,
@@ -285,9 +285,8 @@ impl Reader<'_> {
         };
         if ![2, 4].contains(&down.len()) || rank == 0 || !up_fits {
             return Err(self.malformed(format!(
-                "`{}` {down:?} and `{up_key}` {up:?}: expected [rank, in(, kh, kw)] and \
-                 [out, rank(, 1, 1)]",
-                layer.key
+                "`{down_key}` {down:?} and `{up_key}` {up:?}: expected [rank, in(, kh, kw)] and \
+                 [out, rank(, 1, 1)]"
             )));
         }
         Ok(rank)
