@@ -9,110 +9,23 @@
 
 mod common;
 
-use std::ops::ControlFlow;
-
-use burn::tensor::{Device, FloatDType, Tensor};
-use common::{Golden, assert_close, assert_first_scales, fixtures};
+use burn::tensor::FloatDType;
+use common::hd_painter::{STEPS, Setup};
+use common::{assert_close, assert_first_scales, fixtures};
 use hd_painter_core::Mask;
-use hd_painter_models::{
-    AttentionProcessor, ClipTokenizer, DefaultAttention, Unet2DConditionModel,
-};
+use hd_painter_models::{ClipTokenizer, DefaultAttention, Unet2DConditionModel};
 use hd_painter_sampling::{
-    ClassifierFree, Guidance, NoiseSchedule, Painta, PromptFocus, Rasg, RasgSettings, RasgSigma,
-    Sampled, Sampler, SamplerSettings, SchedulerSpec, StableInpainting, StepView, TextConditioning,
-    full_prompt, prompt_token_indices,
+    Painta, Rasg, RasgSettings, RasgSigma, full_prompt, prompt_token_indices,
 };
-use hd_painter_sampling::{Hooks, Stage};
 
 const TOLERANCE: f32 = 1e-3;
-
-struct Setup {
-    device: Device,
-    unet: Unet2DConditionModel,
-    golden: Golden,
-    text: TextConditioning,
-    pixel_mask: Mask,
-}
 
 fn setup() -> Setup {
     setup_with(|unet| unet)
 }
 
-/// The fixture with the UNet `precision` gives (its weights in another dtype).
 fn setup_with(precision: impl FnOnce(Unet2DConditionModel) -> Unet2DConditionModel) -> Setup {
-    let device = common::device();
-    let unet = precision(
-        Unet2DConditionModel::load(fixtures().join("models/unet_hd_painter"), None, &device)
-            .unwrap(),
-    );
-    let golden = Golden::open("hd_painter");
-    let text = TextConditioning {
-        positive: golden.tensor("positive", &device),
-        negative: golden.tensor("negative", &device),
-        prompt_tokens: golden.ints("tokens"),
-    };
-    let (shape, pixels) = golden.get("pixel_mask");
-    let pixel_mask = Mask::from_luma8(
-        shape[1] as u32,
-        shape[0] as u32,
-        pixels.into_iter().map(|v| v as u8).collect(),
-    )
-    .unwrap();
-    Setup {
-        device,
-        unet,
-        golden,
-        text,
-        pixel_mask,
-    }
-}
-
-/// The run's x0 predictions, normalised gradients and latents, step by step.
-#[derive(Default)]
-struct Trace {
-    latents: Vec<Tensor<4>>,
-    x0: Vec<Tensor<4>>,
-    grads: Vec<Tensor<4>>,
-}
-
-fn run(s: &Setup, processor: &mut dyn AttentionProcessor, rasg: Option<&Rasg>) -> (Sampled, Trace) {
-    let strategy_mask = s.golden.tensor::<4>("latent_mask", &s.device);
-    let mut strategy =
-        StableInpainting::new(strategy_mask, s.golden.tensor("masked_latents", &s.device));
-    let settings = SamplerSettings {
-        steps: 5,
-        scheduler: SchedulerSpec::hd_painter(),
-        ..SamplerSettings::default()
-    };
-    let mut trace = Trace::default();
-    let sampled = Sampler {
-        unet: &s.unet,
-        schedule: &NoiseSchedule::stable_diffusion(),
-        text: &s.text,
-        seeds: &[0],
-        stage: Stage::Inpaint,
-        hooks: Hooks::new(processor, &mut |view: &StepView<'_>| {
-            trace.latents.push(view.latents.clone());
-            trace.x0.push(view.pred_x0.clone());
-            trace.grads.extend(view.guidance.cloned());
-            ControlFlow::Continue(())
-        }),
-    }
-    .run(
-        &settings,
-        &mut strategy,
-        match rasg {
-            Some(r) => r as &dyn Guidance,
-            None => &ClassifierFree,
-        },
-        s.golden.tensor("latents", &s.device),
-    )
-    .unwrap();
-    (sampled, trace)
-}
-
-fn focus(s: &Setup, mask: &Mask) -> PromptFocus {
-    PromptFocus::new(s.text.prompt_tokens.clone(), mask, [16, 24]).unwrap()
+    Setup::new(common::device(), precision)
 }
 
 fn check(s: &Setup, name: &str, painta: bool, rasg: Option<RasgSettings>) {
@@ -130,17 +43,17 @@ fn check_within(
 ) {
     let mut default = DefaultAttention::default();
     let mut with_painta =
-        Painta::new(focus(s, &s.pixel_mask), true, &mut default).recording_scales();
+        Painta::new(s.focus(&s.pixel_mask), true, &mut default).recording_scales();
     let rasg = rasg.map(|settings| Rasg {
         settings,
-        focus: focus(s, &s.pixel_mask),
+        focus: s.focus(&s.pixel_mask),
     });
     let (_, trace) = if painta {
-        run(s, &mut with_painta, rasg.as_ref())
+        s.run(&mut with_painta, rasg.as_ref(), STEPS)
     } else {
-        run(s, &mut DefaultAttention::default(), rasg.as_ref())
+        s.run(&mut DefaultAttention::default(), rasg.as_ref(), STEPS)
     };
-    assert_eq!(trace.latents.len(), 5, "{name}: steps");
+    assert_eq!(trace.latents.len(), STEPS, "{name}: steps");
     for (k, (latents, x0)) in trace.latents.iter().zip(&trace.x0).enumerate() {
         let step = k + 1;
         let want = s.golden.part(&format!("{name}_latents"), k);
@@ -154,7 +67,7 @@ fn check_within(
         assert_close(x0, &want, tolerance, &format!("{name} x0, step {step}"));
     }
     if rasg.is_some() {
-        assert_eq!(trace.grads.len(), 5, "{name}: a gradient per step");
+        assert_eq!(trace.grads.len(), STEPS, "{name}: a gradient per step");
         for (k, g) in trace.grads.iter().enumerate() {
             let want = s.golden.part(&format!("{name}_grads"), k);
             assert_close(
@@ -243,7 +156,7 @@ fn a_hole_too_small_for_the_attention_grids_leaves_the_baseline() {
         }
     }
     let tiny = Mask::from_luma8(192, 128, pixels).unwrap();
-    let focus_tiny = focus(&s, &tiny);
+    let focus_tiny = s.focus(&tiny);
     assert_eq!(focus_tiny.hole_tokens([4, 6]), Some(0));
     assert_eq!(focus_tiny.hole_tokens([8, 12]), Some(0));
     let mut default = DefaultAttention::default();
@@ -252,7 +165,7 @@ fn a_hole_too_small_for_the_attention_grids_leaves_the_baseline() {
         settings: RasgSettings::default(),
         focus: focus_tiny,
     };
-    let (guided, trace) = run(&s, &mut painta, Some(&rasg));
+    let (guided, trace) = s.run(&mut painta, Some(&rasg), STEPS);
     assert!(
         trace.grads.is_empty(),
         "no gradient without a hole at the score grid"

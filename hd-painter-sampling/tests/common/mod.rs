@@ -197,3 +197,4 @@ pub fn inpaint(
         }),
     )
 }
+pub mod hd_painter;
