@@ -1,6 +1,6 @@
 //! The wgpu backend against flex on the tiny fixtures (flex itself is held to the references by
 //! the other tests): the SD 2-like UNet, the SD VAE's encode and decode and the gelu CLIP text
-//! encoder within 1e-4 * max(1, max |flex|); two HD-Painter steps with PAIntA and RASG (the
+//! encoder within 1e-4 * max(1, max |flex|); one HD-Painter step with PAIntA and RASG (the
 //! paper's sigma, eta 1) with the latents and x0 within 1e-4 and RASG's normalised gradient, a
 //! derivative through the UNet's down path on the autodiff device, within 1e-3.
 //!
@@ -22,7 +22,9 @@ const TOLERANCE: f32 = 1e-4;
 const GRADIENT_TOLERANCE: f32 = 1e-3;
 
 fn wgpu() -> Device {
-    BackendKind::Wgpu.device().expect("the wgpu backend is compiled in")
+    BackendKind::Wgpu
+        .device()
+        .expect("the wgpu backend is compiled in")
 }
 
 /// Asserts max |got - want| <= `tolerance` * max(1, max |want|), `got` computed on wgpu and
@@ -46,7 +48,12 @@ fn assert_same<const D: usize>(got: Tensor<D>, want: Tensor<D>, tolerance: f32, 
 #[test]
 fn unet_forward_matches_flex() {
     let golden = Golden::at("models/unet_sd2/outputs.safetensors");
-    let timesteps: Vec<f32> = golden.get("timesteps").1.iter().map(|&t| t as f32).collect();
+    let timesteps: Vec<f32> = golden
+        .get("timesteps")
+        .1
+        .iter()
+        .map(|&t| t as f32)
+        .collect();
     let forward = |device: &Device| {
         let dir = common::fixtures().join("models/unet_sd2");
         let unet = Unet2DConditionModel::load(dir, None, device).unwrap();
@@ -71,8 +78,8 @@ fn unet_forward_matches_flex() {
 fn vae_encode_and_decode_match_flex() {
     let golden = Golden::at("models/vae_sd/outputs.safetensors");
     let run = |device: &Device| {
-        let vae = AutoencoderKl::load(common::fixtures().join("models/vae_sd"), None, device)
-            .unwrap();
+        let vae =
+            AutoencoderKl::load(common::fixtures().join("models/vae_sd"), None, device).unwrap();
         let mean = vae.encode(golden.tensor("image", device)).unwrap().mean;
         let decoded = vae.decode(golden.tensor("mean", device)).unwrap();
         (mean, decoded)
@@ -105,8 +112,8 @@ fn text_encoder_matches_flex() {
 }
 
 #[test]
-fn guided_hd_painter_steps_match_flex() {
-    let steps = 2;
+fn a_guided_hd_painter_step_matches_flex() {
+    let steps = 1;
     let trace = |device: Device| {
         let s = Setup::new(device, |unet| unet);
         let mut default = DefaultAttention::default();
@@ -122,7 +129,7 @@ fn guided_hd_painter_steps_match_flex() {
     };
     let got = trace(wgpu());
     let want = trace(common::device());
-    assert_eq!(got.grads.len(), steps, "a RASG gradient per step");
+    assert_eq!(got.grads.len(), steps, "a RASG gradient");
     for k in 0..steps {
         let step = k + 1;
         assert_same(

@@ -106,7 +106,13 @@ impl Plan {
                 sr_steps: 20,
             };
             let gpu = root.join("tools/gpu");
-            (gpu.join("sd2-inpainting"), gpu.join("x4-upscaler"), 64, 5, runs)
+            (
+                gpu.join("sd2-inpainting"),
+                gpu.join("x4-upscaler"),
+                64,
+                5,
+                runs,
+            )
         };
         Self {
             inpaint,
@@ -147,12 +153,19 @@ fn check(args: &Args) -> Result<Report, String> {
         dtype: FloatDType::F32,
         outcome: Outcome::Measured(measured),
     });
+    save(&report, args)?;
     let backends = if args.backends.is_empty() {
-        BackendKind::compiled()
+        vec![BackendKind::Cuda, BackendKind::Wgpu]
+            .into_iter()
+            .filter(|k| k.is_compiled())
+            .collect()
     } else {
         args.backends.clone()
     };
-    for kind in backends.into_iter().filter(|k| !matches!(k, BackendKind::Flex | BackendKind::Ndarray)) {
+    let gpus = backends
+        .into_iter()
+        .filter(|k| !matches!(k, BackendKind::Flex | BackendKind::Ndarray));
+    for kind in gpus {
         for &dtype in &args.dtypes {
             eprintln!("gpu_check: {kind} {dtype:?} ...");
             let outcome = guarded(|| {
@@ -168,24 +181,38 @@ fn check(args: &Args) -> Result<Report, String> {
                 Ok(None) => Outcome::Unsupported,
                 Err(e) => Outcome::Failed(e),
             };
-            report.rows.push(Row { kind, dtype, outcome });
+            report.rows.push(Row {
+                kind,
+                dtype,
+                outcome,
+            });
+            save(&report, args)?;
         }
     }
     if !args.no_runs {
         let (kind, dtype) = report.fastest();
         eprintln!("gpu_check: whole runs on {kind} {dtype:?} ...");
         let x4 = build(&plan.x4, "StableDiffusionUpscalePipeline", 2)?;
-        let runs = guarded(|| {
-            measure::whole_runs(&inpaint, &x4, &kind.device()?, dtype, &plan.runs)
-        });
+        let runs =
+            guarded(|| measure::whole_runs(&inpaint, &x4, &kind.device()?, dtype, &plan.runs));
         report.runs = Some(Runs {
             kind,
             dtype,
             plan: plan.runs,
             times: runs,
         });
+        save(&report, args)?;
     }
     Ok(report)
+}
+
+/// Writes the report so far to `--json`, so that a run stopped by a time limit leaves its rows.
+fn save(report: &Report, args: &Args) -> Result<(), String> {
+    match &args.json {
+        Some(path) => std::fs::write(path, report.json())
+            .map_err(|e| format!("writing {}: {e}", path.display())),
+        None => Ok(()),
+    }
 }
 
 fn main() -> ExitCode {
@@ -198,12 +225,6 @@ fn main() -> ExitCode {
         }
     };
     println!("{}", report.table());
-    if let Some(path) = &args.json {
-        if let Err(e) = std::fs::write(path, report.json()) {
-            eprintln!("gpu_check: writing {}: {e}", path.display());
-            return ExitCode::FAILURE;
-        }
-    }
     if report.passed() {
         ExitCode::SUCCESS
     } else {

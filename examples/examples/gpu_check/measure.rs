@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use burn::tensor::{Device, FloatDType, Tensor, TensorData};
 use hd_painter::{
-    BackendKind, DefaultAttention, Image, Mask, Painter, SrSettings, Stages, StableDiffusionModels,
+    BackendKind, DefaultAttention, Image, Mask, Painter, SrSettings, StableDiffusionModels, Stages,
 };
 
 use crate::models::Seeded;
@@ -82,7 +82,11 @@ fn relative_error(got: &[f32], want: &[f32]) -> f32 {
     err / scale
 }
 
-fn unet_call(models: &StableDiffusionModels, inputs: &Inputs, device: &Device) -> hd_painter::Result<Vec<f32>> {
+fn unet_call(
+    models: &StableDiffusionModels,
+    inputs: &Inputs,
+    device: &Device,
+) -> hd_painter::Result<Vec<f32>> {
     let out = models.unet.forward(
         Tensor::from_data(inputs.sample.clone(), device),
         &inputs.timesteps,
@@ -93,12 +97,15 @@ fn unet_call(models: &StableDiffusionModels, inputs: &Inputs, device: &Device) -
     Ok(values(out))
 }
 
-fn decode(models: &StableDiffusionModels, inputs: &Inputs, device: &Device) -> hd_painter::Result<Vec<f32>> {
-    Ok(values(
-        models
-            .vae
-            .decode(Tensor::from_data(inputs.latents.clone(), device))?,
-    ))
+fn decode(
+    models: &StableDiffusionModels,
+    inputs: &Inputs,
+    device: &Device,
+) -> hd_painter::Result<Vec<f32>> {
+    Ok(values(models.vae.decode(Tensor::from_data(
+        inputs.latents.clone(),
+        device,
+    ))?))
 }
 
 fn seconds<T>(f: impl FnOnce() -> T) -> (T, f64) {
@@ -198,7 +205,13 @@ fn inputs(size: u32) -> hd_painter::Result<(Image, Mask)> {
     let image = Image::from_rgb8(size, size, rgb)?;
     let hole = |i: u32| (size / 4..size * 3 / 4).contains(&i);
     let mask = (0..size * size)
-        .map(|i| if hole(i / size) && hole(i % size) { 255 } else { 0 })
+        .map(|i| {
+            if hole(i / size) && hole(i % size) {
+                255
+            } else {
+                0
+            }
+        })
         .collect();
     Ok((image, Mask::from_luma8(size, size, mask)?))
 }

@@ -52,7 +52,11 @@ impl Seeded {
     }
 
     /// A copy of the models on `device`, their weights and activations in `dtype`.
-    pub fn on(&self, device: &Device, dtype: FloatDType) -> hd_painter::Result<StableDiffusionModels> {
+    pub fn on(
+        &self,
+        device: &Device,
+        dtype: FloatDType,
+    ) -> hd_painter::Result<StableDiffusionModels> {
         let models = StableDiffusionModels {
             pipeline: self.pipeline.into(),
             tokenizer: ClipTokenizer::from_dir(&self.tokenizer)?,

@@ -7,7 +7,7 @@ use hd_painter_core::Mask;
 use hd_painter_models::{AttentionProcessor, Unet2DConditionModel};
 use hd_painter_sampling::{
     ClassifierFree, Guidance, Hooks, NoiseSchedule, PromptFocus, Rasg, Sampled, Sampler,
-    SamplerSettings, SchedulerSpec, Stage, StableInpainting, StepView, TextConditioning,
+    SamplerSettings, SchedulerSpec, StableInpainting, Stage, StepView, TextConditioning,
 };
 
 use super::{Golden, fixtures};
