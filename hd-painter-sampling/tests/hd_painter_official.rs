@@ -14,9 +14,8 @@
 
 mod common;
 
-use std::ops::ControlFlow;
-
 use burn::tensor::{Device, Tensor};
+use common::hd_painter::Trace;
 use common::{Golden, assert_close, assert_first_scales, fixtures, worst_level};
 use hd_painter_core::{Filter, Image, Mask, Quantize, SizeRule};
 use hd_painter_models::{
@@ -25,7 +24,7 @@ use hd_painter_models::{
 use hd_painter_sampling::{
     ClassifierFree, Guidance, HD_PAINTER_POSITIVE_PROMPT, HdPainterInputs, NoiseSchedule, Painta,
     PromptFocus, Rasg, RasgSettings, RasgSigma, Sampler, SamplerSettings, SchedulerSpec,
-    StableInpainting, StepView, TextConditioning, full_prompt, prompt_token_indices,
+    StableInpainting, TextConditioning, full_prompt, prompt_token_indices,
 };
 use hd_painter_sampling::{Hooks, Stage};
 
@@ -127,13 +126,6 @@ fn condition(s: &Setup) -> (Tensor<4>, Tensor<4>) {
     (s.inputs.latent_hole.to_tensor(&s.device), masked)
 }
 
-#[derive(Default)]
-struct Trace {
-    latents: Vec<Tensor<4>>,
-    x0: Vec<Tensor<4>>,
-    grads: Vec<Tensor<4>>,
-}
-
 fn check(name: &str, steps: usize, painta: bool, rasg_eta: Option<f64>) {
     let s = setup();
     let g = &s.golden;
@@ -177,12 +169,7 @@ fn check(name: &str, steps: usize, painta: bool, rasg_eta: Option<f64>) {
         text: &text,
         seeds: &[1],
         stage: Stage::Inpaint,
-        hooks: Hooks::new(processor, &mut |view: &StepView<'_>| {
-            trace.latents.push(view.latents.clone());
-            trace.x0.push(view.pred_x0.clone());
-            trace.grads.extend(view.guidance.cloned());
-            ControlFlow::Continue(())
-        }),
+        hooks: Hooks::new(processor, &mut trace.recorder()),
     }
     .run(
         &settings,

@@ -11,6 +11,8 @@
 
 mod common;
 
+use std::sync::{Mutex, MutexGuard};
+
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use common::Golden;
 use common::hd_painter::Setup;
@@ -39,6 +41,7 @@ fn assert_same<const D: usize>(got: Tensor<D>, want: Tensor<D>, tolerance: f32, 
         .zip(&want)
         .map(|(a, b)| (a - b).abs())
         .fold(0.0, f32::max);
+    println!("{what}: max |wgpu - flex| = {err:.2e} (scale {scale:.3})");
     assert!(
         got.iter().all(|v| v.is_finite()) && err <= tolerance * scale,
         "{what}: max |wgpu - flex| = {err:e} (scale {scale})"
@@ -47,6 +50,7 @@ fn assert_same<const D: usize>(got: Tensor<D>, want: Tensor<D>, tolerance: f32, 
 
 #[test]
 fn unet_forward_matches_flex() {
+    let _device = one_at_a_time();
     let golden = Golden::at("models/unet_sd2/outputs.safetensors");
     let timesteps: Vec<f32> = golden
         .get("timesteps")
@@ -76,6 +80,7 @@ fn unet_forward_matches_flex() {
 
 #[test]
 fn vae_encode_and_decode_match_flex() {
+    let _device = one_at_a_time();
     let golden = Golden::at("models/vae_sd/outputs.safetensors");
     let run = |device: &Device| {
         let vae =
@@ -92,6 +97,7 @@ fn vae_encode_and_decode_match_flex() {
 
 #[test]
 fn text_encoder_matches_flex() {
+    let _device = one_at_a_time();
     let golden = Golden::at("models/clip_gelu/outputs.safetensors");
     let (shape, ids) = golden.get("input_ids");
     let ids: Vec<i64> = ids.into_iter().map(|v| v as i64).collect();
@@ -113,6 +119,7 @@ fn text_encoder_matches_flex() {
 
 #[test]
 fn a_guided_hd_painter_step_matches_flex() {
+    let _device = one_at_a_time();
     let steps = 1;
     let trace = |device: Device| {
         let s = Setup::new(device, |unet| unet);

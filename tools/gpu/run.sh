@@ -38,11 +38,11 @@ log "CUDARC_CUDA_VERSION=${CUDARC_CUDA_VERSION:-unset} CUDA_PATH=${CUDA_PATH:-un
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee -a "$out/run.log"
 
 log "gpu_check on cuda (table and whole runs)"
-timeout 270 /tmp/gpu_check --backends cuda --json "$out/gpu-check-cuda.json" \
+timeout 240 /tmp/gpu_check --backends cuda --json "$out/gpu-check-cuda.json" \
     > "$out/gpu-check-cuda.md" 2> >(tee "$out/gpu-check-cuda.log" >&2)
 log "cuda: exit $?"
 log "gpu_check on wgpu (table)"
-timeout 120 /tmp/gpu_check --backends wgpu --no-runs --json "$out/gpu-check-wgpu.json" \
+timeout 90 /tmp/gpu_check --backends wgpu --no-runs --json "$out/gpu-check-wgpu.json" \
     > "$out/gpu-check-wgpu.md" 2> >(tee "$out/gpu-check-wgpu.log" >&2)
 log "wgpu: exit $?"
 
@@ -50,7 +50,7 @@ log "PyTorch's UNet"
 site=/tmp/site
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target "$site" "$kit"/wheels/*.whl
-PYTHONPATH=$site PYTHONUNBUFFERED=1 timeout 150 python3 tools/gpu/torch_unet.py \
+PYTHONPATH=$site PYTHONUNBUFFERED=1 timeout 120 python3 tools/gpu/torch_unet.py --repeats 10 \
     --json "$out/torch-unet.json" 2>&1 | tee "$out/torch-unet.log"
 log "PyTorch: exit ${PIPESTATUS[0]}"
 cat "$out"/gpu-check-*.md

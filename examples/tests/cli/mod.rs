@@ -11,11 +11,16 @@ pub fn repo() -> PathBuf {
 
 /// `target/<profile>/examples/inpaint`, next to this test's `deps/` folder.
 pub fn program() -> PathBuf {
+    example("inpaint")
+}
+
+/// `target/<profile>/examples/<name>`.
+pub fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile = exe.parent().unwrap().parent().unwrap();
     profile
         .join("examples")
-        .join(format!("inpaint{}", std::env::consts::EXE_SUFFIX))
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
 }
 
 pub fn scratch(name: &str) -> PathBuf {

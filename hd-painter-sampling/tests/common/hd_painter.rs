@@ -84,12 +84,7 @@ impl Setup {
             text: &self.text,
             seeds: &[0],
             stage: Stage::Inpaint,
-            hooks: Hooks::new(processor, &mut |view: &StepView<'_>| {
-                trace.latents.push(view.latents.clone());
-                trace.x0.push(view.pred_x0.clone());
-                trace.grads.extend(view.guidance.cloned());
-                ControlFlow::Continue(())
-            }),
+            hooks: Hooks::new(processor, &mut trace.recorder()),
         }
         .run(
             &settings,
@@ -111,4 +106,16 @@ pub struct Trace {
     pub latents: Vec<Tensor<4>>,
     pub x0: Vec<Tensor<4>>,
     pub grads: Vec<Tensor<4>>,
+}
+
+impl Trace {
+    /// A step callback that records every step here.
+    pub fn recorder(&mut self) -> impl FnMut(&StepView<'_>) -> ControlFlow<()> + '_ {
+        |view| {
+            self.latents.push(view.latents.clone());
+            self.x0.push(view.pred_x0.clone());
+            self.grads.extend(view.guidance.cloned());
+            ControlFlow::Continue(())
+        }
+    }
 }
