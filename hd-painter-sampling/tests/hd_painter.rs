@@ -10,7 +10,7 @@
 mod common;
 
 use burn::tensor::FloatDType;
-use common::hd_painter::{STEPS, Setup};
+use common::golden_run::{STEPS, Setup};
 use common::{assert_close, assert_first_scales, fixtures};
 use hd_painter_core::Mask;
 use hd_painter_models::{ClipTokenizer, DefaultAttention, Unet2DConditionModel};

@@ -15,7 +15,7 @@
 mod common;
 
 use burn::tensor::{Device, Tensor};
-use common::hd_painter::Trace;
+use common::golden_run::Trace;
 use common::{Golden, assert_close, assert_first_scales, fixtures, worst_level};
 use hd_painter_core::{Filter, Image, Mask, Quantize, SizeRule};
 use hd_painter_models::{

@@ -15,7 +15,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use common::Golden;
-use common::hd_painter::Setup;
+use common::golden_run::Setup;
 use hd_painter_core::BackendKind;
 use hd_painter_models::{AutoencoderKl, ClipTextModel, DefaultAttention, Unet2DConditionModel};
 use hd_painter_sampling::{Painta, Rasg, RasgSettings, RasgSigma};

@@ -197,4 +197,4 @@ pub fn inpaint(
         }),
     )
 }
-pub mod hd_painter;
+pub mod golden_run;
