@@ -23,8 +23,9 @@ use hd_painter_sampling::{Painta, Rasg, RasgSettings, RasgSigma};
 const TOLERANCE: f32 = 1e-4;
 const GRADIENT_TOLERANCE: f32 = 1e-3;
 
-/// One test at a time on the device: on lavapipe the four took 504 s side by side on two cores,
-/// 331 s one after the other.
+/// One test at a time on the device, as they were timed on lavapipe (331 s for the four one
+/// after the other, 504 s side by side); whether the lock helps inside a whole CI run is not
+/// established (754 s there at a94b162).
 static DEVICE: Mutex<()> = Mutex::new(());
 
 fn one_at_a_time() -> MutexGuard<'static, ()> {
