@@ -8,7 +8,7 @@
 # unpacks their `static/` trees into that folder and writes the marker. The bundler version is read
 # from Cargo.lock, so the folder follows the lock file. Idempotent: a complete folder is kept.
 #
-# Needs python3 (with pip) and unzip. Usage: tools/setup-cuda-llvm.sh [--check]
+# Needs python3; pip and unzip are installed from Debian when missing. Usage: tools/setup-cuda-llvm.sh [--check]
 #   --check  only verify that the folder is laid out (exit 1 if not)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,6 +45,11 @@ if [ "${1:-}" = "--check" ]; then
     exit 1
 fi
 
+# A fresh machine may lack pip or unzip: install them from Debian (as root, like CI).
+if ! python3 -m pip --version > /dev/null 2>&1 || ! command -v unzip > /dev/null; then
+    apt-get install -y -qq python3-pip unzip > /dev/null ||
+        { apt-get update -qq && apt-get install -y -qq python3-pip unzip > /dev/null; }
+fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$work/wheels" \
