@@ -1,8 +1,10 @@
 //! [`Image`]: an 8-bit RGB picture, its files, and its tensor form.
 
-use std::path::Path;
+use std::io::{BufRead, Cursor, Seek};
+use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor, TensorData};
+use image::ImageEncoder;
 
 use crate::error::{CoreError, Result};
 use crate::raster::Raster;
@@ -48,9 +50,31 @@ impl Image {
 
     /// [`Image::open`] with another bound on the width and height.
     pub fn open_limited(path: impl AsRef<Path>, max_side: u32) -> Result<Self> {
-        let decoded = decode(path.as_ref(), max_side)?;
+        Self::from_decoded(decode(Source::File(path.as_ref()), max_side)?)
+    }
+
+    /// [`Image::open_limited`] on the content of a file held in memory (an upload, say);
+    /// `name` stands for it in errors.
+    pub fn decode(bytes: &[u8], name: &str, max_side: u32) -> Result<Self> {
+        Self::from_decoded(decode(Source::Bytes { name, bytes }, max_side)?)
+    }
+
+    fn from_decoded(decoded: image::DynamicImage) -> Result<Self> {
         let rgb = decoded.into_rgb8();
         Self::from_rgb8(rgb.width(), rgb.height(), rgb.into_raw())
+    }
+
+    /// The image encoded as a PNG file, in memory.
+    pub fn to_png(&self) -> Result<Vec<u8>> {
+        let mut png = Vec::new();
+        let (w, h) = (self.width(), self.height());
+        image::codecs::png::PngEncoder::new(&mut png)
+            .write_image(self.raster.as_slice(), w, h, image::ExtendedColorType::Rgb8)
+            .map_err(|e| CoreError::Encode {
+                path: PathBuf::from("PNG in memory"),
+                reason: e.to_string(),
+            })?;
+        Ok(png)
     }
 
     /// Writes the image; the format follows the extension (`png`, `jpg`/`jpeg`, `webp`
@@ -137,18 +161,56 @@ impl Quantize {
 /// crafted header cannot make the decoder allocate gigabytes.
 pub const DEFAULT_MAX_SIDE: u32 = 16384;
 
-/// Reads and decodes an image file, mapping every failure to a typed error that names it; files
+/// Where [`decode`] reads an encoded image from: a file, or bytes held in memory (an upload)
+/// with the name that stands for them in errors.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Source<'a> {
+    /// A file.
+    File(&'a Path),
+    /// Encoded bytes and their name.
+    Bytes {
+        /// What errors call them (e.g. the uploaded file's name).
+        name: &'a str,
+        /// The file's content.
+        bytes: &'a [u8],
+    },
+}
+
+impl Source<'_> {
+    /// The path errors name.
+    fn name(&self) -> PathBuf {
+        match self {
+            Source::File(path) => path.to_path_buf(),
+            Source::Bytes { name, .. } => PathBuf::from(name),
+        }
+    }
+}
+
+/// Reads and decodes an image, mapping every failure to a typed error that names it; images
 /// with a side over `max_side` are refused from their header.
-pub(crate) fn decode(path: &Path, max_side: u32) -> Result<image::DynamicImage> {
+pub(crate) fn decode(source: Source<'_>, max_side: u32) -> Result<image::DynamicImage> {
+    match source {
+        Source::File(path) => {
+            decode_from(&source.name(), max_side, || image::ImageReader::open(path))
+        }
+        Source::Bytes { bytes, .. } => decode_from(&source.name(), max_side, || {
+            Ok(image::ImageReader::new(Cursor::new(bytes)))
+        }),
+    }
+}
+
+/// [`decode`] over a reader that `open` makes afresh for the header and for the pixels.
+fn decode_from<R: BufRead + Seek>(
+    path: &Path,
+    max_side: u32,
+    open: impl Fn() -> std::io::Result<image::ImageReader<R>>,
+) -> Result<image::DynamicImage> {
     let reader = || -> Result<_> {
         let io = |source| CoreError::Io {
             path: path.to_path_buf(),
             source,
         };
-        image::ImageReader::open(path)
-            .map_err(io)?
-            .with_guessed_format()
-            .map_err(io)
+        open().map_err(io)?.with_guessed_format().map_err(io)
     };
     let (width, height) = reader()?
         .into_dimensions()

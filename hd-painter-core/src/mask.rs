@@ -5,7 +5,7 @@ use std::path::Path;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::error::{CoreError, Result};
-use crate::image::{Image, decode, save_buffer};
+use crate::image::{Image, Source, decode, save_buffer};
 use crate::raster::Raster;
 
 /// An 8-bit inpainting mask: 255 marks the hole to be generated, 0 the known region, values in
@@ -79,7 +79,20 @@ impl Mask {
 
     /// Reads a PNG, JPEG or WebP mask, choosing the channel and the polarity.
     pub fn open_with(path: impl AsRef<Path>, options: MaskOptions) -> Result<Self> {
-        let decoded = decode(path.as_ref(), options.max_side)?;
+        Self::from_decoded(
+            decode(Source::File(path.as_ref()), options.max_side)?,
+            options,
+        )
+    }
+
+    /// [`Mask::open_with`] on the content of a file held in memory (an upload, say); `name`
+    /// stands for it in errors.
+    pub fn decode_with(bytes: &[u8], name: &str, options: MaskOptions) -> Result<Self> {
+        let decoded = decode(Source::Bytes { name, bytes }, options.max_side)?;
+        Self::from_decoded(decoded, options)
+    }
+
+    fn from_decoded(decoded: image::DynamicImage, options: MaskOptions) -> Result<Self> {
         let (width, height) = (decoded.width(), decoded.height());
         let values = match options.channel {
             MaskChannel::Luma if decoded.color().has_color() => decoded

@@ -6,7 +6,9 @@ mod fixtures;
 use std::path::PathBuf;
 
 use burn::tensor::{Tensor, TensorData};
-use hd_painter_core::{BackendKind, CoreError, Filter, Image, Mask, Quantize, Raster};
+use hd_painter_core::{
+    BackendKind, CoreError, Filter, Image, Mask, MaskChannel, MaskOptions, Quantize, Raster,
+};
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("hd-painter-core-{}", std::process::id()));
@@ -283,4 +285,41 @@ fn output_paths_are_checked_before_any_work() {
         matches!(&err, hd_painter_core::CoreError::Io { path, .. } if path.ends_with("no-such-folder-hd-painter")),
         "{err}"
     );
+}
+
+#[test]
+fn uploads_decode_as_their_files_do_and_errors_name_the_upload() {
+    let bytes = std::fs::read(fixtures::path("rgb.png")).unwrap();
+    let limit = hd_painter_core::DEFAULT_MAX_SIDE;
+    let image = Image::decode(&bytes, "photo.png", limit).unwrap();
+    assert_eq!(image, Image::open(fixtures::path("rgb.png")).unwrap());
+    let options = MaskOptions {
+        channel: MaskChannel::Blue,
+        ..MaskOptions::default()
+    };
+    let mask_bytes = std::fs::read(fixtures::path("rgba.png")).unwrap();
+    assert_eq!(
+        Mask::decode_with(&mask_bytes, "mask.png", options).unwrap(),
+        Mask::open_with(fixtures::path("rgba.png"), options).unwrap()
+    );
+    // The encoded PNG decodes back to the same pixels.
+    let png = image.to_png().unwrap();
+    assert_eq!(Image::decode(&png, "round trip", limit).unwrap(), image);
+
+    let bomb = header_only_png(100_000, 100_000);
+    for err in [
+        Image::decode(&bomb, "bomb upload", limit).unwrap_err(),
+        Mask::decode_with(&bomb, "bomb upload", MaskOptions::default()).unwrap_err(),
+    ] {
+        assert!(
+            matches!(&err, CoreError::TooLarge { width: 100_000, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("bomb upload"), "{err}");
+    }
+    let err = Image::decode(b"not an image at all", "notes.txt", limit).unwrap_err();
+    assert!(matches!(&err, CoreError::Decode { .. }), "{err}");
+    assert!(err.to_string().contains("notes.txt"), "{err}");
+    let err = Image::decode(&bytes[..bytes.len() / 2], "half.png", limit).unwrap_err();
+    assert!(matches!(&err, CoreError::Decode { .. }), "{err}");
 }

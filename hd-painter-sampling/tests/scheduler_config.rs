@@ -282,6 +282,14 @@ fn options_that_do_not_fit_the_kind_are_named() {
         "past the distillation grid"
     );
     assert!(SchedulerKind::named("dpm++3m").is_err());
+    // Every listed name parses, to a kind of its own (the list is what UIs offer).
+    let kinds: Vec<SchedulerKind> = SchedulerKind::names()
+        .map(|name| SchedulerKind::named(name).unwrap())
+        .collect();
+    assert_eq!(kinds.len(), 11);
+    for (i, kind) in kinds.iter().enumerate() {
+        assert!(!kinds[..i].contains(kind), "{kind:?} listed twice");
+    }
     assert_eq!(
         SchedulerKind::named("EulerAncestralDiscreteScheduler").unwrap(),
         SchedulerKind::named("euler-a").unwrap()

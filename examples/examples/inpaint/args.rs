@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
-use burn::tensor::FloatDType;
 use clap::{Parser, ValueEnum};
 use hd_painter::{BackendKind, SchedulerKind};
+pub(crate) use hd_painter_examples::DTypeArg;
 
 /// The methods, as named on the command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -23,27 +23,6 @@ pub(crate) enum MethodArg {
     Repaint,
     /// BrushNet (4-channel model with `--brushnet`).
     Brushnet,
-}
-
-/// The weights' precision.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub(crate) enum DTypeArg {
-    /// f32, the reference path.
-    F32,
-    /// bfloat16 weights: half the memory, about 0.5% from f32 (2% with `--half-activations`).
-    Bf16,
-    /// float16 weights: half the memory, within 1e-3 of f32 (1e-2 with `--half-activations`).
-    F16,
-}
-
-impl From<DTypeArg> for FloatDType {
-    fn from(d: DTypeArg) -> Self {
-        match d {
-            DTypeArg::F32 => FloatDType::F32,
-            DTypeArg::Bf16 => FloatDType::BF16,
-            DTypeArg::F16 => FloatDType::F16,
-        }
-    }
 }
 
 /// The SR stage's output size.

@@ -29,6 +29,7 @@ use hd_painter::{
     ModelSource, Painter, PreFill, PromptSyntax, RepaintSettings, SeedRule, SizeRule, SrOutput,
     SrSettings, StableDiffusionModels, Stage, StepView, TextualInversion,
 };
+use hd_painter_examples::random_seed;
 use indicatif::{ProgressBar, ProgressStyle};
 
 mod args;
@@ -435,13 +436,6 @@ fn configure<'a>(
         });
     }
     request
-}
-
-/// A seed from the clock, for runs that give none (printed, so the run can be repeated).
-fn random_seed() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64 % 1_000_000_007)
 }
 
 /// `out.png` for one image; `out-0.png`, `out-1.png`, ... for several.

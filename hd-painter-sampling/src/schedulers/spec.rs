@@ -137,6 +137,11 @@ const NAMES: [(&str, &str); 11] = [
 ];
 
 impl SchedulerKind {
+    /// The short names [`SchedulerKind::named`] takes (`ddim`, `dpm++2m`, ...).
+    pub fn names() -> impl Iterator<Item = &'static str> {
+        NAMES.iter().map(|(short, _)| *short)
+    }
+
     /// The kind a short name (`dpm++2m`, `euler-a`, ...) or diffusers class name stands for,
     /// with the class's defaults.
     pub fn named(name: &str) -> Result<Self> {
@@ -168,7 +173,7 @@ impl SchedulerKind {
                 timestep_scaling: 10.0,
             },
             _ => {
-                let known: Vec<&str> = NAMES.iter().map(|(s, _)| *s).collect();
+                let known: Vec<&str> = Self::names().collect();
                 return Err(SamplingError::InvalidInput(format!(
                     "scheduler {name:?}: expected one of {} or their diffusers class names",
                     known.join(", ")
