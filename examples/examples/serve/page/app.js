@@ -7,7 +7,7 @@ const photo = $("photo");
 const mask = $("mask");
 const maskCtx = mask.getContext("2d");
 // The mask is held in the mask canvas's alpha (opaque = hole); this colour only shows it.
-const TINT = "rgb(255, 40, 90)";
+const TINT = "rgb(255, 255, 255)";
 const UNDO_DEPTH = 30;
 
 const state = { file: null, offer: null, run: null, undo: [], stroke: null };
@@ -166,9 +166,7 @@ function setAlpha(data, alphaOf) {
   const px = data.data;
   for (let i = 0; i < px.length; i += 4) {
     const a = alphaOf(i, px);
-    px[i] = 255;
-    px[i + 1] = 40;
-    px[i + 2] = 90;
+    px[i] = px[i + 1] = px[i + 2] = 255;
     px[i + 3] = a;
   }
 }
