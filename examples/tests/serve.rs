@@ -18,11 +18,18 @@ struct Server {
 }
 
 impl Server {
+    /// A server on the tiny 9-channel HD-Painter pipeline.
     fn start(extra: &[&str]) -> Self {
-        let r = cli::repo();
+        Self::start_with(
+            &cli::repo().join("fixtures/models/pipeline_hd_painter"),
+            extra,
+        )
+    }
+
+    fn start_with(model: &std::path::Path, extra: &[&str]) -> Self {
         let mut child = Command::new(cli::example("serve"))
             .arg("--model")
-            .arg(r.join("fixtures/models/pipeline_hd_painter"))
+            .arg(model)
             .args(["--port", "0"])
             .args(extra)
             .stdout(Stdio::piped())
@@ -198,6 +205,15 @@ fn events(
     out
 }
 
+/// The data of the events named `name`.
+fn of_kind<'a>(events: &'a [(String, Value)], name: &str) -> Vec<&'a Value> {
+    events
+        .iter()
+        .filter(|(n, _)| n == name)
+        .map(|(_, v)| v)
+        .collect()
+}
+
 fn names(events: &[(String, Value)]) -> Vec<&str> {
     events.iter().map(|(n, _)| n.as_str()).collect()
 }
@@ -247,11 +263,7 @@ fn a_run_streams_progress_and_previews_and_gives_the_inpaint_programs_pixels() {
     assert_eq!(&names[..3], ["accepted", "queued", "started"], "{events:?}");
     assert_eq!(events[1].1, json!({"event": "queued", "position": 1}));
     assert_eq!(names.last(), Some(&"done"), "{events:?}");
-    let progress: Vec<&Value> = events
-        .iter()
-        .filter(|(n, _)| n == "progress")
-        .map(|(_, v)| v)
-        .collect();
+    let progress = of_kind(&events, "progress");
     assert_eq!(progress.len(), 4);
     for (i, p) in progress.iter().enumerate() {
         assert_eq!(p["done"], json!(i + 1));
@@ -259,11 +271,7 @@ fn a_run_streams_progress_and_previews_and_gives_the_inpaint_programs_pixels() {
         assert_eq!(p["stage"], json!("inpaint"));
     }
     // A preview at step 2 (none at the last step: the result follows).
-    let previews: Vec<&Value> = events
-        .iter()
-        .filter(|(n, _)| n == "preview")
-        .map(|(_, v)| v)
-        .collect();
+    let previews = of_kind(&events, "preview");
     assert_eq!(previews.len(), 1, "{events:?}");
     assert_eq!(previews[0]["step"], json!(2));
     let (status, png) = server.get(previews[0]["url"].as_str().unwrap());
@@ -485,4 +493,77 @@ fn bad_input_is_refused_with_the_typed_errors_message() {
 fn image_of_size(width: u32, height: u32) -> Vec<u8> {
     let black = hd_painter::Image::from_rgb8(width, height, vec![0; (width * height * 3) as usize]);
     black.unwrap().to_png().unwrap()
+}
+
+#[test]
+fn the_progress_covers_the_sr_stage_and_every_method_runs_beside_a_brushnet_branch() {
+    let r = cli::repo();
+    let x4 = r.join("fixtures/models/pipeline_x4");
+    let args = [
+        "--sr-model",
+        x4.to_str().unwrap(),
+        "--sr-long-side",
+        "128",
+        "--sr-steps",
+        "2",
+    ];
+    let server = Server::start(&args);
+    assert_eq!(server.json("/api/info")["sr"], json!(true));
+    let settings = json!({"prompt": "a red sofa", "seed": 3, "steps": 2, "sr": true, "num_images": 2,
+        "preview_every": 0});
+    let (status, body) = server.post_run(&Form::run(settings));
+    assert_eq!(status, 200);
+    let sr_events = events(body, |_, _| false);
+    let progress = of_kind(&sr_events, "progress");
+    let stages: Vec<&str> = progress
+        .iter()
+        .map(|p| p["stage"].as_str().unwrap())
+        .collect();
+    // Both images' first stage together, then each image's SR run.
+    let first = stages.iter().filter(|s| **s == "inpaint").count();
+    assert_eq!(
+        stages.iter().filter(|s| **s == "super-resolution").count(),
+        4,
+        "{stages:?}"
+    );
+    let total = first + 4;
+    for (i, p) in progress.iter().enumerate() {
+        assert_eq!(
+            (p["done"].clone(), p["total"].clone()),
+            (json!(i + 1), json!(total)),
+            "{p}"
+        );
+    }
+    let done = &sr_events.last().unwrap().1;
+    assert_eq!(sr_events.last().unwrap().0, "done", "{sr_events:?}");
+    assert_eq!(done["seeds"], json!([3, 1003]));
+    for url in done["images"].as_array().unwrap() {
+        let (status, png) = server.get(url.as_str().unwrap());
+        assert_eq!(status, 200);
+        let image = hd_painter::Image::decode(&png, "sr result", 4096).unwrap();
+        assert_eq!(
+            (image.width(), image.height()),
+            (44, 30),
+            "the input's size"
+        );
+    }
+
+    let sd = r.join("fixtures/models/pipeline_sd");
+    let branch = r.join("fixtures/models/brushnet");
+    let server = Server::start_with(&sd, &["--brushnet", branch.to_str().unwrap()]);
+    let methods = server.json("/api/info")["methods"].clone();
+    assert_eq!(methods[0], json!("brushnet"), "{methods}");
+    for method in [
+        "brushnet",
+        "hd-painter",
+        "painta",
+        "rasg",
+        "blended",
+        "repaint",
+    ] {
+        let settings = json!({"prompt": "a red sofa", "steps": 2, "method": method});
+        let (_, body) = server.post_run(&Form::run(settings));
+        let seen = events(body, |_, _| false);
+        assert_eq!(seen.last().unwrap().0, "done", "{method}: {seen:?}");
+    }
 }

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use burn::tensor::FloatDType;
 use clap::Parser;
 use hd_painter::StableDiffusionModels;
-use hd_painter::{BackendKind, BrushNetModel, ModelSource, Painter, SchedulerKind};
+use hd_painter::{BackendKind, BrushNetModel, ModelSource, Painter, SchedulerKind, SrSettings};
 use hd_painter_examples::DTypeArg;
 
 mod api;
@@ -80,6 +80,12 @@ struct Args {
     /// A preview every this many steps when a run names no interval (0: none).
     #[arg(long, default_value_t = 5)]
     preview_every: usize,
+    /// The SR stage's long side (HD-Painter's reference: 2048).
+    #[arg(long, default_value_t = SrSettings::default().long_side)]
+    sr_long_side: u32,
+    /// The SR stage's steps.
+    #[arg(long, default_value_t = SrSettings::default().steps)]
+    sr_steps: usize,
 }
 
 fn main() -> ExitCode {
@@ -136,9 +142,16 @@ fn serve(args: &Args) -> Result<(), ServeError> {
     std::io::stdout().flush()?;
 
     let (queue, store) = (app.queue.clone(), app.store.clone());
-    let preview_every = args.preview_every;
+    let defaults = worker::Defaults {
+        preview_every: args.preview_every,
+        sr: SrSettings {
+            long_side: args.sr_long_side,
+            steps: args.sr_steps,
+            ..SrSettings::default()
+        },
+    };
     std::thread::scope(|scope| {
-        scope.spawn(|| worker::work(&painter, &queue, &store, preview_every));
+        scope.spawn(|| worker::work(&painter, &queue, &store, &defaults));
         let stopping = {
             let queue = queue.clone();
             async move {

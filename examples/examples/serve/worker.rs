@@ -16,15 +16,28 @@ use crate::form::{MethodName, Submission};
 use crate::queue::{Event, Outcome, Queue, Run};
 use crate::store::Store;
 
+/// What the server's command line sets for every run.
+#[derive(Clone, Debug)]
+pub(crate) struct Defaults {
+    /// The preview interval of runs that name none (0: none).
+    pub(crate) preview_every: usize,
+    /// The SR stage's settings (the seed is each image's).
+    pub(crate) sr: SrSettings,
+}
+
 /// Runs the queue's runs until the server stops.
-pub(crate) fn work(painter: &Painter, queue: &Queue, store: &Store, preview_every: usize) {
+pub(crate) fn work(painter: &Painter, queue: &Queue, store: &Store, defaults: &Defaults) {
     while let Some((run, submission)) = queue.next() {
         let job = Job {
             painter,
             run: &run,
             submission: &submission,
             store,
-            preview_every: submission.settings.preview_every.unwrap_or(preview_every),
+            preview_every: submission
+                .settings
+                .preview_every
+                .unwrap_or(defaults.preview_every),
+            sr: &defaults.sr,
         };
         // The library reports bad input as errors; a panic would be a bug, which must still
         // end this run only, not the server's worker.
@@ -66,6 +79,7 @@ struct Job<'a> {
     submission: &'a Submission,
     store: &'a Store,
     preview_every: usize,
+    sr: &'a SrSettings,
 }
 
 impl Job<'_> {
@@ -125,7 +139,16 @@ impl Job<'_> {
     /// The request with the method and the settings' overrides.
     fn request(&self, method: MethodName) -> InpaintRequest<'_> {
         let (painter, s) = (self.painter, &self.submission.settings);
-        let hd = |variant: HdPainter| painter.hd_painter_options(variant);
+        // HD-Painter's parts on the base UNet's own method, a BrushNet branch or not (RASG
+        // differentiates the UNet alone).
+        let base = match painter.models.unet.in_channels() {
+            4 => Method::Blended,
+            _ => Method::StableInpainting,
+        };
+        let hd = |variant: HdPainter| InpaintOptions {
+            method: base,
+            ..InpaintOptions::hd_painter(variant)
+        };
         let plain = |method: Method| InpaintOptions {
             method,
             ..InpaintOptions::default()
@@ -154,7 +177,7 @@ impl Job<'_> {
                 false => Stages::First,
             });
         if s.sr {
-            request = request.sr(SrSettings::default());
+            request = request.sr(self.sr.clone());
         }
         if let Some(steps) = s.steps {
             request = request.steps(steps);
@@ -193,7 +216,7 @@ struct Progress<'a> {
 impl<'a> Progress<'a> {
     fn new(job: &'a Job<'a>, seeds: &[u64]) -> Self {
         let sr_steps = match job.submission.settings.sr {
-            true => SrSettings::default().steps * seeds.len(),
+            true => job.sr.steps * seeds.len(),
             false => 0,
         };
         Self {
