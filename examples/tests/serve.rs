@@ -477,6 +477,38 @@ fn bad_input_is_refused_with_the_typed_errors_message() {
     let (status, error) = server.refused(&with(&rgb, &black, &ok));
     assert_eq!(status, 400);
     assert!(error.contains("marks no hole"), "{error}");
+    // Two images in one form.
+    let twice = Form::new()
+        .part("image", Some("a.png"), &rgb)
+        .part("image", Some("b.png"), &rgb)
+        .finish();
+    let (status, error) = server.refused(&twice);
+    assert_eq!(
+        (status, error.as_str()),
+        (400, "the form has two image fields")
+    );
+    // A form posted by another site's page; this server's own page is let through.
+    for (origin, expected) in [("http://evil.example", 403), ("null", 403), ("", 200)] {
+        let origin = match origin {
+            "" => server.base.clone(),
+            other => other.to_string(),
+        };
+        let form = with(&rgb, &mask, &json!({"prompt": "x", "steps": 1}));
+        let response = server
+            .agent
+            .post(format!("{}/api/runs", server.base))
+            .header("content-type", form.content_type())
+            .header("origin", &origin)
+            .send(&form.body[..])
+            .unwrap();
+        assert_eq!(response.status().as_u16(), expected, "{origin}");
+        let mut body = String::new();
+        response
+            .into_body()
+            .into_reader()
+            .read_to_string(&mut body)
+            .unwrap();
+    }
     // Not a form at all.
     let response = server
         .agent
@@ -485,8 +517,8 @@ fn bad_input_is_refused_with_the_typed_errors_message() {
         .send(&b"{}"[..])
         .unwrap();
     assert_eq!(response.status().as_u16(), 400);
-    // Nothing ran.
-    assert_eq!(server.idle()["done"], json!(0));
+    // Nothing ran but the one run from the server's own page.
+    assert_eq!(server.idle()["done"], json!(1));
 }
 
 /// A black PNG of this size.

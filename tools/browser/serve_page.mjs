@@ -1,7 +1,7 @@
 // The serve example's page in a real browser: Debian's Chromium, headless, driven by
 // playwright-core. Opens the page, loads the fixture photo, paints a mask with the mouse (and
 // undoes a stroke), tries an empty prompt, runs the tiny model, waits for the previews and the
-// result, checks the download link, and takes a screenshot.
+// result, checks the download link, cancels a long run, runs again and takes a screenshot.
 //
 //   node tools/browser/serve_page.mjs target/debug/examples/serve screenshot.png
 //
@@ -114,6 +114,18 @@ async function main() {
     const href = await link.getAttribute("href");
     const served = await page.evaluate(async (u) => (await fetch(u)).status, href);
     check(served === 200, `the download link serves the image, found ${served}`);
+    check(problems.length === 0, problems.join("\n"));
+
+    // A long run, cancelled from the page after it has started, then a last run for the picture.
+    await page.fill("#steps", "900");
+    await page.click("#run");
+    await page.waitForFunction(() => document.getElementById("status").textContent.includes("step"));
+    await page.click("#cancel");
+    await page.waitForFunction(() => document.getElementById("status").textContent === "cancelled");
+    check(await page.isEnabled("#run"), "the run button is back after a cancel");
+    await page.fill("#steps", "6");
+    await page.click("#run");
+    await page.waitForFunction(() => document.getElementById("status").textContent.startsWith("done in"));
     check(problems.length === 0, problems.join("\n"));
 
     await page.screenshot({ path: screenshot, fullPage: true });

@@ -7,7 +7,7 @@ use axum::Json;
 use axum::Router;
 use axum::extract::multipart::MultipartRejection;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{KeepAlive, KeepAliveStream, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
@@ -89,8 +89,10 @@ async fn status(State(app): State<App>) -> Json<Status> {
 /// (`text/event-stream`); closing the response cancels the run.
 async fn submit(
     State(app): State<App>,
+    headers: HeaderMap,
     form: Result<Multipart, MultipartRejection>,
 ) -> Result<Sse<KeepAliveStream<EventStream>>, ApiError> {
+    same_origin(&headers)?;
     let form = form.map_err(|e| ApiError::new(e.status(), e.body_text()))?;
     let fields = form::read(form).await?;
     let offer = app.offer.clone();
@@ -104,7 +106,12 @@ async fn submit(
     Ok(Sse::new(events).keep_alive(keep_alive))
 }
 
-async fn cancel(State(app): State<App>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+async fn cancel(
+    State(app): State<App>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    same_origin(&headers)?;
     match app.queue.cancel(run_id(&id)?) {
         true => Ok(StatusCode::NO_CONTENT),
         false => Err(ApiError::not_found(format!(
@@ -135,6 +142,29 @@ async fn image(
             crate::store::KEPT_RUNS
         ))
     })
+}
+
+/// Refuses a run or a cancel posted by a page of another origin (a form on some website
+/// aimed at this server): browsers send `Origin` with such requests; scripts send none.
+fn same_origin(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return Ok(());
+    };
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let origin_host = origin
+        .to_str()
+        .ok()
+        .and_then(|o| o.split_once("://"))
+        .map(|(_, host)| host);
+    match (origin_host, host) {
+        (Some(o), Some(h)) if o == h => Ok(()),
+        _ => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "requests from the page at {origin:?} are refused: only this server's page may post"
+            ),
+        )),
+    }
 }
 
 fn run_id(text: &str) -> Result<RunId, ApiError> {

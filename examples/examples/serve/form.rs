@@ -135,14 +135,16 @@ pub(crate) async fn read(mut form: Multipart) -> Result<Fields, ApiError> {
         let name = field.name().unwrap_or_default().to_string();
         let file = field.file_name().unwrap_or(&name).to_string();
         let bytes = field.bytes().await.map_err(upload_error)?.to_vec();
+        let twice = || ApiError::bad_request(format!("the form has two {name} fields"));
         match name.as_str() {
-            "image" => fields.image = Some((file, bytes)),
-            "mask" => fields.mask = Some((file, bytes)),
-            "settings" => {
+            "image" if fields.image.is_none() => fields.image = Some((file, bytes)),
+            "mask" if fields.mask.is_none() => fields.mask = Some((file, bytes)),
+            "settings" if fields.settings.is_none() => {
                 let text = String::from_utf8(bytes)
                     .map_err(|_| ApiError::bad_request("the settings field is not UTF-8 text"))?;
                 fields.settings = Some(text);
             }
+            "image" | "mask" | "settings" => return Err(twice()),
             other => {
                 return Err(ApiError::bad_request(format!(
                     "unknown form field {other:?}; expected image, mask and settings"

@@ -250,6 +250,7 @@ function running(on) {
 async function run() {
   showError("");
   $("results").replaceChildren();
+  $("preview-box").hidden = true;
   $("progress").value = 0;
   const form = new FormData();
   form.append("image", state.file, state.file.name);
