@@ -4,26 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
 use hd_painter::{BackendKind, SchedulerKind};
-pub(crate) use hd_painter_examples::DTypeArg;
-
-/// The methods, as named on the command line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub(crate) enum MethodArg {
-    /// HD-Painter: PAIntA + RASG with its reference settings.
-    HdPainter,
-    /// HD-Painter with PAIntA only.
-    Painta,
-    /// HD-Painter with RASG only.
-    Rasg,
-    /// Stable Inpainting (9-channel model), diffusers' defaults.
-    Stable,
-    /// Blended Latent Diffusion (4-channel model).
-    Blended,
-    /// RePaint (4-channel model).
-    Repaint,
-    /// BrushNet (4-channel model with `--brushnet`).
-    Brushnet,
-}
+pub(crate) use hd_painter_examples::{DTypeArg, MethodName};
 
 /// The SR stage's output size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -127,8 +108,8 @@ pub(crate) struct Args {
     #[arg(long)]
     pub(crate) half_activations: bool,
     /// The method.
-    #[arg(long, value_enum, default_value_t = MethodArg::HdPainter)]
-    pub(crate) method: MethodArg,
+    #[arg(long, value_enum, default_value_t = MethodName::HdPainter)]
+    pub(crate) method: MethodName,
     /// A BrushNet branch folder (`config.json`, `diffusion_pytorch_model.safetensors`) for
     /// `--method brushnet` with a 4-channel `--model`.
     #[arg(long, value_name = "DIR")]

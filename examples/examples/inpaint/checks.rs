@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::{Args, Job, MethodArg, RunError, numbered};
+use crate::{Args, Job, MethodName, RunError, numbered};
 
 /// A usage error when `bad`.
 fn refuse(bad: bool, message: impl FnOnce() -> String) -> Result<(), RunError> {
@@ -24,7 +24,7 @@ fn check_settings(args: &Args) -> Result<(), RunError> {
         "--sr needs --sr-model".into()
     })?;
     refuse(
-        (args.method == MethodArg::Brushnet) != args.brushnet.is_some(),
+        (args.method == MethodName::Brushnet) != args.brushnet.is_some(),
         || "--method brushnet and --brushnet DIR go together".into(),
     )?;
     refuse(args.steps == Some(0), || {
@@ -71,14 +71,14 @@ fn check_settings(args: &Args) -> Result<(), RunError> {
         })?;
     }
     refuse(
-        args.lcm && matches!(args.method, MethodArg::HdPainter | MethodArg::Rasg),
+        args.lcm && matches!(args.method, MethodName::HdPainter | MethodName::Rasg),
         || {
             "--lcm steps with the LCM scheduler and RASG needs DDIM: use --method painta \
              (PAIntA alone), stable, blended or brushnet"
                 .into()
         },
     )?;
-    refuse(args.lcm && args.method == MethodArg::Repaint, || {
+    refuse(args.lcm && args.method == MethodName::Repaint, || {
         "--lcm is for the methods that step with a scheduler; RePaint walks its own DDPM grid"
             .into()
     })?;

@@ -24,10 +24,10 @@ use burn::tensor::FloatDType;
 use clap::Parser;
 use hd_painter::hd_painter_core::peak_rss_bytes;
 use hd_painter::{
-    BrushNetModel, BrushNetSettings, CropSettings, DefaultAttention, HdPainter, Hooks, Image,
-    InpaintOptions, InpaintRequest, Lora, Mask, MaskChannel, MaskEdit, MaskOptions, Method,
-    ModelSource, Painter, PreFill, PromptSyntax, RepaintSettings, SeedRule, SizeRule, SrOutput,
-    SrSettings, StableDiffusionModels, Stage, StepView, TextualInversion,
+    BrushNetModel, BrushNetSettings, CropSettings, DefaultAttention, Hooks, Image, InpaintRequest,
+    Lora, Mask, MaskChannel, MaskEdit, MaskOptions, ModelSource, Painter, PreFill, PromptSyntax,
+    SeedRule, SizeRule, SrOutput, SrSettings, StableDiffusionModels, Stage, StepView,
+    TextualInversion,
 };
 use hd_painter_examples::random_seed;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -36,7 +36,9 @@ mod args;
 mod batch;
 mod checks;
 
-pub(crate) use args::{Args, FillArg, MaskChannelArg, MethodArg, SeedRuleArg, SizeRuleArg, SrSize};
+pub(crate) use args::{
+    Args, FillArg, MaskChannelArg, MethodName, SeedRuleArg, SizeRuleArg, SrSize,
+};
 pub(crate) use batch::Job;
 
 /// What can end a run early.
@@ -208,10 +210,7 @@ fn load(args: &Args) -> Result<Painter, RunError> {
 /// The photo and mask of a job, the mask read with the channel the method expects.
 fn read_inputs(args: &Args, job: &Job) -> Result<(Image, Mask, bool), RunError> {
     let image = Image::open(&job.image)?;
-    let hd_painter = matches!(
-        args.method,
-        MethodArg::HdPainter | MethodArg::Painta | MethodArg::Rasg
-    );
+    let hd_painter = args.method.hd_painter();
     let channel = match (args.mask_channel, hd_painter) {
         (Some(MaskChannelArg::Luma), _) | (None, false) => MaskChannel::Luma,
         (Some(MaskChannelArg::Blue), _) | (None, true) => MaskChannel::Blue,
@@ -365,23 +364,11 @@ fn configure<'a>(
     args: &Args,
     painter: &Painter,
 ) -> InpaintRequest<'a> {
-    let hd = |variant: HdPainter| painter.hd_painter_options(variant);
-    let plain = |method: Method| InpaintOptions {
-        method,
-        ..InpaintOptions::default()
+    let brushnet = BrushNetSettings {
+        conditioning_scale: args.brushnet_scale,
+        ..BrushNetSettings::default()
     };
-    let mut request = request.options(match args.method {
-        MethodArg::HdPainter => hd(HdPainter::full()),
-        MethodArg::Painta => hd(HdPainter::painta_only()),
-        MethodArg::Rasg => hd(HdPainter::rasg_only()),
-        MethodArg::Stable => plain(Method::StableInpainting),
-        MethodArg::Blended => plain(Method::Blended),
-        MethodArg::Repaint => plain(Method::Repaint(RepaintSettings::default())),
-        MethodArg::Brushnet => InpaintOptions::brushnet(BrushNetSettings {
-            conditioning_scale: args.brushnet_scale,
-            ..BrushNetSettings::default()
-        }),
-    });
+    let mut request = request.options(args.method.options(painter, brushnet));
     if let Some(steps) = args.steps {
         request = request.steps(steps);
     }

@@ -14,7 +14,9 @@ use axum::routing::{get, post};
 use hd_painter::hd_painter_core::CoreError;
 use serde::Serialize;
 
-use crate::form::{self, Limits, MethodName};
+use hd_painter_examples::MethodName;
+
+use crate::form::{self, Limits};
 use crate::queue::{EventStream, Queue, RunId, Status};
 use crate::store::Store;
 

@@ -3,49 +3,10 @@
 use axum::extract::Multipart;
 use axum::extract::multipart::MultipartError;
 use hd_painter::{Image, Mask, MaskOptions, SchedulerKind};
+use hd_painter_examples::MethodName;
 use serde::{Deserialize, Serialize};
 
 use crate::api::{ApiError, Offer};
-
-/// The methods, as the page and the API name them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub(crate) enum MethodName {
-    /// PAIntA + RASG with HD-Painter's reference settings.
-    HdPainter,
-    /// HD-Painter with PAIntA only.
-    Painta,
-    /// HD-Painter with RASG only.
-    Rasg,
-    /// Stable Inpainting (9-channel UNet).
-    Stable,
-    /// Blended Latent Diffusion (4-channel UNet).
-    Blended,
-    /// RePaint in latent space (4-channel UNet).
-    Repaint,
-    /// BrushNet (4-channel UNet with a branch).
-    Brushnet,
-}
-
-impl MethodName {
-    /// Its name in the API.
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Self::HdPainter => "hd-painter",
-            Self::Painta => "painta",
-            Self::Rasg => "rasg",
-            Self::Stable => "stable",
-            Self::Blended => "blended",
-            Self::Repaint => "repaint",
-            Self::Brushnet => "brushnet",
-        }
-    }
-
-    /// Whether it is one of HD-Painter's (which read any non-zero mask value as hole).
-    pub(crate) fn hd_painter(self) -> bool {
-        matches!(self, Self::HdPainter | Self::Painta | Self::Rasg)
-    }
-}
 
 /// A run's settings: the `settings` field, JSON. Unknown keys are refused; absent ones take the
 /// method's defaults (HD-Painter's reference run, or BrushNet's with a branch).

@@ -5,14 +5,13 @@ use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 
 use hd_painter::{
-    BrushNetSettings, CropSettings, DefaultAttention, HdPainter, Hooks, InpaintOptions,
-    InpaintRequest, MaskEdit, Method, Painter, RepaintSettings, SeedRule, SrSettings, Stage,
-    Stages, StepView,
+    BrushNetSettings, CropSettings, DefaultAttention, Hooks, InpaintRequest, MaskEdit, Painter,
+    SeedRule, SrSettings, Stage, Stages, StepView,
 };
 
-use hd_painter_examples::random_seed;
+use hd_painter_examples::{MethodName, random_seed};
 
-use crate::form::{MethodName, Submission};
+use crate::form::Submission;
 use crate::queue::{Event, Outcome, Queue, Run};
 use crate::store::Store;
 
@@ -139,29 +138,7 @@ impl Job<'_> {
     /// The request with the method and the settings' overrides.
     fn request(&self, method: MethodName) -> InpaintRequest<'_> {
         let (painter, s) = (self.painter, &self.submission.settings);
-        // HD-Painter's parts on the base UNet's own method, a BrushNet branch or not (RASG
-        // differentiates the UNet alone).
-        let base = match painter.models.unet.in_channels() {
-            4 => Method::Blended,
-            _ => Method::StableInpainting,
-        };
-        let hd = |variant: HdPainter| InpaintOptions {
-            method: base,
-            ..InpaintOptions::hd_painter(variant)
-        };
-        let plain = |method: Method| InpaintOptions {
-            method,
-            ..InpaintOptions::default()
-        };
-        let options = match method {
-            MethodName::HdPainter => hd(HdPainter::full()),
-            MethodName::Painta => hd(HdPainter::painta_only()),
-            MethodName::Rasg => hd(HdPainter::rasg_only()),
-            MethodName::Stable => plain(Method::StableInpainting),
-            MethodName::Blended => plain(Method::Blended),
-            MethodName::Repaint => plain(Method::Repaint(RepaintSettings::default())),
-            MethodName::Brushnet => InpaintOptions::brushnet(BrushNetSettings::default()),
-        };
+        let options = method.options(painter, BrushNetSettings::default());
         let (image, mask) = (&self.submission.image, &self.submission.mask);
         let mut request = painter
             .request(image, mask, &s.prompt)
