@@ -445,6 +445,15 @@ fn bad_input_is_refused_with_the_typed_errors_message() {
             400,
             "num_images = 9",
         ),
+        (
+            with(
+                &rgb,
+                &mask,
+                &json!({"prompt": "x", "crop_to_mask": 0, "crop_size": [4, 4]}),
+            ),
+            400,
+            "crop_size = [4, 4]",
+        ),
         (with(&rgb, b"{", &ok), 400, "cannot decode mask.png"),
         (
             Form::new().part("image", Some("a.png"), &rgb).finish(),
@@ -456,8 +465,10 @@ fn bad_input_is_refused_with_the_typed_errors_message() {
             400,
             "unknown form field \"photo\"",
         ),
+        // Just over the limit: the part the server leaves unread fits in the sockets' buffers,
+        // so the client finishes sending and reads the answer.
         (
-            with(&vec![0u8; 2 << 20], &mask, &ok),
+            with(&vec![0u8; (1 << 20) + (32 << 10)], &mask, &ok),
             413,
             "cannot read the upload",
         ),
@@ -598,4 +609,85 @@ fn the_progress_covers_the_sr_stage_and_every_method_runs_beside_a_brushnet_bran
         let seen = events(body, |_, _| false);
         assert_eq!(seen.last().unwrap().0, "done", "{method}: {seen:?}");
     }
+}
+
+#[test]
+fn the_pages_controls_reach_the_run() {
+    let server = Server::start(&[]);
+    // Each control on its own, then all of them together, each run to its images.
+    let controls = [
+        json!({"method": "stable", "scheduler": "dpm++2m", "karras": true}),
+        json!({"method": "stable", "negative_prompt": "blurry"}),
+        json!({"method": "stable", "mask_blur": 2.0, "grow": 3, "soft_mask": true}),
+        json!({"crop_to_mask": 4, "crop_size": [32, 32]}),
+        json!({"num_images": 2, "seed": 5, "guidance": 3.0}),
+        json!({"method": "painta", "scheduler": "euler-a", "mask_blur": 1.0, "grow": -1,
+            "crop_to_mask": 8, "crop_size": [48, 32], "num_images": 2, "negative_prompt": ""}),
+    ];
+    for control in controls {
+        let mut settings = json!({"prompt": "a red sofa", "steps": 2, "preview_every": 0});
+        for (key, value) in control.as_object().unwrap() {
+            settings[key] = value.clone();
+        }
+        let (status, body) = server.post_run(&Form::run(settings.clone()));
+        assert_eq!(status, 200, "{settings}");
+        let seen = events(body, |_, _| false);
+        let (last, done) = seen.last().unwrap();
+        assert_eq!(last, "done", "{settings}: {seen:?}");
+        let images = done["images"].as_array().unwrap();
+        assert_eq!(
+            images.len(),
+            settings["num_images"].as_u64().unwrap_or(1) as usize
+        );
+        for url in images {
+            let (status, png) = server.get(url.as_str().unwrap());
+            assert_eq!(status, 200);
+            let image = hd_painter::Image::decode(&png, "result", 64).unwrap();
+            assert_eq!((image.width(), image.height()), (44, 30), "{settings}");
+        }
+    }
+    // A combination the library refuses once the run has the models: a failed event with its
+    // typed message (RASG is defined on DDIM's update), counted as failed.
+    let settings = json!({"prompt": "a red sofa", "steps": 2, "scheduler": "dpm++2m"});
+    let (_, body) = server.post_run(&Form::run(settings));
+    let seen = events(body, |_, _| false);
+    let (last, failed) = seen.last().unwrap();
+    assert_eq!(last, "failed", "{seen:?}");
+    assert!(
+        failed["error"].as_str().unwrap().contains("RASG"),
+        "{failed}"
+    );
+    let status = server.idle();
+    assert_eq!(
+        (status["done"].clone(), status["failed"].clone()),
+        (json!(6), json!(1))
+    );
+}
+
+#[test]
+fn the_last_runs_keep_their_images() {
+    let server = Server::start(&[]);
+    // One run more than are kept: the first run's image is forgotten, the others' served.
+    for _ in 0..9 {
+        let settings = json!({"prompt": "a red sofa", "steps": 1, "preview_every": 0});
+        let (_, body) = server.post_run(&Form::run(settings));
+        assert_eq!(names(&events(body, |_, _| false)).last(), Some(&"done"));
+    }
+    let (status, body) = server.get("/api/runs/1/images/0.png");
+    assert_eq!(status, 404);
+    assert!(String::from_utf8_lossy(&body).contains("the last 8 runs"));
+    for id in 2..=9 {
+        assert_eq!(
+            server.get(&format!("/api/runs/{id}/images/0.png")).0,
+            200,
+            "run {id}"
+        );
+    }
+    assert_eq!(server.get("/api/runs/x/images/0.png").0, 404);
+    assert_eq!(server.get("/api/runs/2/images/zero.png").0, 404);
+    assert_eq!(
+        server.get("/api/runs/2/preview.png").0,
+        404,
+        "no previews were asked for"
+    );
 }

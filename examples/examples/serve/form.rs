@@ -33,8 +33,10 @@ pub(crate) struct Settings {
     /// Karras sigmas for the scheduler.
     #[serde(default)]
     pub(crate) karras: bool,
-    /// Inpaint only a box around the hole with this padding in pixels, at the model's size.
+    /// Inpaint only a box around the hole with this padding in pixels, at `crop_size`.
     pub(crate) crop_to_mask: Option<u32>,
+    /// The `[width, height]` the crop is inpainted at (512 x 512 when absent).
+    pub(crate) crop_size: Option<(u32, u32)>,
     /// Gaussian blur radius of the mask.
     #[serde(default)]
     pub(crate) mask_blur: f32,
@@ -200,6 +202,14 @@ fn check_settings(settings: &Settings, offer: &Offer) -> Result<Option<Scheduler
             "mask_blur = {}: expected 0 to 256",
             settings.mask_blur
         ));
+    }
+    if let Some((w, h)) = settings.crop_size {
+        let max = offer.limits.max_side;
+        if !(8..=max).contains(&w) || !(8..=max).contains(&h) {
+            return bad(format!(
+                "crop_size = [{w}, {h}]: expected sides of 8 to {max} px"
+            ));
+        }
     }
     settings
         .scheduler

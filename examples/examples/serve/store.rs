@@ -60,23 +60,3 @@ impl Store {
         self.read(id, |p| p.images.get(k).cloned())
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keeps_the_last_runs_only() {
-        let store = Store::default();
-        for id in 0..(KEPT_RUNS as u64 + 2) {
-            store.set_images(id, vec![vec![id as u8]]);
-        }
-        assert_eq!(store.image(0, 0), None);
-        assert_eq!(store.image(1, 0), None);
-        assert_eq!(store.image(2, 0), Some(vec![2]));
-        assert_eq!(store.image(2, 1), None);
-        store.set_preview(9, vec![7]);
-        assert_eq!(store.preview(9), Some(vec![7]));
-        assert_eq!(store.image(9, 0), Some(vec![9]));
-    }
-}

@@ -143,7 +143,6 @@ impl Job<'_> {
         let mut request = painter
             .request(image, mask, &s.prompt)
             .options(options)
-            .karras(s.karras)
             .soft_mask(s.soft_mask)
             .mask_edit(MaskEdit {
                 grow: s.grow,
@@ -165,13 +164,19 @@ impl Job<'_> {
         if let Some(kind) = self.submission.scheduler {
             request = request.scheduler(kind);
         }
+        // Only when asked: unticked leaves the folder's own setting.
+        if s.karras {
+            request = request.karras(true);
+        }
         if let Some(negative) = &s.negative_prompt {
             request = request.negative_prompt(negative);
         }
         if let Some(padding) = s.crop_to_mask {
+            let default = CropSettings::default();
             request = request.crop_to_mask(CropSettings {
                 padding,
-                ..CropSettings::default()
+                size: s.crop_size.unwrap_or(default.size),
+                ..default
             });
         }
         request

@@ -62,6 +62,13 @@ function openPhoto(file) {
       URL.revokeObjectURL(url);
       return;
     }
+    const upload = state.offer ? state.offer.limits.max_upload_bytes : Infinity;
+    if (file.size > upload) {
+      const mib = (bytes) => (bytes / 2 ** 20).toFixed(1);
+      showError(`${file.name} is ${mib(file.size)} MiB; the server takes uploads up to ${mib(upload)} MiB`);
+      URL.revokeObjectURL(url);
+      return;
+    }
     state.file = file;
     for (const canvas of [photo, mask]) {
       canvas.width = img.naturalWidth;
@@ -238,7 +245,11 @@ function settings() {
   };
   const negative = $("negative").value;
   if (negative !== "") s.negative_prompt = negative;
-  if ($("crop").checked) s.crop_to_mask = number("crop-padding") ?? 32;
+  if ($("crop").checked) {
+    s.crop_to_mask = number("crop-padding") ?? 32;
+    const size = $("crop-size").value.trim().match(/^(\d+)\s*x\s*(\d+)$/);
+    if (size) s.crop_size = [Number(size[1]), Number(size[2])];
+  }
   return s;
 }
 
