@@ -454,6 +454,11 @@ fn bad_input_is_refused_with_the_typed_errors_message() {
             400,
             "crop_size = [4, 4]",
         ),
+        (
+            with(&rgb, &mask, &json!({"prompt": "x", "grow": -100000})),
+            400,
+            "grow = -100000: expected -2048 to 2048",
+        ),
         (with(&rgb, b"{", &ok), 400, "cannot decode mask.png"),
         (
             Form::new().part("image", Some("a.png"), &rgb).finish(),

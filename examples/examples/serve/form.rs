@@ -203,8 +203,20 @@ fn check_settings(settings: &Settings, offer: &Offer) -> Result<Option<Scheduler
             settings.mask_blur
         ));
     }
+    // Edits larger than the image only cost time: a bound keeps a request from asking for it.
+    let max = offer.limits.max_side;
+    if settings.grow.unsigned_abs() > max {
+        return bad(format!(
+            "grow = {}: expected -{max} to {max}",
+            settings.grow
+        ));
+    }
+    if let Some(padding) = settings.crop_to_mask
+        && padding > max
+    {
+        return bad(format!("crop_to_mask = {padding}: expected 0 to {max}"));
+    }
     if let Some((w, h)) = settings.crop_size {
-        let max = offer.limits.max_side;
         if !(8..=max).contains(&w) || !(8..=max).contains(&h) {
             return bad(format!(
                 "crop_size = [{w}, {h}]: expected sides of 8 to {max} px"
