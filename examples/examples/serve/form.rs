@@ -216,12 +216,12 @@ fn check_settings(settings: &Settings, offer: &Offer) -> Result<Option<Scheduler
     {
         return bad(format!("crop_to_mask = {padding}: expected 0 to {max}"));
     }
-    if let Some((w, h)) = settings.crop_size {
-        if !(8..=max).contains(&w) || !(8..=max).contains(&h) {
-            return bad(format!(
-                "crop_size = [{w}, {h}]: expected sides of 8 to {max} px"
-            ));
-        }
+    if let Some((w, h)) = settings.crop_size
+        && (!(8..=max).contains(&w) || !(8..=max).contains(&h))
+    {
+        return bad(format!(
+            "crop_size = [{w}, {h}]: expected sides of 8 to {max} px"
+        ));
     }
     settings
         .scheduler
