@@ -98,6 +98,13 @@ impl Server {
         (status, Box::new(response.into_body().into_reader()))
     }
 
+    /// Runs `settings` on the fixture photo and mask, and returns every event of the run.
+    fn run(&self, settings: &Value) -> Vec<(String, Value)> {
+        let (status, body) = self.post_run(&Form::run(settings.clone()));
+        assert_eq!(status, 200, "{settings}");
+        events(body, |_, _| false)
+    }
+
     /// A refused run: its status and the error's message.
     fn refused(&self, form: &Form) -> (u16, String) {
         let (status, mut body) = self.post_run(form);
@@ -256,9 +263,7 @@ fn the_page_and_what_the_models_offer() {
 fn a_run_streams_progress_and_previews_and_gives_the_inpaint_programs_pixels() {
     let server = Server::start(&[]);
     let settings = json!({"prompt": "a red sofa", "seed": 1, "steps": 4, "preview_every": 2});
-    let (status, body) = server.post_run(&Form::run(settings));
-    assert_eq!(status, 200);
-    let events = events(body, |_, _| false);
+    let events = server.run(&settings);
     let names = names(&events);
     assert_eq!(&names[..3], ["accepted", "queued", "started"], "{events:?}");
     assert_eq!(events[1].1, json!({"event": "queued", "position": 1}));
@@ -325,9 +330,7 @@ fn runs_wait_their_turn_and_can_be_cancelled() {
     let base = server.base.clone();
     let second = std::thread::spawn(move || {
         let server = Server::attach(base);
-        let (status, body) = server.post_run(&Form::run(short));
-        assert_eq!(status, 200);
-        events(body, |_, _| false)
+        server.run(&short)
     });
     // The second waits at position 1 while the first runs, then the first is cancelled.
     let started = Instant::now();
@@ -378,8 +381,7 @@ fn a_client_that_goes_away_cancels_its_run() {
     assert_eq!(status["done"], json!(0), "{status}");
     // The models are free again.
     let short = json!({"prompt": "a chair", "steps": 1, "preview_every": 0});
-    let (_, body) = server.post_run(&Form::run(short));
-    assert_eq!(names(&events(body, |_, _| false)).last(), Some(&"done"));
+    assert_eq!(names(&server.run(&short)).last(), Some(&"done"));
 }
 
 #[test]
@@ -559,9 +561,7 @@ fn the_progress_covers_the_sr_stage_and_every_method_runs_beside_a_brushnet_bran
     assert_eq!(server.json("/api/info")["sr"], json!(true));
     let settings = json!({"prompt": "a red sofa", "seed": 3, "steps": 2, "sr": true, "num_images": 2,
         "preview_every": 0});
-    let (status, body) = server.post_run(&Form::run(settings));
-    assert_eq!(status, 200);
-    let sr_events = events(body, |_, _| false);
+    let sr_events = server.run(&settings);
     let progress = of_kind(&sr_events, "progress");
     let stages: Vec<&str> = progress
         .iter()
@@ -610,8 +610,7 @@ fn the_progress_covers_the_sr_stage_and_every_method_runs_beside_a_brushnet_bran
         "repaint",
     ] {
         let settings = json!({"prompt": "a red sofa", "steps": 2, "method": method});
-        let (_, body) = server.post_run(&Form::run(settings));
-        let seen = events(body, |_, _| false);
+        let seen = server.run(&settings);
         assert_eq!(seen.last().unwrap().0, "done", "{method}: {seen:?}");
     }
 }
@@ -634,9 +633,7 @@ fn the_pages_controls_reach_the_run() {
         for (key, value) in control.as_object().unwrap() {
             settings[key] = value.clone();
         }
-        let (status, body) = server.post_run(&Form::run(settings.clone()));
-        assert_eq!(status, 200, "{settings}");
-        let seen = events(body, |_, _| false);
+        let seen = server.run(&settings);
         let (last, done) = seen.last().unwrap();
         assert_eq!(last, "done", "{settings}: {seen:?}");
         let images = done["images"].as_array().unwrap();
@@ -654,8 +651,7 @@ fn the_pages_controls_reach_the_run() {
     // A combination the library refuses once the run has the models: a failed event with its
     // typed message (RASG is defined on DDIM's update), counted as failed.
     let settings = json!({"prompt": "a red sofa", "steps": 2, "scheduler": "dpm++2m"});
-    let (_, body) = server.post_run(&Form::run(settings));
-    let seen = events(body, |_, _| false);
+    let seen = server.run(&settings);
     let (last, failed) = seen.last().unwrap();
     assert_eq!(last, "failed", "{seen:?}");
     assert!(
@@ -675,8 +671,7 @@ fn the_last_runs_keep_their_images() {
     // One run more than are kept: the first run's image is forgotten, the others' served.
     for _ in 0..9 {
         let settings = json!({"prompt": "a red sofa", "steps": 1, "preview_every": 0});
-        let (_, body) = server.post_run(&Form::run(settings));
-        assert_eq!(names(&events(body, |_, _| false)).last(), Some(&"done"));
+        assert_eq!(names(&server.run(&settings)).last(), Some(&"done"));
     }
     let (status, body) = server.get("/api/runs/1/images/0.png");
     assert_eq!(status, 404);
