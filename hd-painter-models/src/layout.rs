@@ -61,6 +61,39 @@ pub(crate) const VAE: [KeyRule; 4] = [
     ),
 ];
 
+/// `UNet2DModel`'s rules: the 2022 DDPM files carry the same pre-0.17 attention names in every
+/// attention block, and the score-SDE files their Fourier frequencies as `time_proj.W`.
+pub(crate) const UNET_2D: [KeyRule; 5] = [
+    rename(
+        UNET_2D_ATTENTION,
+        r"(attentions\.\d+)\.query\.(weight|bias)$",
+        "$1.to_q.$2",
+    ),
+    rename(
+        UNET_2D_ATTENTION,
+        r"(attentions\.\d+)\.key\.(weight|bias)$",
+        "$1.to_k.$2",
+    ),
+    rename(
+        UNET_2D_ATTENTION,
+        r"(attentions\.\d+)\.value\.(weight|bias)$",
+        "$1.to_v.$2",
+    ),
+    rename(
+        UNET_2D_ATTENTION,
+        r"(attentions\.\d+)\.proj_attn\.(weight|bias)$",
+        "$1.to_out.$2",
+    ),
+    rename(
+        "pre-0.17 Fourier projection name (time_proj.W)",
+        r"^time_proj\.W$",
+        "time_proj.weight",
+    ),
+];
+
+const UNET_2D_ATTENTION: &str =
+    "pre-0.17 UNet2DModel attention names (query, key, value, proj_attn)";
+
 /// The text encoder's rules: transformers 4 saved `CLIPTextModel` under its `text_model.`
 /// base-model prefix, which transformers 5 drops, and accepts either; buffers and the parts of
 /// larger CLIP classes are unused, as transformers leaves them unused.

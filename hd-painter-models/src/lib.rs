@@ -60,6 +60,7 @@ mod layout;
 mod lora;
 mod native;
 mod pipeline;
+mod pixel;
 mod processor;
 mod prompt;
 mod scheduler_config;
@@ -68,6 +69,7 @@ mod single_file;
 mod source;
 mod tokenizer;
 mod unet;
+mod unet2d;
 mod vae;
 mod weights;
 
@@ -79,6 +81,7 @@ pub use error::{ModelsError, Result, TensorMismatch};
 pub use inspect::{ComponentReport, Inspection, inspect};
 pub use lora::{Lora, LoraComponent, LoraFormat};
 pub use pipeline::StableDiffusionModels;
+pub use pixel::PixelDenoiser;
 pub use processor::{
     AttentionKind, AttentionProcessor, AttentionSite, DefaultAttention, TransformerBlockContext,
 };
@@ -88,6 +91,7 @@ pub use scheduler_options::{RUNNABLE_SCHEDULERS, SchedulerOptions};
 pub use source::{HubModel, ModelSource};
 pub use tokenizer::{BOS_TOKEN, ClipTokenizer, EOS_TOKEN, MAX_LENGTH};
 pub use unet::{LevelConfig, Unet2DConditionModel, UnetConfig, UnetResiduals};
+pub use unet2d::{TimeProjection, Unet2DConfig, Unet2DLevel, Unet2DModel};
 pub use vae::{AutoencoderKl, DiagonalGaussian, VaeConfig, VaeTiling};
 
 pub use hd_painter_core;

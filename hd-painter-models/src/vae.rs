@@ -184,18 +184,8 @@ impl AutoencoderKl {
         let (groups, eps) = (c.norm_num_groups, VAE_NORM_EPS);
         let channels = &c.block_out_channels;
         let last = *channels.last().expect("validated non-empty");
-        let resnet = |cin, cout| {
-            ResnetBlock::new(
-                &ResnetSpec {
-                    cin,
-                    cout,
-                    temb: None,
-                    groups,
-                    eps,
-                },
-                device,
-            )
-        };
+        let resnet =
+            |cin, cout| ResnetBlock::new(&ResnetSpec::plain(cin, cout, None, groups, eps), device);
         let conv1 = |cin, cout| Conv2dConfig::new([cin, cout], [1, 1]).init(device);
 
         let mut prev = channels[0];

@@ -129,6 +129,7 @@ mod inpainter;
 mod mask_edit;
 mod painta;
 mod pipeline;
+mod pixel_repaint;
 mod prefill;
 mod prompts;
 mod rasg;
@@ -156,6 +157,10 @@ pub use inpainter::Inpainter;
 pub use mask_edit::MaskEdit;
 pub use painta::{Painta, PaintaScale};
 pub use pipeline::{HdPainter, InpaintOptions, Method, PasteBack};
+pub use pixel_repaint::{
+    KnownPixels, OnPixelStep, PixelRepaint, PixelRepaintMode, PixelRepaintSettings, PixelStep,
+    respaced, space_timesteps,
+};
 pub use prefill::PreFill;
 pub use prompts::{
     PromptSyntax, encode_hd_painter_prompts, encode_prompts, encode_prompts_with_positive,

@@ -42,25 +42,24 @@ impl NoiseSchedule {
     }
 
     /// The scaled-linear schedule exactly as diffusers' schedulers compute it: torch's `f32`
-    /// `linspace` (fused multiply-adds from both ends), squared in `f32`, `1 - beta` in `f32`, and `cumprod` accumulated in `f64`
-    /// and rounded to `f32` at each step (torch's CPU kernel). For bit-level parity with
-    /// diffusers; the `f64` [`scaled_linear`](Self::scaled_linear) differs by about 1e-8.
+    /// `linspace` of the square roots, squared in `f32`, then [`from_betas_f32`](Self::from_betas_f32).
+    /// For bit-level parity with diffusers; the `f64` [`scaled_linear`](Self::scaled_linear)
+    /// differs by about 1e-8.
     pub fn scaled_linear_diffusers(beta_start: f64, beta_end: f64, n: usize) -> Self {
-        let (a, b) = (beta_start.sqrt() as f32, beta_end.sqrt() as f32);
-        let step = if n > 1 { (b - a) / (n - 1) as f32 } else { 0.0 };
-        let half = n / 2;
-        let betas32: Vec<f32> = (0..n)
-            .map(|i| {
-                // torch fills the first half from the start and the second from the end, with
-                // fused multiply-adds (one rounding).
-                let x = if i < half {
-                    step.mul_add(i as f32, a)
-                } else {
-                    (-step).mul_add((n - i - 1) as f32, b)
-                };
-                x * x
-            })
-            .collect();
+        let roots = linspace_f32(beta_start.sqrt() as f32, beta_end.sqrt() as f32, n);
+        Self::from_betas_f32(roots.into_iter().map(|x| x * x).collect())
+    }
+
+    /// The linear schedule exactly as diffusers' schedulers compute it (`RePaintScheduler`,
+    /// `DDPMScheduler` with `beta_schedule = "linear"`): torch's `f32` `linspace`, then
+    /// [`from_betas_f32`](Self::from_betas_f32).
+    pub fn linear_diffusers(beta_start: f64, beta_end: f64, n: usize) -> Self {
+        Self::from_betas_f32(linspace_f32(beta_start as f32, beta_end as f32, n))
+    }
+
+    /// A schedule from `f32` betas in torch's arithmetic: `1 - beta` in `f32`, and `cumprod`
+    /// accumulated in `f64` and rounded to `f32` at each step (torch's CPU kernel).
+    pub fn from_betas_f32(betas32: Vec<f32>) -> Self {
         let mut acc = 1.0f64;
         let alphas_cumprod = betas32
             .iter()
@@ -180,6 +179,22 @@ impl NoiseSchedule {
     pub fn alphas_cumprod(&self) -> &[f64] {
         &self.alphas_cumprod
     }
+}
+
+/// torch's `f32` `linspace(a, b, n)`: the first half filled from the start and the second from
+/// the end, with fused multiply-adds (one rounding).
+fn linspace_f32(a: f32, b: f32, n: usize) -> Vec<f32> {
+    let step = if n > 1 { (b - a) / (n - 1) as f32 } else { 0.0 };
+    let half = n / 2;
+    (0..n)
+        .map(|i| {
+            if i < half {
+                step.mul_add(i as f32, a)
+            } else {
+                (-step).mul_add((n - i - 1) as f32, b)
+            }
+        })
+        .collect()
 }
 
 /// How the inference timesteps are spread over the training timesteps.

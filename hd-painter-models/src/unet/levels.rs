@@ -24,13 +24,8 @@ use super::transformer::SpatialTransformer;
 
 /// A resnet of `cfg`'s UNet from `cin` to `cout` channels, with the time embedding.
 fn resnet(cfg: &UnetConfig, cin: usize, cout: usize, device: &Device) -> ResnetBlock {
-    let spec = ResnetSpec {
-        cin,
-        cout,
-        temb: Some(4 * cfg.levels[0].channels),
-        groups: cfg.norm_num_groups,
-        eps: cfg.norm_eps,
-    };
+    let temb = Some(4 * cfg.levels[0].channels);
+    let spec = ResnetSpec::plain(cin, cout, temb, cfg.norm_num_groups, cfg.norm_eps);
     ResnetBlock::new(&spec, device)
 }
 

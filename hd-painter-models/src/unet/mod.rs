@@ -345,23 +345,10 @@ impl Unet2DConditionModel {
         }
     }
 
-    /// diffusers' sinusoidal `get_timestep_embedding`, computed in f32 as torch does.
+    /// The sinusoidal features of `timesteps`.
     fn timestep_features(&self, timesteps: &[f32], device: &Device) -> Tensor<2> {
-        let half = self.time_channels / 2;
-        let freqs: Vec<f32> = (0..half)
-            .map(|i| (-(10000f32.ln()) * i as f32 / (half as f32 - self.freq_shift as f32)).exp())
-            .collect();
-        let mut data: Vec<f32> = Vec::with_capacity(timesteps.len() * 2 * half);
-        for &t in timesteps {
-            let args: Vec<f32> = freqs.iter().map(|f| t * f).collect();
-            let (sin, cos): (Vec<f32>, Vec<f32>) = args.iter().map(|a| (a.sin(), a.cos())).unzip();
-            if self.flip_sin_to_cos {
-                data.extend(cos.iter().chain(&sin));
-            } else {
-                data.extend(sin.iter().chain(&cos));
-            }
-        }
-        Tensor::from_data(TensorData::new(data, [timesteps.len(), 2 * half]), device)
+        let (channels, flip) = (self.time_channels, self.flip_sin_to_cos);
+        crate::blocks::sinusoidal_features(timesteps, channels, flip, self.freq_shift, device)
     }
 }
 
