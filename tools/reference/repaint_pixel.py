@@ -23,10 +23,14 @@ What it writes:
 - `models/unet2d_fourier/`: Fourier time embedding, `time_embedding_dim`, `center_input_sample`,
   a mid block without attention.
   Each with `outputs.safetensors`: inputs, timesteps, labels and diffusers' output.
+- `models/guided_repaint/`, `models/guided_plain/`: tiny guided-diffusion `UNetModel`s built by
+  the official `create_model` (learned sigma, scale-shift norm, up/down resnets, fixed head
+  width and class labels; plain resamplers, head counts, the new attention order), saved as a
+  `.pt` and converted by `tools/convert_guided_diffusion.py`, with the official model's output.
 - `sampling/repaint_pixel.safetensors`: `RePaintPipeline` (unet2d_ddpm, `RePaintScheduler` with
   100 training steps, 20 steps, jumps of 3, 2 samples, eta 0.5) and the official
-  `p_sample_loop_progressive` (unet2d_learned wrapped as the model, 1000 linear training steps
-  respaced to 20, jumps of 3, 2 samples, class labels) on an 8 x 8 image and hole: every
+  `p_sample_loop_progressive` (guided_repaint, 1000 linear training steps respaced to 20, jumps
+  of 3, 2 samples, a class label) on a 16 x 16 image and hole: every
   standard-normal draw in the order taken, each reverse step's x0 and the final sample.
 """
 
@@ -182,6 +186,90 @@ def image_and_keep(rng):
     return image, keep
 
 
+GUIDED = {
+    # RePaint's face / places settings in small: learned sigma, scale-shift norm, up/down
+    # resnets, heads of fixed width; and class conditioning as the ImageNet model has.
+    "guided_repaint": dict(
+        image_size=16, num_channels=32, num_res_blocks=1, channel_mult="1,1", learn_sigma=True,
+        class_cond=True, attention_resolutions="16,8", num_heads=4, num_head_channels=16,
+        num_heads_upsample=-1, use_scale_shift_norm=True, dropout=0.0, resblock_updown=True,
+        use_fp16=False, use_new_attention_order=False,
+    ),
+    # The other branches: plain resamplers, added time embedding, head counts, the new order.
+    "guided_plain": dict(
+        image_size=16, num_channels=32, num_res_blocks=1, channel_mult="1,1,1", learn_sigma=False,
+        class_cond=False, attention_resolutions="4", num_heads=2, num_head_channels=-1,
+        num_heads_upsample=4, use_scale_shift_norm=False, dropout=0.0, resblock_updown=False,
+        use_fp16=False, use_new_attention_order=True,
+    ),
+}
+
+
+def official_conf(official):
+    sys.path.insert(0, str(official))
+    from conf_mgt.conf_base import Default_Conf
+
+    conf = Default_Conf()
+    conf.update({
+        "diffusion_steps": 1000,
+        "inpa_inj_sched_prev": True, "inpa_inj_sched_prev_cumnoise": False,
+        "schedule_jump_params": {"t_T": 20, "n_sample": 1, "jump_length": 3, "jump_n_sample": 2},
+    })
+    return conf
+
+
+def guided_model(out, name, official):
+    """The official `create_model` of `GUIDED[name]`, its weights as the conversion script left them."""
+    import torch
+    from guided_diffusion.script_util import create_model
+    from safetensors.torch import load_file
+
+    unet = create_model(**GUIDED[name], conf=official_conf(official)).eval()
+    unet.load_state_dict(load_file(str(out / "models" / name / "model.safetensors")))
+    return unet
+
+
+def gen_guided(out, rng, official):
+    """Tiny guided-diffusion UNets through the conversion script, with the official model's output."""
+    import tempfile
+
+    import torch
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    import convert_guided_diffusion as converter
+
+    conf = official_conf(official)
+    from guided_diffusion.script_util import create_model
+
+    for name, spec in GUIDED.items():
+        torch.manual_seed(int(rng.integers(0, 2**31)))
+        unet = create_model(**spec, conf=conf).eval()
+        with torch.no_grad():  # zero_module() heads and projections would hide mistakes
+            for p in unet.parameters():
+                if not p.any():
+                    p.normal_(0, 0.05)
+            randomize(unet, torch)
+        with tempfile.TemporaryDirectory() as tmp:
+            pt, yml = pathlib.Path(tmp) / "model.pt", pathlib.Path(tmp) / "conf.yml"
+            torch.save(unet.state_dict(), pt)
+            yml.write_text("".join(
+                f"{k}: {json.dumps(v) if isinstance(v, bool) else repr(v) if isinstance(v, str) else v}\n"
+                .replace("True", "true").replace("False", "false")
+                for k, v in spec.items()
+            ))
+            converter.convert(pt, converter.read_conf(yml), out / "models" / name)
+        unet = guided_model(out, name, official)
+        sample = torch.from_numpy(rng.uniform(-1, 1, (2, 3, 16, 16)).astype(np.float32))
+        timesteps = torch.tensor([37, 912])
+        labels = torch.tensor([3, 999]) if spec["class_cond"] else None
+        with torch.no_grad():
+            output = unet(sample, timesteps, y=labels)
+        tensors = {"sample": sample.numpy(), "timesteps": timesteps.numpy().astype(np.float32), "output": output.numpy()}
+        if labels is not None:
+            tensors["labels"] = labels.numpy()
+        save(out / "models" / name / "outputs.safetensors", tensors)
+
+
 def gen_diffusers_run(out, rng, tensors):
     import torch
     import diffusers.pipelines.deprecated.repaint.pipeline_repaint as pipe_mod
@@ -221,39 +309,23 @@ def gen_diffusers_run(out, rng, tensors):
 
 def gen_official_run(out, rng, tensors, official):
     import torch
-    from diffusers import UNet2DModel
 
-    sys.path.insert(0, str(official))
-    from conf_mgt.conf_base import Default_Conf
+    conf = official_conf(official)
     from guided_diffusion import gaussian_diffusion
     from guided_diffusion.script_util import create_gaussian_diffusion
 
-    conf = Default_Conf()
-    conf.update({
-        "inpa_inj_sched_prev": True, "inpa_inj_sched_prev_cumnoise": False,
-        "schedule_jump_params": {"t_T": 20, "n_sample": 1, "jump_length": 3, "jump_n_sample": 2},
-    })
     diffusion = create_gaussian_diffusion(
         steps=1000, learn_sigma=True, noise_schedule="linear", timestep_respacing="20", conf=conf,
     )
-    unet = UNet2DModel.from_pretrained(out / "models" / "unet2d_learned").eval()
-
-    class Model(torch.nn.Module):
-        """The official sampler calls `model(x, t, y=..., gt=..., gt_keep_mask=...)`."""
-
-        def __init__(self):
-            super().__init__()
-            self.unet = unet
-
-        def forward(self, x, t, y=None, **kwargs):
-            return self.unet(x, t, class_labels=y).sample
-
-    model = Model()
+    model = guided_model(out, "guided_repaint", official)
     draws = Draws(rng, torch)
     gaussian_diffusion.th.randn_like = lambda x, **kw: draws.like(x.shape)
-    image, keep = image_and_keep(rng)
+    image = rng.uniform(-1, 1, (1, 3, 16, 16)).astype(np.float32)
+    keep = np.ones((1, 1, 16, 16), np.float32)
+    keep[:, :, 3:12, 2:9] = 0
+    keep[:, :, 13, 8:] = 0
     noise = rng.standard_normal(image.shape).astype(np.float32)
-    kwargs = {"gt": torch.from_numpy(image), "gt_keep_mask": torch.from_numpy(keep), "y": torch.tensor([2])}
+    kwargs = {"gt": torch.from_numpy(image), "gt_keep_mask": torch.from_numpy(keep), "y": torch.tensor([7])}
     x0s, final = [], None
     with torch.no_grad():
         for out_step in diffusion.p_sample_loop_progressive(
@@ -263,7 +335,7 @@ def gen_official_run(out, rng, tensors, official):
             final = out_step["sample"]
     tensors.update({
         "official.image": image, "official.keep": keep, "official.noise": noise,
-        "official.labels": np.array([2], np.int64),
+        "official.labels": np.array([7], np.int64),
         "official.draws": np.stack(draws.taken), "official.x0": np.stack(x0s),
         "official.output": final.numpy(),
         "official.timestep_map": np.array(diffusion.timestep_map, np.int64),
@@ -277,6 +349,7 @@ def main():
     args = ap.parse_args()
     rng = np.random.default_rng(SEED)
     gen_models(args.out, rng)
+    gen_guided(args.out, rng, args.official)
     tensors = {}
     gen_diffusers_run(args.out, rng, tensors)
     gen_official_run(args.out, rng, tensors, args.official)
