@@ -117,10 +117,12 @@
 
 mod error;
 mod painter;
+mod pixel;
 mod request;
 
 pub use error::{Error, Result};
 pub use painter::{Painter, SrModels};
+pub use pixel::{PixelModel, PixelPainter, PixelRequest};
 pub use request::{InpaintRequest, LCM_GUIDANCE, LCM_STEPS, Stages};
 
 pub use hd_painter_core::{
@@ -132,7 +134,8 @@ pub use hd_painter_models::{
 };
 pub use hd_painter_sampling::{
     self, BrushNetSettings, CropSettings, HdPainter, Hooks, InpaintOptions, MaskEdit, Method,
-    PasteBack, PreFill, PromptSyntax, RasgSettings, RepaintSettings, SamplingError, SchedulerKind,
-    SchedulerSpec, SeedRule, Stage, StepView,
+    PasteBack, PixelRepaintMode, PixelRepaintSettings, PixelStep, PreFill, PromptSyntax,
+    RasgSettings, RepaintSettings, SamplingError, SchedulerKind, SchedulerSpec, SeedRule, Stage,
+    StepView,
 };
 pub use hd_painter_sr::{self, SrError, SrOutput, SrSettings};

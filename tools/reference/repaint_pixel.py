@@ -135,6 +135,16 @@ def legacy_names(d, torch):
     config = {k: v for k, v in config.items() if k in LEGACY_CONFIG_KEYS}
     config["_diffusers_version"] = "0.1.1"
     (d / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    # The rest of the flat folder google/ddpm-ema-celebahq-256 was published as.
+    (d / "scheduler_config.json").write_text(json.dumps({
+        "_class_name": "DDPMScheduler", "_diffusers_version": "0.1.1", "beta_end": 0.02,
+        "beta_schedule": "linear", "beta_start": 0.0001, "clip_sample": True,
+        "num_train_timesteps": 1000, "trained_betas": None, "variance_type": "fixed_small",
+    }, indent=2, sort_keys=True) + "\n")
+    (d / "model_index.json").write_text(json.dumps({
+        "_class_name": "DDPMPipeline", "_diffusers_version": "0.1.1",
+        "scheduler": ["diffusers", "DDPMScheduler"], "unet": ["diffusers", "UNet2DModel"],
+    }, indent=2, sort_keys=True) + "\n")
     back = UNet2DModel.from_pretrained(d).state_dict()
     for k, v in modern.items():
         assert torch.equal(back[k], v), k
