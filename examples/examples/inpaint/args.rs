@@ -240,9 +240,32 @@ pub(crate) struct Args {
     /// Write a preview of the predicted image every K steps (`{output}-preview-...png`).
     #[arg(long, value_name = "K")]
     pub(crate) preview_every: Option<usize>,
+    /// RePaint's jump length: steps walked back up at each jump (the paper's 10).
+    #[arg(long, default_value_t = 10)]
+    pub(crate) jump_length: usize,
+    /// RePaint's resamplings: how many times each jump point is visited (the paper's 10).
+    #[arg(long, default_value_t = 10)]
+    pub(crate) jump_n_sample: usize,
+    /// RePaint on a pixel-space model folder: the official code's sampler (learned variance,
+    /// the default for such models) or diffusers' `RePaintScheduler` (with `--eta`, the default
+    /// for models without learned variance).
+    #[arg(long, value_enum)]
+    pub(crate) repaint_mode: Option<RepaintModeArg>,
+    /// The class of a class-conditional pixel-space model (the ImageNet RePaint model: 0-999).
+    #[arg(long)]
+    pub(crate) class_label: Option<i64>,
     /// Allow the output to be one of the inputs (which it then replaces).
     #[arg(long)]
     pub(crate) overwrite: bool,
+}
+
+/// Whose RePaint sampler a pixel-space model runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum RepaintModeArg {
+    /// The official code (andreas128/RePaint).
+    Official,
+    /// diffusers' `RePaintPipeline`.
+    Diffusers,
 }
 
 /// `WIDTHxHEIGHT`.

@@ -35,6 +35,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 mod args;
 mod batch;
 mod checks;
+mod pixel;
 
 pub(crate) use args::{
     Args, FillArg, MaskChannelArg, MethodName, SeedRuleArg, SizeRuleArg, SrSize,
@@ -97,10 +98,22 @@ fn main() -> ExitCode {
     }
 }
 
+/// The models of a run: Stable Diffusion's, or a pixel-space RePaint model.
+enum Loaded {
+    Latent(Box<Painter>),
+    Pixel(hd_painter::PixelPainter),
+}
+
 fn run(args: &Args, cancel: &AtomicBool) -> Result<(), RunError> {
     let jobs = batch::jobs(args)?;
     checks::check_before_loading(args, &jobs)?;
-    let painter = load(args)?;
+    let painter = match pixel::wanted(args) {
+        true => {
+            pixel::check(args)?;
+            Loaded::Pixel(pixel::load(args)?)
+        }
+        false => Loaded::Latent(Box::new(load(args)?)),
+    };
     let (mut failed, mut skipped) = (0, 0);
     for job in &jobs {
         // A batch never replaces an earlier result unless asked.
@@ -112,7 +125,11 @@ fn run(args: &Args, cancel: &AtomicBool) -> Result<(), RunError> {
             skipped += 1;
             continue;
         }
-        match run_job(args, &painter, job, cancel) {
+        let result = match &painter {
+            Loaded::Latent(painter) => run_job(args, painter, job, cancel),
+            Loaded::Pixel(painter) => pixel::run_job(args, painter, job, cancel),
+        };
+        match result {
             Ok(()) => {}
             // A batch goes on past a file it cannot do, and says so.
             Err(e) if args.batch.is_some() && !e.cancelled() => {
