@@ -8,6 +8,8 @@
 //! layouts the models were first published in (pre-0.17 VAE attention names, early configs,
 //! transformers 4 text encoders, sharded files) load as diffusers and transformers load them;
 //! [`inspect`] reports what a model holds and which of those conversions it needs.
+//! For RePaint as published, the pixel-space models: diffusers' [`Unet2DModel`] and
+//! guided-diffusion's [`GuidedUnet`] (the official RePaint checkpoints), both a [`PixelDenoiser`].
 //!
 //! ```no_run
 //! use hd_painter_models::ClipTokenizer;

@@ -1,7 +1,8 @@
 //! What the pixel-space samplers (RePaint as published) need of a model: a noise prediction,
 //! optionally with learned variance values, for images in `[-1, 1]`.
 
-use burn::tensor::Tensor;
+use burn::nn::Embedding;
+use burn::tensor::{Int, Tensor, TensorData};
 use hd_painter_core::CoreError;
 
 use crate::error::{ModelsError, Result};
@@ -60,4 +61,32 @@ pub(crate) fn check_pixel_input(
         return shape_error(format!("{what} timesteps"), format!("{b} timesteps"), found);
     }
     Ok(())
+}
+
+/// `emb` plus the class embedding of `labels` (one per row of `emb`) for a model with one; a
+/// typed error naming `what` for labels missing, of the wrong count, or given to a model
+/// without one.
+pub(crate) fn add_class_embedding(
+    emb: Tensor<2>,
+    embedding: Option<&Embedding>,
+    labels: Option<&[i64]>,
+    what: &str,
+) -> Result<Tensor<2>> {
+    let [b, width] = emb.dims();
+    match (embedding, labels) {
+        (Some(embedding), Some(labels)) if labels.len() == b => {
+            let labels = TensorData::new(labels.to_vec(), [b, 1]);
+            let labels = Tensor::<2, Int>::from_data(labels, &emb.device());
+            Ok(emb + embedding.forward(labels).reshape([b, width]))
+        }
+        (None, None) => Ok(emb),
+        (embedding, labels) => Err(ModelsError::Core(CoreError::TensorShape {
+            what: format!("{what} class labels"),
+            expected: match embedding {
+                Some(_) => format!("{b} labels"),
+                None => "none (the model is not class-conditional)".into(),
+            },
+            found: vec![labels.map_or(0, <[i64]>::len)],
+        })),
+    }
 }

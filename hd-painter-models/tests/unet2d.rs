@@ -74,7 +74,7 @@ fn wrong_inputs_are_typed_errors() {
     let odd = Tensor::<4>::zeros([1, 3, 9, 8], &device);
     assert!(err(unet.forward(odd, &[3.0], Some(&[1]))).contains("multiples of 4"));
     let plain = Unet2DModel::load(model_dir("unet2d_ddpm"), None, &device).unwrap();
-    assert!(err(plain.forward(ok, &[3.0], Some(&[1]))).contains("no class embedding"));
+    assert!(err(plain.forward(ok, &[3.0], Some(&[1]))).contains("not class-conditional"));
 }
 
 #[test]

@@ -5,7 +5,8 @@
 //! schedulers ([`Scheduler`], built from a [`SchedulerSpec`] or a folder's config: DDIM with an
 //! optional noise or guidance term, DDPM, PNDM, Euler, Euler a, DPM++ 2M (SDE), DEIS, UniPC,
 //! LCM),
-//! RePaint's resampling walk, merge and undo steps, and one sampling run ([`Sampler`]) against a per-method [`LatentStrategy`] and a
+//! RePaint's resampling walk, merge and undo steps (and RePaint as published in pixel space,
+//! [`PixelRepaint`], in the official code's and diffusers' semantics), and one sampling run ([`Sampler`]) against a per-method [`LatentStrategy`] and a
 //! [`Guidance`] (classifier-free, [`ClassifierFree`], or HD-Painter's RASG, [`Rasg`], whose
 //! gradient term replaces the DDIM step's random one, through burn's autodiff), with
 //! cancellable per-step callbacks that see the x0 prediction and seeded per-image noise;
@@ -170,7 +171,7 @@ pub use repaint::{
     KnownLatents, KnownRegion, NoiseDraws, RepaintSettings, repaint_step, seeded_draws, undo_steps,
 };
 pub use sampler::{Hooks, OnStep, Sampled, Sampler, SamplerSettings, Stage, StepView};
-pub use schedule::{NoiseSchedule, Spacing, repaint_walk, timesteps};
+pub use schedule::{NoiseSchedule, Spacing, repaint_walk, strided_repaint_walk, timesteps};
 pub use schedulers::{
     Denoised, FinalSigma, NoiseLevel, NoiseTerm, Scheduler, SchedulerKind, SchedulerSpec,
     SolverType,

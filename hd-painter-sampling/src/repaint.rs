@@ -8,7 +8,7 @@ use crate::ddim::{Prediction, StepOutput, ddim_sigma, ddim_step};
 use crate::error::{Result, SamplingError};
 use crate::guidance::ModelCall;
 use crate::sampler::{Sampled, Sampler};
-use crate::schedule::{NoiseSchedule, repaint_walk};
+use crate::schedule::{NoiseSchedule, strided_repaint_walk};
 use crate::schedulers::NoiseLevel;
 use crate::strategy::StepPosition;
 
@@ -116,11 +116,8 @@ impl Sampler<'_> {
         self.check_seeds(latents.dims()[0])?;
         let schedule = self.schedule.clone().with_final_alpha_one();
         let n = schedule.len() / settings.steps;
-        let walk: Vec<usize> =
-            repaint_walk(settings.steps, settings.jump_length, settings.jump_n_sample)
-                .into_iter()
-                .map(|t| t * n)
-                .collect();
+        let (steps, jumps) = (settings.steps, settings.jump_length);
+        let walk = strided_repaint_walk(steps, jumps, settings.jump_n_sample, n);
         let total = walk.len() - walk.windows(2).filter(|w| w[1] > w[0]).count();
         let mut last_x0 = latents.clone();
         let mut t_last = walk[0] + 1;

@@ -282,3 +282,17 @@ pub fn repaint_walk(t_t: usize, jump_length: usize, jump_n_sample: usize) -> Vec
     }
     walk
 }
+
+/// [`repaint_walk`] over every `stride`-th training timestep (diffusers' `RePaintScheduler`
+/// timesteps: the walk times `train / steps`).
+pub fn strided_repaint_walk(
+    t_t: usize,
+    jump_length: usize,
+    jump_n_sample: usize,
+    stride: usize,
+) -> Vec<usize> {
+    repaint_walk(t_t, jump_length, jump_n_sample)
+        .into_iter()
+        .map(|t| t * stride)
+        .collect()
+}

@@ -13,14 +13,14 @@ use burn::nn::{Embedding, EmbeddingConfig, GroupNorm, Linear, LinearConfig, Padd
 use burn::tensor::activation::{silu, softmax};
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 
 pub use config::GuidedUnetConfig;
 
 use crate::blocks::{conv, group_norm, sinusoidal_features};
-use crate::error::{ModelsError, Result};
+use crate::error::Result;
 use crate::native;
-use crate::pixel::{PixelDenoiser, check_pixel_input};
+use crate::pixel::{PixelDenoiser, add_class_embedding, check_pixel_input};
 use crate::weights::{load_safetensors, weights_file};
 
 /// guided-diffusion's `normalization`: `GroupNorm32(32, channels)`.
@@ -371,28 +371,12 @@ impl GuidedUnet {
             "guided-diffusion UNet",
         )?;
         let device = sample.device();
-        let b = timesteps.len();
         let features = sinusoidal_features(timesteps, cfg.model_channels, true, 0.0, &device);
-        let mut emb = self
+        let emb = self
             .time_embed_2
             .forward(silu(self.time_embed_1.forward(features)));
-        match (&self.label_emb, class_labels) {
-            (Some(e), Some(y)) if y.len() == b => {
-                let y = Tensor::<2, Int>::from_data(TensorData::new(y.to_vec(), [b, 1]), &device);
-                emb = emb + e.forward(y).reshape([b, 4 * cfg.model_channels]);
-            }
-            (None, None) => {}
-            (e, y) => {
-                return Err(ModelsError::Core(hd_painter_core::CoreError::TensorShape {
-                    what: "guided-diffusion UNet class labels".into(),
-                    expected: match e {
-                        Some(_) => format!("{b} labels"),
-                        None => "none (the model is not class-conditional)".into(),
-                    },
-                    found: vec![y.map_or(0, <[i64]>::len)],
-                }));
-            }
-        }
+        let what = "guided-diffusion UNet";
+        let emb = add_class_embedding(emb, self.label_emb.as_ref(), class_labels, what)?;
         let mut h = sample;
         let mut skips = vec![];
         for block in &self.input_blocks {

@@ -10,7 +10,7 @@ use burn::module::{Module, Param};
 use burn::nn::conv::Conv2d;
 use burn::nn::{Embedding, EmbeddingConfig, GroupNorm, Linear, LinearConfig};
 use burn::tensor::activation::silu;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 
 pub use config::{TimeProjection, Unet2DConfig, Unet2DLevel};
 
@@ -18,10 +18,10 @@ use crate::blocks::{
     AttentionSpec, Downsample, ResnetBlock, ResnetSpec, SpatialSelfAttention, Upsample, conv,
     group_norm, sinusoidal_features,
 };
-use crate::error::{ModelsError, Result};
+use crate::error::Result;
 use crate::layout;
 use crate::native;
-use crate::pixel::{PixelDenoiser, check_pixel_input};
+use crate::pixel::{PixelDenoiser, add_class_embedding, check_pixel_input};
 use crate::weights::{load_safetensors, weights_file};
 
 /// `GaussianFourierProjection`'s frequencies (`time_proj.weight`).
@@ -323,27 +323,8 @@ impl Unet2DModel {
         };
         let mlp = &self.time_embedding;
         let emb = mlp.linear_2.forward(silu(mlp.linear_1.forward(features)));
-        match (&self.class_embedding, class_labels) {
-            (Some(embedding), Some(labels)) if labels.len() == b => {
-                let labels =
-                    Tensor::<2, Int>::from_data(TensorData::new(labels.to_vec(), [b, 1]), device);
-                let class = embedding
-                    .forward(labels)
-                    .reshape([b, self.config.time_embedding_dim]);
-                Ok(emb + class)
-            }
-            (None, None) => Ok(emb),
-            (embedding, labels) => {
-                Err(ModelsError::Core(hd_painter_core::CoreError::TensorShape {
-                    what: "UNet2DModel class labels".into(),
-                    expected: match embedding {
-                        Some(_) => format!("{b} labels"),
-                        None => "none (the model has no class embedding)".into(),
-                    },
-                    found: vec![labels.map_or(0, <[i64]>::len)],
-                }))
-            }
-        }
+        let embedding = self.class_embedding.as_ref();
+        add_class_embedding(emb, embedding, class_labels, "UNet2DModel")
     }
 }
 

@@ -6,7 +6,7 @@ use super::{KnownPixels, OnPixelStep, PixelRepaint, PixelRepaintSettings, PixelS
 use super::{predict_x0, reverse_count};
 use crate::error::{Result, SamplingError};
 use crate::repaint::{NoiseDraws, undo_steps};
-use crate::schedule::repaint_walk;
+use crate::schedule::strided_repaint_walk;
 
 impl PixelRepaint<'_> {
     /// The pipeline's loop: reverse steps where the walk goes down, `undo_step` where it goes
@@ -22,11 +22,8 @@ impl PixelRepaint<'_> {
     ) -> Result<Tensor<4>> {
         let schedule = self.schedule.clone().with_final_alpha_one();
         let n = schedule.len() / settings.steps;
-        let walk: Vec<usize> =
-            repaint_walk(settings.steps, settings.jump_length, settings.jump_n_sample)
-                .into_iter()
-                .map(|t| t * n)
-                .collect();
+        let (steps, jumps) = (settings.steps, settings.jump_length);
+        let walk = strided_repaint_walk(steps, jumps, settings.jump_n_sample, n);
         let mut with_end: Vec<isize> = walk.iter().map(|&t| t as isize).collect();
         with_end.push(-1);
         let total = reverse_count(&with_end);
