@@ -52,7 +52,12 @@ pub(crate) fn check_pixel_input(
             found,
         }))
     };
-    if c != channels || h % multiple != 0 || w % multiple != 0 || h == 0 || w == 0 {
+    if c != channels
+        || !h.is_multiple_of(multiple)
+        || !w.is_multiple_of(multiple)
+        || h == 0
+        || w == 0
+    {
         let expected = format!("[batch, {channels}, h, w] with h and w multiples of {multiple}");
         return shape_error(format!("{what} input"), expected, vec![b, c, h, w]);
     }

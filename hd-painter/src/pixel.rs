@@ -19,17 +19,17 @@ use crate::error::Result;
 #[derive(Debug)]
 pub enum PixelModel {
     /// diffusers' `UNet2DModel` (`google/ddpm-ema-celebahq-256` and the other DDPM folders).
-    Diffusers(Unet2DModel),
+    Diffusers(Box<Unet2DModel>),
     /// guided-diffusion's `UNetModel` (the official RePaint checkpoints, converted).
-    Guided(GuidedUnet),
+    Guided(Box<GuidedUnet>),
 }
 
 impl PixelModel {
     /// The model as a denoiser.
     pub fn denoiser(&self) -> &dyn PixelDenoiser {
         match self {
-            PixelModel::Diffusers(m) => m,
-            PixelModel::Guided(m) => m,
+            PixelModel::Diffusers(m) => m.as_ref(),
+            PixelModel::Guided(m) => m.as_ref(),
         }
     }
 
@@ -96,7 +96,7 @@ impl PixelPainter {
         let (model, schedule) = if is_guided {
             let model = GuidedUnet::load(dir, device)?;
             (
-                PixelModel::Guided(model),
+                PixelModel::Guided(Box::new(model)),
                 NoiseSchedule::linear(1e-4, 0.02, 1000),
             )
         } else {
@@ -129,7 +129,7 @@ impl PixelPainter {
                 .into());
             }
             (
-                PixelModel::Diffusers(model),
+                PixelModel::Diffusers(Box::new(model)),
                 NoiseSchedule::from_config(&config),
             )
         };

@@ -29,7 +29,7 @@ fn inputs() -> (Image, Mask) {
     let hole = (0..w * h)
         .map(|i| match ((i % w), (i / w)) {
             (10..18, 8..14) => 255,
-            (19, 8..14) => 100, // below 128: kept
+            (20, 8..14) => 100, // below 128: kept
             _ => 0,
         })
         .collect();

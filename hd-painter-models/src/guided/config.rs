@@ -96,11 +96,11 @@ impl GuidedUnetConfig {
         };
         for (i, &m) in config.channel_mult.iter().enumerate() {
             let c = m * config.model_channels;
-            if c % 32 != 0 {
+            if !c.is_multiple_of(32) {
                 return Err(f.unsupported("channel_mult", "widths that 32 norm groups divide"));
             }
-            let heads_ok = |heads: usize| heads > 0 && c % heads == 0;
-            let width_ok = config.num_head_channels.is_none_or(|w| c % w == 0);
+            let heads_ok = |heads: usize| heads > 0 && c.is_multiple_of(heads);
+            let width_ok = config.num_head_channels.is_none_or(|w| c.is_multiple_of(w));
             if config.attention_rates.contains(&(1 << i))
                 && !(width_ok
                     && heads_ok(config.heads(c, false))

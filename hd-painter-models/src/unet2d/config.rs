@@ -179,7 +179,9 @@ impl Unet2DConfig {
     /// Head widths and norm groups that divide the channels they apply to.
     fn check(&self, f: &ConfigFile) -> Result<()> {
         for level in &self.levels {
-            if self.heads(level.channels) == 0 || level.channels % self.heads(level.channels) != 0 {
+            if self.heads(level.channels) == 0
+                || !level.channels.is_multiple_of(self.heads(level.channels))
+            {
                 return Err(f.unsupported(
                     "attention_head_dim",
                     "a divisor of every block_out_channels entry",
@@ -187,7 +189,10 @@ impl Unet2DConfig {
             }
         }
         let last = self.levels.last().map_or(0, |l| l.channels);
-        if self.mid_attention_groups.is_some_and(|g| last % g != 0) {
+        if self
+            .mid_attention_groups
+            .is_some_and(|g| !last.is_multiple_of(g))
+        {
             return Err(f.unsupported(
                 "attn_norm_num_groups",
                 "a divisor of the last block_out_channels entry",
