@@ -2,9 +2,10 @@
 //! standard-normal draw replayed from the golden in the order the reference took it:
 //! diffusers' `RePaintPipeline` (DDPM-like `UNet2DModel`, 100 training steps, 20 steps, jumps
 //! of 3, 2 samples, eta 0.5) and the official `p_sample_loop_progressive` (a tiny official
-//! guided-diffusion model with learned variance and a class label, 1000 steps respaced to 20). Each reverse step's
-//! x0 prediction and the final sample within 1e-5 * max(1, max|ref|) of diffusers' and 1e-4 of
-//! the official code's (its first x0 is the model's noise times sqrt(1 / a_bar - 1) = 156 at
+//! guided-diffusion model with learned variance and a class label, 1000 steps respaced to 20).
+//! Each reverse step's sample and x0 prediction, and the output, within 1e-5 * max(1, max|ref|)
+//! of diffusers' and 1e-4 of the official code's; the official x0 within 1e-5 of the gain
+//! sqrt(1 / a_bar - 1) where that is above 10 (the first x0 is the model's noise times 156 at
 //! t = 999, which turns the model's 1e-7 float differences into 4e-5).
 
 mod common;
@@ -58,7 +59,7 @@ fn run(
     labels: Option<&[i64]>,
     first: Tensor<4>,
     replay: &mut Replay<'_>,
-) -> (Vec<(usize, Tensor<4>)>, Tensor<4>) {
+) -> (Vec<(usize, Tensor<4>, Tensor<4>)>, Tensor<4>) {
     let g = Golden::open("repaint_pixel");
     let device = device();
     let known = KnownPixels {
@@ -85,7 +86,7 @@ fn run(
             first,
             &mut |like| replay.draw(like),
             &mut |step| {
-                x0s.push((step.timestep, step.pred_x0.clone()));
+                x0s.push((step.timestep, step.pred_x0.clone(), step.sample.clone()));
                 ControlFlow::Continue(())
             },
         )
@@ -116,7 +117,9 @@ fn diffusers_repaint_pipeline_every_step() {
         &mut replay,
     );
     assert_eq!(got.len(), g.get("diffusers.x0").0[0]);
-    for (k, (_, x0)) in got.iter().enumerate() {
+    for (k, (_, x0, sample)) in got.iter().enumerate() {
+        let what = format!("sample after step {k}");
+        assert_close(sample, &g.part("diffusers.samples", k), 1e-5, &what);
         assert_close(
             x0,
             &g.part("diffusers.x0", k),
@@ -152,7 +155,9 @@ fn official_repaint_sampler_every_step() {
         &mut replay,
     );
     assert_eq!(got.len(), g.get("official.x0").0[0]);
-    for (k, (t, x0)) in got.iter().enumerate() {
+    for (k, (t, x0, sample)) in got.iter().enumerate() {
+        let after = format!("sample after step {k}");
+        assert_close(sample, &g.part("official.samples", k), 1e-4, &after);
         // x0 = (x - sqrt(1 - a) eps) / sqrt(a) scales the model's float differences by
         // sqrt(1 / a - 1), 156 at t = 999: 1e-4, or 1e-5 of that gain where it is above 10.
         let a = schedule.alpha_cumprod(*t as isize);

@@ -31,7 +31,7 @@ What it writes:
   100 training steps, 20 steps, jumps of 3, 2 samples, eta 0.5) and the official
   `p_sample_loop_progressive` (guided_repaint, 1000 linear training steps respaced to 20, jumps
   of 3, 2 samples, a class label) on a 16 x 16 image and hole: every
-  standard-normal draw in the order taken, each reverse step's x0 and the final sample.
+  standard-normal draw in the order taken, each reverse step's x0 and sample, the output.
 """
 
 import argparse
@@ -292,12 +292,13 @@ def gen_diffusers_run(out, rng, tensors):
     sched_mod.randn_tensor = fake
     unet = UNet2DModel.from_pretrained(out / "models" / "unet2d_ddpm").eval()
     scheduler = RePaintScheduler(num_train_timesteps=100)
-    x0s = []
+    x0s, samples = [], []
     step = scheduler.step
 
     def recording_step(*args, **kwargs):
         result = step(*args, **kwargs)
         x0s.append(result.pred_original_sample.numpy().copy())
+        samples.append(result.prev_sample.numpy().copy())
         return result
 
     scheduler.step = recording_step
@@ -312,6 +313,7 @@ def gen_diffusers_run(out, rng, tensors):
     tensors.update({
         "diffusers.image": image, "diffusers.keep": keep,
         "diffusers.draws": np.stack(draws.taken), "diffusers.x0": np.stack(x0s),
+        "diffusers.samples": np.stack(samples),
         "diffusers.output": result.transpose(0, 3, 1, 2).astype(np.float32),
         "diffusers.timesteps": scheduler.timesteps.numpy().astype(np.int64),
     })
@@ -336,17 +338,19 @@ def gen_official_run(out, rng, tensors, official):
     keep[:, :, 13, 8:] = 0
     noise = rng.standard_normal(image.shape).astype(np.float32)
     kwargs = {"gt": torch.from_numpy(image), "gt_keep_mask": torch.from_numpy(keep), "y": torch.tensor([7])}
-    x0s, final = [], None
+    x0s, samples, final = [], [], None
     with torch.no_grad():
         for out_step in diffusion.p_sample_loop_progressive(
             model, image.shape, noise=torch.from_numpy(noise), model_kwargs=kwargs, conf=conf,
         ):
             x0s.append(out_step["pred_xstart"].numpy().copy())
+            samples.append(out_step["sample"].numpy().copy())
             final = out_step["sample"]
     tensors.update({
         "official.image": image, "official.keep": keep, "official.noise": noise,
         "official.labels": np.array([7], np.int64),
         "official.draws": np.stack(draws.taken), "official.x0": np.stack(x0s),
+        "official.samples": np.stack(samples),
         "official.output": final.numpy(),
         "official.timestep_map": np.array(diffusion.timestep_map, np.int64),
     })

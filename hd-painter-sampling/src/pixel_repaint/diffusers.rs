@@ -55,6 +55,7 @@ impl PixelRepaint<'_> {
                 total,
                 timestep: t,
                 pred_x0: &x0,
+                sample: &x,
             };
             if on_step(&view).is_break() {
                 return Err(SamplingError::Cancelled { step, total });

@@ -99,6 +99,8 @@ pub struct PixelStep<'a> {
     pub timestep: usize,
     /// The step's x0 prediction.
     pub pred_x0: &'a Tensor<4>,
+    /// The sample after the step (`x_{t-1}`, the known region merged in diffusers' mode).
+    pub sample: &'a Tensor<4>,
 }
 
 /// The step callback: `Break` cancels the run ([`SamplingError::Cancelled`]).
