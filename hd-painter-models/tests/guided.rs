@@ -94,3 +94,46 @@ fn wrong_inputs_and_configs_are_typed_errors() {
     assert!(matches!(e, ModelsError::Weights { .. }), "{e}");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn fp16_weights_load_and_compute_in_f32() {
+    // RePaint's ImageNet config sets `use_fp16`: weights stored in f16 load widened to f32.
+    let bytes = std::fs::read(model_dir("guided_repaint").join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let halves: Vec<(String, Vec<usize>, Vec<u8>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            let data = view
+                .data()
+                .chunks_exact(4)
+                .flat_map(|b| {
+                    let v = f32::from_le_bytes(b.try_into().unwrap());
+                    half::f16::from_f32(v).to_le_bytes()
+                })
+                .collect();
+            (name, view.shape().to_vec(), data)
+        })
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = halves
+        .iter()
+        .map(|(n, shape, data)| {
+            let view =
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F16, shape.clone(), data);
+            (n.clone(), view.unwrap())
+        })
+        .collect();
+    let dir = scratch_copy("guided_repaint", "fp16", &["config.json"]);
+    safetensors::serialize_to_file(views, None, &dir.join("model.safetensors")).unwrap();
+    let device = device();
+    let unet = GuidedUnet::load(&dir, &device).unwrap();
+    let g = Golden::open("guided_repaint", "outputs.safetensors");
+    let timesteps: Vec<f32> = g.get("timesteps").1.iter().map(|&t| t as f32).collect();
+    let labels: Vec<i64> = g.get("labels").1.iter().map(|&l| l as i64).collect();
+    let out = unet
+        .forward(g.tensor("sample", &device), &timesteps, Some(&labels))
+        .unwrap();
+    // Only the weights' rounding (11-bit mantissa) is left.
+    g.assert_within(out, "output", 5e-3, 1.0, "fp16 weights");
+    std::fs::remove_dir_all(dir).unwrap();
+}
