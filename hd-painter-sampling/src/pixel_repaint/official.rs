@@ -124,7 +124,8 @@ impl PixelRepaint<'_> {
                 .collect();
         walk.push(-1);
         let total = reverse_count(&walk);
-        let mut pred_x0: Option<Tensor<4>> = None;
+        // The official loop injects the known region once it has an x0 (not before the first step).
+        let mut started = false;
         let mut step = 0;
         for pair in walk.windows(2) {
             let t = pair[0] as usize;
@@ -136,7 +137,7 @@ impl PixelRepaint<'_> {
             }
             let post = Posterior::at(&spaced, t);
             let noise = draw(&x);
-            if pred_x0.is_some() {
+            if started {
                 let z = draw(&x);
                 x = known.merge(known.noised(post.a_bar, z), x);
             }
@@ -162,7 +163,7 @@ impl PixelRepaint<'_> {
             if on_step(&view).is_break() {
                 return Err(SamplingError::Cancelled { step, total });
             }
-            pred_x0 = Some(x0);
+            started = true;
         }
         Ok(x)
     }
