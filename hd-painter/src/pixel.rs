@@ -65,9 +65,10 @@ pub struct PixelPainter {
 }
 
 impl PixelPainter {
-    /// Whether `dir` holds a pixel-space model this loads: a diffusers folder whose
-    /// `model_index.json` names a `UNet2DModel`, a flat DDPM folder (`config.json` of class
-    /// `UNet2DModel`), or a converted guided-diffusion folder.
+    /// Whether `dir` holds a pixel-space model this loads: a diffusers pipeline folder whose
+    /// `unet/config.json` is of class `UNet2DModel`, a flat DDPM folder (its `config.json` of
+    /// that class, as the google/ddpm-* folders were published), or a converted
+    /// guided-diffusion folder (`GuidedDiffusionUNetModel`).
     pub fn is_pixel_folder(dir: impl AsRef<Path>) -> bool {
         let dir = dir.as_ref();
         let class = |path: PathBuf| -> Option<String> {
