@@ -326,9 +326,7 @@ fn run_job(args: &Args, painter: &Painter, job: &Job, cancel: &AtomicBool) -> Re
         println!("seed {seed}: {}", path.display());
         written.push(path);
     }
-    let peak = peak_rss_bytes().map_or("n/a".to_string(), |b| {
-        format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64)
-    });
+    let peak = peak_memory();
     println!(
         "done: {} image(s) in {:.1} s, peak memory {peak}, seed {first_seed}, method {:?}{}",
         written.len(),
@@ -341,6 +339,13 @@ fn run_job(args: &Args, painter: &Painter, job: &Job, cancel: &AtomicBool) -> Re
         },
     );
     Ok(())
+}
+
+/// The process's peak resident memory so far, for the summary line.
+fn peak_memory() -> String {
+    peak_rss_bytes().map_or("n/a".to_string(), |b| {
+        format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64)
+    })
 }
 
 /// The SR stage's settings from the command line.

@@ -6,12 +6,11 @@ use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use hd_painter::hd_painter_core::peak_rss_bytes;
 use hd_painter::{PixelPainter, PixelRepaintMode, PixelRepaintSettings, PixelRequest, SeedRule};
 use hd_painter_examples::random_seed;
 
 use crate::args::RepaintModeArg;
-use crate::{Args, Job, RunError, numbered, progress_bar, read_inputs};
+use crate::{Args, Job, RunError, numbered, peak_memory, progress_bar, read_inputs};
 
 /// Whether the run is RePaint on a pixel-space model folder.
 pub(crate) fn wanted(args: &Args) -> bool {
@@ -110,9 +109,7 @@ pub(crate) fn run_job(
         out.save(&path)?;
         println!("seed {seed}: {}", path.display());
     }
-    let peak = peak_rss_bytes().map_or("n/a".to_string(), |b| {
-        format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64)
-    });
+    let peak = peak_memory();
     println!(
         "done: {} image(s) in {:.1} s, peak memory {peak}, seed {first_seed}, RePaint {:?} at {}x{}",
         images.len(),
