@@ -41,6 +41,8 @@ import sys
 
 import numpy as np
 
+from generate import randomize_norms
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SEED = 20220124  # RePaint's arXiv date
 
@@ -105,12 +107,9 @@ def save(path, tensors):
 
 
 def randomize(model, torch):
-    """Non-trivial norms and a non-zero output head (diffusers initialises some to zero)."""
+    """Non-trivial norms (generate.py's rule) and Fourier frequencies of a useful spread."""
+    randomize_norms(model, torch)
     with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.GroupNorm) and m.weight is not None:
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.2)
         for name, p in model.named_parameters():
             if "time_proj" in name:
                 p.normal_(0, 4)
