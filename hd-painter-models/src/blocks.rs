@@ -4,6 +4,7 @@
 
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::AvgPool2dConfig;
 use burn::nn::{GroupNorm, GroupNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::silu;
 use burn::tensor::module::interpolate;
@@ -66,6 +67,42 @@ pub(crate) struct ResnetBlock {
     conv_shortcut: Option<Conv2d>,
     scale_shift: bool,
     output_scale: f64,
+    #[module(skip)]
+    resample: Resample,
+}
+
+/// How a [`ResnetBlock`] resamples: guided-diffusion's up / down resnets (`resblock_updown`)
+/// resize both paths between the first norm and the first convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Resample {
+    /// No resampling (every diffusers resnet).
+    None,
+    /// Nearest x2.
+    Up,
+    /// 2x2 average pooling.
+    Down,
+}
+
+impl Resample {
+    fn apply(self, x: Tensor<4>) -> Tensor<4> {
+        match self {
+            Resample::None => x,
+            Resample::Up => nearest_2x(x),
+            Resample::Down => AvgPool2dConfig::new([2, 2])
+                .with_strides([2, 2])
+                .init()
+                .forward(x),
+        }
+    }
+}
+
+/// Nearest-neighbour upsampling by 2.
+pub(crate) fn nearest_2x(x: Tensor<4>) -> Tensor<4> {
+    let [_, _, h, w] = x.dims();
+    let options = InterpolateOptions::new(InterpolateMode::Nearest)
+        .with_align_corners(false)
+        .with_output_size([2 * h, 2 * w]);
+    interpolate(x, options)
 }
 
 /// The shape of a [`ResnetBlock`].
@@ -80,6 +117,8 @@ pub(crate) struct ResnetSpec {
     pub scale_shift: bool,
     /// `output_scale_factor`: the output is `(shortcut + h) / output_scale`.
     pub output_scale: f64,
+    /// Resampling inside the block.
+    pub resample: Resample,
 }
 
 impl ResnetSpec {
@@ -99,6 +138,7 @@ impl ResnetSpec {
             eps,
             scale_shift: false,
             output_scale: 1.0,
+            resample: Resample::None,
         }
     }
 }
@@ -116,12 +156,15 @@ impl ResnetBlock {
             conv_shortcut: (s.cin != s.cout).then(|| conv(s.cin, s.cout, 1, device)),
             scale_shift: s.scale_shift,
             output_scale: s.output_scale,
+            resample: s.resample,
         }
     }
 
     /// `temb` is the SiLU-free timestep embedding `[batch, temb]` (or `None` in the VAE).
     pub(crate) fn forward(&self, x: Tensor<4>, temb: Option<&Tensor<2>>) -> Tensor<4> {
-        let mut h = native::conv(&self.conv1, native::group_norm_silu(&self.norm1, x.clone()));
+        let h = native::group_norm_silu(&self.norm1, x.clone());
+        let (h, x) = (self.resample.apply(h), self.resample.apply(x));
+        let mut h = native::conv(&self.conv1, h);
         let t = match (&self.time_emb_proj, temb) {
             (Some(proj), Some(t)) => Some(
                 native::params_in(proj, t.dtype())
@@ -197,11 +240,7 @@ impl Upsample {
     }
 
     pub(crate) fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let [_, _, h, w] = x.dims();
-        let options = InterpolateOptions::new(InterpolateMode::Nearest)
-            .with_align_corners(false)
-            .with_output_size([2 * h, 2 * w]);
-        native::conv(&self.conv, interpolate(x, options))
+        native::conv(&self.conv, nearest_2x(x))
     }
 }
 

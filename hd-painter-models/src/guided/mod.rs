@@ -8,16 +8,15 @@ use std::path::Path;
 
 use burn::module::Module;
 use burn::nn::conv::{Conv1d, Conv1dConfig, Conv2d, Conv2dConfig};
-use burn::nn::pool::{AvgPool2d, AvgPool2dConfig};
 use burn::nn::{Embedding, EmbeddingConfig, GroupNorm, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::{silu, softmax};
-use burn::tensor::module::interpolate;
-use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
 use burn::tensor::{Device, Tensor};
 
 pub use config::GuidedUnetConfig;
 
-use crate::blocks::{conv, group_norm, sinusoidal_features};
+use crate::blocks::{
+    Resample, ResnetBlock, ResnetSpec, conv, group_norm, nearest_2x, sinusoidal_features,
+};
 use crate::error::Result;
 use crate::native;
 use crate::pixel::{PixelDenoiser, add_class_embedding, check_pixel_input};
@@ -28,92 +27,21 @@ fn norm(channels: usize, device: &Device) -> GroupNorm {
     group_norm(32, channels, 1e-5, device)
 }
 
-/// How a [`ResBlock`] resamples (`up` / `down` with `resblock_updown`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Resample {
-    None,
-    Up,
-    Down,
-}
-
-/// `ResBlock`: norm-SiLU-conv, the timestep projection (added, or as scale and shift of the
-/// second norm), norm-SiLU-conv, and the skip connection; resampling between the first norm
-/// and conv when it is an up/down block.
-#[derive(Module, Debug)]
-struct ResBlock {
-    in_norm: GroupNorm,
-    in_conv: Conv2d,
-    emb_linear: Linear,
-    out_norm: GroupNorm,
-    out_conv: Conv2d,
-    skip_connection: Option<Conv2d>,
-    scale_shift: bool,
-    #[module(skip)]
+/// guided-diffusion's `ResBlock`: diffusers' resnet under other key names (remapped at load),
+/// with GroupNorm32, and resampling in the up / down blocks.
+fn res_block(
+    cfg: &GuidedUnetConfig,
+    cin: usize,
+    cout: usize,
     resample: Resample,
-}
-
-impl ResBlock {
-    fn new(
-        cfg: &GuidedUnetConfig,
-        cin: usize,
-        cout: usize,
-        resample: Resample,
-        device: &Device,
-    ) -> Self {
-        let temb = 4 * cfg.model_channels;
-        let scale_shift = cfg.use_scale_shift_norm;
-        Self {
-            in_norm: norm(cin, device),
-            in_conv: conv(cin, cout, 3, device),
-            emb_linear: LinearConfig::new(temb, cout * (1 + usize::from(scale_shift))).init(device),
-            out_norm: norm(cout, device),
-            out_conv: conv(cout, cout, 3, device),
-            skip_connection: (cin != cout).then(|| conv(cin, cout, 1, device)),
-            scale_shift,
-            resample,
-        }
-    }
-
-    fn forward(&self, x: Tensor<4>, emb: &Tensor<2>) -> Tensor<4> {
-        let h = native::group_norm_silu(&self.in_norm, x.clone());
-        let (h, x) = match self.resample {
-            Resample::None => (h, x),
-            Resample::Up => (upsample(h), upsample(x)),
-            Resample::Down => (avg_pool(h), avg_pool(x)),
-        };
-        let h = native::conv(&self.in_conv, h);
-        let e = self
-            .emb_linear
-            .forward(silu(emb.clone()))
-            .unsqueeze_dims::<4>(&[2, 3]);
-        let h = if self.scale_shift {
-            let [scale, shift] = e.chunk(2, 1).try_into().expect("2 x out channels");
-            let h = native::group_norm(&self.out_norm, h) * (scale + 1.0) + shift;
-            native::conv(&self.out_conv, silu(h))
-        } else {
-            native::conv(
-                &self.out_conv,
-                native::group_norm_silu(&self.out_norm, h + e),
-            )
-        };
-        let skip = match &self.skip_connection {
-            Some(c) => native::conv(c, x),
-            None => x,
-        };
-        skip + h
-    }
-}
-
-fn upsample(x: Tensor<4>) -> Tensor<4> {
-    let [_, _, h, w] = x.dims();
-    let options =
-        InterpolateOptions::new(InterpolateMode::Nearest).with_output_size([2 * h, 2 * w]);
-    interpolate(x, options)
-}
-
-fn avg_pool(x: Tensor<4>) -> Tensor<4> {
-    let pool: AvgPool2d = AvgPool2dConfig::new([2, 2]).with_strides([2, 2]).init();
-    pool.forward(x)
+    device: &Device,
+) -> ResnetBlock {
+    let spec = ResnetSpec {
+        scale_shift: cfg.use_scale_shift_norm,
+        resample,
+        ..ResnetSpec::plain(cin, cout, Some(4 * cfg.model_channels), 32, 1e-5)
+    };
+    ResnetBlock::new(&spec, device)
 }
 
 /// `AttentionBlock`: a residual multi-head self-attention over the pixels through 1x1 `qkv`
@@ -170,7 +98,7 @@ impl AttentionBlock {
 #[derive(Module, Debug)]
 struct InputBlock {
     conv: Option<Conv2d>,
-    res: Option<ResBlock>,
+    res: Option<ResnetBlock>,
     attn: Option<AttentionBlock>,
     op: Option<Conv2d>,
 }
@@ -178,18 +106,18 @@ struct InputBlock {
 /// One of `output_blocks`: a resnet, its attention, and the upsampler of a level's last block.
 #[derive(Module, Debug)]
 struct OutputBlock {
-    res: ResBlock,
+    res: ResnetBlock,
     attn: Option<AttentionBlock>,
-    up_res: Option<ResBlock>,
+    up_res: Option<ResnetBlock>,
     up_conv: Option<Conv2d>,
 }
 
 /// `middle_block`: resnet, attention, resnet.
 #[derive(Module, Debug)]
 struct MiddleBlock {
-    res_0: ResBlock,
+    res_0: ResnetBlock,
     attn: AttentionBlock,
-    res_1: ResBlock,
+    res_1: ResnetBlock,
 }
 
 /// guided-diffusion's `UNetModel`.
@@ -208,7 +136,7 @@ pub struct GuidedUnet {
 }
 
 /// The checkpoint's `nn.Sequential` indices as this module's field names.
-const REMAPS: [(&str, &str); 18] = [
+const REMAPS: [(&str, &str); 19] = [
     (r"^time_embed\.0\.", "time_embed_1."),
     (r"^time_embed\.2\.", "time_embed_2."),
     (r"^out\.0\.", "out_norm."),
@@ -231,11 +159,12 @@ const REMAPS: [(&str, &str); 18] = [
     (r"^middle_block\.0\.", "middle_block.res_0."),
     (r"^middle_block\.1\.", "middle_block.attn."),
     (r"^middle_block\.2\.", "middle_block.res_1."),
-    (r"\.in_layers\.0\.", ".in_norm."),
-    (r"\.in_layers\.2\.", ".in_conv."),
-    (r"\.emb_layers\.1\.", ".emb_linear."),
-    (r"\.out_layers\.0\.", ".out_norm."),
-    (r"\.out_layers\.3\.", ".out_conv."),
+    (r"\.in_layers\.0\.", ".norm1."),
+    (r"\.in_layers\.2\.", ".conv1."),
+    (r"\.emb_layers\.1\.", ".time_emb_proj."),
+    (r"\.out_layers\.0\.", ".norm2."),
+    (r"\.out_layers\.3\.", ".conv2."),
+    (r"\.skip_connection\.", ".conv_shortcut."),
 ];
 
 impl GuidedUnet {
@@ -259,7 +188,7 @@ impl GuidedUnet {
         let levels = cfg.channel_mult.len();
         for (level, &mult) in cfg.channel_mult.iter().enumerate() {
             for _ in 0..cfg.num_res_blocks {
-                let res = ResBlock::new(cfg, ch, mult * mc, Resample::None, device);
+                let res = res_block(cfg, ch, mult * mc, Resample::None, device);
                 ch = mult * mc;
                 input_blocks.push(InputBlock {
                     conv: None,
@@ -273,7 +202,7 @@ impl GuidedUnet {
                 input_blocks.push(match cfg.resblock_updown {
                     true => InputBlock {
                         conv: None,
-                        res: Some(ResBlock::new(cfg, ch, ch, Resample::Down, device)),
+                        res: Some(res_block(cfg, ch, ch, Resample::Down, device)),
                         attn: None,
                         op: None,
                     },
@@ -289,27 +218,27 @@ impl GuidedUnet {
             }
         }
         let middle_block = MiddleBlock {
-            res_0: ResBlock::new(cfg, ch, ch, Resample::None, device),
+            res_0: res_block(cfg, ch, ch, Resample::None, device),
             attn: AttentionBlock::new(
                 ch,
                 cfg.heads(ch, false),
                 cfg.use_new_attention_order,
                 device,
             ),
-            res_1: ResBlock::new(cfg, ch, ch, Resample::None, device),
+            res_1: res_block(cfg, ch, ch, Resample::None, device),
         };
         let mut output_blocks = vec![];
         for (level, &mult) in cfg.channel_mult.iter().enumerate().rev() {
             for i in 0..=cfg.num_res_blocks {
                 let skip = chans.pop().expect("one skip per output block");
-                let res = ResBlock::new(cfg, ch + skip, mc * mult, Resample::None, device);
+                let res = res_block(cfg, ch + skip, mc * mult, Resample::None, device);
                 ch = mc * mult;
                 let last = level > 0 && i == cfg.num_res_blocks;
                 let block = OutputBlock {
                     res,
                     attn: attn(ds, ch, true),
                     up_res: (last && cfg.resblock_updown)
-                        .then(|| ResBlock::new(cfg, ch, ch, Resample::Up, device)),
+                        .then(|| res_block(cfg, ch, ch, Resample::Up, device)),
                     up_conv: (last && !cfg.resblock_updown).then(|| conv(ch, ch, 3, device)),
                 };
                 if last {
@@ -384,9 +313,10 @@ impl GuidedUnet {
             skips.push(h.clone());
         }
         let mid = &self.middle_block;
-        h = mid
-            .res_1
-            .forward(mid.attn.forward(mid.res_0.forward(h, &emb)), &emb);
+        h = mid.res_1.forward(
+            mid.attn.forward(mid.res_0.forward(h, Some(&emb))),
+            Some(&emb),
+        );
         for block in &self.output_blocks {
             let skip = skips.pop().expect("one skip per output block");
             h = block.forward(Tensor::cat(vec![h, skip], 1), &emb);
@@ -412,7 +342,7 @@ impl InputBlock {
             h = native::conv(c, h);
         }
         if let Some(r) = &self.res {
-            h = r.forward(h, emb);
+            h = r.forward(h, Some(emb));
         }
         if let Some(a) = &self.attn {
             h = a.forward(h);
@@ -426,15 +356,15 @@ impl InputBlock {
 
 impl OutputBlock {
     fn forward(&self, h: Tensor<4>, emb: &Tensor<2>) -> Tensor<4> {
-        let mut h = self.res.forward(h, emb);
+        let mut h = self.res.forward(h, Some(emb));
         if let Some(a) = &self.attn {
             h = a.forward(h);
         }
         if let Some(r) = &self.up_res {
-            h = r.forward(h, emb);
+            h = r.forward(h, Some(emb));
         }
         if let Some(c) = &self.up_conv {
-            h = native::conv(c, upsample(h));
+            h = native::conv(c, nearest_2x(h));
         }
         h
     }
