@@ -7,22 +7,13 @@
 mod common;
 
 use burn::tensor::Tensor;
-use common::{Golden, device, model_dir, scratch_copy};
+use common::{check_pixel_model, device, model_dir, scratch_copy};
 use hd_painter_models::{ModelsError, PixelDenoiser, TimeProjection, Unet2DConfig, Unet2DModel};
 
 fn check(name: &str) -> Unet2DModel {
     let device = device();
     let unet = Unet2DModel::load(model_dir(name), None, &device).unwrap();
-    let g = Golden::open(name, "outputs.safetensors");
-    let timesteps: Vec<f32> = g.get("timesteps").1.iter().map(|&t| t as f32).collect();
-    let labels: Option<Vec<i64>> = unet
-        .config()
-        .num_class_embeds
-        .map(|_| g.get("labels").1.iter().map(|&l| l as i64).collect());
-    let out = unet
-        .forward(g.tensor("sample", &device), &timesteps, labels.as_deref())
-        .unwrap();
-    g.assert_close(out, "output", name);
+    check_pixel_model(&unet, name, unet.config().num_class_embeds.is_some());
     unet
 }
 

@@ -102,3 +102,17 @@ impl Golden {
         );
     }
 }
+
+/// Asserts a pixel-space model's output on `name`'s golden inputs (`outputs.safetensors`:
+/// `sample`, `timesteps`, `labels` where the model is class-conditional) matches `output`.
+pub fn check_pixel_model(unet: &dyn hd_painter_models::PixelDenoiser, name: &str, classes: bool) {
+    let device = device();
+    let g = Golden::open(name, "outputs.safetensors");
+    let timesteps: Vec<f32> = g.get("timesteps").1.iter().map(|&t| t as f32).collect();
+    let labels: Option<Vec<i64>> =
+        classes.then(|| g.get("labels").1.iter().map(|&l| l as i64).collect());
+    let out = unet
+        .predict(g.tensor("sample", &device), &timesteps, labels.as_deref())
+        .unwrap();
+    g.assert_close(out, "output", name);
+}
