@@ -14,7 +14,10 @@ use burn::backend::{Autodiff, Flex};
 use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
-use super::{Operand, Output, dims, exp, flex_f32, lane_fold, product, record, vectorised};
+use super::bf16::{PackedRhs, products};
+use super::{
+    Operand, Output, Products, dims, exp, flex_f32, lane_fold, product, record, vectorised,
+};
 
 /// Queries per block: a block's score rows (`64 x keys` floats, 1 MiB at 4096 keys) stay close to
 /// the L2 cache, and the blocks of all heads give the threads enough work.
@@ -23,10 +26,18 @@ const QUERY_BLOCK: usize = 64;
 /// `softmax(q k^T / sqrt(dim)) v` for `q` `[batch, heads, queries, dim]`, `k` `[batch, heads,
 /// keys, dim]` and `v` `[batch, heads, keys, value dim]` with the native kernel, when all three
 /// are f32 tensors on a flex device without autodiff; `None` elsewhere (the caller then uses
-/// burn's attention).
+/// burn's attention). The two products are in the arithmetic [`with_products`] set on this
+/// thread (f32 by default).
+///
+/// [`with_products`]: super::with_products
 pub(crate) fn flex_attention(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>) -> Option<Tensor<4>> {
     let [q, k, v] = flex_f32([q, k, v])?;
-    Some(Tensor::from_primitive::<Flex>(attention_f32(&q, &k, &v)))
+    Some(Tensor::from_primitive::<Flex>(attention_f32(
+        &q,
+        &k,
+        &v,
+        products(),
+    )))
 }
 
 /// The same on an autodiff device, recording a backward that recomputes each block's
@@ -46,7 +57,7 @@ pub(crate) fn flex_attention_tracked(
     {
         return None;
     }
-    let out = attention_f32(q.primitive(), k.primitive(), v.primitive());
+    let out = attention_f32(q.primitive(), k.primitive(), v.primitive(), products());
     let inputs = [q.node(), k.node(), v.node()];
     Some(record(Gradient, inputs, out, |out| {
         [q.primitive(), k.primitive(), v.primitive(), out].map(Clone::clone)
@@ -203,7 +214,13 @@ impl<'a> View<'a> {
     }
 }
 
-fn attention_f32(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor) -> FlexTensor {
+/// The attention of [`flex_attention`], with its two products in `products`' arithmetic.
+fn attention_f32(
+    q: &FlexTensor,
+    k: &FlexTensor,
+    v: &FlexTensor,
+    products: Products,
+) -> FlexTensor {
     let ([batch, heads, queries, dim], keys, value_dim) = (dims(q), dims(k)[2], dims(v)[3]);
     let (qv, kv, vv) = (View::new(q), View::new(k), View::new(v));
     let scale = 1.0 / (dim as f32).sqrt();
@@ -213,6 +230,10 @@ fn attention_f32(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor) -> FlexTensor {
             .enumerate()
             .for_each(|(bh, head_out)| {
                 let (b, h) = (bh / heads, bh % heads);
+                // keys^T: element (i, j) is dimension i of key j.
+                let keys_t = Operand(kv.row(b, h, 0), kv.strides[3], kv.strides[2]);
+                let values = Operand(vv.row(b, h, 0), vv.strides[2], vv.strides[3]);
+                let head = HeadProducts::new(products, keys_t, values, [dim, keys, value_dim]);
                 head_out
                     .par_chunks_mut(QUERY_BLOCK * value_dim)
                     .enumerate()
@@ -220,28 +241,21 @@ fn attention_f32(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor) -> FlexTensor {
                         let rows = block_out.len() / value_dim;
                         let first = block * QUERY_BLOCK;
                         let mut scores = vec![0f32; rows * keys];
-                        // SAFETY (both products): the operands address the tensors' own
-                        // elements (rows `first..first + rows` of the queries, all keys and
-                        // values of the head) and the outputs the two buffers of the sizes given.
-                        unsafe {
-                            // keys^T: element (i, j) is dimension i of key j.
-                            let keys_t = Operand(kv.row(b, h, 0), kv.strides[3], kv.strides[2]);
-                            let queries =
-                                Operand(qv.row(b, h, first), qv.strides[2], qv.strides[3]);
-                            let scores = Output(scores.as_mut_ptr(), keys as isize, false);
-                            product([rows, keys, dim], scores, queries, keys_t);
-                        }
+                        let queries = Operand(qv.row(b, h, first), qv.strides[2], qv.strides[3]);
+                        let scores_out = Output(scores.as_mut_ptr(), keys as isize, false);
+                        // SAFETY: the queries address rows `first..first + rows` of the head's
+                        // queries, the output the `rows x keys` buffer.
+                        unsafe { head.scores(rows, scores_out, queries) };
                         let sums: Vec<f32> = scores
                             .chunks_exact_mut(keys)
                             .map(|row| softmax_numerators(row, scale))
                             .collect();
-                        unsafe {
-                            let numerators = Operand(scores.as_ptr(), keys as isize, 1);
-                            let values = Operand(vv.row(b, h, 0), vv.strides[2], vv.strides[3]);
-                            let block_out =
-                                Output(block_out.as_mut_ptr(), value_dim as isize, false);
-                            product([rows, value_dim, keys], block_out, numerators, values);
-                        }
+                        let numerators = Operand(scores.as_ptr(), keys as isize, 1);
+                        let block_out_op =
+                            Output(block_out.as_mut_ptr(), value_dim as isize, false);
+                        // SAFETY: the numerators are the `rows x keys` buffer, the output this
+                        // block's `rows x value_dim` elements.
+                        unsafe { head.weighted_values(rows, block_out_op, numerators) };
                         for (row, sum) in block_out.chunks_exact_mut(value_dim).zip(sums) {
                             let inverse = 1.0 / sum;
                             row.iter_mut().for_each(|o| *o *= inverse);
@@ -250,6 +264,74 @@ fn attention_f32(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor) -> FlexTensor {
             });
     }
     FlexTensor::from_data(TensorData::new(out, [batch, heads, queries, value_dim]))
+}
+
+/// One head's two products: against its keys (transposed) and its values, read in place for
+/// f32 products, packed once per head for bf16 ones (every block of queries multiplies them).
+enum HeadProducts {
+    F32 {
+        keys_t: Operand,
+        values: Operand,
+        /// `dim`, `keys`, `value_dim`.
+        sizes: [usize; 3],
+    },
+    Bf16 {
+        keys_t: PackedRhs,
+        values: PackedRhs,
+    },
+}
+
+impl HeadProducts {
+    /// `keys_t` (`dim x keys`) and `values` (`keys x value_dim`) must stay valid while the head
+    /// is used.
+    fn new(products: Products, keys_t: Operand, values: Operand, sizes: [usize; 3]) -> Self {
+        let [dim, keys, value_dim] = sizes;
+        match products {
+            Products::F32 => Self::F32 {
+                keys_t,
+                values,
+                sizes,
+            },
+            Products::Bf16 => Self::Bf16 {
+                keys_t: PackedRhs::new(keys_t, [dim, keys], false),
+                values: PackedRhs::new(values, [keys, value_dim], false),
+            },
+        }
+    }
+
+    /// `scores = queries keys^T` for `rows` queries.
+    ///
+    /// # Safety
+    /// `queries` addresses `rows x dim` elements, `scores` `rows x keys` that no one else
+    /// touches; the head's operands are valid.
+    unsafe fn scores(&self, rows: usize, scores: Output, queries: Operand) {
+        // SAFETY: the caller's promise.
+        unsafe {
+            match self {
+                Self::F32 { keys_t, sizes, .. } => {
+                    product([rows, sizes[1], sizes[0]], scores, queries, *keys_t)
+                }
+                Self::Bf16 { keys_t, .. } => keys_t.multiply(rows, scores, queries),
+            }
+        }
+    }
+
+    /// `out = numerators values` for `rows` rows of numerators.
+    ///
+    /// # Safety
+    /// `numerators` addresses `rows x keys` elements, `out` `rows x value_dim` that no one else
+    /// touches; the head's operands are valid.
+    unsafe fn weighted_values(&self, rows: usize, out: Output, numerators: Operand) {
+        // SAFETY: the caller's promise.
+        unsafe {
+            match self {
+                Self::F32 { values, sizes, .. } => {
+                    product([rows, sizes[2], sizes[1]], out, numerators, *values)
+                }
+                Self::Bf16 { values, .. } => values.multiply(rows, out, numerators),
+            }
+        }
+    }
 }
 
 /// Replaces the raw scores `row` by `exp(scale * (s - max))` and returns their sum: the

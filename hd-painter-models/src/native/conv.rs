@@ -21,8 +21,8 @@ use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
 
 use super::{
-    Operand, Output, SharedMut, dims, elements, flex_f32, flex_f32_untracked, product, record,
-    register_input_gradient,
+    Operand, Output, Products, SharedMut, dims, elements, flex_f32, flex_f32_untracked,
+    product_in, record, register_input_gradient,
 };
 
 /// Output positions per band (whole rows, at least one): enough columns for the GEMM to reuse
@@ -43,6 +43,7 @@ pub(crate) fn conv2d(
     weight: &Tensor<4>,
     bias: Option<&Tensor<1>>,
     options: &ConvOptions<2>,
+    products: Products,
 ) -> Option<Tensor<4>> {
     let [x_t, weight_t] = flex_f32([x, weight])?;
     let bias = match bias {
@@ -55,6 +56,7 @@ pub(crate) fn conv2d(
         &weight_t.to_contiguous(),
         bias.as_ref().map(elements),
         &geometry,
+        products,
     );
     Some(Tensor::from_primitive::<Flex>(out))
 }
@@ -62,12 +64,13 @@ pub(crate) fn conv2d(
 /// The same convolution on an autodiff device (flex, f32), recording a backward that gives the
 /// input's gradient: RASG differentiates with respect to the latent only. `None` where the
 /// weights or the bias are tracked themselves, or for a stride other than 1 (burn's operation
-/// then records its own backward).
+/// then records its own backward). The forward multiplies in `products`, the backward in f32.
 pub(crate) fn conv2d_tracked(
     x: &Tensor<4>,
     weight: &Tensor<4>,
     bias: Option<&Tensor<1>>,
     options: &ConvOptions<2>,
+    products: Products,
 ) -> Option<Tensor<4>> {
     let x_ad = x.clone().try_into_primitive::<Autodiff<Flex>>().ok()?;
     let weight_t = flex_f32_untracked(weight)?.to_contiguous();
@@ -85,6 +88,7 @@ pub(crate) fn conv2d_tracked(
         &weight_t,
         bias.as_ref().map(elements),
         &geometry,
+        products,
     );
     Some(record(InputGradient, [x_ad.node()], out, |_| {
         (weight_t, gradient_options)
@@ -147,7 +151,7 @@ impl Backward<Flex, 1> for InputGradient {
             let flipped = Self::flipped(&weight);
             let geometry = Geometry::new(dims(&grad), dims(&flipped), &options)
                 .expect("the gradient's convolution is valid where the forward one was");
-            conv2d_f32(&grad.to_contiguous(), &flipped, None, &geometry)
+            conv2d_f32(&grad.to_contiguous(), &flipped, None, &geometry, Products::F32)
         });
     }
 }
@@ -273,6 +277,7 @@ fn conv2d_f32(
     weight: &FlexTensor,
     bias: Option<&[f32]>,
     g: &Geometry,
+    products: Products,
 ) -> FlexTensor {
     let (input, weights) = (elements(x), elements(weight));
     let positions = g.out_height * g.out_width;
@@ -305,7 +310,7 @@ fn conv2d_f32(
             let rhs = Operand(image[first..].as_ptr(), positions as isize, 1);
             // SAFETY: `lhs` is the `outputs x depth` weights, `rhs` columns `first..first + n`
             // of the image's `depth x positions` planes, the output the band.
-            unsafe { product([g.outputs, n, depth], output, lhs, rhs) };
+            unsafe { product_in(products, [g.outputs, n, depth], output, lhs, rhs) };
             return;
         }
         let mut columns = COLUMNS.take();
@@ -313,7 +318,7 @@ fn conv2d_f32(
         g.im2col(image, rows, &mut columns[..depth * n]);
         let rhs = Operand(columns.as_ptr(), n as isize, 1);
         // SAFETY: as above, with `rhs` the band's `depth x n` im2col block.
-        unsafe { product([g.outputs, n, depth], output, lhs, rhs) };
+        unsafe { product_in(products, [g.outputs, n, depth], output, lhs, rhs) };
         COLUMNS.set(columns);
     };
     let tasks = g.batch * bands;
@@ -395,7 +400,7 @@ mod tests {
             let x = Tensor::<4>::random(x_dims, normal, &device);
             let weight = Tensor::<4>::random(w_dims, normal, &device);
             let bias = with_bias.then(|| Tensor::<1>::random([w_dims[0]], normal, &device));
-            let got = conv2d(&x, &weight, bias.as_ref(), &options).expect("f32 on flex");
+            let got = conv2d(&x, &weight, bias.as_ref(), &options, Products::F32).expect("f32 on flex");
             let want = burn_conv2d(x, weight, bias, options);
             assert_eq!(got.dims(), want.dims(), "{x_dims:?} {w_dims:?}");
             let diff = max_difference(got, want);
@@ -439,7 +444,7 @@ mod tests {
             let out_dims = burn_conv2d(x.clone(), weight.clone(), None, options.clone()).dims();
             let upstream = Tensor::<4>::random(out_dims, normal, &ad);
             let (out, grad) = output_and_gradient(&x, &upstream, |x| {
-                conv2d_tracked(x, &weight, Some(&bias), &options).expect("native")
+                conv2d_tracked(x, &weight, Some(&bias), &options, Products::F32).expect("native")
             });
             let (want_out, want_grad) = output_and_gradient(&x, &upstream, |x| {
                 burn_conv2d(
@@ -465,7 +470,7 @@ mod tests {
         let x = Tensor::<4>::random([1, 6, 5, 3], normal, &device).swap_dims(1, 3);
         let weight = Tensor::<4>::random([2, 3, 3, 3], normal, &device);
         let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
-        let got = conv2d(&x, &weight, None, &options).expect("f32 on flex");
+        let got = conv2d(&x, &weight, None, &options, Products::F32).expect("f32 on flex");
         let want = burn_conv2d(x, weight, None, options);
         let diff = max_difference(got, want);
         assert!(diff < 1e-5, "{diff}");
@@ -477,15 +482,15 @@ mod tests {
         let x = Tensor::<4>::zeros([1, 4, 5, 5], &device);
         let w = Tensor::<4>::zeros([4, 2, 3, 3], &device);
         let grouped = ConvOptions::new([1, 1], [1, 1], [1, 1], 2);
-        assert!(conv2d(&x, &w, None, &grouped).is_none());
+        assert!(conv2d(&x, &w, None, &grouped, Products::F32).is_none());
         let single = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
         let w = Tensor::<4>::zeros([4, 4, 3, 3], &device);
         let ad = device.clone().autodiff();
         let (x_ad, w_ad) = (Tensor::zeros(x.dims(), &ad), Tensor::zeros(w.dims(), &ad));
-        assert!(conv2d(&x_ad, &w_ad, None, &single).is_none());
+        assert!(conv2d(&x_ad, &w_ad, None, &single, Products::F32).is_none());
         let half = |t: &Tensor<4>| t.clone().cast(burn::tensor::FloatDType::F16);
-        assert!(conv2d(&half(&x), &half(&w), None, &single).is_none());
+        assert!(conv2d(&half(&x), &half(&w), None, &single, Products::F32).is_none());
         let too_small = ConvOptions::new([1, 1], [0, 0], [3, 3], 1);
-        assert!(conv2d(&x, &w, None, &too_small).is_none());
+        assert!(conv2d(&x, &w, None, &too_small, Products::F32).is_none());
     }
 }

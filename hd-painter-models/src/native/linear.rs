@@ -14,27 +14,33 @@ use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
 use super::{
-    Operand, Output, elements, flex_f32, flex_f32_untracked, product, record,
+    Operand, Output, Products, elements, flex_f32, flex_f32_untracked, product_in, record,
     register_input_gradient,
 };
 
 /// `layer.forward(x)` for `x` `[batch, tokens, in]` with the native kernel, when `x` and the
 /// layer's parameters are f32 on flex without autodiff; `None` otherwise.
-pub(crate) fn linear(layer: &Linear, x: &Tensor<3>) -> Option<Tensor<3>> {
+/// `products` says how the forward multiplies.
+pub(crate) fn linear(layer: &Linear, x: &Tensor<3>, products: Products) -> Option<Tensor<3>> {
     let [x_t] = flex_f32([x])?;
     let params = Params::new(layer, x)?;
-    Some(Tensor::from_primitive::<Flex>(params.apply(&x_t)))
+    Some(Tensor::from_primitive::<Flex>(params.apply(&x_t, products)))
 }
 
 /// The same on an autodiff device, recording a backward that gives the input's gradient (the
-/// parameters must not be tracked themselves); `None` where that does not hold.
-pub(crate) fn linear_tracked(layer: &Linear, x: &Tensor<3>) -> Option<Tensor<3>> {
+/// parameters must not be tracked themselves); `None` where that does not hold. The backward
+/// multiplies in f32 whatever `products` the forward used.
+pub(crate) fn linear_tracked(
+    layer: &Linear,
+    x: &Tensor<3>,
+    products: Products,
+) -> Option<Tensor<3>> {
     let x_ad = x.clone().try_into_primitive::<Autodiff<Flex>>().ok()?;
     if x_ad.primitive().dtype() != DType::F32 {
         return None;
     }
     let params = Params::new(layer, x)?;
-    let out = params.apply(x_ad.primitive());
+    let out = params.apply(x_ad.primitive(), products);
     Some(record(InputGradient, [x_ad.node()], out, |_| params.weight))
 }
 
@@ -61,7 +67,7 @@ impl Params {
         Some(Self { weight, bias })
     }
 
-    fn apply(&self, x: &FlexTensor) -> FlexTensor {
+    fn apply(&self, x: &FlexTensor, products: Products) -> FlexTensor {
         let shape = self.weight.layout().shape();
         let [inputs, outputs] = [shape[0], shape[1]];
         let weight = Matrix {
@@ -69,7 +75,7 @@ impl Params {
             size: [inputs, outputs],
             strides: [outputs as isize, 1],
         };
-        multiply(x, &weight, self.bias.as_ref().map(elements))
+        multiply(x, &weight, self.bias.as_ref().map(elements), products)
     }
 }
 
@@ -85,7 +91,12 @@ struct Matrix<'a> {
 /// `x m + bias` for `x` `[batch, tokens, k]` (read through its strides) and `m` `k x n`: a
 /// contiguous `[batch, tokens, n]`, filled with the bias rows in parallel and then multiplied
 /// into, so the GEMM adds to them and no further pass is needed.
-fn multiply(x: &FlexTensor, m: &Matrix<'_>, bias: Option<&[f32]>) -> FlexTensor {
+fn multiply(
+    x: &FlexTensor,
+    m: &Matrix<'_>,
+    bias: Option<&[f32]>,
+    products: Products,
+) -> FlexTensor {
     let [k, n] = m.size;
     let shape = x.layout().shape();
     let [batch, tokens] = [shape[0], shape[1]];
@@ -111,7 +122,7 @@ fn multiply(x: &FlexTensor, m: &Matrix<'_>, bias: Option<&[f32]>) -> FlexTensor 
                 n as isize,
                 bias.is_some(),
             );
-            product([tokens, n, k], dst, x_op, m_op);
+            product_in(products, [tokens, n, k], dst, x_op, m_op);
         }
     }
     FlexTensor::from_data(TensorData::new(out, [batch, tokens, n]))
@@ -134,7 +145,7 @@ impl Backward<Flex, 1> for InputGradient {
                 size: [outputs, inputs],
                 strides: [1, outputs as isize],
             };
-            multiply(&grad, &transposed, None)
+            multiply(&grad, &transposed, None, Products::F32)
         });
     }
 }
@@ -173,7 +184,7 @@ mod tests {
             (tokens_view([2, 6, 35]), 4, true),
         ] {
             let layer = layer(x.dims()[2], outputs, bias);
-            let got = linear(&layer, &x).expect("f32 on flex");
+            let got = linear(&layer, &x, Products::F32).expect("f32 on flex");
             let diff = max_difference(got, layer.forward(x.clone()));
             assert!(
                 diff < 1e-5,
@@ -194,7 +205,7 @@ mod tests {
             Tensor::<3>::random([2, 6, 11], Distribution::Normal(0.0, 1.0), &ad).swap_dims(1, 2);
         let upstream = Tensor::<3>::random([2, 11, 4], Distribution::Normal(0.0, 1.0), &ad);
         let (out, grad) = output_and_gradient(&x, &upstream, |x| {
-            linear_tracked(&layer, x).expect("native")
+            linear_tracked(&layer, x, Products::F32).expect("native")
         });
         let (want_out, want_grad) =
             output_and_gradient(&x, &upstream, |x| layer.forward(x.clone()));
@@ -211,18 +222,19 @@ mod tests {
         assert!(
             linear(
                 &layer,
-                &Tensor::zeros([1, 2, 4], &device.clone().autodiff())
+                &Tensor::zeros([1, 2, 4], &device.clone().autodiff()),
+                Products::F32
             )
             .is_none()
         );
-        assert!(linear(&layer, &x.clone().cast(burn::tensor::FloatDType::F16)).is_none());
-        assert!(linear(&layer, &Tensor::zeros([1, 2, 5], &device)).is_none());
-        assert!(linear(&layer, &x).is_some());
+        assert!(linear(&layer, &x.clone().cast(burn::tensor::FloatDType::F16), Products::F32).is_none());
+        assert!(linear(&layer, &Tensor::zeros([1, 2, 5], &device), Products::F32).is_none());
+        assert!(linear(&layer, &x, Products::F32).is_some());
         let mut wrong_bias = layer.clone();
         wrong_bias.bias = Some(burn::module::Param::from_tensor(Tensor::zeros(
             [5],
             &device,
         )));
-        assert!(linear(&wrong_bias, &x).is_none());
+        assert!(linear(&wrong_bias, &x, Products::F32).is_none());
     }
 }

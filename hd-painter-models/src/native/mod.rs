@@ -11,6 +11,7 @@
 //! conversion of `cast.rs`): how weights stored in half precision run in the f32 kernels.
 
 mod attention;
+mod bf16;
 mod cast;
 mod conv;
 mod geglu;
@@ -18,6 +19,7 @@ mod linear;
 mod norm;
 
 pub(crate) use attention::{flex_attention, flex_attention_tracked};
+pub(crate) use bf16::{Products, with_products};
 
 use std::borrow::Cow;
 
@@ -35,6 +37,7 @@ use burn::tensor::{DType, FloatDType, Tensor};
 
 /// `layer.forward(x)`, through the native convolution where it applies.
 pub(crate) fn conv(layer: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    let products = products_for(&layer.weight, &x);
     let layer = &*params_in(layer, x.dtype());
     let padding = match layer.padding {
         PaddingConfig2d::Explicit(top, left, bottom, right) => [(top, bottom), (left, right)],
@@ -47,8 +50,8 @@ pub(crate) fn conv(layer: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let weight = layer.weight.val();
     native(
         &x,
-        || conv::conv2d(&x, &weight, bias.as_ref(), &options),
-        || conv::conv2d_tracked(&x, &weight, bias.as_ref(), &options),
+        || conv::conv2d(&x, &weight, bias.as_ref(), &options, products),
+        || conv::conv2d_tracked(&x, &weight, bias.as_ref(), &options, products),
     )
     .unwrap_or_else(|| layer.forward(x))
 }
@@ -75,11 +78,12 @@ fn native_norm(layer: &GroupNorm, x: &Tensor<4>, silu: bool) -> Option<Tensor<4>
 
 /// `layer.forward(x)` for a linear layer, natively where it applies.
 pub(crate) fn linear(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
+    let products = products_for(&layer.weight, &x);
     let layer = &*params_in(layer, x.dtype());
     native(
         &x,
-        || linear::linear(layer, &x),
-        || linear::linear_tracked(layer, &x),
+        || linear::linear(layer, &x, products),
+        || linear::linear_tracked(layer, &x, products),
     )
     .unwrap_or_else(|| layer.forward(x))
 }
@@ -96,6 +100,21 @@ fn burn_geglu(h: Tensor<3>) -> Tensor<3> {
     let half = width / 2;
     let a = h.clone().slice([0..b, 0..n, 0..half]);
     a * gelu(h.slice([0..b, 0..n, half..2 * half]))
+}
+
+/// The products of a layer whose weight is `weight` applied to `x`: [`Products::Bf16`] where
+/// the weights are stored in bf16 and the activations are f32 (`with_weight_dtype(BF16)`), as
+/// PyTorch multiplies a bf16 model; f32 otherwise. (Weights stored in f16 widen exactly and
+/// multiply in f32: these CPUs have no f16 dot product that sums in f32.)
+pub(crate) fn products_for<const D: usize, const E: usize>(
+    weight: &Param<Tensor<D>>,
+    x: &Tensor<E>,
+) -> Products {
+    if weight.val().dtype() == DType::BF16 && x.dtype() == DType::F32 {
+        Products::Bf16
+    } else {
+        Products::F32
+    }
 }
 
 /// `t` cast to `dtype`, converted by the native kernel between f32 and f16 / bf16 on flex
@@ -261,7 +280,13 @@ fn elements(t: &FlexTensor) -> &[f32] {
 
 /// A matrix operand: its first element, row stride and column stride (in elements).
 #[derive(Clone, Copy)]
-struct Operand(*const f32, isize, isize);
+struct Operand<T = f32>(*const T, isize, isize);
+
+// SAFETY: an operand is only read, from memory its creator keeps valid and unchanged while the
+// product that reads it runs (see `product`).
+unsafe impl<T: Sync> Send for Operand<T> {}
+// SAFETY: as above.
+unsafe impl<T: Sync> Sync for Operand<T> {}
 
 /// A product's destination: its first element, its row stride (columns are adjacent) and
 /// whether the product is added to what it holds (`true`) or overwrites it.
@@ -306,6 +331,26 @@ unsafe fn product([m, n, k]: [usize; 3], dst: Output, lhs: Operand, rhs: Operand
             false,
             parallelism,
         );
+    }
+}
+
+/// `dst (+)= lhs rhs` as [`product`] does, in `products`' arithmetic.
+///
+/// # Safety
+/// As [`product`].
+unsafe fn product_in(
+    products: Products,
+    dims: [usize; 3],
+    dst: Output,
+    lhs: Operand,
+    rhs: Operand,
+) {
+    // SAFETY: the caller's promise.
+    unsafe {
+        match products {
+            Products::F32 => product(dims, dst, lhs, rhs),
+            Products::Bf16 => bf16::product_bf16(dims, dst, lhs, rhs),
+        }
     }
 }
 

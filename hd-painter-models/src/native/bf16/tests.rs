@@ -1,0 +1,208 @@
+use half::bf16;
+
+use super::*;
+
+/// A deterministic spread of values over several magnitudes and both signs.
+fn values(len: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let unit = (state >> 40) as f32 / (1u64 << 24) as f32;
+            (unit - 0.5) * 4.0 * if state & 1 == 0 { 1.0 } else { 0.01 }
+        })
+        .collect()
+}
+
+#[test]
+fn rounds_as_half_does() {
+    let mut specials = vec![
+        0.0f32,
+        -0.0,
+        1.0,
+        f32::MIN_POSITIVE,
+        f32::MIN_POSITIVE / 3.0,
+        f32::MAX,
+        f32::MIN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        -f32::NAN,
+        f32::from_bits(0x7f80_0001), // a signalling NaN whose payload is in the low half only
+        f32::from_bits(0x3f80_8000), // a tie to even (down)
+        f32::from_bits(0x3f81_8000), // a tie to even (up)
+        f32::from_bits(0x3f80_8001),
+        f32::from_bits(0x7f7f_ffff),
+    ];
+    specials.extend(values(100_000, 3));
+    for x in specials {
+        let ours = x.bf16_bits();
+        let half = bf16::from_f32(x);
+        if x.is_nan() {
+            assert!(bf16::from_bits(ours).is_nan(), "{x:e}");
+            assert_eq!(ours >> 15, half.to_bits() >> 15, "sign of {x:e}");
+        } else {
+            assert_eq!(ours, half.to_bits(), "{x:e} ({:#x})", x.to_bits());
+        }
+    }
+}
+
+/// A strided matrix in a buffer: element `(r, c)` at `r * row + c * col`.
+struct Strided {
+    data: Vec<f32>,
+    row: isize,
+    col: isize,
+}
+
+impl Strided {
+    /// `rows x cols`, stored row-major or transposed.
+    fn new(rows: usize, cols: usize, transposed: bool, seed: u64) -> Self {
+        let (row, col) = if transposed {
+            (1, rows as isize)
+        } else {
+            (cols as isize, 1)
+        };
+        Self {
+            data: values(rows * cols, seed),
+            row,
+            col,
+        }
+    }
+
+    fn at(&self, r: usize, c: usize) -> f32 {
+        self.data[(r as isize * self.row + c as isize * self.col) as usize]
+    }
+
+    fn operand(&self) -> Operand {
+        Operand(self.data.as_ptr(), self.row, self.col)
+    }
+}
+
+fn round(x: f32) -> f64 {
+    f64::from(widened(x.bf16_bits()))
+}
+
+/// Checks `product` (one of the two implementations) against the f64 product of the rounded
+/// operands, within the f32 summation bound `k u sum |a b|` (u = 2^-24) for any order.
+fn check(
+    name: &str,
+    product: unsafe fn([usize; 3], Output, Operand, Operand),
+    [m, n, k]: [usize; 3],
+    [lhs_t, rhs_t]: [bool; 2],
+) {
+    let lhs = Strided::new(m, k, lhs_t, 1 + (m * k) as u64);
+    let rhs = Strided::new(k, n, rhs_t, 2 + (k * n) as u64);
+    for accumulate in [false, true] {
+        let start = values(m * n, 7);
+        let mut out = start.clone();
+        // SAFETY: `out` is `m x n` contiguous; the operands hold their elements.
+        unsafe {
+            product(
+                [m, n, k],
+                Output(out.as_mut_ptr(), n as isize, accumulate),
+                lhs.operand(),
+                rhs.operand(),
+            )
+        };
+        for r in 0..m {
+            for c in 0..n {
+                let terms = (0..k).map(|d| round(lhs.at(r, d)) * round(rhs.at(d, c)));
+                let (exact, magnitude) = terms.fold((0.0, 0.0), |(s, a), t| (s + t, a + t.abs()));
+                let base = if accumulate { f64::from(start[r * n + c]) } else { 0.0 };
+                let got = f64::from(out[r * n + c]);
+                let bound = (k + 1) as f64 * 2f64.powi(-24) * (magnitude + base.abs()) + 1e-30;
+                assert!(
+                    (got - (exact + base)).abs() <= bound,
+                    "{name} [{m}, {n}, {k}] transposed {lhs_t}/{rhs_t} accumulate {accumulate}: \
+                     ({r}, {c}) = {got}, want {} within {bound:e}",
+                    exact + base
+                );
+            }
+        }
+    }
+}
+
+/// Shapes around every blocking size (`MR`, `NR`, `KC`, `MC`), odd depths, the empty depth and
+/// one big enough to run in parallel, through row-major and transposed operands.
+const SHAPES: [[usize; 3]; 9] = [
+    [1, 1, 1],
+    [5, 63, 3],
+    [6, 64, 2],
+    [7, 65, 0],
+    [13, 129, 257],
+    [97, 70, 513],
+    [MC + 5, NR + 1, KC + 1],
+    [3, 300, 1000],
+    [230, 150, 310],
+];
+
+fn check_all(name: &str, product: unsafe fn([usize; 3], Output, Operand, Operand)) {
+    for dims in SHAPES {
+        for layout in [[false, false], [true, false], [false, true], [true, true]] {
+            check(name, product, dims, layout);
+        }
+    }
+}
+
+#[test]
+fn kernel_multiplies_the_rounded_operands() {
+    if !has_bf16_kernel() {
+        eprintln!("this CPU has no AVX512-BF16: the vdpbf16ps kernel is not tested here");
+        return;
+    }
+    check_all("vdpbf16ps", product_bf16::<f32, f32>);
+}
+
+/// The product on CPUs without the kernel: the same operands packed as such a CPU packs them.
+unsafe fn rounded_product(dims: [usize; 3], dst: Output, lhs: Operand, rhs: Operand) {
+    let [m, n, k] = dims;
+    let rhs = PackedRhs {
+        size: [k, n],
+        data: Packed::Rounded(rounded(rhs, k, n)),
+    };
+    // SAFETY: the caller's promise.
+    unsafe { rhs.multiply(m, dst, lhs) };
+}
+
+#[test]
+fn fallback_multiplies_the_rounded_operands() {
+    check_all("rounded f32", rounded_product);
+}
+
+#[test]
+fn dispatch_and_bf16_sources_agree_with_f32_sources() {
+    let [m, n, k] = [37, 81, 300];
+    let lhs = Strided::new(m, k, false, 11);
+    let rhs = Strided::new(k, n, true, 12);
+    let rhs_bf16: Vec<bf16> = rhs.data.iter().map(|&x| bf16::from_f32(x)).collect();
+    let run = |rhs_bf16_source: bool| {
+        let mut out = vec![0f32; m * n];
+        let dst = Output(out.as_mut_ptr(), n as isize, false);
+        // SAFETY: as in `check`; the bf16 copy has the f32 operand's strides.
+        unsafe {
+            if rhs_bf16_source {
+                let source = Operand(rhs_bf16.as_ptr(), rhs.row, rhs.col);
+                product_bf16([m, n, k], dst, lhs.operand(), source);
+            } else {
+                product_bf16([m, n, k], dst, lhs.operand(), rhs.operand());
+            }
+        }
+        out
+    };
+    assert_eq!(run(true), run(false));
+}
+
+#[test]
+fn products_setting_is_scoped() {
+    assert_eq!(products(), Products::F32);
+    with_products(Products::Bf16, || {
+        assert_eq!(products(), Products::Bf16);
+        with_products(Products::F32, || assert_eq!(products(), Products::F32));
+        assert_eq!(products(), Products::Bf16);
+    });
+    let unwound = std::panic::catch_unwind(|| with_products(Products::Bf16, || panic!("inside")));
+    assert!(unwound.is_err());
+    assert_eq!(products(), Products::F32);
+}
