@@ -1,22 +1,25 @@
 //! Matrix products of bf16-rounded operands accumulated in f32, the arithmetic of PyTorch's
-//! bf16 matmuls on the CPU. Where the CPU has AVX512-BF16 the product runs on `vdpbf16ps`
-//! (two bf16 products per f32 lane and instruction, twice the f32 FMA's work); elsewhere the
-//! operands are rounded to bf16 and multiplied by the f32 GEMM, so the result is the same on
-//! every machine up to the order of the f32 sums.
+//! bf16 matmuls on the CPU. Three kernels, picked at run time: Intel's AMX tiles where the CPU
+//! has them and the OS grants them (`amx.rs`), AVX512-BF16's `vdpbf16ps` elsewhere where the CPU
+//! has it (`avx512.rs`), and on other CPUs the f32 GEMM on operands rounded to bf16 first, so the
+//! result is the same on every machine up to the order of the f32 sums.
 //!
-//! The kernel is a blocked GEMM: the right operand is packed once ([`PackedRhs`]) into panels
-//! of [`NR`] columns holding, for each pair of rows `(2p, 2p + 1)`, one `u32` per column with the
-//! two bf16 values side by side (the layout `vdpbf16ps` multiplies lane by lane); the left
-//! operand is rounded per block of [`MC`] rows and [`KC`] depths into bf16 rows, read as the
-//! same pairs; a micro-kernel keeps an `MR x NR` tile of f32 sums in 24 registers and
-//! broadcasts one pair of each of its `MR` rows per step.
+//! The first two share their packing: the right operand is packed once ([`PackedRhs`]) into
+//! panels of [`NR`] columns holding, for each pair of rows `(2p, 2p + 1)`, one `u32` per column
+//! with the two bf16 values side by side (the layout both instructions multiply); the left
+//! operand is rounded block by block into bf16 rows, read as the same pairs.
 
 use std::cell::Cell;
 
 use half::bf16;
 use rayon::prelude::*;
 
-use super::{Operand, Output, SharedMut};
+use super::{Operand, Output};
+
+#[cfg(target_arch = "x86_64")]
+mod amx;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 
 /// How the native kernels multiply matrices: in f32, or with both operands rounded to bf16 and
 /// the sums kept in f32. Models whose weights are stored in bf16 and computed in f32 run their
@@ -78,32 +81,54 @@ impl Element for bf16 {
     }
 }
 
-/// Rows of the micro-kernel's tile.
-const MR: usize = 6;
-/// Columns of the micro-kernel's tile: four 16-lane vectors.
+/// Columns of a packed right-operand panel.
 const NR: usize = 64;
-/// Depth of a packed block (even): a right-operand micro-panel of `KC x NR` bf16 values is
-/// 32 KiB, read from L1 for every `MR` rows of the block.
-const KC: usize = 256;
-/// Rows of a packed left-operand block (a multiple of `MR`), `MC x KC` bf16 values in L2.
-const MC: usize = 96;
+/// The packed depth of the right operand is padded to a multiple of this many pairs: one AMX
+/// tile's depth (32 bf16 values).
+const PAIR_ALIGN: usize = 16;
 
-/// Whether this CPU runs the `vdpbf16ps` kernel (checked once by the standard library).
-pub(super) fn has_bf16_kernel() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("avx512bf16")
+/// The kernels that multiply packed pairs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Kernel {
+    /// AMX tiles (`tdpbf16ps`).
+    Amx,
+    /// AVX-512 registers (`vdpbf16ps`).
+    Avx512,
+}
+
+impl Kernel {
+    /// The fastest kernel this CPU runs, if any. (On an Intel Xeon with both, `vdpbf16ps` runs
+    /// at half the rate of f32 FMAs, slower than the f32 GEMM: AMX is the one worth having.)
+    pub(super) fn best() -> Option<Self> {
+        Self::available().first().copied()
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
+
+    /// Every kernel this CPU runs, fastest first.
+    pub(super) fn available() -> Vec<Self> {
+        let mut kernels = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        {
+            if amx::available() {
+                kernels.push(Self::Amx);
+            }
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512bf16")
+            {
+                kernels.push(Self::Avx512);
+            }
+        }
+        kernels
     }
 }
 
 /// Products of more multiply-adds than this spread over the thread pool (when called from
 /// outside it).
 const PARALLEL_WORK: usize = 1 << 21;
+
+/// Whether a product of `m x n x k` spreads over the thread pool.
+fn parallel([m, n, k]: [usize; 3]) -> bool {
+    rayon::current_thread_index().is_none() && m * n * k >= PARALLEL_WORK
+}
 
 /// `dst (+)= round(lhs) round(rhs)` for `[m, n, k]` (`dst` `m x n`, `lhs` `m x k`, `rhs`
 /// `k x n`) with f32 sums, where `round` rounds to bf16. Spreads over the thread pool when
@@ -121,8 +146,7 @@ pub(super) unsafe fn product_bf16<A: Element, B: Element>(
     if m == 0 || n == 0 {
         return;
     }
-    let parallel = rayon::current_thread_index().is_none() && m * n * k >= PARALLEL_WORK;
-    let rhs = PackedRhs::new(rhs, [k, n], parallel);
+    let rhs = PackedRhs::new(rhs, [k, n], parallel([m, n, k]));
     // SAFETY: the caller's promise.
     unsafe { rhs.multiply(m, dst, lhs) };
 }
@@ -136,22 +160,35 @@ pub(super) struct PackedRhs {
 }
 
 enum Packed {
-    /// Panels of [`NR`] columns: panel `j` holds, for every pair of rows `p` of the depth
-    /// padded to even, `NR` pairs `(rhs[2p][c], rhs[2p + 1][c])`, the first in the low half.
-    Pairs(Vec<u32>),
+    /// Panels of [`NR`] columns for `kernel`: panel `j` holds, for every pair of rows `p` of the
+    /// depth padded to a multiple of `2 PAIR_ALIGN`, `NR` pairs `(rhs[2p][c], rhs[2p + 1][c])`
+    /// (zero past the operand).
+    Pairs { kernel: Kernel, pairs: Vec<u32> },
     /// The rounded values widened back to f32, contiguous: for the f32 GEMM on CPUs without
-    /// the kernel.
+    /// a kernel.
     Rounded(Vec<f32>),
 }
 
 impl PackedRhs {
-    /// `rhs` (`k x n` valid elements through its strides) packed for this CPU's product, over
-    /// the thread pool where `parallel`.
-    pub(super) fn new<T: Element>(rhs: Operand<T>, [k, n]: [usize; 2], parallel: bool) -> Self {
-        let data = if has_bf16_kernel() {
-            Packed::Pairs(pack_rhs(rhs, [k, n], parallel))
-        } else {
-            Packed::Rounded(rounded(rhs, k, n))
+    /// `rhs` (`k x n` valid elements through its strides) packed for this CPU's best kernel,
+    /// over the thread pool where `parallel`.
+    pub(super) fn new<T: Element>(rhs: Operand<T>, size: [usize; 2], parallel: bool) -> Self {
+        Self::for_kernel(Kernel::best(), rhs, size, parallel)
+    }
+
+    /// The same for `kernel` (which this CPU runs), or for the f32 GEMM.
+    fn for_kernel<T: Element>(
+        kernel: Option<Kernel>,
+        rhs: Operand<T>,
+        [k, n]: [usize; 2],
+        parallel: bool,
+    ) -> Self {
+        let data = match kernel {
+            Some(kernel) => Packed::Pairs {
+                kernel,
+                pairs: pack_rhs(rhs, [k, n], parallel),
+            },
+            None => Packed::Rounded(rounded(rhs, k, n)),
         };
         Self { size: [k, n], data }
     }
@@ -162,20 +199,40 @@ impl PackedRhs {
     /// As [`product_bf16`].
     pub(super) unsafe fn multiply<A: Element>(&self, m: usize, dst: Output, lhs: Operand<A>) {
         let [k, n] = self.size;
+        let dims = [m, n, k];
+        if k == 0 {
+            if !dst.2 {
+                for r in 0..m {
+                    // SAFETY: row `r` of `dst` holds `n` valid elements (the caller's promise).
+                    unsafe { std::slice::from_raw_parts_mut(dst.0.offset(r as isize * dst.1), n) }
+                        .fill(0.0);
+                }
+            }
+            return;
+        }
         match &self.data {
+            // SAFETY (both kernels): packed pairs exist only for kernels the CPU runs; the rest
+            // is the caller's promise.
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: packed pairs exist only where the CPU has the kernel; the rest is the
-            // caller's promise.
-            Packed::Pairs(pairs) => unsafe { blocked([m, n, k], dst, lhs, pairs) },
+            Packed::Pairs { kernel, pairs } => unsafe {
+                let rhs = PairPanels {
+                    pairs,
+                    stride: padded_pairs(k) * NR,
+                };
+                match kernel {
+                    Kernel::Amx => amx::product(dims, dst, lhs, rhs),
+                    Kernel::Avx512 => avx512::product(dims, dst, lhs, rhs),
+                }
+            },
             #[cfg(not(target_arch = "x86_64"))]
-            Packed::Pairs(_) => unreachable!("no bf16 kernel off x86-64"),
+            Packed::Pairs { .. } => unreachable!("no bf16 kernel off x86-64"),
             Packed::Rounded(values) => {
                 let lhs_rounded = rounded(lhs, m, k);
                 // SAFETY: the rounded copies are contiguous `m x k` and `k x n`; `dst` is the
                 // caller's.
                 unsafe {
                     super::product(
-                        [m, n, k],
+                        dims,
                         dst,
                         Operand(lhs_rounded.as_ptr(), k as isize, 1),
                         Operand(values.as_ptr(), n as isize, 1),
@@ -184,6 +241,18 @@ impl PackedRhs {
             }
         }
     }
+}
+
+/// A packed right operand as the kernels read it: panel `j` starts at `j * stride`.
+#[derive(Clone, Copy)]
+struct PairPanels<'a> {
+    pairs: &'a [u32],
+    stride: usize,
+}
+
+/// The pairs of depth `k` in a packed right-operand panel.
+fn padded_pairs(k: usize) -> usize {
+    k.div_ceil(2).next_multiple_of(PAIR_ALIGN)
 }
 
 /// The `rows x cols` matrix `src` rounded to bf16 and widened back, contiguous.
@@ -220,7 +289,7 @@ fn pair(low: u16, high: u16) -> u32 {
 
 /// The right operand's pair panels (see [`Packed::Pairs`]).
 fn pack_rhs<T: Element>(rhs: Operand<T>, [k, n]: [usize; 2], parallel: bool) -> Vec<u32> {
-    let pairs = k.div_ceil(2);
+    let pairs = padded_pairs(k);
     let mut packed = vec![0u32; n.div_ceil(NR) * pairs * NR];
     if packed.is_empty() {
         return packed;
@@ -228,7 +297,7 @@ fn pack_rhs<T: Element>(rhs: Operand<T>, [k, n]: [usize; 2], parallel: bool) -> 
     let fill = |(panel, out): (usize, &mut [u32])| {
         let first = panel * NR;
         let cols = NR.min(n - first);
-        for (p, row) in out.chunks_exact_mut(NR).enumerate() {
+        for (p, row) in out.chunks_exact_mut(NR).enumerate().take(k.div_ceil(2)) {
             let (even, odd) = (2 * p, 2 * p + 1);
             // SAFETY: rows `even` (and `odd` where it is below `k`) and columns
             // `first..first + cols` lie inside `k x n`.
@@ -257,26 +326,29 @@ fn pack_rhs<T: Element>(rhs: Operand<T>, [k, n]: [usize; 2], parallel: bool) -> 
     packed
 }
 
-/// Rows `first_row..first_row + rows` and depths `first_depth..first_depth + depths` of the left
-/// operand rounded to bf16, row-major, each row padded to an even length and read as
-/// `depths.div_ceil(2)` pairs; rows past the block's end are left out (the micro-kernel reads
-/// only the tile's rows).
-fn pack_lhs<T: Element>(
-    lhs: Operand<T>,
-    [first_row, first_depth]: [usize; 2],
-    [rows, depths]: [usize; 2],
-    out: &mut Vec<u32>,
-) {
-    let pairs = depths.div_ceil(2);
+/// A block of the left operand: rows `first_row..first_row + rows` and depths
+/// `first_depth..first_depth + depths`, rounded by [`pack_lhs`] into `padded_rows` rows of
+/// `row_pairs` pairs (zero past the block).
+#[derive(Clone, Copy)]
+struct LhsBlock {
+    first: [usize; 2],
+    size: [usize; 2],
+    padded_rows: usize,
+    row_pairs: usize,
+}
+
+/// The block `block` of `lhs` rounded to bf16, row-major, into `out`.
+fn pack_lhs<T: Element>(lhs: Operand<T>, block: LhsBlock, out: &mut Vec<u32>) {
+    let ([first_row, first_depth], [rows, depths]) = (block.first, block.size);
     out.clear();
-    out.resize(rows * pairs, 0);
-    if pairs == 0 {
+    out.resize(block.padded_rows * block.row_pairs, 0);
+    if block.row_pairs == 0 {
         return;
     }
     super::vectorised(
         #[inline(always)]
         || {
-            for (i, row) in out.chunks_exact_mut(pairs).enumerate() {
+            for (i, row) in out.chunks_exact_mut(block.row_pairs).take(rows).enumerate() {
                 let r = first_row + i;
                 // SAFETY: row `r` and the block's depths lie inside `m x k`.
                 let bits = |d: usize| unsafe { lhs.at(r, first_depth + d) }.bf16_bits();
@@ -292,120 +364,35 @@ fn pack_lhs<T: Element>(
     );
 }
 
-/// The blocked product on the `vdpbf16ps` kernel, with `rhs` packed by [`pack_rhs`].
+/// Adds (`accumulate`) or writes a tile of sums `sums` (`rows x cols` of it used, row stride
+/// `sums_stride`) into the output at `out` with row stride `out_stride`.
 ///
 /// # Safety
-/// As [`product_bf16`], on a CPU with AVX-512F and AVX512-BF16.
-#[cfg(target_arch = "x86_64")]
-unsafe fn blocked<A: Element>([m, n, k]: [usize; 3], dst: Output, lhs: Operand<A>, rhs: &[u32]) {
-    let parallel = rayon::current_thread_index().is_none() && m * n * k >= PARALLEL_WORK;
-    let pairs = k.div_ceil(2);
-    let out = SharedMut(dst.0);
-    let block = |first_row: usize| {
-        let rows = MC.min(m - first_row);
-        let mut lhs_packed = Vec::new();
-        // An empty depth still runs once, to overwrite the output with zeros.
-        for first_depth in (0..k.max(1)).step_by(KC) {
-            let depths = KC.min(k - first_depth.min(k));
-            let depth_pairs = depths.div_ceil(2);
-            pack_lhs(lhs, [first_row, first_depth], [rows, depths], &mut lhs_packed);
-            let accumulate = dst.2 || first_depth > 0;
-            for panel in 0..n.div_ceil(NR) {
-                let rhs_panel = &rhs[(panel * pairs + first_depth / 2) * NR..];
-                for tile_row in (0..rows).step_by(MR) {
-                    let row = first_row + tile_row;
-                    let tile = Tile {
-                        // SAFETY: row `row`, column `panel * NR` lies inside `dst`.
-                        out: unsafe { out.add(row * dst.1 as usize + panel * NR) },
-                        row_stride: dst.1,
-                        rows: MR.min(m - row),
-                        cols: NR.min(n - panel * NR),
-                        accumulate,
-                    };
-                    let lhs_rows = &lhs_packed[tile_row * depth_pairs..];
-                    // SAFETY: `lhs_rows` holds the tile's rows of `depth_pairs` pairs, the
-                    // panel `depth_pairs` pairs of `NR` values; the tile is inside `dst`, in
-                    // this block's rows, which no other task writes.
-                    unsafe { micro_kernel(depth_pairs, lhs_rows, rhs_panel, tile) };
+/// The `rows x cols` elements at `out` are valid and no other thread touches them.
+unsafe fn store_tile(
+    sums: &[f32],
+    sums_stride: usize,
+    [rows, cols]: [usize; 2],
+    out: *mut f32,
+    out_stride: isize,
+    accumulate: bool,
+) {
+    super::vectorised(
+        #[inline(always)]
+        || {
+            for (i, sums) in sums.chunks(sums_stride).take(rows).enumerate() {
+                // SAFETY: row `i` of the tile is inside the output (the promise).
+                let row = unsafe {
+                    std::slice::from_raw_parts_mut(out.offset(i as isize * out_stride), cols)
+                };
+                if accumulate {
+                    row.iter_mut().zip(sums).for_each(|(o, s)| *o += s);
+                } else {
+                    row.copy_from_slice(&sums[..cols]);
                 }
             }
-        }
-    };
-    if parallel {
-        (0..m).into_par_iter().step_by(MC).for_each(block);
-    } else {
-        (0..m).step_by(MC).for_each(block);
-    }
-}
-
-/// Where a micro-kernel's tile goes: its first element, the row stride, how many of its rows and
-/// columns lie inside the output, and whether it is added to what the output holds.
-#[derive(Clone, Copy)]
-struct Tile {
-    out: *mut f32,
-    row_stride: isize,
-    rows: usize,
-    cols: usize,
-    accumulate: bool,
-}
-
-/// `tile (+)= lhs rhs` over `pairs` depth pairs: `lhs` the tile's rows, `pairs` pairs each, one
-/// after the other; `rhs` `NR` pairs per depth pair.
-///
-/// # Safety
-/// The CPU has AVX-512F and AVX512-BF16; `lhs` holds `tile.rows * pairs` values, `rhs` at least
-/// `pairs * NR`; the tile's `rows x cols` elements are valid and no other thread touches them.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bf16")]
-unsafe fn micro_kernel(pairs: usize, lhs: &[u32], rhs: &[u32], tile: Tile) {
-    use std::arch::x86_64::*;
-    debug_assert!(lhs.len() >= tile.rows * pairs && rhs.len() >= pairs * NR);
-    // A partial tile reads its last row again for the missing ones (their sums are dropped).
-    let mut row_starts = [lhs.as_ptr(); MR];
-    for (i, start) in row_starts.iter_mut().enumerate() {
-        *start = lhs.as_ptr().wrapping_add(i.min(tile.rows - 1) * pairs);
-    }
-    let mut sums = [[_mm512_setzero_ps(); NR / 16]; MR];
-    for p in 0..pairs {
-        let mut columns = [_mm512_setzero_si512(); NR / 16];
-        for (v, column) in columns.iter_mut().enumerate() {
-            // SAFETY: `rhs` holds `NR` values at `p * NR` (the function's promise).
-            *column = unsafe { _mm512_loadu_si512(rhs.as_ptr().add(p * NR + 16 * v).cast()) };
-        }
-        // SAFETY: reinterpretations of 512 bits.
-        let columns: [__m512bh; NR / 16] = unsafe { std::mem::transmute(columns) };
-        for (row, start) in sums.iter_mut().zip(row_starts) {
-            // SAFETY: every row start addresses a row of `pairs` values (the promise).
-            let a = _mm512_set1_epi32(unsafe { *start.add(p) } as i32);
-            // SAFETY: a reinterpretation of 512 bits.
-            let a = unsafe { std::mem::transmute::<__m512i, __m512bh>(a) };
-            for (sum, &column) in row.iter_mut().zip(&columns) {
-                *sum = _mm512_dpbf16_ps(*sum, a, column);
-            }
-        }
-    }
-    for (i, row) in sums.iter().enumerate().take(tile.rows) {
-        // SAFETY: row `i` of the tile is inside the output.
-        let out = unsafe { tile.out.offset(i as isize * tile.row_stride) };
-        for (v, &sum) in row.iter().enumerate() {
-            let first = 16 * v;
-            if first >= tile.cols {
-                break;
-            }
-            let lanes = (tile.cols - first).min(16);
-            let mask: __mmask16 = if lanes == 16 { !0 } else { (1 << lanes) - 1 };
-            // SAFETY: the masked lanes are the tile's columns inside the output.
-            unsafe {
-                let at = out.add(first);
-                let value = if tile.accumulate {
-                    _mm512_add_ps(sum, _mm512_maskz_loadu_ps(mask, at))
-                } else {
-                    sum
-                };
-                _mm512_mask_storeu_ps(at, mask, value);
-            }
-        }
-    }
+        },
+    );
 }
 
 #[cfg(test)]

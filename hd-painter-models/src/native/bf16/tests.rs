@@ -88,7 +88,7 @@ fn round(x: f32) -> f64 {
 /// operands, within the f32 summation bound `k u sum |a b|` (u = 2^-24) for any order.
 fn check(
     name: &str,
-    product: unsafe fn([usize; 3], Output, Operand, Operand),
+    kernel: Option<Kernel>,
     [m, n, k]: [usize; 3],
     [lhs_t, rhs_t]: [bool; 2],
 ) {
@@ -97,15 +97,10 @@ fn check(
     for accumulate in [false, true] {
         let start = values(m * n, 7);
         let mut out = start.clone();
+        let packed = PackedRhs::for_kernel(kernel, rhs.operand(), [k, n], parallel([m, n, k]));
+        let dst = Output(out.as_mut_ptr(), n as isize, accumulate);
         // SAFETY: `out` is `m x n` contiguous; the operands hold their elements.
-        unsafe {
-            product(
-                [m, n, k],
-                Output(out.as_mut_ptr(), n as isize, accumulate),
-                lhs.operand(),
-                rhs.operand(),
-            )
-        };
+        unsafe { packed.multiply(m, dst, lhs.operand()) };
         for r in 0..m {
             for c in 0..n {
                 let terms = (0..k).map(|d| round(lhs.at(r, d)) * round(rhs.at(d, c)));
@@ -124,51 +119,50 @@ fn check(
     }
 }
 
-/// Shapes around every blocking size (`MR`, `NR`, `KC`, `MC`), odd depths, the empty depth and
-/// one big enough to run in parallel, through row-major and transposed operands.
-const SHAPES: [[usize; 3]; 9] = [
+/// Shapes around every blocking size of both kernels (tiles of 6 x 64 and 32 x 32, blocks of 96
+/// rows, depths of 256 and 1024, 32-deep AMX steps), odd depths, the empty depth and some big
+/// enough to run in parallel, through row-major and transposed operands.
+const SHAPES: [[usize; 3]; 11] = [
     [1, 1, 1],
     [5, 63, 3],
     [6, 64, 2],
     [7, 65, 0],
     [13, 129, 257],
+    [31, 33, 31],
     [97, 70, 513],
-    [MC + 5, NR + 1, KC + 1],
+    [101, 65, 257],
+    [33, 97, 1100],
     [3, 300, 1000],
     [230, 150, 310],
 ];
 
-fn check_all(name: &str, product: unsafe fn([usize; 3], Output, Operand, Operand)) {
+fn check_all(kernel: Option<Kernel>) {
+    let name = format!("{kernel:?}");
     for dims in SHAPES {
         for layout in [[false, false], [true, false], [false, true], [true, true]] {
-            check(name, product, dims, layout);
+            check(&name, kernel, dims, layout);
         }
     }
 }
 
+/// Every kernel this CPU runs (the others are named on stderr: CI machines differ).
 #[test]
-fn kernel_multiplies_the_rounded_operands() {
-    if !has_bf16_kernel() {
-        eprintln!("this CPU has no AVX512-BF16: the vdpbf16ps kernel is not tested here");
-        return;
+fn kernels_multiply_the_rounded_operands() {
+    let kernels = Kernel::available();
+    for kernel in [Kernel::Amx, Kernel::Avx512] {
+        if !kernels.contains(&kernel) {
+            eprintln!("this CPU does not run the {kernel:?} kernel: not tested here");
+        }
     }
-    check_all("vdpbf16ps", product_bf16::<f32, f32>);
+    for kernel in kernels {
+        check_all(Some(kernel));
+    }
 }
 
-/// The product on CPUs without the kernel: the same operands packed as such a CPU packs them.
-unsafe fn rounded_product(dims: [usize; 3], dst: Output, lhs: Operand, rhs: Operand) {
-    let [m, n, k] = dims;
-    let rhs = PackedRhs {
-        size: [k, n],
-        data: Packed::Rounded(rounded(rhs, k, n)),
-    };
-    // SAFETY: the caller's promise.
-    unsafe { rhs.multiply(m, dst, lhs) };
-}
-
+/// The product on CPUs without a kernel, which every CPU runs.
 #[test]
 fn fallback_multiplies_the_rounded_operands() {
-    check_all("rounded f32", rounded_product);
+    check_all(None);
 }
 
 #[test]
@@ -205,4 +199,49 @@ fn products_setting_is_scoped() {
     let unwound = std::panic::catch_unwind(|| with_products(Products::Bf16, || panic!("inside")));
     assert!(unwound.is_err());
     assert_eq!(products(), Products::F32);
+}
+
+/// Throughput of each kernel against the f32 GEMM on the shapes of a UNet step (in release:
+/// `cargo test --release -p hd-painter-models --lib bf16::tests::throughput -- --ignored
+/// --nocapture`).
+#[test]
+#[ignore]
+fn throughput() {
+    let shapes = [
+        [4096, 320, 320],
+        [4096, 1280, 320],
+        [1024, 1280, 1280],
+        [320, 1024, 2880],
+        [1280, 256, 11520],
+        [64, 4096, 64],
+        [64, 64, 4096],
+    ];
+    for [m, n, k] in shapes {
+        let lhs = Strided::new(m, k, false, 1);
+        let rhs = Strided::new(k, n, false, 2);
+        let mut out = vec![0f32; m * n];
+        let dst = Output(out.as_mut_ptr(), n as isize, false);
+        let time = |f: &mut dyn FnMut()| {
+            f();
+            let start = std::time::Instant::now();
+            for _ in 0..5 {
+                f();
+            }
+            start.elapsed().as_secs_f64() / 5.0
+        };
+        let gflops = |seconds: f64| 2.0 * (m * n * k) as f64 / 1e9 / seconds;
+        // SAFETY (all products): as in `check`.
+        let f32_gemm = time(&mut || unsafe {
+            super::super::product([m, n, k], dst, lhs.operand(), rhs.operand())
+        });
+        let mut line = format!("[{m}, {n}, {k}]: f32 {:.0} GFLOP/s", gflops(f32_gemm));
+        for kernel in Kernel::available() {
+            let mut run = || {
+                let packed = PackedRhs::for_kernel(Some(kernel), rhs.operand(), [k, n], true);
+                unsafe { packed.multiply(m, dst, lhs.operand()) };
+            };
+            line += &format!(", {kernel:?} {:.0}", gflops(time(&mut run)));
+        }
+        println!("{line}");
+    }
 }

@@ -1,0 +1,198 @@
+//! The product on Intel's AMX tiles: `tdpbf16ps` adds a `16 x 32` bf16 tile times a `32 x 16`
+//! one (stored as 16 rows of 16 pairs, the packed right operand's layout) to a `16 x 16` f32
+//! tile in one instruction, 16 times the work of an AVX-512 FMA. A block of `32 x 32` outputs
+//! keeps its sums in four tiles while two tiles of each operand stream through the other four.
+//! The AMX intrinsics are not stable, so the tile instructions are inline assembly; the Linux
+//! kernel grants a process the tiles' register state only when asked (`arch_prctl`), which
+//! [`available`] does once.
+
+use std::arch::asm;
+use std::sync::OnceLock;
+
+use rayon::prelude::*;
+
+use super::{Element, LhsBlock, NR, PAIR_ALIGN, PairPanels, pack_lhs, parallel, store_tile};
+use crate::native::{Operand, Output, SharedMut};
+
+/// Rows and columns of the block of outputs one pass of the tiles computes.
+const TILE_BLOCK: usize = 32;
+/// Depth of a left-operand block (a multiple of `2 PAIR_ALIGN`): `MC x KC` bf16 values, 192 KiB,
+/// kept in L2 while every panel of the right operand passes.
+const KC: usize = 1024;
+/// Rows of a left-operand block (a multiple of `TILE_BLOCK`).
+const MC: usize = 96;
+
+/// Whether the CPU has AMX-BF16 and the OS lets this process use the tiles (asked once).
+pub(super) fn available() -> bool {
+    static AVAILABLE: OnceLock<bool> = OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        // CPUID leaf 7: EDX bit 22 is AMX-BF16, bit 24 AMX-TILE.
+        let leaf = std::arch::x86_64::__cpuid_count(7, 0);
+        let cpu = (leaf.edx >> 22) & 1 == 1 && (leaf.edx >> 24) & 1 == 1;
+        cpu && request_tile_state()
+    })
+}
+
+/// Asks Linux for the tile data state (`ARCH_REQ_XCOMP_PERM` for `XFEATURE_XTILEDATA`): without
+/// it the first tile instruction kills the process. Fails on kernels before 5.16 and where the
+/// hypervisor does not pass the state through.
+#[cfg(target_os = "linux")]
+fn request_tile_state() -> bool {
+    const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
+    const XFEATURE_XTILEDATA: libc::c_long = 18;
+    // SAFETY: `arch_prctl` with this request only changes which register states the process may
+    // use; it reads no memory.
+    unsafe { libc::syscall(libc::SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0 }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn request_tile_state() -> bool {
+    false
+}
+
+/// The tile configuration (palette 1): tiles 0 - 3 the sums (16 rows of 16 f32), 4 - 5 the
+/// left operand (16 rows of 32 bf16), 6 - 7 the right operand (16 pairs of 16 columns), all
+/// 16 rows of 64 bytes.
+#[repr(C, align(64))]
+struct TileConfig([u8; 64]);
+
+impl TileConfig {
+    fn new() -> Self {
+        let mut bytes = [0u8; 64];
+        bytes[0] = 1;
+        for tile in 0..8 {
+            bytes[16 + 2 * tile] = 64;
+            bytes[48 + tile] = 16;
+        }
+        Self(bytes)
+    }
+}
+
+/// `dst (+)= round(lhs) rhs` for `[m, n, k]`, `rhs` packed by `pack_rhs`.
+///
+/// # Safety
+/// As `product_bf16`, for a depth `k` above 0, with [`available`] true.
+pub(super) unsafe fn product<A: Element>(
+    [m, n, k]: [usize; 3],
+    dst: Output,
+    lhs: Operand<A>,
+    rhs: PairPanels<'_>,
+) {
+    let parallel = parallel([m, n, k]);
+    let out = SharedMut(dst.0);
+    let config = TileConfig::new();
+    let block = |first_row: usize| {
+        let rows = MC.min(m - first_row);
+        let mut lhs_packed = Vec::new();
+        let mut sums = [0f32; TILE_BLOCK * TILE_BLOCK];
+        // SAFETY: the configuration is valid for palette 1; the tiles are released below, before
+        // this task ends, so no other task on this thread sees them configured.
+        unsafe { asm!("ldtilecfg [{}]", in(reg) config.0.as_ptr(), options(nostack)) };
+        for first_depth in (0..k).step_by(KC) {
+            let depths = KC.min(k - first_depth);
+            let row_pairs = depths.div_ceil(2).next_multiple_of(PAIR_ALIGN);
+            let block = LhsBlock {
+                first: [first_row, first_depth],
+                size: [rows, depths],
+                padded_rows: rows.next_multiple_of(TILE_BLOCK),
+                row_pairs,
+            };
+            pack_lhs(lhs, block, &mut lhs_packed);
+            let accumulate = dst.2 || first_depth > 0;
+            for first_col in (0..n).step_by(TILE_BLOCK) {
+                let (panel, within) = (first_col / NR, first_col % NR);
+                let rhs_block = &rhs.pairs[panel * rhs.stride + first_depth / 2 * NR + within..];
+                for tile_row in (0..rows).step_by(TILE_BLOCK) {
+                    let lhs_rows = &lhs_packed[tile_row * row_pairs..];
+                    // SAFETY: `lhs_rows` holds 32 rows of `row_pairs` pairs (the block is padded
+                    // to whole tiles), `rhs_block` `row_pairs` rows of the panel from column
+                    // `within` (panels are padded to `NR` columns and to `PAIR_ALIGN` pairs).
+                    unsafe { tile_block(row_pairs, lhs_rows, rhs_block, &mut sums) };
+                    let row = first_row + tile_row;
+                    let size = [TILE_BLOCK.min(m - row), TILE_BLOCK.min(n - first_col)];
+                    // SAFETY: the block's outputs lie inside `dst`, in this task's rows.
+                    unsafe {
+                        let at = out.add(row * dst.1 as usize + first_col);
+                        store_tile(&sums, TILE_BLOCK, size, at, dst.1, accumulate);
+                    }
+                }
+            }
+        }
+        // SAFETY: releases the configuration loaded above.
+        unsafe { asm!("tilerelease", options(nostack)) };
+    };
+    if parallel {
+        (0..m).into_par_iter().step_by(MC).for_each(block);
+    } else {
+        (0..m).step_by(MC).for_each(block);
+    }
+}
+
+/// `sums = lhs rhs` for a `32 x 32` block over `pairs` depth pairs (a multiple of
+/// `PAIR_ALIGN`): `lhs` 32 rows of `pairs` pairs, `rhs` `pairs` rows of `NR` pairs of which the
+/// first 32 are used; `sums` row-major, 32 per row.
+///
+/// # Safety
+/// The tiles are configured as [`TileConfig`] says; the operands hold what is described.
+unsafe fn tile_block(pairs: usize, lhs: &[u32], rhs: &[u32], sums: &mut [f32]) {
+    debug_assert!(pairs.is_multiple_of(PAIR_ALIGN));
+    debug_assert!(lhs.len() >= TILE_BLOCK * pairs && sums.len() >= TILE_BLOCK * TILE_BLOCK);
+    debug_assert!(pairs == 0 || rhs.len() >= (pairs - 1) * NR + TILE_BLOCK);
+    let lhs_stride = pairs * 4;
+    let rhs_stride = NR * 4;
+    // SAFETY: zeroes the four sum tiles.
+    unsafe {
+        asm!(
+            "tilezero tmm0",
+            "tilezero tmm1",
+            "tilezero tmm2",
+            "tilezero tmm3",
+            options(nostack, nomem)
+        )
+    };
+    for step in (0..pairs).step_by(PAIR_ALIGN) {
+        let top = lhs.as_ptr().wrapping_add(step);
+        let bottom = top.wrapping_add(16 * pairs);
+        let left = rhs.as_ptr().wrapping_add(step * NR);
+        let right = left.wrapping_add(16);
+        // SAFETY: each load reads 16 rows of 64 bytes inside its operand (the promise); the
+        // products touch the tiles only. The tiles live across the asm blocks: the compiler
+        // allocates no tile registers of its own.
+        unsafe {
+            asm!(
+                "tileloadd tmm4, [{top} + {lhs_stride} * 1]",
+                "tileloadd tmm5, [{bottom} + {lhs_stride} * 1]",
+                "tileloadd tmm6, [{left} + {rhs_stride} * 1]",
+                "tileloadd tmm7, [{right} + {rhs_stride} * 1]",
+                "tdpbf16ps tmm0, tmm4, tmm6",
+                "tdpbf16ps tmm1, tmm4, tmm7",
+                "tdpbf16ps tmm2, tmm5, tmm6",
+                "tdpbf16ps tmm3, tmm5, tmm7",
+                top = in(reg) top,
+                bottom = in(reg) bottom,
+                left = in(reg) left,
+                right = in(reg) right,
+                lhs_stride = in(reg) lhs_stride,
+                rhs_stride = in(reg) rhs_stride,
+                options(nostack, readonly)
+            )
+        };
+    }
+    let stride = TILE_BLOCK * 4;
+    let at = sums.as_mut_ptr();
+    // SAFETY: each store writes 16 rows of 64 bytes inside `sums` (32 x 32 f32).
+    unsafe {
+        asm!(
+            "tilestored [{top_left} + {stride} * 1], tmm0",
+            "tilestored [{top_right} + {stride} * 1], tmm1",
+            "tilestored [{bottom_left} + {stride} * 1], tmm2",
+            "tilestored [{bottom_right} + {stride} * 1], tmm3",
+            top_left = in(reg) at,
+            top_right = in(reg) at.wrapping_add(16),
+            bottom_left = in(reg) at.wrapping_add(16 * TILE_BLOCK),
+            bottom_right = in(reg) at.wrapping_add(16 * TILE_BLOCK + 16),
+            stride = in(reg) stride,
+            options(nostack)
+        )
+    };
+}
