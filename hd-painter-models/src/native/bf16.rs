@@ -297,33 +297,80 @@ fn pack_rhs<T: Element>(rhs: Operand<T>, [k, n]: [usize; 2], parallel: bool) -> 
     let fill = |(panel, out): (usize, &mut [u32])| {
         let first = panel * NR;
         let cols = NR.min(n - first);
-        for (p, row) in out.chunks_exact_mut(NR).enumerate().take(k.div_ceil(2)) {
-            let (even, odd) = (2 * p, 2 * p + 1);
-            // SAFETY: rows `even` (and `odd` where it is below `k`) and columns
-            // `first..first + cols` lie inside `k x n`.
-            let bits = |r: usize, c: usize| unsafe { rhs.at(r, first + c) }.bf16_bits();
-            if odd < k {
-                for (c, slot) in row[..cols].iter_mut().enumerate() {
-                    *slot = pair(bits(even, c), bits(odd, c));
-                }
-            } else {
-                for (c, slot) in row[..cols].iter_mut().enumerate() {
-                    *slot = pair(bits(even, c), 0);
-                }
-            }
+        let mut rows = [Vec::new(), Vec::new()];
+        for (p, out) in out.chunks_exact_mut(NR).enumerate().take(k.div_ceil(2)) {
+            // SAFETY: rows `2p` and `2p + 1` (where it is below `k`) and the panel's columns lie
+            // inside `k x n`.
+            let [even, odd] = &mut rows;
+            let even = unsafe { rhs.run(2 * p, first, cols, even) };
+            let odd = (2 * p + 1 < k).then(|| unsafe { rhs.run(2 * p + 1, first, cols, odd) });
+            interleave(&mut out[..cols], even, odd);
         }
     };
+    if parallel {
+        packed.par_chunks_mut(pairs * NR).enumerate().for_each(fill);
+    } else {
+        packed.chunks_mut(pairs * NR).enumerate().for_each(fill);
+    }
+    packed
+}
+
+impl<T: Element> Operand<T> {
+    /// Columns `first..first + len` of row `row`: the elements themselves where they are
+    /// adjacent, else gathered into `buffer`.
+    ///
+    /// # Safety
+    /// The elements lie inside the operand, and stay unchanged while the slice is used.
+    unsafe fn run<'a>(self, row: usize, first: usize, len: usize, buffer: &'a mut Vec<T>) -> &'a [T] {
+        if self.2 == 1 {
+            // SAFETY: the caller's promise; adjacent elements form a slice.
+            unsafe { std::slice::from_raw_parts(self.0.offset(row as isize * self.1 + first as isize), len) }
+        } else {
+            buffer.clear();
+            // SAFETY: the caller's promise.
+            buffer.extend((first..first + len).map(|c| unsafe { self.at(row, c) }));
+            buffer
+        }
+    }
+}
+
+/// `out[c] = (even[c], odd[c])` rounded to bf16 pairs, `odd` zero where absent.
+fn interleave<T: Element>(out: &mut [u32], even: &[T], odd: Option<&[T]>) {
     super::vectorised(
         #[inline(always)]
-        || {
-            if parallel {
-                packed.par_chunks_mut(pairs * NR).enumerate().for_each(fill);
-            } else {
-                packed.chunks_mut(pairs * NR).enumerate().for_each(fill);
+        || match odd {
+            Some(odd) => {
+                for ((slot, a), b) in out.iter_mut().zip(even).zip(odd) {
+                    *slot = pair(a.bf16_bits(), b.bf16_bits());
+                }
+            }
+            None => {
+                for (slot, a) in out.iter_mut().zip(even) {
+                    *slot = pair(a.bf16_bits(), 0);
+                }
             }
         },
     );
-    packed
+}
+
+/// `out[p] = (values[2p], values[2p + 1])` rounded to bf16 pairs, the last one's second half
+/// zero for an odd length.
+fn pairs_of<T: Element>(out: &mut [u32], values: &[T]) {
+    super::vectorised(
+        #[inline(always)]
+        || {
+            let whole = values.chunks_exact(2);
+            let last = whole.remainder().first().copied();
+            let mut slots = out.iter_mut();
+            // `whole` first: a `zip` that ends takes one more item from its first iterator.
+            for (two, slot) in whole.zip(slots.by_ref()) {
+                *slot = pair(two[0].bf16_bits(), two[1].bf16_bits());
+            }
+            if let (Some(slot), Some(last)) = (slots.next(), last) {
+                *slot = pair(last.bf16_bits(), 0);
+            }
+        },
+    );
 }
 
 /// A block of the left operand: rows `first_row..first_row + rows` and depths
@@ -345,23 +392,12 @@ fn pack_lhs<T: Element>(lhs: Operand<T>, block: LhsBlock, out: &mut Vec<u32>) {
     if block.row_pairs == 0 {
         return;
     }
-    super::vectorised(
-        #[inline(always)]
-        || {
-            for (i, row) in out.chunks_exact_mut(block.row_pairs).take(rows).enumerate() {
-                let r = first_row + i;
-                // SAFETY: row `r` and the block's depths lie inside `m x k`.
-                let bits = |d: usize| unsafe { lhs.at(r, first_depth + d) }.bf16_bits();
-                let whole = depths / 2;
-                for (p, slot) in row[..whole].iter_mut().enumerate() {
-                    *slot = pair(bits(2 * p), bits(2 * p + 1));
-                }
-                if depths % 2 == 1 {
-                    row[whole] = pair(bits(depths - 1), 0);
-                }
-            }
-        },
-    );
+    let mut buffer = Vec::new();
+    for (i, row) in out.chunks_exact_mut(block.row_pairs).take(rows).enumerate() {
+        // SAFETY: row `first_row + i` and the block's depths lie inside `m x k`.
+        let values = unsafe { lhs.run(first_row + i, first_depth, depths, &mut buffer) };
+        pairs_of(row, values);
+    }
 }
 
 /// Adds (`accumulate`) or writes a tile of sums `sums` (`rows x cols` of it used, row stride
