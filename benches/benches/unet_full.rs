@@ -3,8 +3,10 @@
 //! PyTorch's output on the same weights, one guided step (batch 2 at a 64x64 latent), one
 //! unguided step (batch 1) and peak RSS; then batch 1 again with the weights and activations in
 //! f16 and bf16 (`with_dtype`, `batch1_f16`, `batch1_bf16`) and with the weights stored in them,
-//! computing in f32 (`with_weight_dtype`, `batch1_f16_weights`, `batch1_bf16_weights`), each with
-//! its parity against PyTorch's f32 output.
+//! computing in f32 (`with_weight_dtype`, `batch1_f16_weights`, `batch1_bf16_weights`, and
+//! `batch2_bf16_weights`: bf16 weights multiply in bf16), each with its parity against PyTorch's
+//! f32 output. `cargo bench ... -- bf16_weights` runs those rows only (the parity lines print for
+//! every variant).
 //!
 //! ```text
 //! ~/.cache/hd-painter/venv/bin/python tools/reference/full_size.py
@@ -95,6 +97,13 @@ fn unet_step(c: &mut Criterion) {
         group.bench_function(format!("batch1_{name}"), |b| {
             b.iter(|| hd_painter_benches::settle(run_on(&reduced, sample1.clone(), &context1)))
         });
+        // bf16 weights multiply in bf16 (AMX / AVX512-BF16 where the CPU has them): the CFG
+        // step too, against PyTorch's bf16 model.
+        if name == "bf16_weights" {
+            group.bench_function(format!("batch2_{name}"), |b| {
+                b.iter(|| hd_painter_benches::settle(run_on(&reduced, sample.clone(), &context)))
+            });
+        }
     }
     group.finish();
 }

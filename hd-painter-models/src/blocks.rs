@@ -309,9 +309,8 @@ impl SpatialSelfAttention {
         let split = |t: Tensor<3>| t.reshape([b, h * w, heads, c / heads]).swap_dims(1, 2);
         let q = split(native::linear(&self.to_q, tokens.clone()));
         let k = split(native::linear(&self.to_k, tokens.clone()));
-        let products = native::products_for(&self.to_q.weight, &tokens);
         let v = split(native::linear(&self.to_v, tokens));
-        let o = native::with_products(products, || chunked_attention(q, k, v, self.score_budget))
+        let o = chunked_attention(q, k, v, self.score_budget)
             .swap_dims(1, 2)
             .reshape([b, h * w, c]);
         let o = native::linear(&self.to_out, o)

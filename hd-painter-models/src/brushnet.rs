@@ -274,16 +274,15 @@ impl BrushNetModel {
         conditioning_scale: f64,
     ) -> Result<UnetResiduals> {
         let f = self.features(sample, timesteps, context, condition)?;
+        let conv = |c: &Conv2d, x: Tensor<4>| {
+            native::with_products(self.trunk.products(), || native::conv(c, x))
+        };
         let apply = |convs: &[Conv2d], xs: Vec<Tensor<4>>| -> Vec<Tensor<4>> {
-            convs
-                .iter()
-                .zip(xs)
-                .map(|(c, x)| native::conv(c, x))
-                .collect()
+            convs.iter().zip(xs).map(|(c, x)| conv(c, x)).collect()
         };
         Ok(UnetResiduals {
             down: apply(&self.brushnet_down_blocks, f.down),
-            mid: native::conv(&self.brushnet_mid_block, f.mid),
+            mid: conv(&self.brushnet_mid_block, f.mid),
             up: apply(&self.brushnet_up_blocks, f.up),
         }
         .scaled(conditioning_scale))

@@ -420,6 +420,11 @@ impl AutoencoderKl {
 
     /// The encoder and `quant_conv`: mean and log-variance, concatenated on the channels.
     fn moments(&self, images: Tensor<4>) -> Tensor<4> {
+        let products = native::products_of(self.dtype(), self.compute_dtype);
+        native::with_products(products, || self.run_encoder(images))
+    }
+
+    fn run_encoder(&self, images: Tensor<4>) -> Tensor<4> {
         let e = &self.encoder;
         let mut x = native::conv(&e.conv_in, images.cast(self.compute_dtype));
         for level in &e.down_blocks {
@@ -437,6 +442,11 @@ impl AutoencoderKl {
 
     /// `post_quant_conv` and the decoder.
     fn decoded(&self, latents: Tensor<4>) -> Tensor<4> {
+        let products = native::products_of(self.dtype(), self.compute_dtype);
+        native::with_products(products, || self.run_decoder(latents))
+    }
+
+    fn run_decoder(&self, latents: Tensor<4>) -> Tensor<4> {
         let d = &self.decoder;
         let latents = latents.cast(self.compute_dtype);
         let mut x = native::conv(&d.conv_in, native::conv(&self.post_quant_conv, latents));

@@ -8,7 +8,8 @@ fp32 on this machine the way benches/benches/unet_full.rs times ours.
 OUT_DIR defaults to ~/.cache/hd-painter/full; the benchmark reads HD_PAINTER_FULL_DIR. With
 --half it also times batch 1 with the model in bfloat16 (median of 3 after a first call), with
 --f16 in float16 (one run: on this CPU PyTorch's float16 step did not finish in 10 minutes), and
-prints their distance to the f32 output, as the benchmark does for its reduced-precision paths.
+prints their distance to the f32 output, as the benchmark does for its reduced-precision paths;
+bfloat16 is also timed at batch 2 (the CFG step).
 """
 
 import copy
@@ -90,6 +91,11 @@ def main():
                 timing = f"{first:.2f} s (one run)"
         err = np.abs(got.float().numpy() - output[:1]).max()
         print(f"  {dtype}: batch 1 {timing}, max |diff| to f32 {err:.3e} (relative {err / max(scale, 1.0):.3e})")
+        if dtype == torch.bfloat16:
+            both = (args[0].to(dtype), args[1])
+            with torch.no_grad():
+                seconds2 = median_time(lambda: half(*both, encoder_hidden_states=ctx.to(dtype)), 3)
+            print(f"  {dtype}: batch 2 {seconds2:.2f} s (median of 3)")
 
 
 if __name__ == "__main__":

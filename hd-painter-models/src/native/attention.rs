@@ -215,12 +215,7 @@ impl<'a> View<'a> {
 }
 
 /// The attention of [`flex_attention`], with its two products in `products`' arithmetic.
-fn attention_f32(
-    q: &FlexTensor,
-    k: &FlexTensor,
-    v: &FlexTensor,
-    products: Products,
-) -> FlexTensor {
+fn attention_f32(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, products: Products) -> FlexTensor {
     let ([batch, heads, queries, dim], keys, value_dim) = (dims(q), dims(k)[2], dims(v)[3]);
     let (qv, kv, vv) = (View::new(q), View::new(k), View::new(v));
     let scale = 1.0 / (dim as f32).sqrt();

@@ -321,10 +321,21 @@ impl<T: Element> Operand<T> {
     ///
     /// # Safety
     /// The elements lie inside the operand, and stay unchanged while the slice is used.
-    unsafe fn run<'a>(self, row: usize, first: usize, len: usize, buffer: &'a mut Vec<T>) -> &'a [T] {
+    unsafe fn run<'a>(
+        self,
+        row: usize,
+        first: usize,
+        len: usize,
+        buffer: &'a mut Vec<T>,
+    ) -> &'a [T] {
         if self.2 == 1 {
             // SAFETY: the caller's promise; adjacent elements form a slice.
-            unsafe { std::slice::from_raw_parts(self.0.offset(row as isize * self.1 + first as isize), len) }
+            unsafe {
+                std::slice::from_raw_parts(
+                    self.0.offset(row as isize * self.1 + first as isize),
+                    len,
+                )
+            }
         } else {
             buffer.clear();
             // SAFETY: the caller's promise.

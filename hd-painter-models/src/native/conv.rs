@@ -21,8 +21,8 @@ use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
 
 use super::{
-    Operand, Output, Products, SharedMut, dims, elements, flex_f32, flex_f32_untracked,
-    product_in, record, register_input_gradient,
+    Operand, Output, Products, SharedMut, dims, elements, flex_f32, flex_f32_untracked, product_in,
+    record, register_input_gradient,
 };
 
 /// Output positions per band (whole rows, at least one): enough columns for the GEMM to reuse
@@ -151,7 +151,13 @@ impl Backward<Flex, 1> for InputGradient {
             let flipped = Self::flipped(&weight);
             let geometry = Geometry::new(dims(&grad), dims(&flipped), &options)
                 .expect("the gradient's convolution is valid where the forward one was");
-            conv2d_f32(&grad.to_contiguous(), &flipped, None, &geometry, Products::F32)
+            conv2d_f32(
+                &grad.to_contiguous(),
+                &flipped,
+                None,
+                &geometry,
+                Products::F32,
+            )
         });
     }
 }
@@ -400,7 +406,8 @@ mod tests {
             let x = Tensor::<4>::random(x_dims, normal, &device);
             let weight = Tensor::<4>::random(w_dims, normal, &device);
             let bias = with_bias.then(|| Tensor::<1>::random([w_dims[0]], normal, &device));
-            let got = conv2d(&x, &weight, bias.as_ref(), &options, Products::F32).expect("f32 on flex");
+            let got =
+                conv2d(&x, &weight, bias.as_ref(), &options, Products::F32).expect("f32 on flex");
             let want = burn_conv2d(x, weight, bias, options);
             assert_eq!(got.dims(), want.dims(), "{x_dims:?} {w_dims:?}");
             let diff = max_difference(got, want);

@@ -227,7 +227,14 @@ mod tests {
             )
             .is_none()
         );
-        assert!(linear(&layer, &x.clone().cast(burn::tensor::FloatDType::F16), Products::F32).is_none());
+        assert!(
+            linear(
+                &layer,
+                &x.clone().cast(burn::tensor::FloatDType::F16),
+                Products::F32
+            )
+            .is_none()
+        );
         assert!(linear(&layer, &Tensor::zeros([1, 2, 5], &device), Products::F32).is_none());
         assert!(linear(&layer, &x, Products::F32).is_some());
         let mut wrong_bias = layer.clone();

@@ -35,9 +35,10 @@ use burn::tensor::activation::{gelu, silu};
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{DType, FloatDType, Tensor};
 
-/// `layer.forward(x)`, through the native convolution where it applies.
+/// `layer.forward(x)`, through the native convolution where it applies, multiplying in this
+/// thread's [`Products`].
 pub(crate) fn conv(layer: &Conv2d, x: Tensor<4>) -> Tensor<4> {
-    let products = products_for(&layer.weight, &x);
+    let products = bf16::products();
     let layer = &*params_in(layer, x.dtype());
     let padding = match layer.padding {
         PaddingConfig2d::Explicit(top, left, bottom, right) => [(top, bottom), (left, right)],
@@ -76,9 +77,10 @@ fn native_norm(layer: &GroupNorm, x: &Tensor<4>, silu: bool) -> Option<Tensor<4>
     )
 }
 
-/// `layer.forward(x)` for a linear layer, natively where it applies.
+/// `layer.forward(x)` for a linear layer, natively where it applies, multiplying in this
+/// thread's [`Products`].
 pub(crate) fn linear(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
-    let products = products_for(&layer.weight, &x);
+    let products = bf16::products();
     let layer = &*params_in(layer, x.dtype());
     native(
         &x,
@@ -102,15 +104,14 @@ fn burn_geglu(h: Tensor<3>) -> Tensor<3> {
     a * gelu(h.slice([0..b, 0..n, half..2 * half]))
 }
 
-/// The products of a layer whose weight is `weight` applied to `x`: [`Products::Bf16`] where
-/// the weights are stored in bf16 and the activations are f32 (`with_weight_dtype(BF16)`), as
-/// PyTorch multiplies a bf16 model; f32 otherwise. (Weights stored in f16 widen exactly and
-/// multiply in f32: these CPUs have no f16 dot product that sums in f32.)
-pub(crate) fn products_for<const D: usize, const E: usize>(
-    weight: &Param<Tensor<D>>,
-    x: &Tensor<E>,
-) -> Products {
-    if weight.val().dtype() == DType::BF16 && x.dtype() == DType::F32 {
+/// How a model whose weights are stored in `weights` and whose activations are computed in
+/// `compute` multiplies: [`Products::Bf16`] for bf16 weights computing in f32
+/// (`with_weight_dtype(BF16)`), as PyTorch multiplies a bf16 model; f32 otherwise. (Weights
+/// stored in f16 widen exactly and multiply in f32: these CPUs have no f16 product that sums in
+/// f32.) Each model's forward runs under [`with_products`] with it, so every layer inside,
+/// including an attention processor's, multiplies alike.
+pub(crate) fn products_of(weights: FloatDType, compute: FloatDType) -> Products {
+    if weights == FloatDType::BF16 && compute == FloatDType::F32 {
         Products::Bf16
     } else {
         Products::F32

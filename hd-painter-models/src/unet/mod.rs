@@ -123,6 +123,11 @@ impl Unet2DConditionModel {
         self.with_precision(dtype, FloatDType::F32)
     }
 
+    /// How this model's layers multiply (see `native::products_of`).
+    pub(crate) fn products(&self) -> native::Products {
+        native::products_of(self.dtype(), self.compute_dtype)
+    }
+
     /// The dtype of the weights (f32 unless [`with_dtype`](Self::with_dtype) or
     /// [`with_weight_dtype`](Self::with_weight_dtype) changed it).
     pub fn dtype(&self) -> FloatDType {
@@ -232,9 +237,9 @@ impl Unet2DConditionModel {
     /// The output head: group norm, SiLU, `conv_out`; the prediction in f32.
     fn head(&self, x: Tensor<4>) -> Result<Tensor<4>> {
         match (&self.conv_norm_out, &self.conv_out) {
-            (Some(norm), Some(conv)) => {
-                Ok(native::conv(conv, native::group_norm_silu(norm, x)).cast(FloatDType::F32))
-            }
+            (Some(norm), Some(conv)) => Ok(native::with_products(self.products(), || {
+                native::conv(conv, native::group_norm_silu(norm, x)).cast(FloatDType::F32)
+            })),
             _ => Err(ModelsError::Incompatible {
                 what: "UNet output".into(),
                 reason: "a branch without output head has no noise prediction".into(),
@@ -261,14 +266,18 @@ impl Unet2DConditionModel {
         let sample = sample.cast(dtype);
         let context = &context.clone().cast(dtype);
         let emb = &self.embedding(timesteps, class_labels, &sample.device())?;
-        let mut call = Call {
+        let call = Call {
             emb,
             context,
             timesteps,
             processor,
             tap,
         };
+        native::with_products(self.products(), || self.levels(sample, call))
+    }
 
+    /// The walk's levels (see [`walk`](Self::walk)).
+    fn levels(&self, sample: Tensor<4>, mut call: Call<'_>) -> Result<Tensor<4>> {
         let x = native::conv(&self.conv_in, sample);
         let mut skips = vec![x.clone()];
         let mut x = (call.tap)(Site::Down, x)?;

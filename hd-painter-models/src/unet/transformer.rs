@@ -64,8 +64,6 @@ impl Attention {
         } else {
             x.clone()
         };
-        // The processor's products follow the projections' (bf16 for bf16-stored weights).
-        let products = native::products_for(&self.to_q.weight, &x);
         let q = self.split_heads(native::linear(&self.to_q, x));
         let k = self.split_heads(native::linear(&self.to_k, source.clone()));
         let v = self.split_heads(native::linear(&self.to_v, source));
@@ -81,7 +79,7 @@ impl Attention {
             timesteps,
             block,
         };
-        self.merge_heads(native::with_products(products, || p.attend(&site, q, k, v)))
+        self.merge_heads(p.attend(&site, q, k, v))
     }
 
     /// `[batch, tokens, heads * dim]` -> `[batch, heads, tokens, dim]`.

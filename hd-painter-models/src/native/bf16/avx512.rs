@@ -138,4 +138,3 @@ unsafe fn micro_kernel(pairs: usize, lhs: &[u32], rhs: &[u32], tile: Tile) {
         }
     }
 }
-

@@ -86,12 +86,7 @@ fn round(x: f32) -> f64 {
 
 /// Checks `product` (one of the two implementations) against the f64 product of the rounded
 /// operands, within the f32 summation bound `k u sum |a b|` (u = 2^-24) for any order.
-fn check(
-    name: &str,
-    kernel: Option<Kernel>,
-    [m, n, k]: [usize; 3],
-    [lhs_t, rhs_t]: [bool; 2],
-) {
+fn check(name: &str, kernel: Option<Kernel>, [m, n, k]: [usize; 3], [lhs_t, rhs_t]: [bool; 2]) {
     let lhs = Strided::new(m, k, lhs_t, 1 + (m * k) as u64);
     let rhs = Strided::new(k, n, rhs_t, 2 + (k * n) as u64);
     for accumulate in [false, true] {
@@ -105,7 +100,11 @@ fn check(
             for c in 0..n {
                 let terms = (0..k).map(|d| round(lhs.at(r, d)) * round(rhs.at(d, c)));
                 let (exact, magnitude) = terms.fold((0.0, 0.0), |(s, a), t| (s + t, a + t.abs()));
-                let base = if accumulate { f64::from(start[r * n + c]) } else { 0.0 };
+                let base = if accumulate {
+                    f64::from(start[r * n + c])
+                } else {
+                    0.0
+                };
                 let got = f64::from(out[r * n + c]);
                 let bound = (k + 1) as f64 * 2f64.powi(-24) * (magnitude + base.abs()) + 1e-30;
                 assert!(
