@@ -443,4 +443,6 @@ unsafe fn store_tile(
 }
 
 #[cfg(test)]
+mod layer_tests;
+#[cfg(test)]
 mod tests;

@@ -21,8 +21,8 @@ use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
 
 use super::{
-    Operand, Output, Products, SharedMut, dims, elements, flex_f32, flex_f32_untracked, product_in,
-    record, register_input_gradient,
+    Operand, Output, Products, SharedMut, Weights, dims, elements, flex_f32, flex_f32_untracked,
+    flex_weight, product_in, record, register_input_gradient,
 };
 
 /// Output positions per band (whole rows, at least one): enough columns for the GEMM to reuse
@@ -45,7 +45,8 @@ pub(crate) fn conv2d(
     options: &ConvOptions<2>,
     products: Products,
 ) -> Option<Tensor<4>> {
-    let [x_t, weight_t] = flex_f32([x, weight])?;
+    let [x_t] = flex_f32([x])?;
+    let weight_t = flex_weight(weight, products)?;
     let bias = match bias {
         Some(b) => Some(flex_f32([b])?[0].to_contiguous()),
         None => None,
@@ -53,7 +54,7 @@ pub(crate) fn conv2d(
     let geometry = Geometry::new(x.dims(), weight.dims(), options)?;
     let out = conv2d_f32(
         &x_t.to_contiguous(),
-        &weight_t.to_contiguous(),
+        Weights::of(&weight_t)?,
         bias.as_ref().map(elements),
         &geometry,
         products,
@@ -85,7 +86,7 @@ pub(crate) fn conv2d_tracked(
     }
     let out = conv2d_f32(
         &x_ad.primitive().to_contiguous(),
-        &weight_t,
+        Weights::F32(elements(&weight_t)),
         bias.as_ref().map(elements),
         &geometry,
         products,
@@ -153,7 +154,7 @@ impl Backward<Flex, 1> for InputGradient {
                 .expect("the gradient's convolution is valid where the forward one was");
             conv2d_f32(
                 &grad.to_contiguous(),
-                &flipped,
+                Weights::F32(elements(&flipped)),
                 None,
                 &geometry,
                 Products::F32,
@@ -280,12 +281,12 @@ impl Geometry {
 
 fn conv2d_f32(
     x: &FlexTensor,
-    weight: &FlexTensor,
+    weights: Weights<'_>,
     bias: Option<&[f32]>,
     g: &Geometry,
     products: Products,
 ) -> FlexTensor {
-    let (input, weights) = (elements(x), elements(weight));
+    let input = elements(x);
     let positions = g.out_height * g.out_width;
     let image_len = g.channels * g.height * g.width;
     let depth = g.depth();
@@ -311,7 +312,7 @@ fn conv2d_f32(
             }
         }
         let output = Output(band_out, positions as isize, bias.is_some());
-        let lhs = Operand(weights.as_ptr(), depth as isize, 1);
+        let lhs = weights.operand([depth as isize, 1]);
         if g.is_pointwise() {
             let rhs = Operand(image[first..].as_ptr(), positions as isize, 1);
             // SAFETY: `lhs` is the `outputs x depth` weights, `rhs` columns `first..first + n`

@@ -14,8 +14,8 @@ use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
 use super::{
-    Operand, Output, Products, elements, flex_f32, flex_f32_untracked, product_in, record,
-    register_input_gradient,
+    Operand, Output, Products, Weights, elements, flex_f32, flex_f32_untracked, flex_weight,
+    product_in, record, register_input_gradient,
 };
 
 /// `layer.forward(x)` for `x` `[batch, tokens, in]` with the native kernel, when `x` and the
@@ -23,7 +23,7 @@ use super::{
 /// `products` says how the forward multiplies.
 pub(crate) fn linear(layer: &Linear, x: &Tensor<3>, products: Products) -> Option<Tensor<3>> {
     let [x_t] = flex_f32([x])?;
-    let params = Params::new(layer, x)?;
+    let params = Params::new(layer, x, products)?;
     Some(Tensor::from_primitive::<Flex>(params.apply(&x_t, products)))
 }
 
@@ -39,7 +39,7 @@ pub(crate) fn linear_tracked(
     if x_ad.primitive().dtype() != DType::F32 {
         return None;
     }
-    let params = Params::new(layer, x)?;
+    let params = Params::new(layer, x, Products::F32)?;
     let out = params.apply(x_ad.primitive(), products);
     Some(record(InputGradient, [x_ad.node()], out, |_| params.weight))
 }
@@ -53,13 +53,15 @@ struct Params {
 impl Params {
     /// `None` unless the parameters are untracked f32 flex tensors, `x`'s last axis is the
     /// layer's input size and the bias its output size (burn's forward reports a mismatch).
-    fn new(layer: &Linear, x: &Tensor<3>) -> Option<Self> {
+    /// `products` bf16 admits a bf16 weight as stored (see `weights_in`).
+    fn new(layer: &Linear, x: &Tensor<3>, products: Products) -> Option<Self> {
         let [inputs, outputs] = layer.weight.dims();
         let bias_fits = layer.bias.as_ref().is_none_or(|b| b.dims() == [outputs]);
         if inputs != x.dims()[2] || !bias_fits {
             return None;
         }
-        let weight = flex_f32_untracked(&layer.weight.val())?.to_contiguous();
+        let weight = flex_weight(&layer.weight.val(), products)?;
+        Weights::of(&weight)?;
         let bias = match &layer.bias {
             Some(b) => Some(flex_f32_untracked(&b.val())?.to_contiguous()),
             None => None,
@@ -71,7 +73,7 @@ impl Params {
         let shape = self.weight.layout().shape();
         let [inputs, outputs] = [shape[0], shape[1]];
         let weight = Matrix {
-            data: elements(&self.weight),
+            data: Weights::of(&self.weight).expect("`new` checked the weight's dtype"),
             size: [inputs, outputs],
             strides: [outputs as isize, 1],
         };
@@ -81,7 +83,7 @@ impl Params {
 
 /// A matrix in a contiguous buffer, read through its strides.
 struct Matrix<'a> {
-    data: &'a [f32],
+    data: Weights<'a>,
     /// Rows, columns.
     size: [usize; 2],
     /// Row stride, column stride.
@@ -116,7 +118,7 @@ fn multiply(
         // of `out`, which nothing else touches.
         unsafe {
             let x_op = Operand(data.as_ptr().offset(first), strides[1], strides[2]);
-            let m_op = Operand(m.data.as_ptr(), m.strides[0], m.strides[1]);
+            let m_op = m.data.operand(m.strides);
             let dst = Output(
                 out[b * tokens * n..].as_mut_ptr(),
                 n as isize,
@@ -141,7 +143,7 @@ impl Backward<Flex, 1> for InputGradient {
             let shape = weight.layout().shape();
             let [inputs, outputs] = [shape[0], shape[1]];
             let transposed = Matrix {
-                data: elements(&weight),
+                data: Weights::F32(elements(&weight)),
                 size: [outputs, inputs],
                 strides: [1, outputs as isize],
             };

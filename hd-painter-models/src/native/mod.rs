@@ -39,11 +39,13 @@ use burn::tensor::{DType, FloatDType, Tensor};
 /// thread's [`Products`].
 pub(crate) fn conv(layer: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let products = bf16::products();
-    let layer = &*params_in(layer, x.dtype());
+    let burns = |x: Tensor<4>| params_in(layer, x.dtype()).forward(x);
+    let keep = keeps_bf16_weight(&layer.weight, &x, products);
+    let layer = &*weights_in(layer, keep, x.dtype(), |l| &mut l.bias);
     let padding = match layer.padding {
         PaddingConfig2d::Explicit(top, left, bottom, right) => [(top, bottom), (left, right)],
         PaddingConfig2d::Valid => [(0, 0), (0, 0)],
-        PaddingConfig2d::Same => return layer.forward(x),
+        PaddingConfig2d::Same => return burns(x),
     };
     let options =
         ConvOptions::new_with_padding(layer.stride, padding, layer.dilation, layer.groups);
@@ -54,7 +56,38 @@ pub(crate) fn conv(layer: &Conv2d, x: Tensor<4>) -> Tensor<4> {
         || conv::conv2d(&x, &weight, bias.as_ref(), &options, products),
         || conv::conv2d_tracked(&x, &weight, bias.as_ref(), &options, products),
     )
-    .unwrap_or_else(|| layer.forward(x))
+    .unwrap_or_else(|| burns(x))
+}
+
+/// Whether a layer keeps its `weight` as stored for input `x`: bf16 weights with bf16 products on
+/// a plain device (f32 activations), where the kernels read bf16 directly instead of a widened
+/// copy made at every call. (On an autodiff device the recorded backwards take f32 weights.)
+fn keeps_bf16_weight<const D: usize, const E: usize>(
+    weight: &Param<Tensor<D>>,
+    x: &Tensor<E>,
+    products: Products,
+) -> bool {
+    products == Products::Bf16
+        && x.dtype() == DType::F32
+        && !x.device().is_autodiff()
+        && weight.val().dtype() == DType::BF16
+}
+
+/// `layer` with its parameters in `dtype` ([`params_in`]); where `keep_weight`, its weight as
+/// stored and only its `bias` cast.
+fn weights_in<M: Module>(
+    layer: &M,
+    keep_weight: bool,
+    dtype: DType,
+    bias: impl FnOnce(&mut M) -> &mut Option<Param<Tensor<1>>>,
+) -> Cow<'_, M> {
+    if !keep_weight {
+        return params_in(layer, dtype);
+    }
+    let mut kept = layer.clone();
+    let bias = bias(&mut kept);
+    *bias = bias.take().map(|b| b.map(|t| cast(t, dtype.into())));
+    Cow::Owned(kept)
 }
 
 /// `layer.forward(x)` for a GroupNorm, natively where it applies.
@@ -81,13 +114,15 @@ fn native_norm(layer: &GroupNorm, x: &Tensor<4>, silu: bool) -> Option<Tensor<4>
 /// thread's [`Products`].
 pub(crate) fn linear(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
     let products = bf16::products();
-    let layer = &*params_in(layer, x.dtype());
+    let burns = |x: Tensor<3>| params_in(layer, x.dtype()).forward(x);
+    let keep = keeps_bf16_weight(&layer.weight, &x, products);
+    let layer = &*weights_in(layer, keep, x.dtype(), |l| &mut l.bias);
     native(
         &x,
         || linear::linear(layer, &x, products),
         || linear::linear_tracked(layer, &x, products),
     )
-    .unwrap_or_else(|| layer.forward(x))
+    .unwrap_or_else(|| burns(x))
 }
 
 /// GEGLU's gate, `a * gelu(g)` for `h = [a, g]` split in two along its last axis, natively
@@ -335,7 +370,27 @@ unsafe fn product([m, n, k]: [usize; 3], dst: Output, lhs: Operand, rhs: Operand
     }
 }
 
-/// `dst (+)= lhs rhs` as [`product`] does, in `products`' arithmetic.
+/// An operand of f32 values, or of bf16 weights as stored.
+#[derive(Clone, Copy)]
+enum AnyOperand {
+    F32(Operand<f32>),
+    Bf16(Operand<half::bf16>),
+}
+
+impl From<Operand<f32>> for AnyOperand {
+    fn from(op: Operand<f32>) -> Self {
+        Self::F32(op)
+    }
+}
+
+impl From<Operand<half::bf16>> for AnyOperand {
+    fn from(op: Operand<half::bf16>) -> Self {
+        Self::Bf16(op)
+    }
+}
+
+/// `dst (+)= lhs rhs` as [`product`] does, in `products`' arithmetic. A bf16 operand (weights
+/// kept as stored, which the layers do for bf16 products only) makes the product bf16.
 ///
 /// # Safety
 /// As [`product`].
@@ -343,16 +398,58 @@ unsafe fn product_in(
     products: Products,
     dims: [usize; 3],
     dst: Output,
-    lhs: Operand,
-    rhs: Operand,
+    lhs: impl Into<AnyOperand>,
+    rhs: impl Into<AnyOperand>,
 ) {
+    use AnyOperand::{Bf16, F32};
+    use bf16::product_bf16;
     // SAFETY: the caller's promise.
     unsafe {
-        match products {
-            Products::F32 => product(dims, dst, lhs, rhs),
-            Products::Bf16 => bf16::product_bf16(dims, dst, lhs, rhs),
+        match (products, lhs.into(), rhs.into()) {
+            (Products::F32, F32(lhs), F32(rhs)) => product(dims, dst, lhs, rhs),
+            (_, F32(lhs), F32(rhs)) => product_bf16(dims, dst, lhs, rhs),
+            (_, Bf16(lhs), F32(rhs)) => product_bf16(dims, dst, lhs, rhs),
+            (_, F32(lhs), Bf16(rhs)) => product_bf16(dims, dst, lhs, rhs),
+            (_, Bf16(lhs), Bf16(rhs)) => product_bf16(dims, dst, lhs, rhs),
         }
     }
+}
+
+/// A layer's weight tensor as the kernels read it: f32, or bf16 as stored.
+#[derive(Clone, Copy)]
+enum Weights<'a> {
+    F32(&'a [f32]),
+    Bf16(&'a [half::bf16]),
+}
+
+impl<'a> Weights<'a> {
+    /// The elements of a contiguous f32 or bf16 tensor.
+    fn of(t: &'a FlexTensor) -> Option<Self> {
+        match t.dtype() {
+            DType::F32 => Some(Self::F32(t.as_slice()?)),
+            DType::BF16 => Some(Self::Bf16(t.as_slice()?)),
+            _ => None,
+        }
+    }
+
+    /// The weights as a matrix operand with `strides` (row, column).
+    fn operand(self, [row, col]: [isize; 2]) -> AnyOperand {
+        match self {
+            Self::F32(w) => Operand(w.as_ptr(), row, col).into(),
+            Self::Bf16(w) => Operand(w.as_ptr(), row, col).into(),
+        }
+    }
+}
+
+/// The flex tensor behind a weight that the kernels read in place, contiguous: untracked f32,
+/// or bf16 on a plain flex device when `products` are bf16 (where [`weights_in`] keeps bf16
+/// weights).
+fn flex_weight<const D: usize>(t: &Tensor<D>, products: Products) -> Option<FlexTensor> {
+    if t.dtype() == DType::BF16 && products == Products::Bf16 {
+        let plain = t.clone().try_into_primitive::<Flex>().ok()?;
+        return Some(plain.to_contiguous());
+    }
+    Some(flex_f32_untracked(t)?.to_contiguous())
 }
 
 /// A raw pointer that the parallel tasks writing disjoint parts of one buffer may share.
