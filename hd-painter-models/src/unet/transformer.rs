@@ -116,7 +116,7 @@ impl TransformerBlockContext for BlockView<'_> {
         let attn2 = &self.block.attn2;
         attn2.split_heads(native::linear(
             &attn2.to_q,
-            self.block.norm2.forward(residual),
+            native::params_in(&self.block.norm2, residual.dtype()).forward(residual),
         ))
     }
 
@@ -154,9 +154,11 @@ impl TransformerBlock {
         timesteps: &[f32],
         p: &mut dyn AttentionProcessor,
     ) -> Tensor<3> {
-        // The whole block's weights in the activations' dtype at once: its layer norms and
-        // the projections the attention processors call through the block view included.
-        let block = &*native::params_in(self, x.dtype());
+        // The layer norms in the activations' dtype; the projections (through
+        // `native::linear`) cast their weights themselves, or read bf16 weights as stored.
+        let block = self;
+        let dtype = x.dtype();
+        let norm = |n: &LayerNorm, x: Tensor<3>| native::params_in(n, dtype).forward(x);
         let view = BlockView {
             block,
             input: &x,
@@ -164,7 +166,7 @@ impl TransformerBlock {
         };
         let around = (!block.attn1.kind_is_cross).then_some(&view as &dyn TransformerBlockContext);
         let y = block.attn1.forward(
-            block.norm1.forward(x.clone()),
+            norm(&block.norm1, x.clone()),
             Some(context),
             grid,
             timesteps,
@@ -173,14 +175,14 @@ impl TransformerBlock {
         );
         let x = y + x;
         let x = block.attn2.forward(
-            block.norm2.forward(x.clone()),
+            norm(&block.norm2, x.clone()),
             Some(context),
             grid,
             timesteps,
             None,
             p,
         ) + x;
-        let h = native::linear(&block.ff.proj, block.norm3.forward(x.clone()));
+        let h = native::linear(&block.ff.proj, norm(&block.norm3, x.clone()));
         native::linear(&block.ff.out, native::geglu(h)) + x
     }
 }
