@@ -235,7 +235,9 @@ impl ClipTextModel {
     }
 
     /// This model with its weights stored in `dtype` and computing in f32 (see
-    /// [`Unet2DConditionModel::with_weight_dtype`](crate::Unet2DConditionModel::with_weight_dtype)).
+    /// [`Unet2DConditionModel::with_weight_dtype`](crate::Unet2DConditionModel::with_weight_dtype)),
+    /// its weights widened as each layer runs also for bf16: the text encoder's layers are
+    /// burn's own, which multiply in f32 (it runs once per prompt).
     pub fn with_weight_dtype(self, dtype: FloatDType) -> Self {
         self.with_precision(dtype, FloatDType::F32)
     }

@@ -121,27 +121,28 @@ fn painta_with_rasg_matches_the_reference() {
 #[test]
 fn painta_and_rasg_on_f16_weights_stay_within_1e_2() {
     let s = setup_with(|unet| unet.with_dtype(FloatDType::F16));
-    check_reduced_precision(&s, 5e-2);
+    check_reduced_precision(&s, [1e-2, 5e-2]);
 }
 
-/// The same on bf16 weights computing in f32 (`with_weight_dtype`): the weights are widened as
-/// each layer runs, under autodiff too, and only their rounding is left. Latents and x0 within
-/// 1e-2 (0.23% at the first step), RASG's normalised gradient within 2e-2 (1.1% at the first).
+/// The same on bf16 weights computing in f32 (`with_weight_dtype`): every product's operands
+/// rounded to bf16 (the forward under autodiff too; the recorded backwards multiply in f32),
+/// as PyTorch's bf16 model computes. Latents and x0 within 2e-2 (1.1% at PAIntA's first step),
+/// RASG's normalised gradient within 3e-2.
 #[test]
-fn painta_and_rasg_on_bf16_stored_weights_stay_within_1e_2() {
+fn painta_and_rasg_on_bf16_stored_weights_stay_within_2e_2() {
     let s = setup_with(|unet| unet.with_weight_dtype(FloatDType::BF16));
-    check_reduced_precision(&s, 2e-2);
+    check_reduced_precision(&s, [2e-2, 3e-2]);
 }
 
 /// PAIntA alone and PAIntA + RASG (the official sigma) on a reduced-precision UNet: latents and
-/// x0 within 1e-2 of the f32 reference, RASG's normalised gradient within `gradient`.
-fn check_reduced_precision(s: &Setup, gradient: f32) {
-    check_within(s, "painta", true, None, [1e-2; 2]);
+/// x0 within `latents` of the f32 reference, RASG's normalised gradient within `gradient`.
+fn check_reduced_precision(s: &Setup, [latents, gradient]: [f32; 2]) {
+    check_within(s, "painta", true, None, [latents; 2]);
     let official = RasgSettings {
         eta: 0.1,
         sigma: RasgSigma::Official,
     };
-    check_within(s, "rasg", false, Some(official), [1e-2, gradient]);
+    check_within(s, "rasg", false, Some(official), [latents, gradient]);
 }
 
 /// A hole that vanishes at the latent/2 and latent/4 grids: PAIntA rescales nothing and RASG

@@ -10,6 +10,7 @@
 //! operand is rounded block by block into bf16 rows, read as the same pairs.
 
 use std::cell::Cell;
+use std::mem::MaybeUninit;
 
 use half::bf16;
 use rayon::prelude::*;
@@ -290,28 +291,39 @@ fn pair(low: u16, high: u16) -> u32 {
 /// The right operand's pair panels (see [`Packed::Pairs`]).
 fn pack_rhs<T: Element>(rhs: Operand<T>, [k, n]: [usize; 2], parallel: bool) -> Vec<u32> {
     let pairs = padded_pairs(k);
-    let mut packed = vec![0u32; n.div_ceil(NR) * pairs * NR];
-    if packed.is_empty() {
-        return packed;
+    let len = n.div_ceil(NR) * pairs * NR;
+    if len == 0 {
+        return Vec::new();
     }
-    let fill = |(panel, out): (usize, &mut [u32])| {
+    // Every element is written below, the padding with zeros: no zeroed allocation first.
+    let mut packed = Vec::with_capacity(len);
+    let zero = MaybeUninit::new(0u32);
+    let fill = |(panel, out): (usize, &mut [MaybeUninit<u32>])| {
         let first = panel * NR;
         let cols = NR.min(n - first);
         let mut rows = [Vec::new(), Vec::new()];
-        for (p, out) in out.chunks_exact_mut(NR).enumerate().take(k.div_ceil(2)) {
+        for (p, out) in out.chunks_exact_mut(NR).enumerate() {
+            if 2 * p >= k {
+                out.fill(zero);
+                continue;
+            }
             // SAFETY: rows `2p` and `2p + 1` (where it is below `k`) and the panel's columns lie
             // inside `k x n`.
             let [even, odd] = &mut rows;
             let even = unsafe { rhs.run(2 * p, first, cols, even) };
             let odd = (2 * p + 1 < k).then(|| unsafe { rhs.run(2 * p + 1, first, cols, odd) });
             interleave(&mut out[..cols], even, odd);
+            out[cols..].fill(zero);
         }
     };
+    let slots = &mut packed.spare_capacity_mut()[..len];
     if parallel {
-        packed.par_chunks_mut(pairs * NR).enumerate().for_each(fill);
+        slots.par_chunks_mut(pairs * NR).enumerate().for_each(fill);
     } else {
-        packed.chunks_mut(pairs * NR).enumerate().for_each(fill);
+        slots.chunks_mut(pairs * NR).enumerate().for_each(fill);
     }
+    // SAFETY: the panels cover the `len` elements, each written above.
+    unsafe { packed.set_len(len) };
     packed
 }
 
@@ -346,18 +358,18 @@ impl<T: Element> Operand<T> {
 }
 
 /// `out[c] = (even[c], odd[c])` rounded to bf16 pairs, `odd` zero where absent.
-fn interleave<T: Element>(out: &mut [u32], even: &[T], odd: Option<&[T]>) {
+fn interleave<T: Element>(out: &mut [MaybeUninit<u32>], even: &[T], odd: Option<&[T]>) {
     super::vectorised(
         #[inline(always)]
         || match odd {
             Some(odd) => {
                 for ((slot, a), b) in out.iter_mut().zip(even).zip(odd) {
-                    *slot = pair(a.bf16_bits(), b.bf16_bits());
+                    *slot = MaybeUninit::new(pair(a.bf16_bits(), b.bf16_bits()));
                 }
             }
             None => {
                 for (slot, a) in out.iter_mut().zip(even) {
-                    *slot = pair(a.bf16_bits(), 0);
+                    *slot = MaybeUninit::new(pair(a.bf16_bits(), 0));
                 }
             }
         },
@@ -398,16 +410,23 @@ struct LhsBlock {
 /// The block `block` of `lhs` rounded to bf16, row-major, into `out`.
 fn pack_lhs<T: Element>(lhs: Operand<T>, block: LhsBlock, out: &mut Vec<u32>) {
     let ([first_row, first_depth], [rows, depths]) = (block.first, block.size);
-    out.clear();
+    // The buffer is reused between blocks: every element is written below, the padding with
+    // zeros, instead of clearing it first.
     out.resize(block.padded_rows * block.row_pairs, 0);
     if block.row_pairs == 0 {
         return;
     }
+    let used = depths.div_ceil(2);
     let mut buffer = Vec::new();
-    for (i, row) in out.chunks_exact_mut(block.row_pairs).take(rows).enumerate() {
+    for (i, row) in out.chunks_exact_mut(block.row_pairs).enumerate() {
+        if i >= rows {
+            row.fill(0);
+            continue;
+        }
         // SAFETY: row `first_row + i` and the block's depths lie inside `m x k`.
         let values = unsafe { lhs.run(first_row + i, first_depth, depths, &mut buffer) };
-        pairs_of(row, values);
+        pairs_of(&mut row[..used], values);
+        row[used..].fill(0);
     }
 }
 

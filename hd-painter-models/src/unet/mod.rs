@@ -114,11 +114,16 @@ impl Unet2DConditionModel {
         self.with_precision(dtype, dtype)
     }
 
-    /// This model with its weights stored in `dtype` (f16 / bf16 halve their memory) and
-    /// everything computed in f32: each layer's weights are widened as it runs. The result
-    /// differs from the f32 model's by the weights' rounding only; on the CPU this is the
-    /// faster half-precision path (the f32 kernels run, where half-precision arithmetic would
-    /// fall back to slower generic code).
+    /// This model with its weights stored in `dtype` (f16 / bf16 halve their memory) and the
+    /// activations computed in f32. f16 weights are widened as each layer runs: the result is
+    /// the f32 model's on the rounded weights. bf16 weights multiply in bf16, as PyTorch's bf16
+    /// model does: both operands of every matrix product (linear layers, convolutions, the
+    /// attention's two products) rounded to bf16 and the sums kept in f32, everything
+    /// element-wise (norms, softmax, activations) in f32. On the CPU that product runs on AMX
+    /// tiles or AVX512-BF16 where the CPU has them (picked at run time), elsewhere as the f32
+    /// GEMM on rounded operands, with the same result up to the order of the f32 sums. This is
+    /// the faster half-precision path on the CPU, where half-precision activations would run
+    /// through slower generic code.
     pub fn with_weight_dtype(self, dtype: FloatDType) -> Self {
         self.with_precision(dtype, FloatDType::F32)
     }
