@@ -333,13 +333,7 @@ impl<T: Element> Operand<T> {
     ///
     /// # Safety
     /// The elements lie inside the operand, and stay unchanged while the slice is used.
-    unsafe fn run<'a>(
-        self,
-        row: usize,
-        first: usize,
-        len: usize,
-        buffer: &'a mut Vec<T>,
-    ) -> &'a [T] {
+    unsafe fn run(self, row: usize, first: usize, len: usize, buffer: &mut Vec<T>) -> &[T] {
         if self.2 == 1 {
             // SAFETY: the caller's promise; adjacent elements form a slice.
             unsafe {

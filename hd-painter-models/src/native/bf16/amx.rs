@@ -110,17 +110,34 @@ pub(super) unsafe fn product<A: Element>(
                 let rhs_block = &rhs.pairs[panel * rhs.stride + first_depth / 2 * NR + within..];
                 for tile_row in (0..rows).step_by(TILE_BLOCK) {
                     let lhs_rows = &lhs_packed[tile_row * row_pairs..];
-                    // SAFETY: `lhs_rows` holds 32 rows of `row_pairs` pairs (the block is padded
-                    // to whole tiles), `rhs_block` `row_pairs` rows of the panel from column
-                    // `within` (panels are padded to `NR` columns and to `PAIR_ALIGN` pairs).
-                    unsafe { tile_block(row_pairs, lhs_rows, rhs_block, &mut sums) };
                     let row = first_row + tile_row;
                     let size = [TILE_BLOCK.min(m - row), TILE_BLOCK.min(n - first_col)];
                     // SAFETY: the block's outputs lie inside `dst`, in this task's rows.
-                    unsafe {
-                        let at = out.add(row * dst.1 as usize + first_col);
-                        store_tile(&sums, TILE_BLOCK, size, at, dst.1, accumulate);
+                    let at = unsafe { out.add(row * dst.1 as usize + first_col) };
+                    if size == [TILE_BLOCK; 2] {
+                        // A whole block: the tiles load (when accumulating) and store the output
+                        // in place.
+                        let sums = Sums {
+                            at,
+                            row_stride: dst.1 as usize,
+                            load: accumulate,
+                        };
+                        // SAFETY: as below, with the 32 x 32 outputs at `at` inside `dst`.
+                        unsafe { tile_block(row_pairs, lhs_rows, rhs_block, sums) };
+                        continue;
                     }
+                    let scratch = Sums {
+                        at: sums.as_mut_ptr(),
+                        row_stride: TILE_BLOCK,
+                        load: false,
+                    };
+                    // SAFETY: `lhs_rows` holds 32 rows of `row_pairs` pairs (the block is padded
+                    // to whole tiles), `rhs_block` `row_pairs` rows of the panel from column
+                    // `within` (panels are padded to `NR` columns and to `PAIR_ALIGN` pairs);
+                    // `sums` is 32 x 32.
+                    unsafe { tile_block(row_pairs, lhs_rows, rhs_block, scratch) };
+                    // SAFETY: the block's outputs inside `dst`, in this task's rows.
+                    unsafe { store_tile(&sums, TILE_BLOCK, size, at, dst.1, accumulate) };
                 }
             }
         }
@@ -134,28 +151,60 @@ pub(super) unsafe fn product<A: Element>(
     }
 }
 
-/// `sums = lhs rhs` for a `32 x 32` block over `pairs` depth pairs (a multiple of
+/// Where a `32 x 32` block of sums goes: its first element and row stride (in elements), and
+/// whether the product is added to what it holds.
+#[derive(Clone, Copy)]
+struct Sums {
+    at: *mut f32,
+    row_stride: usize,
+    load: bool,
+}
+
+/// `sums (+)= lhs rhs` for a `32 x 32` block over `pairs` depth pairs (a multiple of
 /// `PAIR_ALIGN`): `lhs` 32 rows of `pairs` pairs, `rhs` `pairs` rows of `NR` pairs of which the
-/// first 32 are used; `sums` row-major, 32 per row.
+/// first 32 are used.
 ///
 /// # Safety
-/// The tiles are configured as [`TileConfig`] says; the operands hold what is described.
-unsafe fn tile_block(pairs: usize, lhs: &[u32], rhs: &[u32], sums: &mut [f32]) {
+/// The tiles are configured as [`TileConfig`] says; the operands hold what is described; the
+/// block's 32 rows of 32 sums are valid and no other thread touches them.
+unsafe fn tile_block(pairs: usize, lhs: &[u32], rhs: &[u32], sums: Sums) {
     debug_assert!(pairs.is_multiple_of(PAIR_ALIGN));
-    debug_assert!(lhs.len() >= TILE_BLOCK * pairs && sums.len() >= TILE_BLOCK * TILE_BLOCK);
+    debug_assert!(lhs.len() >= TILE_BLOCK * pairs);
     debug_assert!(pairs == 0 || rhs.len() >= (pairs - 1) * NR + TILE_BLOCK);
+    let stride = sums.row_stride * 4;
+    let [top_left, top_right, bottom_left, bottom_right] =
+        [0, 16, 16 * sums.row_stride, 16 * sums.row_stride + 16]
+            .map(|offset| sums.at.wrapping_add(offset));
+    if sums.load {
+        // SAFETY: each load reads 16 rows of 64 bytes of the block (the promise).
+        unsafe {
+            asm!(
+                "tileloadd tmm0, [{top_left} + {stride} * 1]",
+                "tileloadd tmm1, [{top_right} + {stride} * 1]",
+                "tileloadd tmm2, [{bottom_left} + {stride} * 1]",
+                "tileloadd tmm3, [{bottom_right} + {stride} * 1]",
+                top_left = in(reg) top_left,
+                top_right = in(reg) top_right,
+                bottom_left = in(reg) bottom_left,
+                bottom_right = in(reg) bottom_right,
+                stride = in(reg) stride,
+                options(nostack, readonly)
+            )
+        };
+    } else {
+        // SAFETY: zeroes the four sum tiles.
+        unsafe {
+            asm!(
+                "tilezero tmm0",
+                "tilezero tmm1",
+                "tilezero tmm2",
+                "tilezero tmm3",
+                options(nostack, nomem)
+            )
+        };
+    }
     let lhs_stride = pairs * 4;
     let rhs_stride = NR * 4;
-    // SAFETY: zeroes the four sum tiles.
-    unsafe {
-        asm!(
-            "tilezero tmm0",
-            "tilezero tmm1",
-            "tilezero tmm2",
-            "tilezero tmm3",
-            options(nostack, nomem)
-        )
-    };
     for step in (0..pairs).step_by(PAIR_ALIGN) {
         let top = lhs.as_ptr().wrapping_add(step);
         let bottom = top.wrapping_add(16 * pairs);
@@ -184,19 +233,17 @@ unsafe fn tile_block(pairs: usize, lhs: &[u32], rhs: &[u32], sums: &mut [f32]) {
             )
         };
     }
-    let stride = TILE_BLOCK * 4;
-    let at = sums.as_mut_ptr();
-    // SAFETY: each store writes 16 rows of 64 bytes inside `sums` (32 x 32 f32).
+    // SAFETY: each store writes 16 rows of 64 bytes of the block (the promise).
     unsafe {
         asm!(
             "tilestored [{top_left} + {stride} * 1], tmm0",
             "tilestored [{top_right} + {stride} * 1], tmm1",
             "tilestored [{bottom_left} + {stride} * 1], tmm2",
             "tilestored [{bottom_right} + {stride} * 1], tmm3",
-            top_left = in(reg) at,
-            top_right = in(reg) at.wrapping_add(16),
-            bottom_left = in(reg) at.wrapping_add(16 * TILE_BLOCK),
-            bottom_right = in(reg) at.wrapping_add(16 * TILE_BLOCK + 16),
+            top_left = in(reg) top_left,
+            top_right = in(reg) top_right,
+            bottom_left = in(reg) bottom_left,
+            bottom_right = in(reg) bottom_right,
             stride = in(reg) stride,
             options(nostack)
         )
