@@ -61,6 +61,11 @@ pub(crate) fn products() -> Products {
 pub(super) trait Element: Copy + Send + Sync {
     /// The element rounded to bf16 (to nearest, ties to even; NaN stays NaN), as its bits.
     fn bf16_bits(self) -> u16;
+
+    /// `at` as bf16 bits in memory, for bf16 elements (which need no rounding).
+    fn bf16_slice_start(_at: *const Self) -> Option<*const u16> {
+        None
+    }
 }
 
 impl Element for f32 {
@@ -79,6 +84,10 @@ impl Element for bf16 {
     #[inline(always)]
     fn bf16_bits(self) -> u16 {
         self.to_bits()
+    }
+
+    fn bf16_slice_start(at: *const Self) -> Option<*const u16> {
+        Some(at.cast())
     }
 }
 
@@ -371,23 +380,33 @@ fn interleave<T: Element>(out: &mut [MaybeUninit<u32>], even: &[T], odd: Option<
 }
 
 /// `out[p] = (values[2p], values[2p + 1])` rounded to bf16 pairs, the last one's second half
-/// zero for an odd length.
+/// zero for an odd length. On a little-endian machine the pairs are the rounded values one after
+/// the other, so this is an element-wise map (which vectorises, where pairing does not).
 fn pairs_of<T: Element>(out: &mut [u32], values: &[T]) {
-    super::vectorised(
-        #[inline(always)]
-        || {
-            let whole = values.chunks_exact(2);
-            let last = whole.remainder().first().copied();
-            let mut slots = out.iter_mut();
-            // `whole` first: a `zip` that ends takes one more item from its first iterator.
-            for (two, slot) in whole.zip(slots.by_ref()) {
-                *slot = pair(two[0].bf16_bits(), two[1].bf16_bits());
-            }
-            if let (Some(slot), Some(last)) = (slots.next(), last) {
-                *slot = pair(last.bf16_bits(), 0);
-            }
-        },
-    );
+    debug_assert_eq!(out.len(), values.len().div_ceil(2));
+    #[cfg(target_endian = "little")]
+    {
+        // SAFETY: `u16` has no invalid values and an alignment dividing `u32`'s; the halves of
+        // each `u32` are its two `u16` in memory order, low first.
+        let halves = unsafe {
+            std::slice::from_raw_parts_mut(out.as_mut_ptr().cast::<u16>(), 2 * out.len())
+        };
+        super::vectorised(
+            #[inline(always)]
+            || {
+                for (half, value) in halves.iter_mut().zip(values) {
+                    *half = value.bf16_bits();
+                }
+            },
+        );
+        if let Some(pad) = halves.get_mut(values.len()) {
+            *pad = 0;
+        }
+    }
+    #[cfg(not(target_endian = "little"))]
+    for (slot, two) in out.iter_mut().zip(values.chunks(2)) {
+        *slot = pair(two[0].bf16_bits(), two.get(1).map_or(0, |v| v.bf16_bits()));
+    }
 }
 
 /// A block of the left operand: rows `first_row..first_row + rows` and depths

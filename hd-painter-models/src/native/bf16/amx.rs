@@ -103,13 +103,30 @@ pub(super) unsafe fn product<A: Element>(
                 padded_rows: rows.next_multiple_of(TILE_BLOCK),
                 row_pairs,
             };
-            pack_lhs(lhs, block, &mut lhs_packed);
+            // bf16 rows in memory (weights as stored) whose depth is whole tiles are the packed
+            // layout already: the tiles read them in place.
+            let lhs_rows = match in_place_rows(lhs, k, rows) {
+                Some(source) => LhsRows {
+                    first: source.wrapping_add(first_row * k / 2 + first_depth / 2),
+                    stride: k / 2,
+                },
+                None => {
+                    pack_lhs(lhs, block, &mut lhs_packed);
+                    LhsRows {
+                        first: lhs_packed.as_ptr(),
+                        stride: row_pairs,
+                    }
+                }
+            };
             let accumulate = dst.2 || first_depth > 0;
             for first_col in (0..n).step_by(TILE_BLOCK) {
                 let (panel, within) = (first_col / NR, first_col % NR);
                 let rhs_block = &rhs.pairs[panel * rhs.stride + first_depth / 2 * NR + within..];
                 for tile_row in (0..rows).step_by(TILE_BLOCK) {
-                    let lhs_rows = &lhs_packed[tile_row * row_pairs..];
+                    let lhs_rows = LhsRows {
+                        first: lhs_rows.first.wrapping_add(tile_row * lhs_rows.stride),
+                        ..lhs_rows
+                    };
                     let row = first_row + tile_row;
                     let size = [TILE_BLOCK.min(m - row), TILE_BLOCK.min(n - first_col)];
                     // SAFETY: the block's outputs lie inside `dst`, in this task's rows.
@@ -131,8 +148,8 @@ pub(super) unsafe fn product<A: Element>(
                         row_stride: TILE_BLOCK,
                         load: false,
                     };
-                    // SAFETY: `lhs_rows` holds 32 rows of `row_pairs` pairs (the block is padded
-                    // to whole tiles), `rhs_block` `row_pairs` rows of the panel from column
+                    // SAFETY: `lhs_rows` addresses 32 rows of `row_pairs` pairs (a packed block is
+                    // padded to whole tiles), `rhs_block` `row_pairs` rows of the panel from column
                     // `within` (panels are padded to `NR` columns and to `PAIR_ALIGN` pairs);
                     // `sums` is 32 x 32.
                     unsafe { tile_block(row_pairs, lhs_rows, rhs_block, scratch) };
@@ -151,6 +168,27 @@ pub(super) unsafe fn product<A: Element>(
     }
 }
 
+/// Rows of bf16 pairs the tiles read (only through tile loads, which need no alignment): the
+/// first pair of the first row, and the row stride in pairs.
+#[derive(Clone, Copy)]
+struct LhsRows {
+    first: *const u32,
+    stride: usize,
+}
+
+/// The first pair of `lhs` read as bf16 rows in place, where that is its packed layout: bf16
+/// elements, adjacent along rows of `k` (a multiple of the tiles' 32) that follow each other,
+/// and a block of `rows` (a multiple of 32: the tiles read whole ones).
+fn in_place_rows<A: Element>(lhs: Operand<A>, k: usize, rows: usize) -> Option<*const u32> {
+    let fits = lhs.2 == 1
+        && lhs.1 == k as isize
+        && k.is_multiple_of(2 * PAIR_ALIGN)
+        && rows.is_multiple_of(TILE_BLOCK);
+    // Tile loads have no alignment requirement: rows starting at any `u16` do.
+    let first = A::bf16_slice_start(lhs.0)?;
+    fits.then(|| first.cast::<u32>())
+}
+
 /// Where a `32 x 32` block of sums goes: its first element and row stride (in elements), and
 /// whether the product is added to what it holds.
 #[derive(Clone, Copy)]
@@ -161,15 +199,14 @@ struct Sums {
 }
 
 /// `sums (+)= lhs rhs` for a `32 x 32` block over `pairs` depth pairs (a multiple of
-/// `PAIR_ALIGN`): `lhs` 32 rows of `pairs` pairs, `rhs` `pairs` rows of `NR` pairs of which the
+/// `PAIR_ALIGN`): `lhs` 32 rows of (at least) `pairs` pairs, `rhs` `pairs` rows of `NR` pairs of which the
 /// first 32 are used.
 ///
 /// # Safety
 /// The tiles are configured as [`TileConfig`] says; the operands hold what is described; the
 /// block's 32 rows of 32 sums are valid and no other thread touches them.
-unsafe fn tile_block(pairs: usize, lhs: &[u32], rhs: &[u32], sums: Sums) {
-    debug_assert!(pairs.is_multiple_of(PAIR_ALIGN));
-    debug_assert!(lhs.len() >= TILE_BLOCK * pairs);
+unsafe fn tile_block(pairs: usize, lhs: LhsRows, rhs: &[u32], sums: Sums) {
+    debug_assert!(pairs.is_multiple_of(PAIR_ALIGN) && lhs.stride >= pairs);
     debug_assert!(pairs == 0 || rhs.len() >= (pairs - 1) * NR + TILE_BLOCK);
     let stride = sums.row_stride * 4;
     let [top_left, top_right, bottom_left, bottom_right] =
@@ -203,11 +240,11 @@ unsafe fn tile_block(pairs: usize, lhs: &[u32], rhs: &[u32], sums: Sums) {
             )
         };
     }
-    let lhs_stride = pairs * 4;
+    let lhs_stride = lhs.stride * 4;
     let rhs_stride = NR * 4;
     for step in (0..pairs).step_by(PAIR_ALIGN) {
-        let top = lhs.as_ptr().wrapping_add(step);
-        let bottom = top.wrapping_add(16 * pairs);
+        let top = lhs.first.wrapping_add(step);
+        let bottom = top.wrapping_add(16 * lhs.stride);
         let left = rhs.as_ptr().wrapping_add(step * NR);
         let right = left.wrapping_add(16);
         // SAFETY: each load reads 16 rows of 64 bytes inside its operand (the promise); the

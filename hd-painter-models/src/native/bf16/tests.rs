@@ -164,27 +164,39 @@ fn fallback_multiplies_the_rounded_operands() {
     check_all(None);
 }
 
+/// bf16 operands (weights as stored) give exactly what their values in f32 give, through every
+/// kernel: as the right operand, and as the left one both packed and read in place (AMX reads
+/// bf16 rows whose depth is whole tiles without packing them), across depth blocks.
 #[test]
-fn dispatch_and_bf16_sources_agree_with_f32_sources() {
-    let [m, n, k] = [37, 81, 300];
-    let lhs = Strided::new(m, k, false, 11);
-    let rhs = Strided::new(k, n, true, 12);
-    let rhs_bf16: Vec<bf16> = rhs.data.iter().map(|&x| bf16::from_f32(x)).collect();
-    let run = |rhs_bf16_source: bool| {
-        let mut out = vec![0f32; m * n];
-        let dst = Output(out.as_mut_ptr(), n as isize, false);
-        // SAFETY: as in `check`; the bf16 copy has the f32 operand's strides.
-        unsafe {
-            if rhs_bf16_source {
-                let source = Operand(rhs_bf16.as_ptr(), rhs.row, rhs.col);
-                product_bf16([m, n, k], dst, lhs.operand(), source);
-            } else {
-                product_bf16([m, n, k], dst, lhs.operand(), rhs.operand());
-            }
+fn bf16_sources_agree_with_f32_sources() {
+    for [m, n, k] in [[37, 81, 300], [64, 50, 96], [160, 70, 1088], [45, 33, 64]] {
+        let lhs = Strided::new(m, k, false, 11);
+        let rhs = Strided::new(k, n, true, 12);
+        let bf16s =
+            |m: &Strided| -> Vec<bf16> { m.data.iter().map(|&x| bf16::from_f32(x)).collect() };
+        let (lhs_bf16, rhs_bf16) = (bf16s(&lhs), bf16s(&rhs));
+        let mut kernels: Vec<_> = Kernel::available().into_iter().map(Some).collect();
+        kernels.push(None);
+        for kernel in kernels {
+            let run = |bf16_sources: bool| {
+                let mut out = vec![0f32; m * n];
+                let dst = Output(out.as_mut_ptr(), n as isize, false);
+                // SAFETY: as in `check`; the bf16 copies have the f32 operands' strides.
+                unsafe {
+                    if bf16_sources {
+                        let source = Operand(rhs_bf16.as_ptr(), rhs.row, rhs.col);
+                        let packed = PackedRhs::for_kernel(kernel, source, [k, n], false);
+                        packed.multiply(m, dst, Operand(lhs_bf16.as_ptr(), lhs.row, lhs.col));
+                    } else {
+                        let packed = PackedRhs::for_kernel(kernel, rhs.operand(), [k, n], false);
+                        packed.multiply(m, dst, lhs.operand());
+                    }
+                }
+                out
+            };
+            assert_eq!(run(true), run(false), "{kernel:?} [{m}, {n}, {k}]");
         }
-        out
-    };
-    assert_eq!(run(true), run(false));
+    }
 }
 
 #[test]
