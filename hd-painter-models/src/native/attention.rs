@@ -14,9 +14,10 @@ use burn::backend::{Autodiff, Flex};
 use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
-use super::bf16::{PackedRhs, products};
+use super::bf16::products;
 use super::{
-    Operand, Output, Products, dims, exp, flex_f32, lane_fold, product, record, vectorised,
+    Operand, Output, Products, SharedRhs, dims, exp, flex_f32, lane_fold, product, record,
+    vectorised,
 };
 
 /// Queries per block: a block's score rows (`64 x keys` floats, 1 MiB at 4096 keys) stay close to
@@ -263,17 +264,9 @@ fn attention_f32(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, products: Produ
 
 /// One head's two products: against its keys (transposed) and its values, read in place for
 /// f32 products, packed once per head for bf16 ones (every block of queries multiplies them).
-enum HeadProducts {
-    F32 {
-        keys_t: Operand,
-        values: Operand,
-        /// `dim`, `keys`, `value_dim`.
-        sizes: [usize; 3],
-    },
-    Bf16 {
-        keys_t: PackedRhs,
-        values: PackedRhs,
-    },
+struct HeadProducts {
+    keys_t: SharedRhs,
+    values: SharedRhs,
 }
 
 impl HeadProducts {
@@ -281,16 +274,9 @@ impl HeadProducts {
     /// is used.
     fn new(products: Products, keys_t: Operand, values: Operand, sizes: [usize; 3]) -> Self {
         let [dim, keys, value_dim] = sizes;
-        match products {
-            Products::F32 => Self::F32 {
-                keys_t,
-                values,
-                sizes,
-            },
-            Products::Bf16 => Self::Bf16 {
-                keys_t: PackedRhs::new(keys_t, [dim, keys], false),
-                values: PackedRhs::new(values, [keys, value_dim], false),
-            },
+        Self {
+            keys_t: SharedRhs::new(products, keys_t.into(), [dim, keys], false),
+            values: SharedRhs::new(products, values.into(), [keys, value_dim], false),
         }
     }
 
@@ -301,14 +287,7 @@ impl HeadProducts {
     /// touches; the head's operands are valid.
     unsafe fn scores(&self, rows: usize, scores: Output, queries: Operand) {
         // SAFETY: the caller's promise.
-        unsafe {
-            match self {
-                Self::F32 { keys_t, sizes, .. } => {
-                    product([rows, sizes[1], sizes[0]], scores, queries, *keys_t)
-                }
-                Self::Bf16 { keys_t, .. } => keys_t.multiply(rows, scores, queries),
-            }
-        }
+        unsafe { self.keys_t.multiply(rows, scores, queries) }
     }
 
     /// `out = numerators values` for `rows` rows of numerators.
@@ -318,14 +297,7 @@ impl HeadProducts {
     /// touches; the head's operands are valid.
     unsafe fn weighted_values(&self, rows: usize, out: Output, numerators: Operand) {
         // SAFETY: the caller's promise.
-        unsafe {
-            match self {
-                Self::F32 { values, sizes, .. } => {
-                    product([rows, sizes[2], sizes[1]], out, numerators, *values)
-                }
-                Self::Bf16 { values, .. } => values.multiply(rows, out, numerators),
-            }
-        }
+        unsafe { self.values.multiply(rows, out, numerators) }
     }
 }
 

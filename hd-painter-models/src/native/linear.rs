@@ -14,8 +14,8 @@ use burn::tensor::{DType, Tensor, TensorData};
 use rayon::prelude::*;
 
 use super::{
-    Operand, Output, Products, Weights, elements, flex_f32, flex_f32_untracked, flex_weight,
-    product_in, record, register_input_gradient,
+    Operand, Output, Products, SharedRhs, Weights, elements, flex_f32, flex_f32_untracked,
+    flex_weight, record, register_input_gradient,
 };
 
 /// `layer.forward(x)` for `x` `[batch, tokens, in]` with the native kernel, when `x` and the
@@ -111,6 +111,9 @@ fn multiply(
     let layout = x.layout();
     let strides = layout.strides();
     let data = x.storage::<f32>();
+    // The weights are packed once for the whole batch (bf16 products).
+    let parallel = rayon::current_thread_index().is_none();
+    let weights = SharedRhs::new(products, m.data.operand(m.strides), [k, n], parallel);
     for b in 0..batch {
         let first = layout.start_offset() as isize + b as isize * strides[0];
         // SAFETY: the operands address image `b`'s `tokens x k` elements of `x` through its
@@ -118,13 +121,12 @@ fn multiply(
         // of `out`, which nothing else touches.
         unsafe {
             let x_op = Operand(data.as_ptr().offset(first), strides[1], strides[2]);
-            let m_op = m.data.operand(m.strides);
             let dst = Output(
                 out[b * tokens * n..].as_mut_ptr(),
                 n as isize,
                 bias.is_some(),
             );
-            product_in(products, [tokens, n, k], dst, x_op, m_op);
+            weights.multiply(tokens, dst, x_op);
         }
     }
     FlexTensor::from_data(TensorData::new(out, [batch, tokens, n]))

@@ -415,6 +415,38 @@ unsafe fn product_in(
     }
 }
 
+/// A right operand `k x n` for several products (with each image of a batch): read in place
+/// for f32 products, packed once for bf16 ones ([`product_in`]'s rule).
+enum SharedRhs {
+    F32(Operand, [usize; 2]),
+    Packed(bf16::PackedRhs),
+}
+
+impl SharedRhs {
+    /// `rhs` must stay valid while this is used.
+    fn new(products: Products, rhs: AnyOperand, size: [usize; 2], parallel: bool) -> Self {
+        match (products, rhs) {
+            (Products::F32, AnyOperand::F32(rhs)) => Self::F32(rhs, size),
+            (_, AnyOperand::F32(rhs)) => Self::Packed(bf16::PackedRhs::new(rhs, size, parallel)),
+            (_, AnyOperand::Bf16(rhs)) => Self::Packed(bf16::PackedRhs::new(rhs, size, parallel)),
+        }
+    }
+
+    /// `dst (+)= lhs rhs` for `lhs` `m x k`.
+    ///
+    /// # Safety
+    /// As [`product`].
+    unsafe fn multiply(&self, m: usize, dst: Output, lhs: Operand) {
+        // SAFETY: the caller's promise.
+        unsafe {
+            match self {
+                Self::F32(rhs, [k, n]) => product([m, *n, *k], dst, lhs, *rhs),
+                Self::Packed(rhs) => rhs.multiply(m, dst, lhs),
+            }
+        }
+    }
+}
+
 /// A layer's weight tensor as the kernels read it: f32, or bf16 as stored.
 #[derive(Clone, Copy)]
 enum Weights<'a> {
