@@ -103,10 +103,23 @@ fn multiply(
     let shape = x.layout().shape();
     let [batch, tokens] = [shape[0], shape[1]];
     debug_assert_eq!(shape[2], k);
-    let mut out = vec![0f32; batch * tokens * n];
+    // Every element is written before `set_len` below: the bias rows first where there is a
+    // bias (the products add to them), else by the products, which overwrite (an empty depth
+    // is zeros).
+    let total = batch * tokens * n;
+    let mut out = Vec::<f32>::with_capacity(total);
+    if bias.is_none() && k == 0 {
+        out.resize(total, 0.0);
+        return FlexTensor::from_data(TensorData::new(out, [batch, tokens, n]));
+    }
     if let Some(bias) = bias {
-        out.par_chunks_mut(n.max(1))
-            .for_each(|row| row.copy_from_slice(bias));
+        out.spare_capacity_mut()[..total]
+            .par_chunks_mut(n.max(1))
+            .for_each(|row| {
+                for (slot, &b) in row.iter_mut().zip(bias) {
+                    slot.write(b);
+                }
+            });
     }
     let layout = x.layout();
     let strides = layout.strides();
@@ -122,13 +135,15 @@ fn multiply(
         unsafe {
             let x_op = Operand(data.as_ptr().offset(first), strides[1], strides[2]);
             let dst = Output(
-                out[b * tokens * n..].as_mut_ptr(),
+                out.as_mut_ptr().add(b * tokens * n),
                 n as isize,
                 bias.is_some(),
             );
             weights.multiply(tokens, dst, x_op);
         }
     }
+    // SAFETY: the images' products wrote (or added to the bias in) all `total` elements.
+    unsafe { out.set_len(total) };
     FlexTensor::from_data(TensorData::new(out, [batch, tokens, n]))
 }
 
