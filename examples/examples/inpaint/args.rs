@@ -99,8 +99,9 @@ pub(crate) struct Args {
     /// Load the `{name}.{variant}.safetensors` weights of a folder (e.g. `fp16`).
     #[arg(long)]
     pub(crate) variant: Option<String>,
-    /// The weights' precision (whatever the files store, they are cast to it). Every layer
-    /// computes in f32 with its weights widened as it runs, unless `--half-activations`.
+    /// The weights' precision (whatever the files store, they are cast to it). The activations
+    /// stay f32 unless `--half-activations`: f16 weights are widened as each layer runs, bf16
+    /// weights multiply in bf16 (AMX / AVX512-BF16 where the CPU has them).
     #[arg(long, value_enum, default_value_t = DTypeArg::F32)]
     pub(crate) dtype: DTypeArg,
     /// Compute in `--dtype` too (fast on GPUs; on the CPU slower and less precise than f32
