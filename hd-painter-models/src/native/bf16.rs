@@ -140,6 +140,16 @@ fn parallel([m, n, k]: [usize; 3]) -> bool {
     rayon::current_thread_index().is_none() && m * n * k >= PARALLEL_WORK
 }
 
+/// Runs `block(first_row)` for the blocks of `rows` rows of `m`, over the thread pool where
+/// `parallel` (the kernels' split: each block packs its own rows of the left operand).
+fn for_row_blocks(m: usize, rows: usize, parallel: bool, block: impl Fn(usize) + Send + Sync) {
+    if parallel {
+        (0..m).into_par_iter().step_by(rows).for_each(block);
+    } else {
+        (0..m).step_by(rows).for_each(block);
+    }
+}
+
 /// `dst (+)= round(lhs) round(rhs)` for `[m, n, k]` (`dst` `m x n`, `lhs` `m x k`, `rhs`
 /// `k x n`) with f32 sums, where `round` rounds to bf16. Spreads over the thread pool when
 /// called from outside it with enough work, as [`super::product`] does.

@@ -9,9 +9,9 @@
 use std::arch::asm;
 use std::sync::OnceLock;
 
-use rayon::prelude::*;
-
-use super::{Element, LhsBlock, NR, PAIR_ALIGN, PairPanels, pack_lhs, parallel, store_tile};
+use super::{
+    Element, LhsBlock, NR, PAIR_ALIGN, PairPanels, for_row_blocks, pack_lhs, parallel, store_tile,
+};
 use crate::native::{Operand, Output, SharedMut};
 
 /// Rows and columns of the block of outputs one pass of the tiles computes.
@@ -161,11 +161,7 @@ pub(super) unsafe fn product<A: Element>(
         // SAFETY: releases the configuration loaded above.
         unsafe { asm!("tilerelease", options(nostack)) };
     };
-    if parallel {
-        (0..m).into_par_iter().step_by(MC).for_each(block);
-    } else {
-        (0..m).step_by(MC).for_each(block);
-    }
+    for_row_blocks(m, MC, parallel, block);
 }
 
 /// Rows of bf16 pairs the tiles read (only through tile loads, which need no alignment): the

@@ -3,9 +3,7 @@
 //! registers and, per depth pair, loads the four vectors of the right operand's panel and
 //! broadcasts one pair of each of its `MR` rows.
 
-use rayon::prelude::*;
-
-use super::{Element, LhsBlock, NR, PairPanels, pack_lhs, parallel};
+use super::{Element, LhsBlock, NR, PairPanels, for_row_blocks, pack_lhs, parallel};
 use crate::native::{Operand, Output, SharedMut};
 
 /// Rows of the micro-kernel's tile.
@@ -63,11 +61,7 @@ pub(super) unsafe fn product<A: Element>(
             }
         }
     };
-    if parallel {
-        (0..m).into_par_iter().step_by(MC).for_each(block);
-    } else {
-        (0..m).step_by(MC).for_each(block);
-    }
+    for_row_blocks(m, MC, parallel, block);
 }
 
 /// Where a micro-kernel's tile goes: its first element, the row stride, how many of its rows and
