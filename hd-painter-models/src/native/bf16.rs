@@ -11,6 +11,7 @@
 
 use std::cell::Cell;
 use std::mem::MaybeUninit;
+use std::sync::OnceLock;
 
 use half::bf16;
 use rayon::prelude::*;
@@ -107,10 +108,19 @@ pub(super) enum Kernel {
 }
 
 impl Kernel {
-    /// The fastest kernel this CPU runs, if any. (On an Intel Xeon with both, `vdpbf16ps` runs
-    /// at half the rate of f32 FMAs, slower than the f32 GEMM: AMX is the one worth having.)
+    /// The kernel the products use on this CPU (decided once), `None` for the f32 GEMM on
+    /// rounded operands. On Intel's AMX CPUs `vdpbf16ps` runs at half the rate of an f32 FMA, so
+    /// where Linux does not grant the tiles the f32 GEMM is the faster of the two.
     pub(super) fn best() -> Option<Self> {
-        Self::available().first().copied()
+        static BEST: OnceLock<Option<Kernel>> = OnceLock::new();
+        *BEST.get_or_init(|| {
+            let available = Self::available();
+            #[cfg(target_arch = "x86_64")]
+            if amx::on_cpu() && !available.contains(&Self::Amx) {
+                return None;
+            }
+            available.first().copied()
+        })
     }
 
     /// Every kernel this CPU runs, fastest first.

@@ -25,12 +25,14 @@ const MC: usize = 96;
 /// Whether the CPU has AMX-BF16 and the OS lets this process use the tiles (asked once).
 pub(super) fn available() -> bool {
     static AVAILABLE: OnceLock<bool> = OnceLock::new();
-    *AVAILABLE.get_or_init(|| {
-        // CPUID leaf 7: EDX bit 22 is AMX-BF16, bit 24 AMX-TILE.
-        let leaf = std::arch::x86_64::__cpuid_count(7, 0);
-        let cpu = (leaf.edx >> 22) & 1 == 1 && (leaf.edx >> 24) & 1 == 1;
-        cpu && request_tile_state()
-    })
+    *AVAILABLE.get_or_init(|| on_cpu() && request_tile_state())
+}
+
+/// Whether the CPU has AMX-BF16 tiles (CPUID leaf 7: EDX bit 22 AMX-BF16, bit 24 AMX-TILE),
+/// whatever the OS allows.
+pub(super) fn on_cpu() -> bool {
+    let leaf = std::arch::x86_64::__cpuid_count(7, 0);
+    (leaf.edx >> 22) & 1 == 1 && (leaf.edx >> 24) & 1 == 1
 }
 
 /// Asks Linux for the tile data state (`ARCH_REQ_XCOMP_PERM` for `XFEATURE_XTILEDATA`): without
