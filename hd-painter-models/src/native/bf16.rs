@@ -309,6 +309,28 @@ impl<T: Element> Operand<T> {
         // SAFETY: the caller's promise.
         unsafe { *self.0.offset(row as isize * self.1 + col as isize * self.2) }
     }
+
+    /// Columns `first..first + len` of row `row`: the elements themselves where they are
+    /// adjacent, else gathered into `buffer`.
+    ///
+    /// # Safety
+    /// The elements lie inside the operand, and stay unchanged while the slice is used.
+    unsafe fn run(self, row: usize, first: usize, len: usize, buffer: &mut Vec<T>) -> &[T] {
+        if self.2 == 1 {
+            // SAFETY: the caller's promise; adjacent elements form a slice.
+            unsafe {
+                std::slice::from_raw_parts(
+                    self.0.offset(row as isize * self.1 + first as isize),
+                    len,
+                )
+            }
+        } else {
+            buffer.clear();
+            // SAFETY: the caller's promise.
+            buffer.extend((first..first + len).map(|c| unsafe { self.at(row, c) }));
+            buffer
+        }
+    }
 }
 
 /// Two bf16 values as one `u32`, `low` in the low half.
@@ -354,30 +376,6 @@ fn pack_rhs<T: Element>(rhs: Operand<T>, [k, n]: [usize; 2], parallel: bool) -> 
     // SAFETY: the panels cover the `len` elements, each written above.
     unsafe { packed.set_len(len) };
     packed
-}
-
-impl<T: Element> Operand<T> {
-    /// Columns `first..first + len` of row `row`: the elements themselves where they are
-    /// adjacent, else gathered into `buffer`.
-    ///
-    /// # Safety
-    /// The elements lie inside the operand, and stay unchanged while the slice is used.
-    unsafe fn run(self, row: usize, first: usize, len: usize, buffer: &mut Vec<T>) -> &[T] {
-        if self.2 == 1 {
-            // SAFETY: the caller's promise; adjacent elements form a slice.
-            unsafe {
-                std::slice::from_raw_parts(
-                    self.0.offset(row as isize * self.1 + first as isize),
-                    len,
-                )
-            }
-        } else {
-            buffer.clear();
-            // SAFETY: the caller's promise.
-            buffer.extend((first..first + len).map(|c| unsafe { self.at(row, c) }));
-            buffer
-        }
-    }
 }
 
 /// `out[c] = (even[c], odd[c])` rounded to bf16 pairs, `odd` zero where absent.

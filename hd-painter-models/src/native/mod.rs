@@ -8,7 +8,11 @@
 //! settings a kernel does not cover), the layer functions here call burn's own operation, so
 //! the results never depend on which path ran beyond rounding. Each layer function first casts
 //! the layer's weights to its input's dtype ([`params_in`], with the parallel f32 <-> f16 / bf16
-//! conversion of `cast.rs`): how weights stored in half precision run in the f32 kernels.
+//! conversion of `cast.rs`): how weights stored in f16 run in the f32 kernels. A model whose
+//! weights are stored in bf16 runs its forward under [`with_products`]`(Products::Bf16)`
+//! ([`products_of`]): the linear, convolution and attention kernels then multiply bf16-rounded
+//! operands with f32 sums (`bf16/`: AMX, AVX512-BF16, or the f32 GEMM on rounded operands),
+//! reading bf16 weights as stored on a plain device.
 
 mod attention;
 mod bf16;
@@ -17,9 +21,11 @@ mod conv;
 mod geglu;
 mod linear;
 mod norm;
+mod products;
 
 pub(crate) use attention::{flex_attention, flex_attention_tracked};
 pub(crate) use bf16::{Products, with_products};
+use products::{SharedRhs, Weights, flex_weight, product_in};
 
 use std::borrow::Cow;
 
@@ -368,120 +374,6 @@ unsafe fn product([m, n, k]: [usize; 3], dst: Output, lhs: Operand, rhs: Operand
             parallelism,
         );
     }
-}
-
-/// An operand of f32 values, or of bf16 weights as stored.
-#[derive(Clone, Copy)]
-enum AnyOperand {
-    F32(Operand<f32>),
-    Bf16(Operand<half::bf16>),
-}
-
-impl From<Operand<f32>> for AnyOperand {
-    fn from(op: Operand<f32>) -> Self {
-        Self::F32(op)
-    }
-}
-
-impl From<Operand<half::bf16>> for AnyOperand {
-    fn from(op: Operand<half::bf16>) -> Self {
-        Self::Bf16(op)
-    }
-}
-
-/// `dst (+)= lhs rhs` as [`product`] does, in `products`' arithmetic. A bf16 operand (weights
-/// kept as stored, which the layers do for bf16 products only) makes the product bf16.
-///
-/// # Safety
-/// As [`product`].
-unsafe fn product_in(
-    products: Products,
-    dims: [usize; 3],
-    dst: Output,
-    lhs: impl Into<AnyOperand>,
-    rhs: impl Into<AnyOperand>,
-) {
-    use AnyOperand::{Bf16, F32};
-    use bf16::product_bf16;
-    // SAFETY: the caller's promise.
-    unsafe {
-        match (products, lhs.into(), rhs.into()) {
-            (Products::F32, F32(lhs), F32(rhs)) => product(dims, dst, lhs, rhs),
-            (_, F32(lhs), F32(rhs)) => product_bf16(dims, dst, lhs, rhs),
-            (_, Bf16(lhs), F32(rhs)) => product_bf16(dims, dst, lhs, rhs),
-            (_, F32(lhs), Bf16(rhs)) => product_bf16(dims, dst, lhs, rhs),
-            (_, Bf16(lhs), Bf16(rhs)) => product_bf16(dims, dst, lhs, rhs),
-        }
-    }
-}
-
-/// A right operand `k x n` for several products (with each image of a batch): read in place
-/// for f32 products, packed once for bf16 ones ([`product_in`]'s rule).
-enum SharedRhs {
-    F32(Operand, [usize; 2]),
-    Packed(bf16::PackedRhs),
-}
-
-impl SharedRhs {
-    /// `rhs` must stay valid while this is used.
-    fn new(products: Products, rhs: AnyOperand, size: [usize; 2], parallel: bool) -> Self {
-        match (products, rhs) {
-            (Products::F32, AnyOperand::F32(rhs)) => Self::F32(rhs, size),
-            (_, AnyOperand::F32(rhs)) => Self::Packed(bf16::PackedRhs::new(rhs, size, parallel)),
-            (_, AnyOperand::Bf16(rhs)) => Self::Packed(bf16::PackedRhs::new(rhs, size, parallel)),
-        }
-    }
-
-    /// `dst (+)= lhs rhs` for `lhs` `m x k`.
-    ///
-    /// # Safety
-    /// As [`product`].
-    unsafe fn multiply(&self, m: usize, dst: Output, lhs: Operand) {
-        // SAFETY: the caller's promise.
-        unsafe {
-            match self {
-                Self::F32(rhs, [k, n]) => product([m, *n, *k], dst, lhs, *rhs),
-                Self::Packed(rhs) => rhs.multiply(m, dst, lhs),
-            }
-        }
-    }
-}
-
-/// A layer's weight tensor as the kernels read it: f32, or bf16 as stored.
-#[derive(Clone, Copy)]
-enum Weights<'a> {
-    F32(&'a [f32]),
-    Bf16(&'a [half::bf16]),
-}
-
-impl<'a> Weights<'a> {
-    /// The elements of a contiguous f32 or bf16 tensor.
-    fn of(t: &'a FlexTensor) -> Option<Self> {
-        match t.dtype() {
-            DType::F32 => Some(Self::F32(t.as_slice()?)),
-            DType::BF16 => Some(Self::Bf16(t.as_slice()?)),
-            _ => None,
-        }
-    }
-
-    /// The weights as a matrix operand with `strides` (row, column).
-    fn operand(self, [row, col]: [isize; 2]) -> AnyOperand {
-        match self {
-            Self::F32(w) => Operand(w.as_ptr(), row, col).into(),
-            Self::Bf16(w) => Operand(w.as_ptr(), row, col).into(),
-        }
-    }
-}
-
-/// The flex tensor behind a weight that the kernels read in place, contiguous: untracked f32,
-/// or bf16 on a plain flex device when `products` are bf16 (where [`weights_in`] keeps bf16
-/// weights).
-fn flex_weight<const D: usize>(t: &Tensor<D>, products: Products) -> Option<FlexTensor> {
-    if t.dtype() == DType::BF16 && products == Products::Bf16 {
-        let plain = t.clone().try_into_primitive::<Flex>().ok()?;
-        return Some(plain.to_contiguous());
-    }
-    Some(flex_f32_untracked(t)?.to_contiguous())
 }
 
 /// A raw pointer that the parallel tasks writing disjoint parts of one buffer may share.
