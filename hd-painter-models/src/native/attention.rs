@@ -229,7 +229,10 @@ fn attention_f32(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, products: Produ
                 // keys^T: element (i, j) is dimension i of key j.
                 let keys_t = Operand(kv.row(b, h, 0), kv.strides[3], kv.strides[2]);
                 let values = Operand(vv.row(b, h, 0), vv.strides[2], vv.strides[3]);
-                let head = HeadProducts::new(products, keys_t, values, [dim, keys, value_dim]);
+                // Read in place for f32 products, packed once per head for bf16 ones (every block
+                // of queries multiplies them).
+                let keys_t = SharedRhs::new(products, keys_t.into(), [dim, keys], false);
+                let values = SharedRhs::new(products, values.into(), [keys, value_dim], false);
                 head_out
                     .par_chunks_mut(QUERY_BLOCK * value_dim)
                     .enumerate()
@@ -240,8 +243,9 @@ fn attention_f32(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, products: Produ
                         let queries = Operand(qv.row(b, h, first), qv.strides[2], qv.strides[3]);
                         let scores_out = Output(scores.as_mut_ptr(), keys as isize, false);
                         // SAFETY: the queries address rows `first..first + rows` of the head's
-                        // queries, the output the `rows x keys` buffer.
-                        unsafe { head.scores(rows, scores_out, queries) };
+                        // queries, `keys_t` the head's keys (valid while `k` lives), the output
+                        // the `rows x keys` buffer.
+                        unsafe { keys_t.multiply(rows, scores_out, queries) };
                         let sums: Vec<f32> = scores
                             .chunks_exact_mut(keys)
                             .map(|row| softmax_numerators(row, scale))
@@ -251,7 +255,7 @@ fn attention_f32(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, products: Produ
                             Output(block_out.as_mut_ptr(), value_dim as isize, false);
                         // SAFETY: the numerators are the `rows x keys` buffer, the output this
                         // block's `rows x value_dim` elements.
-                        unsafe { head.weighted_values(rows, block_out_op, numerators) };
+                        unsafe { values.multiply(rows, block_out_op, numerators) };
                         for (row, sum) in block_out.chunks_exact_mut(value_dim).zip(sums) {
                             let inverse = 1.0 / sum;
                             row.iter_mut().for_each(|o| *o *= inverse);
@@ -260,45 +264,6 @@ fn attention_f32(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, products: Produ
             });
     }
     FlexTensor::from_data(TensorData::new(out, [batch, heads, queries, value_dim]))
-}
-
-/// One head's two products: against its keys (transposed) and its values, read in place for
-/// f32 products, packed once per head for bf16 ones (every block of queries multiplies them).
-struct HeadProducts {
-    keys_t: SharedRhs,
-    values: SharedRhs,
-}
-
-impl HeadProducts {
-    /// `keys_t` (`dim x keys`) and `values` (`keys x value_dim`) must stay valid while the head
-    /// is used.
-    fn new(products: Products, keys_t: Operand, values: Operand, sizes: [usize; 3]) -> Self {
-        let [dim, keys, value_dim] = sizes;
-        Self {
-            keys_t: SharedRhs::new(products, keys_t.into(), [dim, keys], false),
-            values: SharedRhs::new(products, values.into(), [keys, value_dim], false),
-        }
-    }
-
-    /// `scores = queries keys^T` for `rows` queries.
-    ///
-    /// # Safety
-    /// `queries` addresses `rows x dim` elements, `scores` `rows x keys` that no one else
-    /// touches; the head's operands are valid.
-    unsafe fn scores(&self, rows: usize, scores: Output, queries: Operand) {
-        // SAFETY: the caller's promise.
-        unsafe { self.keys_t.multiply(rows, scores, queries) }
-    }
-
-    /// `out = numerators values` for `rows` rows of numerators.
-    ///
-    /// # Safety
-    /// `numerators` addresses `rows x keys` elements, `out` `rows x value_dim` that no one else
-    /// touches; the head's operands are valid.
-    unsafe fn weighted_values(&self, rows: usize, out: Output, numerators: Operand) {
-        // SAFETY: the caller's promise.
-        unsafe { self.values.multiply(rows, out, numerators) }
-    }
 }
 
 /// Replaces the raw scores `row` by `exp(scale * (s - max))` and returns their sum: the
