@@ -9,7 +9,10 @@
 //! samples would take many hours. `HD_PAINTER_SR_TILE=256` runs the VAE in diffusers' tiles;
 //! `HD_PAINTER_SR_PART=unet` times one guided UNet step alone (with its peak RSS), the call
 //! `full_size_sr.py` times without `--vae`; `HD_PAINTER_SR_PART=vae` the VAE encode of a 2048 x
-//! 2048 image and the decode of its latents alone, the calls `--vae` adds.
+//! 2048 image and the decode of its latents alone, the calls `--vae` adds;
+//! `HD_PAINTER_SR_PART=attention` the VAE mid-block's attention alone for its first
+//! `HD_PAINTER_SR_QUERIES` (default 1024) queries against all 262,144 keys, the call
+//! `full_size_sr.py --attention QUERIES` times (no weights needed).
 //!
 //! ```text
 //! ~/.cache/hd-painter/venv/bin/python tools/reference/full_size_sr.py
@@ -22,13 +25,19 @@ use std::time::Instant;
 use burn::tensor::{Distribution, Tensor};
 use hd_painter_benches::{full_dir, peak_rss_gib, randn};
 use hd_painter_core::{BackendKind, Filter, Image, Mask};
-use hd_painter_models::{AutoencoderKl, DefaultAttention, Unet2DConditionModel, VaeTiling};
+use hd_painter_models::{
+    AutoencoderKl, DEFAULT_SCORE_BUDGET, DefaultAttention, Unet2DConditionModel, VaeTiling,
+    chunked_attention,
+};
 use hd_painter_sampling::{Hooks, NoiseSchedule, TextConditioning};
 use hd_painter_sr::{SrSettings, Upscaler};
 
 const GIB: f64 = (1u64 << 30) as f64;
 
 fn main() {
+    if std::env::var("HD_PAINTER_SR_PART").is_ok_and(|p| p == "attention") {
+        return attention();
+    }
     let dir = full_dir();
     if !dir.join("unet_x4").exists() {
         eprintln!(
@@ -179,5 +188,34 @@ fn vae_calls(vae: &AutoencoderKl, device: &burn::tensor::Device) {
         "VAE decode to 2048x2048: {:.1} s, peak RSS {:.2} GiB",
         start.elapsed().as_secs_f64(),
         peak_rss_gib()
+    );
+}
+
+/// The x4 VAE mid-block's attention at 2048 px (one head, 512 channels, 262,144 keys) for its
+/// first `HD_PAINTER_SR_QUERIES` queries, through the VAE's call (`chunked_attention` with the
+/// default score budget).
+fn attention() {
+    let queries: usize = std::env::var("HD_PAINTER_SR_QUERIES")
+        .ok()
+        .and_then(|q| q.parse().ok())
+        .unwrap_or(1024);
+    let (tokens, channels) = (512 * 512, 512);
+    let device = BackendKind::Flex.device().expect("flex");
+    let q = randn([1, 1, queries, channels], &device);
+    let k = randn([1, 1, tokens, channels], &device);
+    let v = randn([1, 1, tokens, channels], &device);
+    let call = |q: Tensor<4>| {
+        hd_painter_benches::settle(chunked_attention(q, k.clone(), v.clone(), DEFAULT_SCORE_BUDGET))
+    };
+    call(q.clone().slice([0..1, 0..1, 0..64.min(queries)]));
+    let start = Instant::now();
+    call(q);
+    let seconds = start.elapsed().as_secs_f64();
+    let flops = 4.0 * (queries * tokens * channels) as f64;
+    println!(
+        "attention, {queries} queries x {tokens} keys x {channels}: {seconds:.2} s, {:.0} GFLOP/s; \
+         whole VAE call's attention ({tokens} queries) projected {:.0} s",
+        flops / seconds / 1e9,
+        seconds * tokens as f64 / queries as f64
     );
 }

@@ -15,13 +15,20 @@ pub const DEFAULT_SCORE_BUDGET: usize = 1 << 26;
 /// `softmax(q k^T / sqrt(d)) v` for `q`, `k`, `v` of shape `[batch, heads, tokens, dim]`,
 /// splitting the queries so that at most `score_budget` scores exist at a time. Each chunk is
 /// exact (every query sees every key), so chunking changes no value. f32 tensors on flex (with
-/// or without autodiff) run hd-painter's native kernel, everything else burn's `attention`.
+/// or without autodiff) run hd-painter's native kernel, everything else burn's `attention`;
+/// without autodiff the native kernel takes all queries in one call and keeps its blocks of
+/// queries within the budget itself (so that each head's keys and values are packed once).
 pub fn chunked_attention(
     q: Tensor<4>,
     k: Tensor<4>,
     v: Tensor<4>,
     score_budget: usize,
 ) -> Tensor<4> {
+    if !q.device().is_autodiff()
+        && let Some(out) = flex_attention(&q, &k, &v, score_budget)
+    {
+        return out;
+    }
     let n_q = q.dims()[2];
     let chunk = query_chunk(q.dims(), k.dims()[2], score_budget);
     if chunk >= n_q {
@@ -42,13 +49,10 @@ pub fn chunked_attention(
     Tensor::cat(parts, 2)
 }
 
+/// One chunk: the native kernel under autodiff (f32 on flex), burn's attention elsewhere.
 fn exact_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
-    let native = if q.device().is_autodiff() {
-        flex_attention_tracked(&q, &k, &v)
-    } else {
-        flex_attention(&q, &k, &v)
-    };
-    native.unwrap_or_else(|| attention(q, k, v, None, None, AttentionModuleOptions::default()))
+    flex_attention_tracked(&q, &k, &v)
+        .unwrap_or_else(|| attention(q, k, v, None, None, AttentionModuleOptions::default()))
 }
 
 /// How many queries of `q` (`[batch, heads, queries, dim]`) fit the score budget at once against

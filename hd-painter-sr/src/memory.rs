@@ -52,16 +52,19 @@ impl MemoryEstimate {
                 .max()
                 .unwrap_or(0)
         };
-        // Scores and their softmax: the whole matrix of the lowest level's tokens, or a chunk.
-        let attention = |size: (u32, u32), levels: usize| {
+        // Scores and their softmax: the whole matrix of the lowest level's tokens, or a chunk;
+        // and the keys and values packed once for all blocks of queries.
+        let attention = |size: (u32, u32), channels: &[usize]| {
+            let levels = channels.len();
             let tokens = pixels(size, levels.saturating_sub(1));
-            2 * tokens.saturating_mul(tokens).min(score_budget as u64) * F32
+            let packed = 2 * tokens * channels.last().copied().unwrap_or(0) as u64;
+            (2 * tokens.saturating_mul(tokens).min(score_budget as u64) + packed) * F32
         };
         let (vae_channels, unet_channels) = (vae.block_out_channels(), unet.block_out_channels());
         let vae_maps =
-            LIVE_MAPS * widest(vae_channels, image) * F32 + attention(image, vae_channels.len());
+            LIVE_MAPS * widest(vae_channels, image) * F32 + attention(image, vae_channels);
         let unet_maps = 2 * LIVE_MAPS * widest(unet_channels, latent) * F32
-            + attention(latent, unet_channels.len());
+            + attention(latent, unet_channels);
         Self {
             weights: (unet.num_params() + vae.num_params()) as u64 * F32,
             vae_encode: vae_maps,

@@ -28,16 +28,28 @@ const QUERY_BLOCK: usize = 64;
 /// keys, dim]` and `v` `[batch, heads, keys, value dim]` with the native kernel, when all three
 /// are f32 tensors on a flex device without autodiff; `None` elsewhere (the caller then uses
 /// burn's attention). The two products are in the arithmetic [`with_products`] set on this
-/// thread (f32 by default).
+/// thread (f32 by default). The queries run in blocks, as many at once as there are threads,
+/// and the blocks are made smaller where their scores would pass `score_budget` floats, so all
+/// queries go in one call whatever the token count: each head's keys and values are then packed
+/// once for all of them.
 ///
 /// [`with_products`]: super::with_products
-pub(crate) fn flex_attention(q: &Tensor<4>, k: &Tensor<4>, v: &Tensor<4>) -> Option<Tensor<4>> {
+pub(crate) fn flex_attention(
+    q: &Tensor<4>,
+    k: &Tensor<4>,
+    v: &Tensor<4>,
+    score_budget: usize,
+) -> Option<Tensor<4>> {
     let [q, k, v] = flex_f32([q, k, v])?;
+    let keys = dims(&k)[2];
+    let threads = rayon::current_num_threads();
+    let block = (score_budget / (threads * keys).max(1)).clamp(1, QUERY_BLOCK);
     Some(Tensor::from_primitive::<Flex>(attention_f32(
         &q,
         &k,
         &v,
         products(),
+        block,
     )))
 }
 
@@ -58,7 +70,8 @@ pub(crate) fn flex_attention_tracked(
     {
         return None;
     }
-    let out = attention_f32(q.primitive(), k.primitive(), v.primitive(), products());
+    let (q_, k_, v_) = (q.primitive(), k.primitive(), v.primitive());
+    let out = attention_f32(q_, k_, v_, products(), QUERY_BLOCK);
     let inputs = [q.node(), k.node(), v.node()];
     Some(record(Gradient, inputs, out, |out| {
         [q.primitive(), k.primitive(), v.primitive(), out].map(Clone::clone)
@@ -215,12 +228,21 @@ impl<'a> View<'a> {
     }
 }
 
-/// The attention of [`flex_attention`], with its two products in `products`' arithmetic.
-fn attention_f32(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, products: Products) -> FlexTensor {
+/// The attention of [`flex_attention`], with its two products in `products`' arithmetic, in
+/// blocks of `block` queries.
+fn attention_f32(
+    q: &FlexTensor,
+    k: &FlexTensor,
+    v: &FlexTensor,
+    products: Products,
+    block: usize,
+) -> FlexTensor {
     let ([batch, heads, queries, dim], keys, value_dim) = (dims(q), dims(k)[2], dims(v)[3]);
     let (qv, kv, vv) = (View::new(q), View::new(k), View::new(v));
     let scale = 1.0 / (dim as f32).sqrt();
     let mut out = vec![0f32; batch * heads * queries * value_dim];
+    // With fewer heads than threads, the threads share the packing of each head.
+    let parallel_packing = batch * heads < rayon::current_num_threads();
     if !out.is_empty() && keys > 0 {
         out.par_chunks_mut(queries * value_dim)
             .enumerate()
@@ -229,17 +251,22 @@ fn attention_f32(q: &FlexTensor, k: &FlexTensor, v: &FlexTensor, products: Produ
                 // keys^T: element (i, j) is dimension i of key j.
                 let keys_t = Operand(kv.row(b, h, 0), kv.strides[3], kv.strides[2]);
                 let values = Operand(vv.row(b, h, 0), vv.strides[2], vv.strides[3]);
-                // Read in place for f32 products, packed once per head for bf16 ones (every block
-                // of queries multiplies them).
-                let keys_t = SharedRhs::new(products, keys_t.into(), [dim, keys], false);
-                let values = SharedRhs::new(products, values.into(), [keys, value_dim], false);
+                // Packed once per head: every block of queries multiplies them.
+                let pack = |op: Operand, size| {
+                    SharedRhs::packed_once(products, op.into(), size, parallel_packing)
+                };
+                let (keys_t, values) = (pack(keys_t, [dim, keys]), pack(values, [keys, value_dim]));
                 head_out
-                    .par_chunks_mut(QUERY_BLOCK * value_dim)
+                    .par_chunks_mut(block * value_dim)
                     .enumerate()
-                    .for_each(|(block, block_out)| {
+                    // One score buffer per task of the pool's split, reused by its blocks: at
+                    // long sequences a fresh one per block (64 MiB at 262,144 keys) costs its
+                    // page faults every time.
+                    .for_each_init(Vec::new, |scores, (index, block_out)| {
                         let rows = block_out.len() / value_dim;
-                        let first = block * QUERY_BLOCK;
-                        let mut scores = vec![0f32; rows * keys];
+                        let first = index * block;
+                        // Every score is written by the product below before it is read.
+                        scores.resize(rows * keys, 0.0);
                         let queries = Operand(qv.row(b, h, first), qv.strides[2], qv.strides[3]);
                         let scores_out = Output(scores.as_mut_ptr(), keys as isize, false);
                         // SAFETY: the queries address rows `first..first + rows` of the head's
@@ -297,9 +324,13 @@ mod tests {
             Tensor::<4>::random([2, n, 3, d], Distribution::Normal(0.0, 2.0), &device)
                 .swap_dims(1, 2)
         };
-        for (queries, keys) in [(150, 77), (64, 200), (1, 1)] {
+        // Budgets of whole blocks, and one that leaves a single query per block.
+        for ((queries, keys), budget) in [(150, 77), (64, 200), (1, 1)]
+            .into_iter()
+            .flat_map(|shape| [(shape, usize::MAX), (shape, 1)])
+        {
             let (q, k, v) = (heads(queries, 16), heads(keys, 16), heads(keys, 24));
-            let got = flex_attention(&q, &k, &v).expect("f32 on flex");
+            let got = flex_attention(&q, &k, &v, budget).expect("f32 on flex");
             let scores = q.matmul(k.swap_dims(2, 3)) / 4.0;
             let want = softmax(scores, 3).matmul(v);
             // Relative to the outputs' size: the two sum in different orders, and random
@@ -309,7 +340,7 @@ mod tests {
             let diff = max_difference(got, want);
             assert!(
                 diff < 1e-5 * scale,
-                "{queries} x {keys}: {diff} (scale {scale})"
+                "{queries} x {keys}, budget {budget}: {diff} (scale {scale})"
             );
         }
     }
@@ -354,8 +385,8 @@ mod tests {
         let device = hd_painter_core::BackendKind::Flex.device().unwrap();
         let t = Tensor::<4>::zeros([1, 1, 4, 8], &device);
         let ad = Tensor::<4>::zeros([1, 1, 4, 8], &device.clone().autodiff());
-        assert!(flex_attention(&ad, &ad, &ad).is_none());
+        assert!(flex_attention(&ad, &ad, &ad, usize::MAX).is_none());
         let half = t.cast(burn::tensor::FloatDType::F16);
-        assert!(flex_attention(&half, &half, &half).is_none());
+        assert!(flex_attention(&half, &half, &half, usize::MAX).is_none());
     }
 }

@@ -16,12 +16,11 @@ use std::sync::OnceLock;
 use half::bf16;
 use rayon::prelude::*;
 
+use super::panels::{NR, Panels, empty_product, parallel};
 use super::{Operand, Output};
 
 #[cfg(target_arch = "x86_64")]
 mod amx;
-#[cfg(target_arch = "x86_64")]
-mod avx512;
 
 /// How the native kernels multiply matrices: in f32, or with both operands rounded to bf16 and
 /// the sums kept in f32. Models whose weights are stored in bf16 and computed in f32 run their
@@ -92,8 +91,6 @@ impl Element for bf16 {
     }
 }
 
-/// Columns of a packed right-operand panel.
-const NR: usize = 64;
 /// The packed depth of the right operand is padded to a multiple of this many pairs: one AMX
 /// tile's depth (32 bf16 values).
 const PAIR_ALIGN: usize = 16;
@@ -138,25 +135,6 @@ impl Kernel {
             }
         }
         kernels
-    }
-}
-
-/// Products of more multiply-adds than this spread over the thread pool (when called from
-/// outside it).
-const PARALLEL_WORK: usize = 1 << 21;
-
-/// Whether a product of `m x n x k` spreads over the thread pool.
-fn parallel([m, n, k]: [usize; 3]) -> bool {
-    rayon::current_thread_index().is_none() && m * n * k >= PARALLEL_WORK
-}
-
-/// Runs `block(first_row)` for the blocks of `rows` rows of `m`, over the thread pool where
-/// `parallel` (the kernels' split: each block packs its own rows of the left operand).
-fn for_row_blocks(m: usize, rows: usize, parallel: bool, block: impl Fn(usize) + Send + Sync) {
-    if parallel {
-        (0..m).into_par_iter().step_by(rows).for_each(block);
-    } else {
-        (0..m).step_by(rows).for_each(block);
     }
 }
 
@@ -231,27 +209,23 @@ impl PackedRhs {
         let [k, n] = self.size;
         let dims = [m, n, k];
         if k == 0 {
-            if !dst.2 {
-                for r in 0..m {
-                    // SAFETY: row `r` of `dst` holds `n` valid elements (the caller's promise).
-                    unsafe { std::slice::from_raw_parts_mut(dst.0.offset(r as isize * dst.1), n) }
-                        .fill(0.0);
-                }
-            }
-            return;
+            // SAFETY: the caller's promise.
+            return unsafe { empty_product(dst, [m, n]) };
         }
         match &self.data {
             // SAFETY (both kernels): packed pairs exist only for kernels the CPU runs; the rest
             // is the caller's promise.
             #[cfg(target_arch = "x86_64")]
             Packed::Pairs { kernel, pairs } => unsafe {
-                let rhs = PairPanels {
-                    pairs,
+                let rhs = Panels {
+                    values: pairs,
                     stride: padded_pairs(k) * NR,
                 };
                 match kernel {
                     Kernel::Amx => amx::product(dims, dst, lhs, rhs),
-                    Kernel::Avx512 => avx512::product(dims, dst, lhs, rhs),
+                    Kernel::Avx512 => {
+                        super::avx512::product::<A, super::avx512::Bf16Pairs>(dims, dst, lhs, rhs)
+                    }
                 }
             },
             #[cfg(not(target_arch = "x86_64"))]
@@ -273,13 +247,6 @@ impl PackedRhs {
     }
 }
 
-/// A packed right operand as the kernels read it: panel `j` starts at `j * stride`.
-#[derive(Clone, Copy)]
-struct PairPanels<'a> {
-    pairs: &'a [u32],
-    stride: usize,
-}
-
 /// The pairs of depth `k` in a packed right-operand panel.
 fn padded_pairs(k: usize) -> usize {
     k.div_ceil(2).next_multiple_of(PAIR_ALIGN)
@@ -297,40 +264,6 @@ fn rounded<T: Element>(src: Operand<T>, rows: usize, cols: usize) -> Vec<f32> {
 
 fn widened(bits: u16) -> f32 {
     f32::from_bits(u32::from(bits) << 16)
-}
-
-impl<T: Element> Operand<T> {
-    /// The element at `(row, col)`.
-    ///
-    /// # Safety
-    /// The element lies inside the operand.
-    #[inline(always)]
-    unsafe fn at(self, row: usize, col: usize) -> T {
-        // SAFETY: the caller's promise.
-        unsafe { *self.0.offset(row as isize * self.1 + col as isize * self.2) }
-    }
-
-    /// Columns `first..first + len` of row `row`: the elements themselves where they are
-    /// adjacent, else gathered into `buffer`.
-    ///
-    /// # Safety
-    /// The elements lie inside the operand, and stay unchanged while the slice is used.
-    unsafe fn run(self, row: usize, first: usize, len: usize, buffer: &mut Vec<T>) -> &[T] {
-        if self.2 == 1 {
-            // SAFETY: the caller's promise; adjacent elements form a slice.
-            unsafe {
-                std::slice::from_raw_parts(
-                    self.0.offset(row as isize * self.1 + first as isize),
-                    len,
-                )
-            }
-        } else {
-            buffer.clear();
-            // SAFETY: the caller's promise.
-            buffer.extend((first..first + len).map(|c| unsafe { self.at(row, c) }));
-            buffer
-        }
-    }
 }
 
 /// Two bf16 values as one `u32`, `low` in the low half.
@@ -431,15 +364,15 @@ fn pairs_of<T: Element>(out: &mut [u32], values: &[T]) {
 /// `first_depth..first_depth + depths`, rounded by [`pack_lhs`] into `padded_rows` rows of
 /// `row_pairs` pairs (zero past the block).
 #[derive(Clone, Copy)]
-struct LhsBlock {
-    first: [usize; 2],
-    size: [usize; 2],
-    padded_rows: usize,
-    row_pairs: usize,
+pub(super) struct LhsBlock {
+    pub(super) first: [usize; 2],
+    pub(super) size: [usize; 2],
+    pub(super) padded_rows: usize,
+    pub(super) row_pairs: usize,
 }
 
 /// The block `block` of `lhs` rounded to bf16, row-major, into `out`.
-fn pack_lhs<T: Element>(lhs: Operand<T>, block: LhsBlock, out: &mut Vec<u32>) {
+pub(super) fn pack_lhs<T: Element>(lhs: Operand<T>, block: LhsBlock, out: &mut Vec<u32>) {
     let ([first_row, first_depth], [rows, depths]) = (block.first, block.size);
     // The buffer is reused between blocks: every element is written below, the padding with
     // zeros, instead of clearing it first.

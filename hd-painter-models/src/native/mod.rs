@@ -15,12 +15,15 @@
 //! reading bf16 weights as stored on a plain device.
 
 mod attention;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 mod bf16;
 mod cast;
 mod conv;
 mod geglu;
 mod linear;
 mod norm;
+mod panels;
 mod products;
 
 pub(crate) use attention::{flex_attention, flex_attention_tracked};

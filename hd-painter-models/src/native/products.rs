@@ -7,6 +7,7 @@ use burn::backend::flex::FlexTensor;
 use burn::tensor::{DType, Tensor};
 
 use super::bf16::{self, Products};
+use super::panels::PackedF32;
 use super::{Operand, Output, flex_f32_untracked, product};
 
 /// An operand of f32 values, or of bf16 weights as stored.
@@ -54,10 +55,16 @@ pub(super) unsafe fn product_in(
     }
 }
 
+/// The size above which [`SharedRhs::packed_once`] packs an f32 operand: about a core's share
+/// of a server's L3 cache (the UNet's heads at a 64 x 64 latent, 1 MiB, stay below it).
+const PACK_ONCE_BYTES: usize = 8 << 20;
+
 /// A right operand `k x n` for several products (with each image of a batch): read in place
-/// for f32 products, packed once for bf16 ones ([`product_in`]'s rule).
+/// for f32 products, packed once for bf16 ones ([`product_in`]'s rule), or packed once in both
+/// arithmetics ([`SharedRhs::packed_once`]).
 pub(super) enum SharedRhs {
     F32(Operand, [usize; 2]),
+    F32Panels(PackedF32),
     Packed(bf16::PackedRhs),
 }
 
@@ -76,6 +83,27 @@ impl SharedRhs {
         }
     }
 
+    /// The same for a right operand that many products multiply (an attention head's keys or
+    /// values, with every block of queries): f32 ones larger than [`PACK_ONCE_BYTES`] are
+    /// packed once too, into the f32 panel kernel's panels, where the CPU has that kernel. A
+    /// GEMM called per block packs its right operand again each time; that costs little while
+    /// the operand stays in the cache, but at the x4 VAE's 262,144 tokens (512 MiB per operand,
+    /// read from memory for every block) it was half of the attention's time.
+    pub(super) fn packed_once(
+        products: Products,
+        rhs: AnyOperand,
+        size: [usize; 2],
+        parallel: bool,
+    ) -> Self {
+        let large = size[0] * size[1] * std::mem::size_of::<f32>() > PACK_ONCE_BYTES;
+        if let (Products::F32, AnyOperand::F32(op), true) = (products, rhs, large)
+            && let Some(panels) = PackedF32::new(op, size, parallel)
+        {
+            return Self::F32Panels(panels);
+        }
+        Self::new(products, rhs, size, parallel)
+    }
+
     /// `dst (+)= lhs rhs` for `lhs` `m x k`.
     ///
     /// # Safety
@@ -85,6 +113,7 @@ impl SharedRhs {
         unsafe {
             match self {
                 Self::F32(rhs, [k, n]) => product([m, *n, *k], dst, lhs, *rhs),
+                Self::F32Panels(rhs) => rhs.multiply(m, dst, lhs),
                 Self::Packed(rhs) => rhs.multiply(m, dst, lhs),
             }
         }

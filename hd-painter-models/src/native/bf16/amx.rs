@@ -9,9 +9,8 @@
 use std::arch::asm;
 use std::sync::OnceLock;
 
-use super::{
-    Element, LhsBlock, NR, PAIR_ALIGN, PairPanels, for_row_blocks, pack_lhs, parallel, store_tile,
-};
+use super::{Element, LhsBlock, PAIR_ALIGN, pack_lhs, store_tile};
+use crate::native::panels::{NR, Panels, for_row_blocks, parallel};
 use crate::native::{Operand, Output, SharedMut};
 
 /// Rows and columns of the block of outputs one pass of the tiles computes.
@@ -84,7 +83,7 @@ pub(super) unsafe fn product<A: Element>(
     [m, n, k]: [usize; 3],
     dst: Output,
     lhs: Operand<A>,
-    rhs: PairPanels<'_>,
+    rhs: Panels<'_, u32>,
 ) {
     let parallel = parallel([m, n, k]);
     let out = SharedMut(dst.0);
@@ -123,7 +122,7 @@ pub(super) unsafe fn product<A: Element>(
             let accumulate = dst.2 || first_depth > 0;
             for first_col in (0..n).step_by(TILE_BLOCK) {
                 let (panel, within) = (first_col / NR, first_col % NR);
-                let rhs_block = &rhs.pairs[panel * rhs.stride + first_depth / 2 * NR + within..];
+                let rhs_block = &rhs.values[panel * rhs.stride + first_depth / 2 * NR + within..];
                 for tile_row in (0..rows).step_by(TILE_BLOCK) {
                     let lhs_rows = LhsRows {
                         first: lhs_rows.first.wrapping_add(tile_row * lhs_rows.stride),

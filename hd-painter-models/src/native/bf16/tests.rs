@@ -1,20 +1,7 @@
 use half::bf16;
 
 use super::*;
-
-/// A deterministic spread of values over several magnitudes and both signs.
-fn values(len: usize, seed: u64) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let unit = (state >> 40) as f32 / (1u64 << 24) as f32;
-            (unit - 0.5) * 4.0 * if state & 1 == 0 { 1.0 } else { 0.01 }
-        })
-        .collect()
-}
+use crate::native::panels::tests::{LAYOUTS, SHAPES, Strided, check_product, values};
 
 #[test]
 fn rounds_as_half_does() {
@@ -49,96 +36,26 @@ fn rounds_as_half_does() {
     }
 }
 
-/// A strided matrix in a buffer: element `(r, c)` at `r * row + c * col`.
-struct Strided {
-    data: Vec<f32>,
-    row: isize,
-    col: isize,
-}
-
-impl Strided {
-    /// `rows x cols`, stored row-major or transposed.
-    fn new(rows: usize, cols: usize, transposed: bool, seed: u64) -> Self {
-        let (row, col) = if transposed {
-            (1, rows as isize)
-        } else {
-            (cols as isize, 1)
-        };
-        Self {
-            data: values(rows * cols, seed),
-            row,
-            col,
-        }
-    }
-
-    fn at(&self, r: usize, c: usize) -> f32 {
-        self.data[(r as isize * self.row + c as isize * self.col) as usize]
-    }
-
-    fn operand(&self) -> Operand {
-        Operand(self.data.as_ptr(), self.row, self.col)
-    }
-}
-
 fn round(x: f32) -> f64 {
     f64::from(widened(x.bf16_bits()))
 }
 
-/// Checks `product` (one of the two implementations) against the f64 product of the rounded
-/// operands, within the f32 summation bound `k u sum |a b|` (u = 2^-24) for any order.
-fn check(name: &str, kernel: Option<Kernel>, [m, n, k]: [usize; 3], [lhs_t, rhs_t]: [bool; 2]) {
-    let lhs = Strided::new(m, k, lhs_t, 1 + (m * k) as u64);
-    let rhs = Strided::new(k, n, rhs_t, 2 + (k * n) as u64);
-    for accumulate in [false, true] {
-        let start = values(m * n, 7);
-        let mut out = start.clone();
-        let packed = PackedRhs::for_kernel(kernel, rhs.operand(), [k, n], parallel([m, n, k]));
-        let dst = Output(out.as_mut_ptr(), n as isize, accumulate);
-        // SAFETY: `out` is `m x n` contiguous; the operands hold their elements.
+/// Checks `kernel` (one of the bf16 kernels, or `None` for the fallback) against the f64
+/// product of the rounded operands, within the f32 summation bound.
+fn check(name: &str, kernel: Option<Kernel>, dims: [usize; 3], layout: [bool; 2]) {
+    let multiply = |lhs: &Strided, rhs: &Strided, dst: Output| {
+        let [m, n, k] = dims;
+        let packed = PackedRhs::for_kernel(kernel, rhs.operand(), [k, n], parallel(dims));
+        // SAFETY: `dst` is `m x n` contiguous; the operands hold their elements.
         unsafe { packed.multiply(m, dst, lhs.operand()) };
-        for r in 0..m {
-            for c in 0..n {
-                let terms = (0..k).map(|d| round(lhs.at(r, d)) * round(rhs.at(d, c)));
-                let (exact, magnitude) = terms.fold((0.0, 0.0), |(s, a), t| (s + t, a + t.abs()));
-                let base = if accumulate {
-                    f64::from(start[r * n + c])
-                } else {
-                    0.0
-                };
-                let got = f64::from(out[r * n + c]);
-                let bound = (k + 1) as f64 * 2f64.powi(-24) * (magnitude + base.abs()) + 1e-30;
-                assert!(
-                    (got - (exact + base)).abs() <= bound,
-                    "{name} [{m}, {n}, {k}] transposed {lhs_t}/{rhs_t} accumulate {accumulate}: \
-                     ({r}, {c}) = {got}, want {} within {bound:e}",
-                    exact + base
-                );
-            }
-        }
-    }
+    };
+    check_product(name, dims, layout, round, multiply);
 }
-
-/// Shapes around every blocking size of both kernels (tiles of 6 x 64 and 32 x 32, blocks of 96
-/// rows, depths of 256 and 1024, 32-deep AMX steps), odd depths, the empty depth and some big
-/// enough to run in parallel, through row-major and transposed operands.
-const SHAPES: [[usize; 3]; 11] = [
-    [1, 1, 1],
-    [5, 63, 3],
-    [6, 64, 2],
-    [7, 65, 0],
-    [13, 129, 257],
-    [31, 33, 31],
-    [97, 70, 513],
-    [101, 65, 257],
-    [33, 97, 1100],
-    [3, 300, 1000],
-    [230, 150, 310],
-];
 
 fn check_all(kernel: Option<Kernel>) {
     let name = format!("{kernel:?}");
     for dims in SHAPES {
-        for layout in [[false, false], [true, false], [false, true], [true, true]] {
+        for layout in LAYOUTS {
             check(&name, kernel, dims, layout);
         }
     }
@@ -212,7 +129,8 @@ fn products_setting_is_scoped() {
     assert_eq!(products(), Products::F32);
 }
 
-/// Throughput of each kernel against the f32 GEMM on the shapes of a UNet step (in release:
+/// Throughput of each kernel against the f32 GEMM on the shapes of a UNet step and of a block of
+/// 64 queries in the x4 VAE's attention at 2048 px (in release:
 /// `cargo test --release -p hd-painter-models --lib bf16::tests::throughput -- --ignored
 /// --nocapture`).
 #[test]
@@ -226,6 +144,8 @@ fn throughput() {
         [1280, 256, 11520],
         [64, 4096, 64],
         [64, 64, 4096],
+        [64, 262144, 512],
+        [64, 512, 262144],
     ];
     for [m, n, k] in shapes {
         let lhs = Strided::new(m, k, false, 1);
@@ -246,6 +166,10 @@ fn throughput() {
             super::super::product([m, n, k], dst, lhs.operand(), rhs.operand())
         });
         let mut line = format!("[{m}, {n}, {k}]: f32 {:.0} GFLOP/s", gflops(f32_gemm));
+        if let Some(panels) = crate::native::panels::PackedF32::new(rhs.operand(), [k, n], true) {
+            let mut run = || unsafe { panels.multiply(m, dst, lhs.operand()) };
+            line += &format!(", f32 panels (packed once) {:.0}", gflops(time(&mut run)));
+        }
         for kernel in Kernel::available() {
             let mut run = || {
                 let packed = PackedRhs::for_kernel(Some(kernel), rhs.operand(), [k, n], true);
