@@ -345,6 +345,27 @@ mod tests {
         }
     }
 
+    /// Keys and values past the size that is packed once (into f32 panels, where the CPU has
+    /// AVX-512F) against the composed attention: one head, the keys strided as a model splits
+    /// them, whole blocks and blocks cut down by a small budget.
+    #[test]
+    fn long_sequences_match_the_composed_attention() {
+        let device = hd_painter_core::BackendKind::Flex.device().unwrap();
+        let (queries, dim) = (70, 64);
+        let keys = super::super::products::PACK_ONCE_BYTES / (4 * dim) + 100;
+        let normal = Distribution::Normal(0.0, 1.0);
+        let q = Tensor::<4>::random([1, 1, queries, dim], normal, &device);
+        let k = Tensor::<4>::random([1, keys, 1, dim], normal, &device).swap_dims(1, 2);
+        let v = Tensor::<4>::random([1, 1, keys, dim], normal, &device);
+        let scores = q.clone().matmul(k.clone().swap_dims(2, 3)) / 8.0;
+        let want = softmax(scores, 3).matmul(v.clone());
+        for budget in [usize::MAX, 20 * keys] {
+            let got = flex_attention(&q, &k, &v, budget).expect("f32 on flex");
+            let diff = max_difference(got, want.clone());
+            assert!(diff < 1e-5, "budget {budget}: {diff}");
+        }
+    }
+
     /// The recorded backward against softmax and matmuls composed from burn's ops on the
     /// autodiff device, for q, k and v tracked at once, on strided heads, with more queries than
     /// a block and fewer keys than queries (cross-attention's shape) and the reverse.

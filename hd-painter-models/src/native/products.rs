@@ -57,7 +57,7 @@ pub(super) unsafe fn product_in(
 
 /// The size above which [`SharedRhs::packed_once`] packs an f32 operand: about a core's share
 /// of a server's L3 cache (the UNet's heads at a 64 x 64 latent, 1 MiB, stay below it).
-const PACK_ONCE_BYTES: usize = 8 << 20;
+pub(super) const PACK_ONCE_BYTES: usize = 8 << 20;
 
 /// A right operand `k x n` for several products (with each image of a batch): read in place
 /// for f32 products, packed once for bf16 ones ([`product_in`]'s rule), or packed once in both
