@@ -205,7 +205,12 @@ fn attention() {
     let k = randn([1, 1, tokens, channels], &device);
     let v = randn([1, 1, tokens, channels], &device);
     let call = |q: Tensor<4>| {
-        hd_painter_benches::settle(chunked_attention(q, k.clone(), v.clone(), DEFAULT_SCORE_BUDGET))
+        hd_painter_benches::settle(chunked_attention(
+            q,
+            k.clone(),
+            v.clone(),
+            DEFAULT_SCORE_BUDGET,
+        ))
     };
     call(q.clone().slice([0..1, 0..1, 0..64.min(queries)]));
     let start = Instant::now();

@@ -63,8 +63,8 @@ impl MemoryEstimate {
         let (vae_channels, unet_channels) = (vae.block_out_channels(), unet.block_out_channels());
         let vae_maps =
             LIVE_MAPS * widest(vae_channels, image) * F32 + attention(image, vae_channels);
-        let unet_maps = 2 * LIVE_MAPS * widest(unet_channels, latent) * F32
-            + attention(latent, unet_channels);
+        let unet_maps =
+            2 * LIVE_MAPS * widest(unet_channels, latent) * F32 + attention(latent, unet_channels);
         Self {
             weights: (unet.num_params() + vae.num_params()) as u64 * F32,
             vae_encode: vae_maps,

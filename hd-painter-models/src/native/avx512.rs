@@ -49,7 +49,12 @@ impl Lanes<f32> for F32Lanes {
     const STEP: usize = 1;
     const KC: usize = 512;
 
-    fn pack_lhs(lhs: Operand, [row, depth]: [usize; 2], [rows, depths]: [usize; 2], out: &mut Vec<f32>) {
+    fn pack_lhs(
+        lhs: Operand,
+        [row, depth]: [usize; 2],
+        [rows, depths]: [usize; 2],
+        out: &mut Vec<f32>,
+    ) {
         out.clear();
         let mut buffer = Vec::new();
         for r in row..row + rows {
@@ -108,7 +113,12 @@ pub(super) unsafe fn product<A: Copy, L: Lanes<A>>(
         for first_depth in (0..k).step_by(L::KC) {
             let depths = L::KC.min(k - first_depth);
             let steps = depths.div_ceil(L::STEP);
-            L::pack_lhs(lhs, [first_row, first_depth], [rows, depths], &mut lhs_packed);
+            L::pack_lhs(
+                lhs,
+                [first_row, first_depth],
+                [rows, depths],
+                &mut lhs_packed,
+            );
             let accumulate = dst.2 || first_depth > 0;
             for panel in 0..n.div_ceil(NR) {
                 let rhs_panel = &rhs.values[panel * rhs.stride + first_depth / L::STEP * NR..];

@@ -61,7 +61,13 @@ impl<T: Copy> Operand<T> {
     ///
     /// # Safety
     /// The elements lie inside the operand, and stay unchanged while the slice is used.
-    pub(super) unsafe fn run(self, row: usize, first: usize, len: usize, buffer: &mut Vec<T>) -> &[T] {
+    pub(super) unsafe fn run(
+        self,
+        row: usize,
+        first: usize,
+        len: usize,
+        buffer: &mut Vec<T>,
+    ) -> &[T] {
         if self.2 == 1 {
             // SAFETY: the caller's promise; adjacent elements form a slice.
             unsafe {
