@@ -14,9 +14,8 @@ use std::mem::MaybeUninit;
 use std::sync::OnceLock;
 
 use half::bf16;
-use rayon::prelude::*;
 
-use super::panels::{NR, Panels, empty_product, parallel};
+use super::panels::{NR, Panels, empty_product, packed_panels, parallel};
 use super::{Operand, Output};
 
 #[cfg(target_arch = "x86_64")]
@@ -275,14 +274,9 @@ fn pair(low: u16, high: u16) -> u32 {
 /// The right operand's pair panels (see [`Packed::Pairs`]).
 fn pack_rhs<T: Element>(rhs: Operand<T>, [k, n]: [usize; 2], parallel: bool) -> Vec<u32> {
     let pairs = padded_pairs(k);
-    let len = n.div_ceil(NR) * pairs * NR;
-    if len == 0 {
-        return Vec::new();
-    }
-    // Every element is written below, the padding with zeros: no zeroed allocation first.
-    let mut packed = Vec::with_capacity(len);
     let zero = MaybeUninit::new(0u32);
-    let fill = |(panel, out): (usize, &mut [MaybeUninit<u32>])| {
+    // Every element is written below, the padding with zeros.
+    packed_panels(n.div_ceil(NR), pairs * NR, parallel, |panel, out| {
         let first = panel * NR;
         let cols = NR.min(n - first);
         let mut rows = [Vec::new(), Vec::new()];
@@ -299,16 +293,7 @@ fn pack_rhs<T: Element>(rhs: Operand<T>, [k, n]: [usize; 2], parallel: bool) -> 
             interleave(&mut out[..cols], even, odd);
             out[cols..].fill(zero);
         }
-    };
-    let slots = &mut packed.spare_capacity_mut()[..len];
-    if parallel {
-        slots.par_chunks_mut(pairs * NR).enumerate().for_each(fill);
-    } else {
-        slots.chunks_mut(pairs * NR).enumerate().for_each(fill);
-    }
-    // SAFETY: the panels cover the `len` elements, each written above.
-    unsafe { packed.set_len(len) };
-    packed
+    })
 }
 
 /// `out[c] = (even[c], odd[c])` rounded to bf16 pairs, `odd` zero where absent.

@@ -108,24 +108,10 @@ impl PackedF32 {
         if !Self::available() {
             return None;
         }
-        let len = n.div_ceil(NR) * k * NR;
-        // Every element is written below, the padding with zeros: no zeroed allocation first.
-        let mut panels = Vec::with_capacity(len);
-        let fill = |(panel, out): (usize, &mut [MaybeUninit<f32>])| {
+        let panels = packed_panels(n.div_ceil(NR), k * NR, parallel, |panel, out| {
             let first = panel * NR;
-            let cols = NR.min(n - first);
-            pack_panel(rhs, [first, cols], out);
-        };
-        if len > 0 {
-            let slots = &mut panels.spare_capacity_mut()[..len];
-            if parallel {
-                slots.par_chunks_mut(k * NR).enumerate().for_each(fill);
-            } else {
-                slots.chunks_mut(k * NR).enumerate().for_each(fill);
-            }
-        }
-        // SAFETY: the panels cover the `len` elements, each written by `pack_panel`.
-        unsafe { panels.set_len(len) };
+            pack_panel(rhs, [first, NR.min(n - first)], out);
+        });
         Some(Self {
             size: [k, n],
             panels,
@@ -158,6 +144,31 @@ impl PackedF32 {
         #[cfg(not(target_arch = "x86_64"))]
         unreachable!("no f32 panel kernel off x86-64: {}", panels.stride);
     }
+}
+
+/// `count` panels of `panel_len` values each, panel `j` written by `fill(j, slots)` (which
+/// writes every slot), over the thread pool where `parallel`; no zeroed allocation first.
+pub(super) fn packed_panels<T: Send>(
+    count: usize,
+    panel_len: usize,
+    parallel: bool,
+    fill: impl Fn(usize, &mut [MaybeUninit<T>]) + Send + Sync,
+) -> Vec<T> {
+    let len = count * panel_len;
+    let mut packed = Vec::with_capacity(len);
+    if len == 0 {
+        return packed;
+    }
+    let slots = &mut packed.spare_capacity_mut()[..len];
+    let fill = |(panel, out): (usize, &mut [MaybeUninit<T>])| fill(panel, out);
+    if parallel {
+        slots.par_chunks_mut(panel_len).enumerate().for_each(fill);
+    } else {
+        slots.chunks_mut(panel_len).enumerate().for_each(fill);
+    }
+    // SAFETY: the panels cover the `len` elements, each written by `fill`.
+    unsafe { packed.set_len(len) };
+    packed
 }
 
 /// `dst (+)= lhs rhs` for a depth of 0: the `m x n` output cleared, unless it accumulates.
