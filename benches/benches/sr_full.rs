@@ -26,8 +26,8 @@ use burn::tensor::{Distribution, Tensor};
 use hd_painter_benches::{full_dir, peak_rss_gib, randn};
 use hd_painter_core::{BackendKind, Filter, Image, Mask};
 use hd_painter_models::{
-    AutoencoderKl, DEFAULT_SCORE_BUDGET, DefaultAttention, Unet2DConditionModel, VaeTiling,
-    chunked_attention,
+    AutoencoderKl, Conditions, DEFAULT_SCORE_BUDGET, DefaultAttention, Unet2DConditionModel,
+    VaeTiling, chunked_attention,
 };
 use hd_painter_sampling::{Hooks, NoiseSchedule, TextConditioning};
 use hd_painter_sr::{SrSettings, Upscaler};
@@ -158,7 +158,7 @@ fn unet_step(unet: &Unet2DConditionModel, device: &burn::tensor::Device) {
             sample,
             &[999.0, 999.0],
             &context,
-            Some(&[20, 20]),
+            Conditions::labels(Some(&[20, 20])),
             &mut DefaultAttention::default(),
         )
         .expect("UNet step");

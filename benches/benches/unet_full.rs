@@ -22,7 +22,7 @@ use burn::tensor::{FloatDType, Tensor};
 use criterion::{Criterion, criterion_group, criterion_main};
 use hd_painter_benches::{full_dir, peak_rss_gib, read_f32};
 use hd_painter_core::BackendKind;
-use hd_painter_models::{DefaultAttention, Unet2DConditionModel};
+use hd_painter_models::{Conditions, DefaultAttention, Unet2DConditionModel};
 
 fn unet_step(c: &mut Criterion) {
     let dir = full_dir();
@@ -56,7 +56,7 @@ fn unet_step(c: &mut Criterion) {
             sample,
             &timesteps[..n],
             context,
-            None,
+            Conditions::default(),
             &mut DefaultAttention::default(),
         )
         .expect("forward")

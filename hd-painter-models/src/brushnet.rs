@@ -16,7 +16,7 @@ use crate::config::ConfigFile;
 use crate::error::{ModelsError, Result};
 use crate::native::{self, Precision};
 use crate::processor::DefaultAttention;
-use crate::unet::{LevelConfig, Site, Unet2DConditionModel, UnetConfig, UnetResiduals};
+use crate::unet::{Conditions, LevelConfig, Site, Unet2DConditionModel, UnetConfig, UnetResiduals};
 use crate::weights::{load_safetensors, weights_file};
 
 /// The architecture of a `BrushNetModel` (the keys of its `config.json` the published
@@ -251,7 +251,7 @@ impl BrushNetModel {
             input,
             timesteps,
             context,
-            None,
+            Conditions::default(),
             &mut DefaultAttention::default(),
             &mut record,
         )?;

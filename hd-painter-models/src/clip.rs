@@ -1,5 +1,6 @@
 //! CLIP's text transformer (transformers' `CLIPTextModel`), the text encoder of SD 1.x (ViT-L/14,
-//! `quick_gelu`) and SD 2.x (OpenCLIP ViT-H/14 exported with 23 layers, `gelu`). Field names
+//! `quick_gelu`) and SD 2.x (OpenCLIP ViT-H/14 exported with 23 layers, `gelu`), and with its
+//! projection (`CLIPTextModelWithProjection`: SDXL's second encoder, OpenCLIP bigG). Field names
 //! follow the checkpoint keys (`encoder.layers.N.self_attn.q_proj`, ..., with or without the
 //! `text_model.` prefix of transformers 4 exports) so that published files load as they are.
 
@@ -48,6 +49,9 @@ pub struct ClipTextConfig {
     pub layer_norm_eps: f64,
     /// The end-of-text id, whose first position gives the pooled output.
     pub eos_token_id: u32,
+    /// The width of `text_projection` for a `CLIPTextModelWithProjection` (its `architectures`
+    /// entry; `projection_dim`), `None` for a plain `CLIPTextModel`.
+    pub projection_dim: Option<usize>,
 }
 
 impl ClipTextConfig {
@@ -69,6 +73,10 @@ impl ClipTextConfig {
             },
             layer_norm_eps: file.f64_or("layer_norm_eps", 1e-5)?,
             eos_token_id: file.usize("eos_token_id")? as u32,
+            projection_dim: match with_projection(&file) {
+                true => Some(file.usize("projection_dim")?),
+                false => None,
+            },
         };
         if !config
             .hidden_size
@@ -99,9 +107,20 @@ impl ClipTextConfig {
             "hidden_act": "quick_gelu",
             "layer_norm_eps": 1e-5,
             "eos_token_id": 49407,
+            "projection_dim": 512,
         });
         Ok(file.with_defaults(&defaults))
     }
+}
+
+/// Whether the config's `architectures` name the model with the projection.
+fn with_projection(file: &ConfigFile) -> bool {
+    let names = file.get("architectures").and_then(|v| v.as_array());
+    names.is_some_and(|names| {
+        names
+            .iter()
+            .any(|n| n.as_str() == Some("CLIPTextModelWithProjection"))
+    })
 }
 
 /// The outputs of [`ClipTextModel::forward`].
@@ -115,6 +134,9 @@ pub struct ClipTextOutput {
     pub penultimate_hidden_state: Tensor<3>,
     /// `last_hidden_state` at each sequence's first end-of-text token, `[batch, hidden]`.
     pub pooled: Tensor<2>,
+    /// `pooled` through `text_projection`, `[batch, projection_dim]`, for a model with one
+    /// (`CLIPTextModelWithProjection`'s `text_embeds`: SDXL's pooled prompt embedding).
+    pub text_embeds: Option<Tensor<2>>,
 }
 
 /// CLIP's text encoder, `CLIPTextModel`.
@@ -123,6 +145,8 @@ pub struct ClipTextModel {
     embeddings: TextEmbeddings,
     encoder: Encoder,
     final_layer_norm: LayerNorm,
+    /// `CLIPTextModelWithProjection`'s bias-free projection of the pooled output.
+    text_projection: Option<Linear>,
     eos_token_id: u32,
     /// What the hidden states are computed in (see [`crate::Unet2DConditionModel::compute_dtype`]).
     #[module(skip)]
@@ -200,6 +224,9 @@ impl ClipTextModel {
             },
             encoder: Encoder { layers },
             final_layer_norm: norm(),
+            text_projection: config
+                .projection_dim
+                .map(|p| LinearConfig::new(d, p).with_bias(false).init(device)),
             eos_token_id: config.eos_token_id,
             compute_dtype: FloatDType::F32,
         }
@@ -220,10 +247,12 @@ impl ClipTextModel {
         weights: WeightSource,
         device: &Device,
     ) -> Result<Self> {
-        let (remaps, ignored) = (
-            layout::remaps(&layout::CLIP),
-            layout::ignored(&layout::CLIP),
-        );
+        let remaps = layout::remaps(&layout::CLIP);
+        // A model with the projection loads it.
+        let ignored: Vec<_> = layout::ignored(&layout::CLIP)
+            .into_iter()
+            .filter(|&p| config.projection_dim.is_none() || p != layout::TEXT_PROJECTION)
+            .collect();
         load_safetensors(Self::new(config, device), weights, &remaps, &ignored)
     }
 
@@ -346,10 +375,17 @@ impl ClipTextModel {
                     .reshape([1, last.dims()[2]])
             })
             .collect();
+        let pooled = Tensor::cat(pooled, 0);
+        let text_embeds = self.text_projection.as_ref().map(|projection| {
+            let projection = native::params_in(projection, dtype.into());
+            let embeds = projection.forward(pooled.clone().cast(dtype));
+            embeds.cast(FloatDType::F32)
+        });
         Ok(ClipTextOutput {
-            pooled: Tensor::cat(pooled, 0),
+            pooled,
             last_hidden_state: last,
             penultimate_hidden_state: penultimate,
+            text_embeds,
         })
     }
 }

@@ -108,14 +108,17 @@ pub(crate) const CLIP: [KeyRule; 4] = [
         r"embeddings\.position_ids$",
     ),
     ignore(
-        "CLIPTextModelWithProjection's `text_projection` (ignored)",
-        r"^text_projection\.",
+        "CLIPTextModelWithProjection's `text_projection` (ignored by `CLIPTextModel`)",
+        TEXT_PROJECTION,
     ),
     ignore(
         "a whole CLIPModel file: vision tower and `logit_scale` (ignored)",
         r"^(vision_model\.|visual_projection\.|logit_scale$)",
     ),
 ];
+
+/// The key pattern of `CLIPTextModelWithProjection`'s projection, which `CLIPTextModel` ignores.
+pub(crate) const TEXT_PROJECTION: &str = r"^text_projection\.";
 
 /// `(pattern, replacement)` of the renaming rules, for the weight loader.
 pub(crate) fn remaps(rules: &[KeyRule]) -> Vec<(&'static str, &'static str)> {

@@ -94,7 +94,10 @@ pub use scheduler_config::SchedulerConfig;
 pub use scheduler_options::{RUNNABLE_SCHEDULERS, SchedulerOptions};
 pub use source::{HubModel, ModelSource};
 pub use tokenizer::{BOS_TOKEN, ClipTokenizer, EOS_TOKEN, MAX_LENGTH};
-pub use unet::{LevelConfig, Unet2DConditionModel, UnetConfig, UnetResiduals};
+pub use unet::{
+    Conditions, LevelConfig, TextTime, TextTimeConfig, Unet2DConditionModel, UnetConfig,
+    UnetResiduals,
+};
 pub use unet2d::{TimeProjection, Unet2DConfig, Unet2DLevel, Unet2DModel};
 pub use vae::{AutoencoderKl, DiagonalGaussian, VaeConfig, VaeTiling};
 

@@ -9,7 +9,7 @@ mod common;
 use burn::tensor::Tensor;
 use common::{Golden, device, model_dir, scratch_copy};
 use hd_painter_models::{
-    BrushNetConfig, BrushNetModel, DefaultAttention, ModelsError, Unet2DConditionModel,
+    BrushNetConfig, BrushNetModel, Conditions, DefaultAttention, ModelsError, Unet2DConditionModel,
     UnetResiduals,
 };
 
@@ -80,14 +80,20 @@ fn from_unet_copies_the_base_levels_and_leaves_its_output_unchanged() {
             s.sample.clone(),
             &[500.0],
             &s.context,
-            None,
+            Conditions::default(),
             &mut p,
             &residuals,
         )
         .unwrap();
     let plain = s
         .unet
-        .forward(s.sample, &[500.0], &s.context, None, &mut p)
+        .forward(
+            s.sample,
+            &[500.0],
+            &s.context,
+            Conditions::default(),
+            &mut p,
+        )
         .unwrap();
     let diff: f32 = (with - plain).abs().max().into_scalar();
     assert_eq!(diff, 0.0);
@@ -106,7 +112,7 @@ fn a_published_layout_branch_matches_the_reference_residuals_and_prediction() {
             s.sample,
             &[500.0],
             &s.context,
-            None,
+            Conditions::default(),
             &mut DefaultAttention::default(),
             &residuals,
         )
@@ -132,21 +138,42 @@ fn misuse_is_reported() {
     short.up.pop();
     let err = s
         .unet
-        .forward_with_residuals(s.sample.clone(), &[500.0], &s.context, None, &mut p, &short)
+        .forward_with_residuals(
+            s.sample.clone(),
+            &[500.0],
+            &s.context,
+            Conditions::default(),
+            &mut p,
+            &short,
+        )
         .unwrap_err();
     assert!(err.to_string().contains("Up residual 10"), "{err}");
     let mut long = good.clone();
     long.down.push(long.down[0].clone());
     assert!(
         s.unet
-            .forward_with_residuals(s.sample.clone(), &[500.0], &s.context, None, &mut p, &long)
+            .forward_with_residuals(
+                s.sample.clone(),
+                &[500.0],
+                &s.context,
+                Conditions::default(),
+                &mut p,
+                &long
+            )
             .is_err()
     );
     let mut wrong = good;
     wrong.mid = wrong.mid.repeat_dim(1, 2);
     let err = s
         .unet
-        .forward_with_residuals(s.sample, &[500.0], &s.context, None, &mut p, &wrong)
+        .forward_with_residuals(
+            s.sample,
+            &[500.0],
+            &s.context,
+            Conditions::default(),
+            &mut p,
+            &wrong,
+        )
         .unwrap_err();
     assert!(err.to_string().contains("Mid residual 0"), "{err}");
 

@@ -2,7 +2,8 @@
 //! built by `tools/reference/generate.py` (3 layers, 4 heads, width 32, batch 2, one prompt padded
 //! with the end token and one empty prompt padded with 0): last hidden state, penultimate hidden
 //! state and pooled output within 1e-4 * max(1, max|ref|), for quick_gelu (SD 1.x) and gelu
-//! (SD 2.x), from f32, f16 and bf16 weight files.
+//! (SD 2.x), from f32, f16 and bf16 weight files; `CLIPTextModelWithProjection`'s projected
+//! pooled output (SDXL's second encoder).
 
 mod common;
 
@@ -28,6 +29,32 @@ fn check(name: &str, variant: Option<&str>) {
         &what,
     );
     g.assert_close(out.pooled, "pooler_output", &what);
+}
+
+/// `CLIPTextModelWithProjection` (SDXL's second encoder): the hidden states and the projected
+/// pooled output (`text_embeds`, pooled at the largest id as its `eos_token_id = 2` says); a
+/// plain `CLIPTextModel` folder has no projection.
+#[test]
+fn projection_encoder_matches_transformers() {
+    let device = device();
+    let model = ClipTextModel::load(model_dir("clip_projection"), None, &device).unwrap();
+    let g = Golden::open("clip_projection", "outputs.safetensors");
+    let out = model.forward(g.int_tensor("input_ids", &device)).unwrap();
+    g.assert_close(
+        out.last_hidden_state,
+        "last_hidden_state",
+        "clip_projection",
+    );
+    g.assert_close(
+        out.penultimate_hidden_state,
+        "penultimate_hidden_state",
+        "clip_projection",
+    );
+    let embeds = out.text_embeds.expect("a projection");
+    g.assert_close(embeds, "text_embeds", "clip_projection");
+    let plain = ClipTextModel::load(model_dir("clip_gelu"), None, &device).unwrap();
+    let ids = g.int_tensor("input_ids", &device);
+    assert!(plain.forward(ids).unwrap().text_embeds.is_none());
 }
 
 #[test]

@@ -15,8 +15,8 @@ use burn::tensor::FloatDType::{BF16, F16};
 use burn::tensor::{FloatDType, Tensor};
 use common::{Golden, device, model_dir};
 use hd_painter_models::{
-    AutoencoderKl, BrushNetModel, ClipTextModel, DefaultAttention, StableDiffusionModels,
-    Unet2DConditionModel,
+    AutoencoderKl, BrushNetModel, ClipTextModel, Conditions, DefaultAttention,
+    StableDiffusionModels, Unet2DConditionModel,
 };
 
 /// A reduced-precision path: the weights' dtype, and whether the activations are computed in
@@ -100,7 +100,7 @@ fn unet_with_reduced_weights_matches_diffusers() {
             g.tensor("sample", &device),
             &timesteps,
             &context,
-            None,
+            Conditions::default(),
             &mut DefaultAttention::default(),
         )
         .unwrap()
@@ -219,7 +219,7 @@ impl BrushNetCase {
                 self.sample.clone(),
                 &[500.0],
                 &self.context,
-                None,
+                Conditions::default(),
                 &mut DefaultAttention::default(),
                 &residuals,
             )
@@ -269,8 +269,14 @@ fn weights_stored_in_half_precision_compute_on_their_values() {
     let run = |unet: Unet2DConditionModel| {
         let attention = &mut DefaultAttention::default();
         let sample = g.tensor("sample", &device);
-        unet.forward(sample, &timesteps, &context, None, attention)
-            .unwrap()
+        unet.forward(
+            sample,
+            &timesteps,
+            &context,
+            Conditions::default(),
+            attention,
+        )
+        .unwrap()
     };
     let stored = |dtype| run(unet.clone().with_weight_dtype(dtype));
     assert_identical(stored(F16), run(rounded!(unet.clone(), F16)), "unet");

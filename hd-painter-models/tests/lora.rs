@@ -14,7 +14,8 @@ use std::path::PathBuf;
 use burn::tensor::Device;
 use common::{Golden, device, model_dir};
 use hd_painter_models::{
-    DefaultAttention, Lora, LoraComponent, LoraFormat, ModelsError, StableDiffusionModels,
+    Conditions, DefaultAttention, Lora, LoraComponent, LoraFormat, ModelsError,
+    StableDiffusionModels,
 };
 use safetensors::tensor::TensorView;
 
@@ -51,7 +52,7 @@ fn check(models: &StableDiffusionModels, g: &Golden, case: &str, what: &str) {
             sample,
             &[t, t],
             &context,
-            None,
+            Conditions::default(),
             &mut DefaultAttention::default(),
         )
         .unwrap();

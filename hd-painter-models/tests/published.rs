@@ -12,9 +12,9 @@ use burn::tensor::{FloatDType, Int, Tensor, TensorData};
 use common::{device, model_dir};
 use hd_painter_core::seeded_noise;
 use hd_painter_models::{
-    AutoencoderKl, BrushNetConfig, BrushNetModel, ClipTextConfig, ClipTextModel, DefaultAttention,
-    ModelSource, ModelsError, StableDiffusionModels, Unet2DConditionModel, UnetConfig, VaeConfig,
-    inspect,
+    AutoencoderKl, BrushNetConfig, BrushNetModel, ClipTextConfig, ClipTextModel, Conditions,
+    DefaultAttention, ModelSource, ModelsError, StableDiffusionModels, Unet2DConditionModel,
+    UnetConfig, VaeConfig, inspect,
 };
 
 fn published(name: &str) -> PathBuf {
@@ -42,7 +42,7 @@ fn outputs(
             sample,
             &[500.0],
             &context,
-            labels,
+            Conditions::labels(labels),
             &mut DefaultAttention::default(),
         )
         .unwrap();

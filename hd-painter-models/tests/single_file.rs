@@ -11,7 +11,9 @@ mod common;
 use std::path::PathBuf;
 
 use common::{Golden, device, model_dir};
-use hd_painter_models::{DefaultAttention, ModelSource, ModelsError, StableDiffusionModels};
+use hd_painter_models::{
+    Conditions, DefaultAttention, ModelSource, ModelsError, StableDiffusionModels,
+};
 
 fn checkpoint(name: &str) -> PathBuf {
     model_dir("single_file").join(format!("{name}.safetensors"))
@@ -35,7 +37,7 @@ fn check(name: &str, channels: usize) {
             sample,
             &[500.0],
             &context,
-            None,
+            Conditions::default(),
             &mut DefaultAttention::default(),
         )
         .unwrap();

@@ -6,43 +6,79 @@
 
 mod common;
 
+use burn::tensor::{Device, Tensor};
 use common::{Golden, device, model_dir, scratch_copy};
 use hd_painter_models::{
-    AttentionKind, AttentionProcessor, AttentionSite, DefaultAttention, ModelsError,
-    Unet2DConditionModel, UnetConfig,
+    AttentionKind, AttentionProcessor, AttentionSite, Conditions, DefaultAttention, ModelsError,
+    TextTime, Unet2DConditionModel, UnetConfig,
 };
 
-/// A fixture UNet with its golden inputs: timesteps and (for the x4 UNet) class labels.
-fn fixture(
-    name: &str,
-    device: &burn::tensor::Device,
-) -> (Unet2DConditionModel, Golden, Vec<f32>, Option<Vec<i64>>) {
-    let unet = Unet2DConditionModel::load(model_dir(name), None, device).unwrap();
-    let g = Golden::open(name, "outputs.safetensors");
-    let timesteps = g.get("timesteps").1.into_iter().map(|t| t as f32).collect();
-    let labels = (name == "unet_x4").then(|| {
-        g.get("class_labels")
-            .1
-            .into_iter()
-            .map(|v| v as i64)
-            .collect()
-    });
-    (unet, g, timesteps, labels)
+/// A fixture UNet with its golden inputs: timesteps, the x4 UNet's class labels and the SDXL
+/// UNet's pooled text embedding and time ids.
+struct Fixture {
+    unet: Unet2DConditionModel,
+    golden: Golden,
+    timesteps: Vec<f32>,
+    labels: Option<Vec<i64>>,
+    text_time: Option<(Tensor<2>, Vec<f32>)>,
 }
 
-fn run(name: &str, processor: &mut dyn AttentionProcessor) -> (Golden, burn::tensor::Tensor<4>) {
+impl Fixture {
+    fn open(name: &str, device: &Device) -> Self {
+        let unet = Unet2DConditionModel::load(model_dir(name), None, device).unwrap();
+        let golden = Golden::open(name, "outputs.safetensors");
+        let values = |key: &str| golden.get(key).1;
+        let timesteps = values("timesteps").into_iter().map(|t| t as f32).collect();
+        let labels = (name == "unet_x4").then(|| {
+            values("class_labels")
+                .into_iter()
+                .map(|v| v as i64)
+                .collect()
+        });
+        let text_time = (name == "unet_sdxl").then(|| {
+            let ids = values("time_ids").into_iter().map(|v| v as f32).collect();
+            (golden.tensor("text_embeds", device), ids)
+        });
+        Self {
+            unet,
+            golden,
+            timesteps,
+            labels,
+            text_time,
+        }
+    }
+
+    fn conditions(&self) -> Conditions<'_> {
+        Conditions {
+            class_labels: self.labels.as_deref(),
+            text_time: self
+                .text_time
+                .as_ref()
+                .map(|(text_embeds, time_ids)| TextTime {
+                    text_embeds,
+                    time_ids,
+                }),
+        }
+    }
+
+    fn forward(
+        &self,
+        sample: Tensor<4>,
+        context: &Tensor<3>,
+        p: &mut dyn AttentionProcessor,
+    ) -> Tensor<4> {
+        self.unet
+            .forward(sample, &self.timesteps, context, self.conditions(), p)
+            .unwrap()
+    }
+}
+
+fn run(name: &str, processor: &mut dyn AttentionProcessor) -> (Golden, Tensor<4>) {
     let device = device();
-    let (unet, g, timesteps, labels) = fixture(name, &device);
-    let out = unet
-        .forward(
-            g.tensor("sample", &device),
-            &timesteps,
-            &g.tensor("context", &device),
-            labels.as_deref(),
-            processor,
-        )
-        .unwrap();
-    (g, out)
+    let f = Fixture::open(name, &device);
+    let context = f.golden.tensor("context", &device);
+    let out = f.forward(f.golden.tensor("sample", &device), &context, processor);
+    (f.golden, out)
 }
 
 #[test]
@@ -61,6 +97,51 @@ fn sd2_unet_matches_diffusers() {
 fn x4_upscaler_unet_matches_diffusers() {
     let (g, out) = run("unet_x4", &mut DefaultAttention::default());
     g.assert_close(out, "output", "unet_x4");
+}
+
+#[test]
+fn sdxl_unet_matches_diffusers() {
+    let (g, out) = run("unet_sdxl", &mut DefaultAttention::default());
+    g.assert_close(out, "output", "unet_sdxl");
+}
+
+/// SDXL's added conditions are required by its UNet, refused by others, and checked against the
+/// embedding's width: typed errors.
+#[test]
+fn sdxl_conditions_are_checked() {
+    let device = device();
+    let f = Fixture::open("unet_sdxl", &device);
+    let (sample, context) = (
+        f.golden.tensor::<4>("sample", &device),
+        f.golden.tensor::<3>("context", &device),
+    );
+    let call = |unet: &Unet2DConditionModel, sample: Tensor<4>, conditions| {
+        unet.forward(
+            sample,
+            &f.timesteps,
+            &context,
+            conditions,
+            &mut DefaultAttention::default(),
+        )
+        .unwrap_err()
+        .to_string()
+    };
+    let err = call(&f.unet, sample.clone(), Conditions::default());
+    assert!(err.contains("text_embeds and time_ids"), "{err}");
+    let (text, ids) = f.text_time.as_ref().unwrap();
+    let err = call(
+        &f.unet,
+        sample.clone(),
+        Conditions::text_time(text, &ids[..10]),
+    );
+    assert!(err.contains("SDXL time_ids"), "{err}");
+    let wide = Tensor::cat(vec![text.clone(), text.clone()], 1);
+    let err = call(&f.unet, sample.clone(), Conditions::text_time(&wide, ids));
+    assert!(err.contains("SDXL text_embeds"), "{err}");
+    let sd2 = Unet2DConditionModel::load(model_dir("unet_sd2"), None, &device).unwrap();
+    let sd2_sample = Tensor::<4>::zeros([2, 4, 8, 8], &device);
+    let err = call(&sd2, sd2_sample, Conditions::text_time(text, ids));
+    assert!(err.contains("no `text_time` added embedding"), "{err}");
 }
 
 /// An observing processor sees every attention with its path, kind and grid, and a chunked
@@ -119,8 +200,18 @@ fn bad_configs_weights_and_inputs_are_typed_errors() {
         ),
         (
             "\"transformer_layers_per_block\": 1",
-            "\"transformer_layers_per_block\": 2",
+            "\"transformer_layers_per_block\": [1, 2]",
             "transformer_layers_per_block",
+        ),
+        (
+            "\"addition_embed_type\": null",
+            "\"addition_embed_type\": \"text\"",
+            "addition_embed_type",
+        ),
+        (
+            "\"addition_time_embed_dim\": null",
+            "\"addition_time_embed_dim\": 8",
+            "addition_time_embed_dim",
         ),
     ] {
         assert!(config.contains(from), "{from}");
@@ -155,7 +246,7 @@ fn bad_configs_weights_and_inputs_are_typed_errors() {
             wrong_channels,
             &[1.0, 1.0],
             &context,
-            None,
+            Conditions::default(),
             &mut DefaultAttention::default(),
         )
         .unwrap_err();
@@ -166,7 +257,7 @@ fn bad_configs_weights_and_inputs_are_typed_errors() {
             sample,
             &[1.0],
             &context,
-            None,
+            Conditions::default(),
             &mut DefaultAttention::default(),
         )
         .unwrap_err();
@@ -179,7 +270,7 @@ fn bad_configs_weights_and_inputs_are_typed_errors() {
             sample,
             &[1.0, 1.0],
             &narrow,
-            None,
+            Conditions::default(),
             &mut DefaultAttention::default(),
         )
         .unwrap_err();
@@ -191,21 +282,18 @@ fn bad_configs_weights_and_inputs_are_typed_errors() {
 /// max |ref|, for all three UNet families.
 #[test]
 fn input_gradient_matches_torch_autograd() {
-    for name in ["unet_sd15_inpaint", "unet_sd2", "unet_x4"] {
+    for name in ["unet_sd15_inpaint", "unet_sd2", "unet_x4", "unet_sdxl"] {
         let device = device();
         let autodiff = device.clone().autodiff();
-        let (unet, g, timesteps, labels) = fixture(name, &device);
+        // The model on the plain device: its parameters untracked, as RASG loads it.
+        let f = Fixture::open(name, &device);
+        let g = &f.golden;
         let x = g.tensor::<4>("sample", &autodiff).require_grad();
-        let context = g.tensor("context", &autodiff);
-        let out = unet
-            .forward(
-                x.clone(),
-                &timesteps,
-                &context,
-                labels.as_deref(),
-                &mut DefaultAttention::default(),
-            )
-            .unwrap();
+        let out = f.forward(
+            x.clone(),
+            &g.tensor("context", &autodiff),
+            &mut DefaultAttention::default(),
+        );
         let grads = (out * g.tensor::<4>("grad_weights", &autodiff))
             .sum()
             .backward();

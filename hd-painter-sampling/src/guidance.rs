@@ -3,7 +3,7 @@
 //! replaces the scheduler's random term). Both see the same [`ModelCall`].
 
 use burn::tensor::Tensor;
-use hd_painter_models::{AttentionProcessor, Unet2DConditionModel, UnetResiduals};
+use hd_painter_models::{AttentionProcessor, Conditions, Unet2DConditionModel, UnetResiduals};
 
 use crate::conditioning::TextConditioning;
 use crate::error::{Result, SamplingError};
@@ -67,14 +67,20 @@ impl ModelCall<'_> {
             let labels = class_label.map(|l| vec![l; rows]);
             let unet = self.unet;
             match self.residuals {
-                None => unet.forward(input, &timesteps, context, labels.as_deref(), p),
+                None => unet.forward(
+                    input,
+                    &timesteps,
+                    context,
+                    Conditions::labels(labels.as_deref()),
+                    p,
+                ),
                 Some(r) => {
                     let r = r.repeat_batch(rows / n);
                     unet.forward_with_residuals(
                         input,
                         &timesteps,
                         context,
-                        labels.as_deref(),
+                        Conditions::labels(labels.as_deref()),
                         p,
                         &r,
                     )

@@ -18,7 +18,9 @@ use std::ops::ControlFlow;
 use burn::tensor::{Device, Tensor};
 use common::{Golden, assert_close, device, fixtures, worst_level};
 use hd_painter_core::{Image, Mask, MaskChannel, MaskOptions, Quantize};
-use hd_painter_models::{AutoencoderKl, BrushNetModel, DefaultAttention, Unet2DConditionModel};
+use hd_painter_models::{
+    AutoencoderKl, BrushNetModel, Conditions, DefaultAttention, Unet2DConditionModel,
+};
 use hd_painter_sampling::{
     BrushNetLatents, BrushNetSettings, ClassifierFree, LatentStrategy, NoiseSchedule, Sampler,
     SamplerSettings, TextConditioning, brushnet_blend, brushnet_condition, timesteps,
@@ -124,7 +126,7 @@ fn brushnet_matches_the_official_pipeline() {
                     doubled,
                     &[t as f32; 2],
                     &context,
-                    None,
+                    Conditions::default(),
                     &mut DefaultAttention::default(),
                     &r.repeat_batch(2),
                 )
@@ -139,7 +141,7 @@ fn brushnet_matches_the_official_pipeline() {
                     doubled,
                     &[t as f32; 2],
                     &context,
-                    None,
+                    Conditions::default(),
                     &mut DefaultAttention::default(),
                 )
             }

@@ -17,7 +17,9 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use common::Golden;
 use common::golden_run::Setup;
 use hd_painter_core::BackendKind;
-use hd_painter_models::{AutoencoderKl, ClipTextModel, DefaultAttention, Unet2DConditionModel};
+use hd_painter_models::{
+    AutoencoderKl, ClipTextModel, Conditions, DefaultAttention, Unet2DConditionModel,
+};
 use hd_painter_sampling::{Painta, Rasg, RasgSettings, RasgSigma};
 
 const TOLERANCE: f32 = 1e-4;
@@ -76,7 +78,7 @@ fn unet_forward_matches_flex() {
             golden.tensor("sample", device),
             &timesteps,
             &golden.tensor("context", device),
-            None,
+            Conditions::default(),
             &mut DefaultAttention::default(),
         )
         .unwrap()

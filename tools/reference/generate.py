@@ -394,6 +394,37 @@ def gen_clip(out, rng):
                 group=f"models/clip_{act}",
             )
 
+
+def gen_clip_projection(out, rng):
+    """SDXL's second text encoder in small: a `CLIPTextModelWithProjection` with gelu and, as
+    the published OpenCLIP bigG export says, eos_token_id = 2 (pooling at the largest id), whose
+    projection is narrower than its width; the same two sequences as `gen_clip`."""
+    import torch
+    from transformers import CLIPTextModelWithProjection
+
+    torch.manual_seed(int(rng.integers(0, 2**31)))
+    ids = np.full((2, 77), TINY_EOS, dtype=np.int64)
+    ids[:, 0] = TINY_BOS
+    ids[0, 1:13] = rng.integers(0, TINY_BOS, 12)
+    ids[1, 2:] = 0
+    ids = torch.from_numpy(ids)
+    config = tiny_clip_config("gelu")
+    config.eos_token_id = 2
+    config.projection_dim = 24
+    model = CLIPTextModelWithProjection(config).eval()
+    randomize_norms(model, torch)
+    model.save_pretrained(out / "models" / "clip_projection", safe_serialization=True)
+    with torch.no_grad():
+        o = model(ids, output_hidden_states=True)
+    tensors = {
+        "input_ids": ids.numpy(),
+        "last_hidden_state": o.last_hidden_state.numpy(),
+        "penultimate_hidden_state": o.hidden_states[-2].numpy(),
+        "text_embeds": o.text_embeds.numpy(),
+    }
+    save(out, "outputs", tensors, group="models/clip_projection")
+
+
 # ---------------------------------------------------------------------------------------------
 # VAEs: tiny random-weight AutoencoderKLs in the diffusers layout, one shaped like SD's (here two
 # levels) and one like the x4 upscaler's (three levels, scaling 0.08333), with diffusers' encode
@@ -506,6 +537,28 @@ UNETS = {
         latent=(8, 12),
         class_labels=(20, 20),
     ),
+    # SDXL-inpainting-like: 9 channels, a first level without attention, 2 and 3 transformer
+    # blocks per transformer in the others (SDXL's [1, 2, 10] in small), and the text_time added
+    # embedding over a pooled text embedding 12 wide (not the context's 32) and six time ids.
+    "unet_sdxl": dict(
+        config=dict(
+            in_channels=9,
+            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+            up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+            block_out_channels=(8, 16, 16),
+            layers_per_block=2,
+            attention_head_dim=(2, 2, 4),
+            use_linear_projection=True,
+            transformer_layers_per_block=(1, 2, 3),
+            addition_embed_type="text_time",
+            addition_time_embed_dim=8,
+            projection_class_embeddings_input_dim=12 + 6 * 8,
+        ),
+        latent=(12, 16),
+        # original size, crop top-left, target size (SDXL's micro-conditioning), per image.
+        time_ids=((1024, 1024, 0, 0, 1024, 1024), (768, 1344, 32, 16, 1024, 1024)),
+        pooled=12,
+    ),
 }
 
 
@@ -526,15 +579,24 @@ def gen_unet(out, rng):
         context = torch.from_numpy(rng.standard_normal((2, 77, 32)).astype(np.float32))
         timesteps = torch.tensor([999.0, 19.0])
         labels = torch.tensor(spec["class_labels"]) if "class_labels" in spec else None
+        added = None
+        if "time_ids" in spec:
+            added = {
+                "text_embeds": torch.from_numpy(rng.standard_normal((2, spec["pooled"])).astype(np.float32)),
+                "time_ids": torch.tensor(spec["time_ids"], dtype=torch.float32),
+            }
+        kwargs = dict(encoder_hidden_states=context, class_labels=labels, added_cond_kwargs=added)
         with torch.no_grad():
-            eps = unet(sample, timesteps, encoder_hidden_states=context, class_labels=labels).sample
+            eps = unet(sample, timesteps, **kwargs).sample
         t = {"sample": sample.numpy(), "context": context.numpy(), "timesteps": timesteps.numpy(), "output": eps.numpy()}
+        if added is not None:
+            t.update({k: v.numpy() for k, v in added.items()})
         # RASG differentiates through the UNet with respect to its input: the gradient of a
         # weighted sum of the output, parameters frozen.
         weights = torch.from_numpy(rng.standard_normal(eps.shape).astype(np.float32))
         unet.requires_grad_(False)
         x = sample.clone().requires_grad_(True)
-        (unet(x, timesteps, encoder_hidden_states=context, class_labels=labels).sample * weights).sum().backward()
+        (unet(x, timesteps, **kwargs).sample * weights).sum().backward()
         t["grad_weights"] = weights.numpy()
         t["grad_sample"] = x.grad.numpy()
         if labels is not None:
@@ -1609,7 +1671,7 @@ def gen_fill(out, rng):
     save(out, "fill", t)
 
 
-GROUPS = {"resize": gen_resize, "blur": gen_blur, "dilate": gen_dilate, "pad": gen_pad, "tensor": gen_tensor, "files": gen_files, "odd_files": gen_odd_files, "tokenizer": gen_tokenizer, "clip": gen_clip, "vae": gen_vae, "unet": gen_unet, "pipeline": gen_pipeline, "demo_pipelines": gen_demo_pipelines, "single_file": gen_single_file, "schedulers": gen_schedulers, "scheduler_runs": gen_scheduler_runs, "scheduler_pipelines": gen_scheduler_pipelines, "stable_inpaint": gen_stable_inpaint, "blended": gen_blended, "repaint": gen_repaint, "hd_painter": gen_hd_painter, "poisson": gen_poisson, "sr": gen_sr, "vae_tiled": gen_vae_tiled, "brushnet": gen_brushnet, "crop": gen_crop, "mask_ops": gen_mask_ops, "fill": gen_fill,
+GROUPS = {"resize": gen_resize, "blur": gen_blur, "dilate": gen_dilate, "pad": gen_pad, "tensor": gen_tensor, "files": gen_files, "odd_files": gen_odd_files, "tokenizer": gen_tokenizer, "clip": gen_clip, "clip_projection": gen_clip_projection, "vae": gen_vae, "unet": gen_unet, "pipeline": gen_pipeline, "demo_pipelines": gen_demo_pipelines, "single_file": gen_single_file, "schedulers": gen_schedulers, "scheduler_runs": gen_scheduler_runs, "scheduler_pipelines": gen_scheduler_pipelines, "stable_inpaint": gen_stable_inpaint, "blended": gen_blended, "repaint": gen_repaint, "hd_painter": gen_hd_painter, "poisson": gen_poisson, "sr": gen_sr, "vae_tiled": gen_vae_tiled, "brushnet": gen_brushnet, "crop": gen_crop, "mask_ops": gen_mask_ops, "fill": gen_fill,
           "lora": customise.gen_lora, "prompt_weighting": customise.gen_prompt_weighting,
           "textual_inversion": customise.gen_textual_inversion, "lcm_lora": customise.gen_lcm_lora}
 

@@ -6,6 +6,7 @@
 use std::time::Instant;
 
 use burn::tensor::{Device, FloatDType, Tensor, TensorData};
+use hd_painter::hd_painter_models::Conditions;
 use hd_painter::{
     BackendKind, DefaultAttention, Image, Mask, Painter, SrSettings, StableDiffusionModels, Stages,
 };
@@ -91,7 +92,7 @@ fn unet_call(
         Tensor::from_data(inputs.sample.clone(), device),
         &inputs.timesteps,
         &Tensor::from_data(inputs.context.clone(), device),
-        None,
+        Conditions::default(),
         &mut DefaultAttention::default(),
     )?;
     Ok(values(out))

@@ -30,6 +30,10 @@ impl Unet2DConditionModel {
             class_embedding: cfg
                 .num_class_embeds
                 .map(|n| EmbeddingConfig::new(n, temb).init(device)),
+            add_embedding: cfg
+                .text_time
+                .map(|t| TimeEmbedding::with_input(t.input_dim, temb, device)),
+            text_time: cfg.text_time,
             down_blocks,
             mid_block: MidBlock::new(cfg, device),
             up_blocks,

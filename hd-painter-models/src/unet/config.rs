@@ -36,6 +36,20 @@ pub struct UnetConfig {
     /// Whether the mid block has its transformer (`UNetMidBlock2DCrossAttn`, every SD UNet);
     /// without, it is two resnets (BrushNet's `MidBlock2D`).
     pub mid_block_attention: bool,
+    /// SDXL's added embedding (`addition_embed_type: "text_time"`); `None` for SD 1.x / 2.x.
+    pub text_time: Option<TextTimeConfig>,
+}
+
+/// SDXL's `addition_embed_type: "text_time"`: the pooled text embedding and a sinusoid of each
+/// micro-conditioning time id (original size, crop top-left, target size, or the aesthetic
+/// score), concatenated and embedded by `add_embedding` into the time embedding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TextTimeConfig {
+    /// The sinusoid width of each time id (`addition_time_embed_dim`, 256 in SDXL).
+    pub time_embed_dim: usize,
+    /// The embedding's input width (`projection_class_embeddings_input_dim`): the pooled text
+    /// width plus `time_embed_dim` per time id (SDXL base / inpainting: 1280 + 6 x 256 = 2816).
+    pub input_dim: usize,
 }
 
 /// One resolution level of a UNet: its entries of the per-level keys of `config.json`.
@@ -51,6 +65,9 @@ pub struct LevelConfig {
     pub heads: usize,
     /// Whether `attn1` attends to the text instead of the image (the x4 upscaler's).
     pub only_cross_attention: bool,
+    /// Transformer blocks in each of the level's transformers (`transformer_layers_per_block`:
+    /// 1 in SD 1.x / 2.x, SDXL's [1, 2, 10]); the mid block takes the coarsest level's.
+    pub transformer_layers: usize,
 }
 
 impl LevelConfig {
@@ -62,6 +79,7 @@ impl LevelConfig {
             up_attention: false,
             heads: 1,
             only_cross_attention: false,
+            transformer_layers: 1,
         }
     }
 }
@@ -92,6 +110,7 @@ impl Default for UnetConfig {
             freq_shift: 0.0,
             num_class_embeds: None,
             mid_block_attention: true,
+            text_time: None,
         }
     }
 }
@@ -115,6 +134,7 @@ impl UnetConfig {
             "norm_num_groups": 32,
             "cross_attention_dim": 1280,
             "attention_head_dim": 8,
+            "transformer_layers_per_block": 1,
         });
         Ok(ConfigFile::open(path)?.with_defaults(&defaults))
     }
@@ -134,11 +154,9 @@ impl UnetConfig {
             ("center_input_sample", Value::Bool(false)),
             ("dual_cross_attention", Value::Bool(false)),
             ("class_embed_type", Value::Null),
-            ("addition_embed_type", Value::Null),
             ("encoder_hid_dim", Value::Null),
             ("time_embedding_type", Value::from("positional")),
             ("resnet_time_scale_shift", Value::from("default")),
-            ("transformer_layers_per_block", Value::from(1)),
             ("mid_block_scale_factor", Value::from(1)),
             ("time_cond_proj_dim", Value::Null),
             ("conv_in_kernel", Value::from(3)),
@@ -147,14 +165,12 @@ impl UnetConfig {
             ("cross_attention_norm", Value::Null),
             ("encoder_hid_dim_type", Value::Null),
             ("mid_block_only_cross_attention", Value::Null),
-            ("projection_class_embeddings_input_dim", Value::Null),
             ("resnet_out_scale_factor", Value::from(1.0)),
             ("resnet_skip_time_act", Value::Bool(false)),
             ("timestep_post_act", Value::Null),
             ("time_embedding_dim", Value::Null),
             ("time_embedding_act_fn", Value::Null),
             ("attention_type", Value::from("default")),
-            ("addition_time_embed_dim", Value::Null),
             ("reverse_transformer_layers_per_block", Value::Null),
         ] {
             f.require_default(key, &default)?;
@@ -168,6 +184,7 @@ impl UnetConfig {
         };
         let heads = f.usize_or_list(heads_key, levels)?;
         let only_cross_attention = f.bool_or_list("only_cross_attention", levels, false)?;
+        let transformer_layers = f.usize_or_list("transformer_layers_per_block", levels)?;
         let levels = (0..levels)
             .map(|i| LevelConfig {
                 channels: block_out_channels[i],
@@ -176,6 +193,7 @@ impl UnetConfig {
                 up_attention: up[levels - 1 - i].starts_with("CrossAttn"),
                 heads: heads[i],
                 only_cross_attention: only_cross_attention[i],
+                transformer_layers: transformer_layers[i],
             })
             .collect();
         // Construction pads every downsampling convolution by 1, the only value SD uses.
@@ -199,6 +217,7 @@ impl UnetConfig {
                 Some(f.usize("num_class_embeds")?)
             },
             mid_block_attention: true,
+            text_time: text_time(&f)?,
         };
         for level in &config.levels {
             if level.channels % config.norm_num_groups != 0 || level.channels % level.heads != 0 {
@@ -215,4 +234,31 @@ impl UnetConfig {
     pub fn block_out_channels(&self) -> Vec<usize> {
         self.levels.iter().map(|l| l.channels).collect()
     }
+}
+
+/// The `text_time` added embedding of `f`, if its `addition_embed_type` asks for one (the only
+/// kind SD uses); its two widths are then required.
+fn text_time(f: &ConfigFile) -> Result<Option<TextTimeConfig>> {
+    let (dim, input) = (
+        "addition_time_embed_dim",
+        "projection_class_embeddings_input_dim",
+    );
+    if f.is_absent("addition_embed_type") {
+        f.require_default(dim, &Value::Null)?;
+        f.require_default(input, &Value::Null)?;
+        return Ok(None);
+    }
+    f.one_of("addition_embed_type", &["text_time"])?;
+    let config = TextTimeConfig {
+        time_embed_dim: f.usize(dim)?,
+        input_dim: f.usize(input)?,
+    };
+    // Each sinusoid is a cosine and a sine half; the embedding takes the pooled text too.
+    if !config.time_embed_dim.is_multiple_of(2) {
+        return Err(f.unsupported(dim, "an even width"));
+    }
+    if config.input_dim <= config.time_embed_dim {
+        return Err(f.unsupported(input, &format!("more than {dim}")));
+    }
+    Ok(Some(config))
 }

@@ -18,9 +18,9 @@ use crate::error::Result;
 use crate::native;
 use crate::processor::AttentionProcessor;
 
-use super::UnetConfig;
 use super::residuals::Site;
 use super::transformer::SpatialTransformer;
+use super::{LevelConfig, UnetConfig};
 
 /// A resnet of `cfg`'s UNet from `cin` to `cout` channels, with the time embedding.
 fn resnet(cfg: &UnetConfig, cin: usize, cout: usize, device: &Device) -> ResnetBlock {
@@ -57,12 +57,10 @@ impl Place<'_> {
         if !cross {
             return vec![];
         }
-        let (channels, heads, only_cross) =
-            (level.channels, level.heads, level.only_cross_attention);
         (0..n)
             .map(|j| {
                 let path = format!("{name}.{}.attentions.{j}", self.index);
-                SpatialTransformer::new(channels, heads, cfg, only_cross, &path, device)
+                SpatialTransformer::new(&level, cfg, &path, device)
             })
             .collect()
     }
@@ -117,9 +115,15 @@ pub(super) struct TimeEmbedding {
 impl TimeEmbedding {
     /// `cfg`'s time embedding, untrained.
     pub(super) fn new(cfg: &UnetConfig, device: &Device) -> Self {
-        let (c, temb) = (cfg.levels[0].channels, 4 * cfg.levels[0].channels);
+        let c = cfg.levels[0].channels;
+        Self::with_input(c, 4 * c, device)
+    }
+
+    /// An untrained MLP from `input` features to the `temb`-wide embedding (SDXL's
+    /// `add_embedding` takes the pooled text and the time ids' sinusoids).
+    pub(super) fn with_input(input: usize, temb: usize, device: &Device) -> Self {
         Self {
-            linear_1: LinearConfig::new(c, temb).init(device),
+            linear_1: LinearConfig::new(input, temb).init(device),
             linear_2: LinearConfig::new(temb, temb).init(device),
         }
     }
@@ -198,12 +202,18 @@ impl MidBlock {
     pub(super) fn new(cfg: &UnetConfig, device: &Device) -> Self {
         let coarsest = cfg.levels[cfg.levels.len() - 1];
         let c = coarsest.channels;
+        // `UNetMidBlock2DCrossAttn` has no `only_cross_attention`.
+        let level = LevelConfig {
+            only_cross_attention: false,
+            ..coarsest
+        };
         let attentions = match cfg.mid_block_attention {
-            true => {
-                let heads = coarsest.heads;
-                let path = "mid_block.attentions.0";
-                vec![SpatialTransformer::new(c, heads, cfg, false, path, device)]
-            }
+            true => vec![SpatialTransformer::new(
+                &level,
+                cfg,
+                "mid_block.attentions.0",
+                device,
+            )],
             false => vec![],
         };
         Self {

@@ -1,9 +1,11 @@
 //! diffusers' `UNet2DConditionModel` as Stable Diffusion uses it: SD 1.x / 2.x (4- and 9-channel
-//! inpainting variants) and the x4 upscaler (7 input channels, noise-level class embedding,
-//! `only_cross_attention` blocks), built from its `config.json`. Every attention goes through an
+//! inpainting variants), the x4 upscaler (7 input channels, noise-level class embedding,
+//! `only_cross_attention` blocks) and SDXL (several transformer blocks per level, the
+//! `text_time` added embedding), built from its `config.json`. Every attention goes through an
 //! [`AttentionProcessor`].
 
 mod build;
+mod conditions;
 mod config;
 mod levels;
 mod residuals;
@@ -18,7 +20,8 @@ use crate::error::{ModelsError, Result};
 use crate::native::{self, Precision};
 use crate::processor::AttentionProcessor;
 
-pub use config::{LevelConfig, UnetConfig};
+pub use conditions::{Conditions, TextTime};
+pub use config::{LevelConfig, TextTimeConfig, UnetConfig};
 use levels::{Call, DownLevel, MidBlock, TimeEmbedding, UpLevel};
 pub(crate) use residuals::Site;
 pub use residuals::UnetResiduals;
@@ -30,6 +33,8 @@ pub struct Unet2DConditionModel {
     conv_in: Conv2d,
     time_embedding: TimeEmbedding,
     class_embedding: Option<Embedding>,
+    /// SDXL's `add_embedding`, over the pooled text and the time ids' sinusoids.
+    add_embedding: Option<TimeEmbedding>,
     down_blocks: Vec<DownLevel>,
     mid_block: MidBlock,
     up_blocks: Vec<UpLevel>,
@@ -42,6 +47,9 @@ pub struct Unet2DConditionModel {
     time_channels: usize,
     flip_sin_to_cos: bool,
     freq_shift: f64,
+    /// The widths of SDXL's added embedding, where the model has one.
+    #[module(skip)]
+    text_time: Option<TextTimeConfig>,
     /// What the activations are computed in (the weights' dtype unless
     /// [`with_weight_dtype`](Self::with_weight_dtype) keeps them in f32).
     #[module(skip)]
@@ -163,21 +171,22 @@ impl Unet2DConditionModel {
     }
 
     /// Predicts the noise (or `v`) for `sample` `[batch, in_channels, h, w]` at `timesteps`
-    /// (one per batch item), conditioned on `context` `[batch, tokens, cross_attention_dim]`,
-    /// with `class_labels` for UNets that have a class embedding (the x4 upscaler's noise level).
+    /// (one per batch item), conditioned on `context` `[batch, tokens, cross_attention_dim]`
+    /// and the `conditions` the model's embeddings need (the x4 upscaler's class labels, SDXL's
+    /// pooled text and time ids; none for SD 1.x / 2.x).
     pub fn forward(
         &self,
         sample: Tensor<4>,
         timesteps: &[f32],
         context: &Tensor<3>,
-        class_labels: Option<&[i64]>,
+        conditions: Conditions<'_>,
         processor: &mut dyn AttentionProcessor,
     ) -> Result<Tensor<4>> {
         let x = self.walk(
             sample,
             timesteps,
             context,
-            class_labels,
+            conditions,
             processor,
             &mut |_, x| Ok(x),
         )?;
@@ -196,7 +205,7 @@ impl Unet2DConditionModel {
         sample: Tensor<4>,
         timesteps: &[f32],
         context: &Tensor<3>,
-        class_labels: Option<&[i64]>,
+        conditions: Conditions<'_>,
         processor: &mut dyn AttentionProcessor,
         residuals: &UnetResiduals,
     ) -> Result<Tensor<4>> {
@@ -219,14 +228,7 @@ impl Unet2DConditionModel {
             let dtype = x.dtype();
             Ok(x + r.clone().cast(dtype))
         };
-        let x = self.walk(
-            sample,
-            timesteps,
-            context,
-            class_labels,
-            processor,
-            &mut add,
-        )?;
+        let x = self.walk(sample, timesteps, context, conditions, processor, &mut add)?;
         let expected = [residuals.down.len(), 1, residuals.up.len()];
         if next != expected {
             return Err(ModelsError::Incompatible {
@@ -260,7 +262,7 @@ impl Unet2DConditionModel {
         sample: Tensor<4>,
         timesteps: &[f32],
         context: &Tensor<3>,
-        class_labels: Option<&[i64]>,
+        conditions: Conditions<'_>,
         processor: &mut dyn AttentionProcessor,
         tap: &mut dyn FnMut(Site, Tensor<4>) -> Result<Tensor<4>>,
     ) -> Result<Tensor<4>> {
@@ -270,7 +272,7 @@ impl Unet2DConditionModel {
         let dtype = self.compute_dtype;
         let sample = sample.cast(dtype);
         let context = &context.clone().cast(dtype);
-        let emb = &self.embedding(timesteps, class_labels, &sample.device())?;
+        let emb = &self.embedding(timesteps, conditions, &sample.device())?;
         let call = Call {
             emb,
             context,
@@ -330,24 +332,37 @@ impl Unet2DConditionModel {
         Ok(())
     }
 
-    /// The time embedding of `timesteps`, plus the class embedding of `class_labels` for a
-    /// UNet with one (the x4 upscaler's noise level), in the compute dtype.
+    /// The time embedding of `timesteps`, plus the class embedding of the class labels for a
+    /// UNet with one (the x4 upscaler's noise level) and SDXL's added embedding, in the compute
+    /// dtype.
     fn embedding(
         &self,
         timesteps: &[f32],
-        class_labels: Option<&[i64]>,
+        conditions: Conditions<'_>,
         device: &Device,
     ) -> Result<Tensor<2>> {
-        let dtype = self.compute_dtype;
-        let b = timesteps.len();
-        let emb = self
-            .time_embedding
-            .forward(self.timestep_features(timesteps, device), dtype);
-        match (&self.class_embedding, class_labels) {
+        let emb = self.time_embedding.forward(
+            self.timestep_features(timesteps, device),
+            self.compute_dtype,
+        );
+        let emb = self.plus_class(emb, conditions.class_labels, device)?;
+        self.plus_text_time(emb, conditions.text_time, device)
+    }
+
+    /// `emb` plus the class embedding of `labels` (one per image), for a UNet with one.
+    fn plus_class(
+        &self,
+        emb: Tensor<2>,
+        labels: Option<&[i64]>,
+        device: &Device,
+    ) -> Result<Tensor<2>> {
+        let b = emb.dims()[0];
+        match (&self.class_embedding, labels) {
             (Some(embedding), Some(labels)) if labels.len() == b => {
                 let labels =
                     Tensor::<2, Int>::from_data(TensorData::new(labels.to_vec(), [b, 1]), device);
-                let class = native::params_in(embedding, dtype.into()).forward(labels);
+                let dtype = self.compute_dtype.into();
+                let class = native::params_in(embedding, dtype).forward(labels);
                 Ok(emb + class.reshape([b, self.time_channels * 4]))
             }
             (Some(_), labels) => Err(shape_error(
@@ -357,6 +372,31 @@ impl Unet2DConditionModel {
             )),
             (None, _) => Ok(emb),
         }
+    }
+
+    /// `emb` plus SDXL's added embedding of `text_time`, which a UNet with one needs and the
+    /// others refuse.
+    fn plus_text_time(
+        &self,
+        emb: Tensor<2>,
+        text_time: Option<TextTime<'_>>,
+        device: &Device,
+    ) -> Result<Tensor<2>> {
+        let reason = match (&self.add_embedding, self.text_time, text_time) {
+            (Some(add), Some(config), Some(text_time)) => {
+                let features = text_time.features(self, config, emb.dims()[0], device)?;
+                return Ok(emb + add.forward(features, self.compute_dtype));
+            }
+            (None, _, None) => return Ok(emb),
+            (_, _, Some(_)) => "it has no `text_time` added embedding for SDXL's conditions",
+            (_, _, None) => {
+                "an SDXL UNet (`addition_embed_type: \"text_time\"`) needs text_embeds and time_ids"
+            }
+        };
+        Err(ModelsError::Incompatible {
+            what: "UNet conditions".into(),
+            reason: reason.into(),
+        })
     }
 
     /// The sinusoidal features of `timesteps`.

@@ -11,7 +11,7 @@ use crate::blocks::group_norm;
 use crate::native::{self};
 use crate::processor::{AttentionKind, AttentionProcessor, AttentionSite, TransformerBlockContext};
 
-use super::UnetConfig;
+use super::{LevelConfig, UnetConfig};
 
 /// The epsilon of the transformers' group norm, fixed in diffusers.
 const TRANSFORMER_NORM_EPS: f64 = 1e-6;
@@ -146,6 +146,26 @@ struct FeedForward {
 }
 
 impl TransformerBlock {
+    /// The block at `path` of `level`'s transformers, untrained.
+    fn new(level: &LevelConfig, cfg: &UnetConfig, path: &str, device: &Device) -> Self {
+        let (c, heads) = (level.channels, level.heads);
+        let norm = || LayerNormConfig::new(c).init(device);
+        let text = Some(cfg.cross_attention_dim);
+        let attention =
+            |context, name| Attention::new(c, context, heads, format!("{path}.{name}"), device);
+        Self {
+            norm1: norm(),
+            attn1: attention(text.filter(|_| level.only_cross_attention), "attn1"),
+            norm2: norm(),
+            attn2: attention(text, "attn2"),
+            norm3: norm(),
+            ff: FeedForward {
+                proj: LinearConfig::new(c, 8 * c).init(device),
+                out: LinearConfig::new(4 * c, c).init(device),
+            },
+        }
+    }
+
     fn forward(
         &self,
         x: Tensor<3>,
@@ -187,8 +207,8 @@ impl TransformerBlock {
     }
 }
 
-/// diffusers' `Transformer2DModel` with one block: group norm, input projection, the block,
-/// output projection, residual.
+/// diffusers' `Transformer2DModel`: group norm, input projection, the blocks (one in SD 1.x /
+/// 2.x, up to 10 in SDXL), output projection, residual.
 #[derive(Module, Debug)]
 pub(super) struct SpatialTransformer {
     norm: GroupNorm,
@@ -234,43 +254,24 @@ impl Projection {
 }
 
 impl SpatialTransformer {
-    pub(super) fn new(
-        c: usize,
-        heads: usize,
-        cfg: &UnetConfig,
-        only_cross: bool,
-        path: &str,
-        device: &Device,
-    ) -> Self {
-        let norm = || LayerNormConfig::new(c).init(device);
-        let block_path = format!("{path}.transformer_blocks.0");
-        let block = TransformerBlock {
-            norm1: norm(),
-            attn1: Attention::new(
-                c,
-                only_cross.then_some(cfg.cross_attention_dim),
-                heads,
-                format!("{block_path}.attn1"),
-                device,
-            ),
-            norm2: norm(),
-            attn2: Attention::new(
-                c,
-                Some(cfg.cross_attention_dim),
-                heads,
-                format!("{block_path}.attn2"),
-                device,
-            ),
-            norm3: norm(),
-            ff: FeedForward {
-                proj: LinearConfig::new(c, 8 * c).init(device),
-                out: LinearConfig::new(4 * c, c).init(device),
-            },
-        };
+    /// The transformer at `path` of a level: its channels, heads, text attention in `attn1` and
+    /// `transformer_layers` blocks.
+    pub(super) fn new(level: &LevelConfig, cfg: &UnetConfig, path: &str, device: &Device) -> Self {
+        let c = level.channels;
+        let blocks = (0..level.transformer_layers)
+            .map(|j| {
+                TransformerBlock::new(
+                    level,
+                    cfg,
+                    &format!("{path}.transformer_blocks.{j}"),
+                    device,
+                )
+            })
+            .collect();
         Self {
             norm: group_norm(cfg.norm_num_groups, c, TRANSFORMER_NORM_EPS, device),
             proj_in: Projection::new(c, cfg.use_linear_projection, device),
-            transformer_blocks: vec![block],
+            transformer_blocks: blocks,
             proj_out: Projection::new(c, cfg.use_linear_projection, device),
         }
     }
