@@ -133,48 +133,28 @@ fn misuse_is_reported() {
     // Residuals of the wrong count or shape.
     let branch = BrushNetModel::load(model_dir("brushnet"), None, &device).unwrap();
     let good = s.residuals(&branch, 1.0);
-    let mut p = DefaultAttention::default();
-    let mut short = good.clone();
-    short.up.pop();
-    let err = s
-        .unet
-        .forward_with_residuals(
+    let call = |r: &UnetResiduals| {
+        let mut p = DefaultAttention::default();
+        let conditions = Conditions::default();
+        s.unet.forward_with_residuals(
             s.sample.clone(),
             &[500.0],
             &s.context,
-            Conditions::default(),
+            conditions,
             &mut p,
-            &short,
+            r,
         )
-        .unwrap_err();
+    };
+    let mut short = good.clone();
+    short.up.pop();
+    let err = call(&short).unwrap_err();
     assert!(err.to_string().contains("Up residual 10"), "{err}");
     let mut long = good.clone();
     long.down.push(long.down[0].clone());
-    assert!(
-        s.unet
-            .forward_with_residuals(
-                s.sample.clone(),
-                &[500.0],
-                &s.context,
-                Conditions::default(),
-                &mut p,
-                &long
-            )
-            .is_err()
-    );
+    assert!(call(&long).is_err());
     let mut wrong = good;
     wrong.mid = wrong.mid.repeat_dim(1, 2);
-    let err = s
-        .unet
-        .forward_with_residuals(
-            s.sample,
-            &[500.0],
-            &s.context,
-            Conditions::default(),
-            &mut p,
-            &wrong,
-        )
-        .unwrap_err();
+    let err = call(&wrong).unwrap_err();
     assert!(err.to_string().contains("Mid residual 0"), "{err}");
 
     // Configs the published checkpoints never use.
