@@ -349,18 +349,22 @@ def tiny_clip_config(act):
     )
 
 
+def clip_ids(rng):
+    """Two sequences: a 12-token prompt padded with the end token (SD 1.x), and an empty prompt
+    padded with 0 (SD 2.x's "!"), so the pooled output must find the first end token."""
+    ids = np.full((2, 77), TINY_EOS, dtype=np.int64)
+    ids[:, 0] = TINY_BOS
+    ids[0, 1:13] = rng.integers(0, TINY_BOS, 12)
+    ids[1, 2:] = 0
+    return ids
+
+
 def gen_clip(out, rng):
     import torch
     from transformers import CLIPTextModel
 
     torch.manual_seed(int(rng.integers(0, 2**31)))
-    # Two sequences: a 12-token prompt padded with the end token (SD 1.x), and an empty prompt
-    # padded with 0 (SD 2.x's "!"), so the pooled output must find the first end token.
-    ids = np.full((2, 77), TINY_EOS, dtype=np.int64)
-    ids[:, 0] = TINY_BOS
-    ids[0, 1:13] = rng.integers(0, TINY_BOS, 12)
-    ids[1, 2:] = 0
-    ids = torch.from_numpy(ids)
+    ids = torch.from_numpy(clip_ids(rng))
     for act in ["quick_gelu", "gelu"]:
         model = CLIPTextModel(tiny_clip_config(act)).eval()
         # Non-trivial layer norms, so that a gamma/beta mix-up cannot pass.
@@ -398,16 +402,12 @@ def gen_clip(out, rng):
 def gen_clip_projection(out, rng):
     """SDXL's second text encoder in small: a `CLIPTextModelWithProjection` with gelu and, as
     the published OpenCLIP bigG export says, eos_token_id = 2 (pooling at the largest id), whose
-    projection is narrower than its width; the same two sequences as `gen_clip`."""
+    projection is narrower than its width; the same two kinds of sequence as `gen_clip`."""
     import torch
     from transformers import CLIPTextModelWithProjection
 
     torch.manual_seed(int(rng.integers(0, 2**31)))
-    ids = np.full((2, 77), TINY_EOS, dtype=np.int64)
-    ids[:, 0] = TINY_BOS
-    ids[0, 1:13] = rng.integers(0, TINY_BOS, 12)
-    ids[1, 2:] = 0
-    ids = torch.from_numpy(ids)
+    ids = torch.from_numpy(clip_ids(rng))
     config = tiny_clip_config("gelu")
     config.eos_token_id = 2
     config.projection_dim = 24
