@@ -382,14 +382,14 @@ impl Unet2DConditionModel {
         text_time: Option<TextTime<'_>>,
         device: &Device,
     ) -> Result<Tensor<2>> {
-        let reason = match (&self.add_embedding, self.text_time, text_time) {
-            (Some(add), Some(config), Some(text_time)) => {
+        let reason = match (self.add_embedding.as_ref().zip(self.text_time), text_time) {
+            (Some((add, config)), Some(text_time)) => {
                 let features = text_time.features(self, config, emb.dims()[0], device)?;
                 return Ok(emb + add.forward(features, self.compute_dtype));
             }
-            (None, _, None) => return Ok(emb),
-            (_, _, Some(_)) => "it has no `text_time` added embedding for SDXL's conditions",
-            (_, _, None) => {
+            (None, None) => return Ok(emb),
+            (None, Some(_)) => "it has no `text_time` added embedding for SDXL's conditions",
+            (Some(_), None) => {
                 "an SDXL UNet (`addition_embed_type: \"text_time\"`) needs text_embeds and time_ids"
             }
         };
