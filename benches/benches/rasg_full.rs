@@ -47,6 +47,7 @@ fn rasg_step(c: &mut Criterion) {
         negative: context.clone().slice([0..1, 0..77, 0..1024]),
         positive: context.slice([1..2, 0..77, 0..1024]),
         prompt_tokens: TOKENS.to_vec(),
+        text_time: None,
     };
     // A 512 px square with a 256 px hole in the middle.
     let hole = Mask::from_luma8(

@@ -93,6 +93,7 @@ fn main() {
         positive: randn([1, 77, 1024], &device),
         negative: randn([1, 77, 1024], &device),
         prompt_tokens: vec![1],
+        text_time: None,
     };
     let vae_tiling = std::env::var("HD_PAINTER_SR_TILE")
         .ok()

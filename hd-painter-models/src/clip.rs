@@ -313,6 +313,13 @@ impl ClipTextModel {
         self.final_layer_norm.gamma.dims()[0]
     }
 
+    /// The width of the pooled projection (`CLIPTextModelWithProjection`'s `projection_dim`), if
+    /// the model has one.
+    pub fn projection_dim(&self) -> Option<usize> {
+        // burn's Linear weight is [in, out].
+        self.text_projection.as_ref().map(|p| p.weight.dims()[1])
+    }
+
     /// Encodes token ids `[batch, seq]` (seq at most the context length).
     pub fn forward(&self, ids: Tensor<2, Int>) -> Result<ClipTextOutput> {
         let [batch, seq] = ids.dims();

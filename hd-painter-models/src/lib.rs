@@ -68,6 +68,7 @@ mod processor;
 mod prompt;
 mod scheduler_config;
 mod scheduler_options;
+mod sdxl;
 mod single_file;
 mod source;
 mod tokenizer;
@@ -92,6 +93,7 @@ pub use processor::{
 pub use prompt::{CHUNK_TOKENS, Segment, TokenOrigin, WeightedTokens, parse_weighted};
 pub use scheduler_config::SchedulerConfig;
 pub use scheduler_options::{RUNNABLE_SCHEDULERS, SchedulerOptions};
+pub use sdxl::{PromptEmbeds, SdxlFlags, SdxlText};
 pub use source::{HubModel, ModelSource};
 pub use tokenizer::{BOS_TOKEN, ClipTokenizer, EOS_TOKEN, MAX_LENGTH};
 pub use unet::{

@@ -11,6 +11,7 @@ use crate::config::ConfigFile;
 use crate::error::{ModelsError, Result};
 use crate::prompt::{CHUNK_TOKENS, WeightedTokens};
 use crate::scheduler_config::SchedulerConfig;
+use crate::sdxl::{PromptEmbeds, SdxlFlags, SdxlText, token_ids};
 use crate::single_file::Checkpoint;
 use crate::source::ModelSource;
 use crate::tokenizer::ClipTokenizer;
@@ -18,10 +19,18 @@ use crate::unet::Unet2DConditionModel;
 use crate::vae::AutoencoderKl;
 
 /// The pipelines whose folders hold the components below.
-const PIPELINES: [&str; 3] = [
+const PIPELINES: [&str; 5] = [
     "StableDiffusionPipeline",
     "StableDiffusionInpaintPipeline",
     "StableDiffusionUpscalePipeline",
+    "StableDiffusionXLPipeline",
+    "StableDiffusionXLInpaintPipeline",
+];
+
+/// The pipelines of the list above that are SDXL's (two text encoders, added conditions).
+const SDXL_PIPELINES: [&str; 2] = [
+    "StableDiffusionXLPipeline",
+    "StableDiffusionXLInpaintPipeline",
 ];
 
 /// The model components of a Stable Diffusion pipeline folder.
@@ -37,6 +46,8 @@ pub struct StableDiffusionModels {
     pub unet: Unet2DConditionModel,
     /// `vae/`.
     pub vae: AutoencoderKl,
+    /// SDXL's second tokenizer and text encoder and its pipeline flags (SDXL folders only).
+    pub sdxl: Option<SdxlText>,
     /// The scheduler components `model_index.json` names (`scheduler`, and the x4 upscaler's
     /// `low_res_scheduler`), each with its checked `scheduler_config.json`.
     pub schedulers: Vec<(String, SchedulerConfig)>,
@@ -57,6 +68,10 @@ impl StableDiffusionModels {
             text_encoder: ClipTextModel::load(dir.join("text_encoder"), variant, device)?,
             unet: Unet2DConditionModel::load(dir.join("unet"), variant, device)?,
             vae: AutoencoderKl::load(dir.join("vae"), variant, device)?,
+            sdxl: match index.sdxl {
+                Some(flags) => Some(SdxlText::load(dir, variant, flags, device)?),
+                None => None,
+            },
             pipeline: index.pipeline,
             schedulers: index.schedulers,
             ignored: index.ignored,
@@ -79,6 +94,17 @@ impl StableDiffusionModels {
     ) -> Result<Self> {
         let (file, config) = (checkpoint.as_ref(), config.as_ref());
         let index = read_index(config)?;
+        if index.sdxl.is_some() {
+            return Err(ModelsError::Incompatible {
+                what: format!("{}", file.display()),
+                reason: format!(
+                    "single-file SDXL checkpoints are not read yet ({} is an {} folder): load \
+                     the diffusers folder instead",
+                    config.display(),
+                    index.pipeline
+                ),
+            });
+        }
         let ckpt = Checkpoint::open(file)?;
         // One component converted at a time: at most one re-serialised copy in memory.
         let unet = Unet2DConditionModel::from_checkpoint(&ckpt, &config.join("unet"), device)?;
@@ -96,6 +122,7 @@ impl StableDiffusionModels {
             text_encoder,
             unet,
             vae,
+            sdxl: None,
             pipeline: index.pipeline,
             schedulers: index.schedulers,
             ignored: index.ignored,
@@ -129,6 +156,19 @@ impl StableDiffusionModels {
                 ),
             });
         }
+        if let Some(sdxl) = &self.sdxl {
+            sdxl.check(&self.text_encoder, &self.unet, origin)?;
+            return Ok(self);
+        }
+        if self.unet.text_time().is_some() {
+            return Err(ModelsError::Malformed {
+                path: origin.to_path_buf(),
+                reason: format!(
+                    "the UNet has SDXL's `text_time` added embedding but {} has one text encoder",
+                    self.pipeline
+                ),
+            });
+        }
         let (text, cross) = (
             self.text_encoder.hidden_size(),
             self.unet.cross_attention_dim(),
@@ -149,6 +189,7 @@ impl StableDiffusionModels {
 /// that are not used.
 struct PipelineIndex {
     pipeline: String,
+    sdxl: Option<SdxlFlags>,
     schedulers: Vec<(String, SchedulerConfig)>,
     ignored: Vec<String>,
 }
@@ -165,6 +206,23 @@ const COMPONENTS: [(&str, &str, &[&str]); 4] = [
     ("vae", "diffusers", &["AutoencoderKL"]),
 ];
 
+/// SDXL's further components, with the classes it accepts for each.
+const SDXL_COMPONENTS: [(&str, &str, &[&str]); 2] = [
+    (
+        "tokenizer_2",
+        "transformers",
+        &["CLIPTokenizer", "CLIPTokenizerFast"],
+    ),
+    (
+        "text_encoder_2",
+        "transformers",
+        &["CLIPTextModelWithProjection"],
+    ),
+];
+
+/// SDXL's flags in `model_index.json` ([`SdxlFlags`]).
+const SDXL_FLAGS: [&str; 2] = ["force_zeros_for_empty_prompt", "requires_aesthetics_score"];
+
 /// The scheduler components of the pipelines above.
 const SCHEDULERS: [&str; 2] = ["scheduler", "low_res_scheduler"];
 
@@ -174,7 +232,9 @@ const SCHEDULERS: [&str; 2] = ["scheduler", "low_res_scheduler"];
 fn read_index(dir: &Path) -> Result<PipelineIndex> {
     let index = ConfigFile::open(&dir.join("model_index.json"))?;
     let pipeline = index.one_of("_class_name", &PIPELINES)?.to_string();
-    for (key, library, classes) in COMPONENTS {
+    let sdxl = SDXL_PIPELINES.contains(&pipeline.as_str());
+    let extra: &[_] = if sdxl { &SDXL_COMPONENTS } else { &[] };
+    for &(key, library, classes) in COMPONENTS.iter().chain(extra) {
         let class = component(&index, key).filter(|(l, _)| *l == library);
         if !class.is_some_and(|(_, c)| classes.contains(&c)) {
             let expected: Vec<String> = classes
@@ -187,7 +247,8 @@ fn read_index(dir: &Path) -> Result<PipelineIndex> {
     let mut schedulers = Vec::new();
     let mut ignored = Vec::new();
     for key in index.keys() {
-        if key.starts_with('_') || COMPONENTS.iter().any(|c| c.0 == key) {
+        let sdxl_key = SDXL_FLAGS.contains(&key.as_str()) || extra.iter().any(|c| c.0 == key);
+        if key.starts_with('_') || COMPONENTS.iter().any(|c| c.0 == key) || (sdxl && sdxl_key) {
             continue;
         }
         let value = index.get(&key).map(Value::to_string).unwrap_or_default();
@@ -205,6 +266,10 @@ fn read_index(dir: &Path) -> Result<PipelineIndex> {
         }
     }
     Ok(PipelineIndex {
+        sdxl: match sdxl {
+            true => Some(SdxlFlags::read(&index)?),
+            false => None,
+        },
         pipeline,
         schedulers,
         ignored,
@@ -224,10 +289,16 @@ impl StableDiffusionModels {
     /// `dtype`: f16 or bf16 halve their memory, inputs and outputs stay f32 (see
     /// [`Unet2DConditionModel::with_dtype`]). The loaded f32 weights are the reference path.
     pub fn with_dtype(self, dtype: FloatDType) -> Self {
+        // diffusers' SDXL pipelines keep a `force_upcast` VAE in f32 beside f16 models.
+        let upcast = self.sdxl.is_some() && self.vae.force_upcast() && dtype == FloatDType::F16;
         Self {
             text_encoder: self.text_encoder.with_dtype(dtype),
             unet: self.unet.with_dtype(dtype),
-            vae: self.vae.with_dtype(dtype),
+            vae: match upcast {
+                true => self.vae,
+                false => self.vae.with_dtype(dtype),
+            },
+            sdxl: self.sdxl.map(|s| s.with_dtype(dtype)),
             ..self
         }
     }
@@ -239,22 +310,52 @@ impl StableDiffusionModels {
             text_encoder: self.text_encoder.with_weight_dtype(dtype),
             unet: self.unet.with_weight_dtype(dtype),
             vae: self.vae.with_weight_dtype(dtype),
+            sdxl: self.sdxl.map(|s| s.with_weight_dtype(dtype)),
             ..self
         }
     }
 
-    /// The text encoder's last hidden state `[1, 77, dim]` for `prompt`, tokenized as the UNet
-    /// expects (padded and truncated to the context length).
+    /// The UNet's context `[1, 77, dim]` for `prompt`, tokenized as the UNet expects (padded
+    /// and truncated to the context length): the text encoder's last hidden state, or for SDXL
+    /// both encoders' penultimate hidden states side by side ([`encode_text`](Self::encode_text)).
     pub fn encode_prompt(&self, prompt: &str) -> Result<Tensor<3>> {
-        let ids: Vec<i64> = self
-            .tokenizer
-            .encode_padded(prompt)
-            .into_iter()
-            .map(i64::from)
-            .collect();
-        let n = ids.len();
-        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [1, n]), &self.unet.device());
-        Ok(self.text_encoder.forward(ids)?.last_hidden_state)
+        Ok(self.encode_text(prompt)?.context)
+    }
+
+    /// `prompt`'s embeddings as diffusers' pipelines encode it: SD 1.x / 2.x, the text encoder's
+    /// last hidden state; SDXL (`encode_prompt`), each encoder's penultimate hidden state, side
+    /// by side, and the second encoder's pooled projection.
+    pub fn encode_text(&self, prompt: &str) -> Result<PromptEmbeds> {
+        let device = self.unet.device();
+        let out = self
+            .text_encoder
+            .forward(token_ids(&self.tokenizer, prompt, &device))?;
+        let Some(sdxl) = &self.sdxl else {
+            return Ok(PromptEmbeds {
+                context: out.last_hidden_state,
+                pooled: None,
+            });
+        };
+        let (second, pooled) = sdxl.encode(prompt, &device)?;
+        Ok(PromptEmbeds {
+            context: Tensor::cat(vec![out.penultimate_hidden_state, second], 2),
+            pooled: Some(pooled),
+        })
+    }
+
+    /// The negative half's embeddings for `negative`: as [`encode_text`](Self::encode_text),
+    /// except that an SDXL folder with `force_zeros_for_empty_prompt` gives zeros for the empty
+    /// negative prompt, as diffusers does when no negative prompt is passed.
+    pub fn encode_negative(&self, negative: &str) -> Result<PromptEmbeds> {
+        let zeros = self
+            .sdxl
+            .as_ref()
+            .is_some_and(|s| s.flags.force_zeros_for_empty_prompt);
+        let embeds = self.encode_text(negative)?;
+        Ok(match zeros && negative.is_empty() {
+            true => embeds.zeros_like(),
+            false => embeds,
+        })
     }
 }
 
@@ -264,6 +365,16 @@ impl StableDiffusionModels {
     /// states multiplied token by token by the weights, then scaled back to the chunk's
     /// unweighted mean (Automatic1111's default "Original" emphasis), the chunks concatenated.
     pub fn encode_weighted(&self, tokens: &WeightedTokens) -> Result<Tensor<3>> {
+        if self.sdxl.is_some() {
+            return Err(ModelsError::Incompatible {
+                what: "weighted prompt encoding".into(),
+                reason: format!(
+                    "Automatic1111's weighted prompts are encoded for one text encoder; {} has \
+                     SDXL's two: use the plain syntax",
+                    self.pipeline
+                ),
+            });
+        }
         let (chunks, length) = (tokens.chunks(), CHUNK_TOKENS + 2);
         let device = self.unet.device();
         let ids: Vec<i64> = tokens.ids.iter().map(|&id| i64::from(id)).collect();

@@ -39,6 +39,9 @@ pub struct VaeConfig {
     pub scaling_factor: f64,
     /// Whether the mid-blocks have their self-attention.
     pub mid_block_add_attention: bool,
+    /// `force_upcast`: the VAE overflows in f16 and runs in f32 when the other models do (SDXL's
+    /// published VAE; the fp16-fix VAE says `false`). diffusers' SDXL pipelines honour it.
+    pub force_upcast: bool,
 }
 
 impl VaeConfig {
@@ -68,6 +71,7 @@ impl VaeConfig {
             latent_channels: f.usize("latent_channels")?,
             scaling_factor: f.f64_or("scaling_factor", 0.18215)?,
             mid_block_add_attention: f.bool_or("mid_block_add_attention", true)?,
+            force_upcast: f.bool_or("force_upcast", true)?,
         })
     }
 
@@ -140,6 +144,8 @@ pub struct AutoencoderKl {
     post_quant_conv: Conv2d,
     decoder: Decoder,
     scaling_factor: f64,
+    #[module(skip)]
+    force_upcast: bool,
     downscale: usize,
     block_out_channels: Vec<usize>,
     /// What the activations are computed in (see
@@ -250,6 +256,7 @@ impl AutoencoderKl {
             post_quant_conv: conv1(c.latent_channels, c.latent_channels),
             decoder,
             scaling_factor: c.scaling_factor,
+            force_upcast: c.force_upcast,
             downscale: c.downscale(),
             block_out_channels: c.block_out_channels.clone(),
             compute_dtype: FloatDType::F32,
@@ -342,6 +349,11 @@ impl AutoencoderKl {
     /// The factor pipelines multiply latents by.
     pub fn scaling_factor(&self) -> f64 {
         self.scaling_factor
+    }
+
+    /// The config's `force_upcast` ([`VaeConfig::force_upcast`]).
+    pub fn force_upcast(&self) -> bool {
+        self.force_upcast
     }
 
     /// The number of latent channels (4).

@@ -115,17 +115,19 @@ fn sdxl_conditions_are_checked() {
         f.golden.tensor::<4>("sample", &device),
         f.golden.tensor::<3>("context", &device),
     );
-    let call = |unet: &Unet2DConditionModel, sample: Tensor<4>, conditions| {
-        unet.forward(
-            sample,
-            &f.timesteps,
-            &context,
-            conditions,
-            &mut DefaultAttention::default(),
-        )
-        .unwrap_err()
-        .to_string()
-    };
+    let call_with =
+        |unet: &Unet2DConditionModel, sample: Tensor<4>, context: &Tensor<3>, conditions| {
+            unet.forward(
+                sample,
+                &f.timesteps,
+                context,
+                conditions,
+                &mut DefaultAttention::default(),
+            )
+            .unwrap_err()
+            .to_string()
+        };
+    let call = |unet, sample, conditions| call_with(unet, sample, &context, conditions);
     let err = call(&f.unet, sample.clone(), Conditions::default());
     assert!(err.contains("text_embeds and time_ids"), "{err}");
     let (text, ids) = f.text_time.as_ref().unwrap();
@@ -135,12 +137,19 @@ fn sdxl_conditions_are_checked() {
         Conditions::text_time(text, &ids[..10]),
     );
     assert!(err.contains("SDXL time_ids"), "{err}");
-    let wide = Tensor::cat(vec![text.clone(), text.clone()], 1);
+    // Three columns more: no whole number of time ids fills the rest of the embedding's width.
+    let wide = Tensor::cat(vec![text.clone(), text.clone().slice([0..2, 0..3])], 1);
     let err = call(&f.unet, sample.clone(), Conditions::text_time(&wide, ids));
     assert!(err.contains("SDXL text_embeds"), "{err}");
     let sd2 = Unet2DConditionModel::load(model_dir("unet_sd2"), None, &device).unwrap();
     let sd2_sample = Tensor::<4>::zeros([2, 4, 8, 8], &device);
-    let err = call(&sd2, sd2_sample, Conditions::text_time(text, ids));
+    let sd2_context = context.clone().slice([0..2, 0..77, 0..32]);
+    let err = call_with(
+        &sd2,
+        sd2_sample,
+        &sd2_context,
+        Conditions::text_time(text, ids),
+    );
     assert!(err.contains("no `text_time` added embedding"), "{err}");
 }
 

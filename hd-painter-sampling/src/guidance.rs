@@ -3,7 +3,9 @@
 //! replaces the scheduler's random term). Both see the same [`ModelCall`].
 
 use burn::tensor::Tensor;
-use hd_painter_models::{AttentionProcessor, Conditions, Unet2DConditionModel, UnetResiduals};
+use hd_painter_models::{
+    AttentionProcessor, Conditions, TextTime, Unet2DConditionModel, UnetResiduals,
+};
 
 use crate::conditioning::TextConditioning;
 use crate::error::{Result, SamplingError};
@@ -42,8 +44,8 @@ impl ModelCall<'_> {
 
     /// The UNet's output for `input` with classifier-free guidance: `u + g (c - u)` from one
     /// batch `[negative, positive]`, or the positive pass alone when `g = 1`. `class_label` goes
-    /// to every row (UNets with a class embedding); the residuals are added for both halves, as
-    /// BrushNet's pipeline does.
+    /// to every row (UNets with a class embedding), SDXL's added conditions to the rows of their
+    /// half; the residuals are added for both halves, as BrushNet's pipeline does.
     pub fn guided(
         &self,
         input: Tensor<4>,
@@ -51,52 +53,70 @@ impl ModelCall<'_> {
         processor: &mut dyn AttentionProcessor,
     ) -> Result<Tensor<4>> {
         let n = input.dims()[0];
-        let expand = |e: &Tensor<3>| -> Result<Tensor<3>> {
-            match e.dims()[0] {
-                b if b == n => Ok(e.clone()),
-                1 => Ok(e.clone().repeat_dim(0, n)),
-                b => Err(SamplingError::InvalidInput(format!(
-                    "text embedding batch {b} for {n} images"
-                ))),
-            }
+        let text = self.text;
+        let positive = expand(&text.positive, n)?;
+        let halves = |negative: bool| -> Result<Option<(Tensor<2>, Vec<f32>)>> {
+            let Some(added) = &text.text_time else {
+                return Ok(None);
+            };
+            let ids = added.time_ids.as_ref().ok_or_else(|| {
+                SamplingError::InvalidInput(
+                    "SDXL's time ids are not set: TextConditioning::with_micro_conditioning".into(),
+                )
+            })?;
+            let (embeds, ids) = match negative {
+                true => (&added.negative, &ids.negative),
+                false => (&added.positive, &ids.positive),
+            };
+            Ok(Some((expand(embeds, n)?, ids.repeat(n))))
         };
-        let positive = expand(&self.text.positive)?;
-        let call = |input: Tensor<4>, context: &Tensor<3>, p: &mut dyn AttentionProcessor| {
+        let call = |input: Tensor<4>,
+                    context: &Tensor<3>,
+                    added: Option<(Tensor<2>, Vec<f32>)>,
+                    p: &mut dyn AttentionProcessor| {
             let rows = input.dims()[0];
             let timesteps = vec![self.timestep as f32; rows];
             let labels = class_label.map(|l| vec![l; rows]);
+            let conditions = Conditions {
+                class_labels: labels.as_deref(),
+                text_time: added.as_ref().map(|(embeds, ids)| TextTime {
+                    text_embeds: embeds,
+                    time_ids: ids,
+                }),
+            };
             let unet = self.unet;
             match self.residuals {
-                None => unet.forward(
-                    input,
-                    &timesteps,
-                    context,
-                    Conditions::labels(labels.as_deref()),
-                    p,
-                ),
+                None => unet.forward(input, &timesteps, context, conditions, p),
                 Some(r) => {
                     let r = r.repeat_batch(rows / n);
-                    unet.forward_with_residuals(
-                        input,
-                        &timesteps,
-                        context,
-                        Conditions::labels(labels.as_deref()),
-                        p,
-                        &r,
-                    )
+                    unet.forward_with_residuals(input, &timesteps, context, conditions, p, &r)
                 }
             }
         };
         if self.guidance_scale == 1.0 {
-            return Ok(call(input, &positive, processor)?);
+            return Ok(call(input, &positive, halves(false)?, processor)?);
         }
-        let context = Tensor::cat(vec![expand(&self.text.negative)?, positive], 0);
+        let context = Tensor::cat(vec![expand(&text.negative, n)?, positive], 0);
+        let added = halves(true)?
+            .zip(halves(false)?)
+            .map(|((ne, ni), (pe, pi))| (Tensor::cat(vec![ne, pe], 0), [ni, pi].concat()));
         let both = Tensor::cat(vec![input.clone(), input], 0);
-        let out = call(both, &context, processor)?;
+        let out = call(both, &context, added, processor)?;
         let [_, c, h, w] = out.dims();
         let uncond = out.clone().slice([0..n, 0..c, 0..h, 0..w]);
         let cond = out.slice([n..2 * n, 0..c, 0..h, 0..w]);
         Ok(uncond.clone() + (cond - uncond) * self.guidance_scale)
+    }
+}
+
+/// `e` for `n` images: as it is when it has `n` rows, its one row repeated otherwise.
+fn expand<const D: usize>(e: &Tensor<D>, n: usize) -> Result<Tensor<D>> {
+    match e.dims()[0] {
+        b if b == n => Ok(e.clone()),
+        1 => Ok(e.clone().repeat_dim(0, n)),
+        b => Err(SamplingError::InvalidInput(format!(
+            "text embedding batch {b} for {n} images"
+        ))),
     }
 }
 

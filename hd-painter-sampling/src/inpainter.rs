@@ -246,6 +246,10 @@ impl Inpainter<'_> {
             _ => None,
         };
         let [lh, lw] = prepared.latent;
+        let f = self.vae.downscale() as u32;
+        let text = &text
+            .clone()
+            .with_micro_conditioning(&options.micro, [lh as u32 * f, lw as u32 * f]);
         let device = self.unet.device();
         let noise = seeded_noise(
             &options.seeds,

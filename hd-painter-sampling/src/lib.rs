@@ -91,6 +91,7 @@
 //!     positive: Tensor::random([1, 77, dim], Distribution::Normal(0.0, 1.0), &device),
 //!     negative: Tensor::zeros([1, 77, dim], &device),
 //!     prompt_tokens: vec![1, 2],
+//!     text_time: None,
 //! };
 //! struct Plain; // text-to-image: the UNet sees the latents alone
 //! impl LatentStrategy for Plain {}
@@ -143,7 +144,7 @@ mod strategy;
 mod validate;
 
 pub use brushnet::{BrushNetLatents, BrushNetSettings, brushnet_blend, brushnet_condition};
-pub use conditioning::TextConditioning;
+pub use conditioning::{MicroConditioning, TextConditioning, TextTimeConditioning, TimeIds};
 pub use crop::{CropBox, CropSettings, crop_region, crop_regions, stitch};
 pub use ddim::{Prediction, StepOutput, ddim_sigma, ddim_step, ddpm_step, predict};
 pub use differential::DifferentialLatents;

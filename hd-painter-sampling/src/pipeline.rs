@@ -4,6 +4,7 @@
 use hd_painter_core::Mask;
 
 use crate::brushnet::BrushNetSettings;
+use crate::conditioning::MicroConditioning;
 use crate::crop::CropSettings;
 use crate::mask_edit::MaskEdit;
 use crate::prefill::PreFill;
@@ -144,6 +145,9 @@ pub struct InpaintOptions {
     /// noise; `None`, the default: the pixels as given). For the methods that start from the
     /// image, and for photos erased to transparency, whose RGB there is blank.
     pub pre_fill: Option<PreFill>,
+    /// SDXL's micro-conditioning (sizes default to the size the run makes, as in diffusers);
+    /// the other models take none.
+    pub micro: MicroConditioning,
 }
 
 impl InpaintOptions {
@@ -180,6 +184,7 @@ impl InpaintOptions {
             mask_edit: MaskEdit::default(),
             soft_mask: false,
             pre_fill: None,
+            micro: MicroConditioning::default(),
         }
     }
 }
@@ -209,6 +214,7 @@ impl Default for InpaintOptions {
             mask_edit: MaskEdit::default(),
             soft_mask: false,
             pre_fill: None,
+            micro: MicroConditioning::default(),
         }
     }
 }

@@ -5,7 +5,7 @@
 use burn::tensor::Tensor;
 use hd_painter_models::{StableDiffusionModels, WeightedTokens, parse_weighted};
 
-use crate::conditioning::TextConditioning;
+use crate::conditioning::{TextConditioning, TextTimeConditioning};
 use crate::error::Result;
 use crate::focus::{
     HD_PAINTER_NEGATIVE_PROMPT, HD_PAINTER_POSITIVE_PROMPT, full_prompt, prompt_token_indices,
@@ -14,7 +14,9 @@ use crate::focus::{
 /// How prompt text becomes text embeddings.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum PromptSyntax {
-    /// As diffusers' pipelines: the text as written, one 77-token window (truncated).
+    /// As diffusers' pipelines: the text as written, one 77-token window (truncated); with
+    /// SDXL's two encoders, their pooled embedding too, and the empty negative prompt as zeros
+    /// where the folder says `force_zeros_for_empty_prompt`.
     #[default]
     Plain,
     /// Automatic1111's: `(word:1.3)`, `(word)`, `[word]`, escapes and `BREAK`, prompts of any
@@ -40,10 +42,25 @@ impl PromptSyntax {
     ) -> Result<TextConditioning> {
         if self == Self::Plain {
             let full = full_prompt(prompt, positive);
+            let (embeds, negative) = (
+                models.encode_text(&full)?,
+                models.encode_negative(negative)?,
+            );
+            let aesthetics = models
+                .sdxl
+                .as_ref()
+                .map(|s| s.flags.requires_aesthetics_score);
+            let pooled = embeds.pooled.zip(negative.pooled).zip(aesthetics);
             return Ok(TextConditioning {
-                positive: models.encode_prompt(&full)?,
-                negative: models.encode_prompt(negative)?,
+                positive: embeds.context,
+                negative: negative.context,
                 prompt_tokens: prompt_token_indices(&models.tokenizer, prompt, &full),
+                text_time: pooled.map(|((positive, negative), aesthetics)| TextTimeConditioning {
+                    positive,
+                    negative,
+                    aesthetics,
+                    time_ids: None,
+                }),
             });
         }
         let mut parts = vec![parse_weighted(prompt)?];
@@ -68,6 +85,7 @@ impl PromptSyntax {
             positive: pad(models.encode_weighted(&tokens)?, chunks),
             negative: pad(models.encode_weighted(&unconditional)?, chunks),
             prompt_tokens,
+            text_time: None,
         })
     }
 }

@@ -47,6 +47,7 @@ fn blended_steps_match_the_reference_loop() {
         positive: golden.tensor("positive", &device),
         negative: golden.tensor("negative", &device),
         prompt_tokens: vec![1],
+        text_time: None,
     };
     let schedule = NoiseSchedule::scaled_linear_diffusers(0.00085, 0.012, 1000);
     let (_, expected) = golden.f32s("step_latents");
@@ -84,6 +85,7 @@ fn seeded_blending_is_reproducible_per_image() {
         positive: golden.tensor("positive", &device),
         negative: golden.tensor("negative", &device),
         prompt_tokens: vec![1],
+        text_time: None,
     };
     let schedule = NoiseSchedule::stable_diffusion();
     let settings = SamplerSettings {

@@ -58,6 +58,7 @@ fn three_guided_steps_match_the_reference_loop() {
         positive: g.tensor("encoder_hidden_states", &device),
         negative: g.tensor("negative", &device),
         prompt_tokens: vec![],
+        text_time: None,
     };
     let settings = BrushNetSettings {
         control_start: 0.3,
@@ -156,6 +157,7 @@ fn the_image_pipeline_runs_brushnet_and_reports_misuse() {
         positive: burn::tensor::Tensor::zeros([1, 77, 32], &device),
         negative: burn::tensor::Tensor::zeros([1, 77, 32], &device),
         prompt_tokens: vec![1],
+        text_time: None,
     };
     let options = InpaintOptions {
         method: Method::BrushNet(BrushNetSettings::default()),

@@ -82,6 +82,7 @@ fn brushnet_matches_the_official_pipeline() {
         positive: g.tensor("positive", &device),
         negative: g.tensor("negative", &device),
         prompt_tokens: vec![],
+        text_time: None,
     };
     let settings = BrushNetSettings {
         conditioning_scale: 0.8,

@@ -64,6 +64,7 @@ fn differential_diffusion_matches_the_community_pipeline() {
         positive: g.tensor("positive", &device),
         negative: g.tensor("negative", &device),
         prompt_tokens: vec![],
+        text_time: None,
     };
     let mut seen = 0;
     Sampler {

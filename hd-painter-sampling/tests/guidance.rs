@@ -34,6 +34,7 @@ fn setup() -> Setup {
         positive: golden.tensor("positive", &device),
         negative: golden.tensor("negative", &device),
         prompt_tokens: golden.ints("tokens"),
+        text_time: None,
     };
     Setup {
         device,

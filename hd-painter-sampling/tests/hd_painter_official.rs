@@ -134,6 +134,7 @@ fn check(name: &str, steps: usize, painta: bool, rasg_eta: Option<f64>) {
         negative: context.clone().slice(0..1),
         positive: context.slice(1..2),
         prompt_tokens: g.ints("tokens"),
+        text_time: None,
     };
     let [lh, lw] = [
         s.inputs.latent_hole.height() as usize,

@@ -40,6 +40,7 @@ fn text(device: &Device) -> TextConditioning {
         positive: t(),
         negative: t(),
         prompt_tokens: vec![1],
+        text_time: None,
     }
 }
 

@@ -34,6 +34,7 @@ fn fixture(device: &Device) -> (Unet2DConditionModel, Golden, TextConditioning) 
         positive: g.tensor("positive", device),
         negative: g.tensor("negative", device),
         prompt_tokens: vec![1],
+        text_time: None,
     };
     (unet, g, text)
 }

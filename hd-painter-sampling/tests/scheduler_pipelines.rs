@@ -90,6 +90,7 @@ fn text(g: &Golden, device: &Device) -> TextConditioning {
         positive: g.tensor("positive", device),
         negative: g.tensor("negative", device),
         prompt_tokens: vec![1],
+        text_time: None,
     }
 }
 

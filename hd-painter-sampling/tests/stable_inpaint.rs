@@ -49,6 +49,7 @@ fn setup() -> Setup {
         positive: golden.tensor("positive", &device),
         negative: golden.tensor("negative", &device),
         prompt_tokens: vec![1],
+        text_time: None,
     };
     let settings = SamplerSettings {
         steps: 5,

@@ -83,6 +83,7 @@ fn the_sr_stage_matches_the_official_code() {
         negative: context.clone().slice(0..1),
         positive: context.slice(1..2),
         prompt_tokens: vec![1],
+        text_time: None,
     };
     let noise = SrNoise {
         latents: g.tensor("noise", &device),

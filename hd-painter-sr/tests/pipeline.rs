@@ -24,6 +24,7 @@ fn text(device: &Device) -> TextConditioning {
         positive: t(),
         negative: t(),
         prompt_tokens: vec![1, 2],
+        text_time: None,
     }
 }
 

@@ -47,6 +47,7 @@ fn upscaler_loop_with_x0_blending_matches_the_reference() {
         positive: g.tensor("positive", &device),
         negative: g.tensor("negative", &device),
         prompt_tokens: vec![1],
+        text_time: None,
     };
     let settings = SamplerSettings {
         steps: 3,

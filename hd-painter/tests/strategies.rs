@@ -149,6 +149,7 @@ fn only_brushnet_adds_residuals_and_only_inside_its_window() {
         positive: Tensor::random([1, 77, dim], Distribution::Normal(0.0, 1.0), &device),
         negative: Tensor::zeros([1, 77, dim], &device),
         prompt_tokens: vec![1],
+        text_time: None,
     };
     let latents = normal([N, C, H, W], &device);
     for (name, strategy, _) in strategies(&branch, 0.5, &device) {

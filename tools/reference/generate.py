@@ -19,6 +19,7 @@ import tempfile
 import numpy as np
 
 import customise
+import sdxl
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "fixtures"
@@ -433,6 +434,8 @@ def gen_clip_projection(out, rng):
 VAES = {
     "vae_sd": dict(block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8, scaling_factor=0.18215, image=(2, 3, 24, 40)),
     "vae_x4": dict(block_out_channels=(8, 16, 16), layers_per_block=1, norm_num_groups=4, scaling_factor=0.08333, image=(1, 3, 20, 28)),
+    # SDXL's scaling factor, and its `force_upcast` (the published SDXL VAE overflows in f16).
+    "vae_sdxl": dict(block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8, scaling_factor=0.13025, force_upcast=True, image=(1, 3, 24, 40)),
 }
 
 
@@ -463,6 +466,7 @@ def gen_vae(out, rng):
             norm_num_groups=spec["norm_num_groups"],
             sample_size=32,
             scaling_factor=spec["scaling_factor"],
+            force_upcast=spec.get("force_upcast", True),
         ).eval()
         randomize_norms(vae, torch)
         d = out / "models" / name
@@ -539,7 +543,8 @@ UNETS = {
     ),
     # SDXL-inpainting-like: 9 channels, a first level without attention, 2 and 3 transformer
     # blocks per transformer in the others (SDXL's [1, 2, 10] in small), and the text_time added
-    # embedding over a pooled text embedding 12 wide (not the context's 32) and six time ids.
+    # embedding over a pooled text embedding 24 wide and six time ids. The context is 64 wide:
+    # the two tiny text encoders' 32 + 32, as SDXL's 768 + 1280, so the pipeline runs on it.
     "unet_sdxl": dict(
         config=dict(
             in_channels=9,
@@ -552,12 +557,13 @@ UNETS = {
             transformer_layers_per_block=(1, 2, 3),
             addition_embed_type="text_time",
             addition_time_embed_dim=8,
-            projection_class_embeddings_input_dim=12 + 6 * 8,
+            projection_class_embeddings_input_dim=24 + 6 * 8,
+            cross_attention_dim=64,
         ),
         latent=(12, 16),
         # original size, crop top-left, target size (SDXL's micro-conditioning), per image.
         time_ids=((1024, 1024, 0, 0, 1024, 1024), (768, 1344, 32, 16, 1024, 1024)),
-        pooled=12,
+        pooled=24,
     ),
 }
 
@@ -568,15 +574,14 @@ def gen_unet(out, rng):
 
     for name, spec in UNETS.items():
         torch.manual_seed(int(rng.integers(0, 2**31)))
-        unet = UNet2DConditionModel(
-            sample_size=16, out_channels=4, cross_attention_dim=32, norm_num_groups=4, **spec["config"]
-        ).eval()
+        config = dict(sample_size=16, out_channels=4, cross_attention_dim=32, norm_num_groups=4) | spec["config"]
+        unet = UNet2DConditionModel(**config).eval()
         randomize_norms(unet, torch)
         d = out / "models" / name
         unet.save_pretrained(d, safe_serialization=True)
         h, w = spec["latent"]
         sample = torch.from_numpy(rng.standard_normal((2, spec["config"]["in_channels"], h, w)).astype(np.float32))
-        context = torch.from_numpy(rng.standard_normal((2, 77, 32)).astype(np.float32))
+        context = torch.from_numpy(rng.standard_normal((2, 77, config["cross_attention_dim"])).astype(np.float32))
         timesteps = torch.tensor([999.0, 19.0])
         labels = torch.tensor(spec["class_labels"]) if "class_labels" in spec else None
         added = None
@@ -1673,7 +1678,8 @@ def gen_fill(out, rng):
 
 GROUPS = {"resize": gen_resize, "blur": gen_blur, "dilate": gen_dilate, "pad": gen_pad, "tensor": gen_tensor, "files": gen_files, "odd_files": gen_odd_files, "tokenizer": gen_tokenizer, "clip": gen_clip, "clip_projection": gen_clip_projection, "vae": gen_vae, "unet": gen_unet, "pipeline": gen_pipeline, "demo_pipelines": gen_demo_pipelines, "single_file": gen_single_file, "schedulers": gen_schedulers, "scheduler_runs": gen_scheduler_runs, "scheduler_pipelines": gen_scheduler_pipelines, "stable_inpaint": gen_stable_inpaint, "blended": gen_blended, "repaint": gen_repaint, "hd_painter": gen_hd_painter, "poisson": gen_poisson, "sr": gen_sr, "vae_tiled": gen_vae_tiled, "brushnet": gen_brushnet, "crop": gen_crop, "mask_ops": gen_mask_ops, "fill": gen_fill,
           "lora": customise.gen_lora, "prompt_weighting": customise.gen_prompt_weighting,
-          "textual_inversion": customise.gen_textual_inversion, "lcm_lora": customise.gen_lcm_lora}
+          "textual_inversion": customise.gen_textual_inversion, "lcm_lora": customise.gen_lcm_lora,
+          "sdxl_pipeline": sdxl.gen_sdxl_pipeline, "sdxl_inpaint": sdxl.gen_sdxl_inpaint}
 
 
 def generate(out):

@@ -63,6 +63,7 @@ impl Seeded {
             text_encoder: self.text_encoder.clone().to_device(device),
             unet: self.unet.clone().to_device(device),
             vae: self.vae.clone().to_device(device),
+            sdxl: None,
             schedulers: Vec::new(),
             ignored: Vec::new(),
         };

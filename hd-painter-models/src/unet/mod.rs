@@ -170,6 +170,11 @@ impl Unet2DConditionModel {
         self.cross_attention_dim
     }
 
+    /// SDXL's added embedding (`addition_embed_type: "text_time"`), if the model has one.
+    pub fn text_time(&self) -> Option<TextTimeConfig> {
+        self.text_time
+    }
+
     /// Predicts the noise (or `v`) for `sample` `[batch, in_channels, h, w]` at `timesteps`
     /// (one per batch item), conditioned on `context` `[batch, tokens, cross_attention_dim]`
     /// and the `conditions` the model's embeddings need (the x4 upscaler's class labels, SDXL's

@@ -38,6 +38,7 @@ impl Setup {
             positive: golden.tensor("positive", &device),
             negative: golden.tensor("negative", &device),
             prompt_tokens: golden.ints("tokens"),
+            text_time: None,
         };
         let (shape, pixels) = golden.get("pixel_mask");
         let pixel_mask = Mask::from_luma8(

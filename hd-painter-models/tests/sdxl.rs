@@ -1,0 +1,162 @@
+//! SDXL pipeline folders: the tiny `StableDiffusionXLInpaintPipeline` folder
+//! (`tools/reference/sdxl.py`, group `sdxl_pipeline`) loads whole, its two tokenizers and text
+//! encoders encode prompts as diffusers' `encode_prompt` does (within 1e-4 * max(1, max|ref|)),
+//! and folders whose parts do not fit are typed errors.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{Golden, device, model_dir};
+use hd_painter_models::{ModelsError, SdxlFlags, StableDiffusionModels};
+
+fn sdxl() -> StableDiffusionModels {
+    StableDiffusionModels::load(model_dir("pipeline_sdxl_inpaint"), None, &device()).unwrap()
+}
+
+/// A scratch copy of the SDXL folder, `edit` applied to its `model_index.json` and the component
+/// folders taken from `components` (`(name, fixture folder)`) where it names them.
+fn variant(tag: &str, edit: impl Fn(&str) -> String, components: &[(&str, &str)]) -> PathBuf {
+    let src = model_dir("pipeline_sdxl_inpaint");
+    let dir = std::env::temp_dir().join(format!("hd-painter-sdxl-{}-{tag}", std::process::id()));
+    let index = std::fs::read_to_string(src.join("model_index.json")).unwrap();
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("model_index.json"), edit(&index)).unwrap();
+    for part in [
+        "scheduler",
+        "tokenizer",
+        "tokenizer_2",
+        "text_encoder",
+        "text_encoder_2",
+        "unet",
+        "vae",
+    ] {
+        let from = match components.iter().find(|(name, _)| *name == part) {
+            Some((_, fixture)) => model_dir(fixture),
+            None => src.join(part),
+        };
+        copy_dir(&from, &dir.join(part));
+    }
+    dir
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+    }
+}
+
+#[test]
+fn an_sdxl_inpainting_folder_loads_whole() {
+    let models = sdxl();
+    assert_eq!(models.pipeline, "StableDiffusionXLInpaintPipeline");
+    let second = models.sdxl.as_ref().expect("SDXL's second encoder");
+    let flags = SdxlFlags {
+        force_zeros_for_empty_prompt: true,
+        requires_aesthetics_score: false,
+    };
+    assert_eq!(second.flags, flags);
+    // OpenAI CLIP's tokenizer pads with the end token, OpenCLIP's with "!".
+    assert_eq!(models.tokenizer.pad_id(), models.tokenizer.eos_id());
+    assert_eq!(second.tokenizer_2.pad_id(), 0);
+    assert_eq!(second.text_encoder_2.projection_dim(), Some(24));
+    assert_eq!(models.vae.scaling_factor(), 0.13025);
+    assert!(models.vae.force_upcast());
+    let used = [
+        "text_encoder_2",
+        "tokenizer_2",
+        "force_zeros",
+        "requires_aesthetics",
+    ];
+    for entry in &models.ignored {
+        assert!(!used.iter().any(|u| entry.starts_with(u)), "{entry}");
+    }
+}
+
+#[test]
+fn prompts_match_diffusers_encode_prompt() {
+    let (models, g) = (
+        sdxl(),
+        Golden::open("pipeline_sdxl_inpaint", "prompts.safetensors"),
+    );
+    let prompt = models.encode_text("a red sofa!").unwrap();
+    assert_eq!(prompt.context.dims(), [1, 77, 64]);
+    g.assert_close(prompt.context, "negative.prompt_embeds", "SDXL prompt");
+    g.assert_close(prompt.pooled.unwrap(), "negative.pooled", "SDXL pooled");
+    let negative = models.encode_negative("blurry, low quality").unwrap();
+    let what = "SDXL negative prompt";
+    g.assert_close(negative.context, "negative.negative_prompt_embeds", what);
+    g.assert_close(negative.pooled.unwrap(), "negative.negative_pooled", what);
+    // No negative prompt: zeros, as `force_zeros_for_empty_prompt` makes them.
+    let zeros = models.encode_negative("").unwrap();
+    let what = "SDXL zero negative";
+    g.assert_close(zeros.context, "zeros.negative_prompt_embeds", what);
+    g.assert_close(zeros.pooled.unwrap(), "zeros.negative_pooled", what);
+    // The weighted syntax encodes for one text encoder.
+    let tokens = hd_painter_models::WeightedTokens::new(&models.tokenizer, &[]);
+    let err = models.encode_weighted(&tokens).unwrap_err();
+    assert!(err.to_string().contains("two"), "{err}");
+}
+
+#[test]
+fn sdxl_folders_whose_parts_do_not_fit_are_refused() {
+    let load = |dir: PathBuf| StableDiffusionModels::load(dir, None, &device()).unwrap_err();
+    // The second encoder missing from model_index.json.
+    let dir = variant(
+        "no-encoder-2",
+        |i| i.replace("\"text_encoder_2\"", "\"unused\""),
+        &[],
+    );
+    let err = load(dir);
+    assert!(
+        matches!(&err, ModelsError::UnsupportedConfig { key, .. } if key == "text_encoder_2"),
+        "{err}"
+    );
+    // A second encoder without its projection.
+    let err = load(variant(
+        "no-projection",
+        str::to_string,
+        &[("text_encoder_2", "clip_gelu")],
+    ));
+    assert!(
+        err.to_string().contains("CLIPTextModelWithProjection"),
+        "{err}"
+    );
+    // The refiner's five time ids on a UNet made for six.
+    let aesthetics = |i: &str| {
+        i.replace(
+            "\"requires_aesthetics_score\": false",
+            "\"requires_aesthetics_score\": true",
+        )
+    };
+    let err = load(variant("aesthetics", aesthetics, &[]));
+    assert!(err.to_string().contains("5 time ids"), "{err}");
+    // An SD 1.x / 2.x UNet under SDXL's encoders, and SDXL's UNet under one encoder.
+    let err = load(variant(
+        "sd-unet",
+        str::to_string,
+        &[("unet", "unet_sd15_inpaint")],
+    ));
+    assert!(err.to_string().contains("cross_attention_dim"), "{err}");
+    let one_encoder = |i: &str| {
+        i.replace(
+            "StableDiffusionXLInpaintPipeline",
+            "StableDiffusionInpaintPipeline",
+        )
+    };
+    let err = load(variant("one-encoder", one_encoder, &[]));
+    assert!(err.to_string().contains("text_time"), "{err}");
+}
+
+#[test]
+fn sdxl_single_files_are_refused_by_name() {
+    let checkpoint = model_dir("single_file").join("sd2_inpainting.safetensors");
+    let config = model_dir("pipeline_sdxl_inpaint");
+    let err = StableDiffusionModels::load_single_file(&checkpoint, &config, &device()).unwrap_err();
+    assert!(
+        matches!(&err, ModelsError::Incompatible { reason, .. } if reason.contains("SDXL")),
+        "{err}"
+    );
+}

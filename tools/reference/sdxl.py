@@ -1,0 +1,123 @@
+"""Golden groups of SDXL: a tiny `StableDiffusionXLInpaintPipeline` folder over the tiny SDXL
+parts, diffusers' two-encoder prompt encoding on it and an SDXL inpainting run. Registered in
+generate.py's GROUPS; every expected value comes from diffusers / transformers."""
+
+import os
+import pathlib
+import shutil
+import tempfile
+
+import numpy as np
+
+# The folder's components that are links to the tiny models' own fixture folders.
+SDXL_LINKS = {"unet": "unet_sdxl", "vae": "vae_sdxl", "text_encoder": "clip_quick_gelu", "text_encoder_2": "clip_projection"}
+
+
+def save(out, name, tensors, group):
+    from safetensors.numpy import save_file
+
+    path = out / group / f"{name}.safetensors"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(path))
+
+
+def tiny_tokenizers(models):
+    """SDXL's two tokenizers over the tiny vocabulary: the same BPE files, the first padding with
+    the end token (OpenAI CLIP's), the second with "!" (OpenCLIP's), both 77 tokens long."""
+    from transformers import CLIPTokenizer
+
+    tok_dir = models / "pipeline_inpaint" / "tokenizer"
+    vocab, merges = str(tok_dir / "vocab.json"), str(tok_dir / "merges.txt")
+    return [CLIPTokenizer(vocab=vocab, merges=merges, pad_token=pad, model_max_length=77) for pad in ["<|endoftext|>", "!"]]
+
+
+def sdxl_pipeline(models):
+    """The tiny SDXL inpainting pipeline, with SDXL's published scheduler settings and flags."""
+    import torch
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLInpaintPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    tokenizer, tokenizer_2 = tiny_tokenizers(models)
+    scheduler = EulerDiscreteScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+                                       steps_offset=1, timestep_spacing="leading")
+    return StableDiffusionXLInpaintPipeline(
+        vae=AutoencoderKL.from_pretrained(models / "vae_sdxl"),
+        text_encoder=CLIPTextModel.from_pretrained(models / "clip_quick_gelu", dtype=torch.float32),
+        text_encoder_2=CLIPTextModelWithProjection.from_pretrained(models / "clip_projection", dtype=torch.float32),
+        tokenizer=tokenizer, tokenizer_2=tokenizer_2,
+        unet=UNet2DConditionModel.from_pretrained(models / "unet_sdxl"),
+        scheduler=scheduler, requires_aesthetics_score=False, force_zeros_for_empty_prompt=True,
+    )
+
+
+def gen_sdxl_pipeline(out, rng):
+    """The folder `pipeline_sdxl_inpaint`: `model_index.json`, the scheduler config and both
+    tokenizers as diffusers' `save_pretrained` writes them, the models as relative links. With
+    `encode_prompt`'s four outputs for a prompt and a negative prompt, and for the prompt alone
+    (`force_zeros_for_empty_prompt`: zeros for the negative half)."""
+    import torch
+
+    models = out / "models"
+    pipe = sdxl_pipeline(models)
+    dest = models / "pipeline_sdxl_inpaint"
+    with tempfile.TemporaryDirectory() as tmp:
+        pipe.save_pretrained(tmp, safe_serialization=True)
+        tmp = pathlib.Path(tmp)
+        keep = ["model_index.json", "scheduler/scheduler_config.json"]
+        keep += [str(p.relative_to(tmp)) for p in tmp.glob("tokenizer*/*")]
+        for rel in keep:
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(tmp / rel, dest / rel)
+    for component, target in SDXL_LINKS.items():
+        link = dest / component
+        if link.is_symlink():
+            link.unlink()
+        os.symlink(os.path.relpath(models / target, link.parent), link, target_is_directory=True)
+    t = {}
+    for key, negative in [("negative", "blurry, low quality"), ("zeros", None)]:
+        with torch.no_grad():
+            embeds, negative_embeds, pooled, negative_pooled = pipe.encode_prompt(
+                "a red sofa!", device="cpu", do_classifier_free_guidance=True, negative_prompt=negative)
+        t.update({f"{key}.prompt_embeds": embeds.numpy(), f"{key}.negative_prompt_embeds": negative_embeds.numpy(),
+                  f"{key}.pooled": pooled.numpy(), f"{key}.negative_pooled": negative_pooled.numpy()})
+    save(out, "prompts", t, group="models/pipeline_sdxl_inpaint")
+
+
+def gen_sdxl_inpaint(out, rng):
+    """diffusers' StableDiffusionXLInpaintPipeline on the tiny folder: the prompts as text, the
+    folder's Euler scheduler, 5 steps, CFG 7.5, strength 1, an original size and crop other than
+    the defaults (the target size the image's), the masked-image latents given (the posterior
+    mean, as our runs use), initial noise given: the UNet's added conditions at the first call
+    and the latents after every step."""
+    import torch
+
+    models = out / "models"
+    pipe = sdxl_pipeline(models)
+    f = lambda a: torch.from_numpy(np.asarray(a, dtype=np.float32))
+    h, w, steps = 32, 48, 5
+    image = f(rng.uniform(-1, 1, (1, 3, h, w)))
+    mask = torch.zeros(1, 1, h, w)
+    mask[:, :, 6:28, 10:36] = 1.0
+    with torch.no_grad():
+        masked_latents = pipe.vae.encode(image * (mask < 0.5)).latent_dist.mean * pipe.vae.config.scaling_factor
+    latents = f(rng.standard_normal((1, 4, h // 2, w // 2)))
+    added = []
+    forward = pipe.unet.forward
+
+    def spy(*args, **kwargs):
+        added.append({k: v.clone() for k, v in kwargs["added_cond_kwargs"].items()})
+        return forward(*args, **kwargs)
+
+    pipe.unet.forward = spy
+    per_step = []
+    with torch.no_grad():
+        pipe(prompt="a red sofa", negative_prompt="blurry", image=(image + 1) / 2, mask_image=mask,
+             masked_image_latents=masked_latents, latents=latents, height=h, width=w, strength=1.0,
+             original_size=(40, 56), crops_coords_top_left=(2, 6), num_inference_steps=steps, guidance_scale=7.5,
+             output_type="latent", callback_on_step_end=lambda p, i, ts, kw: per_step.append(kw["latents"].clone()) or kw)
+    save(out, "sdxl_inpaint", {
+        "image": image.numpy(), "mask": mask.numpy(), "masked_latents": masked_latents.numpy(), "latents": latents.numpy(),
+        "timesteps": pipe.scheduler.timesteps.numpy().astype(np.float64),
+        "time_ids": added[0]["time_ids"].numpy(), "text_embeds": added[0]["text_embeds"].numpy(),
+        "steps": torch.stack(per_step).numpy(),
+    }, group="sampling")
