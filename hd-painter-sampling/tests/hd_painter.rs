@@ -4,6 +4,7 @@
 //! CFG 7.5. Per step: the latents, the x0 prediction and RASG's normalised gradient; PAIntA's
 //! scale maps of the first step; all within 1e-3 * max(1, max|ref|). Also the official prompt
 //! token indices on the real CLIP vocabulary, and a hole too small for the attention grids.
+//! The same for PAIntA and PAIntA + RASG on a tiny SDXL-like UNet with its added conditions.
 //! PAIntA + RASG also runs on f16 weights and on bf16-stored weights computing in f32, within
 //! 1e-2 of the same (f32) reference (their gradients within 5e-2 and 2e-2).
 
@@ -112,6 +113,20 @@ fn painta_with_rasg_matches_the_reference() {
         sigma: RasgSigma::Paper,
     };
     check(&setup(), "painta_rasg", true, Some(paper));
+}
+
+/// On SDXL (the tiny SDXL-like UNet with its added conditions, `sdxl_hd_painter`): PAIntA at
+/// every transformer block of the latent/2 and latent/4 grids, the mid block's included, and
+/// RASG over every latent/4 cross-attention, as the reference selects them by grid.
+#[test]
+fn painta_and_rasg_on_sdxl_match_the_reference() {
+    let s = Setup::sdxl(common::device());
+    check(&s, "painta", true, None);
+    let paper = RasgSettings {
+        eta: 1.0,
+        sigma: RasgSigma::Paper,
+    };
+    check(&s, "painta_rasg", true, Some(paper));
 }
 
 /// The reduced-precision weight path through both of HD-Painter's parts on f16 weights: PAIntA's

@@ -1679,7 +1679,8 @@ def gen_fill(out, rng):
 GROUPS = {"resize": gen_resize, "blur": gen_blur, "dilate": gen_dilate, "pad": gen_pad, "tensor": gen_tensor, "files": gen_files, "odd_files": gen_odd_files, "tokenizer": gen_tokenizer, "clip": gen_clip, "clip_projection": gen_clip_projection, "vae": gen_vae, "unet": gen_unet, "pipeline": gen_pipeline, "demo_pipelines": gen_demo_pipelines, "single_file": gen_single_file, "schedulers": gen_schedulers, "scheduler_runs": gen_scheduler_runs, "scheduler_pipelines": gen_scheduler_pipelines, "stable_inpaint": gen_stable_inpaint, "blended": gen_blended, "repaint": gen_repaint, "hd_painter": gen_hd_painter, "poisson": gen_poisson, "sr": gen_sr, "vae_tiled": gen_vae_tiled, "brushnet": gen_brushnet, "crop": gen_crop, "mask_ops": gen_mask_ops, "fill": gen_fill,
           "lora": customise.gen_lora, "prompt_weighting": customise.gen_prompt_weighting,
           "textual_inversion": customise.gen_textual_inversion, "lcm_lora": customise.gen_lcm_lora,
-          "sdxl_pipeline": sdxl.gen_sdxl_pipeline, "sdxl_inpaint": sdxl.gen_sdxl_inpaint}
+          "sdxl_pipeline": sdxl.gen_sdxl_pipeline, "sdxl_inpaint": sdxl.gen_sdxl_inpaint,
+          "sdxl_hd_painter": sdxl.gen_sdxl_hd_painter}
 
 
 def generate(out):

@@ -175,10 +175,11 @@ def ddim_sigma(a_bar, t, t_prev):
     return torch.sqrt((1 - a_bar[t_prev]) / (1 - a_bar[t]) * (1 - a_bar[t] / a_bar[t_prev]))
 
 
-def sample(unet, betas, latents, condition, context, state, steps, guidance, rasg=None):
+def sample(unet, betas, latents, condition, context, state, steps, guidance, rasg=None, added=None):
     """HD-Painter's loop (src/methods/sd.py without RASG, rasg.py with it) on the 999 - dt*k grid:
     returns the latents after every step, the x0 of every step, the normalised gradients, and the
-    PAIntA scales of the first step. `rasg` = (eta, "official" | "paper") or None."""
+    PAIntA scales of the first step. `rasg` = (eta, "official" | "paper") or None; `added`: an
+    SDXL UNet's `added_cond_kwargs` for the [negative, positive] batch."""
     a_bar = torch.cumprod(1.0 - betas, 0)
     dt = 1000 // steps
     zt = latents.clone()
@@ -190,7 +191,8 @@ def sample(unet, betas, latents, condition, context, state, steps, guidance, ras
         zt = zt.detach().requires_grad_(rasg is not None)
         with torch.set_grad_enabled(rasg is not None):
             zin = torch.cat([zt, condition], 1)
-            out = unet(torch.cat([zin, zin]), torch.tensor([t, t]), encoder_hidden_states=context).sample
+            out = unet(torch.cat([zin, zin]), torch.tensor([t, t]), encoder_hidden_states=context,
+                       added_cond_kwargs=added).sample
         u, c = out.detach().chunk(2)
         eps = u + guidance * (c - u)
         # After the last step (t - dt < 0) SD's scheduler config (set_alpha_to_one = False) uses

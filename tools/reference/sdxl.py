@@ -121,3 +121,49 @@ def gen_sdxl_inpaint(out, rng):
         "time_ids": added[0]["time_ids"].numpy(), "text_embeds": added[0]["text_embeds"].numpy(),
         "steps": torch.stack(per_step).numpy(),
     }, group="sampling")
+
+
+def gen_sdxl_hd_painter(out, rng):
+    """HD-Painter on SDXL: tools/reference/hd_painter_ref.py's PAIntA and RASG, which select
+    layers by grid as on SD 2 (PAIntA: the self-attention of every transformer block at the
+    latent/2 and latent/4 grids while t > 500; RASG: every cross-attention at latent/4, which on
+    SDXL includes the mid block's), on the tiny SDXL-like 9-channel UNet with its added
+    conditions: 5 steps on the 999 - 200k grid with CFG 7.5, PAIntA alone and PAIntA + RASG. The
+    latents and x0 after every step, RASG's normalised gradients, PAIntA's first-step scales."""
+    import torch
+    from diffusers import UNet2DConditionModel
+    from PIL import Image
+
+    import hd_painter_ref as ref
+
+    f = lambda a: torch.from_numpy(np.asarray(a, dtype=np.float32))
+    unet = UNet2DConditionModel.from_pretrained(out / "models" / "unet_sdxl").eval()
+    unet.requires_grad_(False)
+    lh, lw = 16, 24
+    yy, xx = np.mgrid[0 : 8 * lh, 0 : 8 * lw]
+    pixel = ((((yy - 60) / 38.0) ** 2 + ((xx - 80) / 52.0) ** 2) < 1.0).astype(np.uint8) * 255
+    latent_mask = f(np.asarray(Image.fromarray(pixel).resize((lw, lh), Image.BICUBIC)) > 0).reshape(1, 1, lh, lw)
+    masked, latents = f(rng.standard_normal((1, 4, lh, lw))), f(rng.standard_normal((1, 4, lh, lw)))
+    positive, negative = f(rng.standard_normal((1, 77, 64))), f(rng.standard_normal((1, 77, 64)))
+    pooled, negative_pooled = f(rng.standard_normal((1, 24))), f(rng.standard_normal((1, 24)))
+    time_ids = f([[40, 56, 2, 6, 128, 192], [40, 56, 2, 6, 128, 192]])
+    added = {"text_embeds": torch.cat([negative_pooled, pooled]), "time_ids": time_ids}
+    tokens = [1, 2, 3, 7]
+    betas = torch.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=torch.float64) ** 2
+    t = {"pixel_mask": pixel, "latent_mask": latent_mask.numpy(), "masked_latents": masked.numpy(), "latents": latents.numpy(),
+         "positive": positive.numpy(), "negative": negative.numpy(), "pooled": pooled.numpy(),
+         "negative_pooled": negative_pooled.numpy(), "time_ids": time_ids[1].numpy(), "tokens": np.array(tokens, dtype=np.int64)}
+    for name, rasg in [("painta", None), ("painta_rasg", (1.0, "paper"))]:
+        state = ref.State((lh, lw), Image.fromarray(pixel), tokens, guided=True)
+        state.painta = True
+        ref.install(unet, state)
+        per_step, x0s, grads, scales = ref.sample(unet, betas, latents, torch.cat([latent_mask, masked], 1),
+                                                  torch.cat([negative, positive]), state, steps=5, guidance=7.5,
+                                                  rasg=rasg, added=added)
+        t[f"{name}_latents"] = torch.stack(per_step).numpy()
+        t[f"{name}_x0"] = torch.stack(x0s).numpy()
+        if grads:
+            t[f"{name}_grads"] = torch.stack(grads).numpy()
+        t[f"{name}_scales"] = torch.cat([s.reshape(-1) for s in scales]).numpy()
+        t[f"{name}_scale_sizes"] = np.array([s.numel() for s in scales], dtype=np.int64)
+    save(out, "sdxl_hd_painter", t, group="sampling")

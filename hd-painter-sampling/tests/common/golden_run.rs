@@ -8,6 +8,7 @@ use hd_painter_models::{AttentionProcessor, Unet2DConditionModel};
 use hd_painter_sampling::{
     ClassifierFree, Guidance, Hooks, NoiseSchedule, PromptFocus, Rasg, Sampled, Sampler,
     SamplerSettings, SchedulerSpec, StableInpainting, Stage, StepView, TextConditioning,
+    TextTimeConditioning, TimeIds,
 };
 
 use super::{Golden, fixtures};
@@ -24,21 +25,46 @@ pub struct Setup {
 }
 
 impl Setup {
-    /// The fixture on `device`, with the UNet `precision` gives (its weights in another dtype).
+    /// The SD-like fixture on `device`, with the UNet `precision` gives (its weights in another
+    /// dtype).
     pub fn new(
         device: Device,
         precision: impl FnOnce(Unet2DConditionModel) -> Unet2DConditionModel,
     ) -> Self {
-        let unet = precision(
-            Unet2DConditionModel::load(fixtures().join("models/unet_hd_painter"), None, &device)
-                .unwrap(),
-        );
-        let golden = Golden::open("hd_painter");
+        Self::open(device, "unet_hd_painter", "hd_painter", precision)
+    }
+
+    /// The SDXL-like fixture (`sdxl_hd_painter`: the UNet's added conditions in the golden).
+    pub fn sdxl(device: Device) -> Self {
+        Self::open(device, "unet_sdxl", "sdxl_hd_painter", |unet| unet)
+    }
+
+    fn open(
+        device: Device,
+        unet: &str,
+        name: &str,
+        precision: impl FnOnce(Unet2DConditionModel) -> Unet2DConditionModel,
+    ) -> Self {
+        let dir = fixtures().join("models").join(unet);
+        let unet = precision(Unet2DConditionModel::load(dir, None, &device).unwrap());
+        let golden = Golden::open(name);
+        let text_time = unet.text_time().map(|_| {
+            let ids: Vec<f32> = golden.f32s("time_ids").1;
+            TextTimeConditioning {
+                positive: golden.tensor("pooled", &device),
+                negative: golden.tensor("negative_pooled", &device),
+                aesthetics: false,
+                time_ids: Some(TimeIds {
+                    positive: ids.clone(),
+                    negative: ids,
+                }),
+            }
+        });
         let text = TextConditioning {
             positive: golden.tensor("positive", &device),
             negative: golden.tensor("negative", &device),
             prompt_tokens: golden.ints("tokens"),
-            text_time: None,
+            text_time,
         };
         let (shape, pixels) = golden.get("pixel_mask");
         let pixel_mask = Mask::from_luma8(
