@@ -446,6 +446,47 @@ fn every_published_family_runs_through_the_example() {
     );
 }
 
+#[test]
+fn an_sdxl_folder_runs_every_method_that_fits() {
+    // The tiny SDXL inpainting folder: Stable Inpainting with its Euler scheduler, and HD-Painter
+    // (PAIntA + RASG, DDIM); the micro-conditioning flags reach the run.
+    let sdxl = "pipeline_sdxl_inpaint";
+    let stable = run_model(sdxl, &["--method", "stable"], "sdxl-stable.png");
+    let micro = [
+        "--method",
+        "stable",
+        "--original-size",
+        "96x64",
+        "--crops-coords-top-left",
+        "8,4",
+    ];
+    assert_ne!(stable, run_model(sdxl, &micro, "sdxl-micro.png"));
+    run_model(sdxl, &["--method", "hd-painter"], "sdxl-hd.png");
+    let out = Command::new(inspect_program())
+        .arg(repo().join("fixtures/models").join(sdxl))
+        .output()
+        .unwrap();
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    for expected in [
+        "text_encoder_2",
+        "SDXL: text widths 32 + 32",
+        "pooled width 24 and 6 time ids",
+    ] {
+        assert!(log.contains(expected), "{expected:?} missing:\n{log}");
+    }
+    // Flags that do not parse are usage errors.
+    let r = repo();
+    let out = Command::new(program())
+        .arg(r.join("fixtures/core/rgb.png"))
+        .arg(r.join("fixtures/core/mask.png"))
+        .args(["x", "/dev/null", "--crops-coords-top-left", "8"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out).contains("TOP,LEFT"), "{}", text(&out));
+}
+
 /// `inspect` next to `inpaint`.
 fn inspect_program() -> PathBuf {
     program().with_file_name(format!("inspect{}", std::env::consts::EXE_SUFFIX))

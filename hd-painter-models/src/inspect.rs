@@ -60,9 +60,11 @@ pub struct Inspection {
 pub fn inspect(source: &ModelSource, variant: Option<&str>, device: &Device) -> Result<Inspection> {
     let models = StableDiffusionModels::from_source(source, variant, device)?;
     let components = match source {
-        ModelSource::Folder(dir) => folder_reports(dir, variant)?,
+        ModelSource::Folder(dir) => folder_reports(dir, variant, models.sdxl.is_some())?,
         ModelSource::SingleFile { checkpoint, config } => single_file_reports(checkpoint, config)?,
-        ModelSource::Hub(hub) => folder_reports(&hub.resolve(variant)?, variant)?,
+        ModelSource::Hub(hub) => {
+            folder_reports(&hub.resolve(variant)?, variant, models.sdxl.is_some())?
+        }
     };
     let unet_role = match models.unet.in_channels() {
         4 => "4 (text-to-image: Blended, RePaint, a BrushNet base)",
@@ -76,10 +78,20 @@ pub fn inspect(source: &ModelSource, variant: Option<&str>, device: &Device) -> 
             models.tokenizer.vocab_size(),
             models.text_encoder.vocab_size()
         ),
-        format!(
-            "text width {} = the UNet's cross_attention_dim",
-            models.text_encoder.hidden_size()
-        ),
+        match &models.sdxl {
+            None => format!(
+                "text width {} = the UNet's cross_attention_dim",
+                models.text_encoder.hidden_size()
+            ),
+            Some(sdxl) => format!(
+                "SDXL: text widths {} + {} = the UNet's cross_attention_dim, pooled width {} \
+                 and {} time ids fill its text_time embedding",
+                models.text_encoder.hidden_size(),
+                sdxl.text_encoder_2.hidden_size(),
+                sdxl.text_encoder_2.projection_dim().unwrap_or(0),
+                sdxl.flags.time_ids()
+            ),
+        },
         format!("UNet input channels: {unet_role}"),
         format!(
             "VAE: {} latent channels, downscale {}, scaling factor {}",
@@ -99,10 +111,11 @@ pub fn inspect(source: &ModelSource, variant: Option<&str>, device: &Device) -> 
     })
 }
 
-/// The components of a diffusers folder, with the rules and config defaults of each.
-fn folder_reports(dir: &Path, variant: Option<&str>) -> Result<Vec<ComponentReport>> {
+/// The components of a diffusers folder, with the rules and config defaults of each (SDXL's
+/// second text encoder too, with `sdxl`).
+fn folder_reports(dir: &Path, variant: Option<&str>, sdxl: bool) -> Result<Vec<ComponentReport>> {
     type Config = fn(&Path) -> Result<ConfigFile>;
-    let parts: [(&str, &[&str], &[KeyRule], Config); 3] = [
+    let mut parts: Vec<(&str, &[&str], &[KeyRule], Config)> = vec![
         (
             "text_encoder",
             &["model"],
@@ -122,6 +135,10 @@ fn folder_reports(dir: &Path, variant: Option<&str>) -> Result<Vec<ComponentRepo
             VaeConfig::config_file,
         ),
     ];
+    if sdxl {
+        let second = ("text_encoder_2", &["model"][..], &layout::CLIP[..]);
+        parts.push((second.0, second.1, second.2, ClipTextConfig::config_file));
+    }
     parts
         .iter()
         .map(|(name, stems, rules, config)| {

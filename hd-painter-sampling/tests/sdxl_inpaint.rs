@@ -2,7 +2,9 @@
 //! (`tools/reference/sdxl.py`, group `sdxl_inpaint`): the prompts as text through both
 //! encoders, the folder's Euler scheduler, 5 steps with CFG 7.5, an original size and crop other
 //! than the defaults, the same initial noise and masked-image latents. The UNet's added
-//! conditions at the first call, and the latents after every step within 1e-3 * max(1, max|ref|).
+//! conditions at the first call, and the latents after every step within 1e-3 * max(1, max|ref|);
+//! the same at diffusers' default SDXL strength (0.9999: the image's latents noised to the
+//! second of 5 steps). Also the refusals, and the image-level run's micro-conditioning.
 
 mod common;
 
@@ -29,12 +31,21 @@ fn micro() -> MicroConditioning {
     }
 }
 
+/// How a golden run starts.
+#[derive(Clone, Copy)]
+enum Start {
+    /// Strength 1: the golden's noise times the scheduler's initial sigma.
+    Noise,
+    /// Strength 0.9999: the first of 5 steps skipped, the image's latents noised to the second.
+    Strength,
+}
+
 /// The run of the golden: its strategy from the golden's mask and masked latents, the folder's
 /// scheduler, every finished step handed to `on_step`.
 fn run(
     models: &StableDiffusionModels,
     text: &TextConditioning,
-    g: &Golden,
+    (g, start): (&Golden, Start),
     on_step: &mut dyn FnMut(&StepView<'_>) -> ControlFlow<()>,
 ) -> Result<(), SamplingError> {
     let device = device();
@@ -44,7 +55,7 @@ fn run(
         SchedulerSpec::from_config(&config).unwrap(),
         NoiseSchedule::from_config(&config),
     );
-    let settings = SamplerSettings {
+    let mut settings = SamplerSettings {
         steps: 5,
         scheduler: spec,
         ..SamplerSettings::default()
@@ -57,7 +68,20 @@ fn run(
         interpolate(mask, options),
         g.tensor("masked_latents", &device),
     );
-    let sigma = settings.build(&schedule)?.init_noise_sigma();
+    let scheduler = settings.build(&schedule)?;
+    let latents = match start {
+        Start::Noise => g.tensor::<4>("latents", &device) * scheduler.init_noise_sigma(),
+        Start::Strength => {
+            // What the Inpainter does at strength 0.9999: diffusers' `get_timesteps` keeps
+            // int(5 x 0.9999) = 4 steps.
+            settings.first_step = 1;
+            let level = scheduler.level(1);
+            level.noised(
+                g.tensor("strength.image_latents", &device),
+                g.tensor("strength.noise", &device),
+            )
+        }
+    };
     let mut attention = DefaultAttention::default();
     Sampler {
         unet: &models.unet,
@@ -67,12 +91,7 @@ fn run(
         stage: Stage::Inpaint,
         hooks: Hooks::new(&mut attention, on_step),
     }
-    .run(
-        &settings,
-        &mut strategy,
-        &ClassifierFree,
-        g.tensor::<4>("latents", &device) * sigma,
-    )
+    .run(&settings, &mut strategy, &ClassifierFree, latents)
     .map(|_| ())
 }
 
@@ -94,19 +113,47 @@ fn five_euler_steps_match_diffusers_sdxl_inpaint_pipeline() {
     let pooled: Tensor<4> = pooled.reshape([2, 24, 1, 1]);
     assert_close(&pooled, &g.f32s("text_embeds").1, 1e-4, "pooled embeddings");
 
-    let (shape, steps) = g.f32s("steps");
+    check_steps(&models, &text, (&g, Start::Noise), "");
+}
+
+/// Every step of `start`'s run against the golden's `{prefix}steps`, at its `{prefix}timesteps`.
+fn check_steps(
+    models: &StableDiffusionModels,
+    text: &TextConditioning,
+    (g, start): (&Golden, Start),
+    prefix: &str,
+) {
+    let (shape, steps) = g.f32s(&format!("{prefix}steps"));
     let per = steps.len() / shape[0];
     let mut seen = Vec::new();
-    run(&models, &text, &g, &mut |view| {
+    run(models, text, (g, start), &mut |view| {
         let k = view.step - 1;
-        let what = format!("SDXL step {}", view.step);
+        let what = format!("SDXL {prefix}step {}", view.step);
         assert_close(view.latents, &steps[k * per..(k + 1) * per], 1e-3, &what);
         seen.push(view.timestep);
         ControlFlow::Continue(())
     })
     .unwrap();
-    let timesteps: Vec<f64> = g.get("timesteps").1;
-    assert_eq!(seen, timesteps);
+    // The scheduler's whole grid; a run at strength < 1 walks its tail.
+    let grid = g.get(&format!("{prefix}timesteps")).1;
+    let skipped = match start {
+        Start::Noise => 0,
+        Start::Strength => 1,
+    };
+    assert_eq!(seen, grid[skipped..]);
+}
+
+/// diffusers' SDXL default strength, 0.9999: 4 of the 5 steps from the noised image latents.
+#[test]
+fn the_default_sdxl_strength_matches_diffusers() {
+    let (models, g) = (
+        pipeline("pipeline_sdxl_inpaint"),
+        Golden::open("sdxl_inpaint"),
+    );
+    let text = encode_prompts(&models, "a red sofa", "blurry")
+        .unwrap()
+        .with_micro_conditioning(&MicroConditioning::default(), SIZE);
+    check_steps(&models, &text, (&g, Start::Strength), "strength.");
 }
 
 #[test]
@@ -118,7 +165,7 @@ fn sdxl_runs_need_their_time_ids_and_pooled_embeddings() {
     let text = encode_prompts(&models, "a red sofa", "").unwrap();
     // Time ids are set for the run's size; without them the run is refused before any step.
     let mut steps = 0;
-    let err = run(&models, &text, &g, &mut |_| {
+    let err = run(&models, &text, (&g, Start::Noise), &mut |_| {
         steps += 1;
         ControlFlow::Continue(())
     })
@@ -130,7 +177,10 @@ fn sdxl_runs_need_their_time_ids_and_pooled_embeddings() {
         text_time: None,
         ..text.with_micro_conditioning(&micro(), SIZE)
     };
-    let err = run(&models, &plain, &g, &mut |_| ControlFlow::Continue(())).unwrap_err();
+    let err = run(&models, &plain, (&g, Start::Noise), &mut |_| {
+        ControlFlow::Continue(())
+    })
+    .unwrap_err();
     assert!(err.to_string().contains("text_embeds"), "{err}");
     // Micro-conditioning leaves SD 1.x / 2.x conditioning as it is.
     let sd = pipeline("pipeline_inpaint");
@@ -138,6 +188,30 @@ fn sdxl_runs_need_their_time_ids_and_pooled_embeddings() {
     assert!(text.text_time.is_none());
     let again = text.clone().with_micro_conditioning(&micro(), SIZE);
     assert!(again.text_time.is_none());
-    let data = |t: &Tensor<3>| t.to_data().to_vec::<f32>().unwrap();
+    let data = |t: &Tensor<3>| t.to_data().try_to_vec::<f32>().unwrap();
     assert_eq!(data(&again.positive), data(&text.positive));
+}
+
+/// The image-level run sets the time ids for the size it inpaints at, from the options'
+/// micro-conditioning: another original size paints another image.
+#[test]
+fn the_inpainter_conditions_on_the_options_micro_conditioning() {
+    let models = pipeline("pipeline_sdxl_inpaint");
+    let image = common::photo(48, 32);
+    let mut pixels = vec![0u8; 48 * 32];
+    pixels[8 * 48 + 10..8 * 48 + 30].fill(255);
+    pixels[9 * 48 + 10..9 * 48 + 30].fill(255);
+    let mask = hd_painter_core::Mask::from_luma8(48, 32, pixels).unwrap();
+    let mut options = hd_painter_sampling::InpaintOptions {
+        sampler: SamplerSettings {
+            steps: 3,
+            ..SamplerSettings::default()
+        },
+        ..Default::default()
+    };
+    let plain = common::inpaint(&models, &image, &mask, &options).unwrap();
+    assert_eq!((plain[0].width(), plain[0].height()), (48, 32));
+    options.micro = micro();
+    let other = common::inpaint(&models, &image, &mask, &options).unwrap();
+    assert_ne!(plain[0], other[0]);
 }

@@ -134,8 +134,8 @@ pub use hd_painter_models::{
 };
 pub use hd_painter_sampling::{
     self, BrushNetSettings, CropSettings, HdPainter, Hooks, InpaintOptions, MaskEdit, Method,
-    PasteBack, PixelRepaintMode, PixelRepaintSettings, PixelStep, PreFill, PromptSyntax,
-    RasgSettings, RepaintSettings, SamplingError, SchedulerKind, SchedulerSpec, SeedRule, Stage,
-    StepView,
+    MicroConditioning, PasteBack, PixelRepaintMode, PixelRepaintSettings, PixelStep, PreFill,
+    PromptSyntax, RasgSettings, RepaintSettings, SamplingError, SchedulerKind, SchedulerSpec,
+    SeedRule, Stage, StepView,
 };
 pub use hd_painter_sr::{self, SrError, SrOutput, SrSettings};

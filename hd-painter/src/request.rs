@@ -7,8 +7,8 @@ use hd_painter_core::{Image, Mask};
 use hd_painter_models::DefaultAttention;
 use hd_painter_sampling::{
     CropSettings, HD_PAINTER_NEGATIVE_PROMPT, HD_PAINTER_POSITIVE_PROMPT, HdPainter, Hooks,
-    InpaintOptions, MaskEdit, Method, PreFill, PromptSyntax, SamplingError, SchedulerKind,
-    SchedulerSpec, TextConditioning,
+    InpaintOptions, MaskEdit, Method, MicroConditioning, PreFill, PromptSyntax, SamplingError,
+    SchedulerKind, SchedulerSpec, TextConditioning,
 };
 use hd_painter_sr::{SR_POSITIVE_PROMPT, SrSettings, TwoStage};
 
@@ -228,6 +228,12 @@ impl<'a> InpaintRequest<'a> {
     /// Replace the hole's pixels before encoding ([`InpaintOptions::pre_fill`]).
     pub fn pre_fill(mut self, fill: Option<PreFill>) -> Self {
         self.options.pre_fill = fill;
+        self
+    }
+
+    /// SDXL's micro-conditioning ([`InpaintOptions::micro`]; other models ignore it).
+    pub fn micro_conditioning(mut self, micro: MicroConditioning) -> Self {
+        self.options.micro = micro;
         self
     }
 

@@ -88,7 +88,8 @@ def gen_sdxl_inpaint(out, rng):
     folder's Euler scheduler, 5 steps, CFG 7.5, strength 1, an original size and crop other than
     the defaults (the target size the image's), the masked-image latents given (the posterior
     mean, as our runs use), initial noise given: the UNet's added conditions at the first call
-    and the latents after every step."""
+    and the latents after every step. Then the pipeline's default strength
+    (`sdxl_strength_run`)."""
     import torch
 
     models = out / "models"
@@ -115,12 +116,39 @@ def gen_sdxl_inpaint(out, rng):
              masked_image_latents=masked_latents, latents=latents, height=h, width=w, strength=1.0,
              original_size=(40, 56), crops_coords_top_left=(2, 6), num_inference_steps=steps, guidance_scale=7.5,
              output_type="latent", callback_on_step_end=lambda p, i, ts, kw: per_step.append(kw["latents"].clone()) or kw)
-    save(out, "sdxl_inpaint", {
+    t = {
         "image": image.numpy(), "mask": mask.numpy(), "masked_latents": masked_latents.numpy(), "latents": latents.numpy(),
         "timesteps": pipe.scheduler.timesteps.numpy().astype(np.float64),
         "time_ids": added[0]["time_ids"].numpy(), "text_embeds": added[0]["text_embeds"].numpy(),
         "steps": torch.stack(per_step).numpy(),
-    }, group="sampling")
+    }
+    t.update(sdxl_strength_run(pipe, image, mask, masked_latents, f(rng.standard_normal((1, 4, h // 2, w // 2)))))
+    save(out, "sdxl_inpaint", t, group="sampling")
+
+
+def sdxl_strength_run(pipe, image, mask, masked_latents, noise):
+    """The same pipeline at its default strength, 0.9999 (5 steps keep 4): the start is the
+    image's latents (the posterior mean, as our runs encode: diffusers' `retrieve_latents`
+    patched to the mode) noised to the first kept timestep with `noise` (diffusers' draw
+    patched to it), no latents passed. The image latents, the noise, the timesteps and the
+    latents after every step, under `strength.`."""
+    import torch
+    from diffusers.pipelines.stable_diffusion_xl import pipeline_stable_diffusion_xl_inpaint as module
+
+    original = module.retrieve_latents, module.randn_tensor
+    module.retrieve_latents = lambda encoded, generator=None, sample_mode="sample": encoded.latent_dist.mode()
+    module.randn_tensor = lambda *a, **k: noise.clone()
+    per_step = []
+    with torch.no_grad():
+        image_latents = pipe.vae.encode(image).latent_dist.mode() * pipe.vae.config.scaling_factor
+        pipe(prompt="a red sofa", negative_prompt="blurry", image=(image + 1) / 2, mask_image=mask,
+             masked_image_latents=masked_latents, height=image.shape[2], width=image.shape[3], num_inference_steps=5,
+             guidance_scale=7.5, output_type="latent",
+             callback_on_step_end=lambda p, i, ts, kw: per_step.append(kw["latents"].clone()) or kw)
+    module.retrieve_latents, module.randn_tensor = original
+    return {"strength.image_latents": image_latents.numpy(), "strength.noise": noise.numpy(),
+            "strength.timesteps": pipe.scheduler.timesteps.numpy().astype(np.float64),
+            "strength.steps": torch.stack(per_step).numpy()}
 
 
 def gen_sdxl_hd_painter(out, rng):

@@ -187,6 +187,19 @@ pub(crate) struct Args {
     /// The size the `--crop-to-mask` box is inpainted at, `WIDTHxHEIGHT`.
     #[arg(long, value_name = "WxH", default_value = "512x512", value_parser = parse_size)]
     pub(crate) crop_size: (u32, u32),
+    /// SDXL's `original_size` micro-condition, `WIDTHxHEIGHT` (default: the size inpainted).
+    #[arg(long, value_name = "WxH", value_parser = parse_size)]
+    pub(crate) original_size: Option<(u32, u32)>,
+    /// SDXL's `target_size` micro-condition, `WIDTHxHEIGHT` (default: the size inpainted).
+    #[arg(long, value_name = "WxH", value_parser = parse_size)]
+    pub(crate) target_size: Option<(u32, u32)>,
+    /// SDXL's `crops_coords_top_left` micro-condition, `TOP,LEFT` in pixels (default 0,0).
+    #[arg(long, value_name = "TOP,LEFT", value_parser = parse_pair)]
+    pub(crate) crops_coords_top_left: Option<(u32, u32)>,
+    /// SDXL's aesthetic scores (prompt, negative) for models with `requires_aesthetics_score`
+    /// (the refiner), `SCORE,SCORE` (default 6,2.5).
+    #[arg(long, value_name = "POS,NEG", value_parser = parse_scores)]
+    pub(crate) aesthetic_scores: Option<(f64, f64)>,
     /// The first stage's size with `--sr` (the SR long side / 4): the official script's rule
     /// or the demo's, which differ by a pixel for some sizes.
     #[arg(long, value_enum, default_value_t = SizeRuleArg::Script)]
@@ -279,6 +292,31 @@ fn parse_size(text: &str) -> Result<(u32, u32), String> {
             .map_err(|e| format!("{text:?}: {v:?} is not a size in pixels ({e})"))
     };
     Ok((side(w)?, side(h)?))
+}
+
+/// `TOP,LEFT` in pixels.
+fn parse_pair(text: &str) -> Result<(u32, u32), String> {
+    let (a, b) = text
+        .split_once(',')
+        .ok_or_else(|| format!("{text:?}: expected TOP,LEFT, e.g. 0,0"))?;
+    let value = |v: &str| {
+        v.trim()
+            .parse::<u32>()
+            .map_err(|e| format!("{text:?}: {v:?} is not a pixel offset ({e})"))
+    };
+    Ok((value(a)?, value(b)?))
+}
+
+/// `SCORE,SCORE`: two finite numbers.
+fn parse_scores(text: &str) -> Result<(f64, f64), String> {
+    let (a, b) = text
+        .split_once(',')
+        .ok_or_else(|| format!("{text:?}: expected POSITIVE,NEGATIVE, e.g. 6,2.5"))?;
+    let value = |v: &str| match v.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() => Ok(x),
+        _ => Err(format!("{text:?}: {v:?} is not a finite score")),
+    };
+    Ok((value(a)?, value(b)?))
 }
 
 fn parse_scheduler(name: &str) -> Result<SchedulerKind, String> {

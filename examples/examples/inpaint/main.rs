@@ -25,9 +25,9 @@ use clap::Parser;
 use hd_painter::hd_painter_core::peak_rss_bytes;
 use hd_painter::{
     BrushNetModel, BrushNetSettings, CropSettings, DefaultAttention, Hooks, Image, InpaintRequest,
-    Lora, Mask, MaskChannel, MaskEdit, MaskOptions, ModelSource, Painter, PreFill, PromptSyntax,
-    SeedRule, SizeRule, SrOutput, SrSettings, StableDiffusionModels, Stage, StepView,
-    TextualInversion,
+    Lora, Mask, MaskChannel, MaskEdit, MaskOptions, MicroConditioning, ModelSource, Painter,
+    PreFill, PromptSyntax, SeedRule, SizeRule, SrOutput, SrSettings, StableDiffusionModels, Stage,
+    StepView, TextualInversion,
 };
 use hd_painter_examples::random_seed;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -437,6 +437,7 @@ fn configure<'a>(
             grow: args.grow,
             blur: args.mask_blur,
         });
+    request = request.micro_conditioning(micro_conditioning(args));
     if let Some(padding) = args.crop_to_mask {
         request = request.crop_to_mask(CropSettings {
             padding,
@@ -445,6 +446,25 @@ fn configure<'a>(
         });
     }
     request
+}
+
+/// SDXL's micro-conditioning from the `--original-size`, `--target-size`,
+/// `--crops-coords-top-left` and `--aesthetic-scores` flags (`WxH` on the command line,
+/// `[height, width]` in the library, as diffusers orders them).
+fn micro_conditioning(args: &Args) -> MicroConditioning {
+    let hw = |size: Option<(u32, u32)>| size.map(|(w, h)| [h, w]);
+    let defaults = MicroConditioning::default();
+    let (aesthetic_score, negative_aesthetic_score) = args
+        .aesthetic_scores
+        .unwrap_or((defaults.aesthetic_score, defaults.negative_aesthetic_score));
+    MicroConditioning {
+        original_size: hw(args.original_size),
+        target_size: hw(args.target_size),
+        crops_coords_top_left: args.crops_coords_top_left.map_or([0, 0], |(t, l)| [t, l]),
+        aesthetic_score,
+        negative_aesthetic_score,
+        ..defaults
+    }
 }
 
 /// `out.png` for one image; `out-0.png`, `out-1.png`, ... for several.
