@@ -4,11 +4,14 @@
 //! guided step (batch 2) and the unguided one (batch 1) in f32, then with the weights stored in
 //! bf16 computing in f32 (`with_weight_dtype`: the CPU default the README recommends for SDXL),
 //! each the median of 3 calls as the script times PyTorch, with peak RSS. Criterion then samples
-//! the bf16-weight unguided step (10 calls).
+//! the bf16-weight unguided step (10 calls). With `HD_PAINTER_SDXL_DTYPE=bf16` the f32 rows are
+//! skipped and the weights load straight into bf16 (`load_with_weight_dtype`): the peak RSS of
+//! the bf16 path alone.
 //!
 //! ```text
 //! ~/.cache/hd-painter/venv/bin/python tools/reference/full_size_sdxl.py --half
 //! cargo bench -p hd-painter-benches --bench sdxl_full
+//! HD_PAINTER_SDXL_DTYPE=bf16 cargo bench -p hd-painter-benches --bench sdxl_full
 //! ```
 //!
 //! The folder is `$HD_PAINTER_FULL_DIR` or `~/.cache/hd-painter/full`; without it the benchmark
@@ -48,9 +51,19 @@ fn sdxl_step(c: &mut Criterion) {
         }
     };
     let device = BackendKind::Flex.device().expect("flex");
+    let bf16_only = std::env::var("HD_PAINTER_SDXL_DTYPE").is_ok_and(|d| d == "bf16");
+    let stored = match bf16_only {
+        true => FloatDType::BF16,
+        false => FloatDType::F32,
+    };
     let start = Instant::now();
-    let unet =
-        Unet2DConditionModel::load(dir.join("unet_sdxl_inpainting"), None, &device).expect("load");
+    let unet = Unet2DConditionModel::load_with_weight_dtype(
+        dir.join("unet_sdxl_inpainting"),
+        None,
+        stored,
+        &device,
+    )
+    .expect("load");
     println!(
         "load: {:.2} s, peak RSS {:.2} GiB",
         start.elapsed().as_secs_f64(),
@@ -89,21 +102,31 @@ fn sdxl_step(c: &mut Criterion) {
             err / scale.max(1.0)
         );
     };
-    parity("f32", run(&unet, 2));
-    let batch2 = median_of_3(|| settle(run(&unet, 2)));
-    let batch1 = median_of_3(|| settle(run(&unet, 1)));
-    println!(
-        "f32: batch 2 {batch2:.2} s, batch 1 {batch1:.2} s (medians of 3), peak RSS {:.2} GiB",
-        peak_rss_gib()
-    );
-    let bf16 = unet.with_weight_dtype(FloatDType::BF16);
+    let bf16 = match bf16_only {
+        true => unet,
+        false => {
+            parity("f32", run(&unet, 2));
+            let batch2 = median_of_3(|| settle(run(&unet, 2)));
+            let batch1 = median_of_3(|| settle(run(&unet, 1)));
+            println!(
+                "f32: batch 2 {batch2:.2} s, batch 1 {batch1:.2} s (medians of 3), peak RSS \
+                 {:.2} GiB",
+                peak_rss_gib()
+            );
+            unet.with_weight_dtype(FloatDType::BF16)
+        }
+    };
     parity("bf16 weights", run(&bf16, 1));
     let batch1 = median_of_3(|| settle(run(&bf16, 1)));
     let batch2 = median_of_3(|| settle(run(&bf16, 2)));
     println!(
         "bf16 weights: batch 2 {batch2:.2} s, batch 1 {batch1:.2} s (medians of 3), peak RSS \
-         {:.2} GiB (the f32 model included)",
-        peak_rss_gib()
+         {:.2} GiB ({})",
+        peak_rss_gib(),
+        match bf16_only {
+            true => "loaded straight into bf16",
+            false => "the f32 model included",
+        }
     );
     let mut group = c.benchmark_group("unet_sdxl_inpainting_128x128");
     group.sample_size(10);

@@ -194,7 +194,13 @@ impl BrushNetModel {
                 "trunk.$1.",
             ),
         ];
-        load_safetensors(Self::new(&config, device), weights, &remaps, &[])
+        load_safetensors(
+            Self::new(&config, device),
+            weights,
+            &remaps,
+            &[],
+            FloatDType::F32,
+        )
     }
 
     /// This branch with its weights and activations in `dtype` (see

@@ -235,16 +235,29 @@ impl ClipTextModel {
     /// Loads a transformers / diffusers `text_encoder/` folder: `config.json` and
     /// `model.safetensors` (or `model.{variant}.safetensors`, e.g. `fp16`), any float type.
     pub fn load(dir: impl AsRef<Path>, variant: Option<&str>, device: &Device) -> Result<Self> {
+        Self::load_with_weight_dtype(dir, variant, FloatDType::F32, device)
+    }
+
+    /// [`load`](Self::load) then [`with_weight_dtype`](Self::with_weight_dtype)`(dtype)`,
+    /// without the f32 weights ever held: each tensor is converted to `dtype` as it is read, so
+    /// loading peaks at the stored model (half the f32 size for f16 / bf16).
+    pub fn load_with_weight_dtype(
+        dir: impl AsRef<Path>,
+        variant: Option<&str>,
+        dtype: FloatDType,
+        device: &Device,
+    ) -> Result<Self> {
         let dir = dir.as_ref();
         let config = ClipTextConfig::from_file(dir.join("config.json"))?;
         let weights = weights_file(dir, &["model"], variant)?;
-        Self::from_weights(&config, weights, device)
+        Self::from_weights(&config, weights, dtype, device).map(|m| m.stored_as(dtype))
     }
 
     /// Builds the model for `config` and loads transformers-layout weights into it.
     pub(crate) fn from_weights(
         config: &ClipTextConfig,
         weights: WeightSource,
+        stored: FloatDType,
         device: &Device,
     ) -> Result<Self> {
         let remaps = layout::remaps(&layout::CLIP);
@@ -253,7 +266,13 @@ impl ClipTextModel {
             .into_iter()
             .filter(|&p| config.projection_dim.is_none() || p != layout::TEXT_PROJECTION)
             .collect();
-        load_safetensors(Self::new(config, device), weights, &remaps, &ignored)
+        load_safetensors(
+            Self::new(config, device),
+            weights,
+            &remaps,
+            &ignored,
+            stored,
+        )
     }
 
     /// This model with its weights and activations in `dtype` (see

@@ -54,16 +54,21 @@ pub struct SdxlText {
 }
 
 impl SdxlText {
-    /// Loads `dir/tokenizer_2` and `dir/text_encoder_2` (the `variant` weights where given); the
-    /// encoder must have its projection (`CLIPTextModelWithProjection`), whose output is the
-    /// pooled embedding the UNet's added embedding takes.
+    /// Loads `dir/tokenizer_2` and `dir/text_encoder_2` (the `variant` weights where given, stored
+    /// in `dtype`); the encoder must have its projection (`CLIPTextModelWithProjection`), whose
+    /// output is the pooled embedding the UNet's added embedding takes.
     pub(crate) fn load(
         dir: &Path,
-        variant: Option<&str>,
+        (variant, dtype): (Option<&str>, FloatDType),
         flags: SdxlFlags,
         device: &Device,
     ) -> Result<Self> {
-        let text_encoder_2 = ClipTextModel::load(dir.join("text_encoder_2"), variant, device)?;
+        let text_encoder_2 = ClipTextModel::load_with_weight_dtype(
+            dir.join("text_encoder_2"),
+            variant,
+            dtype,
+            device,
+        )?;
         if text_encoder_2.projection_dim().is_none() {
             return Err(ModelsError::Malformed {
                 path: dir.join("text_encoder_2").join("config.json"),

@@ -266,10 +266,22 @@ impl AutoencoderKl {
     /// Loads a diffusers `vae/` folder: `config.json` and `diffusion_pytorch_model.safetensors`
     /// (or its `variant`, e.g. `fp16`), any float type.
     pub fn load(dir: impl AsRef<Path>, variant: Option<&str>, device: &Device) -> Result<Self> {
+        Self::load_with_weight_dtype(dir, variant, FloatDType::F32, device)
+    }
+
+    /// [`load`](Self::load) then [`with_weight_dtype`](Self::with_weight_dtype)`(dtype)`,
+    /// without the f32 weights ever held: each tensor is converted to `dtype` as it is read, so
+    /// loading peaks at the stored model (half the f32 size for f16 / bf16).
+    pub fn load_with_weight_dtype(
+        dir: impl AsRef<Path>,
+        variant: Option<&str>,
+        dtype: FloatDType,
+        device: &Device,
+    ) -> Result<Self> {
         let dir = dir.as_ref();
         let config = VaeConfig::from_file(dir.join("config.json"))?;
         let weights = weights_file(dir, &["diffusion_pytorch_model"], variant)?;
-        Self::from_weights(&config, weights, device)
+        Self::from_weights(&config, weights, dtype, device).map(|m| m.stored_as(dtype))
     }
 
     /// Loads an original-layout VAE from one `.safetensors` file, as diffusers'
@@ -295,18 +307,19 @@ impl AutoencoderKl {
     ) -> Result<Self> {
         let config = VaeConfig::from_file(config_dir.join("config.json"))?;
         let weights = ckpt.vae(config.block_out_channels.len())?;
-        Self::from_weights(&config, weights, device)
+        Self::from_weights(&config, weights, FloatDType::F32, device)
     }
 
     /// Builds the model for `config` and loads diffusers-layout weights into it.
     pub(crate) fn from_weights(
         config: &VaeConfig,
         weights: WeightSource,
+        stored: FloatDType,
         device: &Device,
     ) -> Result<Self> {
         let mut remaps = vec![(r"\.to_out\.0\.", ".to_out.")];
         remaps.extend(layout::remaps(&layout::VAE));
-        load_safetensors(Self::new(config, device), weights, &remaps, &[])
+        load_safetensors(Self::new(config, device), weights, &remaps, &[], stored)
     }
 
     /// Bounds the attention score matrix of both mid-blocks to `budget` elements at a time

@@ -8,7 +8,7 @@ use burn::store::{
     ApplyError, ChainAdapter, FloatCastAdapter, ModuleSnapshot, PyTorchToBurnAdapter,
     SafetensorsStore,
 };
-use burn::tensor::DType;
+use burn::tensor::{DType, FloatDType};
 
 use crate::error::{ModelsError, Result, TensorMismatch, read_text};
 
@@ -198,8 +198,8 @@ fn file_store(path: &Path) -> Result<SafetensorsStore> {
 }
 
 /// Loads `source` into `module`: PyTorch layouts converted (linear weights transposed, norm
-/// weight/bias to gamma/beta), every float cast to `f32` whatever the file stores (f32, f16,
-/// bf16), `remaps` (regex, replacement) applied to the file's keys, and keys matching `ignored`
+/// weight/bias to gamma/beta), every float cast to `stored` as it is read whatever the file
+/// stores (f32, f16, bf16; so a bf16 model never holds its f32 weights), `remaps` (regex, replacement) applied to the file's keys, and keys matching `ignored`
 /// (buffers such as `position_ids`) tolerated. Anything else that does not fit is an error; for
 /// shards, a tensor is missing when no shard holds it.
 pub(crate) fn load_safetensors<M: Module + ModuleSnapshot>(
@@ -207,6 +207,7 @@ pub(crate) fn load_safetensors<M: Module + ModuleSnapshot>(
     source: WeightSource,
     remaps: &[(&str, &str)],
     ignored: &[&str],
+    stored: FloatDType,
 ) -> Result<M> {
     let path = source.path().to_path_buf();
     let stores = match source {
@@ -229,7 +230,7 @@ pub(crate) fn load_safetensors<M: Module + ModuleSnapshot>(
         let mut store = store
             .with_from_adapter(ChainAdapter::new(
                 PyTorchToBurnAdapter,
-                FloatCastAdapter::to(DType::F32),
+                FloatCastAdapter::to(DType::from(stored)),
             ))
             .validate(false)
             .allow_partial(true);

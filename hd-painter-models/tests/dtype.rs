@@ -343,3 +343,56 @@ fn a_pipeline_casts_every_model() {
         assert_eq!(context.dtype(), burn::tensor::DType::F32);
     }
 }
+
+/// Weights converted as they are read (`load_with_weight_dtype`) are the loaded f32 model's
+/// `with_weight_dtype`, bit for bit, for every component of a pipeline folder (SDXL's, whose
+/// second encoder too): the outputs and the dtypes reported.
+#[test]
+fn weights_converted_while_loading_equal_those_converted_after() {
+    let device = device();
+    let dir = model_dir("pipeline_sdxl_inpaint");
+    for dtype in [F16, BF16] {
+        let direct =
+            StableDiffusionModels::load_with_weight_dtype(&dir, None, dtype, &device).unwrap();
+        let after = StableDiffusionModels::load(&dir, None, &device)
+            .unwrap()
+            .with_weight_dtype(dtype);
+        assert_eq!(direct.unet.dtype(), dtype);
+        assert_eq!(direct.unet.compute_dtype(), FloatDType::F32);
+        assert_eq!(direct.vae.dtype(), dtype);
+        let second = direct.sdxl.as_ref().unwrap();
+        assert_eq!(second.text_encoder_2.dtype(), dtype);
+        let what = format!("{dtype:?} prompt");
+        let (a, b) = (
+            direct.encode_text("a red sofa").unwrap(),
+            after.encode_text("a red sofa").unwrap(),
+        );
+        assert_identical(a.context, b.context, &what);
+        assert_identical(a.pooled.unwrap(), b.pooled.unwrap(), &what);
+        let g = Golden::open("unet_sdxl", "outputs.safetensors");
+        let run = |unet: &Unet2DConditionModel| {
+            let (embeds, ids) = (g.tensor::<2>("text_embeds", &device), g.get("time_ids").1);
+            let ids: Vec<f32> = ids.into_iter().map(|v| v as f32).collect();
+            let timesteps: Vec<f32> = g.get("timesteps").1.into_iter().map(|t| t as f32).collect();
+            unet.forward(
+                g.tensor("sample", &device),
+                &timesteps,
+                &g.tensor::<3>("context", &device),
+                Conditions::text_time(&embeds, &ids),
+                &mut DefaultAttention::default(),
+            )
+            .unwrap()
+        };
+        assert_identical(
+            run(&direct.unet),
+            run(&after.unet),
+            &format!("{dtype:?} UNet"),
+        );
+        let image = Tensor::<4>::zeros([1, 3, 16, 16], &device);
+        let (x, y) = (
+            direct.vae.encode(image.clone()).unwrap(),
+            after.vae.encode(image).unwrap(),
+        );
+        assert_identical(x.mean, y.mean, &format!("{dtype:?} VAE"));
+    }
+}

@@ -175,15 +175,23 @@ fn load(args: &Args) -> Result<Painter, RunError> {
     let device = args.backend.device()?;
     bar.set_message("loading the model");
     let dtype = FloatDType::from(args.dtype);
-    let precision = |models: StableDiffusionModels| match args.half_activations {
-        true => models.with_dtype(dtype),
-        false => models.with_weight_dtype(dtype),
+    // Weights stored in half precision are converted as they are read, unless something is
+    // fused into them first (LoRAs and embeddings go into the f32 weights, so that they round
+    // once).
+    let direct = !args.half_activations && args.lora.is_empty() && args.embedding.is_empty();
+    let precision = |models: StableDiffusionModels| match (args.half_activations, direct) {
+        (true, _) => models.with_dtype(dtype),
+        (false, true) => models,
+        (false, false) => models.with_weight_dtype(dtype),
     };
-    let mut models = StableDiffusionModels::from_source(
-        &ModelSource::parse(&args.model, args.config.as_deref())?,
-        args.variant.as_deref(),
-        &device,
-    )?;
+    let load = |spec: &str, config: Option<&Path>| {
+        let stored = if direct { dtype } else { FloatDType::F32 };
+        let source = ModelSource::parse(spec, config)?;
+        let variant = args.variant.as_deref();
+        StableDiffusionModels::from_source_with_weight_dtype(&source, variant, stored, &device)
+            .map_err(RunError::from)
+    };
+    let mut models = load(&args.model, args.config.as_deref())?;
     // Fused while the weights are f32, so that half-precision weights round once.
     for (file, scale) in &args.lora {
         bar.set_message(format!("fusing {}", file.display()));
@@ -214,11 +222,7 @@ fn load(args: &Args) -> Result<Painter, RunError> {
     }
     if let (true, Some(spec)) = (args.sr, &args.sr_model) {
         bar.set_message("loading the upscaler");
-        painter = painter.with_upscaler(precision(StableDiffusionModels::from_source(
-            &ModelSource::parse(spec, None)?,
-            args.variant.as_deref(),
-            &device,
-        )?))?;
+        painter = painter.with_upscaler(precision(load(spec, None)?))?;
     }
     bar.finish_and_clear();
     Ok(painter)

@@ -10,7 +10,7 @@ use burn::module::Module;
 use burn::nn::conv::{Conv1d, Conv1dConfig, Conv2d, Conv2dConfig};
 use burn::nn::{Embedding, EmbeddingConfig, GroupNorm, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::{silu, softmax};
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, FloatDType, Tensor};
 
 pub use config::GuidedUnetConfig;
 
@@ -270,7 +270,13 @@ impl GuidedUnet {
         let dir = dir.as_ref();
         let config = GuidedUnetConfig::from_file(dir.join("config.json"))?;
         let weights = weights_file(dir, &["model"], None)?;
-        load_safetensors(Self::new(&config, device), weights, &REMAPS, &[])
+        load_safetensors(
+            Self::new(&config, device),
+            weights,
+            &REMAPS,
+            &[],
+            FloatDType::F32,
+        )
     }
 
     /// The architecture.

@@ -228,6 +228,15 @@ pub(crate) trait Precision: Module + Sized {
         *model.compute_dtype_mut() = compute;
         model
     }
+
+    /// A model just loaded with its weights converted to `dtype`, as `with_weight_dtype(dtype)`
+    /// leaves a model (f32: as loaded, the reference path).
+    fn stored_as(self, dtype: FloatDType) -> Self {
+        match dtype {
+            FloatDType::F32 => self,
+            weights => self.with_precision(weights, FloatDType::F32),
+        }
+    }
 }
 
 /// The kernel for `x`'s device: `tracked` on an autodiff device (it records its own backward),

@@ -10,6 +10,7 @@ use super::levels::{DownLevel, MidBlock, TimeEmbedding, UpLevel};
 use super::{Unet2DConditionModel, UnetConfig};
 use crate::blocks::{conv, group_norm};
 use crate::error::Result;
+use crate::native::Precision;
 use crate::single_file::{Checkpoint, UNET_PREFIX};
 use crate::weights::{WeightSource, load_safetensors, weights_file};
 
@@ -52,10 +53,22 @@ impl Unet2DConditionModel {
     /// Loads a diffusers `unet/` folder: `config.json` and `diffusion_pytorch_model.safetensors`
     /// (or its `variant`, e.g. `fp16`), any float type.
     pub fn load(dir: impl AsRef<Path>, variant: Option<&str>, device: &Device) -> Result<Self> {
+        Self::load_with_weight_dtype(dir, variant, FloatDType::F32, device)
+    }
+
+    /// [`load`](Self::load) then [`with_weight_dtype`](Self::with_weight_dtype)`(dtype)`,
+    /// without the f32 weights ever held: each tensor is converted to `dtype` as it is read, so
+    /// loading peaks at the stored model (half the f32 size for f16 / bf16).
+    pub fn load_with_weight_dtype(
+        dir: impl AsRef<Path>,
+        variant: Option<&str>,
+        dtype: FloatDType,
+        device: &Device,
+    ) -> Result<Self> {
         let dir = dir.as_ref();
         let config = UnetConfig::from_file(dir.join("config.json"))?;
         let weights = weights_file(dir, &["diffusion_pytorch_model"], variant)?;
-        Self::from_weights(&config, weights, device)
+        Self::from_weights(&config, weights, dtype, device).map(|m| m.stored_as(dtype))
     }
 
     /// Loads the UNet of an original-layout single-file checkpoint (`model.diffusion_model.*`,
@@ -86,13 +99,14 @@ impl Unet2DConditionModel {
             _ => return Err(ckpt.not_found(&format!("4-d `{conv_in}`"))),
         };
         let weights = ckpt.unet(config.layers_per_block)?;
-        Self::from_weights(&config, weights, device)
+        Self::from_weights(&config, weights, FloatDType::F32, device)
     }
 
     /// Builds the model for `config` and loads diffusers-layout weights into it.
     pub(crate) fn from_weights(
         config: &UnetConfig,
         weights: WeightSource,
+        stored: FloatDType,
         device: &Device,
     ) -> Result<Self> {
         // The transformer's projections are an enum (conv or linear) in our model: the variant
@@ -111,6 +125,6 @@ impl Unet2DConditionModel {
             ),
         ];
         let model = Self::new(config, device);
-        load_safetensors(model, weights, &remaps, &[])
+        load_safetensors(model, weights, &remaps, &[], stored)
     }
 }

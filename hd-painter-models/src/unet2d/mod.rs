@@ -10,7 +10,7 @@ use burn::module::{Module, Param};
 use burn::nn::conv::Conv2d;
 use burn::nn::{Embedding, EmbeddingConfig, GroupNorm, Linear, LinearConfig};
 use burn::tensor::activation::silu;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, FloatDType, Tensor};
 
 pub use config::{TimeProjection, Unet2DConfig, Unet2DLevel};
 
@@ -207,7 +207,13 @@ impl Unet2DModel {
         let weights = weights_file(dir, &["diffusion_pytorch_model"], variant)?;
         let mut remaps = vec![(r"\.to_out\.0\.", ".to_out.")];
         remaps.extend(layout::remaps(&layout::UNET_2D));
-        load_safetensors(Self::new(&config, device), weights, &remaps, &[])
+        load_safetensors(
+            Self::new(&config, device),
+            weights,
+            &remaps,
+            &[],
+            FloatDType::F32,
+        )
     }
 
     /// The architecture.
