@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use burn::tensor::{FloatDType, Tensor};
 use criterion::{Criterion, criterion_group, criterion_main};
-use hd_painter_benches::{full_dir, peak_rss_gib, read_f32, settle};
+use hd_painter_benches::{full_inputs, peak_rss_gib, read_f32, settle};
 use hd_painter_core::BackendKind;
 use hd_painter_models::{Conditions, DefaultAttention, Unet2DConditionModel};
 
@@ -39,16 +39,8 @@ fn median_of_3(mut f: impl FnMut() -> f32) -> f64 {
 }
 
 fn sdxl_step(c: &mut Criterion) {
-    let dir = full_dir();
-    let io = match std::fs::read(dir.join("unet_sdxl_io.safetensors")) {
-        Ok(io) => io,
-        Err(e) => {
-            eprintln!(
-                "skipping: {} ({e}); run tools/reference/full_size_sdxl.py first",
-                dir.display()
-            );
-            return;
-        }
+    let Some((dir, io)) = full_inputs("unet_sdxl_io.safetensors", "full_size_sdxl.py") else {
+        return;
     };
     let device = BackendKind::Flex.device().expect("flex");
     let bf16_only = std::env::var("HD_PAINTER_SDXL_DTYPE").is_ok_and(|d| d == "bf16");

@@ -20,21 +20,13 @@ use std::time::Instant;
 
 use burn::tensor::{FloatDType, Tensor};
 use criterion::{Criterion, criterion_group, criterion_main};
-use hd_painter_benches::{full_dir, peak_rss_gib, read_f32};
+use hd_painter_benches::{full_inputs, peak_rss_gib, read_f32};
 use hd_painter_core::BackendKind;
 use hd_painter_models::{Conditions, DefaultAttention, Unet2DConditionModel};
 
 fn unet_step(c: &mut Criterion) {
-    let dir = full_dir();
-    let io = match std::fs::read(dir.join("unet_io.safetensors")) {
-        Ok(io) => io,
-        Err(e) => {
-            eprintln!(
-                "skipping: {} ({e}); run tools/reference/full_size.py first",
-                dir.display()
-            );
-            return;
-        }
+    let Some((dir, io)) = full_inputs("unet_io.safetensors", "full_size.py") else {
+        return;
     };
     let device = BackendKind::Flex.device().expect("flex");
     let start = Instant::now();

@@ -48,6 +48,22 @@ pub fn full_dir() -> std::path::PathBuf {
         })
 }
 
+/// The folder of the full-size models and the bytes of its inputs file `io` (written by
+/// `tools/reference/{script}`), or `None` after saying what to run first.
+pub fn full_inputs(io: &str, script: &str) -> Option<(std::path::PathBuf, Vec<u8>)> {
+    let dir = full_dir();
+    match std::fs::read(dir.join(io)) {
+        Ok(bytes) => Some((dir, bytes)),
+        Err(e) => {
+            eprintln!(
+                "skipping: {} ({e}); run tools/reference/{script} first",
+                dir.join(io).display()
+            );
+            None
+        }
+    }
+}
+
 /// A float32 tensor from a safetensors file.
 pub fn read_f32<const D: usize>(bytes: &[u8], key: &str, device: &Device) -> Tensor<D> {
     let st = safetensors::SafeTensors::deserialize(bytes).expect("valid safetensors");

@@ -14,12 +14,13 @@ import copy
 import pathlib
 import resource
 import sys
-import time
 
 import numpy as np
 import torch
 from diffusers import UNet2DConditionModel
 from safetensors.numpy import save_file
+
+from full_size import median_time
 
 # diffusers/stable-diffusion-xl-1.0-inpainting-0.1's unet/config.json, as published.
 SDXL_INPAINTING = dict(
@@ -42,15 +43,6 @@ SDXL_INPAINTING = dict(
     flip_sin_to_cos=True,
     freq_shift=0,
 )
-
-
-def median_time(fn, runs):
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
 
 
 def rss_gib():
