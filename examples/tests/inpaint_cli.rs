@@ -462,6 +462,55 @@ fn an_sdxl_folder_runs_every_method_that_fits() {
     ];
     assert_ne!(stable, run_model(sdxl, &micro, "sdxl-micro.png"));
     run_model(sdxl, &["--method", "hd-painter"], "sdxl-hd.png");
+    // HD-Painter's SR stage after the SDXL first stage (the x4 upscaler is SD's either way).
+    let sr = [
+        "--method",
+        "hd-painter",
+        "--sr",
+        "--sr-model",
+        "pipeline_x4",
+        "--sr-long-side",
+        "128",
+        "--sr-steps",
+        "1",
+    ];
+    run_model(sdxl, &sr, "sdxl-hd-sr.png");
+    // The same model as Stability's single file (fp16 weights) with the folder's configs.
+    let single = ["--method", "stable", "--config", sdxl];
+    let file = "single_file/sdxl_inpaint.safetensors";
+    run_model(file, &single, "sdxl-single.png");
+    // The 4-channel SDXL base: Blended in both variants, RePaint, HD-Painter on Blended, and
+    // diffusers' strength and denoising_end.
+    let base = "pipeline_sdxl_base";
+    let blended = ["--method", "blended"];
+    let paper = run_model(base, &blended, "sdxl-base-paper.png");
+    let diffusers = [&blended[..], &["--blended", "diffusers"]].concat();
+    let diffusers_image = run_model(base, &diffusers, "sdxl-base-diffusers.png");
+    assert_ne!(paper, diffusers_image);
+    // Of the 2 steps (timesteps 501 and 1), strength 0.9999 keeps the second, denoising_end
+    // 0.5 the first.
+    for (flags, name) in [
+        (["--strength", "0.9999"], "sdxl-base-strength.png"),
+        (["--denoising-end", "0.5"], "sdxl-base-end.png"),
+    ] {
+        let run = [&diffusers[..], &flags].concat();
+        assert_ne!(diffusers_image, run_model(base, &run, name));
+    }
+    run_model(base, &["--method", "repaint"], "sdxl-base-repaint.png");
+    run_model(base, &["--method", "hd-painter"], "sdxl-base-hd.png");
+    let r = repo();
+    let out = Command::new(program())
+        .arg(r.join("fixtures/core/rgb.png"))
+        .arg(r.join("fixtures/core/mask.png"))
+        .arg("x")
+        .arg(scratch("sdxl-base-bad-end.png"))
+        .arg("--model")
+        .arg(r.join("fixtures/models").join(base))
+        .args(["--method", "blended", "--denoising-end", "1.5"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out).contains("denoising_end"), "{}", text(&out));
     let out = Command::new(inspect_program())
         .arg(repo().join("fixtures/models").join(sdxl))
         .output()
@@ -476,7 +525,6 @@ fn an_sdxl_folder_runs_every_method_that_fits() {
         assert!(log.contains(expected), "{expected:?} missing:\n{log}");
     }
     // Flags that do not parse are usage errors.
-    let r = repo();
     let out = Command::new(program())
         .arg(r.join("fixtures/core/rgb.png"))
         .arg(r.join("fixtures/core/mask.png"))

@@ -12,11 +12,12 @@ use crate::error::{ModelsError, Result};
 use crate::prompt::{CHUNK_TOKENS, WeightedTokens};
 use crate::scheduler_config::SchedulerConfig;
 use crate::sdxl::{PromptEmbeds, SdxlFlags, SdxlText, token_ids};
-use crate::single_file::Checkpoint;
+use crate::single_file::{Checkpoint, TextLayout};
 use crate::source::ModelSource;
 use crate::tokenizer::ClipTokenizer;
 use crate::unet::Unet2DConditionModel;
 use crate::vae::AutoencoderKl;
+use crate::weights::WeightSource;
 
 /// The pipelines whose folders hold the components below.
 const PIPELINES: [&str; 5] = [
@@ -98,14 +99,15 @@ impl StableDiffusionModels {
         .checked(dir)
     }
 
-    /// Loads an original-layout single-file checkpoint (`.safetensors` as published for SD 1.5
-    /// and SD 2 inpainting: `model.diffusion_model.*`, `first_stage_model.*`,
-    /// `cond_stage_model.*`), renaming its keys to the diffusers layout as diffusers'
-    /// `from_single_file` does. `config` is a diffusers folder of the same family holding
-    /// `model_index.json`, the tokenizer and each component's `config.json` (no weights needed),
-    /// as diffusers' `from_single_file(..., config=...)` takes offline. The UNet's input channels
-    /// come from the checkpoint (4 or 9), so a text-to-image config serves an inpainting file
-    /// and the reverse.
+    /// Loads an original-layout single-file checkpoint (`.safetensors` as published for SD 1.5,
+    /// SD 2 inpainting and SDXL: `model.diffusion_model.*`, `first_stage_model.*`, and
+    /// `cond_stage_model.*` or SDXL's `conditioner.embedders.{0,1}.*`), renaming its keys to the
+    /// diffusers layout as diffusers' `from_single_file` does. `config` is a diffusers folder of
+    /// the same family holding `model_index.json`, the tokenizer(s) and each component's
+    /// `config.json` (no weights needed), as diffusers' `from_single_file(..., config=...)`
+    /// takes offline. The UNet's input channels come from the checkpoint (4 or 9), so a
+    /// text-to-image config serves an inpainting file and the reverse; an SDXL file needs an
+    /// SDXL folder and the reverse.
     pub fn load_single_file(
         checkpoint: impl AsRef<Path>,
         config: impl AsRef<Path>,
@@ -113,36 +115,45 @@ impl StableDiffusionModels {
     ) -> Result<Self> {
         let (file, config) = (checkpoint.as_ref(), config.as_ref());
         let index = read_index(config)?;
-        if index.sdxl.is_some() {
+        let ckpt = Checkpoint::open(file)?;
+        // A file without text encoders is reported by what it lacks first, the UNet.
+        let layout = ckpt.text_layout();
+        if let Ok(text_layout) = layout
+            && (text_layout == TextLayout::Sdxl) != index.sdxl.is_some()
+        {
             return Err(ModelsError::Incompatible {
                 what: format!("{}", file.display()),
                 reason: format!(
-                    "single-file SDXL checkpoints are not read yet ({} is an {} folder): load \
-                     the diffusers folder instead",
+                    "its text encoders are {} but the config folder {} is an {} folder",
+                    match text_layout {
+                        TextLayout::Sdxl => "SDXL's two",
+                        _ => "SD 1.x / 2.x's one",
+                    },
                     config.display(),
                     index.pipeline
                 ),
             });
         }
-        let ckpt = Checkpoint::open(file)?;
         // One component converted at a time: at most one re-serialised copy in memory.
         let unet = Unet2DConditionModel::from_checkpoint(&ckpt, &config.join("unet"), device)?;
-        let text_config =
-            ClipTextConfig::from_file(config.join("text_encoder").join("config.json"))?;
-        let (text_layout, tokenizer) = (
-            ckpt.text_layout()?,
-            ClipTokenizer::from_dir(config.join("tokenizer"))?,
-        );
         let vae = AutoencoderKl::from_checkpoint(&ckpt, &config.join("vae"), device)?;
-        let text = ckpt.text_encoder(text_layout, text_config.num_hidden_layers)?;
-        let text_encoder =
-            ClipTextModel::from_weights(&text_config, text, FloatDType::F32, device)?;
+        let text_layout = layout?;
+        let first = |layers| ckpt.text_encoder(text_layout, layers);
+        let text_encoder = text_from_checkpoint(config, "text_encoder", first, device)?;
+        let sdxl = match index.sdxl {
+            Some(flags) => {
+                let second = |layers| ckpt.text_encoder_2(layers);
+                let second = text_from_checkpoint(config, "text_encoder_2", second, device)?;
+                Some(SdxlText::from_parts(config, second, flags)?)
+            }
+            None => None,
+        };
         Self {
-            tokenizer,
+            tokenizer: ClipTokenizer::from_dir(config.join("tokenizer"))?,
             text_encoder,
             unet,
             vae,
-            sdxl: None,
+            sdxl,
             pipeline: index.pipeline,
             schedulers: index.schedulers,
             ignored: index.ignored,
@@ -267,6 +278,11 @@ const SCHEDULERS: [&str; 2] = ["scheduler", "low_res_scheduler"];
 /// Reads `dir/model_index.json`: the pipeline class must be one hd-painter runs and each loaded
 /// component of a class it implements; each scheduler's config is read and checked; anything
 /// else (safety checker, feature extractor, watermarker, flags) is listed as ignored.
+/// Whether `dir`'s `model_index.json` names an SDXL pipeline (read and checked as loading does).
+pub(crate) fn is_sdxl_folder(dir: &Path) -> Result<bool> {
+    Ok(read_index(dir)?.sdxl.is_some())
+}
+
 fn read_index(dir: &Path) -> Result<PipelineIndex> {
     let index = ConfigFile::open(&dir.join("model_index.json"))?;
     let pipeline = index.one_of("_class_name", &PIPELINES)?.to_string();
@@ -429,4 +445,17 @@ impl StableDiffusionModels {
         let after = mean(&weighted);
         Ok((weighted * (before / after)).reshape([1, chunks * length, dim]))
     }
+}
+
+/// A text encoder of a single-file checkpoint: `config/folder/config.json` and the tensors
+/// `weights(num_hidden_layers)` converts.
+fn text_from_checkpoint(
+    config: &Path,
+    folder: &str,
+    weights: impl FnOnce(usize) -> Result<WeightSource>,
+    device: &Device,
+) -> Result<ClipTextModel> {
+    let text_config = ClipTextConfig::from_file(config.join(folder).join("config.json"))?;
+    let weights = weights(text_config.num_hidden_layers)?;
+    ClipTextModel::from_weights(&text_config, weights, FloatDType::F32, device)
 }

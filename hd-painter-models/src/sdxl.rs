@@ -69,6 +69,16 @@ impl SdxlText {
             dtype,
             device,
         )?;
+        Self::from_parts(dir, text_encoder_2, flags)
+    }
+
+    /// The second encoder `text_encoder_2` (loaded from anywhere) with `dir/tokenizer_2`; the
+    /// encoder must have its projection, and `dir/text_encoder_2/config.json` is named if not.
+    pub(crate) fn from_parts(
+        dir: &Path,
+        text_encoder_2: ClipTextModel,
+        flags: SdxlFlags,
+    ) -> Result<Self> {
         if text_encoder_2.projection_dim().is_none() {
             return Err(ModelsError::Malformed {
                 path: dir.join("text_encoder_2").join("config.json"),

@@ -53,6 +53,18 @@ impl ModelSource {
         }
         Ok(ModelSource::Folder(path))
     }
+
+    /// Whether the pipeline is SDXL (its `model_index.json` names an SDXL pipeline class): the
+    /// folder's, a single file's config folder's, or a hub model's (resolved, `variant` files
+    /// fetched as loading would). Read before loading, e.g. to pick SDXL's weight dtype.
+    pub fn is_sdxl(&self, variant: Option<&str>) -> Result<bool> {
+        let dir = match self {
+            ModelSource::Folder(dir) => dir.clone(),
+            ModelSource::SingleFile { config, .. } => config.clone(),
+            ModelSource::Hub(hub) => hub.resolve(variant)?,
+        };
+        crate::pipeline::is_sdxl_folder(&dir)
+    }
 }
 
 /// A model id on the Hugging Face Hub and how to reach it.

@@ -310,12 +310,15 @@ fn weights_stored_in_half_precision_compute_on_their_values() {
 }
 
 /// `got` (bf16 weights, bf16 products) against `rounded_weights` (the f32 model on the same
-/// weights): apart by the activations' rounding, about bf16's 2^-8, and no more.
+/// weights): apart by the activations' rounding, about bf16's 2^-8 for the UNet and BrushNet
+/// (3.1e-3 and 2.1e-3 with the f32 GEMM on rounded operands, on a CPU without AVX-512), more
+/// through the VAE's encode and decode, whose group norms rescale the rounding of two dozen
+/// chained convolutions (2.1e-2 there), and no more than 3e-2.
 fn assert_bf16_products<const D: usize>(got: Tensor<D>, rounded_weights: Tensor<D>, what: &str) {
     let scale: f32 = rounded_weights.clone().abs().max().into_scalar();
     let diff: f32 = (got - rounded_weights).abs().max().into_scalar();
     let relative = diff / scale.max(1.0);
-    assert!(relative > 0.0 && relative < 2e-2, "{what}: {relative:e}");
+    assert!(relative > 0.0 && relative < 3e-2, "{what}: {relative:e}");
 }
 
 #[test]

@@ -7,6 +7,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use burn::tensor::FloatDType;
 use common::{Golden, device, model_dir};
 use hd_painter_models::{ModelsError, SdxlFlags, StableDiffusionModels};
 
@@ -150,13 +151,22 @@ fn sdxl_folders_whose_parts_do_not_fit_are_refused() {
     assert!(err.to_string().contains("text_time"), "{err}");
 }
 
+/// diffusers' SDXL pipelines keep a `force_upcast` VAE (SDXL's published one overflows in f16)
+/// in f32 beside f16 models; the published fp16-fix VAE (`madebyollin/sdxl-vae-fp16-fix`,
+/// `force_upcast: false`) runs in f16 with them.
 #[test]
-fn sdxl_single_files_are_refused_by_name() {
-    let checkpoint = model_dir("single_file").join("sd2_inpainting.safetensors");
-    let config = model_dir("pipeline_sdxl_inpaint");
-    let err = StableDiffusionModels::load_single_file(&checkpoint, &config, &device()).unwrap_err();
-    assert!(
-        matches!(&err, ModelsError::Incompatible { reason, .. } if reason.contains("SDXL")),
-        "{err}"
-    );
+fn the_sdxl_vae_stays_f32_in_f16_unless_it_is_the_fp16_fix() {
+    let half = sdxl().with_dtype(FloatDType::F16);
+    assert_eq!(half.unet.dtype(), FloatDType::F16);
+    assert_eq!(half.vae.dtype(), FloatDType::F32);
+    let dir = variant("fp16-fix", str::to_string, &[]);
+    let config = dir.join("vae").join("config.json");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let fixed = text.replace("\"force_upcast\": true", "\"force_upcast\": false");
+    assert_ne!(fixed, text);
+    std::fs::write(&config, fixed).unwrap();
+    let models = StableDiffusionModels::load(&dir, None, &device()).unwrap();
+    assert!(!models.vae.force_upcast());
+    let half = models.with_dtype(FloatDType::F16);
+    assert_eq!(half.vae.dtype(), FloatDType::F16);
 }

@@ -4,12 +4,16 @@
 //! diffusers models built from those converted weights: UNet, VAE decode and text encoder
 //! outputs within 1e-4. One file is SD 2-like (9-channel UNet, OpenCLIP text tower with an
 //! extra unused layer), one SD 1.5-like (4-channel UNet, CLIP's transformers layout); both load
-//! with the same 9-channel config folder, the channels taken from the checkpoint.
+//! with the same 9-channel config folder, the channels taken from the checkpoint. One is SDXL
+//! inpainting in Stability's layout (`tools/reference/sdxl.py`, group `sdxl_single_file`): the
+//! UNet with its added embedding, CLIP and OpenCLIP with its projection under
+//! `conditioner.embedders.*`, loaded with the SDXL folder's configs.
 
 mod common;
 
 use std::path::PathBuf;
 
+use burn::tensor::Tensor;
 use common::{Golden, device, model_dir};
 use hd_painter_models::{
     Conditions, DefaultAttention, ModelSource, ModelsError, StableDiffusionModels,
@@ -59,6 +63,69 @@ fn an_sd2_inpainting_checkpoint_matches_diffusers_conversion() {
 #[test]
 fn a_4_channel_sd15_checkpoint_loads_with_an_inpainting_config() {
     check("sd15_4ch", 4);
+}
+
+#[test]
+fn an_sdxl_inpainting_checkpoint_matches_diffusers_conversion() {
+    let device = device();
+    let source = ModelSource::SingleFile {
+        checkpoint: checkpoint("sdxl_inpaint"),
+        config: model_dir("pipeline_sdxl_inpaint"),
+    };
+    let models = StableDiffusionModels::from_source(&source, None, &device).unwrap();
+    assert_eq!(models.unet.in_channels(), 9);
+    let g = Golden::open("single_file", "sdxl_outputs.safetensors");
+    let embeds: Tensor<2> = g.tensor("text_embeds", &device);
+    let ids: Vec<f32> = g.get("time_ids").1.iter().map(|&v| v as f32).collect();
+    let eps = models
+        .unet
+        .forward(
+            g.tensor("sample", &device),
+            &[500.0],
+            &g.tensor("context", &device),
+            Conditions::text_time(&embeds, &ids),
+            &mut DefaultAttention::default(),
+        )
+        .unwrap();
+    g.assert_close(eps, "unet", "SDXL UNet");
+    let decoded = models.vae.decode(g.tensor("z", &device)).unwrap();
+    g.assert_close(decoded, "decoded", "SDXL VAE");
+    let text = models
+        .text_encoder
+        .forward(g.int_tensor("ids", &device))
+        .unwrap();
+    g.assert_close(text.last_hidden_state, "text", "SDXL CLIP");
+    let second = models.sdxl.as_ref().expect("the second encoder");
+    let text_2 = second
+        .text_encoder_2
+        .forward(g.int_tensor("ids", &device))
+        .unwrap();
+    g.assert_close(text_2.last_hidden_state, "text_2", "SDXL OpenCLIP");
+    let projected = text_2.text_embeds.expect("the projection");
+    g.assert_close(projected, "text_2.embeds", "SDXL OpenCLIP projection");
+}
+
+#[test]
+fn sdxl_files_and_sd_folders_do_not_mix() {
+    let device = device();
+    let cases = [
+        (
+            "sd2_inpainting",
+            "pipeline_sdxl_inpaint",
+            "SD 1.x / 2.x's one",
+        ),
+        ("sdxl_inpaint", "pipeline_inpaint", "SDXL's two"),
+    ];
+    for (file, config, found) in cases {
+        let err =
+            StableDiffusionModels::load_single_file(checkpoint(file), model_dir(config), &device)
+                .unwrap_err();
+        assert!(
+            matches!(&err, ModelsError::Incompatible { what, reason }
+                if what.contains(file) && reason.contains(found) && reason.contains(config)),
+            "{file} with {config}: {err}"
+        );
+    }
 }
 
 #[test]

@@ -54,28 +54,44 @@ pub fn to_batch<const D: usize>(t: &Tensor<D>, n: usize) -> Tensor<D> {
 /// like `latents` for grid step `step`.
 pub type StepNoise = Box<dyn FnMut(usize, &Tensor<4>) -> Tensor<4>>;
 
-/// Blended Latent Diffusion (4-channel UNets): after each step from `t`, the known region is
-/// replaced by the source latents noised to `t`'s level with fresh noise (the scheduler's
-/// `add_noise` at `t`), `z <- z m + (sqrt(a_bar[t]) z_src + sqrt(1 - a_bar[t]) n) (1 - m)` for
-/// DDIM, as the paper's code does; `z_src + sigma_t n` on the sigma schedulers' samples.
+/// Blended Latent Diffusion (4-channel UNets): after each step the known region is replaced by
+/// the source latents noised to a level of the run, `z <- z m + (sqrt(a_bar) z_src +
+/// sqrt(1 - a_bar) n) (1 - m)` for DDIM, `z_src + sigma n` on the sigma schedulers' samples
+/// (the scheduler's `add_noise`); [`BlendedVariant`] says which level and which noise.
 pub struct BlendedLatents {
     hole: Tensor<4>,
     source: Tensor<4>,
     noise: StepNoise,
+    variant: BlendedVariant,
+}
+
+/// Which level and noise [`BlendedLatents`] puts the known region back at.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BlendedVariant {
+    /// The paper's code: after the step from `t`, the source noised to `t`'s level with fresh
+    /// noise each step.
+    #[default]
+    Paper,
+    /// diffusers' inpainting pipelines with a 4-channel UNet (`StableDiffusionInpaintPipeline`,
+    /// `StableDiffusionXLInpaintPipeline` with SDXL's base): after each step, the source noised
+    /// to the level the step reached with the run's initial noise, and after the run's last
+    /// step the source itself.
+    Diffusers,
 }
 
 impl std::fmt::Debug for BlendedLatents {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BlendedLatents")
             .field("hole", &self.hole.dims())
+            .field("variant", &self.variant)
             .finish_non_exhaustive()
     }
 }
 
 impl BlendedLatents {
-    /// The `hole` `[1 or n, 1, h, w]` (1 = to fill; nearest-resized to the latent size and
-    /// binarised at 0.5) and the source image's scaled latents `[1 or n, 4, h, w]`; the
-    /// per-step noise comes from each image's seed.
+    /// The paper's variant for the `hole` `[1 or n, 1, h, w]` (1 = to fill; nearest-resized to
+    /// the latent size and binarised at 0.5) and the source image's scaled latents
+    /// `[1 or n, 4, h, w]`; the per-step noise comes from each image's seed.
     pub fn new(hole: Tensor<4>, source: Tensor<4>, seeds: Vec<u64>) -> Self {
         let noise = move |step: usize, like: &Tensor<4>| {
             let [_, c, h, w] = like.dims();
@@ -88,12 +104,26 @@ impl BlendedLatents {
         Self::with_noise(hole, source, Box::new(noise))
     }
 
-    /// The same with the per-step noise supplied by `noise(step, latents)` (e.g. a reference's).
+    /// The paper's variant with the per-step noise supplied by `noise(step, latents)` (e.g. a
+    /// reference's).
     pub fn with_noise(hole: Tensor<4>, source: Tensor<4>, noise: StepNoise) -> Self {
         Self {
             hole,
             source,
             noise,
+            variant: BlendedVariant::Paper,
+        }
+    }
+
+    /// diffusers' variant with the run's initial standard-normal `noise` `[1 or n, 4, h, w]`
+    /// (the draw the pure-noise start is scaled from, or the one the strength start noised the
+    /// image with).
+    pub fn diffusers(hole: Tensor<4>, source: Tensor<4>, noise: Tensor<4>) -> Self {
+        Self {
+            hole,
+            source,
+            noise: Box::new(move |_, like| to_batch(&noise, like.dims()[0])),
+            variant: BlendedVariant::Diffusers,
         }
     }
 }
@@ -102,11 +132,15 @@ impl LatentStrategy for BlendedLatents {
     fn after_step(&mut self, mut step: StepOutput, at: &StepPosition) -> StepOutput {
         let latents = step.prev_sample;
         let n = latents.dims()[0];
-        let z = (self.noise)(at.index, &latents);
-        let noised = at.level.noised(to_batch(&self.source, n), z);
+        let source = to_batch(&self.source, n);
+        let known = match self.variant {
+            BlendedVariant::Paper => at.level.noised(source, (self.noise)(at.index, &latents)),
+            BlendedVariant::Diffusers if at.step + 1 == at.total => source,
+            BlendedVariant::Diffusers => at.next.noised(source, (self.noise)(at.index, &latents)),
+        };
         let m = to_batch(&self.hole, n);
         let keep = m.clone().neg() + 1.0;
-        step.prev_sample = latents * m + noised * keep;
+        step.prev_sample = latents * m + known * keep;
         step
     }
 }

@@ -19,7 +19,7 @@ use crate::differential::DifferentialLatents;
 use crate::error::{Result, SamplingError};
 use crate::focus::PromptFocus;
 use crate::guidance::{ClassifierFree, Guidance};
-use crate::inpaint::{BlendedLatents, StableInpainting};
+use crate::inpaint::{BlendedLatents, BlendedVariant, StableInpainting};
 use crate::mask_edit::MaskEdit;
 use crate::painta::Painta;
 use crate::pipeline::{HdPainter, InpaintOptions, Method, PasteBack};
@@ -318,7 +318,14 @@ impl Inpainter<'_> {
             }
             (Method::Blended, _) => {
                 let source = self.vae.encode(pixels.clone())?.mean * sf;
-                let blended = BlendedLatents::new(latent_hole, source, options.seeds.clone());
+                let blended = match options.blended {
+                    BlendedVariant::Paper => {
+                        BlendedLatents::new(latent_hole, source, options.seeds.clone())
+                    }
+                    BlendedVariant::Diffusers => {
+                        BlendedLatents::diffusers(latent_hole, source, noise.clone())
+                    }
+                };
                 (Box::new(blended), noise)
             }
             (Method::BrushNet(settings), _) => {
@@ -373,7 +380,8 @@ impl Inpainter<'_> {
     }
 
     /// The run's settings and first latents: the noise, or with `strength < 1` the image's
-    /// latents noised to the first timestep kept (the steps before it skipped).
+    /// latents noised to the first timestep kept (the steps before it skipped); the end step of
+    /// `denoising_end`.
     fn start(
         &self,
         pixels: Tensor<4>,
@@ -388,18 +396,23 @@ impl Inpainter<'_> {
             )));
         }
         let scheduler = settings.build(self.schedule)?;
-        if options.strength == 1.0 {
+        let start = if options.strength == 1.0 {
             let sigma = scheduler.init_noise_sigma();
-            return Ok((settings, if sigma == 1.0 { noise } else { noise * sigma }));
+            if sigma == 1.0 { noise } else { noise * sigma }
+        } else {
+            // diffusers' `get_timesteps`: the last `steps * strength` steps.
+            let steps = settings.steps;
+            let kept = ((steps as f64 * options.strength) as usize).clamp(1, steps);
+            settings.first_step = steps - kept;
+            let level = scheduler.level(settings.first_step);
+            let n = noise.dims()[0];
+            let z0 = (self.vae.encode(pixels)?.mean * self.vae.scaling_factor()).repeat_dim(0, n);
+            level.noised(z0, noise)
+        };
+        if let Some(end) = options.denoising_end {
+            settings = settings.with_denoising_end(end, self.schedule)?;
         }
-        // diffusers' `get_timesteps`: the last `steps * strength` steps.
-        let steps = settings.steps;
-        let kept = ((steps as f64 * options.strength) as usize).clamp(1, steps);
-        settings.first_step = steps - kept;
-        let level = scheduler.level(settings.first_step);
-        let n = noise.dims()[0];
-        let z0 = (self.vae.encode(pixels)?.mean * self.vae.scaling_factor()).repeat_dim(0, n);
-        Ok((settings, level.noised(z0, noise)))
+        Ok((settings, start))
     }
 }
 

@@ -154,7 +154,7 @@ pub use focus::{
     prompt_token_indices,
 };
 pub use guidance::{ClassifierFree, Guidance, Guided, ModelCall, StepTerm};
-pub use inpaint::{BlendedLatents, StableInpainting, StepNoise, to_batch};
+pub use inpaint::{BlendedLatents, BlendedVariant, StableInpainting, StepNoise, to_batch};
 pub use inpainter::Inpainter;
 pub use mask_edit::MaskEdit;
 pub use painta::{Painta, PaintaScale};

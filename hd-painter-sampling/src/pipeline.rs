@@ -6,6 +6,7 @@ use hd_painter_core::Mask;
 use crate::brushnet::BrushNetSettings;
 use crate::conditioning::MicroConditioning;
 use crate::crop::CropSettings;
+use crate::inpaint::BlendedVariant;
 use crate::mask_edit::MaskEdit;
 use crate::prefill::PreFill;
 use crate::rasg::RasgSettings;
@@ -148,6 +149,14 @@ pub struct InpaintOptions {
     /// SDXL's micro-conditioning (sizes default to the size the run makes, as in diffusers);
     /// the other models take none.
     pub micro: MicroConditioning,
+    /// Which Blended Latent Diffusion `Method::Blended` runs (the paper's by default;
+    /// [`BlendedVariant::Diffusers`] for diffusers' 4-channel inpainting, as SDXL's base runs
+    /// in `StableDiffusionXLInpaintPipeline`).
+    pub blended: BlendedVariant,
+    /// Stop the run where diffusers' `denoising_end` stops, a fraction in (0, 1) of the
+    /// denoising ([`SamplerSettings::with_denoising_end`]); the result is the partly denoised
+    /// image (HD-Painter's: the last x0). `None`, the default: the whole run.
+    pub denoising_end: Option<f64>,
 }
 
 impl InpaintOptions {
@@ -165,8 +174,9 @@ impl InpaintOptions {
     /// HD-Painter's reference settings with the given variant: Stable Inpainting, 50 DDIM steps
     /// on the `999 - 20k` grid, CFG 7.5, seed 1, no paste-back (the reference returns the
     /// decoded x0 as is; the SR stage blends). Encode the prompts with
-    /// [`encode_hd_painter_prompts`] to get its positive and negative prompts. Every field can be
-    /// changed afterwards; `method: Method::Blended` runs PAIntA / RASG with a 4-channel model.
+    /// [`encode_hd_painter_prompts`](crate::encode_hd_painter_prompts) to get its positive and
+    /// negative prompts. Every field can be changed afterwards; `method: Method::Blended` runs
+    /// PAIntA / RASG with a 4-channel model.
     pub fn hd_painter(variant: HdPainter) -> Self {
         Self {
             method: Method::StableInpainting,
@@ -175,6 +185,7 @@ impl InpaintOptions {
                 guidance_scale: 7.5,
                 scheduler: SchedulerSpec::hd_painter(),
                 first_step: 0,
+                end_step: None,
             },
             strength: 1.0,
             seeds: vec![1],
@@ -185,6 +196,8 @@ impl InpaintOptions {
             soft_mask: false,
             pre_fill: None,
             micro: MicroConditioning::default(),
+            blended: BlendedVariant::Paper,
+            denoising_end: None,
         }
     }
 }
@@ -215,6 +228,8 @@ impl Default for InpaintOptions {
             soft_mask: false,
             pre_fill: None,
             micro: MicroConditioning::default(),
+            blended: BlendedVariant::Paper,
+            denoising_end: None,
         }
     }
 }

@@ -31,6 +31,9 @@ pub struct SamplerSettings {
     /// Grid steps skipped at the start (`strength < 1`; Blended Latent Diffusion's optional
     /// 25%: `steps / 4`).
     pub first_step: usize,
+    /// The grid step the run stops before (`None`: the grid's end); diffusers' `denoising_end`
+    /// through [`with_denoising_end`](Self::with_denoising_end).
+    pub end_step: Option<usize>,
 }
 
 impl Default for SamplerSettings {
@@ -41,6 +44,7 @@ impl Default for SamplerSettings {
             guidance_scale: 7.5,
             scheduler: SchedulerSpec::default(),
             first_step: 0,
+            end_step: None,
         }
     }
 }
@@ -49,6 +53,41 @@ impl SamplerSettings {
     /// The settings' scheduler for `schedule`.
     pub fn build(&self, schedule: &NoiseSchedule) -> Result<Box<dyn Scheduler>> {
         self.scheduler.build(schedule, self.steps)
+    }
+
+    /// The same settings stopping where diffusers' `denoising_end` stops (SDXL's base + refiner
+    /// hand-over): of the steps from `first_step` on, those whose timestep is at least
+    /// `round(T (1 - fraction))` for `T` training timesteps, the rest left to another run. The
+    /// fraction must lie in (0, 1) and keep a step.
+    pub fn with_denoising_end(mut self, fraction: f64, schedule: &NoiseSchedule) -> Result<Self> {
+        if !(fraction > 0.0 && fraction < 1.0) {
+            return Err(SamplingError::InvalidInput(format!(
+                "denoising_end {fraction} (expected 0 < denoising_end < 1)"
+            )));
+        }
+        let scheduler = self.build(schedule)?;
+        let train = schedule.len() as f64;
+        let cutoff = (train - fraction * train).round();
+        let grid = scheduler.timesteps();
+        let kept = grid
+            .iter()
+            .skip(self.first_step)
+            .filter(|&&t| t >= cutoff)
+            .count();
+        if kept == 0 {
+            return Err(SamplingError::InvalidInput(format!(
+                "denoising_end {fraction} keeps no step: the run's first timestep is {:?}, below \
+                 the cut-off {cutoff}",
+                grid.get(self.first_step)
+            )));
+        }
+        self.end_step = Some(self.first_step + kept);
+        Ok(self)
+    }
+
+    /// The grid step the run stops before, for a grid of `len` steps.
+    pub(crate) fn end(&self, len: usize) -> usize {
+        self.end_step.unwrap_or(len)
     }
 }
 
@@ -194,8 +233,9 @@ impl Sampler<'_> {
         self.check_seeds(n)?;
         let device = latents.device();
         let mut last_x0 = latents.clone();
-        let total = grid.len() - settings.first_step;
-        for (index, &timestep) in grid.iter().enumerate().skip(settings.first_step) {
+        let end = settings.end(grid.len());
+        let total = end - settings.first_step;
+        for (index, &timestep) in grid.iter().enumerate().take(end).skip(settings.first_step) {
             let at = StepPosition {
                 timestep,
                 level: scheduler.level(index),
@@ -239,8 +279,9 @@ impl Sampler<'_> {
         Ok(Sampled { latents, last_x0 })
     }
 
-    /// Refuses a run whose parts do not fit: a first step past the grid, guidance terms
-    /// without DDIM, a strategy steering x0 with a scheduler that does not step on it.
+    /// Refuses a run whose parts do not fit: a first step past the grid or past its end step,
+    /// guidance terms without DDIM, a strategy steering x0 with a scheduler that does not step
+    /// on it.
     fn check_run(
         &self,
         settings: &SamplerSettings,
@@ -250,8 +291,14 @@ impl Sampler<'_> {
     ) -> Result<()> {
         let kind = settings.scheduler.kind;
         let len = scheduler.timesteps().len();
+        let end = settings.end(len);
         let problem = if settings.first_step >= len {
             format!("first step {} of {len} steps", settings.first_step)
+        } else if end > len || end <= settings.first_step {
+            format!(
+                "end step {end} for a run from step {} of {len} steps",
+                settings.first_step
+            )
         } else if guidance.has_terms() && scheduler.ddim_timesteps(0).is_none() {
             format!("RASG guides DDIM's update; the settings ask for {kind}")
         } else if strategy.steers_x0() && !scheduler.steps_on_x0() {

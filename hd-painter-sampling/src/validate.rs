@@ -51,7 +51,8 @@ fn at_least_one(name: &'static str, value: usize) -> Result<()> {
 impl InpaintOptions {
     /// Checks every setting the method uses, each a [`CoreError::InvalidParameter`] naming the
     /// setting, the value and what is allowed: steps at least 1 (RePaint's jumps too), finite
-    /// guidance scales, etas finite and `>= 0`, `strength` in `(0, 1]`, BrushNet's scale
+    /// guidance scales, etas finite and `>= 0`, `strength` in `(0, 1]`, `denoising_end` in
+    /// `(0, 1)` and not with RePaint, BrushNet's scale
     /// finite and its control window within `[0, 1]`, at least one seed, a crop-to-mask size of
     /// at least 8 x 8, a Telea or Navier-Stokes pre-fill radius of 1 to 100, RASG only with
     /// Stable Inpainting or Blended and DDIM, scheduler options that fit the scheduler.
@@ -67,6 +68,18 @@ impl InpaintOptions {
             self.strength,
             "a number in (0, 1]",
         )?;
+        if let Some(end) = self.denoising_end {
+            require(
+                end > 0.0 && end < 1.0,
+                "denoising_end",
+                end,
+                "a fraction in (0, 1)",
+            )?;
+            if let Method::Repaint(_) = self.method {
+                let expected = "a method on the sampler's grid (RePaint walks its own schedule)";
+                return Err(invalid("denoising_end", "with RePaint", expected).into());
+            }
+        }
         if let Some(rasg) = self.hd_painter.and_then(|h| h.rasg) {
             non_negative("RASG eta", rasg.eta)?;
             let expected = "Stable Inpainting or Blended: RASG guides DDIM steps and \

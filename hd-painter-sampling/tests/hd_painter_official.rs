@@ -148,6 +148,7 @@ fn check(name: &str, steps: usize, painta: bool, rasg_eta: Option<f64>) {
         guidance_scale: 7.5,
         scheduler: SchedulerSpec::hd_painter(),
         first_step: 0,
+        end_step: None,
     };
     let rasg = rasg_eta.map(|eta| Rasg {
         settings: RasgSettings {

@@ -312,6 +312,7 @@ impl Upscaler<'_> {
             guidance_scale: settings.guidance_scale,
             scheduler: settings.scheduler,
             first_step: 0,
+            end_step: None,
         };
         let sigma = sampler.build(self.schedule)?.init_noise_sigma();
         let sampled = Sampler {

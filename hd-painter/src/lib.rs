@@ -133,9 +133,9 @@ pub use hd_painter_models::{
     StableDiffusionModels, TextualInversion,
 };
 pub use hd_painter_sampling::{
-    self, BrushNetSettings, CropSettings, HdPainter, Hooks, InpaintOptions, MaskEdit, Method,
-    MicroConditioning, PasteBack, PixelRepaintMode, PixelRepaintSettings, PixelStep, PreFill,
-    PromptSyntax, RasgSettings, RepaintSettings, SamplingError, SchedulerKind, SchedulerSpec,
-    SeedRule, Stage, StepView,
+    self, BlendedVariant, BrushNetSettings, CropSettings, HdPainter, Hooks, InpaintOptions,
+    MaskEdit, Method, MicroConditioning, PasteBack, PixelRepaintMode, PixelRepaintSettings,
+    PixelStep, PreFill, PromptSyntax, RasgSettings, RepaintSettings, SamplingError, SchedulerKind,
+    SchedulerSpec, SeedRule, Stage, StepView,
 };
 pub use hd_painter_sr::{self, SrError, SrOutput, SrSettings};

@@ -6,9 +6,9 @@ use std::ops::ControlFlow;
 use hd_painter_core::{Image, Mask};
 use hd_painter_models::DefaultAttention;
 use hd_painter_sampling::{
-    CropSettings, HD_PAINTER_NEGATIVE_PROMPT, HD_PAINTER_POSITIVE_PROMPT, HdPainter, Hooks,
-    InpaintOptions, MaskEdit, Method, MicroConditioning, PreFill, PromptSyntax, SamplingError,
-    SchedulerKind, SchedulerSpec, TextConditioning,
+    BlendedVariant, CropSettings, HD_PAINTER_NEGATIVE_PROMPT, HD_PAINTER_POSITIVE_PROMPT,
+    HdPainter, Hooks, InpaintOptions, MaskEdit, Method, MicroConditioning, PreFill, PromptSyntax,
+    SamplingError, SchedulerKind, SchedulerSpec, TextConditioning,
 };
 use hd_painter_sr::{SR_POSITIVE_PROMPT, SrSettings, TwoStage};
 
@@ -234,6 +234,25 @@ impl<'a> InpaintRequest<'a> {
     /// SDXL's micro-conditioning ([`InpaintOptions::micro`]; other models ignore it).
     pub fn micro_conditioning(mut self, micro: MicroConditioning) -> Self {
         self.options.micro = micro;
+        self
+    }
+
+    /// Start from the image noised to this fraction of the steps ([`InpaintOptions::strength`];
+    /// 1, the default, starts from pure noise; diffusers' SDXL default is 0.9999).
+    pub fn strength(mut self, strength: f64) -> Self {
+        self.options.strength = strength;
+        self
+    }
+
+    /// Stop where diffusers' `denoising_end` stops ([`InpaintOptions::denoising_end`]).
+    pub fn denoising_end(mut self, end: Option<f64>) -> Self {
+        self.options.denoising_end = end;
+        self
+    }
+
+    /// Which Blended Latent Diffusion a 4-channel model runs ([`InpaintOptions::blended`]).
+    pub fn blended_variant(mut self, variant: BlendedVariant) -> Self {
+        self.options.blended = variant;
         self
     }
 

@@ -734,7 +734,8 @@ def ldm_unet_state(unet):
         return rest
 
     top = {"conv_in.": "input_blocks.0.0.", "time_embedding.linear_1.": "time_embed.0.", "time_embedding.linear_2.": "time_embed.2.",
-           "conv_norm_out.": "out.0.", "conv_out.": "out.2.", "class_embedding.": "label_emb."}
+           "conv_norm_out.": "out.0.", "conv_out.": "out.2.", "class_embedding.": "label_emb.",
+           "add_embedding.linear_1.": "label_emb.0.0.", "add_embedding.linear_2.": "label_emb.0.2."}
     has_attn = {i for i, b in enumerate(unet.up_blocks) if hasattr(b, "attentions")}
     out = {}
     for key, v in unet.state_dict().items():
@@ -1680,7 +1681,8 @@ GROUPS = {"resize": gen_resize, "blur": gen_blur, "dilate": gen_dilate, "pad": g
           "lora": customise.gen_lora, "prompt_weighting": customise.gen_prompt_weighting,
           "textual_inversion": customise.gen_textual_inversion, "lcm_lora": customise.gen_lcm_lora,
           "sdxl_pipeline": sdxl.gen_sdxl_pipeline, "sdxl_inpaint": sdxl.gen_sdxl_inpaint,
-          "sdxl_hd_painter": sdxl.gen_sdxl_hd_painter}
+          "sdxl_hd_painter": sdxl.gen_sdxl_hd_painter, "sdxl_base": sdxl.gen_sdxl_base,
+          "sdxl_single_file": sdxl.gen_sdxl_single_file}
 
 
 def generate(out):

@@ -39,6 +39,17 @@ pub(crate) enum FillArg {
     Ns,
 }
 
+/// Which Blended Latent Diffusion `--method blended` runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum BlendedArg {
+    /// The paper's code: the known region noised to the level each step starts from, fresh
+    /// noise every step.
+    Paper,
+    /// diffusers' 4-channel inpainting (SDXL's base in `StableDiffusionXLInpaintPipeline`): to
+    /// the level each step reaches with the run's initial noise, clean after the last step.
+    Diffusers,
+}
+
 /// The long-side rule of the first stage's size with `--sr`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub(crate) enum SizeRuleArg {
@@ -99,10 +110,11 @@ pub(crate) struct Args {
     /// Load the `{name}.{variant}.safetensors` weights of a folder (e.g. `fp16`).
     #[arg(long)]
     pub(crate) variant: Option<String>,
-    /// The weights' precision (whatever the files store, they are cast to it). The activations
-    /// stay f32 unless `--half-activations`: f16 weights are widened as each layer runs, bf16
-    /// weights multiply in bf16 (AMX / AVX512-BF16 where the CPU has them).
-    #[arg(long, value_enum, default_value_t = DTypeArg::F32)]
+    /// The weights' precision (whatever the files store, they are cast to it; `auto`: bf16 for
+    /// SDXL on the CPU, f32 otherwise). The activations stay f32 unless `--half-activations`:
+    /// f16 weights are widened as each layer runs, bf16 weights multiply in bf16 (AMX /
+    /// AVX512-BF16 where the CPU has them).
+    #[arg(long, value_enum, default_value_t = DTypeArg::Auto)]
     pub(crate) dtype: DTypeArg,
     /// Compute in `--dtype` too (fast on GPUs; on the CPU slower and less precise than f32
     /// activations).
@@ -200,6 +212,17 @@ pub(crate) struct Args {
     /// (the refiner), `SCORE,SCORE` (default 6,2.5).
     #[arg(long, value_name = "POS,NEG", value_parser = parse_scores)]
     pub(crate) aesthetic_scores: Option<(f64, f64)>,
+    /// Start from the image noised to this fraction of the steps (1: pure noise; diffusers'
+    /// SDXL default is 0.9999); Stable Inpainting and Blended.
+    #[arg(long, value_name = "F", default_value_t = 1.0)]
+    pub(crate) strength: f64,
+    /// Stop where diffusers' `denoising_end` stops, a fraction in (0, 1) of the denoising: the
+    /// output is the partly denoised image.
+    #[arg(long, value_name = "F")]
+    pub(crate) denoising_end: Option<f64>,
+    /// Which Blended Latent Diffusion `--method blended` runs.
+    #[arg(long, value_enum, default_value_t = BlendedArg::Paper)]
+    pub(crate) blended: BlendedArg,
     /// The first stage's size with `--sr` (the SR long side / 4): the official script's rule
     /// or the demo's, which differ by a pixel for some sizes.
     #[arg(long, value_enum, default_value_t = SizeRuleArg::Script)]

@@ -24,10 +24,10 @@ use burn::tensor::FloatDType;
 use clap::Parser;
 use hd_painter::hd_painter_core::peak_rss_bytes;
 use hd_painter::{
-    BrushNetModel, BrushNetSettings, CropSettings, DefaultAttention, Hooks, Image, InpaintRequest,
-    Lora, Mask, MaskChannel, MaskEdit, MaskOptions, MicroConditioning, ModelSource, Painter,
-    PreFill, PromptSyntax, SeedRule, SizeRule, SrOutput, SrSettings, StableDiffusionModels, Stage,
-    StepView, TextualInversion,
+    BlendedVariant, BrushNetModel, BrushNetSettings, CropSettings, DefaultAttention, Hooks, Image,
+    InpaintRequest, Lora, Mask, MaskChannel, MaskEdit, MaskOptions, MicroConditioning, ModelSource,
+    Painter, PreFill, PromptSyntax, SeedRule, SizeRule, SrOutput, SrSettings,
+    StableDiffusionModels, Stage, StepView, TextualInversion,
 };
 use hd_painter_examples::random_seed;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -38,7 +38,7 @@ mod checks;
 mod pixel;
 
 pub(crate) use args::{
-    Args, FillArg, MaskChannelArg, MethodName, SeedRuleArg, SizeRuleArg, SrSize,
+    Args, BlendedArg, FillArg, MaskChannelArg, MethodName, SeedRuleArg, SizeRuleArg, SrSize,
 };
 pub(crate) use batch::Job;
 
@@ -174,7 +174,9 @@ fn load(args: &Args) -> Result<Painter, RunError> {
     let bar = progress_bar();
     let device = args.backend.device()?;
     bar.set_message("loading the model");
-    let dtype = FloatDType::from(args.dtype);
+    let variant = args.variant.as_deref();
+    let main = ModelSource::parse(&args.model, args.config.as_deref())?;
+    let dtype = args.dtype.resolve(&main, variant, args.backend)?;
     // Weights stored in half precision are converted as they are read, unless something is
     // fused into them first (LoRAs and embeddings go into the f32 weights, so that they round
     // once).
@@ -184,14 +186,12 @@ fn load(args: &Args) -> Result<Painter, RunError> {
         (false, true) => models,
         (false, false) => models.with_weight_dtype(dtype),
     };
-    let load = |spec: &str, config: Option<&Path>| {
+    let load = |source: &ModelSource| {
         let stored = if direct { dtype } else { FloatDType::F32 };
-        let source = ModelSource::parse(spec, config)?;
-        let variant = args.variant.as_deref();
-        StableDiffusionModels::from_source_with_weight_dtype(&source, variant, stored, &device)
+        StableDiffusionModels::from_source_with_weight_dtype(source, variant, stored, &device)
             .map_err(RunError::from)
     };
-    let mut models = load(&args.model, args.config.as_deref())?;
+    let mut models = load(&main)?;
     // Fused while the weights are f32, so that half-precision weights round once.
     for (file, scale) in &args.lora {
         bar.set_message(format!("fusing {}", file.display()));
@@ -222,7 +222,7 @@ fn load(args: &Args) -> Result<Painter, RunError> {
     }
     if let (true, Some(spec)) = (args.sr, &args.sr_model) {
         bar.set_message("loading the upscaler");
-        painter = painter.with_upscaler(precision(load(spec, None)?))?;
+        painter = painter.with_upscaler(precision(load(&ModelSource::parse(spec, None)?)?))?;
     }
     bar.finish_and_clear();
     Ok(painter)
@@ -441,7 +441,14 @@ fn configure<'a>(
             grow: args.grow,
             blur: args.mask_blur,
         });
-    request = request.micro_conditioning(micro_conditioning(args));
+    request = request
+        .micro_conditioning(micro_conditioning(args))
+        .strength(args.strength)
+        .denoising_end(args.denoising_end)
+        .blended_variant(match args.blended {
+            BlendedArg::Paper => BlendedVariant::Paper,
+            BlendedArg::Diffusers => BlendedVariant::Diffusers,
+        });
     if let Some(padding) = args.crop_to_mask {
         request = request.crop_to_mask(CropSettings {
             padding,

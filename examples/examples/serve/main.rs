@@ -20,7 +20,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use burn::tensor::FloatDType;
 use clap::Parser;
 use hd_painter::StableDiffusionModels;
 use hd_painter::{BackendKind, BrushNetModel, ModelSource, Painter, SchedulerKind, SrSettings};
@@ -56,8 +55,8 @@ struct Args {
     /// The x4 upscaler for HD-Painter's SR stage (the page's "SR" switch).
     #[arg(long)]
     sr_model: Option<String>,
-    /// The weights' precision.
-    #[arg(long, value_enum, default_value_t = DTypeArg::F32)]
+    /// The weights' precision (`auto`: bf16 for SDXL on the CPU, f32 otherwise).
+    #[arg(long, value_enum, default_value_t = DTypeArg::Auto)]
     dtype: DTypeArg,
     /// The backend: flex (CPU, default), or ndarray / wgpu / cuda when compiled in.
     #[arg(long, default_value_t = BackendKind::Flex)]
@@ -182,11 +181,13 @@ fn serve(args: &Args) -> Result<(), ServeError> {
 /// Loads the models the command line names.
 fn load(args: &Args) -> Result<Painter, hd_painter::Error> {
     let device = args.backend.device()?;
-    let dtype = FloatDType::from(args.dtype);
+    let variant = args.variant.as_deref();
+    let main = ModelSource::parse(&args.model, args.config.as_deref())?;
+    let dtype = args.dtype.resolve(&main, variant, args.backend)?;
     let pipeline = |spec: &str, config| -> Result<StableDiffusionModels, hd_painter::Error> {
         let source = ModelSource::parse(spec, config)?;
-        let models = StableDiffusionModels::from_source(&source, args.variant.as_deref(), &device)?;
-        Ok(models.with_weight_dtype(dtype))
+        let from = StableDiffusionModels::from_source_with_weight_dtype;
+        Ok(from(&source, variant, dtype, &device)?)
     };
     let mut painter = Painter::new(pipeline(&args.model, args.config.as_deref())?);
     if let Some(dir) = &args.brushnet {

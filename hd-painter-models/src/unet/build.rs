@@ -98,7 +98,7 @@ impl Unet2DConditionModel {
             Some([_, channels, _, _]) => *channels,
             _ => return Err(ckpt.not_found(&format!("4-d `{conv_in}`"))),
         };
-        let weights = ckpt.unet(config.layers_per_block)?;
+        let weights = ckpt.unet(config.layers_per_block, config.text_time.is_some())?;
         Self::from_weights(&config, weights, FloatDType::F32, device)
     }
 

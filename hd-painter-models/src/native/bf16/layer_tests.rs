@@ -77,13 +77,15 @@ fn attention_rounds_queries_keys_probabilities_and_values() {
     let sums = numerators.clone().sum_dim(3);
     let exact = rounded(numerators).matmul(rounded(v.clone())) / sums;
     let unrounded = softmax(q.matmul(k.swap_dims(2, 3)) / 40f32.sqrt(), 3).matmul(v);
-    // The kernel's `exp` is within 2 ulp of the reference's, which moves an occasional numerator
-    // across a bf16 rounding boundary (a change of 2^-8 in it): compared on average, the
-    // product of the rounded operands is 100 times nearer than the unrounded one.
+    // The kernel's `exp` is within 2 ulp of the reference's and its scores are summed in
+    // another order, which moves an occasional numerator across a bf16 rounding boundary (a
+    // change of 2^-8 in it): compared on average, the product of the rounded operands is 100
+    // times nearer than the unrounded one (1.1e-5 against 4.3e-3 with the f32 GEMM on rounded
+    // operands, on a CPU without AVX-512).
     let mean = |t: Tensor<4>| t.abs().mean().into_scalar::<f32>();
     let err = mean(got.clone() - exact.clone()) / mean(exact);
     let moved = mean(got - unrounded.clone()) / mean(unrounded);
-    assert!(err < 1e-5 && moved > 100.0 * err, "{err:e}, {moved:e}");
+    assert!(err < 2e-5 && moved > 100.0 * err, "{err:e}, {moved:e}");
 }
 
 /// Casts every float parameter to bf16, as `with_weight_dtype(BF16)` stores them.

@@ -1,235 +1,50 @@
-//! Original-layout (CompVis / Stability) single-file checkpoints, as published for SD 1.5 and
-//! SD 2 inpainting: one `.safetensors` holding the UNet under `model.diffusion_model.`, the VAE
-//! under `first_stage_model.` and the text encoder under `cond_stage_model.` (CLIP's
-//! transformers layout for SD 1.x, OpenCLIP's for SD 2.x). The keys are renamed to the diffusers
-//! layout at load time following diffusers' `single_file_utils` converters; every converted
-//! tensor is a view of the memory-mapped file (OpenCLIP's fused `in_proj` splits along its first
-//! dimension, the VAE's 1x1 attention convolutions only change shape), serialised once per
-//! component for the weight loader.
+//! Checkpoint keys renamed to the diffusers layout, as diffusers' `single_file_utils`
+//! converters rename them: the UNet's `input_blocks` / `middle_block` / `output_blocks`, the
+//! VAE's `down` / `mid` / `up`, OpenCLIP's `resblocks`.
 
-use std::collections::BTreeMap;
-use std::path::Path;
-
-use safetensors::tensor::{Dtype, TensorView};
-
-use crate::error::{ModelsError, Result};
-use crate::weights::WeightSource;
-
-/// The UNet's key prefix.
-pub(crate) const UNET_PREFIX: &str = "model.diffusion_model.";
-/// The VAE's key prefixes in whole checkpoints (diffusers' `LDM_VAE_KEYS`); a VAE-only file
-/// has none.
-const VAE_PREFIXES: [&str; 2] = ["first_stage_model.", "vae."];
-/// SD 1.x's text encoder (transformers' CLIP layout under this prefix).
-const CLIP_PREFIX: &str = "cond_stage_model.transformer.";
-/// SD 2.x's text encoder (OpenCLIP's layout under this prefix).
-const OPEN_CLIP_PREFIX: &str = "cond_stage_model.model.";
-
-/// A memory-mapped single-file checkpoint.
-pub(crate) struct Checkpoint {
-    path: std::path::PathBuf,
-    map: memmap2::Mmap,
+/// What a checkpoint tensor becomes in the diffusers layout: one part of it under a new key,
+/// with a new shape or transposed where the layouts differ.
+pub(super) struct Part {
+    pub(super) key: String,
+    pub(super) shape: Option<Vec<usize>>,
+    pub(super) transposed: bool,
 }
 
-/// One converted tensor: its diffusers key, dtype, shape and bytes in the file.
-struct Converted<'a> {
-    key: String,
-    dtype: Dtype,
-    shape: Vec<usize>,
-    data: &'a [u8],
-}
-
-/// The text encoder layouts of the published checkpoints.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum TextLayout {
-    /// SD 1.x: transformers' `CLIPTextModel` keys.
-    Clip,
-    /// SD 2.x: OpenCLIP's `resblocks` with fused q/k/v.
-    OpenClip,
-}
-
-impl Checkpoint {
-    /// Maps `path`; only `.safetensors` files are read (pickled `.ckpt` files can run code).
-    pub(crate) fn open(path: &Path) -> Result<Self> {
-        if crate::weights::is_pickle(path) {
-            return Err(ModelsError::Pickle {
-                path: path.to_path_buf(),
-            });
-        }
-        if path.extension().and_then(|e| e.to_str()) != Some("safetensors") {
-            return Err(ModelsError::Malformed {
-                path: path.to_path_buf(),
-                reason: "single-file checkpoints are read from .safetensors only".into(),
-            });
-        }
-        let checkpoint = Self {
-            path: path.to_path_buf(),
-            map: map_file(path)?,
-        };
-        checkpoint.tensors()?;
-        Ok(checkpoint)
-    }
-
-    /// The file.
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
-    }
-
-    fn tensors(&self) -> Result<safetensors::SafeTensors<'_>> {
-        safetensors::SafeTensors::deserialize(&self.map).map_err(|e| ModelsError::Malformed {
-            path: self.path.clone(),
-            reason: format!("not a safetensors file: {e}"),
-        })
-    }
-
-    /// The shape of tensor `key`, if present.
-    pub(crate) fn shape(&self, key: &str) -> Result<Option<Vec<usize>>> {
-        Ok(self.tensors()?.tensor(key).ok().map(|t| t.shape().to_vec()))
-    }
-
-    /// The text encoder's layout, from its keys.
-    pub(crate) fn text_layout(&self) -> Result<TextLayout> {
-        let tensors = self.tensors()?;
-        let names = tensors.names();
-        if names.iter().any(|k| k.starts_with(CLIP_PREFIX)) {
-            Ok(TextLayout::Clip)
-        } else if names.iter().any(|k| k.starts_with(OPEN_CLIP_PREFIX)) {
-            Ok(TextLayout::OpenClip)
-        } else {
-            Err(self.not_found(
-                "a text encoder (cond_stage_model.transformer.* or cond_stage_model.model.*)",
-            ))
+impl Part {
+    /// The tensor as it is, under `key`.
+    pub(super) fn renamed(key: String) -> Self {
+        Self {
+            key,
+            shape: None,
+            transposed: false,
         }
     }
 
-    /// A typed error for a checkpoint that lacks `what`.
-    pub(crate) fn not_found(&self, what: &str) -> ModelsError {
-        ModelsError::Malformed {
-            path: self.path.clone(),
-            reason: format!("not a Stable Diffusion checkpoint: no {what}"),
+    /// The tensor (or its share of a split) under `key` with `shape`.
+    pub(super) fn reshaped(key: String, shape: Vec<usize>) -> Self {
+        Self {
+            shape: Some(shape),
+            ..Self::renamed(key)
         }
     }
 
-    /// The UNet's tensors in the diffusers layout (`layers_per_block` from its config).
-    pub(crate) fn unet(&self, layers_per_block: usize) -> Result<WeightSource> {
-        self.convert(UNET_PREFIX, |key, _| {
-            vec![(unet_key(key, layers_per_block), None)]
-        })
-    }
-
-    /// The VAE's tensors in the diffusers layout (`levels` resolution levels): those under the
-    /// first of [`VAE_PREFIXES`] the file uses, or every tensor of a VAE-only file, as
-    /// diffusers' `convert_ldm_vae_checkpoint` takes them.
-    pub(crate) fn vae(&self, levels: usize) -> Result<WeightSource> {
-        let names = self
-            .tensors()?
-            .names()
-            .into_iter()
-            .map(String::from)
-            .collect::<Vec<_>>();
-        let prefix = VAE_PREFIXES
-            .into_iter()
-            .find(|p| names.iter().any(|k| k.starts_with(p)))
-            .unwrap_or("");
-        self.convert(prefix, |key, shape| {
-            // Training checkpoints carry the autoencoder's loss (LPIPS, discriminator), which
-            // diffusers' converter ignores too.
-            if key.starts_with("loss.") {
-                return Vec::new();
-            }
-            let new = vae_key(key, levels);
-            // The mid-block attention's 1x1 convolutions (2-d, or 1-d in some exports) are
-            // linear layers in diffusers.
-            let linear = new.contains(".mid_block.attentions.")
-                && new.ends_with(".weight")
-                && shape.len() > 2;
-            vec![(new, linear.then(|| vec![shape[0], shape[1]]))]
-        })
-    }
-
-    /// The text encoder's tensors in transformers' layout; OpenCLIP layers from `layers` on
-    /// (SD 2's last one, which the pipeline never uses) are dropped as diffusers drops them.
-    pub(crate) fn text_encoder(&self, layout: TextLayout, layers: usize) -> Result<WeightSource> {
-        match layout {
-            TextLayout::Clip => self.convert(CLIP_PREFIX, |key, _| vec![(key.to_string(), None)]),
-            TextLayout::OpenClip => self.convert(OPEN_CLIP_PREFIX, |key, shape| {
-                open_clip_keys(key, shape, layers)
-            }),
+    /// The 2-d tensor transposed, under `key`.
+    pub(super) fn transposed(key: String) -> Self {
+        Self {
+            transposed: true,
+            ..Self::renamed(key)
         }
     }
-
-    /// Every tensor under `prefix`, renamed by `rename(key without prefix, shape)` into zero or
-    /// more `(diffusers key, new shape)` parts; several parts split the tensor evenly along its
-    /// first dimension.
-    fn convert(
-        &self,
-        prefix: &str,
-        rename: impl Fn(&str, &[usize]) -> Vec<(String, Option<Vec<usize>>)>,
-    ) -> Result<WeightSource> {
-        let tensors = self.tensors()?;
-        let mut converted = Vec::new();
-        for (name, view) in tensors.tensors() {
-            let Some(key) = name.strip_prefix(prefix) else {
-                continue;
-            };
-            let parts = rename(key, view.shape());
-            // Several parts split the tensor evenly along its first dimension (row-major, so
-            // each part is a contiguous byte range).
-            let data = view.data();
-            let chunk = data.len() / parts.len().max(1);
-            for (i, (new_key, shape)) in parts.into_iter().enumerate() {
-                converted.push(Converted {
-                    key: new_key,
-                    dtype: view.dtype(),
-                    shape: shape.unwrap_or_else(|| view.shape().to_vec()),
-                    data: &data[i * chunk..(i + 1) * chunk],
-                });
-            }
-        }
-        if converted.is_empty() {
-            return Err(self.not_found(&format!("tensors under `{prefix}`")));
-        }
-        let views: BTreeMap<String, TensorView<'_>> = converted
-            .into_iter()
-            .map(|c| {
-                let view = TensorView::new(c.dtype, c.shape, c.data).map_err(|e| {
-                    ModelsError::Malformed {
-                        path: self.path.clone(),
-                        reason: format!("tensor {prefix}{}: {e}", c.key),
-                    }
-                })?;
-                Ok((c.key, view))
-            })
-            .collect::<Result<_>>()?;
-        let bytes = safetensors::serialize(views, None).map_err(|e| ModelsError::Malformed {
-            path: self.path.clone(),
-            reason: format!("re-serialising the `{prefix}` tensors: {e}"),
-        })?;
-        Ok(WeightSource::Converted {
-            bytes,
-            origin: self.path.clone(),
-        })
-    }
-}
-
-/// `path` memory-mapped read-only, named in errors.
-pub(crate) fn map_file(path: &Path) -> Result<memmap2::Mmap> {
-    let file = std::fs::File::open(path).map_err(|source| ModelsError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    // SAFETY: the map is read-only and lives as long as its owner; like every memory-mapped
-    // loader (burn-store's included), it assumes the file is not truncated while it is read.
-    unsafe { memmap2::Mmap::map(&file) }.map_err(|source| ModelsError::Io {
-        path: path.to_path_buf(),
-        source,
-    })
 }
 
 /// `input_blocks.4.1.proj_in.weight` -> `down_blocks.1.attentions.0.proj_in.weight`, and so on
 /// (diffusers' `convert_ldm_unet_checkpoint`); keys it cannot place are kept as they are, so
 /// that the loader reports them as unexpected.
-fn unet_key(key: &str, layers_per_block: usize) -> String {
+pub(super) fn unet_key(key: &str, layers_per_block: usize, text_time: bool) -> String {
+    const ADDED: [(&str, &str); 2] = [
+        ("label_emb.0.0.", "add_embedding.linear_1."),
+        ("label_emb.0.2.", "add_embedding.linear_2."),
+    ];
     const TOP: [(&str, &str); 6] = [
         ("time_embed.0.", "time_embedding.linear_1."),
         ("time_embed.2.", "time_embedding.linear_2."),
@@ -238,8 +53,10 @@ fn unet_key(key: &str, layers_per_block: usize) -> String {
         ("out.2.", "conv_out."),
         ("label_emb.", "class_embedding."),
     ];
-    if let Some(new) = TOP
+    let added: &[(&str, &str)] = if text_time { &ADDED } else { &[] };
+    if let Some(new) = added
         .iter()
+        .chain(&TOP)
         .find_map(|(old, new)| key.strip_prefix(old).map(|rest| format!("{new}{rest}")))
     {
         return new;
@@ -322,7 +139,7 @@ fn resnet_rest(rest: &str) -> String {
 /// `encoder.down.1.block.0.nin_shortcut.weight` ->
 /// `encoder.down_blocks.1.resnets.0.conv_shortcut.weight`, and so on (diffusers'
 /// `convert_ldm_vae_checkpoint`; the decoder's `up.{i}` counts from the bottom).
-fn vae_key(key: &str, levels: usize) -> String {
+pub(super) fn vae_key(key: &str, levels: usize) -> String {
     let Some((half, rest)) = key.split_once('.') else {
         return key.to_string();
     };
@@ -384,9 +201,16 @@ fn mid_key(rest: &str) -> String {
 }
 
 /// OpenCLIP's text tower in transformers' `CLIPTextModel` keys (diffusers'
-/// `convert_open_clip_checkpoint`): the fused `in_proj` becomes three parts; the projection,
-/// `logit_scale`, the attention mask buffer and layers from `layers` on are dropped.
-fn open_clip_keys(key: &str, shape: &[usize], layers: usize) -> Vec<(String, Option<Vec<usize>>)> {
+/// `convert_open_clip_checkpoint`): the fused `in_proj` becomes three parts; `logit_scale`, the
+/// attention mask buffer and layers from `layers` on are dropped, and so is the projection
+/// unless `projection` (SDXL's `CLIPTextModelWithProjection`: the matrix `x P` becomes the
+/// linear weight `P^T`).
+pub(super) fn open_clip_keys(
+    key: &str,
+    shape: &[usize],
+    layers: usize,
+    projection: bool,
+) -> Vec<Part> {
     const TOP: [(&str, &str); 3] = [
         (
             "token_embedding.weight",
@@ -406,6 +230,9 @@ fn open_clip_keys(key: &str, shape: &[usize], layers: usize) -> Vec<(String, Opt
         ("mlp.c_proj.", "mlp.fc2."),
         ("attn.in_proj_", ""),
     ];
+    if key == "text_projection" && projection {
+        return vec![Part::transposed("text_projection.weight".to_string())];
+    }
     if ["text_projection", "logit_scale", "attn_mask"].contains(&key) {
         return Vec::new();
     }
@@ -413,14 +240,14 @@ fn open_clip_keys(key: &str, shape: &[usize], layers: usize) -> Vec<(String, Opt
         .iter()
         .find_map(|(old, new)| key.strip_prefix(old).map(|rest| format!("{new}{rest}")))
     {
-        return vec![(new, None)];
+        return vec![Part::renamed(new)];
     }
     let Some((layer, rest)) = key
         .strip_prefix("transformer.resblocks.")
         .and_then(|r| r.split_once('.'))
         .and_then(|(l, rest)| Some((l.parse::<usize>().ok()?, rest)))
     else {
-        return vec![(key.to_string(), None)];
+        return vec![Part::renamed(key.to_string())];
     };
     if layer >= layers {
         return Vec::new();
@@ -431,14 +258,14 @@ fn open_clip_keys(key: &str, shape: &[usize], layers: usize) -> Vec<(String, Opt
         part[0] /= 3;
         return ["q_proj", "k_proj", "v_proj"]
             .iter()
-            .map(|p| (format!("{base}self_attn.{p}.{kind}"), Some(part.clone())))
+            .map(|p| Part::reshaped(format!("{base}self_attn.{p}.{kind}"), part.clone()))
             .collect();
     }
     let renamed = LAYER
         .iter()
         .find_map(|(old, new)| rest.strip_prefix(old).map(|r| format!("{new}{r}")))
         .unwrap_or_else(|| rest.to_string());
-    vec![(format!("{base}{renamed}"), None)]
+    vec![Part::renamed(format!("{base}{renamed}"))]
 }
 
 #[cfg(test)]
@@ -497,8 +324,14 @@ mod tests {
             ("out.0.weight", "conv_norm_out.weight"),
         ];
         for (ldm, diffusers) in cases {
-            assert_eq!(unet_key(ldm, 2), diffusers, "{ldm}");
+            assert_eq!(unet_key(ldm, 2, false), diffusers, "{ldm}");
         }
+        // SDXL's added embedding, where the UNet has one; the x4 upscaler's class embedding.
+        let added = "label_emb.0.2.weight";
+        assert_eq!(unet_key(added, 2, true), "add_embedding.linear_2.weight");
+        assert_eq!(unet_key(added, 2, false), "class_embedding.0.2.weight");
+        let class = "label_emb.weight";
+        assert_eq!(unet_key(class, 2, true), "class_embedding.weight");
     }
 
     #[test]
@@ -538,8 +371,9 @@ mod tests {
 
     #[test]
     fn open_clip_in_proj_splits_in_three_and_the_last_layer_is_dropped() {
-        let parts = open_clip_keys("transformer.resblocks.0.attn.in_proj_weight", &[96, 32], 2);
-        let keys: Vec<&str> = parts.iter().map(|(k, _)| k.as_str()).collect();
+        let in_proj = "transformer.resblocks.0.attn.in_proj_weight";
+        let parts = open_clip_keys(in_proj, &[96, 32], 2, false);
+        let keys: Vec<&str> = parts.iter().map(|p| p.key.as_str()).collect();
         assert_eq!(
             keys,
             [
@@ -551,9 +385,15 @@ mod tests {
         assert!(
             parts
                 .iter()
-                .all(|(_, s)| s.as_deref() == Some(&[32, 32][..]))
+                .all(|p| p.shape.as_deref() == Some(&[32, 32][..]) && !p.transposed)
         );
-        assert!(open_clip_keys("transformer.resblocks.2.ln_1.weight", &[32], 2).is_empty());
-        assert!(open_clip_keys("text_projection", &[32, 32], 2).is_empty());
+        let last = "transformer.resblocks.2.ln_1.weight";
+        assert!(open_clip_keys(last, &[32], 2, false).is_empty());
+        // SD 2 drops the projection; SDXL's second encoder keeps it as a linear weight.
+        assert!(open_clip_keys("text_projection", &[32, 32], 2, false).is_empty());
+        let kept = open_clip_keys("text_projection", &[32, 16], 2, true);
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].key, "text_projection.weight");
+        assert!(kept[0].transposed);
     }
 }
