@@ -275,14 +275,14 @@ const SDXL_FLAGS: [&str; 2] = ["force_zeros_for_empty_prompt", "requires_aesthet
 /// The scheduler components of the pipelines above.
 const SCHEDULERS: [&str; 2] = ["scheduler", "low_res_scheduler"];
 
-/// Reads `dir/model_index.json`: the pipeline class must be one hd-painter runs and each loaded
-/// component of a class it implements; each scheduler's config is read and checked; anything
-/// else (safety checker, feature extractor, watermarker, flags) is listed as ignored.
 /// Whether `dir`'s `model_index.json` names an SDXL pipeline (read and checked as loading does).
 pub(crate) fn is_sdxl_folder(dir: &Path) -> Result<bool> {
     Ok(read_index(dir)?.sdxl.is_some())
 }
 
+/// Reads `dir/model_index.json`: the pipeline class must be one hd-painter runs and each loaded
+/// component of a class it implements; each scheduler's config is read and checked; anything
+/// else (safety checker, feature extractor, watermarker, flags) is listed as ignored.
 fn read_index(dir: &Path) -> Result<PipelineIndex> {
     let index = ConfigFile::open(&dir.join("model_index.json"))?;
     let pipeline = index.one_of("_class_name", &PIPELINES)?.to_string();

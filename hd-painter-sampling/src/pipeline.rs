@@ -149,9 +149,10 @@ pub struct InpaintOptions {
     /// SDXL's micro-conditioning (sizes default to the size the run makes, as in diffusers);
     /// the other models take none.
     pub micro: MicroConditioning,
-    /// Which Blended Latent Diffusion `Method::Blended` runs (the paper's by default;
-    /// [`BlendedVariant::Diffusers`] for diffusers' 4-channel inpainting, as SDXL's base runs
-    /// in `StableDiffusionXLInpaintPipeline`).
+    /// Which Blended Latent Diffusion `Method::Blended` runs on a binary mask (the paper's by
+    /// default; [`BlendedVariant::Diffusers`] for diffusers' 4-channel inpainting, as SDXL's
+    /// base runs in `StableDiffusionXLInpaintPipeline`; a soft mask runs Differential Diffusion
+    /// either way).
     pub blended: BlendedVariant,
     /// Stop the run where diffusers' `denoising_end` stops, a fraction in (0, 1) of the
     /// denoising ([`SamplerSettings::with_denoising_end`]); the result is the partly denoised
