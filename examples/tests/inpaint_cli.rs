@@ -1,6 +1,6 @@
-//! The `inpaint` example program end to end on the tiny fixture pipelines: a result file and the
-//! summary line, Ctrl-C (SIGINT) stopping after the current step with nothing written, and
-//! usage errors. Cargo builds the examples before it runs the tests.
+//! The `inpaint` example program end to end on the tiny fixture pipelines: a result file, the
+//! memory estimate and the summary line, Ctrl-C (SIGINT) stopping after the current step with
+//! nothing written, and usage errors. Cargo builds the examples before it runs the tests.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -28,6 +28,11 @@ fn a_run_writes_its_images_and_a_summary() {
     );
     assert!(
         log.contains("done: 2 image(s) in") && log.contains("peak memory"),
+        "{log}"
+    );
+    // The memory estimate before the run, at the photo's size.
+    assert!(
+        log.contains("memory estimate at 44x30: ") && log.contains("a UNet step"),
         "{log}"
     );
     for i in 0..2 {

@@ -61,6 +61,7 @@ mod guided;
 mod inspect;
 mod layout;
 mod lora;
+mod memory;
 mod native;
 mod pipeline;
 mod pixel;
@@ -85,6 +86,7 @@ pub use error::{ModelsError, Result, TensorMismatch};
 pub use guided::{GuidedUnet, GuidedUnetConfig};
 pub use inspect::{ComponentReport, Inspection, inspect};
 pub use lora::{Lora, LoraComponent, LoraFormat};
+pub use memory::MemoryEstimate;
 pub use pipeline::StableDiffusionModels;
 pub use pixel::PixelDenoiser;
 pub use processor::{

@@ -170,3 +170,53 @@ fn the_sdxl_vae_stays_f32_in_f16_unless_it_is_the_fp16_fix() {
     let half = models.with_dtype(FloatDType::F16);
     assert_eq!(half.vae.dtype(), FloatDType::F16);
 }
+
+/// The estimate's weights are the bytes the weight files hold (f32 fixtures: every tensor a
+/// parameter), halved for the components stored in bf16; its working sets grow with the pixels
+/// (the VAE's at least four times for twice the side) and the images.
+#[test]
+fn the_memory_estimate_counts_the_weight_files_and_grows_with_the_size() {
+    let dir = model_dir("pipeline_sdxl_inpaint");
+    let tensor_bytes = |component: &str, file: &str| {
+        let bytes = std::fs::read(dir.join(component).join(file)).unwrap();
+        let header = u64::from_le_bytes(bytes[..8].try_into().unwrap());
+        bytes.len() as u64 - 8 - header
+    };
+    let (unet, vae) = (
+        tensor_bytes("unet", "diffusion_pytorch_model.safetensors"),
+        tensor_bytes("vae", "diffusion_pytorch_model.safetensors"),
+    );
+    let text = tensor_bytes("text_encoder", "model.safetensors")
+        + tensor_bytes("text_encoder_2", "model.safetensors");
+    let models = sdxl();
+    let small = models.memory_estimate([32, 48], 1, true);
+    assert_eq!(small.weights, unet + vae + text);
+    let large = models.memory_estimate([64, 96], 1, true);
+    assert_eq!(large.weights, small.weights);
+    // The pixels' share four times, the latent attention's scores sixteen.
+    assert!(
+        large.vae_decode >= 4 * small.vae_decode,
+        "{small:?} {large:?}"
+    );
+    assert!(
+        large.vae_encode >= 4 * small.vae_encode,
+        "{small:?} {large:?}"
+    );
+    assert!(large.unet_step > 3 * small.unet_step, "{small:?} {large:?}");
+    let phases = [large.vae_encode, large.unet_step, large.vae_decode];
+    assert_eq!(
+        large.peak(),
+        large.weights + phases.into_iter().max().unwrap()
+    );
+    let two = models.memory_estimate([32, 48], 2, true);
+    assert_eq!(two.vae_decode, 2 * small.vae_decode);
+    let unguided = models.memory_estimate([32, 48], 1, false);
+    assert!(unguided.unet_step < small.unet_step);
+    let bf16 = models.with_weight_dtype(FloatDType::BF16);
+    let half = bf16.memory_estimate([32, 48], 1, true);
+    assert_eq!(half.weights, small.weights / 2);
+    assert!(
+        half.to_string().starts_with("0.00 GiB (weights 0.00 GiB"),
+        "{half}"
+    );
+}

@@ -35,7 +35,6 @@
 //! | `hub` | Hugging Face Hub model ids, forwarded to `hd-painter-models` |
 
 mod error;
-mod memory;
 mod pipeline;
 mod poisson;
 mod settings;
@@ -43,7 +42,7 @@ mod upscale;
 mod upscaler;
 
 pub use error::{Result, SrError};
-pub use memory::MemoryEstimate;
+pub use hd_painter_models::MemoryEstimate;
 pub use pipeline::TwoStage;
 pub use poisson::{mask_centre, poisson_blend, seamless_clone};
 pub use settings::{SrOutput, SrSettings};

@@ -10,13 +10,12 @@ use hd_painter_core::{
     CoreError, Filter, Footprint, GaussianKernel, Image, Mask, NoiseStream, PadMode, Quantize,
     SizeRule, seeded_noise, sub_seed,
 };
-use hd_painter_models::{AutoencoderKl, DEFAULT_SCORE_BUDGET, Unet2DConditionModel};
+use hd_painter_models::{AutoencoderKl, MemoryEstimate, Unet2DConditionModel};
 use hd_painter_sampling::{
     ClassifierFree, Hooks, NoiseSchedule, Sampler, SamplerSettings, Stage, TextConditioning,
 };
 
 use crate::error::{Result, SrError};
-use crate::memory::MemoryEstimate;
 use crate::poisson::poisson_blend;
 use crate::settings::{SrOutput, SrSettings};
 use crate::upscale::{UpscaleLatents, noise_low_res};
@@ -109,24 +108,28 @@ impl Upscaler<'_> {
         }
     }
 
-    /// The estimated peak memory of upscaling an original of `original` (width, height) size.
+    /// The estimated peak memory of upscaling an original of `original` (width, height) size:
+    /// the x4 UNet's and VAE's weights, the VAE's encode and decode of the padded result (or of
+    /// a tile), and one guided step at its latent.
     pub fn memory_estimate(&self, original: (u32, u32), settings: &SrSettings) -> MemoryEstimate {
         let g = self.geometry(original, settings.long_side);
         // Tiles bound what the VAE sees at once.
-        let vae_image = match settings.vae_tiling {
+        let (w, h) = match settings.vae_tiling {
             Some(t) => (
                 g.hr_padded.0.min(t.tile as u32),
                 g.hr_padded.1.min(t.tile as u32),
             ),
             None => g.hr_padded,
         };
-        MemoryEstimate::for_upscale(
-            self.unet,
-            self.vae,
-            vae_image,
-            g.latent,
-            DEFAULT_SCORE_BUDGET,
-        )
+        let image = [h as usize, w as usize];
+        MemoryEstimate {
+            weights: self.unet.weight_bytes() + self.vae.weight_bytes(),
+            vae_encode: self.vae.encode_memory(image, 1),
+            unet_step: self
+                .unet
+                .step_memory([g.latent.1 as usize, g.latent.0 as usize], 2),
+            vae_decode: self.vae.decode_memory(image, 1),
+        }
     }
 
     /// HD-Painter's SR stage: `low_res` is the first stage's result (the original resized to

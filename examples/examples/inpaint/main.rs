@@ -282,6 +282,7 @@ fn run_job(args: &Args, painter: &Painter, job: &Job, cancel: &AtomicBool) -> Re
     let request = configure(painter.request(&image, &mask, &job.prompt), args, painter)
         .seeds(seeds.clone())
         .sr(sr_settings(args));
+    print_memory_estimate(args, painter, &image, seeds.len(), &bar);
     bar.set_message("encoding the prompt");
     // The whole run's steps: the first stage's as its first step reports them, then each
     // image's SR run.
@@ -343,6 +344,39 @@ fn run_job(args: &Args, painter: &Painter, job: &Job, cancel: &AtomicBool) -> Re
         },
     );
     Ok(())
+}
+
+/// The models' [`MemoryEstimate`](hd_painter::hd_painter_models::MemoryEstimate) for the run
+/// at the size it inpaints at (the crop's with `--crop-to-mask`), before it starts; the SR
+/// stage's is not estimated.
+fn print_memory_estimate(
+    args: &Args,
+    painter: &Painter,
+    image: &Image,
+    images: usize,
+    bar: &ProgressBar,
+) {
+    if painter.upscaler.is_some() {
+        return;
+    }
+    let (width, height) = match args.crop_to_mask {
+        Some(_) => args.crop_size,
+        None => (image.width(), image.height()),
+    };
+    let guided = args.guidance.map_or(!args.lcm, |g| g != 1.0);
+    let estimate =
+        painter
+            .models
+            .memory_estimate([height as usize, width as usize], images, guided);
+    let branch = match painter.brushnet.as_ref().map(|b| b.weight_bytes()) {
+        Some(b) => format!(
+            " and {:.2} GiB of BrushNet weights",
+            b as f64 / (1u64 << 30) as f64
+        ),
+        None => String::new(),
+    };
+    // Printed past the bar, which is hidden when the output is not a terminal.
+    bar.suspend(|| println!("memory estimate at {width}x{height}: {estimate}{branch}"));
 }
 
 /// The process's peak resident memory so far, for the summary line.

@@ -159,6 +159,15 @@ impl Unet2DConditionModel {
         1 << (self.down_blocks.len() - 1)
     }
 
+    /// Whether each level's down block has transformers (SD's first three levels, SDXL's last
+    /// two).
+    pub(crate) fn attention_levels(&self) -> Vec<bool> {
+        self.down_blocks
+            .iter()
+            .map(|level| !level.attentions.is_empty())
+            .collect()
+    }
+
     /// The channels of each level, from the latent resolution down (the config's
     /// `block_out_channels`): what sizes its activations.
     pub fn block_out_channels(&self) -> &[usize] {
