@@ -126,48 +126,37 @@ impl MethodName {
 mod tests {
     use super::*;
 
+    fn fixture(name: &str) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../fixtures/models")
+            .join(name)
+    }
+
     fn folder(name: &str) -> ModelSource {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/models");
-        ModelSource::Folder(dir.join(name))
+        ModelSource::Folder(fixture(name))
     }
 
     #[test]
     fn auto_is_bf16_for_sdxl_on_the_cpu_only() {
         let (sdxl, sd) = (folder("pipeline_sdxl_inpaint"), folder("pipeline_inpaint"));
-        let resolve =
-            |d: DTypeArg, source: &ModelSource, backend| d.resolve(source, None, backend).unwrap();
-        assert_eq!(
-            resolve(DTypeArg::Auto, &sdxl, BackendKind::Flex),
-            FloatDType::BF16
-        );
-        assert_eq!(
-            resolve(DTypeArg::Auto, &sdxl, BackendKind::Wgpu),
-            FloatDType::F32
-        );
-        assert_eq!(
-            resolve(DTypeArg::Auto, &sd, BackendKind::Flex),
-            FloatDType::F32
-        );
-        assert_eq!(
-            resolve(DTypeArg::F32, &sdxl, BackendKind::Flex),
-            FloatDType::F32
-        );
-        assert_eq!(
-            resolve(DTypeArg::F16, &sd, BackendKind::Flex),
-            FloatDType::F16
-        );
+        let cases = [
+            (DTypeArg::Auto, &sdxl, BackendKind::Flex, FloatDType::BF16),
+            (DTypeArg::Auto, &sdxl, BackendKind::Wgpu, FloatDType::F32),
+            (DTypeArg::Auto, &sd, BackendKind::Flex, FloatDType::F32),
+            (DTypeArg::F32, &sdxl, BackendKind::Flex, FloatDType::F32),
+            (DTypeArg::F16, &sd, BackendKind::Flex, FloatDType::F16),
+        ];
+        for (arg, source, backend, want) in cases {
+            let got = arg.resolve(source, None, backend).unwrap();
+            assert_eq!(got, want, "{arg:?} on {source:?} with {backend:?}");
+        }
         // A single file reads its config folder's index; a folder without one is an error.
         let single = ModelSource::SingleFile {
             checkpoint: "unused.safetensors".into(),
-            config: match sdxl {
-                ModelSource::Folder(dir) => dir,
-                _ => unreachable!(),
-            },
+            config: fixture("pipeline_sdxl_inpaint"),
         };
-        assert_eq!(
-            resolve(DTypeArg::Auto, &single, BackendKind::Flex),
-            FloatDType::BF16
-        );
+        let got = DTypeArg::Auto.resolve(&single, None, BackendKind::Flex);
+        assert_eq!(got.unwrap(), FloatDType::BF16);
         let err = DTypeArg::Auto
             .resolve(&folder("unet_sd2"), None, BackendKind::Flex)
             .unwrap_err();
