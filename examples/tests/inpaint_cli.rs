@@ -363,6 +363,11 @@ fn usage_errors_are_reported_without_a_run() {
 
 /// One short run with `--model` in `fixtures/models` and `extra`; the image's bytes.
 fn run_model(model: &str, extra: &[&str], name: &str) -> Vec<u8> {
+    run_logged(model, extra, name).0
+}
+
+/// [`run_model`] with the program's output.
+fn run_logged(model: &str, extra: &[&str], name: &str) -> (Vec<u8>, String) {
     let r = repo();
     let output = scratch(name);
     let out = Command::new(program())
@@ -378,7 +383,7 @@ fn run_model(model: &str, extra: &[&str], name: &str) -> Vec<u8> {
         .output()
         .unwrap();
     assert!(out.status.success(), "{model} {extra:?}: {}", text(&out));
-    std::fs::read(&output).unwrap()
+    (std::fs::read(&output).unwrap(), text(&out))
 }
 
 #[test]
@@ -479,7 +484,13 @@ fn an_sdxl_folder_runs_every_method_that_fits() {
         "--sr-steps",
         "1",
     ];
-    run_model(sdxl, &sr, "sdxl-hd-sr.png");
+    let (_, log) = run_logged(sdxl, &sr, "sdxl-hd-sr.png");
+    // With the SR stage, its estimate at the output's size, beside the first stage's weights.
+    assert!(
+        log.contains("memory estimate of the SR stage for 44x30: ")
+            && log.contains("GiB of first-stage weights"),
+        "{log}"
+    );
     // The same model as Stability's single file (fp16 weights) with the folder's configs.
     let single = ["--method", "stable", "--config", sdxl];
     let file = "single_file/sdxl_inpaint.safetensors";

@@ -282,7 +282,7 @@ fn run_job(args: &Args, painter: &Painter, job: &Job, cancel: &AtomicBool) -> Re
     let request = configure(painter.request(&image, &mask, &job.prompt), args, painter)
         .seeds(seeds.clone())
         .sr(sr_settings(args));
-    print_memory_estimate(args, painter, &image, seeds.len(), &bar);
+    print_memory_estimate(args, painter, &image, seeds.len(), &bar)?;
     bar.set_message("encoding the prompt");
     // The whole run's steps: the first stage's as its first step reports them, then each
     // image's SR run.
@@ -346,37 +346,51 @@ fn run_job(args: &Args, painter: &Painter, job: &Job, cancel: &AtomicBool) -> Re
     Ok(())
 }
 
-/// The models' [`MemoryEstimate`](hd_painter::hd_painter_models::MemoryEstimate) for the run
-/// at the size it inpaints at (the crop's with `--crop-to-mask`), before it starts; the SR
-/// stage's is not estimated.
+/// The models' [`MemoryEstimate`](hd_painter::hd_painter_models::MemoryEstimate) for the run,
+/// before it starts: the first stage at the size it inpaints at (the crop's with
+/// `--crop-to-mask`), or with `--sr` the SR stage at the output's size (the first stage runs
+/// smaller), whose x4 models are held beside the first stage's.
 fn print_memory_estimate(
     args: &Args,
     painter: &Painter,
     image: &Image,
     images: usize,
     bar: &ProgressBar,
-) {
-    if painter.upscaler.is_some() {
-        return;
-    }
+) -> Result<(), RunError> {
+    let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
     let (width, height) = match args.crop_to_mask {
         Some(_) => args.crop_size,
         None => (image.width(), image.height()),
     };
     let guided = args.guidance.map_or(!args.lcm, |g| g != 1.0);
-    let estimate =
-        painter
-            .models
-            .memory_estimate([height as usize, width as usize], images, guided);
-    let branch = match painter.brushnet.as_ref().map(|b| b.weight_bytes()) {
-        Some(b) => format!(
-            " and {:.2} GiB of BrushNet weights",
-            b as f64 / (1u64 << 30) as f64
+    let first = painter
+        .models
+        .memory_estimate([height as usize, width as usize], images, guided);
+    let branch = painter.brushnet.as_ref().map_or(0, |b| b.weight_bytes());
+    let line = match painter.upscaler.is_some() {
+        true => {
+            let size = (image.width(), image.height());
+            let sr = painter
+                .upscaler()?
+                .memory_estimate(size, &sr_settings(args));
+            let held = first.weights + branch;
+            format!(
+                "memory estimate of the SR stage for {}x{}: {sr}, and {:.2} GiB of first-stage \
+                 weights",
+                size.0,
+                size.1,
+                gib(held)
+            )
+        }
+        false if branch > 0 => format!(
+            "memory estimate at {width}x{height}: {first} and {:.2} GiB of BrushNet weights",
+            gib(branch)
         ),
-        None => String::new(),
+        false => format!("memory estimate at {width}x{height}: {first}"),
     };
     // Printed past the bar, which is hidden when the output is not a terminal.
-    bar.suspend(|| println!("memory estimate at {width}x{height}: {estimate}{branch}"));
+    bar.suspend(|| println!("{line}"));
+    Ok(())
 }
 
 /// The process's peak resident memory so far, for the summary line.
