@@ -37,6 +37,16 @@ impl Part {
     }
 }
 
+/// `key` with the first `(old, new)` prefix of `table` it starts with replaced, if any.
+fn renamed_prefix<'a>(
+    key: &str,
+    table: impl IntoIterator<Item = &'a (&'a str, &'a str)>,
+) -> Option<String> {
+    table
+        .into_iter()
+        .find_map(|(old, new)| key.strip_prefix(old).map(|rest| format!("{new}{rest}")))
+}
+
 /// `input_blocks.4.1.proj_in.weight` -> `down_blocks.1.attentions.0.proj_in.weight`, and so on
 /// (diffusers' `convert_ldm_unet_checkpoint`); keys it cannot place are kept as they are, so
 /// that the loader reports them as unexpected.
@@ -54,11 +64,7 @@ pub(super) fn unet_key(key: &str, layers_per_block: usize, text_time: bool) -> S
         ("label_emb.", "class_embedding."),
     ];
     let added: &[(&str, &str)] = if text_time { &ADDED } else { &[] };
-    if let Some(new) = added
-        .iter()
-        .chain(&TOP)
-        .find_map(|(old, new)| key.strip_prefix(old).map(|rest| format!("{new}{rest}")))
-    {
+    if let Some(new) = renamed_prefix(key, added.iter().chain(&TOP)) {
         return new;
     }
     let per_level = layers_per_block + 1;
@@ -130,10 +136,7 @@ fn resnet_rest(rest: &str) -> String {
         ("out_layers.3.", "conv2."),
         ("skip_connection.", "conv_shortcut."),
     ];
-    NAMES
-        .iter()
-        .find_map(|(old, new)| rest.strip_prefix(old).map(|r| format!("{new}{r}")))
-        .unwrap_or_else(|| rest.to_string())
+    renamed_prefix(rest, &NAMES).unwrap_or_else(|| rest.to_string())
 }
 
 /// `encoder.down.1.block.0.nin_shortcut.weight` ->
@@ -194,10 +197,7 @@ fn mid_key(rest: &str) -> String {
         ("attn_1.v.", "mid_block.attentions.0.to_v."),
         ("attn_1.proj_out.", "mid_block.attentions.0.to_out.0."),
     ];
-    NAMES
-        .iter()
-        .find_map(|(old, new)| rest.strip_prefix(old).map(|r| format!("{new}{r}")))
-        .unwrap_or_else(|| format!("mid.{rest}"))
+    renamed_prefix(rest, &NAMES).unwrap_or_else(|| format!("mid.{rest}"))
 }
 
 /// OpenCLIP's text tower in transformers' `CLIPTextModel` keys (diffusers'
@@ -236,10 +236,7 @@ pub(super) fn open_clip_keys(
     if ["text_projection", "logit_scale", "attn_mask"].contains(&key) {
         return Vec::new();
     }
-    if let Some(new) = TOP
-        .iter()
-        .find_map(|(old, new)| key.strip_prefix(old).map(|rest| format!("{new}{rest}")))
-    {
+    if let Some(new) = renamed_prefix(key, &TOP) {
         return vec![Part::renamed(new)];
     }
     let Some((layer, rest)) = key
@@ -261,10 +258,7 @@ pub(super) fn open_clip_keys(
             .map(|p| Part::reshaped(format!("{base}self_attn.{p}.{kind}"), part.clone()))
             .collect();
     }
-    let renamed = LAYER
-        .iter()
-        .find_map(|(old, new)| rest.strip_prefix(old).map(|r| format!("{new}{r}")))
-        .unwrap_or_else(|| rest.to_string());
+    let renamed = renamed_prefix(rest, &LAYER).unwrap_or_else(|| rest.to_string());
     vec![Part::renamed(format!("{base}{renamed}"))]
 }
 
