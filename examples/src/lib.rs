@@ -54,6 +54,16 @@ impl DTypeArg {
     }
 }
 
+/// A dtype as `--dtype` names it (what the programs print after loading).
+pub fn dtype_name(dtype: FloatDType) -> &'static str {
+    match dtype {
+        FloatDType::F64 => "f64",
+        FloatDType::F32 | FloatDType::Flex32 => "f32",
+        FloatDType::F16 => "f16",
+        FloatDType::BF16 => "bf16",
+    }
+}
+
 /// The methods, as the programs name them (`inpaint --method`, the web page's `method`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -143,6 +153,13 @@ mod tests {
             (DTypeArg::Auto, &sdxl, BackendKind::Flex, FloatDType::BF16),
             (DTypeArg::Auto, &sdxl, BackendKind::Wgpu, FloatDType::F32),
             (DTypeArg::Auto, &sd, BackendKind::Flex, FloatDType::F32),
+            // The x4 upscaler is an SD 2 model, also after an SDXL first stage.
+            (
+                DTypeArg::Auto,
+                &folder("pipeline_x4"),
+                BackendKind::Flex,
+                FloatDType::F32,
+            ),
             (DTypeArg::F32, &sdxl, BackendKind::Flex, FloatDType::F32),
             (DTypeArg::F16, &sd, BackendKind::Flex, FloatDType::F16),
         ];

@@ -491,6 +491,12 @@ fn an_sdxl_folder_runs_every_method_that_fits() {
             && log.contains("GiB of first-stage weights"),
         "{log}"
     );
+    // `--dtype auto` decides for each model: SDXL in bf16 on the CPU, the x4 upscaler (SD 2) in
+    // f32.
+    assert!(
+        log.contains("weights: bf16 (first stage), f32 (SR stage)"),
+        "{log}"
+    );
     // The same model as Stability's single file (fp16 weights) with the folder's configs.
     let single = ["--method", "stable", "--config", sdxl];
     let file = "single_file/sdxl_inpaint.safetensors";

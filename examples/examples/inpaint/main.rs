@@ -29,7 +29,7 @@ use hd_painter::{
     Painter, PreFill, PromptSyntax, SeedRule, SizeRule, SrOutput, SrSettings,
     StableDiffusionModels, Stage, StepView, TextualInversion,
 };
-use hd_painter_examples::random_seed;
+use hd_painter_examples::{dtype_name, random_seed};
 use indicatif::{ProgressBar, ProgressStyle};
 
 mod args;
@@ -181,17 +181,17 @@ fn load(args: &Args) -> Result<Painter, RunError> {
     // fused into them first (LoRAs and embeddings go into the f32 weights, so that they round
     // once).
     let direct = !args.half_activations && args.lora.is_empty() && args.embedding.is_empty();
-    let precision = |models: StableDiffusionModels| match (args.half_activations, direct) {
+    let precision = |models: StableDiffusionModels, dtype| match (args.half_activations, direct) {
         (true, _) => models.with_dtype(dtype),
         (false, true) => models,
         (false, false) => models.with_weight_dtype(dtype),
     };
-    let load = |source: &ModelSource| {
+    let load = |source: &ModelSource, dtype| {
         let stored = if direct { dtype } else { FloatDType::F32 };
         StableDiffusionModels::from_source_with_weight_dtype(source, variant, stored, &device)
             .map_err(RunError::from)
     };
-    let mut models = load(&main)?;
+    let mut models = load(&main, dtype)?;
     // Fused while the weights are f32, so that half-precision weights round once.
     for (file, scale) in &args.lora {
         bar.set_message(format!("fusing {}", file.display()));
@@ -211,7 +211,8 @@ fn load(args: &Args) -> Result<Painter, RunError> {
     for file in &args.embedding {
         models.load_textual_inversion(&TextualInversion::open(file, None)?)?;
     }
-    let mut painter = Painter::new(precision(models));
+    let mut painter = Painter::new(precision(models, dtype));
+    let mut dtypes = format!("weights: {} (first stage)", dtype_name(dtype));
     if let Some(dir) = &args.brushnet {
         bar.set_message("loading BrushNet");
         let branch = BrushNetModel::load(dir, args.variant.as_deref(), &device)?;
@@ -222,9 +223,15 @@ fn load(args: &Args) -> Result<Painter, RunError> {
     }
     if let (true, Some(spec)) = (args.sr, &args.sr_model) {
         bar.set_message("loading the upscaler");
-        painter = painter.with_upscaler(precision(load(&ModelSource::parse(spec, None)?)?))?;
+        let source = ModelSource::parse(spec, None)?;
+        // `auto` decides for each model: the x4 upscaler is an SD 2 model, f32 on the CPU even
+        // after an SDXL first stage.
+        let sr_dtype = args.dtype.resolve(&source, None, args.backend)?;
+        dtypes += &format!(", {} (SR stage)", dtype_name(sr_dtype));
+        painter = painter.with_upscaler(precision(load(&source, sr_dtype)?, sr_dtype))?;
     }
     bar.finish_and_clear();
+    println!("{dtypes}");
     Ok(painter)
 }
 

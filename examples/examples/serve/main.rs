@@ -23,7 +23,7 @@ use std::sync::Arc;
 use clap::Parser;
 use hd_painter::StableDiffusionModels;
 use hd_painter::{BackendKind, BrushNetModel, ModelSource, Painter, SchedulerKind, SrSettings};
-use hd_painter_examples::DTypeArg;
+use hd_painter_examples::{DTypeArg, dtype_name};
 
 mod api;
 mod form;
@@ -184,18 +184,22 @@ fn load(args: &Args) -> Result<Painter, hd_painter::Error> {
     let variant = args.variant.as_deref();
     let main = ModelSource::parse(&args.model, args.config.as_deref())?;
     let dtype = args.dtype.resolve(&main, variant, args.backend)?;
-    let pipeline = |spec: &str, config| -> Result<StableDiffusionModels, hd_painter::Error> {
-        let source = ModelSource::parse(spec, config)?;
-        let from = StableDiffusionModels::from_source_with_weight_dtype;
-        Ok(from(&source, variant, dtype, &device)?)
-    };
-    let mut painter = Painter::new(pipeline(&args.model, args.config.as_deref())?);
+    // `auto` decides for each model: the x4 upscaler is an SD 2 model, f32 on the CPU even after
+    // an SDXL first stage.
+    let pipeline =
+        |source: &ModelSource, stage| -> Result<StableDiffusionModels, hd_painter::Error> {
+            let dtype = args.dtype.resolve(source, variant, args.backend)?;
+            eprintln!("weights: {} ({stage})", dtype_name(dtype));
+            let from = StableDiffusionModels::from_source_with_weight_dtype;
+            Ok(from(source, variant, dtype, &device)?)
+        };
+    let mut painter = Painter::new(pipeline(&main, "first stage")?);
     if let Some(dir) = &args.brushnet {
         let branch = BrushNetModel::load(dir, args.variant.as_deref(), &device)?;
         painter = painter.with_brushnet(branch.with_weight_dtype(dtype));
     }
     if let Some(spec) = &args.sr_model {
-        painter = painter.with_upscaler(pipeline(spec, None)?)?;
+        painter = painter.with_upscaler(pipeline(&ModelSource::parse(spec, None)?, "SR stage")?)?;
     }
     Ok(painter)
 }

@@ -22,7 +22,7 @@ use rayon::prelude::*;
 
 use super::{
     Operand, Output, Products, SharedMut, Weights, dims, elements, flex_f32, flex_f32_untracked,
-    flex_weight, product_in, record, register_input_gradient,
+    flex_weight, product_in, record, register_input_gradient, widened,
 };
 
 /// Output positions per band (whole rows, at least one): enough columns for the GEMM to reuse
@@ -74,7 +74,7 @@ pub(crate) fn conv2d_tracked(
     products: Products,
 ) -> Option<Tensor<4>> {
     let x_ad = x.clone().try_into_primitive::<Autodiff<Flex>>().ok()?;
-    let weight_t = flex_f32_untracked(weight)?.to_contiguous();
+    let weight_t = flex_weight(weight, products)?;
     let bias = match bias {
         Some(b) => Some(flex_f32_untracked(b)?.to_contiguous()),
         None => None,
@@ -86,7 +86,7 @@ pub(crate) fn conv2d_tracked(
     }
     let out = conv2d_f32(
         &x_ad.primitive().to_contiguous(),
-        Weights::F32(elements(&weight_t)),
+        Weights::of(&weight_t)?,
         bias.as_ref().map(elements),
         &geometry,
         products,
@@ -145,11 +145,12 @@ impl InputGradient {
 }
 
 impl Backward<Flex, 1> for InputGradient {
+    /// The weight as the forward read it (f32, or bf16 as stored), and the gradient's options.
     type State = (FlexTensor, ConvOptions<2>);
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         register_input_gradient(ops, grads, |(weight, options), grad| {
-            let flipped = Self::flipped(&weight);
+            let flipped = Self::flipped(&widened(weight));
             let geometry = Geometry::new(dims(&grad), dims(&flipped), &options)
                 .expect("the gradient's convolution is valid where the forward one was");
             conv2d_f32(

@@ -15,7 +15,7 @@ use rayon::prelude::*;
 
 use super::{
     Operand, Output, Products, SharedRhs, Weights, elements, flex_f32, flex_f32_untracked,
-    flex_weight, record, register_input_gradient,
+    flex_weight, record, register_input_gradient, widened,
 };
 
 /// `layer.forward(x)` for `x` `[batch, tokens, in]` with the native kernel, when `x` and the
@@ -39,7 +39,7 @@ pub(crate) fn linear_tracked(
     if x_ad.primitive().dtype() != DType::F32 {
         return None;
     }
-    let params = Params::new(layer, x, Products::F32)?;
+    let params = Params::new(layer, x, products)?;
     let out = params.apply(x_ad.primitive(), products);
     Some(record(InputGradient, [x_ad.node()], out, |_| params.weight))
 }
@@ -152,11 +152,12 @@ fn multiply(
 struct InputGradient;
 
 impl Backward<Flex, 1> for InputGradient {
-    /// The weight `[in, out]`, contiguous.
+    /// The weight `[in, out]`, contiguous, as the forward read it (f32, or bf16 as stored).
     type State = FlexTensor;
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         register_input_gradient(ops, grads, |weight, grad| {
+            let weight = widened(weight);
             let shape = weight.layout().shape();
             let [inputs, outputs] = [shape[0], shape[1]];
             let transposed = Matrix {

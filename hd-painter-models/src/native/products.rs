@@ -2,13 +2,13 @@
 //! or bf16 weights as stored, one right operand shared by several products, and the rule that
 //! picks the f32 GEMM or the bf16 one.
 
-use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
 use burn::tensor::{DType, Tensor};
 
 use super::bf16::{self, Products};
+use super::cast::cast;
 use super::panels::PackedF32;
-use super::{Operand, Output, flex_f32_untracked, product};
+use super::{Operand, Output, flex_f32_untracked, flex_untracked, product};
 
 /// An operand of f32 values, or of bf16 weights as stored.
 #[derive(Clone, Copy)]
@@ -147,12 +147,19 @@ impl<'a> Weights<'a> {
 }
 
 /// The flex tensor behind a weight that the kernels read in place, contiguous: untracked f32,
-/// or bf16 on a plain flex device when `products` are bf16 (where [`weights_in`] keeps bf16
-/// weights).
+/// or untracked bf16 when `products` are bf16 (where [`weights_in`] keeps bf16 weights).
 pub(super) fn flex_weight<const D: usize>(t: &Tensor<D>, products: Products) -> Option<FlexTensor> {
-    if t.dtype() == DType::BF16 && products == Products::Bf16 {
-        let plain = t.clone().try_into_primitive::<Flex>().ok()?;
-        return Some(plain.to_contiguous());
+    let weight = match t.dtype() == DType::BF16 && products == Products::Bf16 {
+        true => flex_untracked(t)?,
+        false => flex_f32_untracked(t)?,
+    };
+    Some(weight.to_contiguous())
+}
+
+/// A weight kept for a backward, in f32: bf16 ones widened for the time the backward runs.
+pub(super) fn widened(weight: FlexTensor) -> FlexTensor {
+    match weight.dtype() {
+        DType::BF16 => cast(&weight, DType::F32).expect("bf16 widens to f32"),
+        _ => weight,
     }
-    Some(flex_f32_untracked(t)?.to_contiguous())
 }

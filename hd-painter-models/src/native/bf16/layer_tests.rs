@@ -5,11 +5,12 @@ use burn::module::Module;
 use burn::nn::LinearConfig;
 use burn::nn::conv::Conv2dConfig;
 use burn::tensor::activation::softmax;
-use burn::tensor::{Distribution, FloatDType, Tensor};
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{DType, Distribution, FloatDType, Tensor};
 
 use super::{Products, with_products};
 use crate::attention::chunked_attention;
-use crate::native::{self, max_difference, params_in};
+use crate::native::{self, max_difference, output_and_gradient, params_in};
 
 fn device() -> burn::tensor::Device {
     hd_painter_core::BackendKind::Flex.device().unwrap()
@@ -41,7 +42,7 @@ fn linear_and_convolution_round_their_operands() {
     let normal = Distribution::Normal(0.0, 1.0);
     let linear = LinearConfig::new(96, 70).init(&device);
     let stored = linear.clone().map(&mut Bf16Weights);
-    let widened = params_in(&stored, burn::tensor::DType::F32).into_owned();
+    let widened = params_in(&stored, DType::F32).into_owned();
     // The token view of an NCHW activation, as the transformers read it.
     let x = Tensor::<3>::random([2, 96, 300], normal, &device).swap_dims(1, 2);
     let got = with_products(Products::Bf16, || native::linear(&stored, x.clone()));
@@ -55,11 +56,65 @@ fn linear_and_convolution_round_their_operands() {
         .with_padding(burn::nn::PaddingConfig2d::Explicit(1, 1, 1, 1))
         .init(&device);
     let stored = conv.map(&mut Bf16Weights);
-    let widened = params_in(&stored, burn::tensor::DType::F32).into_owned();
+    let widened = params_in(&stored, DType::F32).into_owned();
     let x = Tensor::<4>::random([2, 40, 23, 37], normal, &device);
     let got = with_products(Products::Bf16, || native::conv(&stored, x.clone()));
     let exact = widened.forward(rounded(x.clone()));
     check("convolution", got, exact, widened.forward(x));
+}
+
+/// On the autodiff device (RASG's tracked forward) the layers read bf16 weights as stored: the
+/// output is the plain device's, with bf16 products, and the input's gradient the f32 backward
+/// through the weights' values, as burn's autodiff of the widened layer gives it.
+#[test]
+fn tracked_layers_read_bf16_weights_as_stored_and_take_the_f32_gradient() {
+    let device = device();
+    let ad = device.clone().autodiff();
+    let normal = Distribution::Normal(0.0, 1.0);
+    let check_tracked = |what: &str,
+                         got: (Tensor<4>, Tensor<4>),
+                         want: (Tensor<4>, Tensor<4>),
+                         exact: Tensor<4>| {
+        check(what, got.0, exact, want.0);
+        let scale: f32 = want.1.clone().abs().max().into_scalar();
+        let err = max_difference(got.1, want.1) / scale;
+        assert!(err < 1e-5, "{what}: gradient {err:e} from burn's");
+    };
+
+    let stored = LinearConfig::new(96, 70)
+        .init(&device)
+        .map(&mut Bf16Weights);
+    let widened = params_in(&stored, DType::F32).into_owned();
+    let x = Tensor::<3>::random([2, 96, 300], normal, &ad).swap_dims(1, 2);
+    let upstream = Tensor::<3>::random([2, 300, 70], normal, &ad);
+    // The tracked kernel takes the bf16 weight itself and keeps it for the backward: a widened
+    // copy kept for every layer's backward held 4 bytes per parameter.
+    let kept = native::weights_in(&stored, true, DType::F32, |l| &mut l.bias);
+    assert!(native::linear::linear_tracked(&kept, &x, Products::Bf16).is_some());
+    let native =
+        |x: &Tensor<3>| with_products(Products::Bf16, || native::linear(&stored, x.clone()));
+    let got = output_and_gradient(&x, &upstream, native);
+    let want = output_and_gradient(&x, &upstream, |x| widened.forward(x.clone()));
+    let exact = widened.forward(rounded(x.clone().inner()));
+    let as_4d = |(out, grad): (Tensor<3>, Tensor<3>)| (out.unsqueeze(), grad.unsqueeze());
+    check_tracked("tracked linear", as_4d(got), as_4d(want), exact.unsqueeze());
+
+    let conv = Conv2dConfig::new([40, 33], [3, 3])
+        .with_padding(burn::nn::PaddingConfig2d::Explicit(1, 1, 1, 1))
+        .init(&device);
+    let stored = conv.map(&mut Bf16Weights);
+    let widened = params_in(&stored, DType::F32).into_owned();
+    let x = Tensor::<4>::random([2, 40, 23, 37], normal, &ad);
+    let upstream = Tensor::<4>::random([2, 33, 23, 37], normal, &ad);
+    let options = ConvOptions::new_with_padding([1, 1], [(1, 1), (1, 1)], [1, 1], 1);
+    let weight = stored.weight.val();
+    let tracked = native::conv::conv2d_tracked(&x, &weight, None, &options, Products::Bf16);
+    assert!(tracked.is_some());
+    let native = |x: &Tensor<4>| with_products(Products::Bf16, || native::conv(&stored, x.clone()));
+    let got = output_and_gradient(&x, &upstream, native);
+    let want = output_and_gradient(&x, &upstream, |x| widened.forward(x.clone()));
+    let exact = widened.forward(rounded(x.clone().inner()));
+    check_tracked("tracked convolution", got, want, exact);
 }
 
 #[test]
