@@ -40,9 +40,7 @@ fn check<const D: usize>(what: &str, got: Tensor<D>, exact: Tensor<D>, unrounded
 fn linear_and_convolution_round_their_operands() {
     let device = device();
     let normal = Distribution::Normal(0.0, 1.0);
-    let linear = LinearConfig::new(96, 70).init(&device);
-    let stored = linear.clone().map(&mut Bf16Weights);
-    let widened = params_in(&stored, DType::F32).into_owned();
+    let (stored, widened) = bf16_and_widened(LinearConfig::new(96, 70).init(&device));
     // The token view of an NCHW activation, as the transformers read it.
     let x = Tensor::<3>::random([2, 96, 300], normal, &device).swap_dims(1, 2);
     let got = with_products(Products::Bf16, || native::linear(&stored, x.clone()));
@@ -52,11 +50,7 @@ fn linear_and_convolution_round_their_operands() {
     let plain = native::linear(&stored, x.clone());
     assert!(max_difference(plain, widened.forward(x)) < 1e-4);
 
-    let conv = Conv2dConfig::new([40, 33], [3, 3])
-        .with_padding(burn::nn::PaddingConfig2d::Explicit(1, 1, 1, 1))
-        .init(&device);
-    let stored = conv.map(&mut Bf16Weights);
-    let widened = params_in(&stored, DType::F32).into_owned();
+    let (stored, widened) = bf16_and_widened(conv_layer(&device));
     let x = Tensor::<4>::random([2, 40, 23, 37], normal, &device);
     let got = with_products(Products::Bf16, || native::conv(&stored, x.clone()));
     let exact = widened.forward(rounded(x.clone()));
@@ -81,10 +75,7 @@ fn tracked_layers_read_bf16_weights_as_stored_and_take_the_f32_gradient() {
         assert!(err < 1e-5, "{what}: gradient {err:e} from burn's");
     };
 
-    let stored = LinearConfig::new(96, 70)
-        .init(&device)
-        .map(&mut Bf16Weights);
-    let widened = params_in(&stored, DType::F32).into_owned();
+    let (stored, widened) = bf16_and_widened(LinearConfig::new(96, 70).init(&device));
     let x = Tensor::<3>::random([2, 96, 300], normal, &ad).swap_dims(1, 2);
     let upstream = Tensor::<3>::random([2, 300, 70], normal, &ad);
     // The tracked kernel takes the bf16 weight itself and keeps it for the backward: a widened
@@ -99,11 +90,7 @@ fn tracked_layers_read_bf16_weights_as_stored_and_take_the_f32_gradient() {
     let as_4d = |(out, grad): (Tensor<3>, Tensor<3>)| (out.unsqueeze(), grad.unsqueeze());
     check_tracked("tracked linear", as_4d(got), as_4d(want), exact.unsqueeze());
 
-    let conv = Conv2dConfig::new([40, 33], [3, 3])
-        .with_padding(burn::nn::PaddingConfig2d::Explicit(1, 1, 1, 1))
-        .init(&device);
-    let stored = conv.map(&mut Bf16Weights);
-    let widened = params_in(&stored, DType::F32).into_owned();
+    let (stored, widened) = bf16_and_widened(conv_layer(&device));
     let x = Tensor::<4>::random([2, 40, 23, 37], normal, &ad);
     let upstream = Tensor::<4>::random([2, 33, 23, 37], normal, &ad);
     let options = ConvOptions::new_with_padding([1, 1], [(1, 1), (1, 1)], [1, 1], 1);
@@ -141,6 +128,20 @@ fn attention_rounds_queries_keys_probabilities_and_values() {
     let err = mean(got.clone() - exact.clone()) / mean(exact);
     let moved = mean(got - unrounded.clone()) / mean(unrounded);
     assert!(err < 2e-5 && moved > 100.0 * err, "{err:e}, {moved:e}");
+}
+
+/// `layer` with its parameters stored in bf16, and that layer widened back to f32.
+fn bf16_and_widened<M: Module + Clone>(layer: M) -> (M, M) {
+    let stored = layer.map(&mut Bf16Weights);
+    let widened = params_in(&stored, DType::F32).into_owned();
+    (stored, widened)
+}
+
+/// A 3 x 3 convolution, 40 to 33 channels, padded to keep the size.
+fn conv_layer(device: &burn::tensor::Device) -> burn::nn::conv::Conv2d {
+    Conv2dConfig::new([40, 33], [3, 3])
+        .with_padding(burn::nn::PaddingConfig2d::Explicit(1, 1, 1, 1))
+        .init(device)
 }
 
 /// Casts every float parameter to bf16, as `with_weight_dtype(BF16)` stores them.
